@@ -1,0 +1,158 @@
+"""Accounts and credentials: users, tokens, mobile devices; resolving a credential to an Actor."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from backend.auth.passwords import hash_password, verify_password
+from backend.auth.tokens import InvalidToken, decode_token, issue_pair
+from backend.service.actors import Actor
+from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
+from backend.service.serializers import user_dict
+from backend.settings import Settings
+from models import MobileSession, Role, User
+
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+
+
+class CredentialMissing(ChatError):
+    def __init__(self, what: str) -> None:
+        super().__init__("credential_missing", f"{what} is required", 401)
+
+
+class CredentialInvalid(ChatError):
+    def __init__(self, message: str) -> None:
+        super().__init__("credential_invalid", message, 401)
+
+
+def token_response(settings: Settings, user: User) -> dict[str, Any]:
+    pair = issue_pair(settings, user.id)
+    return {
+        "user": user_dict(user),
+        "access_token": pair.access_token,
+        "refresh_token": pair.refresh_token,
+        "token_type": "bearer",
+        "expires_in": pair.expires_in,
+    }
+
+
+async def create_user(
+    email: str,
+    password: str,
+    *,
+    role: Role = Role.USER,
+    username: str | None = None,
+    first_name: str = "",
+    last_name: str = "",
+) -> User:
+    """Create an account; 409 when the email or username is taken."""
+    email = email.strip().lower()
+    username = (username or email.split("@", 1)[0]).strip()
+    if await User.exists(email=email):
+        raise conflict("A user with this email already exists")
+    if await User.exists(username=username):
+        if username != email.split("@", 1)[0]:
+            raise conflict("A user with this username already exists")
+        username = f"{username}-{secrets.token_hex(3)}"
+    try:
+        return await User.create(
+            email=email,
+            username=username,
+            password_hash=hash_password(password),
+            first_name=first_name,
+            last_name=last_name,
+            role=role,
+        )
+    except IntegrityError as exc:
+        raise conflict("A user with this email or username already exists") from exc
+
+
+async def login(email: str, password: str) -> User:
+    user = await User.get_or_none(email=email.strip().lower())
+    if not verify_password(password, user.password_hash if user else None) or user is None:
+        raise unauthorized("Invalid email or password")
+    if not user.is_active:
+        raise unauthorized("Account is inactive")
+    return user
+
+
+async def user_from_token(settings: Settings, token: str | None) -> User:
+    """The active user an access token names; CredentialMissing / CredentialInvalid otherwise."""
+    if not token:
+        raise CredentialMissing("An access token")
+    try:
+        user_id = decode_token(settings, token, "access")
+    except InvalidToken as exc:
+        raise CredentialInvalid(f"Invalid token: {exc}") from exc
+    user = await User.get_or_none(id=user_id)
+    if user is None or not user.is_active:
+        raise CredentialInvalid("The token's user does not exist or is inactive")
+    return user
+
+
+async def refresh(settings: Settings, refresh_token: str) -> User:
+    try:
+        user_id = decode_token(settings, refresh_token, "refresh")
+    except InvalidToken as exc:
+        raise unauthorized(f"Invalid refresh token: {exc}") from exc
+    user = await User.get_or_none(id=user_id)
+    if user is None or not user.is_active:
+        raise unauthorized("The token's user does not exist or is inactive")
+    return user
+
+
+async def set_role(admin: User, user_id: int, role: str) -> User:
+    if admin.role != Role.ADMIN:
+        raise ChatError("forbidden", "Only admins may change roles", 403)
+    try:
+        new_role = Role(role)
+    except ValueError as exc:
+        raise invalid("role must be one of user, agent, admin") from exc
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise not_found("User")
+    user.role = new_role
+    await user.save(update_fields=["role"])
+    return user
+
+
+async def register_device(
+    device_id: str | None, platform: str = "", app_version: str = ""
+) -> MobileSession:
+    """Register (or reactivate) a device; without an id the server issues an unguessable one."""
+    if device_id is None:
+        device_id = secrets.token_urlsafe(24)  # 192 random bits
+    elif not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise invalid("device_id must be 8-128 characters of A-Z, a-z, 0-9, '_' or '-'")
+    device, created = await MobileSession.get_or_create(
+        device_id=device_id, defaults={"platform": platform, "app_version": app_version}
+    )
+    if not created:
+        device.is_active = True
+        device.platform = platform or device.platform
+        device.app_version = app_version or device.app_version
+        await device.save(update_fields=["is_active", "platform", "app_version"])
+    return device
+
+
+async def device_actor(device_id: str | None) -> Actor:
+    """The active device named by ``device_id``; CredentialMissing / CredentialInvalid."""
+    if not device_id:
+        raise CredentialMissing("device_id")
+    device = await MobileSession.get_or_none(device_id=device_id)
+    if device is None or not device.is_active:
+        raise CredentialInvalid("Invalid or inactive device_id")
+    return Actor.of_device(device)
+
+
+async def deactivate_device(device_id: str) -> MobileSession:
+    device = await MobileSession.get_or_none(device_id=device_id)
+    if device is None:
+        raise not_found("Device")
+    device.is_active = False
+    await device.save(update_fields=["is_active"])
+    return device

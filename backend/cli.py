@@ -1,0 +1,74 @@
+"""The command line: ``confab serve``, ``confab migrate``, ``confab create-user``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from backend.settings import ConfigurationError, Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="confab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="Run the server (uvicorn).")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+
+    commands.add_parser("migrate", help="Apply pending database migrations.")
+
+    create = commands.add_parser("create-user", help="Create a user of any role.")
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument("--role", choices=["user", "agent", "admin"], default="user")
+    create.add_argument("--username")
+    create.add_argument("--first-name", default="")
+    create.add_argument("--last-name", default="")
+
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        import uvicorn
+
+        uvicorn.run("backend.main:app", host=args.host, port=args.port, workers=args.workers,
+                    loop="uvloop", http="httptools", ws="websockets-sansio",
+                    ws_per_message_deflate=False, proxy_headers=True)
+        return 0
+    if args.command == "migrate":
+        from backend.database import migrate
+
+        asyncio.run(migrate(settings))
+        print("migrations applied")
+        return 0
+    return asyncio.run(_create_user(settings, args))
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.auth.accounts import create_user
+    from backend.database import close_database, open_database
+    from backend.service.errors import ChatError
+    from models import Role
+
+    await open_database(settings, apply_migrations=not settings.production)
+    try:
+        user = await create_user(args.email, args.password, role=Role(args.role),
+                                 username=args.username, first_name=args.first_name,
+                                 last_name=args.last_name)
+    except ChatError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await close_database()
+    print(f"created user {user.id} <{user.email}> with role {user.role}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

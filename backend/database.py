@@ -1,0 +1,100 @@
+"""The database: Tortoise configuration, start-up, migrations and shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from tortoise import Tortoise, connections
+from tortoise.migrations.api import migrate as run_migrations
+
+from backend.settings import Settings
+from models import MODEL_MODULES
+
+log = logging.getLogger("confab.database")
+
+
+def tortoise_config(settings: Settings) -> dict[str, Any]:
+    """The Tortoise ORM configuration for ``settings.database_url``."""
+    url = settings.database_url
+    if url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        _scheme, rest = url.split("://", 1)
+        credentials: dict[str, Any] = {"minsize": 1, "maxsize": settings.db_pool_size}
+        connection: Any = _postgres_connection(f"postgres://{rest}", credentials)
+    else:
+        if url.startswith("sqlite://"):
+            path = url.removeprefix("sqlite://")
+            if path not in (":memory:", ""):
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+        connection = {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {
+                "file_path": url.removeprefix("sqlite://"),
+                # WAL lets readers proceed during a write; NORMAL sync is durable in WAL mode
+                # against process crashes, which is what an acknowledged message needs.
+                "journal_mode": "WAL",
+                "synchronous": "NORMAL",
+                "foreign_keys": "ON",
+            },
+        }
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+def _postgres_connection(url: str, extra: dict[str, Any]) -> dict[str, Any]:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(url)
+    credentials = {
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 5432,
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or ""),
+        "database": parsed.path.lstrip("/") or "postgres",
+        **extra,
+    }
+    for pair in filter(None, parsed.query.split("&")):
+        key, _, value = pair.partition("=")
+        if key == "schema":
+            credentials["schema"] = value
+    return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply every pending migration (idempotent)."""
+    await run_migrations(config=tortoise_config(settings))
+    await Tortoise.close_connections()
+
+
+async def open_database(settings: Settings, *, apply_migrations: bool) -> None:
+    """Connect; on the embedded default, bring the schema up to date first."""
+    if apply_migrations:
+        await migrate(settings)
+    # The lifespan runs in its own task; the global fallback lets request tasks see the ORM.
+    await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+    log.info("database open", extra={"engine": settings.database_url.split("://", 1)[0]})
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+
+
+async def database_ready() -> bool:
+    """True when a trivial query succeeds."""
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # any driver error means "not ready"; /readyz reports it
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Raw WebSocket adapter: the seeds' legacy routes, each speaking its own dialect."""

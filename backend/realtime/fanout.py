@@ -1,0 +1,102 @@
+"""The one fan-out path: a python-socketio manager that also delivers to raw WebSockets.
+
+Every canonical event is emitted once, on the reserved namespace ``FANOUT``, with its rooms in
+the envelope. On one node ``AsyncManager.emit`` lands here directly; with Redis, the pub/sub
+manager publishes the envelope and each node's listener calls this same ``emit`` (it sits below
+``AsyncPubSubManager`` in the method order), so raw sockets on every node get every event with
+no second broadcast path. Members of every door share the room table kept here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from backend.realtime.members import Member
+
+FANOUT = "/__fanout__"
+log = logging.getLogger("confab.fanout")
+
+
+class FanoutManager(socketio.AsyncManager):
+    """A socket.io manager with a room table of members from every door."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.members: dict[str, Member] = {}
+        self.room_members: dict[str, dict[str, Member]] = {}
+
+    # -- membership -------------------------------------------------------------------------
+
+    def add_member(self, member: Member) -> None:
+        self.members[member.id] = member
+
+    def remove_member(self, member: Member) -> None:
+        for room in list(member.rooms):
+            self.leave(member, room)
+        self.members.pop(member.id, None)
+
+    def join(self, member: Member, room: str) -> None:
+        self.room_members.setdefault(room, {})[member.id] = member
+        member.rooms.add(room)
+
+    def leave(self, member: Member, room: str) -> None:
+        members = self.room_members.get(room)
+        if members is not None:
+            members.pop(member.id, None)
+            if not members:
+                del self.room_members[room]
+        member.rooms.discard(room)
+
+    def members_in(self, room: str) -> list[Member]:
+        return list(self.room_members.get(room, {}).values())
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    async def emit(  # type: ignore[override]
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if namespace != FANOUT:
+            await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
+                               callback=callback, to=to, **kwargs)
+            return
+        await self.deliver(event, data)
+
+    async def deliver(self, name: str, envelope: dict[str, Any]) -> None:
+        """Write ``name`` to every member of the envelope's rooms on this node, encoding it once
+        per dialect."""
+        payload = envelope["payload"]
+        skip = frozenset(envelope.get("skip") or ())
+        origin = envelope.get("origin")
+        encoded: dict[str, list[str]] = {}
+        seen: set[str] = set()
+        for room in envelope["rooms"]:
+            for member in self.members_in(room):
+                if member.id in seen:
+                    continue
+                seen.add(member.id)
+                if member.actor.key in skip or (member.id == origin and not member.echo_own):
+                    continue
+                dialect = member.dialect
+                if name in dialect.personal:
+                    frames = dialect.encode(name, payload, member)
+                else:
+                    frames = encoded.get(dialect.name)
+                    if frames is None:
+                        frames = encoded[dialect.name] = dialect.encode(name, payload, member)
+                if not frames:
+                    continue
+                try:
+                    await member.write(frames)
+                except Exception:  # one broken connection must not stop the others
+                    log.warning("delivery to %s failed", member.id, exc_info=True)

@@ -1,0 +1,79 @@
+"""Members of rooms: one per live connection, whatever door it came through.
+
+A member knows its actor, its dialect and how to write text to its client. The fan-out manager
+asks the dialect to encode an event once per dialect and hands the same text to every member.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from backend.service.actors import Actor
+
+if TYPE_CHECKING:
+    from backend.realtime.dialects import Dialect
+
+log = logging.getLogger("confab.realtime")
+
+
+class Member:
+    """A connection in rooms. ``id`` is unique across the cluster."""
+
+    __slots__ = ("actor", "dialect", "id", "rooms", "route")
+
+    #: Does this member receive the chat_message it sent itself? Raw routes do (their clients
+    #: render from the echo); Socket.IO senders get the stored message in the ack instead.
+    echo_own = True
+
+    def __init__(self, member_id: str, actor: Actor, dialect: Dialect, route: str) -> None:
+        self.id = member_id
+        self.actor = actor
+        self.dialect = dialect
+        self.route = route
+        self.rooms: set[str] = set()
+
+    @property
+    def viewer_keys(self) -> tuple[str, ...]:
+        """Keys under which per-viewer values (unread counts) are looked up, most specific
+        first."""
+        actor = self.actor
+        if actor.user is not None:
+            return (f"user:{actor.user.id}", "staff") if actor.is_staff else (
+                f"user:{actor.user.id}",)
+        if actor.device is not None:
+            return (f"device:{actor.device.device_id}",)
+        return ()
+
+    async def write(self, frames: list[str]) -> None:
+        """Queue ``frames`` for the client. Must not wait on the client itself: a slow client
+        never stalls delivery to the others."""
+        raise NotImplementedError
+
+    async def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+
+class SocketIOMember(Member):
+    """A Socket.IO socket; frames are encoded socket.io packets handed to engine.io."""
+
+    __slots__ = ("eio", "eio_sid", "namespace", "sid")
+
+    echo_own = False
+
+    def __init__(self, sid: str, eio_sid: str, namespace: str, actor: Actor, dialect: Dialect,
+                 eio: Any) -> None:
+        super().__init__(f"sio:{sid}", actor, dialect, namespace)
+        self.sid = sid
+        self.eio_sid = eio_sid
+        self.namespace = namespace
+        self.eio = eio
+
+    async def write(self, frames: list[str]) -> None:
+        # engine.io's send puts the packet on the socket's unbounded queue, which its own
+        # writer task drains: this never waits on the client.
+        for frame in frames:
+            await self.eio.send(self.eio_sid, frame)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self.eio.disconnect(self.eio_sid)

@@ -1,0 +1,1 @@
+"""REST routes of every seed family, declared on one Api registry."""

@@ -1,0 +1,232 @@
+"""A small registry of REST operations: one declaration gives the route, its validation, its
+auth, its error mapping and its OpenAPI entry.
+
+A handler is ``async def handler(call: Call) -> Any``; what it returns is sent as JSON (or, if it
+is a Response, as is). Bodies and query strings are validated with pydantic models; every
+failure becomes ``{"detail": ...}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from backend.auth.accounts import user_from_token
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
+from backend.service.errors import ChatError
+from backend.settings import Settings
+from models import User
+
+log = logging.getLogger("confab.rest")
+
+AuthKind = Literal["user", "none"]
+_PARAM = re.compile(r"{(\w+)}")
+
+
+class ORJSONResponse(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def error_response(status: int, detail: Any, **extra: Any) -> ORJSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return ORJSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+@dataclass
+class Call:
+    """Everything a handler needs about one request."""
+
+    request: Request
+    path: dict[str, Any]
+    body: Any
+    query: Any
+    user: User | None
+
+    @property
+    def chat(self) -> ChatService:
+        return self.request.app.state.chat  # type: ignore[no-any-return]
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.app.state.settings  # type: ignore[no-any-return]
+
+    @property
+    def actor(self) -> Actor:
+        assert self.user is not None, "operation declared without auth"
+        return Actor.of_user(self.user)
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    auth: AuthKind = "user"
+    tags: tuple[str, ...] = ()
+    str_params: frozenset[str] = field(default_factory=frozenset)
+
+
+class Api:
+    """Collects operations; ``routes()`` for Starlette, ``openapi()`` for the document."""
+
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+        self.extra_paths: dict[str, dict[str, Any]] = {}
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        auth: AuthKind = "user",
+        tags: tuple[str, ...] = (),
+        str_params: tuple[str, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.operations.append(
+                Operation(method.upper(), path, handler, summary, body, query, response, status,
+                          auth, tags, frozenset(str_params))
+            )
+            return handler
+
+        return register
+
+    def document(self, path: str, entry: dict[str, Any]) -> None:
+        """Add a path that is not a REST operation (a WebSocket route) to the OpenAPI document."""
+        self.extra_paths[path] = entry
+
+    def routes(self) -> list[Route]:
+        by_path: dict[str, list[Operation]] = {}
+        for op in self.operations:
+            by_path.setdefault(op.path, []).append(op)
+        return [Route(path, _dispatcher(ops), methods=[o.method for o in ops])
+                for path, ops in by_path.items()]
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        from backend.rest.openapi import build_document
+
+        return build_document(self, title, version)
+
+
+def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]]:
+    table = {op.method: op for op in ops}
+
+    async def endpoint(request: Request) -> Response:
+        op = table[request.method] if request.method in table else table["GET"]
+        try:
+            return await _run(op, request)
+        except ChatError as exc:
+            extra = {"code": exc.code}
+            retry = getattr(exc, "retry_after", None)
+            if retry is not None:
+                extra["retry_after"] = round(retry, 3)
+            return error_response(exc.status, exc.message, **extra)
+
+    return endpoint
+
+
+async def _run(op: Operation, request: Request) -> Response:
+    path = _path_params(op, request)
+    if isinstance(path, Response):
+        return path
+    user = None
+    if op.auth == "user":
+        user = await user_from_token(request.app.state.settings, bearer_token(request))
+    query = None
+    if op.query is not None:
+        try:
+            query = op.query.model_validate(dict(request.query_params))
+        except ValidationError as exc:
+            return error_response(422, _errors(exc))
+    body = None
+    if op.body is not None:
+        parsed = await _read_json(request)
+        if isinstance(parsed, Response):
+            return parsed
+        try:
+            body = op.body.model_validate(parsed)
+        except ValidationError as exc:
+            return error_response(422, _errors(exc))
+    result = await op.handler(Call(request, path, body, query, user))
+    if isinstance(result, Response):
+        return result
+    return ORJSONResponse(result, status_code=op.status)
+
+
+def _path_params(op: Operation, request: Request) -> dict[str, Any] | Response:
+    values: dict[str, Any] = {}
+    for name, raw in request.path_params.items():
+        if name in op.str_params:
+            values[name] = raw
+            continue
+        try:
+            number = int(raw)
+        except ValueError:
+            return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
+        if not 0 < number < 2**63:
+            return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
+        values[name] = number
+    return values
+
+
+async def _read_json(request: Request) -> Any:
+    limit = request.app.state.settings.limits.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return error_response(413, f"Request body is larger than {limit} bytes")
+    raw = await request.body()
+    if len(raw) > limit:
+        return error_response(413, f"Request body is larger than {limit} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error_response(400, "Invalid JSON format")
+    if not isinstance(parsed, dict):
+        return error_response(422, "Request body must be a JSON object")
+    return parsed
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+    ]
+
+
+def path_parameters(path: str) -> list[str]:
+    return _PARAM.findall(path)

@@ -1,0 +1,126 @@
+"""``/api/v1/auth/...`` and mobile device registration (CONTRACT section 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from backend.auth import accounts
+from backend.rest.api import Api, Call
+from backend.service.serializers import user_dict
+
+
+class RegisterBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=256)
+    first_name: str = Field(default="", max_length=150)
+    last_name: str = Field(default="", max_length=150)
+    username: str | None = Field(default=None, min_length=1, max_length=150,
+                                 pattern=r"^[\w.@+-]+$")
+
+
+class LoginBody(BaseModel):
+    email: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshBody(BaseModel):
+    refresh_token: str = Field(min_length=1)
+
+
+class RoleBody(BaseModel):
+    role: str
+
+
+class DeviceBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    device_id: str | None = None
+    platform: str = Field(default="", max_length=32)
+    app_version: str = Field(default="", max_length=32)
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    username: str
+    first_name: str
+    last_name: str
+    avatar_url: str
+    role: str
+
+
+class TokenOut(BaseModel):
+    user: UserOut
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    is_active: bool
+    created_at: str | None
+
+
+def _device(device: Any) -> dict[str, Any]:
+    from backend.service.clock import iso
+
+    return {"device_id": device.device_id, "is_active": device.is_active,
+            "platform": device.platform, "app_version": device.app_version,
+            "created_at": iso(device.created_at)}
+
+
+def register(api: Api) -> None:
+    @api.route("POST", "/api/v1/auth/register", summary="Create an account (role user)",
+               body=RegisterBody, response=TokenOut, status=201, auth="none", tags=("auth",))
+    async def register_user(call: Call) -> Any:
+        body: RegisterBody = call.body
+        user = await accounts.create_user(
+            body.email, body.password, username=body.username,
+            first_name=body.first_name, last_name=body.last_name,
+        )
+        return accounts.token_response(call.settings, user)
+
+    @api.route("POST", "/api/v1/auth/login", summary="Log in with email and password",
+               body=LoginBody, response=TokenOut, auth="none", tags=("auth",))
+    async def login(call: Call) -> Any:
+        user = await accounts.login(call.body.email, call.body.password)
+        return accounts.token_response(call.settings, user)
+
+    @api.route("POST", "/api/v1/auth/refresh", summary="A new token pair for a refresh token",
+               body=RefreshBody, response=TokenOut, auth="none", tags=("auth",))
+    async def refresh(call: Call) -> Any:
+        user = await accounts.refresh(call.settings, call.body.refresh_token)
+        return accounts.token_response(call.settings, user)
+
+    @api.route("GET", "/api/v1/auth/me", summary="The current user", response=UserOut,
+               tags=("auth",))
+    async def me(call: Call) -> Any:
+        assert call.user is not None
+        return user_dict(call.user)
+
+    @api.route("PATCH", "/api/v1/auth/users/{user_id}/role", summary="Change a role (admins)",
+               body=RoleBody, response=UserOut, tags=("auth",))
+    async def change_role(call: Call) -> Any:
+        assert call.user is not None
+        user = await accounts.set_role(call.user, call.path["user_id"], call.body.role)
+        return user_dict(user)
+
+    @api.route("POST", "/mobile/sessions/", summary="Register a mobile device",
+               body=DeviceBody, response=DeviceOut, status=201, auth="none", tags=("mobile",))
+    async def create_device(call: Call) -> Any:
+        body: DeviceBody = call.body
+        device = await accounts.register_device(body.device_id, body.platform, body.app_version)
+        return _device(device)
+
+    @api.route("DELETE", "/mobile/sessions/{device_id}/", summary="Deactivate a mobile device",
+               response=DeviceOut, auth="none", tags=("mobile",), str_params=("device_id",))
+    async def delete_device(call: Call) -> Any:
+        device = await accounts.deactivate_device(call.path["device_id"])
+        await call.request.app.state.realtime.close_device(device.device_id)
+        return _device(device)

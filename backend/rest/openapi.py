@@ -1,0 +1,92 @@
+"""The OpenAPI 3.1 document, built from the Api registry and its pydantic models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from backend.rest.api import Api
+
+
+def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema for ``model`` (a pydantic model, ``list[model]``, or a plain schema)."""
+    if model is None:
+        return {"type": "object"}
+    if isinstance(model, dict):
+        return model
+    origin = getattr(model, "__origin__", None)
+    if origin is list:
+        return {"type": "array", "items": _schema(model.__args__[0], components)}
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in schema.pop("$defs", {}).items():
+            components[name] = sub
+        components[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"type": "object"}
+
+
+def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
+    from backend.rest.api import path_parameters
+
+    components: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "properties": {"detail": {}, "code": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in api.operations:
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"} if name in op.str_params else {"type": "integer"},
+            }
+            for name in path_parameters(op.path)
+        ]
+        if op.query is not None:
+            for name, prop in op.query.model_json_schema().get("properties", {}).items():
+                parameters.append({"name": name, "in": "query", "required": False,
+                                   "schema": prop})
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": f"{op.method.lower()}_{op.handler.__name__}",
+            "tags": list(op.tags),
+            "parameters": parameters,
+            "responses": {
+                str(op.status): {
+                    "description": "Success",
+                    "content": {"application/json": {"schema": _schema(op.response, components)}},
+                },
+                "default": {
+                    "description": "Error",
+                    "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}}},
+                },
+            },
+        }
+        if op.auth == "user":
+            entry["security"] = [{"bearer": []}]
+        if op.body is not None:
+            entry["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(op.body, components)}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = entry
+    for path, extra in api.extra_paths.items():
+        paths.setdefault(path, {}).update(extra)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "bearerFormat": "JWT"}},
+        },
+    }

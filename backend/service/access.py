@@ -1,0 +1,106 @@
+"""Who may see and write which conversation (CONTRACT section 2), decided here only."""
+
+from __future__ import annotations
+
+from tortoise.expressions import Q
+
+from backend.service.actors import Actor
+from backend.service.errors import ChatError, forbidden, not_found
+from models import (
+    Block,
+    Conversation,
+    ConversationKind,
+    ConversationStatus,
+    Participant,
+    Role,
+)
+
+
+async def load_conversation(conversation_id: int) -> Conversation:
+    conversation = await Conversation.get_or_none(id=conversation_id).select_related(
+        "device", "customer"
+    )
+    if conversation is None:
+        raise not_found("Conversation")
+    return conversation
+
+
+async def can_view(actor: Actor, conversation: Conversation) -> bool:
+    if actor.user is None:
+        if actor.device is not None:
+            return conversation.device_id == actor.device.id  # type: ignore[attr-defined]
+        if actor.customer is not None:
+            return conversation.customer_id == actor.customer.id  # type: ignore[attr-defined]
+        return True  # the system actor
+    user = actor.user
+    if conversation.kind == ConversationKind.SUPPORT and (
+        user.is_staff
+        or conversation.initiator_id == user.id  # type: ignore[attr-defined]
+        or conversation.assigned_agent_id == user.id  # type: ignore[attr-defined]
+    ):
+        return True
+    return await Participant.exists(
+        conversation_id=conversation.id, user_id=user.id, is_active=True
+    )
+
+
+async def visible_conversation(actor: Actor, conversation_id: int) -> Conversation:
+    """The conversation if ``actor`` may see it; 404 if it does not exist, 403 otherwise."""
+    conversation = await load_conversation(conversation_id)
+    if not await can_view(actor, conversation):
+        raise forbidden("You are not a participant of this conversation")
+    return conversation
+
+
+async def writable_conversation(actor: Actor, conversation_id: int) -> Conversation:
+    """The conversation if ``actor`` may write to it now (open, not blocked)."""
+    conversation = await visible_conversation(actor, conversation_id)
+    ensure_open(conversation)
+    if actor.user is not None and conversation.kind == ConversationKind.DIRECT:
+        others = await Participant.filter(conversation_id=conversation.id).exclude(
+            user_id=actor.user.id
+        ).values_list("user_id", flat=True)
+        if others and await Block.exists(blocker_id__in=list(others), blocked_id=actor.user.id):
+            raise forbidden("You cannot write to a user who blocked you")
+    return conversation
+
+
+def ensure_open(conversation: Conversation) -> None:
+    if conversation.status == ConversationStatus.CLOSED:
+        raise ChatError("conversation_closed", "Conversation is closed", 409)
+
+
+async def can_close(actor: Actor, conversation: Conversation) -> bool:
+    if actor.user is None:
+        return await can_view(actor, conversation)  # a device may close its own ticket
+    if actor.user.is_staff:
+        return True
+    if conversation.initiator_id == actor.user.id:  # type: ignore[attr-defined]
+        return True
+    return conversation.kind == ConversationKind.DIRECT and await can_view(actor, conversation)
+
+
+def visible_filter(actor: Actor) -> Q:
+    """A filter on Conversation selecting everything ``actor`` may see."""
+    if actor.user is None:
+        if actor.device is not None:
+            return Q(device_id=actor.device.id)
+        if actor.customer is not None:
+            return Q(customer_id=actor.customer.id)
+        return Q()
+    user = actor.user
+    mine = Q(participants__user_id=user.id, participants__is_active=True)
+    if user.role in (Role.AGENT, Role.ADMIN):
+        return mine | Q(kind=ConversationKind.SUPPORT)
+    return mine | Q(initiator_id=user.id, kind=ConversationKind.SUPPORT)
+
+
+async def blockers_of(user_id: int) -> frozenset[str]:
+    """Actor keys of the users who blocked ``user_id``: they get nothing from them."""
+    ids = await Block.filter(blocked_id=user_id).values_list("blocker_id", flat=True)
+    return frozenset(f"user:{i}" for i in ids)
+
+
+async def blocked_by(user_id: int) -> list[int]:
+    """Ids of the users ``user_id`` blocked, whose messages they do not see."""
+    return list(await Block.filter(blocker_id=user_id).values_list("blocked_id", flat=True))

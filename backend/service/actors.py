@@ -1,0 +1,66 @@
+"""Who is acting: a user, a mobile device, an outside customer, or the system itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import Customer, MobileSession, SenderType, User
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The author of an operation. Exactly one of ``user``, ``device``, ``customer`` is set,
+    except for the system actor, which has none."""
+
+    kind: SenderType
+    user: User | None = None
+    device: MobileSession | None = None
+    customer: Customer | None = None
+
+    @classmethod
+    def of_user(cls, user: User) -> Actor:
+        return cls(SenderType.USER, user=user)
+
+    @classmethod
+    def of_device(cls, device: MobileSession) -> Actor:
+        return cls(SenderType.MOBILE, device=device)
+
+    @classmethod
+    def of_customer(cls, customer: Customer) -> Actor:
+        return cls(SenderType.CUSTOMER, customer=customer)
+
+    @property
+    def key(self) -> str:
+        """A stable string naming the actor, used for idempotency, reactions and receipts."""
+        if self.user is not None:
+            return f"user:{self.user.id}"
+        if self.device is not None:
+            return f"mobile:{self.device.device_id}"
+        if self.customer is not None:
+            return f"customer:{self.customer.id}"
+        return "system"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.user is not None and self.user.is_staff
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.id if self.user is not None else None
+
+    @property
+    def device_id(self) -> str | None:
+        return self.device.device_id if self.device is not None else None
+
+    @property
+    def name(self) -> str:
+        if self.user is not None:
+            return self.user.display_name
+        if self.device is not None:
+            return "Mobile user"
+        if self.customer is not None:
+            return self.customer.display_name
+        return "System"
+
+
+SYSTEM = Actor(SenderType.SYSTEM)

@@ -1,0 +1,19 @@
+"""Timestamps as clients see them: ISO 8601 in UTC with a ``Z``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_now() -> str:
+    return iso(now())  # type: ignore[return-value]

@@ -1,0 +1,314 @@
+"""Conversation operations: create, list, view, close, participants, read positions."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
+
+from backend.service import events
+from backend.service.access import (
+    can_close,
+    load_conversation,
+    visible_conversation,
+    visible_filter,
+)
+from backend.service.actors import Actor
+from backend.service.base import ServiceBase
+from backend.service.clock import iso, now
+from backend.service.errors import forbidden, invalid, not_found
+from backend.service.serializers import conversation_dict
+from models import (
+    Conversation,
+    ConversationKind,
+    ConversationStatus,
+    Message,
+    MobileSession,
+    Participant,
+    Receipt,
+    SenderType,
+    User,
+)
+
+
+class ConversationOps(ServiceBase):
+    """Mixin of ChatService: everything about conversations as a whole."""
+
+    async def create_conversation(
+        self,
+        actor: Actor,
+        *,
+        title: str = "",
+        kind: str = "support",
+        participant_ids: list[int] | None = None,
+        assigned_agent_id: int | None = None,
+        subject: str = "",
+    ) -> dict[str, Any]:
+        """Create a support or group conversation; the creator takes part in it."""
+        if actor.user is None:
+            raise forbidden("Only users create conversations here")
+        if kind == ConversationKind.DIRECT:
+            raise invalid("Direct conversations are created by accepting a connection")
+        if kind not in (ConversationKind.SUPPORT, ConversationKind.GROUP):
+            raise invalid("kind must be 'support' or 'group'")
+        member_ids = {i for i in (participant_ids or []) if i != actor.user.id}
+        if member_ids:
+            found = await User.filter(id__in=member_ids, is_active=True).count()
+            if found != len(member_ids):
+                raise not_found("Participant user")
+        agent = None
+        if assigned_agent_id is not None:
+            agent = await User.get_or_none(id=assigned_agent_id, is_active=True)
+            if agent is None or not agent.is_staff:
+                raise invalid("assigned_agent_id must name an agent or admin")
+        async with in_transaction():
+            conversation = await Conversation.create(
+                kind=kind,
+                title=title,
+                subject=subject or title,
+                initiator_id=actor.user.id,
+                assigned_agent_id=agent.id if agent else None,
+            )
+            rows = [Participant(conversation_id=conversation.id, user_id=actor.user.id,
+                                role="owner" if kind == ConversationKind.GROUP else "user")]
+            rows += [Participant(conversation_id=conversation.id, user_id=i, role="member")
+                     for i in sorted(member_ids)]
+            if agent is not None and agent.id != actor.user.id:
+                rows.append(Participant(conversation_id=conversation.id, user_id=agent.id,
+                                        role="agent"))
+            await Participant.bulk_create(rows)
+        conversation = await load_conversation(conversation.id)
+        return await self.conversation_view(conversation, actor)
+
+    async def start_device_conversation(
+        self, device: MobileSession, subject: str
+    ) -> dict[str, Any]:
+        """Seed 000's ``/mobile/chat/start/``: a support conversation owned by a device."""
+        conversation = await Conversation.create(
+            kind=ConversationKind.SUPPORT, title=subject, subject=subject, device_id=device.id
+        )
+        conversation = await load_conversation(conversation.id)
+        view = await self.conversation_view(conversation, Actor.of_device(device))
+        await self._publish_conversation_updated(conversation)
+        return view
+
+    async def get_conversation(self, actor: Actor, conversation_id: int) -> dict[str, Any]:
+        conversation = await visible_conversation(actor, conversation_id)
+        return await self.conversation_view(conversation, actor)
+
+    async def list_conversations(
+        self,
+        actor: Actor,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        cursor: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The actor's conversations, newest activity first, and the cursor of the next page."""
+        query = Conversation.filter(visible_filter(actor)).distinct()
+        if status:
+            query = query.filter(status=status)
+        if cursor:
+            stamp, last_id = _decode_cursor(cursor)
+            query = query.filter(Q(updated_at__lt=stamp) | Q(updated_at=stamp, id__lt=last_id))
+            offset = 0
+        rows = await (
+            query.order_by("-updated_at", "-id")
+            .offset(offset)
+            .limit(limit + 1)
+            .select_related("device", "customer")
+        )
+        page = rows[:limit]
+        next_cursor = _encode_cursor(page[-1]) if len(rows) > limit and page else None
+        return [await self.conversation_view(c, actor) for c in page], next_cursor
+
+    async def close_conversation(self, actor: Actor, conversation_id: int) -> dict[str, Any]:
+        conversation = await visible_conversation(actor, conversation_id)
+        if not await can_close(actor, conversation):
+            raise forbidden("You may not close this conversation")
+        if conversation.status != ConversationStatus.CLOSED:
+            conversation.status = ConversationStatus.CLOSED
+            conversation.closed_at = now()
+            await conversation.save(update_fields=["status", "closed_at", "updated_at"])
+            await self.sink.publish(events.conversation_closed(conversation.id))
+            await self._publish_conversation_updated(conversation)
+        return await self.conversation_view(conversation, actor)
+
+    async def participants(self, actor: Actor, conversation_id: int) -> list[dict[str, Any]]:
+        conversation = await visible_conversation(actor, conversation_id)
+        rows = await Participant.filter(conversation_id=conversation.id).order_by("id")
+        return [
+            {
+                "id": p.id,
+                "user_id": p.user_id,  # type: ignore[attr-defined]
+                "conversation_id": conversation.id,
+                "role": p.role,
+                "joined_at": iso(p.joined_at),
+                "is_active": p.is_active,
+                "last_read_message_id": p.last_read_message_id,
+                "last_read_at": iso(p.last_read_at),
+            }
+            for p in rows
+        ]
+
+    async def mark_read(
+        self,
+        actor: Actor,
+        conversation_id: int,
+        *,
+        up_to_message_id: int | None = None,
+        message_ids: list[int] | None = None,
+    ) -> dict[str, Any]:
+        """Mark messages from others as read: up to an id, a list, or (neither) everything."""
+        conversation = await visible_conversation(actor, conversation_id)
+        others = Message.filter(conversation_id=conversation.id).exclude(sender_key=actor.key)
+        if message_ids is not None:
+            ids = await others.filter(id__in=message_ids).values_list("id", flat=True)
+        else:
+            pointer = await self._read_pointer(actor, conversation)
+            ceiling = Q(id__lte=up_to_message_id) if up_to_message_id is not None else Q()
+            ids = await (
+                others.filter(ceiling, id__gt=pointer)
+                .order_by("-id")
+                .limit(1000)
+                .values_list("id", flat=True)
+            )
+        ids = sorted(ids)
+        read_at = now()
+        if ids or up_to_message_id is not None:
+            top = max([*ids, up_to_message_id or 0])
+            async with in_transaction():
+                await self._record_reads(actor, ids, read_at)
+                await self._advance_pointer(actor, conversation, top, read_at)
+        if ids:
+            await self.sink.publish(events.read_receipt(conversation.id, actor, ids))
+        await self._publish_conversation_updated(conversation)
+        return {
+            "success": True,
+            "message": "Messages marked as read",
+            "conversation_id": conversation.id,
+            "message_ids": ids,
+            "marked_count": len(ids),
+            "read_at": iso(read_at),
+            "timestamp": iso(read_at),
+        }
+
+    # -- views and inbox updates ------------------------------------------------------------
+
+    async def conversation_view(self, conversation: Conversation, viewer: Actor) -> dict[str, Any]:
+        """The canonical conversation as ``viewer`` sees it (their own unread count)."""
+        last = await self._last_message(conversation)
+        count = await Participant.filter(conversation_id=conversation.id, is_active=True).count()
+        unread = await self._unread_for(viewer, conversation)
+        return conversation_dict(
+            conversation, last_message=last, participants_count=count, unread_count=unread
+        )
+
+    async def _last_message(self, conversation: Conversation) -> Message | None:
+        if conversation.last_message_id is None:
+            return None
+        return await Message.get_or_none(id=conversation.last_message_id)
+
+    async def _unread_for(self, viewer: Actor, conversation: Conversation) -> int:
+        if viewer.device is not None:
+            return conversation.device_unread_count
+        if viewer.user is None:
+            return 0
+        row = await Participant.get_or_none(conversation_id=conversation.id, user_id=viewer.user.id)
+        if row is not None:
+            return row.unread_count
+        return conversation.staff_unread_count if viewer.is_staff else 0
+
+    async def _publish_conversation_updated(self, conversation: Conversation) -> None:
+        """Tell every viewer's inbox that ``conversation`` changed, with their unread count."""
+        fresh = await load_conversation(conversation.id)
+        view = await self.conversation_view(fresh, Actor(SenderType.SYSTEM))
+        counts: dict[str, int] = {}
+        rooms: list[str] = []
+        for user_id, unread in await Participant.filter(
+            conversation_id=fresh.id, is_active=True
+        ).values_list("user_id", "unread_count"):
+            counts[f"user:{user_id}"] = unread
+            rooms.append(events.user_room(user_id))
+        if fresh.kind == ConversationKind.SUPPORT:
+            counts["staff"] = fresh.staff_unread_count
+            rooms.append(events.STAFF_ROOM)
+            if fresh.initiator_id is not None:  # type: ignore[attr-defined]
+                rooms.append(events.user_room(fresh.initiator_id))  # type: ignore[attr-defined]
+            if fresh.device is not None:
+                device_id = fresh.device.device_id  # type: ignore[union-attr]
+                counts[f"device:{device_id}"] = fresh.device_unread_count
+                rooms.append(events.device_room(device_id))
+        await self.sink.publish(
+            events.conversation_updated(view, counts, tuple(dict.fromkeys(rooms)))
+        )
+
+    # -- read positions ---------------------------------------------------------------------
+
+    async def _read_pointer(self, actor: Actor, conversation: Conversation) -> int:
+        if actor.device is not None:
+            return conversation.device_last_read_message_id
+        if actor.user is None:
+            return 0
+        row = await Participant.get_or_none(conversation_id=conversation.id, user_id=actor.user.id)
+        return row.last_read_message_id if row is not None else 0
+
+    async def _record_reads(self, actor: Actor, ids: list[int], read_at: datetime) -> None:
+        if not ids:
+            return
+        existing = set(
+            await Receipt.filter(message_id__in=ids, reader_key=actor.key).values_list(
+                "message_id", flat=True
+            )
+        )
+        await Receipt.filter(message_id__in=list(existing), reader_key=actor.key,
+                             read_at__isnull=True).update(read_at=read_at)
+        await Receipt.bulk_create(
+            [Receipt(message_id=i, reader_key=actor.key, delivered_at=read_at, read_at=read_at)
+             for i in ids if i not in existing]
+        )
+        await Message.filter(id__in=ids).exclude(status="read").update(status="read")
+
+    async def _advance_pointer(
+        self, actor: Actor, conversation: Conversation, top: int, read_at: datetime
+    ) -> None:
+        unread_after = Message.filter(
+            conversation_id=conversation.id, id__gt=top, is_deleted=False
+        ).exclude(sender_key=actor.key)
+        if actor.device is not None:
+            pointer = max(conversation.device_last_read_message_id, top)
+            await Conversation.filter(id=conversation.id).update(
+                device_last_read_message_id=pointer,
+                device_unread_count=await unread_after.filter(id__gt=pointer).count(),
+            )
+            return
+        if actor.user is None:
+            return
+        if actor.is_staff and conversation.kind == ConversationKind.SUPPORT:
+            await Conversation.filter(id=conversation.id).update(staff_unread_count=0)
+        row = await Participant.get_or_none(conversation_id=conversation.id, user_id=actor.user.id)
+        if row is None:
+            return
+        row.last_read_message_id = max(row.last_read_message_id, top)
+        row.last_read_at = read_at
+        row.unread_count = await unread_after.filter(id__gt=row.last_read_message_id).count()
+        await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_count"])
+
+
+def _encode_cursor(conversation: Conversation) -> str:
+    raw = f"{conversation.updated_at.isoformat()}|{conversation.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        stamp, _, ident = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return datetime.fromisoformat(stamp), int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise invalid("Malformed cursor") from exc

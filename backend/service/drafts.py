@@ -1,0 +1,71 @@
+"""What a client may ask to send, validated once for every door."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from backend.service.errors import ChatError, invalid, too_large
+from backend.settings import Limits
+
+
+class FileInfo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    url: str = Field(max_length=2048)
+    name: str = Field(default="", max_length=255)
+    size: int = Field(default=0, ge=0)
+    type: str = Field(default="", max_length=255)
+
+
+class MessageDraft(BaseModel):
+    """A message as sent by a client, before it is stored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: str = ""
+    message_type: Literal["text", "image", "file"] = "text"
+    media_url: str = Field(default="", max_length=2048)
+    file: FileInfo | None = None
+    parent_message_id: int | None = None
+    reply_to_id: int | None = None
+    mentions: list[int | str] = Field(default_factory=list, max_length=50)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    is_urgent: bool = False
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("media_url", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+def parse_draft(data: Any, limits: Limits) -> MessageDraft:
+    """Validate ``data``; raise ChatError with a message a client can act on."""
+    if not isinstance(data, dict):
+        raise invalid("Message must be a JSON object")
+    try:
+        draft = MessageDraft.model_validate(data)
+    except ValidationError as exc:
+        raise invalid(describe(exc)) from exc
+    check_content(draft.content, limits, allow_empty=draft.message_type != "text"
+                  and bool(draft.media_url or draft.file))
+    return draft
+
+
+def check_content(content: str, limits: Limits, *, allow_empty: bool = False) -> str:
+    if not allow_empty and not content.strip():
+        raise ChatError("empty_content", "Message content cannot be empty", 422)
+    if len(content) > limits.max_content_chars:
+        raise too_large(f"Message content is longer than {limits.max_content_chars} characters")
+    return content
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming each bad field, e.g. ``content: Input should be a valid string``."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

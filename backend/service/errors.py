@@ -1,0 +1,48 @@
+"""The one error type the service raises; each door maps it to its own shape."""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    """A refused operation: ``code`` is stable for clients, ``status`` is the HTTP equivalent."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def not_found(what: str) -> ChatError:
+    return ChatError("not_found", f"{what} not found", 404)
+
+
+def forbidden(message: str = "Access denied") -> ChatError:
+    return ChatError("forbidden", message, 403)
+
+
+def invalid(message: str) -> ChatError:
+    return ChatError("invalid", message, 422)
+
+
+def conflict(message: str) -> ChatError:
+    return ChatError("conflict", message, 409)
+
+
+def too_large(message: str) -> ChatError:
+    return ChatError("too_large", message, 413)
+
+
+def unauthorized(message: str = "Authentication required") -> ChatError:
+    return ChatError("unauthorized", message, 401)
+
+
+def rate_limited(retry_after: float) -> ChatError:
+    error = ChatError(
+        "rate_limited", f"Too many messages; retry after {retry_after:.2f} seconds", 429
+    )
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,220 @@
+"""Canonical events: one builder per event type, and the sink they are published to.
+
+An event is addressed to rooms: ``conversation:<id>`` (everyone with the conversation open),
+``user:<id>`` (every socket of one user), ``device:<id>`` and ``staff`` (every agent and admin
+watching the inbox). Dialects translate the canonical payload per door; see backend/realtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from backend.service.actors import Actor
+from backend.service.clock import iso_now
+
+
+def conversation_room(conversation_id: int) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def device_room(device_id: str) -> str:
+    return f"device:{device_id}"
+
+
+STAFF_ROOM = "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A canonical event. ``skip_actors`` are actor keys whose sockets must not get it
+    (the typist for typing, users who blocked the author); ``origin`` is the connection it
+    came from, which is not echoed where its door says so (Socket.IO senders)."""
+
+    name: str
+    payload: dict[str, Any]
+    rooms: tuple[str, ...]
+    skip_actors: frozenset[str] = field(default_factory=frozenset)
+    origin: str | None = None
+
+
+class EventSink(Protocol):
+    """Where the service publishes events after commit; the realtime layer implements it."""
+
+    async def publish(self, event: Event) -> None: ...
+
+
+class NullSink:
+    """A sink that drops events: for tools (the command line) that have no sockets."""
+
+    async def publish(self, event: Event) -> None:
+        return None
+
+
+def _actor_fields(actor: Actor) -> dict[str, Any]:
+    return {"user_id": actor.user_id, "device_id": actor.device_id}
+
+
+def chat_message(
+    message: dict[str, Any], skip_actors: frozenset[str], origin: str | None = None
+) -> Event:
+    cid = message["conversation_id"]
+    return Event(
+        "chat_message",
+        {"conversation_id": cid, "message": message},
+        (conversation_room(cid),),
+        skip_actors,
+        origin,
+    )
+
+
+def typing_indicator(
+    conversation_id: int, actor: Actor, is_typing: bool, skip_actors: frozenset[str]
+) -> Event:
+    username = actor.user.username if actor.user is not None else None
+    return Event(
+        "typing_indicator",
+        {
+            "conversation_id": conversation_id,
+            **_actor_fields(actor),
+            "user_name": actor.name,
+            "username": username or actor.name,
+            "is_typing": is_typing,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+        skip_actors | {actor.key},
+    )
+
+
+def read_receipt(conversation_id: int, actor: Actor, message_ids: list[int]) -> Event:
+    return Event(
+        "read_receipt",
+        {
+            "conversation_id": conversation_id,
+            **_actor_fields(actor),
+            "message_ids": message_ids,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def message_status_update(conversation_id: int, message_id: int, status: str) -> Event:
+    return Event(
+        "message_status_update",
+        {
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "status": status,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def message_reaction(
+    conversation_id: int, message_id: int, emoji: str, actor: Actor, action: str
+) -> Event:
+    return Event(
+        "message_reaction",
+        {
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "emoji": emoji,
+            **_actor_fields(actor),
+            "action": action,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def message_edit(
+    conversation_id: int, message_id: int, content: str, edited_at: str | None
+) -> Event:
+    return Event(
+        "message_edit",
+        {
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "content": content,
+            "edited_at": edited_at,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def message_delete(conversation_id: int, message_id: int) -> Event:
+    return Event(
+        "message_delete",
+        {"conversation_id": conversation_id, "message_id": message_id, "timestamp": iso_now()},
+        (conversation_room(conversation_id),),
+    )
+
+
+def conversation_updated(
+    conversation: dict[str, Any], unread_counts: dict[str, int], rooms: tuple[str, ...]
+) -> Event:
+    """``unread_counts`` maps a viewer key ("user:5", "device:x", "staff") to that viewer's
+    unread count; the /conversations dialect puts the viewer's own into ``conversation``."""
+    return Event(
+        "conversation_updated",
+        {
+            "conversation_id": conversation["id"],
+            "conversation": conversation,
+            "unread_counts": unread_counts,
+        },
+        rooms,
+    )
+
+
+def new_customer_message(message: dict[str, Any]) -> Event:
+    return Event(
+        "new_customer_message",
+        {"conversation_id": message["conversation_id"], "message": message},
+        (STAFF_ROOM,),
+    )
+
+
+def presence(
+    name: str, conversation_id: int, actor: Actor, total_users: int
+) -> Event:
+    """``user_joined`` / ``user_left`` with the number of distinct actors now in the room."""
+    return Event(
+        name,
+        {
+            "conversation_id": conversation_id,
+            **_actor_fields(actor),
+            "user_name": actor.name,
+            "total_users": total_users,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def user_status(conversation_id: int, user_id: int, status: str) -> Event:
+    return Event(
+        "user_status",
+        {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "status": status,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
+def conversation_closed(conversation_id: int) -> Event:
+    return Event(
+        "conversation_closed",
+        {"conversation_id": conversation_id, "timestamp": iso_now()},
+        (conversation_room(conversation_id),),
+    )

@@ -1,0 +1,346 @@
+"""Message operations: send, history, status, edit, delete, react, typing, search."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F, Q
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from backend.service import events
+from backend.service.access import (
+    blocked_by,
+    blockers_of,
+    ensure_open,
+    load_conversation,
+    visible_conversation,
+    visible_filter,
+    writable_conversation,
+)
+from backend.service.actors import Actor
+from backend.service.base import ServiceBase
+from backend.service.clock import iso, now
+from backend.service.drafts import MessageDraft, check_content, parse_draft
+from backend.service.errors import ChatError, forbidden, invalid, not_found
+from backend.service.limits import TokenBucket
+from backend.service.serializers import message_dict
+from models import (
+    Conversation,
+    ConversationKind,
+    Message,
+    MessageStatus,
+    Participant,
+    Reaction,
+    Receipt,
+    Role,
+    SenderType,
+)
+
+_STATUS_ORDER = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.READ: 2}
+_RELATIONS = ("sender_user", "sender_device", "sender_customer")
+
+
+class MessageOps(ServiceBase):
+    """Mixin of ChatService: everything about single messages."""
+
+    async def send_message(
+        self,
+        actor: Actor,
+        conversation_id: int,
+        data: dict[str, Any] | MessageDraft,
+        *,
+        rate: TokenBucket | None = None,
+        origin: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store and broadcast a message. Returns (message, created); ``created`` is False when
+        ``client_msg_id`` matched an earlier send, which is returned and not broadcast again.
+        ``origin`` names the sending connection (see ``Event.origin``)."""
+        draft = data if isinstance(data, MessageDraft) else parse_draft(data, self.limits)
+        conversation = await writable_conversation(actor, conversation_id)
+        if draft.client_msg_id is not None:
+            earlier = await self._earlier_send(actor, conversation.id, draft.client_msg_id)
+            if earlier is not None:
+                return earlier, False
+        if rate is not None:
+            rate.take()
+        await self._check_references(conversation.id, draft)
+        try:
+            message = await self._store(actor, conversation, draft)
+        except IntegrityError:
+            # A concurrent retry with the same client_msg_id won the race: return its message.
+            earlier = await self._earlier_send(actor, conversation.id, draft.client_msg_id)
+            if earlier is None:
+                raise
+            return earlier, False
+        payload = message_dict(message, customer=actor.customer)
+        skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
+        await self.sink.publish(events.chat_message(payload, skip, origin))
+        if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
+            await self.sink.publish(events.new_customer_message(payload))
+        self._in_background(self._publish_conversation_updated(conversation))
+        return payload, True
+
+    async def _earlier_send(
+        self, actor: Actor, conversation_id: int, client_msg_id: str | None
+    ) -> dict[str, Any] | None:
+        earlier = await Message.get_or_none(
+            conversation_id=conversation_id, sender_key=actor.key, client_msg_id=client_msg_id
+        ).select_related(*_RELATIONS)
+        if earlier is None:
+            return None
+        return (await self._render([earlier]))[0]
+
+    async def _check_references(self, conversation_id: int, draft: MessageDraft) -> None:
+        wanted = {i for i in (draft.parent_message_id, draft.reply_to_id) if i is not None}
+        if not wanted:
+            return
+        found = await Message.filter(conversation_id=conversation_id, id__in=wanted).count()
+        if found != len(wanted):
+            raise invalid("parent_message_id/reply_to_id must name a message of this conversation")
+
+    async def _store(
+        self, actor: Actor, conversation: Conversation, draft: MessageDraft
+    ) -> Message:
+        """One transaction: the message row, the conversation's counters, unread badges."""
+        stamp = now()
+        async with in_transaction():
+            message = await Message.create(
+                conversation_id=conversation.id,
+                sender_type=actor.kind,
+                sender_key=actor.key,
+                sender_user=actor.user,
+                sender_device=actor.device,
+                sender_customer=actor.customer,
+                content=draft.content,
+                message_type=draft.message_type,
+                media_url=draft.media_url or (draft.file.url if draft.file else ""),
+                file=draft.file.model_dump() if draft.file else None,
+                parent_message_id=draft.parent_message_id,
+                reply_to_id=draft.reply_to_id,
+                mentions=draft.mentions,
+                metadata=draft.metadata,
+                is_urgent=draft.is_urgent,
+                client_msg_id=draft.client_msg_id,
+            )
+            updates: dict[str, Any] = {
+                "last_message_id": message.id,
+                "total_messages": F("total_messages") + 1,
+                "updated_at": stamp,
+            }
+            if conversation.started_at is None:
+                updates["started_at"] = stamp
+            if actor.device is None:
+                updates["device_unread_count"] = F("device_unread_count") + 1
+            if conversation.kind == ConversationKind.SUPPORT:
+                updates["staff_unread_count"] = (
+                    0 if actor.is_staff else F("staff_unread_count") + 1
+                )
+            await Conversation.filter(id=conversation.id).update(**updates)
+            others = Participant.filter(conversation_id=conversation.id)
+            if actor.user is not None:
+                others = others.exclude(user_id=actor.user.id)
+            await others.update(unread_count=F("unread_count") + 1)
+        return message
+
+    def _in_background(self, job: Any) -> None:
+        """Run ``job`` after the caller returns; failures are logged, never lost silently."""
+        task = asyncio.ensure_future(job)
+        self.background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background publish failed", exc_info=task.exception())
+
+    async def history(
+        self,
+        actor: Actor,
+        conversation_id: int,
+        *,
+        limit: int = 50,
+        offset: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        latest: bool = False,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """A page of messages, oldest first, and whether more lie beyond it.
+
+        ``after_id``: the ones right after; ``before_id``: the ones right before; ``latest``:
+        the newest ``limit``; otherwise ``offset`` from the oldest."""
+        conversation = await visible_conversation(actor, conversation_id)
+        limit = max(1, min(limit, self.limits.history_page_max))
+        query = Message.filter(conversation_id=conversation.id)
+        if actor.user is not None:
+            hidden = await blocked_by(actor.user.id)
+            if hidden:
+                query = query.exclude(sender_user_id__in=hidden)
+        newest_first = latest or before_id is not None
+        if after_id is not None:
+            query = query.filter(id__gt=after_id)
+        if before_id is not None:
+            query = query.filter(id__lt=before_id)
+        query = query.order_by("-id" if newest_first else "id")
+        if offset and not newest_first and after_id is None:
+            query = query.offset(offset)
+        rows = await query.limit(limit + 1).select_related(*_RELATIONS)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if newest_first:
+            rows.reverse()
+        return await self._render(rows), has_more
+
+    async def get_message(self, actor: Actor, message_id: int) -> dict[str, Any]:
+        message = await self._visible_message(actor, message_id)
+        return (await self._render([message]))[0]
+
+    async def _render(self, rows: list[Message]) -> list[dict[str, Any]]:
+        """Canonical dicts with reactions and read counts, in two queries for the whole page."""
+        ids = [m.id for m in rows]
+        reactions: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        if ids:
+            for message_id, emoji, key in await Reaction.filter(message_id__in=ids).order_by(
+                "id"
+            ).values_list("message_id", "emoji", "reactor_key"):
+                reactions[message_id][emoji].append(key)
+        read_counts: dict[int, int] = {}
+        if ids:
+            for row in await Receipt.filter(message_id__in=ids, read_at__isnull=False).annotate(
+                n=Count("id")
+            ).group_by("message_id").values("message_id", "n"):
+                read_counts[row["message_id"]] = row["n"]
+        return [
+            message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
+            for m in rows
+        ]
+
+    async def _visible_message(self, actor: Actor, message_id: int) -> Message:
+        message = await Message.get_or_none(id=message_id).select_related(*_RELATIONS)
+        if message is None:
+            raise not_found("Message")
+        await visible_conversation(actor, message.conversation_id)  # type: ignore[attr-defined]
+        return message
+
+    async def set_message_status(
+        self, actor: Actor, message_id: int, status: str, *, conversation_id: int | None = None
+    ) -> dict[str, Any]:
+        """A recipient reports ``delivered`` or ``read``; the message's status only moves up."""
+        if status not in (MessageStatus.DELIVERED, MessageStatus.READ):
+            raise invalid("status must be 'delivered' or 'read'")
+        message = await self._scoped_message(actor, message_id, conversation_id)
+        stamp = now()
+        receipt, _ = await Receipt.get_or_create(message_id=message.id, reader_key=actor.key)
+        receipt.delivered_at = receipt.delivered_at or stamp
+        if status == MessageStatus.READ:
+            receipt.read_at = receipt.read_at or stamp
+        await receipt.save()
+        new_status = MessageStatus(status)
+        if _STATUS_ORDER[new_status] > _STATUS_ORDER[MessageStatus(message.status)]:
+            message.status = new_status
+            await Message.filter(id=message.id).update(status=new_status)
+        cid = message.conversation_id  # type: ignore[attr-defined]
+        await self.sink.publish(events.message_status_update(cid, message.id, str(message.status)))
+        return {"message_id": message.id, "status": str(message.status), "timestamp": iso(stamp)}
+
+    async def edit_message(
+        self, actor: Actor, message_id: int, content: Any, *, conversation_id: int | None = None
+    ) -> dict[str, Any]:
+        if not isinstance(content, str):
+            raise invalid("content must be a string")
+        check_content(content, self.limits)
+        message = await self._scoped_message(actor, message_id, conversation_id)
+        if message.sender_key != actor.key:
+            raise forbidden("Only the sender may edit a message")
+        if message.is_deleted:
+            raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
+        ensure_open(await load_conversation(message.conversation_id))  # type: ignore[attr-defined]
+        message.content = content
+        message.is_edited = True
+        message.edited_at = now()
+        await message.save(update_fields=["content", "is_edited", "edited_at"])
+        cid = message.conversation_id  # type: ignore[attr-defined]
+        await self.sink.publish(
+            events.message_edit(cid, message.id, content, iso(message.edited_at))
+        )
+        return (await self._render([message]))[0]
+
+    async def delete_message(
+        self, actor: Actor, message_id: int, *, conversation_id: int | None = None
+    ) -> dict[str, Any]:
+        message = await self._scoped_message(actor, message_id, conversation_id)
+        is_admin = actor.user is not None and actor.user.role == Role.ADMIN
+        if message.sender_key != actor.key and not is_admin:
+            raise forbidden("Only the sender or an admin may delete a message")
+        if not message.is_deleted:
+            message.is_deleted = True
+            message.deleted_at = now()
+            message.content = ""
+            await message.save(update_fields=["is_deleted", "deleted_at", "content"])
+            cid = message.conversation_id  # type: ignore[attr-defined]
+            await self.sink.publish(events.message_delete(cid, message.id))
+        return (await self._render([message]))[0]
+
+    async def toggle_reaction(
+        self, actor: Actor, message_id: int, emoji: Any, *, conversation_id: int | None = None
+    ) -> dict[str, Any]:
+        if not isinstance(emoji, str) or not emoji.strip() or len(emoji) > 32:
+            raise invalid("emoji must be a non-empty string of at most 32 characters")
+        message = await self._scoped_message(actor, message_id, conversation_id)
+        if message.is_deleted:
+            raise ChatError("message_deleted", "A deleted message cannot be reacted to", 409)
+        removed = await Reaction.filter(
+            message_id=message.id, reactor_key=actor.key, emoji=emoji
+        ).delete()
+        action = "removed"
+        if not removed:
+            try:
+                await Reaction.create(message_id=message.id, reactor_key=actor.key, emoji=emoji)
+            except IntegrityError:
+                pass  # a concurrent toggle added it: the result is the same
+            action = "added"
+        cid = message.conversation_id  # type: ignore[attr-defined]
+        await self.sink.publish(events.message_reaction(cid, message.id, emoji, actor, action))
+        rendered = (await self._render([message]))[0]
+        return {"action": action, "message_id": message.id, "emoji": emoji,
+                "reactions": rendered["reactions"], "message": rendered}
+
+    async def _scoped_message(
+        self, actor: Actor, message_id: Any, conversation_id: int | None
+    ) -> Message:
+        """The message if visible to ``actor`` (and, when given, in ``conversation_id``: a socket
+        joined to one conversation cannot reach a message of another by its id)."""
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise invalid("message_id must be an integer")
+        message = await self._visible_message(actor, message_id)
+        if conversation_id is not None and message.conversation_id != conversation_id:  # type: ignore[attr-defined]
+            raise not_found("Message")
+        return message
+
+    async def typing(self, actor: Actor, conversation_id: int, is_typing: Any) -> None:
+        if not isinstance(is_typing, bool):
+            raise invalid("is_typing must be true or false")
+        await writable_conversation(actor, conversation_id)
+        skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
+        await self.sink.publish(events.typing_indicator(conversation_id, actor, is_typing, skip))
+
+    async def search(self, actor: Actor, text: str, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Messages the actor can see whose content contains ``text`` (case-insensitive)."""
+        text = text.strip()
+        if not text:
+            raise invalid("q must not be empty")
+        visible = Conversation.filter(visible_filter(actor)).distinct().values_list(
+            "id", flat=True
+        )
+        query = Message.filter(
+            Q(conversation_id__in=await visible), content__icontains=text, is_deleted=False
+        )
+        if actor.user is not None and (hidden := await blocked_by(actor.user.id)):
+            query = query.exclude(sender_user_id__in=hidden)
+        rows = await query.order_by("-id").limit(max(1, min(limit, 200))).select_related(
+            *_RELATIONS
+        )
+        return await self._render(rows)

@@ -1,0 +1,173 @@
+"""Canonical JSON forms of users, messages and conversations.
+
+One form per item, carrying the union of the names the seeds' families use (CONTRACT section 8),
+so that every door can send the same bytes. Dialects rename or trim; they never re-query.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.service.clock import iso
+from models import Conversation, Customer, Message, MobileSession, SenderType, User
+
+
+def user_dict(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "avatar_url": user.avatar_url,
+        "role": str(user.role),
+        "name": user.display_name,
+    }
+
+
+def customer_dict(customer: Customer | None) -> dict[str, Any] | None:
+    if customer is None:
+        return None
+    return {
+        "id": customer.id,
+        "first_name": customer.first_name,
+        "last_name": customer.last_name,
+        "username": customer.username,
+        "source": customer.platform,
+        "profile_picture": customer.profile_picture,
+    }
+
+
+def _sender(message: Message) -> tuple[dict[str, Any] | None, Any, str, str]:
+    """(sender object, sender_id, display name, avatar) for the message's author."""
+    user: User | None = message.sender_user  # type: ignore[assignment]
+    device: MobileSession | None = message.sender_device  # type: ignore[assignment]
+    customer: Customer | None = message.sender_customer  # type: ignore[assignment]
+    if message.sender_type == SenderType.USER and user is not None:
+        return user_dict(user), user.id, user.display_name, user.avatar_url
+    if message.sender_type == SenderType.MOBILE and device is not None:
+        info = {"type": "mobile_user", "device_id": device.device_id}
+        return info, device.device_id, "Mobile user", ""
+    if message.sender_type == SenderType.CUSTOMER and customer is not None:
+        info = {"type": "customer", **(customer_dict(customer) or {})}
+        return info, customer.id, customer.display_name, customer.profile_picture
+    return None, None, "System", ""
+
+
+def _legacy_type(message: Message, sender: dict[str, Any] | None) -> str:
+    """Seed 001's ``type``: who the message is from, from a support inbox's point of view."""
+    if message.sender_type in (SenderType.CUSTOMER, SenderType.MOBILE):
+        return "customer"
+    if message.sender_type == SenderType.SYSTEM:
+        return "system"
+    role = (sender or {}).get("role")
+    return "support" if role in ("agent", "admin") else "user"
+
+
+def reactions_map(keys_by_emoji: dict[str, list[str]]) -> dict[str, list[Any]]:
+    """``{emoji: [user_id | device_id, ...]}`` from reactor keys."""
+    return {emoji: [reactor_ref(key) for key in keys] for emoji, keys in keys_by_emoji.items()}
+
+
+def reactor_ref(key: str) -> Any:
+    kind, _, ident = key.partition(":")
+    if kind in ("user", "customer"):
+        return int(ident)
+    return ident
+
+
+def message_dict(
+    message: Message,
+    *,
+    reactions: dict[str, list[str]] | None = None,
+    read_by_count: int = 0,
+    customer: Customer | None = None,
+) -> dict[str, Any]:
+    """The canonical message. Sender relations must be loaded (or None)."""
+    sender, sender_id, sender_name, sender_avatar = _sender(message)
+    created = iso(message.created_at)
+    conversation_id = message.conversation_id  # type: ignore[attr-defined]
+    if customer is None and message.sender_type == SenderType.CUSTOMER:
+        customer = message.sender_customer  # type: ignore[assignment]
+    return {
+        "id": message.id,
+        "message_id": message.id,
+        "conversation_id": conversation_id,
+        "chat_session_id": conversation_id,
+        "sender_type": str(message.sender_type),
+        "sender": sender,
+        "sender_info": sender,
+        "sender_id": sender_id,
+        "user_id": sender_id,
+        "sender_name": sender_name,
+        "sender_avatar": sender_avatar,
+        "content": "" if message.is_deleted else message.content,
+        "message_type": message.message_type,
+        "type": _legacy_type(message, sender),
+        "media_url": message.media_url,
+        "file": message.file,
+        "parent_message_id": message.parent_message_id,
+        "reply_to_id": message.reply_to_id,
+        "mentions": message.mentions,
+        "metadata": message.metadata,
+        "is_urgent": message.is_urgent,
+        "status": str(message.status),
+        "is_edited": message.is_edited,
+        "edited_at": iso(message.edited_at),
+        "is_deleted": message.is_deleted,
+        "reactions": reactions_map(reactions or {}),
+        "read_by_count": read_by_count,
+        "client_msg_id": message.client_msg_id,
+        "customer": customer_dict(customer),
+        "is_ai_response": False,
+        "is_answered": False,
+        "created_at": created,
+        "sent_at": created,
+    }
+
+
+def last_message_dict(message: Message | None) -> dict[str, Any] | None:
+    if message is None:
+        return None
+    return {
+        "id": message.id,
+        "content": "" if message.is_deleted else message.content,
+        "type": "customer" if message.sender_type in (SenderType.CUSTOMER, SenderType.MOBILE)
+        else str(message.sender_type),
+        "sender_type": str(message.sender_type),
+        "message_type": message.message_type,
+        "created_at": iso(message.created_at),
+    }
+
+
+def conversation_dict(
+    conversation: Conversation,
+    *,
+    last_message: Message | None,
+    participants_count: int,
+    unread_count: int,
+) -> dict[str, Any]:
+    """The canonical conversation. ``customer`` and ``device`` relations must be loaded."""
+    device: MobileSession | None = conversation.device  # type: ignore[assignment]
+    customer: Customer | None = conversation.customer  # type: ignore[assignment]
+    return {
+        "id": conversation.id,
+        "conversation_id": conversation.id,
+        "kind": str(conversation.kind),
+        "title": conversation.title,
+        "subject": conversation.subject,
+        "status": str(conversation.status),
+        "priority": conversation.priority,
+        "initiator_id": conversation.initiator_id,  # type: ignore[attr-defined]
+        "assigned_agent_id": conversation.assigned_agent_id,  # type: ignore[attr-defined]
+        "device_id": device.device_id if device is not None else None,
+        "customer": customer_dict(customer),
+        "participants_count": participants_count,
+        "created_at": iso(conversation.created_at),
+        "updated_at": iso(conversation.updated_at),
+        "started_at": iso(conversation.started_at),
+        "closed_at": iso(conversation.closed_at),
+        "last_message": last_message_dict(last_message),
+        "total_messages": conversation.total_messages,
+        "unread_count": unread_count,
+    }

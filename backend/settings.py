@@ -1,0 +1,137 @@
+"""Settings, read once from the environment.
+
+Every knob an operator may turn is here, with its environment variable and default. The embedded
+default (no variables at all) is one node on an SQLite file under ``DATA_DIR``; production mode
+(``ENVIRONMENT=production``) refuses to start without an explicit ``JWT_SECRET``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-message and per-connection limits, enforced by the chat service and the transports."""
+
+    max_content_chars: int = 4000
+    max_frame_bytes: int = 64 * 1024
+    max_body_bytes: int = 256 * 1024
+    send_rate_per_second: float = 20.0
+    send_burst: int = 40
+    history_page_max: int = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one node."""
+
+    production: bool
+    data_dir: Path
+    database_url: str
+    db_pool_size: int
+    redis_url: str | None
+    jwt_secret: str
+    jwt_issuer: str | None
+    jwt_audience: str | None
+    access_token_seconds: int
+    refresh_token_seconds: int
+    allowed_origins: tuple[str, ...]
+    limits: Limits
+    api_title: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``); raises ConfigurationError."""
+        env = os.environ if env is None else env
+        environment = env.get("ENVIRONMENT", "development").strip().lower()
+        if environment not in ("development", "production"):
+            raise ConfigurationError(
+                f"ENVIRONMENT must be 'development' or 'production', got {environment!r}"
+            )
+        production = environment == "production"
+        data_dir = Path(env.get("DATA_DIR", "data")).resolve()
+        database_url = env.get("DATABASE_URL") or f"sqlite://{data_dir / 'chat.sqlite3'}"
+        secret = env.get("JWT_SECRET", "")
+        if not secret:
+            if production:
+                raise ConfigurationError("JWT_SECRET must be set when ENVIRONMENT=production")
+            secret = _persistent_dev_secret(data_dir)
+        elif len(secret) < 32 and production:
+            raise ConfigurationError("JWT_SECRET must be at least 32 characters in production")
+        limits = Limits(
+            max_content_chars=_int(env, "MAX_CONTENT_CHARS", Limits.max_content_chars),
+            max_frame_bytes=_int(env, "MAX_FRAME_BYTES", Limits.max_frame_bytes),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", Limits.max_body_bytes),
+            send_rate_per_second=_float(env, "SEND_RATE_PER_SECOND", Limits.send_rate_per_second),
+            send_burst=_int(env, "SEND_BURST", Limits.send_burst),
+            history_page_max=_int(env, "HISTORY_PAGE_MAX", Limits.history_page_max),
+        )
+        return cls(
+            production=production,
+            data_dir=data_dir,
+            database_url=database_url,
+            db_pool_size=_int(env, "DB_POOL_SIZE", 10),
+            redis_url=env.get("REDIS_URL") or None,
+            jwt_secret=secret,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            access_token_seconds=_int(env, "ACCESS_TOKEN_SECONDS", 3600),
+            refresh_token_seconds=_int(env, "REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+            allowed_origins=_list(env, "ALLOWED_ORIGINS"),
+            limits=limits,
+            api_title=env.get("API_TITLE", "Confab Chat API"),
+        )
+
+
+def _persistent_dev_secret(data_dir: Path) -> str:
+    """A random secret made once and kept in the data folder, so restarts keep tokens valid."""
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    # Write atomically with owner-only permissions; another process may race us, so re-read.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -1,0 +1,37 @@
+"""Tortoise ORM models: the data every door of the server shares.
+
+The Tortoise app label is ``models``; migrations live in ``models/migrations``.
+"""
+
+from models.conversations import (
+    Block,
+    Connection,
+    ConnectionStatus,
+    Conversation,
+    ConversationKind,
+    ConversationStatus,
+    Participant,
+)
+from models.messages import Message, MessageStatus, Reaction, Receipt, SenderType
+from models.people import Customer, MobileSession, Role, User
+
+__all__ = [
+    "Block",
+    "Connection",
+    "ConnectionStatus",
+    "Conversation",
+    "ConversationKind",
+    "ConversationStatus",
+    "Customer",
+    "Message",
+    "MessageStatus",
+    "MobileSession",
+    "Participant",
+    "Reaction",
+    "Receipt",
+    "Role",
+    "SenderType",
+    "User",
+]
+
+MODEL_MODULES = ["models.people", "models.conversations", "models.messages"]

@@ -1,0 +1,117 @@
+"""Conversations, who takes part in them, and the relations between users around them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class ConversationKind(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+    SUPPORT = "support"
+
+
+class ConversationStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class ConnectionStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+
+
+class Connection(Model):
+    """A request from one user to another (seed 004). Accepting it opens a direct conversation."""
+
+    id = fields.IntField(primary_key=True)
+    requester = fields.ForeignKeyField("models.User", related_name="connections_sent")
+    addressee = fields.ForeignKeyField("models.User", related_name="connections_received")
+    status = fields.CharEnumField(
+        ConnectionStatus, max_length=16, default=ConnectionStatus.PENDING
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    accepted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "connections"
+        unique_together = (("requester", "addressee"),)
+
+
+class Conversation(Model):
+    """One conversation. What the seeds call a chat session or a session is this too."""
+
+    id = fields.IntField(primary_key=True)
+    kind = fields.CharEnumField(ConversationKind, max_length=16, default=ConversationKind.SUPPORT)
+    title = fields.CharField(max_length=255, default="")
+    subject = fields.CharField(max_length=255, default="")
+    status = fields.CharEnumField(
+        ConversationStatus, max_length=16, default=ConversationStatus.ACTIVE
+    )
+    priority = fields.IntField(default=0)
+    initiator = fields.ForeignKeyField(
+        "models.User", related_name="initiated", null=True, on_delete=fields.SET_NULL
+    )
+    assigned_agent = fields.ForeignKeyField(
+        "models.User", related_name="assigned", null=True, on_delete=fields.SET_NULL
+    )
+    device = fields.ForeignKeyField(
+        "models.MobileSession", related_name="conversations", null=True,
+        on_delete=fields.SET_NULL,
+    )
+    customer = fields.ForeignKeyField(
+        "models.Customer", related_name="conversations", null=True, on_delete=fields.SET_NULL
+    )
+    connection = fields.OneToOneField(
+        "models.Connection", related_name="conversation", null=True, on_delete=fields.SET_NULL
+    )
+    # Denormalised so that lists need no aggregate per row.
+    last_message_id = fields.IntField(null=True)
+    total_messages = fields.IntField(default=0)
+    device_last_read_message_id = fields.IntField(default=0)
+    device_unread_count = fields.IntField(default=0)
+    # Messages from the customer side not yet read by any agent: the support inbox's badge.
+    staff_unread_count = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    started_at = fields.DatetimeField(null=True)
+    closed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "conversations"
+        indexes = (("status", "updated_at"), ("kind", "updated_at"))
+
+
+class Participant(Model):
+    """The membership of a user in a conversation, with their read position."""
+
+    id = fields.IntField(primary_key=True)
+    conversation = fields.ForeignKeyField("models.Conversation", related_name="participants")
+    user = fields.ForeignKeyField("models.User", related_name="participations")
+    role = fields.CharField(max_length=16, default="user")
+    joined_at = fields.DatetimeField(auto_now_add=True)
+    is_active = fields.BooleanField(default=True)
+    last_read_message_id = fields.IntField(default=0)
+    last_read_at = fields.DatetimeField(null=True)
+    unread_count = fields.IntField(default=0)
+
+    class Meta:
+        table = "participants"
+        unique_together = (("conversation", "user"),)
+        indexes = (("user_id", "is_active"),)
+
+
+class Block(Model):
+    """The blocker receives nothing from the blocked user, who cannot write to them directly."""
+
+    id = fields.IntField(primary_key=True)
+    blocker = fields.ForeignKeyField("models.User", related_name="blocks_made")
+    blocked = fields.ForeignKeyField("models.User", related_name="blocks_received")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "blocks"
+        unique_together = (("blocker", "blocked"),)
