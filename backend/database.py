@@ -69,6 +69,8 @@ def _postgres_connection(url: str, extra: dict[str, Any]) -> dict[str, Any]:
         key, _, value = pair.partition("=")
         if key == "schema":
             credentials["schema"] = value
+        elif key == "host":  # a unix socket directory
+            credentials["host"] = unquote(value)
     return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
 
 

@@ -1,0 +1,75 @@
+"""Test-side helpers for talking to a running server over REST."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class TestUser:
+    """A registered user with a valid access token."""
+
+    id: int
+    email: str
+    password: str
+    token: str
+    refresh_token: str
+    role: str
+    first_name: str
+    last_name: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class Api:
+    """An httpx client bound to one server, with factories for users and conversations."""
+
+    def __init__(self, base_url: str, admin: TestUser | None = None) -> None:
+        self.base_url = base_url
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=20)
+        self.admin = admin
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def register(self, role: str = "user", **fields: Any) -> TestUser:
+        n = next(_counter)
+        email = fields.pop("email", f"user{n}-{uuid.uuid4().hex[:8]}@example.com")
+        body = {"email": email, "password": "password123",
+                "first_name": fields.pop("first_name", f"First{n}"),
+                "last_name": fields.pop("last_name", f"Last{n}"), **fields}
+        response = await self.http.post("/api/v1/auth/register", json=body)
+        assert response.status_code == 201, response.text
+        data = response.json()
+        user = TestUser(data["user"]["id"], email, "password123", data["access_token"],
+                        data["refresh_token"], "user", body["first_name"], body["last_name"])
+        if role != "user":
+            assert self.admin is not None, "an admin is needed to create staff"
+            promoted = await self.http.patch(
+                f"/api/v1/auth/users/{user.id}/role", json={"role": role},
+                headers=self.admin.headers,
+            )
+            assert promoted.status_code == 200, promoted.text
+            user.role = role
+        return user
+
+    async def conversation(self, owner: TestUser, **body: Any) -> dict[str, Any]:
+        body.setdefault("title", "Test conversation")
+        response = await self.http.post("/api/v1/chat/sessions", json=body,
+                                        headers=owner.headers)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def device(self) -> str:
+        response = await self.http.post("/mobile/sessions/", json={"platform": "ios"})
+        assert response.status_code == 201, response.text
+        return response.json()["device_id"]  # type: ignore[no-any-return]
