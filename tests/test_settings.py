@@ -1,0 +1,53 @@
+"""Settings from the environment: production refuses a missing secret, development keeps one."""
+
+from pathlib import Path
+
+import pytest
+
+from backend.settings import ConfigurationError, Settings
+
+
+def test_production_requires_a_jwt_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="JWT_SECRET"):
+        Settings.from_env({"ENVIRONMENT": "production", "DATA_DIR": str(tmp_path)})
+
+
+def test_production_refuses_a_short_secret(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="32 characters"):
+        Settings.from_env({"ENVIRONMENT": "production", "JWT_SECRET": "short",
+                           "DATA_DIR": str(tmp_path)})
+
+
+def test_development_secret_is_random_and_kept_across_restarts(tmp_path: Path) -> None:
+    first = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    second = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    other = Settings.from_env({"DATA_DIR": str(tmp_path / "elsewhere")})
+    assert len(first.jwt_secret) >= 48
+    assert first.jwt_secret == second.jwt_secret
+    assert other.jwt_secret != first.jwt_secret
+    assert (tmp_path / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_defaults_are_the_embedded_single_node(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    assert settings.database_url == f"sqlite://{tmp_path.resolve() / 'chat.sqlite3'}"
+    assert settings.redis_url is None
+    assert settings.limits.max_content_chars == 4000
+    assert settings.limits.max_frame_bytes == 64 * 1024
+
+
+def test_malformed_numbers_name_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="MAX_CONTENT_CHARS"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "MAX_CONTENT_CHARS": "lots"})
+    with pytest.raises(ConfigurationError, match="ENVIRONMENT"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "ENVIRONMENT": "staging"})
+
+
+def test_lists_and_limits_are_read(tmp_path: Path) -> None:
+    settings = Settings.from_env({
+        "DATA_DIR": str(tmp_path), "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "MAX_CONTENT_CHARS": "100", "SEND_RATE_PER_SECOND": "2.5",
+    })
+    assert settings.allowed_origins == ("https://a.example", "https://b.example")
+    assert settings.limits.max_content_chars == 100
+    assert settings.limits.send_rate_per_second == 2.5

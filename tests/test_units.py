@@ -1,0 +1,61 @@
+"""Small pure pieces: passwords, origins, the send-rate bucket, message drafts."""
+
+import time
+
+import pytest
+
+from backend.auth.passwords import hash_password, verify_password
+from backend.realtime.origins import origin_allowed
+from backend.service.drafts import parse_draft
+from backend.service.errors import ChatError
+from backend.service.limits import TokenBucket
+from backend.settings import Limits
+
+
+def test_passwords_are_argon2_hashed_and_verified() -> None:
+    hashed = hash_password("correct horse")
+    assert hashed.startswith("$argon2id$")
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("wrong horse", hashed)
+    assert not verify_password("correct horse", None)
+    assert not verify_password("correct horse", "not-a-hash")
+
+
+def test_origins() -> None:
+    allowed = ("https://app.example",)
+    assert origin_allowed(None, "chat.example", allowed)  # non-browser client
+    assert origin_allowed("https://app.example", "chat.example", allowed)
+    assert origin_allowed("http://chat.example", "chat.example", allowed)  # same origin
+    assert not origin_allowed("https://evil.example", "chat.example", allowed)
+    assert origin_allowed("https://evil.example", "chat.example", ("*",))
+
+
+def test_token_bucket_allows_a_burst_then_refuses_with_a_retry_time() -> None:
+    bucket = TokenBucket(rate=1000.0, burst=3)
+    for _ in range(3):
+        bucket.take()
+    with pytest.raises(ChatError) as refused:
+        bucket.take()
+    assert refused.value.status == 429
+    assert 0 < refused.value.retry_after <= 0.001  # type: ignore[attr-defined]
+    time.sleep(0.002)
+    bucket.take()
+
+
+def test_drafts_validate_once_for_every_door() -> None:
+    limits = Limits(max_content_chars=10)
+    assert parse_draft({"content": "hi", "junk": 1}, limits).content == "hi"
+    with pytest.raises(ChatError, match="cannot be empty"):
+        parse_draft({"content": "   "}, limits)
+    with pytest.raises(ChatError) as long:
+        parse_draft({"content": "x" * 11}, limits)
+    assert long.value.status == 413
+    with pytest.raises(ChatError, match="content"):
+        parse_draft({"content": 5}, limits)
+    with pytest.raises(ChatError, match="object"):
+        parse_draft(["content"], limits)
+    image = parse_draft({"content": "", "message_type": "image",
+                         "media_url": "https://x.example/a.png"}, limits)
+    assert image.message_type == "image"
+    with pytest.raises(ChatError, match="client_msg_id"):
+        parse_draft({"content": "a", "client_msg_id": "x" * 65}, limits)
