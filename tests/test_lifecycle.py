@@ -1,0 +1,57 @@
+"""Start-up, restart and the command line, with real processes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.server import ROOT, start_server
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "backend", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "ENVIRONMENT": "production"}
+    result = _run(env, "migrate")
+    assert result.returncode == 2
+    assert "JWT_SECRET must be set" in result.stderr
+
+
+def test_generated_secret_keeps_tokens_valid_across_restarts(tmp_path: Path) -> None:
+    server = start_server(tmp_path, JWT_SECRET="")
+    try:
+        response = httpx.post(f"{server.base_url}/api/v1/auth/register",
+                              json={"email": "keep@example.com", "password": "password123"})
+        assert response.status_code == 201
+        token = response.json()["access_token"]
+    finally:
+        server.stop()
+    assert (tmp_path / "jwt_secret").exists()
+    again = start_server(tmp_path, JWT_SECRET="")
+    try:
+        me = httpx.get(f"{again.base_url}/api/v1/auth/me",
+                       headers={"Authorization": f"Bearer {token}"})
+        assert me.status_code == 200 and me.json()["email"] == "keep@example.com"
+    finally:
+        again.stop()
+
+
+def test_migrate_then_create_users_from_the_command_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "ENVIRONMENT": "production",
+           "JWT_SECRET": "p" * 40}
+    first = _run(env, "migrate")
+    assert first.returncode == 0, first.stderr
+    assert _run(env, "migrate").returncode == 0  # idempotent
+    created = _run(env, "create-user", "--email", "Agent@Example.com", "--password", "pw123456",
+                   "--role", "agent")
+    assert created.returncode == 0, created.stderr
+    assert "role agent" in created.stdout
+    duplicate = _run(env, "create-user", "--email", "agent@example.com", "--password", "x" * 8)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+    bad_role = _run(env, "create-user", "--email", "b@example.com", "--password", "x" * 8,
+                    "--role", "root")
+    assert bad_role.returncode == 2
