@@ -23,7 +23,7 @@ from starlette.routing import Route
 from backend.auth.accounts import user_from_token
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
-from backend.service.errors import ChatError
+from backend.service.errors import MAX_ID, ChatError
 from backend.settings import Settings
 from models import User
 
@@ -189,7 +189,7 @@ def _path_params(op: Operation, request: Request) -> dict[str, Any] | Response:
             number = int(raw)
         except ValueError:
             return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
-        if not 0 < number < 2**63:
+        if not 0 < number <= MAX_ID:
             return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
         values[name] = number
     return values

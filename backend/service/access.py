@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise.expressions import Q
 
 from backend.service.actors import Actor
-from backend.service.errors import ChatError, forbidden, not_found
+from backend.service.errors import ChatError, forbidden, not_found, valid_id
 from models import (
     Block,
     Conversation,
@@ -17,6 +17,8 @@ from models import (
 
 
 async def load_conversation(conversation_id: int) -> Conversation:
+    if not valid_id(conversation_id):
+        raise not_found("Conversation")
     conversation = await Conversation.get_or_none(id=conversation_id).select_related(
         "device", "customer"
     )

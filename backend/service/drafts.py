@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from backend.service.errors import ChatError, invalid, too_large
+from backend.service.errors import MAX_ID, ChatError, invalid, too_large
 from backend.settings import Limits
 
 
@@ -28,8 +28,9 @@ class MessageDraft(BaseModel):
     message_type: Literal["text", "image", "file"] = "text"
     media_url: str = Field(default="", max_length=2048)
     file: FileInfo | None = None
-    parent_message_id: int | None = None
-    reply_to_id: int | None = None
+    # ids are 32-bit integer columns: a larger one cannot exist and must not reach the database
+    parent_message_id: int | None = Field(default=None, gt=0, le=MAX_ID)
+    reply_to_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     mentions: list[int | str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
     is_urgent: bool = False

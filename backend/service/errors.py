@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+#: Ids are 32-bit integer columns; a larger one names nothing (and must not reach the driver).
+MAX_ID = 2**31 - 1
+
+
+def valid_id(value: object) -> bool:
+    """An integer (not a bool) that can be an id."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
 
 class ChatError(Exception):
     """A refused operation: ``code`` is stable for clients, ``status`` is the HTTP equivalent."""

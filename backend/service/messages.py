@@ -25,7 +25,7 @@ from backend.service.actors import Actor
 from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.drafts import MessageDraft, check_content, parse_draft
-from backend.service.errors import ChatError, forbidden, invalid, not_found
+from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.limits import TokenBucket
 from backend.service.serializers import message_dict
 from models import (
@@ -219,6 +219,8 @@ class MessageOps(ServiceBase):
         ]
 
     async def _visible_message(self, actor: Actor, message_id: int) -> Message:
+        if not valid_id(message_id):
+            raise not_found("Message")
         message = await Message.get_or_none(id=message_id).select_related(*_RELATIONS)
         if message is None:
             raise not_found("Message")

@@ -16,6 +16,8 @@ _counter = itertools.count(1)
 class TestUser:
     """A registered user with a valid access token."""
 
+    __test__ = False  # a helper, not a test class
+
     id: int
     email: str
     password: str
