@@ -8,4 +8,9 @@ from typing import Any
 
 def register_namespaces(realtime: Any, app: Any) -> None:
     """Register /chat, /mobile and /conversations on ``realtime.sio``."""
-    return None
+    from namespaces.chat import ChatNamespace
+    from namespaces.conversations import ConversationsNamespace
+    from namespaces.mobile import MobileNamespace
+
+    for namespace in (ChatNamespace, MobileNamespace, ConversationsNamespace):
+        realtime.sio.register_namespace(namespace(realtime, app))

@@ -10,6 +10,7 @@ no second broadcast path. Members of every door share the room table kept here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -27,6 +28,28 @@ class FanoutManager(socketio.AsyncManager):
         super().__init__(*args, **kwargs)
         self.members: dict[str, Member] = {}
         self.room_members: dict[str, dict[str, Member]] = {}
+        self.connected_hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
+
+    # -- socket.io connections --------------------------------------------------------------
+
+    def after_connect(self, sid: str, namespace: str, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run ``hook`` once the CONNECT acknowledgement of ``sid`` is queued: what it sends
+        reaches the client after the ack (events sent from a connect handler would not)."""
+        self.connected_hooks[(sid, namespace)] = hook
+
+    def forget_connect(self, sid: str, namespace: str) -> None:
+        self.connected_hooks.pop((sid, namespace), None)
+
+    async def connect(self, sid: str, namespace: str) -> Any:
+        # AsyncServer queues the CONNECT packet, then calls this.
+        result = await super().connect(sid, namespace)
+        hook = self.connected_hooks.pop((sid, namespace), None)
+        if hook is not None:
+            try:
+                await hook()
+            except Exception:
+                log.exception("after-connect hook of %s failed", sid)
+        return result
 
     # -- membership -------------------------------------------------------------------------
 

@@ -1,0 +1,61 @@
+"""The Socket.IO server: python-socketio's AsyncServer, told whether an event wants an ack,
+and refusing oversize frames without dropping the connection.
+
+A handler cannot see whether the client asked for an acknowledgement; namespaces need to know,
+since a refused event is answered in the ack when there is one and with an ``error`` event when
+there is none (CONTRACT section 4). Engine.IO closes a connection whose packet exceeds its buffer
+size, so that is set to a hard cap well above the frame limit, and a frame between the two is
+answered with a ``too_large`` error instead (CONTRACT section 2: the client keeps its connection).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+import socketio
+from socketio import packet as sio_packet
+
+#: True while an event handler runs for an event that carries an ack id.
+ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
+
+
+class Server(socketio.AsyncServer):
+    def __init__(self, *args: Any, frame_limit: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frame_limit = frame_limit
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:  # type: ignore[override]
+        if isinstance(data, str) and len(data) * 4 > self.frame_limit and (
+            len(data.encode()) > self.frame_limit
+        ):
+            await self._refuse_oversize(eio_sid, data)
+            return
+        await super()._handle_eio_message(eio_sid, data)
+
+    async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception:  # not even a packet: nothing to answer
+            return
+        if pkt.packet_type != sio_packet.EVENT:
+            return
+        error = {"code": "too_large",
+                 "message": f"Frame is larger than {self.frame_limit} bytes"}
+        if pkt.id is not None:
+            reply = self.packet_class(sio_packet.ACK, namespace=pkt.namespace,
+                                      data=[{"ok": False, "error": error}], id=pkt.id)
+        else:
+            event = pkt.data[0] if isinstance(pkt.data, list) and pkt.data else None
+            reply = self.packet_class(sio_packet.EVENT, namespace=pkt.namespace,
+                                      data=["error", {**error, "event": event}])
+        await self._send_packet(eio_sid, reply)
+
+    async def _handle_event_internal(  # type: ignore[override]
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
+    ) -> None:
+        token = ACK_REQUESTED.set(id is not None)
+        try:
+            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+        finally:
+            ACK_REQUESTED.reset(token)

@@ -1,0 +1,124 @@
+"""``/chat``: one user's sockets in conversations (CONTRACT section 4).
+
+Client events and their acks (each also answers ``{ok: false, error}`` when refused):
+``join`` → ``{conversation, messages, has_more}``; ``leave``; ``chat_message`` →
+``{message, duplicate}``; ``typing_indicator``; ``read_receipt``; ``message_status``;
+``message_reaction``; ``message_edit``; ``message_delete``. Server events are the canonical
+events of the conversations the socket joined; see docs/socketio.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.auth.accounts import user_from_token
+from backend.realtime.dialects import CHAT
+from backend.service.actors import Actor
+from namespaces.base import (
+    Namespace,
+    Payload,
+    Socket,
+    as_object,
+    credential,
+    id_field,
+    id_list,
+    optional_id,
+)
+
+#: Messages in a ``join`` ack: the latest, or the first ones after ``after_message_id``.
+JOIN_PAGE = 50
+
+
+class ChatNamespace(Namespace):
+    dialect = CHAT
+
+    async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
+        user = await user_from_token(self.settings, credential(credentials, "token"))
+        return Actor.of_user(user)
+
+    # -- membership -------------------------------------------------------------------------
+
+    async def on_join(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = id_field(data, "conversation_id")
+        after = optional_id(data, "after_message_id")
+        actor = socket.actor
+        conversation = await self.chat.get_conversation(actor, conversation_id)
+        # Join before reading history: a message committed in between arrives live (and maybe
+        # in the page too; clients dedupe by id), never in neither.
+        await self.realtime.join_conversation(socket.member, conversation_id)
+        messages, has_more = await self.chat.history(
+            actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None
+        )
+        return {"conversation": conversation, "messages": messages, "has_more": has_more}
+
+    async def on_leave(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = id_field(data, "conversation_id")
+        await self.realtime.leave_conversation(socket.member, conversation_id)
+        return {"conversation_id": conversation_id}
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def on_chat_message(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = self.joined_conversation(socket, data)
+        message, created = await self.chat.send_message(
+            socket.actor, conversation_id, data, rate=socket.bucket, origin=socket.member.id
+        )
+        return {"message": message, "duplicate": not created}
+
+    async def on_typing_indicator(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = self.joined_conversation(socket, data)
+        is_typing = data.get("is_typing")
+        await self.chat.typing(socket.actor, conversation_id, is_typing)
+        return {"conversation_id": conversation_id, "is_typing": is_typing}
+
+    async def on_read_receipt(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = self.joined_conversation(socket, data)
+        result = await self.chat.mark_read(
+            socket.actor,
+            conversation_id,
+            up_to_message_id=optional_id(data, "up_to_message_id"),
+            message_ids=id_list(data, "message_ids"),
+        )
+        return {key: result[key] for key in
+                ("conversation_id", "message_ids", "marked_count", "read_at")}
+
+    async def on_message_status(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        message_id = id_field(data, "message_id")
+        conversation_id = await self.message_conversation(socket, data, message_id)
+        result = await self.chat.set_message_status(
+            socket.actor, message_id, data.get("status"), conversation_id=conversation_id
+        )
+        return {"conversation_id": conversation_id, **result}
+
+    async def on_message_reaction(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        message_id = id_field(data, "message_id")
+        conversation_id = await self.message_conversation(socket, data, message_id)
+        result = await self.chat.toggle_reaction(
+            socket.actor, message_id, data.get("emoji"), conversation_id=conversation_id
+        )
+        return {"conversation_id": conversation_id, **result}
+
+    async def on_message_edit(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        message_id = id_field(data, "message_id")
+        conversation_id = await self.message_conversation(socket, data, message_id)
+        message = await self.chat.edit_message(
+            socket.actor, message_id, data.get("content"), conversation_id=conversation_id
+        )
+        return {"message": message}
+
+    async def on_message_delete(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        message_id = id_field(data, "message_id")
+        conversation_id = await self.message_conversation(socket, data, message_id)
+        message = await self.chat.delete_message(
+            socket.actor, message_id, conversation_id=conversation_id
+        )
+        return {"message": message}
