@@ -1,0 +1,313 @@
+"""The raw WebSocket adapter: handshake, receive loop, limits and dispatch, for every raw route.
+
+A route is a ``Door``: its dialect, how it authenticates, what it sends on connect, and its
+inbound table (frame type → handler). The adapter holds no chat logic: handlers translate a
+frame into one call of the chat service or the hub; what clients see comes back through the
+room, in the door's dialect.
+
+Refusals are sent after ``accept`` so the client sees the close code (an HTTP 403 on the
+upgrade would hide it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketState
+
+from backend.auth.accounts import CredentialInvalid, CredentialMissing, user_from_token
+from backend.raw.connection import SLOW_CLIENT, RawMember
+from backend.realtime.dialects import RawDialect
+from backend.realtime.hub import Realtime
+from backend.realtime.origins import origin_allowed
+from backend.service.access import visible_conversation
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
+from backend.service.errors import ChatError, invalid, too_large
+from backend.service.limits import TokenBucket
+from backend.settings import Settings
+
+log = logging.getLogger("confab.raw")
+
+# Close codes of refused connections (CONTRACT sections 4 and 5).
+MISSING = 4001
+INVALID = 4002
+NOT_FOUND = 4003
+DENIED = 4004
+SERVER_FAULT = 1011
+
+#: How many times faster than chat messages any frame may arrive (typing, reads...).
+FRAME_RATE_FACTOR = 5
+
+_ids = itertools.count(1)
+_node = os.urandom(4).hex()
+
+
+class Refused(Exception):
+    """The connection is refused; ``code`` is the close code the client sees."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass
+class Session:
+    """One accepted connection: what handlers get."""
+
+    websocket: WebSocket
+    member: RawMember
+    actor: Actor
+    chat: ChatService
+    hub: Realtime
+    settings: Settings
+    conversation_id: int | None
+    message_rate: TokenBucket
+    frame_rate: TokenBucket
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dialect(self) -> RawDialect:
+        return self.member.raw_dialect
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.member.send(frame)
+
+    def send_event(self, name: str, payload: dict[str, Any]) -> None:
+        """This connection only: a canonical event in the door's dialect."""
+        self.member.send_frames(self.dialect.encode(name, payload, self.member))
+
+    def error(self, message: str, code: str = "error") -> None:
+        self.member.send(self.dialect.error(message, code))
+
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+
+
+class Door:
+    """One raw route. Subclasses set the class attributes and override the hooks."""
+
+    route = "raw"
+    dialect: RawDialect
+    #: The frame key naming the frame's type ("type"; seed 003 uses "message_type").
+    type_key = "type"
+    #: Inbound table: frame type → handler.
+    handlers: Mapping[str, Handler] = {}
+    #: Does the path carry a conversation id (``conversation_id`` / ``session_id``)?
+    path_param: str | None = "conversation_id"
+
+    def refusal(self, error: ChatError) -> Refused:
+        """The close code for a refused handshake: 4001 missing, 4002 invalid, 4003 not
+        found, 4004 denied."""
+        if isinstance(error, CredentialMissing):
+            code = MISSING
+        elif isinstance(error, CredentialInvalid) or error.status == 401:
+            code = INVALID
+        elif error.status == 404:
+            code = NOT_FOUND
+        else:
+            code = DENIED
+        return Refused(code, error.message)
+
+    def origin_refusal(self) -> Refused:
+        return Refused(DENIED, "Origin not allowed")
+
+    async def authenticate(self, websocket: WebSocket, settings: Settings) -> Actor:
+        """A user from ``?token=`` or ``Authorization: Bearer``."""
+        user = await user_from_token(settings, token_of(websocket))
+        return Actor.of_user(user)
+
+    async def welcome(self, session: Session) -> None:
+        """After accept and the access check: send the connect frames, join rooms."""
+
+
+def token_of(websocket: WebSocket) -> str | None:
+    token = websocket.query_params.get("token")
+    if token:
+        return token
+    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def path_id(websocket: WebSocket, name: str) -> int:
+    """The conversation id of the path; an id that cannot exist is 'not found'."""
+    raw = str(websocket.path_params.get(name, ""))
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ChatError("not_found", "Conversation not found", 404)
+    return int(raw)
+
+
+def endpoint(door: Door) -> Callable[[WebSocket], Awaitable[None]]:
+    """The Starlette WebSocket endpoint of ``door``."""
+
+    async def run(websocket: WebSocket) -> None:
+        await serve(door, websocket)
+
+    return run
+
+
+async def serve(door: Door, websocket: WebSocket) -> None:
+    app_state = websocket.app.state
+    settings: Settings = app_state.settings
+    hub: Realtime = app_state.realtime
+    chat: ChatService = app_state.chat
+    await websocket.accept()
+    try:
+        actor, conversation_id = await handshake(door, websocket, settings)
+    except Refused as refused:
+        await websocket.close(refused.code, refused.reason[:120])
+        return
+    except Exception:
+        log.exception("raw handshake failed on %s", websocket.url.path)
+        await websocket.close(SERVER_FAULT, "Internal server error")
+        return
+
+    limits = settings.limits
+    member = RawMember(f"raw:{_node}:{next(_ids)}", actor, door.dialect, door.route, websocket)
+    session = Session(
+        websocket=websocket, member=member, actor=actor, chat=chat, hub=hub, settings=settings,
+        conversation_id=conversation_id,
+        message_rate=TokenBucket(limits.send_rate_per_second, limits.send_burst),
+        frame_rate=TokenBucket(limits.send_rate_per_second * FRAME_RATE_FACTOR,
+                               limits.send_burst * FRAME_RATE_FACTOR),
+    )
+    await hub.attach(member)
+    writer = member.start()
+    try:
+        await door.welcome(session)
+        await receive_loop(door, session, writer)
+    except Exception:
+        log.exception("raw connection %s failed", member.id)
+        await member.close(SERVER_FAULT, "Internal server error")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(writer), 1.0)
+    finally:
+        try:
+            await hub.detach(member)
+        finally:
+            await member.stop()
+    if member.overflowed and websocket.application_state is WebSocketState.CONNECTED:
+        # The client stopped reading: try to tell it why, but do not wait on it.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(SLOW_CLIENT, "Client too slow"), 0.5)
+
+
+async def handshake(
+    door: Door, websocket: WebSocket, settings: Settings
+) -> tuple[Actor, int | None]:
+    """Origin, credential, conversation access; raises Refused."""
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin, websocket.headers.get("host"), settings.allowed_origins):
+        raise door.origin_refusal()
+    try:
+        actor = await door.authenticate(websocket, settings)
+        conversation_id = None
+        if door.path_param is not None:
+            conversation_id = path_id(websocket, door.path_param)
+            await visible_conversation(actor, conversation_id)
+    except ChatError as error:
+        raise door.refusal(error) from None
+    return actor, conversation_id
+
+
+async def receive_loop(door: Door, session: Session, writer: asyncio.Task[None]) -> None:
+    """Read frames until the client leaves or the writer stops (closed or cut off)."""
+    websocket = session.websocket
+    while True:
+        receiving = asyncio.ensure_future(websocket.receive())
+        done, _ = await asyncio.wait({receiving, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving not in done:
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiving
+            return
+        message = receiving.result()
+        if message["type"] == "websocket.disconnect":
+            return
+        await dispatch(door, session, message)
+
+
+async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> None:
+    """One inbound frame: limits, JSON, type, then its handler. Every refusal is an error
+    frame; the connection stays open."""
+    text = message.get("text")
+    if text is None:
+        session.error("Binary frames are not supported; send JSON text frames",
+                      "unsupported_frame")
+        return
+    limit = session.settings.limits.max_frame_bytes
+    if len(text) > limit // 4 and len(text.encode()) > limit:
+        error = too_large(f"Frame is larger than {limit} bytes")
+        session.error(error.message, error.code)
+        return
+    try:
+        session.frame_rate.take()
+    except ChatError as error:
+        session.error(error.message, error.code)
+        return
+    try:
+        frame = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        session.error("Invalid JSON format", "invalid_json")
+        return
+    if not isinstance(frame, dict):
+        session.error("Frame must be a JSON object", "invalid_frame")
+        return
+    kind = frame.get(door.type_key)
+    handler = door.handlers.get(kind) if isinstance(kind, str) else None
+    if handler is None:
+        name = kind if isinstance(kind, str) else "(none)"
+        session.error(f"Unknown {door.type_key}: {name[:64]}", "unknown_type")
+        return
+    try:
+        await handler(session, frame)
+    except ChatError as error:
+        session.error(error.message, error.code)
+
+
+# -- small translators shared by the routes ------------------------------------------------
+
+
+def as_id(value: Any, name: str = "message_id") -> int:
+    """An id as a client may send it: an integer or a string of digits."""
+    if isinstance(value, bool):
+        raise invalid(f"{name} must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    raise invalid(f"{name} must be an integer")
+
+
+def as_ids(value: Any, name: str = "message_ids", most: int = 1000) -> list[int]:
+    if not isinstance(value, list) or len(value) > most:
+        raise invalid(f"{name} must be a list of at most {most} message ids")
+    return [as_id(item, name) for item in value]
+
+
+def without(frame: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in frame.items() if k not in keys}
+
+
+async def send_chat_message(session: Session, data: dict[str, Any]) -> None:
+    """Send through the service; the room echoes it to this connection too. A retry with a
+    known ``client_msg_id`` is not broadcast again, so its message is echoed here alone."""
+    assert session.conversation_id is not None
+    message, created = await session.chat.send_message(
+        session.actor, session.conversation_id, data, rate=session.message_rate,
+        origin=session.member.id,
+    )
+    if not created:
+        session.send_event("chat_message",
+                           {"conversation_id": session.conversation_id, "message": message})

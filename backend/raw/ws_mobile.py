@@ -1,0 +1,54 @@
+"""``/ws/mobile/chat/{conversation_id}/?device_id=``: seed 000.
+
+Inbound table (frame ``type`` → service call):
+
+=================== =================================================================
+``chat_message``     ``send_message`` (content, message_type, media_url, is_urgent,
+                     metadata, client_msg_id); echoed to the sender by the room
+``message_status``   ``set_message_status`` (``delivered`` / ``read``)
+``typing_indicator`` ``typing``
+``read_receipt``     ``mark_read(message_ids)`` (or one ``message_id``)
+=================== =================================================================
+
+Close codes: 4001 missing ``device_id``, 4002 invalid or inactive, 4003 conversation not
+found, 4004 not this device's conversation (or a refused browser origin).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from backend.auth.accounts import device_actor
+from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
+from backend.raw.ws_chat import message_status, read_receipt, typing
+from backend.realtime.dialects import WS_MOBILE
+from backend.service.actors import Actor
+from backend.service.clock import iso_now
+from backend.settings import Settings
+
+
+async def chat_message(session: Session, frame: dict[str, Any]) -> None:
+    await send_chat_message(session, without(frame, "type"))
+
+
+class WsMobileDoor(Door):
+    route = "/ws/mobile/chat/"
+    dialect = WS_MOBILE
+    handlers: dict[str, Handler] = {
+        "chat_message": chat_message,
+        "message_status": message_status,
+        "typing_indicator": typing,
+        "read_receipt": read_receipt,
+    }
+
+    async def authenticate(self, websocket: WebSocket, settings: Settings) -> Actor:
+        return await device_actor(websocket.query_params.get("device_id"))
+
+    async def welcome(self, session: Session) -> None:
+        cid = session.conversation_id
+        assert cid is not None
+        session.send({"type": "connection_established", "conversation_id": cid,
+                      "device_id": session.actor.device_id, "timestamp": iso_now()})
+        await session.hub.join_conversation(session.member, cid)
