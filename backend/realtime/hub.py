@@ -17,6 +17,7 @@ from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.realtime.members import Member
 from backend.realtime.origins import origin_allowed
 from backend.realtime.presence import LocalPresence
+from backend.realtime.server import Server
 from backend.service import events
 from backend.service.events import Event
 from backend.settings import Settings
@@ -65,22 +66,26 @@ class Realtime:
         self.settings = settings
         self.manager = FanoutManager()
         allowed = settings.allowed_origins
-        self.sio = socketio.AsyncServer(
+        self.sio = Server(
             async_mode="asgi",
             client_manager=self.manager,
             json=OrjsonCodec,
             cors_allowed_origins=lambda origin, environ: origin_allowed(
                 origin, environ.get("HTTP_HOST"), allowed
             ),
-            max_http_buffer_size=settings.limits.max_frame_bytes,
-            # Events emitted by a connect handler would otherwise reach the client before
-            # the CONNECT acknowledgement, and official clients drop them.
-            always_connect=False,
+            frame_limit=settings.limits.max_frame_bytes,
+            # Engine.IO drops a connection past this; frames between the limit and this cap
+            # get a too_large error and the connection stays (see server.py).
+            max_http_buffer_size=max(1024 * 1024, 4 * settings.limits.max_frame_bytes),
+            # Welcome and presence events are sent from FanoutManager.after_connect hooks, once
+            # the CONNECT acknowledgement is queued, never from the connect handler itself.
             logger=False,
             engineio_logger=False,
         )
         self.presence = LocalPresence()
         self.sink = ManagerSink(self)
+        # Conversations told a user is online, to be told when their last connection closes.
+        self.announced_online: dict[int, set[int]] = {}
 
     def attach_app(self, app: Any) -> None:
         """Give the namespaces access to the app's state (chat service, settings)."""
@@ -101,15 +106,20 @@ class Realtime:
         await self.presence.connect(member.actor.key)
 
     async def detach(self, member: Member) -> None:
-        """Forget a connection: it leaves every room, with presence events where it was the
-        actor's last connection."""
+        """Forget a connection: it leaves every room (``user_left`` where it was the actor's
+        last connection there), and when it was the user's last connection on any door, every
+        conversation told they were online hears they are offline."""
         went_offline = await self.presence.disconnect(member.actor.key)
         for room in sorted(member.rooms):
             if room.startswith("conversation:"):
-                await self._leave(member, room, went_offline=went_offline)
+                await self._leave(member, room)
             else:
                 self.manager.leave(member, room)
         self.manager.remove_member(member)
+        user = member.actor.user
+        if went_offline and user is not None:
+            for conversation_id in sorted(self.announced_online.pop(user.id, ())):
+                await self.sink.publish(events.user_status(conversation_id, user.id, "offline"))
 
     async def join_conversation(self, member: Member, conversation_id: int) -> int:
         """Put ``member`` in the conversation's room; returns the distinct actors there."""
@@ -122,27 +132,24 @@ class Realtime:
             await self.sink.publish(
                 events.presence("user_joined", conversation_id, member.actor, total)
             )
-            if member.actor.user is not None:
-                await self.sink.publish(
-                    events.user_status(conversation_id, member.actor.user.id, "online")
-                )
+            user = member.actor.user
+            if user is not None:
+                self.announced_online.setdefault(user.id, set()).add(conversation_id)
+                await self.sink.publish(events.user_status(conversation_id, user.id, "online"))
         return total
 
     async def leave_conversation(self, member: Member, conversation_id: int) -> None:
         room = events.conversation_room(conversation_id)
         if room in member.rooms:
-            await self._leave(member, room, went_offline=False)
+            await self._leave(member, room)
 
-    async def _leave(self, member: Member, room: str, *, went_offline: bool) -> None:
+    async def _leave(self, member: Member, room: str) -> None:
         self.manager.leave(member, room)
         last, total = await self.presence.exit(room, member.actor.key)
-        if not last:
-            return
-        conversation_id = int(room.removeprefix("conversation:"))
-        await self.sink.publish(events.presence("user_left", conversation_id, member.actor, total))
-        if went_offline and member.actor.user is not None:
+        if last:
+            conversation_id = int(room.removeprefix("conversation:"))
             await self.sink.publish(
-                events.user_status(conversation_id, member.actor.user.id, "offline")
+                events.presence("user_left", conversation_id, member.actor, total)
             )
 
     def join_inbox(self, member: Member) -> None:
