@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from backend.auth import accounts
 from backend.rest.api import Api, Call
+from backend.rest.schemas import UserOut
 from backend.service.serializers import user_dict
 
 
@@ -41,16 +42,6 @@ class DeviceBody(BaseModel):
     device_id: str | None = None
     platform: str = Field(default="", max_length=32)
     app_version: str = Field(default="", max_length=32)
-
-
-class UserOut(BaseModel):
-    id: int
-    email: str
-    username: str
-    first_name: str
-    last_name: str
-    avatar_url: str
-    role: str
 
 
 class TokenOut(BaseModel):
