@@ -6,15 +6,12 @@ asks the dialect to encode an event once per dialect and hands the same text to 
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from backend.service.actors import Actor
 
 if TYPE_CHECKING:
     from backend.realtime.dialects import Dialect
-
-log = logging.getLogger("confab.realtime")
 
 
 class Member:
