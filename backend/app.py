@@ -37,10 +37,12 @@ def create_app(settings: Settings | None = None) -> Any:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The embedded default migrates itself; production runs `confab migrate` first.
         await open_database(settings, apply_migrations=not settings.production)
+        await realtime.start()
         try:
             yield
         finally:
             await chat.drain()
+            await realtime.stop()
             await close_database()
 
     app = Starlette(

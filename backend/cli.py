@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        if args.workers > 1 and not settings.redis_url:
+            # Each worker is a node: without Redis they would not see each other's sockets.
+            print("configuration error: --workers > 1 needs REDIS_URL (each worker is a node)",
+                  file=sys.stderr)
+            return 2
+
         uvicorn.run("backend.main:app", host=args.host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", ws="websockets-sansio",
                     ws_per_message_deflate=False, proxy_headers=True)

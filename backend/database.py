@@ -74,10 +74,33 @@ def _postgres_connection(url: str, extra: dict[str, Any]) -> dict[str, Any]:
     return {"engine": "tortoise.backends.asyncpg", "credentials": credentials}
 
 
+# Any fixed number: the PostgreSQL advisory lock nodes take while they migrate.
+MIGRATION_LOCK = 0x636F6E666162
+
+
 async def migrate(settings: Settings) -> None:
-    """Apply every pending migration (idempotent)."""
-    await run_migrations(config=tortoise_config(settings))
-    await Tortoise.close_connections()
+    """Apply every pending migration (idempotent). On PostgreSQL, nodes starting together take
+    turns under an advisory lock, so only the first one migrates."""
+    config = tortoise_config(settings)
+    connection = config["connections"]["default"]
+    if connection["engine"] != "tortoise.backends.asyncpg":
+        await run_migrations(config=config)
+        await Tortoise.close_connections()
+        return
+    import asyncpg
+
+    credentials = {k: v for k, v in connection["credentials"].items()
+                   if k in ("host", "port", "user", "password", "database")}
+    lock = await asyncpg.connect(**credentials)
+    try:
+        await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await run_migrations(config=config)
+            await Tortoise.close_connections()
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    finally:
+        await lock.close()
 
 
 async def open_database(settings: Settings, *, apply_migrations: bool) -> None:

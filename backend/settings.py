@@ -63,6 +63,11 @@ class Settings:
     database_url: str
     db_pool_size: int
     redis_url: str | None
+    #: Prefix of every Redis key and of the pub/sub channel: nodes sharing it form one cluster.
+    redis_prefix: str
+    #: A node that has not renewed its heartbeat for this long is dead: its sockets stop
+    #: counting and its users go offline for the others (heartbeats run every third of it).
+    node_ttl_seconds: float
     jwt_secret: str
     jwt_issuer: str | None
     jwt_audience: str | None
@@ -105,6 +110,8 @@ class Settings:
             database_url=database_url,
             db_pool_size=_int(env, "DB_POOL_SIZE", 10),
             redis_url=env.get("REDIS_URL") or None,
+            redis_prefix=env.get("REDIS_PREFIX", "confab"),
+            node_ttl_seconds=_node_ttl(env),
             jwt_secret=secret,
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
@@ -114,6 +121,13 @@ class Settings:
             limits=limits,
             api_title=env.get("API_TITLE", "Confab Chat API"),
         )
+
+
+def _node_ttl(env: Mapping[str, str]) -> float:
+    ttl = _float(env, "NODE_TTL_SECONDS", 15.0)
+    if ttl < 1:
+        raise ConfigurationError(f"NODE_TTL_SECONDS must be at least 1, got {ttl}")
+    return ttl
 
 
 def _persistent_dev_secret(data_dir: Path) -> str:

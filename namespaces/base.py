@@ -195,11 +195,7 @@ class Namespace(socketio.AsyncNamespace):
         if member.eio_sid not in self.server.environ:
             return  # the transport closed while the connect handler ran
         self.sockets[member.sid] = socket
-        await self.realtime.attach(member)
-        if self.inbox:
-            self.realtime.join_inbox(member)
-        if conversation_id is not None:
-            await self.realtime.join_conversation(member, conversation_id)
+        await self.realtime.attach(member, conversation_id, inbox=self.inbox)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.realtime.manager.forget_connect(sid, self.namespace)

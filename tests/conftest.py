@@ -11,15 +11,12 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.client import Api, TestUser
+from tests.support.client import Api, admin_of, with_admin
+from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess, start_server
-from tests.support.services import Postgres, find_postgres
-
-ADMIN_EMAIL = "admin@example.com"
-ADMIN_PASSWORD = "admin-password-123"
+from tests.support.services import Postgres, find_postgres, find_redis
 
 
 @pytest.fixture(scope="session")
@@ -35,16 +32,38 @@ def postgres(work_dir: Path) -> Iterator[Postgres]:
     server.stop()
 
 
-def _with_admin(server: ServerProcess) -> ServerProcess:
-    result = server.cli("create-user", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD,
-                        "--role", "admin", "--first-name", "Ada", "--last-name", "Admin")
-    assert result.returncode == 0, result.stderr
-    return server
+@pytest.fixture(scope="session")
+def redis_url(work_dir: Path) -> Iterator[str]:
+    """A Redis every cluster test shares (each cluster under its own key prefix)."""
+    url, private = find_redis(str(work_dir))
+    yield url
+    if private is not None:
+        private.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_database(postgres: Postgres) -> Iterator[str]:
+    """A PostgreSQL database of the cluster tests' own, dropped at the end."""
+    name, url = asyncio.run(postgres.create_database())
+    yield url
+    asyncio.run(postgres.drop_database(name))
+
+
+@pytest.fixture(scope="session")
+def cluster(work_dir: Path, cluster_database: str, redis_url: str) -> Iterator[Cluster]:
+    """Two nodes (A with the test admin, B) sharing ``cluster_database`` and ``redis_url``."""
+    nodes = Cluster(work_dir / "cluster", cluster_database, redis_url)
+    try:
+        with_admin(nodes.start_node())
+        nodes.start_node()
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 @pytest.fixture(scope="session")
 def sqlite_server(work_dir: Path) -> Iterator[ServerProcess]:
-    server = _with_admin(start_server(work_dir / "sqlite"))
+    server = with_admin(start_server(work_dir / "sqlite"))
     yield server
     server.stop()
 
@@ -52,7 +71,7 @@ def sqlite_server(work_dir: Path) -> Iterator[ServerProcess]:
 @pytest.fixture(scope="session")
 def postgres_server(work_dir: Path, postgres: Postgres) -> Iterator[ServerProcess]:
     name, url = asyncio.run(postgres.create_database())
-    server = _with_admin(start_server(work_dir / "postgres", url))
+    server = with_admin(start_server(work_dir / "postgres", url))
     yield server
     server.stop()
     asyncio.run(postgres.drop_database(name))
@@ -64,20 +83,10 @@ def server(request: pytest.FixtureRequest) -> ServerProcess:
     return request.getfixturevalue(f"{request.param}_server")  # type: ignore[no-any-return]
 
 
-async def _admin(base_url: str) -> TestUser:
-    async with httpx.AsyncClient(base_url=base_url) as http:
-        response = await http.post("/api/v1/auth/login",
-                                   json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-        assert response.status_code == 200, response.text
-        data = response.json()
-    return TestUser(data["user"]["id"], ADMIN_EMAIL, ADMIN_PASSWORD, data["access_token"],
-                    data["refresh_token"], "admin", "Ada", "Admin")
-
-
 @pytest.fixture
 async def api(server: ServerProcess) -> AsyncIterator[Api]:
     """REST helpers against ``server`` (each database in turn)."""
-    client = Api(server.base_url, await _admin(server.base_url))
+    client = Api(server.base_url, await admin_of(server.base_url))
     yield client
     await client.aclose()
 
@@ -85,6 +94,6 @@ async def api(server: ServerProcess) -> AsyncIterator[Api]:
 @pytest.fixture
 async def sqlite_api(sqlite_server: ServerProcess) -> AsyncIterator[Api]:
     """REST helpers against the SQLite server only (real-time tests)."""
-    client = Api(sqlite_server.base_url, await _admin(sqlite_server.base_url))
+    client = Api(sqlite_server.base_url, await admin_of(sqlite_server.base_url))
     yield client
     await client.aclose()

@@ -51,3 +51,22 @@ def test_lists_and_limits_are_read(tmp_path: Path) -> None:
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
     assert settings.limits.max_content_chars == 100
     assert settings.limits.send_rate_per_second == 2.5
+
+
+def test_cluster_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "REDIS_URL": "redis://r:6379/0",
+                                  "REDIS_PREFIX": "blue", "NODE_TTL_SECONDS": "6"})
+    assert (settings.redis_url, settings.redis_prefix, settings.node_ttl_seconds) == (
+        "redis://r:6379/0", "blue", 6.0)
+    with pytest.raises(ConfigurationError, match="NODE_TTL_SECONDS"):
+        Settings.from_env({"DATA_DIR": str(tmp_path), "NODE_TTL_SECONDS": "0.2"})
+
+
+def test_several_workers_need_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from backend.cli import main
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["serve", "--workers", "2"]) == 2
+    assert "REDIS_URL" in capsys.readouterr().err

@@ -5,6 +5,9 @@ the envelope. On one node ``AsyncManager.emit`` lands here directly; with Redis,
 manager publishes the envelope and each node's listener calls this same ``emit`` (it sits below
 ``AsyncPubSubManager`` in the method order), so raw sockets on every node get every event with
 no second broadcast path. Members of every door share the room table kept here.
+
+Besides events, the same path carries *controls*: named actions every node runs on its own
+members (closing a deactivated device's sockets), registered in ``controls``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class FanoutManager(socketio.AsyncManager):
         self.members: dict[str, Member] = {}
         self.room_members: dict[str, dict[str, Member]] = {}
         self.connected_hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
+        self.controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
 
     # -- socket.io connections --------------------------------------------------------------
 
@@ -93,7 +97,11 @@ class FanoutManager(socketio.AsyncManager):
             await super().emit(event, data, namespace, room=room, skip_sid=skip_sid,
                                callback=callback, to=to, **kwargs)
             return
-        await self.deliver(event, data)
+        control = self.controls.get(event)
+        if control is not None:
+            await control(data)
+        else:
+            await self.deliver(event, data)
 
     async def deliver(self, name: str, envelope: dict[str, Any]) -> None:
         """Write ``name`` to every member of the envelope's rooms on this node, encoding it once

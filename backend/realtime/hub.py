@@ -7,18 +7,23 @@ events (``user_joined``, ``user_left``, ``user_status``) are produced here, once
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import socketio
 
+from backend.cluster.link import RedisLink
+from backend.cluster.manager import RedisFanoutManager
+from backend.cluster.presence import ClusterPresence, Departures
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.realtime.members import Member
 from backend.realtime.origins import origin_allowed
-from backend.realtime.presence import LocalPresence
+from backend.realtime.presence import LocalPresence, Presence
 from backend.realtime.server import Server
 from backend.service import events
+from backend.service.actors import Actor, actor_from_key
 from backend.service.events import Event
 from backend.settings import Settings
 
@@ -64,7 +69,20 @@ class Realtime:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.manager = FanoutManager()
+        self.link: RedisLink | None = None
+        self.manager: FanoutManager
+        self.presence: Presence
+        if settings.redis_url:
+            # Many nodes: emits travel through Redis, presence is kept there.
+            self.link = RedisLink(settings.redis_url, settings.redis_prefix)
+            cluster_manager = RedisFanoutManager(self.link, settings.node_ttl_seconds / 3)
+            cluster = ClusterPresence(self.link, cluster_manager.host_id,
+                                      settings.node_ttl_seconds, on_beat=cluster_manager.ping)
+            cluster.on_departures = self._departed
+            self.manager, self.presence = cluster_manager, cluster
+        else:
+            self.manager, self.presence = FanoutManager(), LocalPresence()
+        self.manager.controls["close_device"] = self._close_device_here
         allowed = settings.allowed_origins
         self.sio = Server(
             async_mode="asgi",
@@ -82,10 +100,7 @@ class Realtime:
             logger=False,
             engineio_logger=False,
         )
-        self.presence = LocalPresence()
         self.sink = ManagerSink(self)
-        # Conversations told a user is online, to be told when their last connection closes.
-        self.announced_online: dict[int, set[int]] = {}
 
     def attach_app(self, app: Any) -> None:
         """Give the namespaces access to the app's state (chat service, settings)."""
@@ -98,18 +113,59 @@ class Realtime:
         """The ASGI app: Socket.IO at ``/socket.io/``, everything else to ``other_app``."""
         return socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
 
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start listening to the cluster (at start-up, not at the first Socket.IO request,
+        so raw WebSockets get other nodes' events from the start) and join it."""
+        if not self.sio.manager_initialized:
+            self.sio.manager_initialized = True
+            self.manager.initialize()
+        if isinstance(self.presence, ClusterPresence):
+            await self.presence.start()
+
+    async def stop(self) -> None:
+        """Leave the cluster (others hear this node's users leave) and stop listening."""
+        if isinstance(self.presence, ClusterPresence):
+            await self.presence.stop()
+        if isinstance(self.manager, RedisFanoutManager):
+            # Let the departures just published leave the outbox, briefly.
+            for _ in range(20):
+                if self.manager.outbox.empty():
+                    break
+                await asyncio.sleep(0.05)
+            await self.manager.stop()
+        if self.link is not None:
+            await self.link.close()
+
+    def health(self) -> dict[str, bool]:
+        """Checks for /readyz: Redis (publishing and listening) when the node is in a cluster."""
+        if self.link is None or not isinstance(self.manager, RedisFanoutManager):
+            return {}
+        return {"redis": self.link.up and self.manager.listening}
+
     # -- membership -------------------------------------------------------------------------
 
-    async def attach(self, member: Member) -> None:
-        """Register a live connection (once, before it joins rooms)."""
+    async def attach(self, member: Member, conversation_id: int | None = None,
+                     inbox: bool = False) -> None:
+        """Register a live connection, with its first rooms. The room table changes before
+        anything is awaited, so an event the client sends at once finds it joined."""
         self.manager.add_member(member)
+        if inbox:
+            self.join_inbox(member)
+        room = None if conversation_id is None else events.conversation_room(conversation_id)
+        if room is not None:
+            self.manager.join(member, room)
         await self.presence.connect(member.actor.key)
+        if room is not None:
+            await self._entered(member, room)
 
     async def detach(self, member: Member) -> None:
         """Forget a connection: it leaves every room (``user_left`` where it was the actor's
-        last connection there), and when it was the user's last connection on any door, every
+        last connection there), and when it was the user's last connection anywhere, every
         conversation told they were online hears they are offline."""
-        went_offline = await self.presence.disconnect(member.actor.key)
+        key = member.actor.key
+        went_offline = await self.presence.disconnect(key)
         for room in sorted(member.rooms):
             if room.startswith("conversation:"):
                 await self._leave(member, room)
@@ -118,8 +174,7 @@ class Realtime:
         self.manager.remove_member(member)
         user = member.actor.user
         if went_offline and user is not None:
-            for conversation_id in sorted(self.announced_online.pop(user.id, ())):
-                await self.sink.publish(events.user_status(conversation_id, user.id, "offline"))
+            await self._announce_offline(user.id, await self.presence.take_announced(key))
 
     async def join_conversation(self, member: Member, conversation_id: int) -> int:
         """Put ``member`` in the conversation's room; returns the distinct actors there."""
@@ -127,14 +182,18 @@ class Realtime:
         if room in member.rooms:
             return await self.presence.room_size(room)
         self.manager.join(member, room)
+        return await self._entered(member, room)
+
+    async def _entered(self, member: Member, room: str) -> int:
         first, total = await self.presence.enter(room, member.actor.key)
         if first:
+            conversation_id = int(room.removeprefix("conversation:"))
             await self.sink.publish(
                 events.presence("user_joined", conversation_id, member.actor, total)
             )
             user = member.actor.user
             if user is not None:
-                self.announced_online.setdefault(user.id, set()).add(conversation_id)
+                await self.presence.announce_online(member.actor.key, conversation_id)
                 await self.sink.publish(events.user_status(conversation_id, user.id, "online"))
         return total
 
@@ -152,6 +211,27 @@ class Realtime:
                 events.presence("user_left", conversation_id, member.actor, total)
             )
 
+    async def _announce_offline(self, user_id: int, conversation_ids: list[int]) -> None:
+        for conversation_id in conversation_ids:
+            await self.sink.publish(events.user_status(conversation_id, user_id, "offline"))
+
+    async def _departed(self, departures: Departures) -> None:
+        """Another node is gone (or this one is leaving): say who left, as if each of its
+        connections had closed."""
+        actors: dict[str, Actor | None] = {}
+        for room, key, total in departures.left:
+            if key not in actors:
+                actors[key] = await actor_from_key(key)
+            actor = actors[key]
+            if actor is not None and room.startswith("conversation:"):
+                conversation_id = int(room.removeprefix("conversation:"))
+                await self.sink.publish(events.presence("user_left", conversation_id, actor,
+                                                        total))
+        for key, conversation_ids in departures.offline:
+            kind, _, ident = key.partition(":")
+            if kind == "user" and ident.isdigit():
+                await self._announce_offline(int(ident), conversation_ids)
+
     def join_inbox(self, member: Member) -> None:
         """The rooms of an inbox door: the user's own (and staff's) or the device's."""
         actor = member.actor
@@ -163,7 +243,11 @@ class Realtime:
             self.manager.join(member, events.device_room(actor.device.device_id))
 
     async def close_device(self, device_id: str) -> None:
-        """Close every live socket of a deactivated device (close code 4002)."""
+        """Close every live socket of a deactivated device, on every node (close code 4002)."""
+        await self.manager.emit("close_device", {"device_id": device_id}, namespace=FANOUT)
+
+    async def _close_device_here(self, control: dict[str, Any]) -> None:
+        device_id = control.get("device_id")
         for member in list(self.manager.members.values()):
             if member.actor.device_id == device_id:
                 await member.close(4002, "Device deactivated")

@@ -18,11 +18,7 @@ def register(api: Api) -> None:
     @api.route("GET", "/readyz", summary="Database (and Redis, when configured) reachable",
                auth="none", tags=("health",))
     async def readyz(call: Call) -> Response:
-        checks = {"database": await database_ready()}
-        realtime = call.request.app.state.realtime
-        redis_check = getattr(realtime, "redis_ready", None)
-        if redis_check is not None:
-            checks["redis"] = await redis_check()
+        checks = {"database": await database_ready(), **call.request.app.state.realtime.health()}
         ready = all(checks.values())
         return ORJSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
                               status_code=200 if ready else 503)

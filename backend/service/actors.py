@@ -64,3 +64,18 @@ class Actor:
 
 
 SYSTEM = Actor(SenderType.SYSTEM)
+
+
+async def actor_from_key(key: str) -> Actor | None:
+    """The actor an ``Actor.key`` names, loaded again (None when it no longer exists)."""
+    kind, _, ident = key.partition(":")
+    if kind == "user" and ident.isdigit():
+        user = await User.get_or_none(id=int(ident))
+        return None if user is None else Actor.of_user(user)
+    if kind == "mobile" and ident:
+        device = await MobileSession.get_or_none(device_id=ident)
+        return None if device is None else Actor.of_device(device)
+    if kind == "customer" and ident.isdigit():
+        customer = await Customer.get_or_none(id=int(ident))
+        return None if customer is None else Actor.of_customer(customer)
+    return None

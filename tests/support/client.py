@@ -5,10 +5,15 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+if TYPE_CHECKING:
+    from tests.support.server import ServerProcess
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-123"
 _counter = itertools.count(1)
 
 
@@ -75,3 +80,22 @@ class Api:
         response = await self.http.post("/mobile/sessions/", json={"platform": "ios"})
         assert response.status_code == 201, response.text
         return response.json()["device_id"]  # type: ignore[no-any-return]
+
+
+def with_admin(server: ServerProcess) -> ServerProcess:
+    """Create the test admin through the command line, against the server's database."""
+    result = server.cli("create-user", "--email", ADMIN_EMAIL, "--password", ADMIN_PASSWORD,
+                        "--role", "admin", "--first-name", "Ada", "--last-name", "Admin")
+    assert result.returncode == 0, result.stderr
+    return server
+
+
+async def admin_of(base_url: str) -> TestUser:
+    """The test admin, logged in on ``base_url``."""
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        response = await http.post("/api/v1/auth/login",
+                                   json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        assert response.status_code == 200, response.text
+        data = response.json()
+    return TestUser(data["user"]["id"], ADMIN_EMAIL, ADMIN_PASSWORD, data["access_token"],
+                    data["refresh_token"], "admin", "Ada", "Admin")

@@ -1,4 +1,4 @@
-"""The outside services tests need, found or started: PostgreSQL (and Redis, later).
+"""The outside services tests need, found or started: PostgreSQL and Redis.
 
 Order: the URL in the environment, else the machine's own service when reachable, else a
 private one started here. A service that cannot be had fails the test with a message naming it:
@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -104,3 +107,67 @@ def _start_embedded(tmp_root: str) -> Postgres:
     # A unix-socket URI such as postgresql://postgres@/postgres?host=/run/dir
     uri = server.get_uri("postgres").replace("postgresql://", "postgres://", 1)
     return Postgres(uri, server)
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server process of the test's own, which the test may stop and start again on
+    the same port (to show a node living through a Redis outage)."""
+
+    port: int
+    data_dir: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("Redis: redis-server is not installed (Debian package redis-server)",
+                        pytrace=False)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.data_dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", self.port, 0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"Redis: redis-server did not start on port {self.port}",
+                            pytrace=False)
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+
+def find_redis(tmp_root: str) -> tuple[str, PrivateRedis | None]:
+    """REDIS_URL when set, else 127.0.0.1:6379 when it answers, else a private redis-server.
+    Returns the URL and the private server to stop (None when it is not ours)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url, None
+    if asyncio.run(_redis_answers("redis://127.0.0.1:6379/0")):
+        return "redis://127.0.0.1:6379/0", None
+    private = PrivateRedis(free_port(), os.path.join(tmp_root, "redis")).start()
+    return private.url, private
+
+
+async def _redis_answers(url: str) -> bool:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()

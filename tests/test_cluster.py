@@ -1,0 +1,211 @@
+"""Two real nodes sharing PostgreSQL and Redis: delivery across nodes on every door, exactly
+once; presence and ws-stats summed over the cluster; a node killed with SIGKILL stops counting
+within the documented bound (node TTL + one heartbeat)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.client import Api, TestUser, admin_of
+from tests.support.cluster import NODE_TTL_SECONDS, Cluster
+from tests.support.server import ServerProcess
+from tests.test_raw_support import device_conversation, raw, rest_send
+from tests.test_socketio_helpers import Client, chat_client, group, ok
+
+# A dead node stops counting within its TTL; the reaper announces its users within one more
+# heartbeat (TTL / 3). The slack covers a loaded test machine.
+DEPARTURE_BOUND = NODE_TTL_SECONDS + NODE_TTL_SECONDS / 3 + 3
+
+
+@pytest.fixture
+async def apis(cluster: Cluster) -> AsyncIterator[tuple[Api, Api]]:
+    """REST helpers on node A and node B (one database: users made on A exist on B)."""
+    a, b = cluster.nodes[:2]
+    admin = await admin_of(a.base_url)
+    pair = (Api(a.base_url, admin), Api(b.base_url, admin))
+    yield pair
+    for api in pair:
+        await api.aclose()
+
+
+async def stats(node: ServerProcess, user: TestUser) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=node.base_url, timeout=10) as http:
+        response = await http.get("/api/v1/chat/ws-stats", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_socketio_clients_on_two_nodes_see_each_other_once(
+    apis: tuple[Api, Api]
+) -> None:
+    on_a, on_b = apis
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    a = await chat_client(on_a, alice, cid)
+    b = await chat_client(on_b, bob, cid)
+    try:
+        # Bob's arrival on B is announced to Alice on A, with the cluster's count.
+        joined = await a.next("user_joined", lambda e: e["user_id"] == bob.id)
+        assert joined["total_users"] == 2
+        for sender, receiver, text in ((a, b, "from A"), (b, a, "from B")):
+            for n in range(3):
+                ok(await sender.call("chat_message", {"conversation_id": cid,
+                                                      "content": f"{text} {n}"}))
+            got = [(await receiver.next("chat_message"))["message"]["content"]
+                   for _ in range(3)]
+            assert got == [f"{text} {n}" for n in range(3)]  # in order
+        # A barrier: once this arrives, any duplicate of the earlier ones would have too.
+        ok(await a.call("chat_message", {"conversation_id": cid, "content": "barrier"}))
+        assert (await b.next("chat_message"))["message"]["content"] == "barrier"
+        assert b.pending("chat_message") == []
+        assert a.pending("chat_message") == []  # Socket.IO senders are not echoed
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_every_door_on_either_node_sees_every_message_once(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, on_b = apis
+    node_a, node_b = cluster.nodes[:2]
+    device_id, cid = await device_conversation(on_a)
+    sio_agent, ws_agent, session_agent, rest_agent, inbox_agent = [
+        await on_a.register(role="agent") for _ in range(5)
+    ]
+    sio = await chat_client(on_a, sio_agent, cid)
+    staff_inbox = await Client(node_b.base_url, "/conversations").connect(
+        {"token": inbox_agent.token})
+    try:
+        async with (
+            raw(f"{node_a.ws_url}/ws/chat/{cid}/?token={ws_agent.token}") as chat,
+            raw(f"{node_b.ws_url}/ws/mobile/chat/{cid}/?device_id={device_id}") as mobile,
+            raw(f"{node_b.ws_url}/api/v1/chat/ws/{cid}?token={session_agent.token}") as session,
+            raw(f"{node_a.ws_url}/ws/conversations/?token={inbox_agent.token}") as raw_inbox,
+        ):
+            await chat.next("recent_messages")
+            await mobile.next("connection_established")
+            await session.next("user_joined")
+            await raw_inbox.next("connection_established")
+
+            ack = ok(await sio.call("chat_message", {"conversation_id": cid,
+                                                     "content": "sio on A"}))
+            sio_seen = [ack["message"]["content"]]
+            await chat.send({"type": "chat_message", "content": "ws-chat on A"})
+            await mobile.send({"type": "chat_message", "content": "mobile on B"})
+            await session.send({"message_type": "text", "content": "session on B"})
+            await rest_send(on_b, rest_agent, cid, "rest on B")
+            everything = Counter({"sio on A", "ws-chat on A", "mobile on B", "session on B",
+                                  "rest on B"})
+
+            def contents(client: Any, kind: str) -> Counter[str]:
+                if kind == "message":
+                    return Counter(f["content"] for f in client.seen("message"))
+                return Counter(f["message"]["content"] for f in client.seen(kind))
+
+            for client, kind in ((chat, "chat_message"), (mobile, "chat_message"),
+                                 (session, "message")):
+                for _ in range(len(everything)):
+                    await client.next(kind)
+                await client.quiet(kind)
+                assert contents(client, kind) == everything, kind
+            for _ in range(len(everything) - 1):
+                sio_seen.append((await sio.next("chat_message"))["message"]["content"])
+            assert Counter(sio_seen) == everything
+            assert sio.pending("chat_message") == []
+
+            # The customer's message reached staff inboxes on both nodes, once each.
+            pushed = await raw_inbox.next("new_customer_message")
+            assert pushed["message"]["content"] == "mobile on B"
+            await raw_inbox.quiet("new_customer_message")
+            pushed = await staff_inbox.next("new_customer_message",
+                                            lambda e: e["conversation_id"] == cid)
+            assert pushed["message"]["content"] == "mobile on B"
+            assert staff_inbox.pending("new_customer_message") == []
+    finally:
+        await sio.close()
+        await staff_inbox.close()
+
+
+async def test_presence_and_stats_add_up_across_nodes(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, on_b = apis
+    node_a, node_b = cluster.nodes[:2]
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    a1 = await chat_client(on_a, alice, cid)
+    a2 = await chat_client(on_b, alice, cid)  # Alice's second tab, on the other node
+    b = await chat_client(on_b, bob, cid)
+    try:
+        joined = await a1.next("user_joined", lambda e: e["user_id"] == bob.id)
+        assert joined["total_users"] == 2  # Alice's two tabs count once
+        ok(await b.call("typing_indicator", {"conversation_id": cid, "is_typing": True}))
+        await a1.next("typing_indicator", lambda e: e["user_id"] == bob.id)
+        for node in (node_a, node_b):
+            session = (await stats(node, alice))["sessions"][str(cid)]
+            assert session == {"user_count": 2, "typing_count": 1, "connection_count": 3}
+        totals = {(await stats(node, alice))["total_connections"] for node in (node_a, node_b)}
+        assert len(totals) == 1  # both nodes see the same cluster
+
+        # Alice closes the tab on A: still online through B, so nobody hears she left.
+        await a1.close()
+        ok(await b.call("chat_message", {"conversation_id": cid, "content": "still there?"}))
+        await a2.next("chat_message")
+        assert [e for e in b.pending("user_left") if e["user_id"] == alice.id] == []
+        assert [e for e in b.pending("user_status") if e["status"] == "offline"] == []
+        session = (await stats(node_a, bob))["sessions"][str(cid)]
+        assert session["connection_count"] == 2 and session["user_count"] == 2
+
+        # Her last tab closes: Bob hears she left and is offline.
+        await a2.close()
+        left = await b.next("user_left", lambda e: e["user_id"] == alice.id)
+        assert left["total_users"] == 1
+        await b.next("user_status", lambda e: e["user_id"] == alice.id
+                     and e["status"] == "offline")
+    finally:
+        for client in (a1, a2, b):
+            await client.close()
+
+
+async def test_a_killed_node_stops_counting_within_the_bound(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, _ = apis
+    node_a = cluster.nodes[0]
+    doomed = cluster.start_node()
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    a = await chat_client(on_a, alice, cid)
+    doomed_api = Api(doomed.base_url, on_a.admin)
+    b = await chat_client(doomed_api, bob, cid)
+    try:
+        await a.next("user_joined", lambda e: e["user_id"] == bob.id)
+        assert (await stats(node_a, alice))["sessions"][str(cid)]["user_count"] == 2
+
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(timeout=10)
+        started = asyncio.get_running_loop().time()
+        left = await a.next("user_left", lambda e: e["user_id"] == bob.id,
+                            within=DEPARTURE_BOUND)
+        assert left["total_users"] == 1
+        await a.next("user_status", lambda e: e["user_id"] == bob.id
+                     and e["status"] == "offline", within=2)
+        assert asyncio.get_running_loop().time() - started <= DEPARTURE_BOUND
+        session = (await stats(node_a, alice))["sessions"][str(cid)]
+        assert session == {"user_count": 1, "typing_count": 0, "connection_count": 1}
+        # The survivor carries on: Alice still sends and is stored.
+        ok(await a.call("chat_message", {"conversation_id": cid, "content": "anyone?"}))
+    finally:
+        await a.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(b.close(), 3)
+        await doomed_api.aclose()
