@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from backend.database import close_database, open_database
+from backend.integrations.outbound import OutboundSender
 from backend.raw.routes import websocket_routes
 from backend.realtime.hub import Realtime
 from backend.rest.api import error_response
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Any:
     settings = settings or Settings.from_env()
     realtime = Realtime(settings)
     chat = ChatService(realtime.sink, settings.limits)
+    outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
     routes: list[BaseRoute] = [*api.routes(), *websocket_routes()]
 
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Any:
         try:
             yield
         finally:
+            await outbound.close()
             await chat.drain()
             await realtime.stop()
             await close_database()

@@ -55,6 +55,52 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Integrations:
+    """Outside platforms (docs/integrations.md): webhook secrets, API credentials and bases, and
+    the retry policy of replies sent out. An unset secret turns its webhook off (404)."""
+
+    telegram_webhook_secret: str | None = None
+    telegram_bot_token: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    instagram_verify_token: str | None = None
+    instagram_app_secret: str | None = None
+    instagram_access_token: str | None = None
+    instagram_api_base: str = "https://graph.facebook.com/v19.0"
+    outbound_attempts: int = 5
+    outbound_backoff_seconds: float = 1.0
+    outbound_backoff_max_seconds: float = 60.0
+    outbound_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Integrations:
+        """Read the ``TELEGRAM_*``, ``INSTAGRAM_*`` and ``OUTBOUND_*`` variables of ``env``."""
+        attempts = _int(env, "OUTBOUND_ATTEMPTS", cls.outbound_attempts)
+        if attempts < 1:
+            raise ConfigurationError(f"OUTBOUND_ATTEMPTS must be at least 1, got {attempts}")
+        return cls(
+            telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET") or None,
+            telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN") or None,
+            telegram_api_base=(env.get("TELEGRAM_API_BASE") or cls.telegram_api_base).rstrip("/"),
+            instagram_verify_token=env.get("INSTAGRAM_VERIFY_TOKEN") or None,
+            instagram_app_secret=env.get("INSTAGRAM_APP_SECRET") or None,
+            instagram_access_token=env.get("INSTAGRAM_ACCESS_TOKEN") or None,
+            instagram_api_base=(
+                env.get("INSTAGRAM_API_BASE") or cls.instagram_api_base
+            ).rstrip("/"),
+            outbound_attempts=attempts,
+            outbound_backoff_seconds=_float(
+                env, "OUTBOUND_BACKOFF_SECONDS", cls.outbound_backoff_seconds
+            ),
+            outbound_backoff_max_seconds=_float(
+                env, "OUTBOUND_BACKOFF_MAX_SECONDS", cls.outbound_backoff_max_seconds
+            ),
+            outbound_timeout_seconds=_float(
+                env, "OUTBOUND_TIMEOUT_SECONDS", cls.outbound_timeout_seconds
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one node."""
 
@@ -75,6 +121,7 @@ class Settings:
     refresh_token_seconds: int
     allowed_origins: tuple[str, ...]
     limits: Limits
+    integrations: Integrations
     api_title: str
 
     @classmethod
@@ -119,6 +166,7 @@ class Settings:
             refresh_token_seconds=_int(env, "REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
             allowed_origins=_list(env, "ALLOWED_ORIGINS"),
             limits=limits,
+            integrations=Integrations.from_env(env),
             api_title=env.get("API_TITLE", "Confab Chat API"),
         )
 

@@ -12,7 +12,7 @@ from models.conversations import (
     ConversationStatus,
     Participant,
 )
-from models.messages import Message, MessageStatus, Reaction, Receipt, SenderType
+from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
 from models.people import Customer, MobileSession, Role, User
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ConversationKind",
     "ConversationStatus",
     "Customer",
+    "DeliveryStatus",
     "Message",
     "MessageStatus",
     "MobileSession",

@@ -21,6 +21,15 @@ class MessageStatus(StrEnum):
     READ = "read"
 
 
+class DeliveryStatus(StrEnum):
+    """Where a reply to an outside platform stands. NONE: nothing to send out."""
+
+    NONE = "none"
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class Message(Model):
     """One message. Ids only grow within a conversation, so an id is a resume point."""
 
@@ -53,6 +62,14 @@ class Message(Model):
     is_deleted = fields.BooleanField(default=False)
     deleted_at = fields.DatetimeField(null=True)
     client_msg_id = fields.CharField(max_length=64, null=True)
+    # Outside platforms (backend/integrations): how a staff reply's delivery stands, the
+    # platform's id for the delivered reply, and the last delivery error, shown to agents.
+    # db_default too, so that adding the columns to a table that has rows works.
+    delivery_status = fields.CharEnumField(
+        DeliveryStatus, max_length=16, default=DeliveryStatus.NONE, db_default="none"
+    )
+    external_id = fields.CharField(max_length=255, null=True)
+    delivery_error = fields.CharField(max_length=255, default="", db_default="")
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -43,9 +44,20 @@ from models import (
 _STATUS_ORDER = {MessageStatus.SENT: 0, MessageStatus.DELIVERED: 1, MessageStatus.READ: 2}
 _RELATIONS = ("sender_user", "sender_device", "sender_customer")
 
+#: ``hook(conversation, message, actor)`` runs once per new message, after commit and before it
+#: is serialized and broadcast. It must not block (it schedules its work). Outside-platform
+#: delivery registers one (backend/integrations), so the service imports no platform.
+SentHook = Callable[[Conversation, Message, Actor], None]
+
 
 class MessageOps(ServiceBase):
     """Mixin of ChatService: everything about single messages."""
+
+    sent_hooks: tuple[SentHook, ...] = ()
+
+    def on_message_sent(self, hook: SentHook) -> None:
+        """Register ``hook`` (see ``SentHook``)."""
+        self.sent_hooks = (*self.sent_hooks, hook)
 
     async def send_message(
         self,
@@ -76,6 +88,8 @@ class MessageOps(ServiceBase):
             if earlier is None:
                 raise
             return earlier, False
+        for hook in self.sent_hooks:
+            hook(conversation, message, actor)
         payload = message_dict(message, customer=actor.customer)
         skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
         await self.sink.publish(events.chat_message(payload, skip, origin))

@@ -118,6 +118,9 @@ def message_dict(
         "reactions": reactions_map(reactions or {}),
         "read_by_count": read_by_count,
         "client_msg_id": message.client_msg_id,
+        # A staff reply sent out to the customer's platform: none, pending, sent or failed.
+        "delivery_status": str(message.delivery_status),
+        "delivery_error": message.delivery_error,
         "customer": customer_dict(customer),
         "is_ai_response": False,
         "is_answered": False,
