@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from backend.dashboard.routes import dashboard_routes
 from backend.database import close_database, open_database
 from backend.integrations.outbound import OutboundSender
 from backend.raw.routes import websocket_routes
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Any:
     chat = ChatService(realtime.sink, settings.limits)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
-    routes: list[BaseRoute] = [*api.routes(), *websocket_routes()]
+    routes: list[BaseRoute] = [*api.routes(), *websocket_routes(), *dashboard_routes()]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

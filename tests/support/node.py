@@ -18,7 +18,7 @@ def node_modules() -> Path:
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.fail("node and npm are needed for the JavaScript client tests", pytrace=False)
     modules = JS_DIR / "node_modules"
-    if not (modules / "socket.io-client").exists() or not (modules / "ws").exists():
+    if not all((modules / name).exists() for name in ("socket.io-client", "ws", "playwright-core")):
         result = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS_DIR,
                                 capture_output=True, text=True, timeout=300, check=False)
         if result.returncode != 0:
