@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -16,12 +18,17 @@ from starlette.routing import BaseRoute
 from backend.dashboard.routes import dashboard_routes
 from backend.database import close_database, open_database
 from backend.integrations.outbound import OutboundSender
+from backend.observability.logs import configure_logging
+from backend.observability.metrics import Metrics
+from backend.observability.request_ids import RequestIds
 from backend.raw.routes import websocket_routes
 from backend.realtime.hub import Realtime
 from backend.rest.api import error_response
+from backend.rest.auth import AuthLimits
 from backend.rest.routes import build_api
 from backend.service.chat import ChatService
 from backend.settings import Settings
+from backend.shutdown import install_graceful_shutdown
 
 log = logging.getLogger("confab.app")
 VERSION = "0.1.0"
@@ -30,8 +37,12 @@ VERSION = "0.1.0"
 def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Socket.IO answers at ``/socket.io/``; Starlette serves the rest."""
     settings = settings or Settings.from_env()
-    realtime = Realtime(settings)
+    configure_logging(json_lines=settings.production)
+    metrics = Metrics()
+    realtime = Realtime(settings, metrics)
+    metrics.watch(realtime)
     chat = ChatService(realtime.sink, settings.limits)
+    chat.on_message_sent(metrics.message_sent)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
     routes: list[BaseRoute] = [*api.routes(), *websocket_routes(), *dashboard_routes()]
@@ -41,6 +52,7 @@ def create_app(settings: Settings | None = None) -> Any:
         # The embedded default migrates itself; production runs `confab migrate` first.
         await open_database(settings, apply_migrations=not settings.production)
         await realtime.start()
+        install_graceful_shutdown(realtime, chat)
         try:
             yield
         finally:
@@ -52,15 +64,33 @@ def create_app(settings: Settings | None = None) -> Any:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=_cors(settings),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
     app.state.settings = settings
     app.state.chat = chat
     app.state.realtime = realtime
+    app.state.metrics = metrics
+    app.state.auth_limits = AuthLimits(settings.limits)
     app.state.api = api
     app.state.version = VERSION
     realtime.attach_app(app)
-    return realtime.asgi(app)
+    return RequestIds(realtime.asgi(app))
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """REST answers browsers of the allowed origins only (none listed: same origin only).
+    Tokens travel in the Authorization header, never in cookies, so no credentials mode."""
+    if not settings.allowed_origins:
+        return []
+    return [Middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.allowed_origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID"],
+        max_age=600,
+    )]
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -70,4 +100,5 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
+    request.app.state.metrics.refused("http", "internal_error")
     return error_response(500, "Internal server error")

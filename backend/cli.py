@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-access-log", action="store_true",
+                       help="Do not log each request (query-string secrets are masked anyway).")
 
     commands.add_parser("migrate", help="Apply pending database migrations.")
 
@@ -43,9 +45,15 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
 
+        from backend.observability.logs import configure_logging
+
+        # Our format from uvicorn's first line on (log_config=None: uvicorn adds no handlers
+        # of its own; each worker's app sets the same format again when it is created).
+        configure_logging(json_lines=settings.production)
         uvicorn.run("backend.main:app", host=args.host, port=args.port, workers=args.workers,
                     loop="uvloop", http="httptools", ws="websockets-sansio",
-                    ws_per_message_deflate=False, proxy_headers=True)
+                    ws_per_message_deflate=False, proxy_headers=True, log_config=None,
+                    access_log=not args.no_access_log)
         return 0
     if args.command == "migrate":
         from backend.database import migrate

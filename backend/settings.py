@@ -42,6 +42,11 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
+#: Development mode multiplies the login and registration limits by this: one laptop address
+#: makes every account of a test run or a benchmark.
+DEVELOPMENT_FACTOR = 1000
+
+
 @dataclass(frozen=True)
 class Limits:
     """Per-message and per-connection limits, enforced by the chat service and the transports."""
@@ -52,6 +57,17 @@ class Limits:
     send_rate_per_second: float = 20.0
     send_burst: int = 40
     history_page_max: int = 200
+    #: Per node and per email (six times as many per client address): password checks are
+    #: costly on purpose. Production default; development allows far more (tests, demos).
+    login_attempts_per_minute: int = 10
+    #: Per node and client address: accounts and mobile devices made. Production default.
+    registrations_per_hour: int = 60
+    #: Typing events of one actor in one conversation that repeat the last state: after a
+    #: burst of 3, one per this many seconds is sent on (a change of state always goes through).
+    typing_interval_seconds: float = 2.0
+    max_sockets_per_user: int = 20
+    max_sockets_per_device: int = 5
+    max_joined_per_socket: int = 100
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class Settings:
     limits: Limits
     integrations: Integrations
     api_title: str
+    #: When set, ``GET /metrics`` requires ``Authorization: Bearer <token>``.
+    metrics_token: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +168,19 @@ class Settings:
             send_rate_per_second=_float(env, "SEND_RATE_PER_SECOND", Limits.send_rate_per_second),
             send_burst=_int(env, "SEND_BURST", Limits.send_burst),
             history_page_max=_int(env, "HISTORY_PAGE_MAX", Limits.history_page_max),
+            login_attempts_per_minute=_int(
+                env, "LOGIN_ATTEMPTS_PER_MINUTE",
+                Limits.login_attempts_per_minute * (1 if production else DEVELOPMENT_FACTOR)),
+            registrations_per_hour=_int(
+                env, "REGISTRATIONS_PER_HOUR",
+                Limits.registrations_per_hour * (1 if production else DEVELOPMENT_FACTOR)),
+            typing_interval_seconds=_float(env, "TYPING_INTERVAL_SECONDS",
+                                           Limits.typing_interval_seconds),
+            max_sockets_per_user=_int(env, "MAX_SOCKETS_PER_USER", Limits.max_sockets_per_user),
+            max_sockets_per_device=_int(env, "MAX_SOCKETS_PER_DEVICE",
+                                        Limits.max_sockets_per_device),
+            max_joined_per_socket=_int(env, "MAX_JOINED_PER_SOCKET",
+                                       Limits.max_joined_per_socket),
         )
         return cls(
             production=production,
@@ -168,6 +199,7 @@ class Settings:
             limits=limits,
             integrations=Integrations.from_env(env),
             api_title=env.get("API_TITLE", "Confab Chat API"),
+            metrics_token=env.get("METRICS_TOKEN") or None,
         )
 
 

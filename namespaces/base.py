@@ -25,11 +25,12 @@ from backend.auth.accounts import CredentialInvalid, CredentialMissing
 from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
-from backend.realtime.server import ACK_REQUESTED
+from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
-from backend.service.errors import ChatError, invalid
-from backend.service.limits import TokenBucket
+from backend.service.drafts import reject_nul
+from backend.service.errors import MAX_ID, ChatError, invalid, valid_id
+from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
 from backend.settings import Settings
 
 log = logging.getLogger("confab.namespaces")
@@ -45,7 +46,10 @@ class Socket:
     """One connected socket of a namespace."""
 
     member: SocketIOMember
+    #: Chat messages sent.
     bucket: TokenBucket
+    #: Every event (typing, reads, reactions... are cheap, not free).
+    event_rate: TokenBucket
 
     @property
     def actor(self) -> Actor:
@@ -71,14 +75,13 @@ def as_object(data: Any, *, optional: bool = False) -> Payload:
 
 
 def as_id(value: Any, name: str) -> int:
-    """An id: an integer, or a string of digits (clients that treat ids as opaque strings)."""
-    if isinstance(value, bool):
-        raise invalid(f"{name} must be an integer")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit() and len(value) < 19:
-        return int(value)
-    raise invalid(f"{name} must be an integer")
+    """An id: an integer, or a string of digits (clients that treat ids as opaque strings).
+    Ids are 32-bit: a larger one (or one below 1) names nothing and never reaches a query."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
+        value = int(value)
+    if not valid_id(value):
+        raise invalid(f"{name} must be an integer id from 1 to {MAX_ID}")
+    return value  # type: ignore[no-any-return]
 
 
 def id_field(data: Payload, name: str) -> int:
@@ -170,11 +173,13 @@ class Namespace(socketio.AsyncNamespace):
         credentials = connect_credentials(auth, environ)
         try:
             actor = await self.authenticate(credentials, environ)
+            self.realtime.admit(actor)
             conversation_id = None
             if self.joins_at_connect and credentials.get("conversation_id") not in (None, ""):
                 conversation_id = as_id(credentials["conversation_id"], "conversation_id")
                 await self.chat.get_conversation(actor, conversation_id)
         except ChatError as error:
+            self.realtime.metrics.refused("socketio", error.code)
             raise refusal_of(error) from None
         except Exception:
             log.exception("connect to %s failed", self.namespace)
@@ -183,7 +188,9 @@ class Namespace(socketio.AsyncNamespace):
         member = SocketIOMember(sid, eio_sid, self.namespace, actor, self.dialect,
                                 self.server.eio)
         limits = self.settings.limits
-        socket = Socket(member, TokenBucket(limits.send_rate_per_second, limits.send_burst))
+        socket = Socket(member, TokenBucket(limits.send_rate_per_second, limits.send_burst),
+                        TokenBucket(limits.send_rate_per_second * EVENT_RATE_FACTOR,
+                                    limits.send_burst * EVENT_RATE_FACTOR))
         self.realtime.manager.after_connect(
             sid, self.namespace, partial(self._connected, socket, conversation_id)
         )
@@ -206,7 +213,7 @@ class Namespace(socketio.AsyncNamespace):
     # -- events -----------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect"):
+        if event in ("connect", "disconnect") and not CLIENT_EVENT.get():
             return await super().trigger_event(event, *args)
         sid = args[0]
         data = args[1] if len(args) > 1 else None
@@ -214,9 +221,13 @@ class Namespace(socketio.AsyncNamespace):
         try:
             if socket is None:
                 raise ChatError("not_connected", "The connection is not ready", 409)
-            handler = getattr(self, f"on_{event}", None) if event.isidentifier() else None
+            socket.event_rate.take("events")
+            handler = (getattr(self, f"on_{event}", None)
+                       if event.isidentifier() and event not in ("connect", "disconnect")
+                       else None)
             if handler is None:
                 raise ChatError("unknown_event", f"Unknown event: {event}", 400)
+            reject_nul(data)
             result = await handler(socket, data)
             return {"ok": True, **(result or {})}
         except ChatError as error:
@@ -227,6 +238,7 @@ class Namespace(socketio.AsyncNamespace):
             return await self._refuse(socket, event, server_error)
 
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
+        self.realtime.metrics.refused("socketio", error.code)
         body: Payload = error.as_dict()
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:

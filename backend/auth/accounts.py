@@ -143,6 +143,8 @@ async def device_actor(device_id: str | None) -> Actor:
     """The active device named by ``device_id``; CredentialMissing / CredentialInvalid."""
     if not device_id:
         raise CredentialMissing("device_id")
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):  # names no device: no need to ask
+        raise CredentialInvalid("Invalid or inactive device_id")
     device = await MobileSession.get_or_none(device_id=device_id)
     if device is None or not device.is_active:
         raise CredentialInvalid("Invalid or inactive device_id")
@@ -150,6 +152,8 @@ async def device_actor(device_id: str | None) -> Actor:
 
 
 async def deactivate_device(device_id: str) -> MobileSession:
+    if not DEVICE_ID_PATTERN.fullmatch(device_id):
+        raise not_found("Device")
     device = await MobileSession.get_or_none(device_id=device_id)
     if device is None:
         raise not_found("Device")

@@ -31,8 +31,9 @@ from backend.realtime.origins import origin_allowed
 from backend.service.access import visible_conversation
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
-from backend.service.errors import ChatError, invalid, too_large
-from backend.service.limits import TokenBucket
+from backend.service.drafts import reject_nul
+from backend.service.errors import MAX_ID, ChatError, invalid, too_large, valid_id
+from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
 from backend.settings import Settings
 
 log = logging.getLogger("confab.raw")
@@ -43,9 +44,7 @@ INVALID = 4002
 NOT_FOUND = 4003
 DENIED = 4004
 SERVER_FAULT = 1011
-
-#: How many times faster than chat messages any frame may arrive (typing, reads...).
-FRAME_RATE_FACTOR = 5
+GOING_AWAY = 1001  # the node is shutting down: reconnect (to another node)
 
 _ids = itertools.count(1)
 _node = os.urandom(4).hex()
@@ -87,6 +86,7 @@ class Session:
         self.member.send_frames(self.dialect.encode(name, payload, self.member))
 
     def error(self, message: str, code: str = "error") -> None:
+        self.hub.metrics.refused("websocket", code)
         self.member.send(self.dialect.error(message, code))
 
 
@@ -114,6 +114,8 @@ class Door:
             code = INVALID
         elif error.status == 404:
             code = NOT_FOUND
+        elif error.status == 503:
+            code = GOING_AWAY
         else:
             code = DENIED
         return Refused(code, error.message)
@@ -179,8 +181,8 @@ async def serve(door: Door, websocket: WebSocket) -> None:
         websocket=websocket, member=member, actor=actor, chat=chat, hub=hub, settings=settings,
         conversation_id=conversation_id,
         message_rate=TokenBucket(limits.send_rate_per_second, limits.send_burst),
-        frame_rate=TokenBucket(limits.send_rate_per_second * FRAME_RATE_FACTOR,
-                               limits.send_burst * FRAME_RATE_FACTOR),
+        frame_rate=TokenBucket(limits.send_rate_per_second * EVENT_RATE_FACTOR,
+                               limits.send_burst * EVENT_RATE_FACTOR),
     )
     await hub.attach(member)
     writer = member.start()
@@ -189,6 +191,7 @@ async def serve(door: Door, websocket: WebSocket) -> None:
         await receive_loop(door, session, writer)
     except Exception:
         log.exception("raw connection %s failed", member.id)
+        hub.metrics.refused("websocket", "internal_error")
         await member.close(SERVER_FAULT, "Internal server error")
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(writer), 1.0)
@@ -212,11 +215,13 @@ async def handshake(
         raise door.origin_refusal()
     try:
         actor = await door.authenticate(websocket, settings)
+        websocket.app.state.realtime.admit(actor)
         conversation_id = None
         if door.path_param is not None:
             conversation_id = path_id(websocket, door.path_param)
             await visible_conversation(actor, conversation_id)
     except ChatError as error:
+        websocket.app.state.metrics.refused("websocket", error.code)
         raise door.refusal(error) from None
     return actor, conversation_id
 
@@ -271,6 +276,7 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
         session.error(f"Unknown {door.type_key}: {name[:64]}", "unknown_type")
         return
     try:
+        reject_nul(frame)
         await handler(session, frame)
     except ChatError as error:
         session.error(error.message, error.code)
@@ -280,14 +286,13 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
 
 
 def as_id(value: Any, name: str = "message_id") -> int:
-    """An id as a client may send it: an integer or a string of digits."""
-    if isinstance(value, bool):
-        raise invalid(f"{name} must be an integer")
-    if isinstance(value, int):
-        return value
+    """An id as a client may send it: an integer or a string of digits. Ids are 32-bit: a
+    larger one (or one below 1) names nothing and never reaches a query."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    raise invalid(f"{name} must be an integer")
+        value = int(value)
+    if not valid_id(value):
+        raise invalid(f"{name} must be an integer id from 1 to {MAX_ID}")
+    return value  # type: ignore[no-any-return]
 
 
 def as_ids(value: Any, name: str = "message_ids", most: int = 1000) -> list[int]:

@@ -70,6 +70,8 @@ class WsSessionDoor(Door):
     }
 
     def refusal(self, error: ChatError) -> Refused:
+        if error.status == 503:
+            return super().refusal(error)  # shutting down: 1001, as on every route
         return Refused(POLICY_VIOLATION, error.message)
 
     def origin_refusal(self) -> Refused:

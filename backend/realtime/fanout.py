@@ -13,12 +13,16 @@ members (closing a deactivated device's sockets), registered in ``controls``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 
 from backend.realtime.members import Member
+
+if TYPE_CHECKING:
+    from backend.observability.metrics import Metrics
 
 FANOUT = "/__fanout__"
 log = logging.getLogger("confab.fanout")
@@ -30,9 +34,12 @@ class FanoutManager(socketio.AsyncManager):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.members: dict[str, Member] = {}
+        #: Live members per actor key on this node (the socket caps count these).
+        self.actor_members: Counter[str] = Counter()
         self.room_members: dict[str, dict[str, Member]] = {}
         self.connected_hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
         self.controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        self.metrics: Metrics | None = None  # set by the hub
 
     # -- socket.io connections --------------------------------------------------------------
 
@@ -58,12 +65,18 @@ class FanoutManager(socketio.AsyncManager):
     # -- membership -------------------------------------------------------------------------
 
     def add_member(self, member: Member) -> None:
-        self.members[member.id] = member
+        if member.id not in self.members:
+            self.members[member.id] = member
+            self.actor_members[member.actor.key] += 1
 
     def remove_member(self, member: Member) -> None:
         for room in list(member.rooms):
             self.leave(member, room)
-        self.members.pop(member.id, None)
+        if self.members.pop(member.id, None) is not None:
+            key = member.actor.key
+            self.actor_members[key] -= 1
+            if self.actor_members[key] <= 0:
+                del self.actor_members[key]
 
     def join(self, member: Member, room: str) -> None:
         self.room_members.setdefault(room, {})[member.id] = member
@@ -111,6 +124,7 @@ class FanoutManager(socketio.AsyncManager):
         origin = envelope.get("origin")
         encoded: dict[str, list[str]] = {}
         seen: set[str] = set()
+        delivered = 0  # counted here, reported once: the loop stays cheap
         for room in envelope["rooms"]:
             for member in self.members_in(room):
                 if member.id in seen:
@@ -129,5 +143,8 @@ class FanoutManager(socketio.AsyncManager):
                     continue
                 try:
                     await member.write(frames)
+                    delivered += 1
                 except Exception:  # one broken connection must not stop the others
                     log.warning("delivery to %s failed", member.id, exc_info=True)
+        if self.metrics is not None:
+            self.metrics.delivered(name, delivered, envelope.get("published_at"))

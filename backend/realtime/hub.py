@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import socketio
@@ -16,6 +17,8 @@ import socketio
 from backend.cluster.link import RedisLink
 from backend.cluster.manager import RedisFanoutManager
 from backend.cluster.presence import ClusterPresence, Departures
+from backend.observability.context import bind_connection
+from backend.observability.metrics import Metrics
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.realtime.members import Member
@@ -24,10 +27,14 @@ from backend.realtime.presence import LocalPresence, Presence
 from backend.realtime.server import Server
 from backend.service import events
 from backend.service.actors import Actor, actor_from_key
+from backend.service.errors import ChatError
 from backend.service.events import Event
 from backend.settings import Settings
 
 log = logging.getLogger("confab.realtime")
+
+#: WebSocket close code: the server is going away.
+GOING_AWAY = 1001
 
 
 class ManagerSink:
@@ -52,6 +59,8 @@ class ManagerSink:
             "rooms": list(event.rooms),
             "skip": sorted(event.skip_actors),
             "origin": event.origin,
+            # Wall clock, as it crosses nodes: fan-out latency is measured from here.
+            "published_at": time.time(),
         }
         await self.hub.manager.emit(event.name, envelope, namespace=FANOUT)
 
@@ -67,8 +76,9 @@ def _typist_key(payload: dict[str, Any]) -> str | None:
 class Realtime:
     """Owns the Socket.IO server and the room table shared by every door."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.link: RedisLink | None = None
         self.manager: FanoutManager
         self.presence: Presence
@@ -83,6 +93,7 @@ class Realtime:
         else:
             self.manager, self.presence = FanoutManager(), LocalPresence()
         self.manager.controls["close_device"] = self._close_device_here
+        self.manager.metrics = self.metrics
         allowed = settings.allowed_origins
         self.sio = Server(
             async_mode="asgi",
@@ -101,6 +112,9 @@ class Realtime:
             engineio_logger=False,
         )
         self.sink = ManagerSink(self)
+        #: Set at SIGTERM (backend/shutdown.py): new connections are refused.
+        self.draining = False
+        self._detached = asyncio.Event()
 
     def attach_app(self, app: Any) -> None:
         """Give the namespaces access to the app's state (chat service, settings)."""
@@ -146,10 +160,24 @@ class Realtime:
 
     # -- membership -------------------------------------------------------------------------
 
+    def admit(self, actor: Actor) -> None:
+        """Refuse a new connection of an actor already at its cap on this node (sockets per
+        user, per device): raises ChatError ``too_many_connections``."""
+        if self.draining:
+            raise ChatError("shutting_down", "Server shutting down", 503)
+        limits = self.settings.limits
+        cap = limits.max_sockets_per_device if actor.device is not None else (
+            limits.max_sockets_per_user)
+        if self.manager.actor_members.get(actor.key, 0) >= cap:
+            raise ChatError("too_many_connections",
+                            f"Too many connections ({cap}) for this account; close one first",
+                            429)
+
     async def attach(self, member: Member, conversation_id: int | None = None,
                      inbox: bool = False) -> None:
         """Register a live connection, with its first rooms. The room table changes before
         anything is awaited, so an event the client sends at once finds it joined."""
+        bind_connection(member.id)
         self.manager.add_member(member)
         if inbox:
             self.join_inbox(member)
@@ -172,6 +200,7 @@ class Realtime:
             else:
                 self.manager.leave(member, room)
         self.manager.remove_member(member)
+        self._detached.set()
         user = member.actor.user
         if went_offline and user is not None:
             await self._announce_offline(user.id, await self.presence.take_announced(key))
@@ -181,6 +210,11 @@ class Realtime:
         room = events.conversation_room(conversation_id)
         if room in member.rooms:
             return await self.presence.room_size(room)
+        cap = self.settings.limits.max_joined_per_socket
+        if sum(r.startswith("conversation:") for r in member.rooms) >= cap:
+            raise ChatError("too_many_joined",
+                            f"A connection may join at most {cap} conversations; leave one first",
+                            429)
         self.manager.join(member, room)
         return await self._entered(member, room)
 
@@ -251,6 +285,23 @@ class Realtime:
         for member in list(self.manager.members.values()):
             if member.actor.device_id == device_id:
                 await member.close(4002, "Device deactivated")
+
+    async def close_all(self) -> int:
+        """Refuse new connections and close every live one after what is queued for it (raw:
+        1001 going away; Socket.IO: the Engine.IO session). Returns how many were closed."""
+        self.draining = True
+        members = list(self.manager.members.values())
+        for member in members:
+            await member.close(GOING_AWAY, "Server shutting down")
+        return len(members)
+
+    async def until_no_members(self) -> None:
+        """Wait until every connection of this node has been detached."""
+        while self.manager.members:
+            self._detached.clear()
+            if not self.manager.members:
+                break
+            await self._detached.wait()
 
     async def stats(self) -> dict[str, Any]:
         return await self.presence.stats()

@@ -10,14 +10,27 @@ answered with a ``too_large`` error instead (CONTRACT section 2: the client keep
 
 from __future__ import annotations
 
+import json
 from contextvars import ContextVar
 from typing import Any
 
 import socketio
 from socketio import packet as sio_packet
 
+from backend.observability.context import bind_connection
+
 #: True while an event handler runs for an event that carries an ack id.
 ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
+#: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
+#: ``disconnect`` is then not the lifecycle event of that name.
+CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
+
+
+class _LenientPacket(sio_packet.Packet):
+    """Decodes with the standard library's JSON, which takes what the codec refuses (NaN,
+    Infinity, lone surrogates): enough to answer the packet's ack or event."""
+
+    json = json
 
 
 class Server(socketio.AsyncServer):
@@ -31,17 +44,25 @@ class Server(socketio.AsyncServer):
         ):
             await self._refuse_oversize(eio_sid, data)
             return
-        await super()._handle_eio_message(eio_sid, data)
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except ValueError:
+            # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
+            # answered like a refused event; the connection stays.
+            await self._refuse_packet(eio_sid, data, {"code": "invalid",
+                                                      "message": "Invalid JSON format"})
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
+        await self._refuse_packet(eio_sid, data, {
+            "code": "too_large", "message": f"Frame is larger than {self.frame_limit} bytes"})
+
+    async def _refuse_packet(self, eio_sid: str, data: Any, error: dict[str, str]) -> None:
         try:
-            pkt = self.packet_class(encoded_packet=data)
+            pkt = _LenientPacket(encoded_packet=data)
         except Exception:  # not even a packet: nothing to answer
             return
         if pkt.packet_type != sio_packet.EVENT:
             return
-        error = {"code": "too_large",
-                 "message": f"Frame is larger than {self.frame_limit} bytes"}
         if pkt.id is not None:
             reply = self.packet_class(sio_packet.ACK, namespace=pkt.namespace,
                                       data=[{"ok": False, "error": error}], id=pkt.id)
@@ -54,8 +75,11 @@ class Server(socketio.AsyncServer):
     async def _handle_event_internal(  # type: ignore[override]
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
+        bind_connection(f"sio:{sid}")  # this event's task logs as this connection
         token = ACK_REQUESTED.set(id is not None)
+        client = CLIENT_EVENT.set(True)
         try:
             await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
         finally:
+            CLIENT_EVENT.reset(client)
             ACK_REQUESTED.reset(token)

@@ -9,6 +9,7 @@ failure becomes ``{"detail": ...}`` with a 4xx status.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from starlette.routing import Route
 from backend.auth.accounts import user_from_token
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
+from backend.service.drafts import reject_nul
 from backend.service.errors import MAX_ID, ChatError
 from backend.settings import Settings
 from models import User
@@ -41,7 +43,9 @@ class ORJSONResponse(JSONResponse):
 
 
 def error_response(status: int, detail: Any, **extra: Any) -> ORJSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status == 429 and "retry_after" in extra:
+        headers["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
     return ORJSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
 
 
@@ -142,6 +146,7 @@ def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]
         try:
             return await _run(op, request)
         except ChatError as exc:
+            request.app.state.metrics.refused("http", exc.code)
             extra = {"code": exc.code}
             retry = getattr(exc, "retry_after", None)
             if retry is not None:
@@ -155,6 +160,7 @@ async def _run(op: Operation, request: Request) -> Response:
     path = _path_params(op, request)
     if isinstance(path, Response):
         return path
+    reject_nul([*path.values(), *request.query_params.values()])
     user = None
     if op.auth == "user":
         user = await user_from_token(request.app.state.settings, bearer_token(request))
@@ -211,6 +217,7 @@ async def _read_json(request: Request) -> Any:
         return error_response(400, "Invalid JSON format")
     if not isinstance(parsed, dict):
         return error_response(422, "Request body must be a JSON object")
+    reject_nul(parsed)
     return parsed
 
 

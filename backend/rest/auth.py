@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from backend.auth import accounts
 from backend.rest.api import Api, Call
 from backend.rest.schemas import UserOut
+from backend.service.limits import KeyedBuckets
 from backend.service.serializers import user_dict
+from backend.settings import Limits
 
 
 class RegisterBody(BaseModel):
@@ -66,10 +68,35 @@ def _device(device: Any) -> dict[str, Any]:
             "created_at": iso(device.created_at)}
 
 
+class AuthLimits:
+    """Per-node rate limits of the routes anyone may call: logging in (by client address and by
+    email, so neither many accounts from one address nor one account from many addresses can be
+    guessed at speed) and making accounts or devices (by client address)."""
+
+    def __init__(self, limits: Limits) -> None:
+        per_minute = limits.login_attempts_per_minute
+        self.login_by_email = KeyedBuckets(per_minute / 60, per_minute, "login attempts")
+        # An office or a proxy puts many people behind one address.
+        per_minute *= 6
+        self.login_by_address = KeyedBuckets(per_minute / 60, per_minute, "login attempts")
+        per_hour = limits.registrations_per_hour
+        self.registrations = KeyedBuckets(per_hour / 3600, per_hour, "registrations")
+
+
+def _limits(call: Call) -> AuthLimits:
+    return call.request.app.state.auth_limits  # type: ignore[no-any-return]
+
+
+def _address(call: Call) -> str:
+    client = call.request.client
+    return client.host if client is not None else "unknown"
+
+
 def register(api: Api) -> None:
     @api.route("POST", "/api/v1/auth/register", summary="Create an account (role user)",
                body=RegisterBody, response=TokenOut, status=201, auth="none", tags=("auth",))
     async def register_user(call: Call) -> Any:
+        _limits(call).registrations.take(_address(call))
         body: RegisterBody = call.body
         user = await accounts.create_user(
             body.email, body.password, username=body.username,
@@ -80,6 +107,9 @@ def register(api: Api) -> None:
     @api.route("POST", "/api/v1/auth/login", summary="Log in with email and password",
                body=LoginBody, response=TokenOut, auth="none", tags=("auth",))
     async def login(call: Call) -> Any:
+        limits = _limits(call)
+        limits.login_by_address.take(_address(call))
+        limits.login_by_email.take(call.body.email.strip().lower())
         user = await accounts.login(call.body.email, call.body.password)
         return accounts.token_response(call.settings, user)
 
@@ -105,6 +135,7 @@ def register(api: Api) -> None:
     @api.route("POST", "/mobile/sessions/", summary="Register a mobile device",
                body=DeviceBody, response=DeviceOut, status=201, auth="none", tags=("mobile",))
     async def create_device(call: Call) -> Any:
+        _limits(call).registrations.take(_address(call))
         body: DeviceBody = call.body
         device = await accounts.register_device(body.device_id, body.platform, body.app_version)
         return _device(device)

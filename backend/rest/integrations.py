@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 
 from backend.integrations import instagram, intake, telegram
 from backend.rest.api import Api, Call
+from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError, too_large
 
 TAGS = ("integrations",)
@@ -103,6 +104,10 @@ def _json(raw: bytes) -> Any:
         raise ChatError("bad_update", "Invalid JSON format", 400) from None
     if not isinstance(body, dict):
         raise ChatError("bad_update", "Request body must be a JSON object", 400)
+    try:
+        reject_nul(body)
+    except ChatError as error:
+        raise ChatError("bad_update", error.message, 400) from None
     return body
 
 

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from backend.service.events import EventSink
+from backend.service.limits import TypingThrottle
 from backend.settings import Limits
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ class ServiceBase:
     def __init__(self, sink: EventSink, limits: Limits) -> None:
         self.sink = sink
         self.limits = limits
+        self.typing_throttle = TypingThrottle(limits.typing_interval_seconds)
         self.background: set[asyncio.Future[Any]] = set()
         self.log = logging.getLogger("confab.service")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.expressions import Q
@@ -20,7 +20,7 @@ from backend.service.access import (
 from backend.service.actors import Actor
 from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
-from backend.service.errors import forbidden, invalid, not_found
+from backend.service.errors import forbidden, invalid, not_found, valid_id
 from backend.service.serializers import conversation_dict
 from models import (
     Conversation,
@@ -309,6 +309,9 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         stamp, _, ident = base64.urlsafe_b64decode(padded).decode().partition("|")
-        return datetime.fromisoformat(stamp), int(ident)
+        moment, last_id = datetime.fromisoformat(stamp), int(ident)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise invalid("Malformed cursor") from exc
+    if not valid_id(last_id):  # a 32-bit id column: a larger one must not reach the query
+        raise invalid("Malformed cursor")
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)), last_id

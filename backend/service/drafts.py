@@ -42,6 +42,23 @@ class MessageDraft(BaseModel):
         return "" if value is None else value
 
 
+def reject_nul(value: Any) -> None:
+    """Refuse text holding U+0000 anywhere in a decoded JSON value (keys included):
+    PostgreSQL can store it neither in text nor in jsonb, so it is refused at every door,
+    on every database alike, before anything reaches the service."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise invalid("Text must not contain NUL characters (\\u0000)")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
 def parse_draft(data: Any, limits: Limits) -> MessageDraft:
     """Validate ``data``; raise ChatError with a message a client can act on."""
     if not isinstance(data, dict):

@@ -48,9 +48,10 @@ def unauthorized(message: str = "Authentication required") -> ChatError:
     return ChatError("unauthorized", message, 401)
 
 
-def rate_limited(retry_after: float) -> ChatError:
+def rate_limited(retry_after: float, what: str = "messages") -> ChatError:
+    """A refusal saying when to retry (``retry_after`` seconds; REST adds ``Retry-After``)."""
     error = ChatError(
-        "rate_limited", f"Too many messages; retry after {retry_after:.2f} seconds", 429
+        "rate_limited", f"Too many {what}; retry after {retry_after:.2f} seconds", 429
     )
     error.retry_after = retry_after  # type: ignore[attr-defined]
     return error

@@ -336,12 +336,17 @@ class MessageOps(ServiceBase):
             raise not_found("Message")
         return message
 
-    async def typing(self, actor: Actor, conversation_id: int, is_typing: Any) -> None:
+    async def typing(self, actor: Actor, conversation_id: int, is_typing: Any) -> bool:
+        """Tell the others the actor is (not) typing; False when throttled (too many repeats
+        of a state the others already know, see ``TypingThrottle``)."""
         if not isinstance(is_typing, bool):
             raise invalid("is_typing must be true or false")
         await writable_conversation(actor, conversation_id)
+        if not self.typing_throttle.allow(actor.key, conversation_id, is_typing):
+            return False
         skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
         await self.sink.publish(events.typing_indicator(conversation_id, actor, is_typing, skip))
+        return True
 
     async def search(self, actor: Actor, text: str, *, limit: int = 50) -> list[dict[str, Any]]:
         """Messages the actor can see whose content contains ``text`` (case-insensitive)."""

@@ -1,0 +1,122 @@
+"""The node's Prometheus metrics, on a registry of the app's own (never the process-wide
+default), so two apps in one process never mix their figures.
+
+Counters and the latency histogram move as things happen, each at one place: messages in the
+chat service's sent hook, deliveries and latency in ``FanoutManager.deliver`` (once per event,
+not per recipient), refusals where each door turns a ChatError into its answer. Figures that
+already exist elsewhere are read at scrape time instead of being mirrored: open connections from
+the hub's member table, Redis drops from the cluster manager, health from the same checks as
+``/readyz``. Every metric is described in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from backend.realtime.members import SocketIOMember
+
+if TYPE_CHECKING:
+    from backend.realtime.hub import Realtime
+    from backend.service.actors import Actor
+
+#: From the publish of an event to its last write on a node: sub-millisecond on one node,
+#: a Redis round trip across nodes, seconds only when something is wrong.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0)
+
+
+class Metrics:
+    """Every metric of one node, and its text exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.messages = Counter(
+            "confab_messages_sent", "Messages stored and published, by sender kind.",
+            ["sender"], registry=registry)
+        self.deliveries = Counter(
+            "confab_deliveries", "Events written to connections on this node, by event.",
+            ["event"], registry=registry)
+        self.fanout_latency = Histogram(
+            "confab_fanout_latency_seconds",
+            "From the publish of an event to its last write on this node, once per event and "
+            "node that had recipients for it.", buckets=LATENCY_BUCKETS, registry=registry)
+        self.errors = Counter(
+            "confab_errors", "Refusals and failures answered to clients, by door and code.",
+            ["transport", "code"], registry=registry)
+        #: The last health checks (set just before each exposition).
+        self.checks: dict[str, bool] = {}
+
+    def watch(self, realtime: Realtime) -> None:
+        """Report ``realtime``'s live figures at each scrape (connections, Redis drops)."""
+        self.registry.register(_NodeCollector(realtime, self))
+
+    # -- the hooks --------------------------------------------------------------------------
+
+    def message_sent(self, conversation: Any, message: Any, actor: Actor) -> None:
+        """The chat service's sent hook (``ChatService.on_message_sent``)."""
+        self.messages.labels("agent" if actor.is_staff else actor.kind.value).inc()
+
+    def delivered(self, event: str, count: int, published_at: float | None) -> None:
+        """``event`` was written to ``count`` connections of this node."""
+        if count == 0:
+            return
+        self.deliveries.labels(event).inc(count)
+        if published_at is not None:
+            # Wall clock: the stamp may come from another node (clocks a little apart).
+            self.fanout_latency.observe(max(0.0, time.time() - published_at))
+
+    def refused(self, transport: str, code: str) -> None:
+        """A client was answered with error ``code`` (``internal_error`` for a 5xx)."""
+        self.errors.labels(transport, code).inc()
+
+    # -- exposition -------------------------------------------------------------------------
+
+    def exposition(self, checks: dict[str, bool]) -> bytes:
+        """The text format, with ``checks`` (``{"database": ..., "redis": ...}``) as health."""
+        self.checks = checks
+        return generate_latest(self.registry)
+
+
+class _NodeCollector(Collector):
+    """Figures read from the node at scrape time."""
+
+    def __init__(self, realtime: Realtime, metrics: Metrics) -> None:
+        self.realtime = realtime
+        self.metrics = metrics
+        #: Doors seen once keep a series (at 0 when empty), so alerts see a drop, not a gap.
+        self.seen: set[tuple[str, str]] = set()
+
+    def collect(self) -> Iterator[Metric]:
+        tally = Tally(
+            ("socketio" if isinstance(member, SocketIOMember) else "websocket", member.route)
+            for member in self.realtime.manager.members.values()
+        )
+        self.seen.update(tally)
+        connections = GaugeMetricFamily(
+            "confab_connections", "Open connections on this node, by door.",
+            labels=["transport", "route"])
+        for transport, route in sorted(self.seen):
+            connections.add_metric([transport, route], tally[(transport, route)])
+        yield connections
+        checks = self.metrics.checks
+        if "database" in checks:
+            yield GaugeMetricFamily("confab_database_up", "1 when the database answers.",
+                                    value=int(checks["database"]))
+        if "redis" in checks:
+            yield GaugeMetricFamily(
+                "confab_redis_up", "1 when Redis answers and this node listens to the cluster.",
+                value=int(checks["redis"]))
+        dropped = getattr(self.realtime.manager, "dropped", None)
+        if dropped is not None:
+            yield CounterMetricFamily(
+                "confab_redis_events_dropped",
+                "Events not published to the other nodes (Redis away or the outbox full).",
+                value=dropped)

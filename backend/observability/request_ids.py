@@ -1,0 +1,56 @@
+"""Request ids: every HTTP request and WebSocket upgrade gets one, for its log lines.
+
+A client's (or proxy's) ``X-Request-ID`` is kept when it looks like an id, so a request can be
+followed through the proxy's logs and ours; otherwise one is made. It is echoed back as a
+response header (on WebSocket upgrades too) and set in ``context.REQUEST_ID`` while the request
+is served, which puts it on every log line of that request, uvicorn's access line included.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from backend.observability.context import REQUEST_ID
+
+HEADER = b"x-request-id"
+#: What a kept id may look like: short, and nothing that could forge a log line.
+_SANE = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class RequestIds:
+    """ASGI middleware: set the request id, echo it in ``X-Request-ID``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = incoming_id(scope) or uuid.uuid4().hex
+        header = (HEADER, request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
+                message = {**message, "headers": [*headers, header]}
+            await send(message)
+
+        token = REQUEST_ID.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def incoming_id(scope: Scope) -> str | None:
+    """The request's own ``X-Request-ID``, when it is a sane id."""
+    for name, value in scope.get("headers") or ():
+        if name == HEADER:
+            return value.decode("ascii") if _SANE.fullmatch(value) else None
+    return None

@@ -1,0 +1,68 @@
+"""Graceful shutdown: on SIGTERM, say goodbye to every client before the server stops.
+
+uvicorn, told to exit, stops listening and closes WebSockets at once with 1012. Before handing
+it the signal, this node refuses new connections (``Realtime.draining``: Socket.IO connects are
+refused, raw handshakes closed with 1001), closes every live connection after the frames already
+queued for it (raw WebSockets with 1001 "going away"; Socket.IO connections at the Engine.IO
+level, which official clients answer by reconnecting, to another node behind a load balancer,
+where a Socket.IO DISCONNECT would stop their auto-reconnect), waits for the in-flight
+background publishes, and then lets uvicorn finish its own shutdown. A second SIGTERM skips the
+wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from backend.realtime.hub import Realtime
+from backend.service.chat import ChatService
+
+log = logging.getLogger("confab.shutdown")
+
+#: How long clients get to be told before the server goes on stopping regardless.
+GOODBYE_SECONDS = 5.0
+
+
+def install_graceful_shutdown(realtime: Realtime, chat: ChatService) -> None:
+    """Put the goodbye in front of the SIGTERM handler in place (uvicorn's, when it serves the
+    app from the main thread; elsewhere there is nothing to wrap and nothing changes)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+    loop = asyncio.get_running_loop()
+    started = False
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        nonlocal started
+        if started:  # a second SIGTERM: stop now
+            previous(signum, frame)
+            return
+        started = True
+        loop.call_soon_threadsafe(
+            lambda: loop.create_task(_goodbye_then(realtime, chat, previous, signum))
+        )
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+async def _goodbye_then(realtime: Realtime, chat: ChatService,
+                        then: Callable[[int, Any], Any], signum: int) -> None:
+    try:
+        closing = await realtime.close_all()
+        log.info("shutting down: closing %d connections", closing,
+                 extra={"event": "shutdown", "connections": closing})
+        async with asyncio.timeout(GOODBYE_SECONDS):
+            await realtime.until_no_members()
+            await chat.drain()
+    except TimeoutError:
+        log.warning("shutting down with %d connections still open",
+                    len(realtime.manager.members), extra={"event": "shutdown"})
+    except Exception:
+        log.exception("graceful shutdown failed; stopping anyway")
+    finally:
+        then(signum, None)
