@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -31,6 +32,8 @@ GOODBYE_SECONDS = 5.0
 def install_graceful_shutdown(realtime: Realtime, chat: ChatService) -> None:
     """Put the goodbye in front of the SIGTERM handler in place (uvicorn's, when it serves the
     app from the main thread; elsewhere there is nothing to wrap and nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals belong to the main thread (e.g. an app run inside a test client)
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous):
         return
