@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.cluster import Cluster
+from tests.support.fuzz import FUZZ_WEBHOOK_SECRET
 from tests.support.server import ServerProcess, start_server
 from tests.support.services import Postgres, find_postgres, find_redis
 
@@ -75,6 +76,26 @@ def postgres_server(work_dir: Path, postgres: Postgres) -> Iterator[ServerProces
     yield server
     server.stop()
     asyncio.run(postgres.drop_database(name))
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def fuzz_server(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[ServerProcess]:
+    """A server of the fuzz tests' own on each database (their random users, groups and
+    blocks stay out of the shared servers), with send rates high enough that the fuzzing
+    reaches the handlers rather than the rate limiter, and the webhooks switched on."""
+    name = url = None
+    if request.param == "postgres":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        name, url = asyncio.run(postgres.create_database())
+    server = with_admin(start_server(
+        work_dir / f"fuzz-{request.param}", url, SEND_RATE_PER_SECOND="10000",
+        SEND_BURST="10000", REGISTRATIONS_PER_HOUR="100000",
+        LOGIN_ATTEMPTS_PER_MINUTE="100000", TELEGRAM_WEBHOOK_SECRET=FUZZ_WEBHOOK_SECRET,
+        INSTAGRAM_APP_SECRET=FUZZ_WEBHOOK_SECRET, INSTAGRAM_VERIFY_TOKEN=FUZZ_WEBHOOK_SECRET))
+    yield server
+    server.stop()
+    if name is not None:
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
