@@ -1,0 +1,190 @@
+"""Server nodes for the benchmark: real uvicorn processes pinned to a CPU, and what the kernel
+says about them (CPU time, resident memory).
+
+A node is started exactly as ``confab serve`` starts one (uvloop, httptools, the sans-I/O
+websockets implementation, no per-message deflate) plus ``--no-access-log``, with the send rate
+limits raised through the environment so that the benchmark measures the server, not the limit.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: Environment the benchmark sets on every node: limits raised so that one sender may send as
+#: fast as the server answers (printed in the output, recorded in the JSON).
+RAISED_LIMITS = {"SEND_RATE_PER_SECOND": "1000000", "SEND_BURST": "1000000"}
+
+UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+                 "--ws-per-message-deflate", "false", "--no-access-log"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin_prefix(cpus: str | None) -> list[str]:
+    """``taskset -c CPUS`` when pinning is asked for and possible, else nothing."""
+    if not cpus or shutil.which("taskset") is None:
+        return []
+    return ["taskset", "-c", cpus]
+
+
+def raise_fd_limit() -> None:
+    """Children inherit the soft limit on open files: raise it to the hard limit (idle opens
+    thousands of sockets on each side)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# -- /proc ------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (every thread), in seconds."""
+    with open(f"/proc/{pid}/stat") as handle:
+        stat = handle.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    # After the command: state is field 3, utime field 14 and stime field 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, in KiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for row in handle:
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def runqueue_wait_seconds(pids: list[int]) -> float:
+    """Time the processes' threads spent runnable but waiting for a CPU (schedstat's second
+    field, summed over threads): how much other work on the same CPU held them back."""
+    total = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as handle:
+                    total += int(handle.read().split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+    return total / 1e9
+
+
+def cpu_pressure_seconds() -> float | None:
+    """The machine's CPU pressure (PSI ``some`` total): time at least one task waited for a
+    CPU. None where the kernel does not expose it."""
+    try:
+        with open("/proc/pressure/cpu") as handle:
+            first = handle.readline().split()
+    except OSError:
+        return None
+    for item in first:
+        if item.startswith("total="):
+            return int(item.removeprefix("total=")) / 1e6
+    return None
+
+
+def total_cpu(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a database backend that went away
+    return total
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Node:
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_node(data_dir: Path, env: dict[str, str], cpus: str | None) -> Node:
+    """Start one node and wait (bounded) until ``/readyz`` answers 200."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir / f"server-{port}.log"
+    command = [*pin_prefix(cpus), sys.executable, "-m", "uvicorn", "backend.main:app",
+               "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, cwd=ROOT, env={**env, "DATA_DIR": str(data_dir)},
+                                   stdout=log_file, stderr=subprocess.STDOUT,
+                                   preexec_fn=raise_fd_limit)
+    node = Node(port, process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{node.log()}")
+        try:
+            if httpx.get(f"{node.base_url}/readyz", timeout=2).status_code == 200:
+                return node
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    node.stop()
+    raise RuntimeError(f"server did not become ready in 60 s:\n{node.log()}")
+
+
+def node_env(database_url: str, secret: str, redis_url: str | None = None,
+             redis_prefix: str | None = None) -> dict[str, str]:
+    """The environment of a benchmark node."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_PREFIX")}
+    env.update({
+        "DATABASE_URL": database_url,
+        "JWT_SECRET": secret,
+        "ACCESS_TOKEN_SECONDS": str(24 * 3600),
+        "PYTHONUNBUFFERED": "1",
+        **RAISED_LIMITS,
+    })
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+        env["REDIS_PREFIX"] = redis_prefix or "confab-bench"
+    return env

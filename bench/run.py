@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""The benchmark: ``python3 bench/run.py`` (see the README's "Benchmark" section).
+
+It installs what it needs (the project's venv, the load generator's pinned npm packages), makes
+the users, conversations and tokens through the project's models before any server starts,
+then for each database, scenario and transport: starts the server node(s) pinned to one CPU,
+runs the Node load generator pinned to the other, reads the nodes' CPU time and memory from
+/proc around the measured window, and prints a table and writes JSON at the end.
+
+Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
+  fanout  1 conversation x 500 clients; 1 sender, 20 messages in flight, 64-byte messages,
+          5 s warm-up then 20 s measured: deliveries/s, server CPU µs per delivery, latency
+          percentiles, lost deliveries.
+  rooms   250 conversations x 2 clients, each sending 2 msg/s (1,000 msg/s in all): latency
+          percentiles at a fixed load, lost deliveries, server CPU %.
+  idle    5,000 clients in 500 conversations, connected and held: KB of server memory per
+          connection, connections per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+JS = BENCH / "js"
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+NEEDED_MODULES = "backend, uvicorn, uvloop, httptools, asyncpg, redis, httpx, tortoise"
+
+SCENARIOS = ("fanout", "rooms", "idle")
+TRANSPORTS = ("sio", "raw")
+DATABASES = ("sqlite", "postgres")
+DEFAULT_CLIENTS = {"fanout": 500, "rooms": 500, "idle": 5000}
+PER_CONVERSATION = {"fanout": None, "rooms": 2, "idle": 10}
+
+
+# -- installing what the benchmark needs ---------------------------------------------------------
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def bootstrap() -> None:
+    """Run under the project's venv (made and installed when missing), with the load
+    generator's npm packages installed from the committed lockfile."""
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        if not VENV_PYTHON.exists():
+            say(f"bench: creating {VENV}")
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        probe = subprocess.run([str(VENV_PYTHON), "-c", f"import {NEEDED_MODULES}"],
+                               cwd=ROOT, capture_output=True)
+        if probe.returncode != 0:
+            say("bench: installing the project into the venv (pip install -e .)")
+            subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", "-e", str(ROOT)],
+                           check=True)
+        os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()),
+                                    *sys.argv[1:]])
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise SystemExit("bench: node and npm are needed for the load generator")
+    wanted = json.loads((JS / "package.json").read_text())["dependencies"]
+    for name, version in wanted.items():
+        installed = JS / "node_modules" / name / "package.json"
+        if not installed.exists() or json.loads(installed.read_text())["version"] != version:
+            say("bench: npm ci in bench/js")
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, check=True,
+                           stdout=subprocess.DEVNULL)
+            break
+
+
+def ensure_py_spy() -> str:
+    binary = VENV / "bin" / "py-spy"
+    if not binary.exists():
+        say("bench: installing py-spy into the venv (--profile)")
+        subprocess.run([str(VENV_PYTHON), "-m", "pip", "install", "-q", "py-spy"], check=True)
+    return str(binary)
+
+
+# -- arguments -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--transport", choices=[*TRANSPORTS, "both"], default="both",
+                        help="sio: Socket.IO /chat; raw: /ws/chat/{id}/")
+    parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
+    parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
+                        help="2: two nodes over Redis (REDIS_URL or 127.0.0.1:6379)")
+    parser.add_argument("--clients", type=int,
+                        help="clients of every selected scenario (default: fanout 500, rooms "
+                             "500 in pairs, idle 5000 in tens)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds")
+    parser.add_argument("--inflight", type=int, default=20, help="fanout: messages in flight")
+    parser.add_argument("--rate", type=float, default=2.0, help="rooms: messages/s per client")
+    parser.add_argument("--hold", type=float, default=5.0,
+                        help="idle: seconds the clients stay connected before memory is read")
+    parser.add_argument("--message-bytes", type=int, default=64)
+    parser.add_argument("--connect-concurrency", type=int, default=100,
+                        help="connections the generator opens at once")
+    parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the node(s)")
+    parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list of the generator")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin anything")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the first node during each measured window (slows it; "
+                             "the run is marked profiled)")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
+    parser.add_argument("--keep", action="store_true", help="keep the run folder (server logs)")
+    args = parser.parse_args(argv)
+    if args.no_pin or (os.cpu_count() or 1) < 2 or shutil.which("taskset") is None:
+        args.server_cpus = args.loadgen_cpu = None
+    return args
+
+
+def shapes_of(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.fixtures import Shape
+
+    scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
+    shapes = {}
+    for name in scenarios:
+        clients = args.clients or DEFAULT_CLIENTS[name]
+        per = PER_CONVERSATION[name] or clients
+        if name == "rooms":
+            clients += clients % 2
+        shapes[name] = Shape(clients, per)
+    return shapes
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+class Run:
+    """One scenario x transport x database x node count: nodes up, generator, figures."""
+
+    def __init__(self, args: argparse.Namespace, scenario: str, transport: str, db: str,
+                 database_url: str, clients: list[Any], run_dir: Path, secret: str,
+                 redis: str | None) -> None:
+        self.args = args
+        self.scenario = scenario
+        self.transport = transport
+        self.db = db
+        self.database_url = database_url
+        self.clients = clients
+        self.dir = run_dir / f"{db}-{scenario}-{transport}-{args.nodes}n"
+        self.secret = secret
+        self.redis = redis
+        self.tag = f"[{scenario} {transport} {db} {args.nodes}n]"
+        self.marks: dict[str, Any] = {}
+
+    def say(self, message: str) -> None:
+        say(f"{self.tag} {message}")
+
+    def execute(self) -> dict[str, Any]:
+        from bench import nodes as nodes_mod
+        from bench import services
+
+        prefix = f"confab-bench-{uuid.uuid4().hex[:10]}" if self.args.nodes > 1 else None
+        env = nodes_mod.node_env(self.database_url, self.secret, self.redis, prefix)
+        nodes: list[Any] = []
+        try:
+            for i in range(self.args.nodes):
+                nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
+                                                  self.args.server_cpus))
+            self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
+            self.check_api(nodes[0])
+            return self.drive(nodes)
+        finally:
+            for node in nodes:
+                node.stop()
+            if prefix and self.redis:
+                asyncio.run(services.drop_redis_prefix(self.redis, prefix))
+
+    def check_api(self, node: Any) -> None:
+        """The fixtures are what the API sees: a client's token reads its conversation."""
+        import httpx
+
+        client = self.clients[0]
+        response = httpx.get(f"{node.base_url}/api/v1/chat/sessions/{client.conversation_id}",
+                             headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
+        if response.status_code != 200:
+            raise RuntimeError(f"fixture check failed: {response.status_code} {response.text}")
+
+    def config(self, nodes: list[Any]) -> dict[str, Any]:
+        count = len(nodes)
+        specs = []
+        for i, client in enumerate(self.clients):
+            sender = self.scenario == "fanout" and client.pos == 0
+            specs.append(client.spec(node=0 if sender else i % count, sender=sender))
+        return {
+            "scenario": self.scenario,
+            "transport": self.transport,
+            "nodes": [n.base_url for n in nodes],
+            "clients": specs,
+            "warmup_s": self.args.warmup,
+            "duration_s": self.args.duration,
+            "inflight": self.args.inflight,
+            "rate_per_client": self.args.rate,
+            "hold_s": self.args.hold,
+            "message_bytes": self.args.message_bytes,
+            "connect_concurrency": self.args.connect_concurrency,
+            "progress_every_s": 5 if self.args.duration >= 10 else 1,
+            "drain_s": 15,
+            "drain_max_s": 120,
+            "settle_max_s": 120,
+        }
+
+    def drive(self, nodes: list[Any]) -> dict[str, Any]:
+        from bench import nodes as nodes_mod
+        from bench import services
+
+        pids = [n.pid for n in nodes]
+        config_path = self.dir / "loadgen.json"
+        config_path.write_text(json.dumps(self.config(nodes)))
+        command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), "node",
+                   str(JS / "loadgen.js"), str(config_path)]
+        stderr_path = self.dir / "loadgen.stderr"
+        marks = self.marks
+        result: dict[str, Any] | None = None
+        profiler: subprocess.Popen[bytes] | None = None
+        db_pids: list[int] = []
+        redis_pid: int | None = None
+        with open(stderr_path, "wb") as stderr:
+            generator = subprocess.Popen(command, cwd=JS, stdout=subprocess.PIPE, stderr=stderr,
+                                         text=True, preexec_fn=nodes_mod.raise_fd_limit)
+            assert generator.stdout is not None
+            try:
+                for text in generator.stdout:
+                    event = json.loads(text)
+                    kind = event["event"]
+                    now = time.monotonic()
+                    if kind == "progress":
+                        self.say(event["message"])
+                    elif kind == "connecting":
+                        marks["rss_before"] = [nodes_mod.rss_kb(p) for p in pids]
+                        marks["cpu_connect0"] = nodes_mod.total_cpu(pids)
+                        self.say(f"connecting {event['clients']} clients")
+                    elif kind == "connected":
+                        marks["cpu_connect1"] = nodes_mod.total_cpu(pids)
+                        marks["rss_connected"] = [nodes_mod.rss_kb(p) for p in pids]
+                        self.say(f"connected in {event['seconds']:.1f} s "
+                                 f"({event['per_second']:.0f}/s)")
+                    elif kind == "settled":
+                        marks["settled"] = now
+                        marks["cpu_settled"] = nodes_mod.total_cpu(pids)
+                    elif kind == "window_start":
+                        marks["t0"] = now
+                        marks["cpu0"] = nodes_mod.total_cpu(pids)
+                        marks["wait0"] = nodes_mod.runqueue_wait_seconds(pids)
+                        marks["psi0"] = nodes_mod.cpu_pressure_seconds()
+                        # The database's and Redis's CPU, when they run on this machine.
+                        if self.db == "postgres" and services.is_local(self.database_url):
+                            db_pids = asyncio.run(services.postgres_backends(self.database_url))
+                            marks["db_cpu0"] = nodes_mod.total_cpu(db_pids)
+                        if self.redis and services.is_local(self.redis):
+                            redis_pid = asyncio.run(services.redis_pid(self.redis))
+                            if redis_pid and Path(f"/proc/{redis_pid}").exists():
+                                marks["redis_cpu0"] = nodes_mod.cpu_seconds(redis_pid)
+                        if self.args.profile:
+                            profiler = self.start_profiler(pids[0])
+                    elif kind == "window_end":
+                        marks["t1"] = now
+                        marks["cpu1"] = nodes_mod.total_cpu(pids)
+                        marks["wait1"] = nodes_mod.runqueue_wait_seconds(pids)
+                        marks["psi1"] = nodes_mod.cpu_pressure_seconds()
+                        if db_pids:
+                            marks["db_cpu1"] = nodes_mod.total_cpu(db_pids)
+                        if redis_pid and "redis_cpu0" in marks:
+                            marks["redis_cpu1"] = nodes_mod.total_cpu([redis_pid])
+                    elif kind == "hold_end":
+                        marks["t_hold"] = now
+                        marks["cpu_hold"] = nodes_mod.total_cpu(pids)
+                        marks["rss_after"] = [nodes_mod.rss_kb(p) for p in pids]
+                    elif kind == "result":
+                        result = event
+                    elif kind == "failed":
+                        raise RuntimeError(f"load generator failed: {event['message']}")
+                generator.wait(timeout=60)
+                if profiler is not None:
+                    profiler.wait(timeout=120)  # py-spy writes its file when its time is up
+            finally:
+                for child in (generator, profiler):
+                    if child is not None and child.poll() is None:
+                        child.kill()
+                        child.wait(timeout=10)
+        if result is None:
+            raise RuntimeError(f"load generator gave no result (exit {generator.returncode}):\n"
+                               + stderr_path.read_text(errors="replace")[-3000:])
+        return self.figures(result, nodes)
+
+    def start_profiler(self, pid: int) -> subprocess.Popen[bytes]:
+        from bench import nodes as nodes_mod
+
+        out = RESULTS / f"profile-{self.scenario}-{self.transport}-{self.db}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.marks["profile"] = str(out)
+        self.say(f"py-spy recording to {out.relative_to(ROOT)}")
+        command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), ensure_py_spy(), "record",
+                   "--pid", str(pid), "--duration", str(max(1, int(self.args.duration))),
+                   "--rate", "100", "--nonblocking", "--format", "raw", "-o", str(out)]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def figures(self, result: dict[str, Any], nodes: list[Any]) -> dict[str, Any]:
+        marks = self.marks
+        clients = result["clients"]
+        figures: dict[str, Any] = {
+            "scenario": self.scenario,
+            "transport": self.transport,
+            "db": self.db,
+            "nodes": len(nodes),
+            "clients": clients,
+            "connections_per_s": round(result["connections_per_second"], 1),
+            "server_connect_cpu_us_per_connection": round(
+                (marks["cpu_connect1"] - marks["cpu_connect0"]) * 1e6 / clients, 1),
+            "generator": {k: result.get(k) for k in (
+                "generator_cpu_s", "generator_cpu_pct", "generator_loop_delay_p99_ms")},
+            "profiled": "profile" in marks,
+        }
+        if self.scenario == "idle":
+            grown = sum(after - before for after, before in
+                        zip(marks["rss_after"], marks["rss_before"], strict=True))
+            held = marks["t_hold"] - marks["settled"]
+            figures.update({
+                "kb_per_connection": round(grown / clients, 2),
+                "server_rss_kb_before": marks["rss_before"],
+                "server_rss_kb_after": marks["rss_after"],
+                "server_cpu_pct": round((marks["cpu_hold"] - marks["cpu_settled"])
+                                        / held * 100, 1) if held > 0 else None,
+            })
+            return figures
+        window = marks["t1"] - marks["t0"]
+        cpu = marks["cpu1"] - marks["cpu0"]
+        delivered = result["window_deliveries"]
+        latency = result["latency"]
+        figures.update({
+            "window_s": round(result["window_s"], 3),
+            "messages_sent": result["sent"],
+            "messages_per_s": round(result["window_sent"] / result["window_s"], 1),
+            "deliveries_per_s": round(delivered / result["window_s"], 1),
+            "deliveries_in_window": delivered,
+            "server_cpu_s": round(cpu, 3),
+            "server_cpu_pct": round(cpu / window * 100, 1),
+            "us_per_delivery": round(cpu * 1e6 / delivered, 2) if delivered else None,
+            "p50_ms": latency["p50_ms"],
+            "p90_ms": latency["p90_ms"],
+            "p99_ms": latency["p99_ms"],
+            "max_ms": latency["max_ms"],
+            "mean_ms": latency["mean_ms"],
+            "lost": result["lost"],
+            "unacked": result["unconfirmed"],
+            "unacked_undelivered": result["undelivered"],
+            "drain_s": round(result["drain_s"], 2),
+            "duplicates": result["duplicates"],
+            "send_errors": result["send_errors"],
+            "error_samples": result["error_samples"],
+            "generator_cpu_pct": round(result["generator_cpu_pct"], 1),
+        })
+        # Contention: the node(s) waiting for their CPU while runnable (other work on it),
+        # and the machine's CPU pressure over the window.
+        figures["server_runqueue_wait_pct"] = round((marks["wait1"] - marks["wait0"])
+                                                    / window * 100, 1)
+        if marks.get("psi0") is not None and marks.get("psi1") is not None:
+            figures["machine_cpu_pressure_pct"] = round((marks["psi1"] - marks["psi0"])
+                                                        / window * 100, 1)
+        if "db_cpu1" in marks:
+            figures["postgres_cpu_pct"] = round((marks["db_cpu1"] - marks["db_cpu0"])
+                                                / window * 100, 1)
+        if "redis_cpu1" in marks:
+            figures["redis_cpu_pct_shared"] = round((marks["redis_cpu1"] - marks["redis_cpu0"])
+                                                    / window * 100, 1)
+        if "profile" in marks:
+            figures["profile"] = marks["profile"]
+        return figures
+
+
+# -- the whole benchmark ---------------------------------------------------------------------
+
+
+RESULTS = BENCH / "results"
+
+
+def machine() -> dict[str, Any]:
+    node_version = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "node": node_version.strip(),
+        "platform": platform.platform(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    bootstrap()
+    sys.path.insert(0, str(ROOT))
+    from bench import fixtures, report, services
+    from bench.nodes import RAISED_LIMITS, UVICORN_FLAGS
+
+    args = parse_args(argv)
+    shapes = shapes_of(args)
+    transports = TRANSPORTS if args.transport == "both" else (args.transport,)
+    dbs = DATABASES if args.db == "both" else (args.db,)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"results-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    redis = asyncio.run(services.redis_url()) if args.nodes > 1 else None
+
+    meta = {
+        **machine(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "server": {"uvicorn_flags": UVICORN_FLAGS, "raised_limits": RAISED_LIMITS,
+                   "pinned_cpus": args.server_cpus},
+        "generator": {"program": "bench/js/loadgen.js", "pinned_cpus": args.loadgen_cpu},
+        "shapes": {name: vars(shape) for name, shape in shapes.items()},
+    }
+    say(f"bench: {', '.join(shapes)} x {', '.join(transports)} x {', '.join(dbs)}, "
+        f"{args.nodes} node(s); warm-up {args.warmup:g} s, measured {args.duration:g} s")
+    say(f"bench: server = uvicorn {' '.join(UVICORN_FLAGS)}, pinned to CPU "
+        f"{args.server_cpus or '(not pinned)'}; generator = node bench/js/loadgen.js, pinned "
+        f"to CPU {args.loadgen_cpu or '(not pinned)'}")
+    say("bench: limits raised for the benchmark: "
+        + " ".join(f"{k}={v}" for k, v in RAISED_LIMITS.items()))
+    load = os.getloadavg()
+    if load[0] > 0.5:
+        say(f"bench: note: load average {load[0]:.2f} before starting: other work is running, "
+            "figures will be noisy")
+
+    runs: list[dict[str, Any]] = []
+    results = {"meta": meta, "runs": runs}
+    run_root = Path(tempfile.mkdtemp(prefix="confab-bench-"))
+    secret = secrets.token_urlsafe(48)
+    failed = False
+    try:
+        for db in dbs:
+            with services.database(db, run_root) as database_url:
+                started = time.monotonic()
+                say(f"bench: [{db}] making users, conversations and tokens "
+                    f"({max(s.clients for s in shapes.values())} users)")
+                made = fixtures.build_in_subprocess(database_url, run_root / f"{db}-setup",
+                                                    secret, shapes)
+                say(f"bench: [{db}] fixtures ready in {time.monotonic() - started:.1f} s")
+                for scenario in shapes:
+                    for transport in transports:
+                        run = Run(args, scenario, transport, db, database_url,
+                                  made.scenarios[scenario], run_root, secret, redis)
+                        try:
+                            figures = run.execute()
+                        except Exception as exc:
+                            failed = True
+                            say(f"{run.tag} FAILED: {exc}")
+                            figures = {"scenario": scenario, "transport": transport, "db": db,
+                                       "nodes": args.nodes, "error": str(exc)[:2000]}
+                        runs.append(figures)
+                        out.write_text(json.dumps(results, indent=2))
+                        say(f"{run.tag} done: " + summary(figures))
+    finally:
+        if args.keep or failed:
+            say(f"bench: run folder (server logs) kept at {run_root}")
+        else:
+            shutil.rmtree(run_root, ignore_errors=True)
+    out.write_text(json.dumps(results, indent=2))
+    say("")
+    say(report.text_table([r for r in runs if "error" not in r]))
+    say("")
+    say(f"bench: results written to {out}")
+    return 1 if failed else 0
+
+
+def summary(figures: dict[str, Any]) -> str:
+    if "error" in figures:
+        return "error"
+    if figures["scenario"] == "idle":
+        return (f"{figures['kb_per_connection']} KB/connection, "
+                f"{figures['connections_per_s']} connections/s")
+    return (f"{figures['deliveries_per_s']:.0f} deliveries/s, {figures['us_per_delivery']} µs/"
+            f"delivery, p50/p99 {figures['p50_ms']}/{figures['p99_ms']} ms, "
+            f"lost {figures['lost']}, unacked {figures['unacked']}, server CPU "
+            f"{figures['server_cpu_pct']} % (waited for CPU "
+            f"{figures['server_runqueue_wait_pct']} %), generator CPU "
+            f"{figures['generator_cpu_pct']} %")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The benchmark harness (bench/) end to end at a tiny scale: every scenario on both transports
+runs, nothing is lost, and the JSON carries every figure. No speed is asserted here: speed is
+what the benchmark itself measures (README, "Benchmark")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TRAFFIC_FIELDS = ("deliveries_per_s", "us_per_delivery", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+                  "lost", "unacked", "duplicates", "server_cpu_pct", "generator_cpu_pct",
+                  "messages_sent", "deliveries_in_window", "connections_per_s")
+IDLE_FIELDS = ("kb_per_connection", "connections_per_s", "server_rss_kb_before",
+               "server_rss_kb_after")
+
+
+def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--scenario", "all", "--transport", "both",
+         "--db", "sqlite", "--clients", "4", "--duration", "1", "--warmup", "0.5",
+         "--hold", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "µs/deliv" in result.stdout  # the final table
+    data = json.loads(out.read_text())
+    assert data["meta"]["server"]["raised_limits"]["SEND_RATE_PER_SECOND"]
+    runs = {(run["scenario"], run["transport"]): run for run in data["runs"]}
+    assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle") for t in ("sio", "raw")}
+    for (scenario, transport), run in runs.items():
+        where = f"{scenario}/{transport}"
+        assert "error" not in run, (where, run)
+        assert run["clients"] == 4, where
+        if scenario == "idle":
+            for name in IDLE_FIELDS:
+                assert run[name] is not None, (where, name)
+            continue
+        for name in TRAFFIC_FIELDS:
+            assert run[name] is not None, (where, name)
+        assert run["messages_sent"] > 0, where
+        assert run["deliveries_in_window"] > 0, where
+        assert run["lost"] == 0, where
+        assert run["unacked"] == 0, where
+        assert run["duplicates"] == 0, where
+        assert run["send_errors"] == 0, (where, run["error_samples"])
