@@ -8,7 +8,6 @@ import asyncio
 import signal
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from tests.support.client import Api
 from tests.support.server import ServerProcess, start_server
@@ -16,14 +15,6 @@ from tests.test_raw_support import RawClient, raw
 from tests.test_socketio_helpers import Client, chat_client, group, ok
 
 PER_SENDER = 8
-
-
-async def history(api: Api, token_headers: dict[str, str], cid: int) -> list[dict[str, Any]]:
-    response = await api.http.get(f"/api/v1/chat/sessions/{cid}/messages",
-                                  params={"limit": 200}, headers=token_headers)
-    assert response.status_code == 200, response.text
-    body = response.json()
-    return body if isinstance(body, list) else body["results"]  # type: ignore[no-any-return]
 
 
 async def test_concurrent_senders_on_every_door_commit_once(
@@ -79,7 +70,7 @@ async def test_concurrent_senders_on_every_door_commit_once(
         expected = Counter(f"{tag}-{n}" for tag in ("sio0", "sio1", "chat", "session", "rest")
                            for n in range(PER_SENDER))
 
-        stored = await history(api, users[0].headers, cid)
+        stored = await api.history(users[0], cid)
         assert Counter(m["content"] for m in stored) == expected  # each exactly once
         ids = [m["id"] for m in stored]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)  # strictly increasing
@@ -115,7 +106,7 @@ async def test_sigkill_keeps_every_acknowledged_message(work_dir: Path) -> None:
     restarted = start_server(data_dir)
     api = Api(restarted.base_url)
     try:
-        stored = await history(api, alice.headers, cid)
+        stored = await api.history(alice, cid)
         assert [m["id"] for m in stored] == acknowledged
     finally:
         await api.aclose()

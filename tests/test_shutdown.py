@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Any
 
 import socketio
 
@@ -51,13 +50,8 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
     restarted = start_server(data_dir)
     api = Api(restarted.base_url)
     try:
-        response = await api.http.get(f"/api/v1/chat/sessions/{cid}/messages",
-                                      params={"limit": 100}, headers=alice.headers)
-        assert response.status_code == 200, response.text
-        stored: list[dict[str, Any]] = response.json()
-        stored_ids = [m["id"] for m in (stored if isinstance(stored, list) else
-                                        stored["results"])]
-        assert stored_ids == [m["id"] for m in acknowledged]
+        stored = await api.history(alice, cid)
+        assert [m["id"] for m in stored] == [m["id"] for m in acknowledged]
     finally:
         await api.aclose()
         restarted.stop()

@@ -34,20 +34,22 @@ local function alive(node)
   return known
 end
 
--- Distinct live actors in a room, and the live connections of `actor` there.
+-- Distinct live actors in a room, the live connections of `actor` there, the set of live
+-- actors, and all live connections.
 local function room_view(room, actor)
   local fields = redis.call('HGETALL', P .. 'room:' .. room)
-  local seen, distinct, mine = {}, 0, 0
+  local seen, distinct, mine, connections = {}, 0, 0, 0
   for i = 1, #fields, 2 do
     local field, count = fields[i], tonumber(fields[i + 1])
     local sep = string.find(field, '|', 1, true)
     local node, who = string.sub(field, 1, sep - 1), string.sub(field, sep + 1)
     if count > 0 and alive(node) then
+      connections = connections + count
       if not seen[who] then seen[who] = true; distinct = distinct + 1 end
       if who == actor then mine = mine + count end
     end
   end
-  return distinct, mine, seen
+  return distinct, mine, seen, connections
 end
 
 -- Live connections of `actor` across the cluster.
@@ -192,17 +194,7 @@ return members
 STATS = PRELUDE + r"""
 local out = {}
 for _, room in ipairs(redis.call('SMEMBERS', P .. 'rooms')) do
-  local fields = redis.call('HGETALL', P .. 'room:' .. room)
-  local seen, users, connections = {}, 0, 0
-  for i = 1, #fields, 2 do
-    local field, count = fields[i], tonumber(fields[i + 1])
-    local sep = string.find(field, '|', 1, true)
-    local node, who = string.sub(field, 1, sep - 1), string.sub(field, sep + 1)
-    if count > 0 and alive(node) then
-      connections = connections + count
-      if not seen[who] then seen[who] = true; users = users + 1 end
-    end
-  end
+  local users, _, seen, connections = room_view(room, '')
   local typists = 0
   local typing = redis.call('HGETALL', P .. 'typing:' .. room)
   for i = 1, #typing, 2 do

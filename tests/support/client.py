@@ -76,6 +76,14 @@ class Api:
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    async def history(self, user: TestUser, conversation_id: int) -> list[dict[str, Any]]:
+        """Up to 200 stored messages of a conversation, oldest first."""
+        response = await self.http.get(f"/api/v1/chat/sessions/{conversation_id}/messages",
+                                       params={"limit": 200}, headers=user.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body if isinstance(body, list) else body["results"]  # type: ignore[no-any-return]
+
     async def device(self) -> str:
         response = await self.http.post("/mobile/sessions/", json={"platform": "ios"})
         assert response.status_code == 201, response.text
