@@ -23,6 +23,7 @@ from backend.observability.metrics import Metrics
 from backend.observability.request_ids import RequestIds
 from backend.raw.routes import websocket_routes
 from backend.realtime.hub import Realtime
+from backend.realtime.wire import DirectWires
 from backend.rest.api import error_response
 from backend.rest.auth import AuthLimits
 from backend.rest.routes import build_api
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.api = api
     app.state.version = VERSION
     realtime.attach_app(app)
-    return RequestIds(realtime.asgi(app))
+    # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
+    return DirectWires(RequestIds(realtime.asgi(app)))
 
 
 def _cors(settings: Settings) -> list[Middleware]:

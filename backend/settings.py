@@ -68,6 +68,10 @@ class Limits:
     max_sockets_per_user: int = 20
     max_sockets_per_device: int = 5
     max_joined_per_socket: int = 100
+    #: Bytes that may wait unsent for one connection (a client reading slower than it is
+    #: written to) before it is cut off, alone: close 1013 on raw routes, a dropped transport
+    #: (the client reconnects and catches up) on Socket.IO.
+    max_backlog_bytes: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,7 @@ class Settings:
                                         Limits.max_sockets_per_device),
             max_joined_per_socket=_int(env, "MAX_JOINED_PER_SOCKET",
                                        Limits.max_joined_per_socket),
+            max_backlog_bytes=_int(env, "MAX_BACKLOG_BYTES", Limits.max_backlog_bytes),
         )
         return cls(
             production=production,

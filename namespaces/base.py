@@ -253,7 +253,10 @@ class Namespace(socketio.AsyncNamespace):
         """One event to one socket, on the same write path as room deliveries."""
         pkt = self.server.packet_class(sio_packet.EVENT, namespace=self.namespace,
                                        data=[event, data])
-        await socket.member.write([pkt.encode()])
+        member = socket.member
+        out = member.dialect.outgoing([pkt.encode()])
+        assert out is not None
+        member.write(out)
 
     # -- conversation scoping ---------------------------------------------------------------
 

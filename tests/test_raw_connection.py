@@ -1,13 +1,15 @@
-"""RawMember in isolation: writes only queue, a client that stops reading is cut off alone,
-held frames are released in order, and close comes after what was queued."""
+"""RawMember in isolation, on the ASGI lane (the one used where uvicorn's connection cannot be
+reached): writes never wait, a client that stops reading is cut off alone, held frames are
+released in order, and close comes after what was written."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from backend.raw.connection import RawMember, State
+from backend.raw.connection import AsgiLane, RawMember, State
 from backend.realtime.dialects import WS_CHAT
+from backend.realtime.wire import SLOW_CLIENT, Outgoing
 from backend.service.actors import SYSTEM
 
 
@@ -31,8 +33,9 @@ class FakeSocket:
         self.got.set()
 
 
-def member(socket: Any, **limits: int) -> RawMember:
-    return RawMember(f"raw:test:{id(socket)}", SYSTEM, WS_CHAT, "/ws/chat/", socket, **limits)
+def member(socket: Any, max_backlog: int = 10_000) -> RawMember:
+    return RawMember(f"raw:test:{id(socket)}", SYSTEM, WS_CHAT, "/ws/chat/", socket,
+                     AsgiLane(socket, max_backlog))
 
 
 async def until(check: Any, within: float = 2.0) -> None:
@@ -44,41 +47,26 @@ async def until(check: Any, within: float = 2.0) -> None:
 
 async def test_a_stalled_client_is_cut_off_without_stalling_the_others() -> None:
     slow_socket, fast_socket = FakeSocket(stalled=True), FakeSocket()
-    slow, fast = member(slow_socket, max_frames=10), member(fast_socket, max_frames=10)
-    slow.start()
-    fast.start()
+    slow, fast = member(slow_socket, 30), member(fast_socket, 30)
     for n in range(25):
         # What the fan-out does: write to every member in turn; none of these may block.
-        async with asyncio.timeout(0.5):
-            await slow.write([f'"{n}"'])
-            await fast.write([f'"{n}"'])
+        slow.write(Outgoing([f'"{n}"']))
+        fast.write(Outgoing([f'"{n}"']))
         await asyncio.sleep(0)
     await until(lambda: len(fast_socket.sent) == 25)
-    assert slow.overflowed and slow.state is State.DEAD
-    await until(lambda: slow.writer is not None and slow.writer.done())
-    await slow.write(['"late"'])  # ignored, never raises
-    assert fast.state is State.OPEN and not fast.overflowed
+    assert slow.overflowed and not fast.overflowed
+    await until(lambda: slow_socket.closed is not None)
+    assert slow_socket.closed == (SLOW_CLIENT, "Client too slow")
+    slow.write(Outgoing(['"late"']))  # ignored, never raises
     await fast.stop()
     await slow.stop()
-
-
-async def test_byte_bound() -> None:
-    socket = FakeSocket(stalled=True)
-    m = member(socket, max_bytes=100)
-    m.start()
-    await m.write(["x" * 60])
-    assert not m.overflowed
-    await m.write(["x" * 60])
-    assert m.overflowed
-    await m.stop()
 
 
 async def test_held_frames_are_released_in_order_minus_dropped() -> None:
     socket = FakeSocket()
     m = member(socket)
-    m.start()
     m.hold()
-    await m.write(['{"type":"chat_message","message_id":1}', '{"type":"user_joined"}'])
+    m.write(Outgoing(['{"type":"chat_message","message_id":1}', '{"type":"user_joined"}']))
     m.send({"type": "recent_messages"})  # direct frames pass the hold
     await until(lambda: len(socket.sent) == 1)
     m.release(drop=lambda f: f.get("message_id") == 1)
@@ -87,13 +75,14 @@ async def test_held_frames_are_released_in_order_minus_dropped() -> None:
     await m.stop()
 
 
-async def test_close_comes_after_queued_frames_and_ends_the_writer() -> None:
+async def test_close_comes_after_written_frames() -> None:
     socket = FakeSocket()
     m = member(socket)
-    m.start()
-    await m.write(['"a"', '"b"'])
+    m.write(Outgoing(['"a"', '"b"']))
     await m.close(4002, "Device deactivated")
-    await m.write(['"after"'])
-    assert m.writer is not None
-    await asyncio.wait_for(m.writer, 1)
+    m.write(Outgoing(['"after"']))
+    assert m.state is State.CLOSING
+    await until(lambda: socket.closed is not None)
     assert socket.sent == ['"a"', '"b"'] and socket.closed == (4002, "Device deactivated")
+    await m.stop()
+    assert m.state is State.DEAD

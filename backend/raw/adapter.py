@@ -11,8 +11,6 @@ upgrade would hide it).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -21,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket
 
 from backend.auth.accounts import CredentialInvalid, CredentialMissing, user_from_token
-from backend.raw.connection import SLOW_CLIENT, RawMember
+from backend.raw.connection import RawMember, lane_for
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
 from backend.realtime.origins import origin_allowed
@@ -176,7 +174,8 @@ async def serve(door: Door, websocket: WebSocket) -> None:
         return
 
     limits = settings.limits
-    member = RawMember(f"raw:{_node}:{next(_ids)}", actor, door.dialect, door.route, websocket)
+    member = RawMember(f"raw:{_node}:{next(_ids)}", actor, door.dialect, door.route, websocket,
+                       lane_for(websocket, settings.limits.max_backlog_bytes))
     session = Session(
         websocket=websocket, member=member, actor=actor, chat=chat, hub=hub, settings=settings,
         conversation_id=conversation_id,
@@ -185,25 +184,18 @@ async def serve(door: Door, websocket: WebSocket) -> None:
                                limits.send_burst * EVENT_RATE_FACTOR),
     )
     await hub.attach(member)
-    writer = member.start()
     try:
         await door.welcome(session)
-        await receive_loop(door, session, writer)
+        await receive_loop(door, session)
     except Exception:
         log.exception("raw connection %s failed", member.id)
         hub.metrics.refused("websocket", "internal_error")
         await member.close(SERVER_FAULT, "Internal server error")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(writer), 1.0)
     finally:
         try:
             await hub.detach(member)
         finally:
             await member.stop()
-    if member.overflowed and websocket.application_state is WebSocketState.CONNECTED:
-        # The client stopped reading: try to tell it why, but do not wait on it.
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(websocket.close(SLOW_CLIENT, "Client too slow"), 0.5)
 
 
 async def handshake(
@@ -226,18 +218,12 @@ async def handshake(
     return actor, conversation_id
 
 
-async def receive_loop(door: Door, session: Session, writer: asyncio.Task[None]) -> None:
-    """Read frames until the client leaves or the writer stops (closed or cut off)."""
-    websocket = session.websocket
+async def receive_loop(door: Door, session: Session) -> None:
+    """Read frames until the client leaves, or the server closed the connection (a close, a
+    cut-off: uvicorn then reports the disconnect here too)."""
+    receive = session.websocket.receive
     while True:
-        receiving = asyncio.ensure_future(websocket.receive())
-        done, _ = await asyncio.wait({receiving, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if receiving not in done:
-            receiving.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await receiving
-            return
-        message = receiving.result()
+        message = await receive()
         if message["type"] == "websocket.disconnect":
             return
         await dispatch(door, session, message)

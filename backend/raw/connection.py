@@ -1,36 +1,35 @@
-"""One raw WebSocket connection as a room member: a bounded outbound queue and one writer task.
+"""One raw WebSocket connection as a room member, writing through its connection's lane.
 
-``write`` only queues: the fan-out manager never waits on a client. The writer task drains the
-queue into the socket at the client's pace; a client whose backlog passes the bound (it stopped
-reading) is cut off, and only it.
+Writes never wait on the client: the lane (``backend/realtime/wire.py``) writes at once when
+the client keeps up, keeps a bounded backlog when it lags, and cuts off a client that stopped
+reading (close 1013), it alone. Where uvicorn's connection cannot be reached directly, an
+``AsgiLane`` does the same through ASGI ``send`` with a queue and one writer task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backend.realtime.dialects import RawDialect
 from backend.realtime.members import Member
+from backend.realtime.wire import SLOW_CLIENT, Outgoing, Wire
 from backend.service.actors import Actor
 
-log = logging.getLogger("confab.raw")
-
-#: Close code for a client cut off because it stopped reading (RFC 6455 "try again later").
-SLOW_CLIENT = 1013
+#: How long a close waits for the frames before it to leave.
+CLOSE_FLUSH_SECONDS = 5.0
 
 
 class State(Enum):
     """HOLDING: live frames are kept back until the welcome frames are out. OPEN: frames flow.
-    CLOSING: a close is queued, nothing more is accepted. DEAD: the writer has stopped."""
+    CLOSING: a close is on its way, nothing more is accepted. DEAD: the connection is over."""
 
     HOLDING = "holding"
     OPEN = "open"
@@ -38,79 +37,148 @@ class State(Enum):
     DEAD = "dead"
 
 
-class _Close:
-    __slots__ = ("code", "reason")
+class Lane(Protocol):
+    """A connection's ordered outbound lane."""
 
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
+    cut_off: bool
+
+    def put(self, out: Outgoing) -> None: ...
+
+    async def flush(self) -> None:
+        """Wait until everything put has been handed to the transport."""
+
+    def stop(self) -> None: ...
+
+
+class WireLane:
+    """The direct lane: frames go to the transport as pre-built bytes."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+
+    @property
+    def cut_off(self) -> bool:
+        return self.wire.cut_off
+
+    def put(self, out: Outgoing) -> None:
+        self.wire.write(out.wire)
+
+    async def flush(self) -> None:
+        await self.wire.flush()
+
+    def stop(self) -> None:
+        self.wire.stop()
+
+
+class AsgiLane:
+    """The fallback lane: texts queue for one writer task sending through ASGI."""
+
+    def __init__(self, websocket: WebSocket, max_backlog: int) -> None:
+        self.websocket = websocket
+        self.max_backlog = max_backlog
+        self.cut_off = False
+        self._queue: deque[str] = deque()
+        self._pending = 0
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.writer = asyncio.ensure_future(self._write())
+
+    def put(self, out: Outgoing) -> None:
+        if self.cut_off or self.writer.done():
+            return
+        for text in out.texts:
+            self._queue.append(text)
+            self._pending += len(text)
+        if self._pending > self.max_backlog:
+            self._cut_off()
+            return
+        self._idle.clear()
+        self._ready.set()
+
+    async def _write(self) -> None:
+        websocket = self.websocket
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while True:
+                while not self._queue:
+                    self._idle.set()
+                    self._ready.clear()
+                    await self._ready.wait()
+                text = self._queue.popleft()
+                self._pending -= len(text)
+                await websocket.send_text(text)
+        self._idle.set()
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+    def _cut_off(self) -> None:
+        self.cut_off = True
+        self._queue.clear()
+        self._pending = 0
+        self.writer.cancel()
+        self._idle.set()
+        self.writer = asyncio.ensure_future(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(SLOW_CLIENT, "Client too slow"), 0.5)
+
+    def stop(self) -> None:
+        if not self.writer.done():
+            self.writer.cancel()
+
+
+def lane_for(websocket: WebSocket, max_backlog: int) -> Lane:
+    """The direct lane when the server lets us reach the connection, else the ASGI one."""
+    wire = Wire.of(websocket.scope, max_backlog)
+    return WireLane(wire) if wire is not None else AsgiLane(websocket, max_backlog)
 
 
 class RawMember(Member):
-    """A raw WebSocket in rooms. ``max_frames`` / ``max_bytes`` bound what may wait unsent."""
+    """A raw WebSocket in rooms."""
 
-    __slots__ = (
-        "_held",
-        "_pending",
-        "_queue",
-        "_ready",
-        "max_bytes",
-        "max_frames",
-        "overflowed",
-        "state",
-        "websocket",
-        "writer",
-    )
+    __slots__ = ("_closer", "_held", "lane", "state", "websocket")
 
     def __init__(self, member_id: str, actor: Actor, dialect: RawDialect, route: str,
-                 websocket: WebSocket, *, max_frames: int = 1000,
-                 max_bytes: int = 4 * 1024 * 1024) -> None:
+                 websocket: WebSocket, lane: Lane) -> None:
         super().__init__(member_id, actor, dialect, route)
         self.websocket = websocket
-        self.max_frames = max_frames
-        self.max_bytes = max_bytes
+        self.lane = lane
         self.state = State.OPEN
-        self.overflowed = False
-        self._queue: deque[str | _Close] = deque()
-        self._pending = 0  # bytes (characters) queued and not yet written
-        self._held: list[str] = []
-        self._ready = asyncio.Event()
-        self.writer: asyncio.Task[None] | None = None
+        self._held: list[Outgoing] = []
+        self._closer: asyncio.Task[None] | None = None
 
     @property
     def raw_dialect(self) -> RawDialect:
         assert isinstance(self.dialect, RawDialect)
         return self.dialect
 
-    # -- the writer -------------------------------------------------------------------------
+    @property
+    def overflowed(self) -> bool:
+        """Was this client cut off for not reading?"""
+        return self.lane.cut_off
 
-    def start(self) -> asyncio.Task[None]:
-        """Start the writer task (once, after the socket is accepted)."""
-        assert self.writer is None, "writer already started"
-        self.writer = asyncio.ensure_future(self._drain())
-        return self.writer
+    # -- writing ----------------------------------------------------------------------------
 
-    async def _drain(self) -> None:
-        websocket = self.websocket
-        try:
-            while True:
-                while not self._queue:
-                    self._ready.clear()
-                    await self._ready.wait()
-                item = self._queue.popleft()
-                if isinstance(item, _Close):
-                    await websocket.close(item.code, item.reason)
-                    return
-                self._pending -= len(item)
-                await websocket.send_text(item)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return  # the client went away; the receive loop sees the disconnect
-        finally:
-            self.state = State.DEAD
-            self._queue.clear()
-            self._pending = 0
+    def write(self, out: Outgoing) -> None:
+        state = self.state
+        if state is State.OPEN:
+            self.lane.put(out)
+        elif state is State.HOLDING:
+            self._held.append(out)
 
-    # -- queueing ---------------------------------------------------------------------------
+    def send(self, frame: dict[str, Any]) -> None:
+        """One frame for this connection only (replies, welcome frames, errors), past any
+        hold."""
+        self.send_frames([orjson.dumps(frame).decode()])
+
+    def send_frames(self, frames: list[str]) -> None:
+        """Encoded frames for this connection only, past any hold."""
+        if self.state is State.OPEN or self.state is State.HOLDING:
+            self.lane.put(Outgoing(frames))
 
     def hold(self) -> None:
         """Keep live frames back (while the welcome frames are being prepared)."""
@@ -123,63 +191,37 @@ class RawMember(Member):
             return
         self.state = State.OPEN
         held, self._held = self._held, []
-        if drop is not None:
-            held = [frame for frame in held if not drop(orjson.loads(frame))]
-        self._enqueue(held)
+        for out in held:
+            texts = out.texts if drop is None else [
+                text for text in out.texts if not drop(orjson.loads(text))]
+            if texts:
+                self.lane.put(out if texts is out.texts else Outgoing(texts))
 
-    async def write(self, frames: list[str]) -> None:
-        if self.state is State.HOLDING:
-            self._held.extend(frames)
-            if len(self._held) > self.max_frames:
-                self._overflow()
-            return
-        self._enqueue(frames)
-
-    def send(self, frame: dict[str, Any]) -> None:
-        """Queue one frame for this connection only (replies, welcome frames, errors)."""
-        self._enqueue([orjson.dumps(frame).decode()])
-
-    def send_frames(self, frames: list[str]) -> None:
-        """Queue encoded frames for this connection only, past any hold."""
-        self._enqueue(frames)
-
-    def _enqueue(self, frames: list[str]) -> None:
-        if self.state is not State.OPEN and self.state is not State.HOLDING:
-            return
-        for frame in frames:
-            self._queue.append(frame)
-            self._pending += len(frame)
-        if len(self._queue) > self.max_frames or self._pending > self.max_bytes:
-            self._overflow()
-            return
-        self._ready.set()
-
-    def _overflow(self) -> None:
-        """The client stopped reading: drop its backlog and cut it off (it alone)."""
-        log.warning("raw client %s fell %d frames behind; closing it", self.id, len(self._queue))
-        self.overflowed = True
-        self.state = State.DEAD
-        self._queue.clear()
-        self._held.clear()
-        self._pending = 0
-        if self.writer is not None and not self.writer.done():
-            self.writer.cancel()
+    # -- closing ----------------------------------------------------------------------------
 
     async def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (used by the hub, e.g. device deactivated)."""
-        if self.state in (State.CLOSING, State.DEAD):
+        """Close after the frames already written (the hub's closes: device deactivated,
+        shutting down). Returns at once; the close follows the backlog."""
+        if self.state is State.CLOSING or self.state is State.DEAD:
             return
         if self.state is State.HOLDING:
             self.release()
         self.state = State.CLOSING
-        self._queue.append(_Close(code, reason[:120]))
-        self._ready.set()
+        self._closer = asyncio.ensure_future(self._close_after_backlog(code, reason[:120]))
+
+    async def _close_after_backlog(self, code: int, reason: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                await self.lane.flush()
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self.websocket.close(code, reason)
 
     async def stop(self) -> None:
-        """Stop the writer (the connection is over)."""
-        writer = self.writer
-        if writer is not None and not writer.done():
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        """The connection is over: stop writing."""
         self.state = State.DEAD
+        self._held.clear()
+        self.lane.stop()
+        closer = self._closer
+        if closer is not None and not closer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closer, 1.0)

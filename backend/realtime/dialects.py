@@ -15,6 +15,7 @@ import orjson
 from socketio import packet as sio_packet
 
 from backend.realtime.members import Member
+from backend.realtime.wire import Outgoing
 
 Frame = dict[str, Any]
 
@@ -46,6 +47,8 @@ class Dialect:
 
     name = "base"
     personal: frozenset[str] = frozenset()
+    #: Prepended to each frame's text on the wire.
+    wire_prefix = ""
 
     def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
         raise NotImplementedError
@@ -53,9 +56,15 @@ class Dialect:
     def encode(self, name: str, payload: dict[str, Any], member: Member) -> list[str]:
         raise NotImplementedError
 
+    def outgoing(self, texts: list[str]) -> Outgoing | None:
+        """Encoded frames, ready for members of this dialect (None when there are none)."""
+        return Outgoing(texts, self.wire_prefix) if texts else None
+
 
 class SocketIODialect(Dialect):
     """Frames are ``(event, data)``, encoded as socket.io EVENT packets of ``namespace``."""
+
+    wire_prefix = "4"  # an Engine.IO MESSAGE packet carries each Socket.IO packet
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace

@@ -23,6 +23,8 @@ from backend.realtime.members import Member
 
 if TYPE_CHECKING:
     from backend.observability.metrics import Metrics
+    from backend.realtime.dialects import Dialect
+    from backend.realtime.wire import Outgoing
 
 FANOUT = "/__fanout__"
 log = logging.getLogger("confab.fanout")
@@ -90,9 +92,6 @@ class FanoutManager(socketio.AsyncManager):
                 del self.room_members[room]
         member.rooms.discard(room)
 
-    def members_in(self, room: str) -> list[Member]:
-        return list(self.room_members.get(room, {}).values())
-
     # -- delivery ---------------------------------------------------------------------------
 
     async def emit(  # type: ignore[override]
@@ -114,35 +113,42 @@ class FanoutManager(socketio.AsyncManager):
         if control is not None:
             await control(data)
         else:
-            await self.deliver(event, data)
+            self.deliver(event, data)
 
-    async def deliver(self, name: str, envelope: dict[str, Any]) -> None:
-        """Write ``name`` to every member of the envelope's rooms on this node, encoding it once
-        per dialect."""
+    def deliver(self, name: str, envelope: dict[str, Any]) -> None:
+        """Write ``name`` to every member of the envelope's rooms on this node: encoded once
+        per dialect (and framed once, see ``Outgoing``), the same bytes for every member."""
         payload = envelope["payload"]
         skip = frozenset(envelope.get("skip") or ())
         origin = envelope.get("origin")
-        encoded: dict[str, list[str]] = {}
-        seen: set[str] = set()
+        rooms = envelope["rooms"]
+        encoded: dict[Dialect, Outgoing | None] = {}
+        seen: set[str] | None = set() if len(rooms) > 1 else None
         delivered = 0  # counted here, reported once: the loop stays cheap
-        for room in envelope["rooms"]:
-            for member in self.members_in(room):
-                if member.id in seen:
-                    continue
-                seen.add(member.id)
-                if member.actor.key in skip or (member.id == origin and not member.echo_own):
+        for room in rooms:
+            members = self.room_members.get(room)
+            if not members:
+                continue
+            for member in tuple(members.values()):
+                if seen is not None:
+                    if member.id in seen:
+                        continue
+                    seen.add(member.id)
+                if (skip and member.actor.key in skip) or (
+                        member.id == origin and not member.echo_own):
                     continue
                 dialect = member.dialect
                 if name in dialect.personal:
-                    frames = dialect.encode(name, payload, member)
+                    out = dialect.outgoing(dialect.encode(name, payload, member))
+                elif dialect in encoded:
+                    out = encoded[dialect]
                 else:
-                    frames = encoded.get(dialect.name)
-                    if frames is None:
-                        frames = encoded[dialect.name] = dialect.encode(name, payload, member)
-                if not frames:
+                    out = encoded[dialect] = dialect.outgoing(
+                        dialect.encode(name, payload, member))
+                if out is None:
                     continue
                 try:
-                    await member.write(frames)
+                    member.write(out)
                     delivered += 1
                 except Exception:  # one broken connection must not stop the others
                     log.warning("delivery to %s failed", member.id, exc_info=True)

@@ -103,6 +103,7 @@ class Realtime:
                 origin, environ.get("HTTP_HOST"), allowed
             ),
             frame_limit=settings.limits.max_frame_bytes,
+            max_backlog=settings.limits.max_backlog_bytes,
             # Engine.IO drops a connection past this; frames between the limit and this cap
             # get a too_large error and the connection stays (see server.py).
             max_http_buffer_size=max(1024 * 1024, 4 * settings.limits.max_frame_bytes),

@@ -6,12 +6,14 @@ asks the dialect to encode an event once per dialect and hands the same text to 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backend.service.actors import Actor
 
 if TYPE_CHECKING:
     from backend.realtime.dialects import Dialect
+    from backend.realtime.engine import EngineServer
+    from backend.realtime.wire import Outgoing
 
 
 class Member:
@@ -42,9 +44,9 @@ class Member:
             return (f"device:{actor.device.device_id}",)
         return ()
 
-    async def write(self, frames: list[str]) -> None:
-        """Queue ``frames`` for the client. Must not wait on the client itself: a slow client
-        never stalls delivery to the others."""
+    def write(self, out: Outgoing) -> None:
+        """Send ``out`` (encoded in this member's dialect) to the client, in order with what
+        was written before. Never waits: a slow client never stalls delivery to the others."""
         raise NotImplementedError
 
     async def close(self, code: int, reason: str) -> None:
@@ -52,25 +54,28 @@ class Member:
 
 
 class SocketIOMember(Member):
-    """A Socket.IO socket; frames are encoded socket.io packets handed to engine.io."""
+    """A Socket.IO socket; frames are encoded Socket.IO packets, written straight to the
+    socket's WebSocket when Engine.IO allows it, else put on Engine.IO's queue."""
 
     __slots__ = ("eio", "eio_sid", "namespace", "sid")
 
     echo_own = False
 
     def __init__(self, sid: str, eio_sid: str, namespace: str, actor: Actor, dialect: Dialect,
-                 eio: Any) -> None:
+                 eio: EngineServer) -> None:
         super().__init__(f"sio:{sid}", actor, dialect, namespace)
         self.sid = sid
         self.eio_sid = eio_sid
         self.namespace = namespace
         self.eio = eio
 
-    async def write(self, frames: list[str]) -> None:
-        # engine.io's send puts the packet on the socket's unbounded queue, which its own
-        # writer task drains: this never waits on the client.
-        for frame in frames:
-            await self.eio.send(self.eio_sid, frame)
+    def write(self, out: Outgoing) -> None:
+        wire = self.eio.direct_wire(self.eio_sid)
+        if wire is not None:
+            wire.write(out.wire)
+        else:
+            for text in out.texts:
+                self.eio.queue_message(self.eio_sid, text)
 
     async def close(self, code: int, reason: str) -> None:
         await self.eio.disconnect(self.eio_sid)

@@ -18,6 +18,7 @@ import socketio
 from socketio import packet as sio_packet
 
 from backend.observability.context import bind_connection
+from backend.realtime.engine import EngineServer
 
 #: True while an event handler runs for an event that carries an ack id.
 ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
@@ -34,9 +35,15 @@ class _LenientPacket(sio_packet.Packet):
 
 
 class Server(socketio.AsyncServer):
-    def __init__(self, *args: Any, frame_limit: int, **kwargs: Any) -> None:
+    eio: EngineServer
+
+    def __init__(self, *args: Any, frame_limit: int, max_backlog: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frame_limit = frame_limit
+        self.eio.max_backlog = max_backlog
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:  # type: ignore[override]
         if isinstance(data, str) and len(data) * 4 > self.frame_limit and (

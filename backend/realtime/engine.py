@@ -1,0 +1,98 @@
+"""Engine.IO with a direct lane per WebSocket connection.
+
+python-engineio sends every packet through the socket's ``asyncio.Queue`` and a writer task
+per socket, and each send goes down the ASGI chain. Here an upgraded (or WebSocket-only)
+socket gets a ``Wire`` (``backend/realtime/wire.py``): the writer task's sends go through it,
+and the fan-out writes an event's pre-built Engine.IO frame straight to it whenever nothing of
+that socket waits in Engine.IO's queue, so packets keep their order. Long-polling sockets, and
+sockets in the middle of an upgrade, keep Engine.IO's own path; the protocol is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import engineio
+from engineio import packet as eio_packet
+from engineio.async_drivers import asgi as eio_asgi
+
+from backend.realtime.wire import Wire
+
+#: How long Engine.IO's close waits for the frames before it to leave.
+CLOSE_FLUSH_SECONDS = 2.0
+
+
+class DirectWebSocket(eio_asgi.WebSocket):
+    """Engine.IO's ASGI WebSocket, writing through the connection's ``Wire`` when it has one."""
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        super().__init__(handler, server)
+        self.server: EngineServer = server
+        self.wire: Wire | None = None
+
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        self.asgi_receive = environ["asgi.receive"]
+        self.asgi_send = environ["asgi.send"]
+        await self.asgi_send({"type": "websocket.accept"})
+        self.wire = Wire.of(environ["asgi.scope"], self.server.max_backlog)
+        # The handler is the Engine.IO socket's own ``_websocket_handler``.
+        sid: str = self.handler.__self__.sid
+        if self.wire is not None:
+            self.server.wires[sid] = self.wire
+        try:
+            await self.handler(self)
+        finally:
+            if self.wire is not None:
+                self.server.wires.pop(sid, None)
+                self.wire.stop()
+        return ""
+
+    async def send(self, message: str | bytes) -> None:
+        wire = self.wire
+        if wire is None:
+            await super().send(message)
+        elif isinstance(message, bytes):
+            wire.write_bytes(message)
+        else:
+            wire.write_text(message)
+
+    async def close(self) -> None:
+        if self.wire is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                    await self.wire.flush()
+        await super().close()
+
+
+class EngineServer(engineio.AsyncServer):
+    """python-engineio's server with a ``Wire`` per WebSocket connection (see module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._async = {**self._async, "websocket": DirectWebSocket}
+        self.wires: dict[str, Wire] = {}
+        #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
+        self.max_backlog = 4 * 1024 * 1024
+
+    def direct_wire(self, sid: str) -> Wire | None:
+        """The socket's wire, when writing to it now keeps the socket's packet order: the
+        socket is on WebSocket for good, and nothing waits in (or was just taken from)
+        Engine.IO's queue: ``unfinished_tasks`` drops only once the writer task holds the
+        packets it took, and it then writes them all before it next waits."""
+        wire = self.wires.get(sid)
+        if wire is None:
+            return None
+        socket = self.sockets.get(sid)
+        if (socket is None or socket.upgrading or not socket.upgraded or socket.closing
+                or socket.queue._unfinished_tasks):
+            return None
+        return wire
+
+    def queue_message(self, sid: str, text: str) -> None:
+        """Engine.IO's ``send`` without awaiting: the socket's queue is unbounded, so putting
+        never waits (the service task still times out sockets that stop answering pings)."""
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=text))

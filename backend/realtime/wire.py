@@ -1,0 +1,191 @@
+"""Writing straight to the wire: one event framed once, the same bytes written to every socket.
+
+A fan-out writes one event to hundreds of sockets. Through ASGI each write would be a chain of
+coroutine calls and a fresh WebSocket frame per recipient; here the frame is built once per
+dialect (``Outgoing.wire``) and each recipient costs one ``transport.write``.
+
+``DirectWires`` (the outermost ASGI middleware) finds uvicorn's WebSocket connection behind a
+websocket scope and leaves it in the scope's extensions; a door that finds it there makes a
+``Wire``: the connection's one ordered outbound lane. A ``Wire`` never waits on its client:
+when the transport pushes back (the client reads slower than we write), frames wait in a
+bounded backlog, and a client whose backlog passes the bound is cut off, alone.
+
+Server frames are unmasked and never compressed (RSV1 clear), which RFC 7692 allows even on a
+connection that negotiated permessage-deflate. Under another server (or uvicorn's other
+WebSocket implementations) no connection is found and the doors fall back to ASGI ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = logging.getLogger("confab.wire")
+
+#: Key of ``scope["extensions"]`` under which ``DirectWires`` leaves the connection.
+CONNECTION_KEY = "confab.connection"
+
+#: Close code for a client cut off because it stopped reading (RFC 6455 "try again later").
+SLOW_CLIENT = 1013
+#: How long a cut-off client gets to read its close frame before the connection is dropped.
+CUT_OFF_GRACE_SECONDS = 1.0
+
+_TEXT, _BINARY = 0x81, 0x82  # FIN + opcode
+
+
+def frame(payload: bytes, opcode: int = _TEXT) -> bytes:
+    """One unmasked, uncompressed, unfragmented server frame (RFC 6455 section 5.2)."""
+    size = len(payload)
+    if size < 126:
+        return bytes((opcode, size)) + payload
+    if size < 65536:
+        return bytes((opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
+class Outgoing:
+    """One event's frames in one dialect: the texts, and the same frames as wire bytes, made
+    on first use and then shared by every recipient. ``prefix`` is prepended to each text on
+    the wire (Engine.IO's ``"4"``: a Socket.IO packet travels in an Engine.IO message)."""
+
+    __slots__ = ("_wire", "prefix", "texts")
+
+    def __init__(self, texts: list[str], prefix: str = "") -> None:
+        self.texts = texts
+        self.prefix = prefix
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            prefix = self.prefix
+            self._wire = b"".join(frame((prefix + text).encode()) for text in self.texts)
+        return self._wire
+
+
+class DirectWires:
+    """ASGI middleware: leave uvicorn's WebSocket connection in the scope for ``Wire``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            # uvicorn hands the app its connection's own bound ``send``.
+            connection = getattr(send, "__self__", None)
+            if isinstance(connection, WebSocketsSansIOProtocol):
+                scope.setdefault("extensions", {})[CONNECTION_KEY] = connection
+        await self.app(scope, receive, send)
+
+
+class Wire:
+    """The ordered outbound lane of one accepted WebSocket connection (see the module doc).
+
+    Everything the server sends on the connection after ``accept`` must go through ``write``
+    (or wait until ``flush`` returns), so that frames leave in the order they were written.
+    """
+
+    __slots__ = ("_backlog", "_drainer", "_pending", "connection", "cut_off", "max_backlog",
+                 "transport")
+
+    def __init__(self, connection: WebSocketsSansIOProtocol, max_backlog: int) -> None:
+        self.connection = connection
+        self.transport = connection.transport
+        self.max_backlog = max_backlog
+        self.cut_off = False
+        self._backlog: deque[bytes] = deque()
+        self._pending = 0
+        self._drainer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, scope: dict[str, Any], max_backlog: int) -> Wire | None:
+        """The wire of an accepted connection, when the server lets us write to it."""
+        connection = (scope.get("extensions") or {}).get(CONNECTION_KEY)
+        if connection is None or not connection.handshake_complete:
+            return None
+        return cls(connection, max_backlog)
+
+    @property
+    def live(self) -> bool:
+        """Frames written now can still reach the client."""
+        connection = self.connection
+        return not (connection.close_sent or connection.disconnected or self.cut_off)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waits in the backlog."""
+        return not self._backlog
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (whole frames) now, or after the backlog when the client lags."""
+        if self._backlog or not self.connection.writable.is_set():
+            self._hold(data)
+        elif self.live:
+            self.transport.write(data)
+
+    def write_text(self, text: str) -> None:
+        self.write(frame(text.encode()))
+
+    def write_bytes(self, data: bytes) -> None:
+        self.write(frame(data, _BINARY))
+
+    def _hold(self, data: bytes) -> None:
+        if not self.live:
+            return
+        self._backlog.append(data)
+        self._pending += len(data)
+        if self._pending > self.max_backlog:
+            self._cut_off()
+        elif self._drainer is None:
+            self._drainer = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        connection = self.connection
+        try:
+            while self._backlog and self.live:
+                await connection.writable.wait()
+                if not self.live:
+                    break
+                # Everything waiting leaves in one write (order kept, one syscall).
+                data = b"".join(self._backlog)
+                self._backlog.clear()
+                self._pending = 0
+                self.transport.write(data)
+        finally:
+            self._drainer = None
+
+    async def flush(self) -> None:
+        """Wait until the backlog has left (callers bound the wait)."""
+        while self._drainer is not None:
+            await asyncio.wait({self._drainer})  # neither raises nor cancels it
+
+    def stop(self) -> None:
+        """The connection is over: drop what waits."""
+        self._backlog.clear()
+        self._pending = 0
+        if self._drainer is not None:
+            self._drainer.cancel()
+
+    def _cut_off(self) -> None:
+        """The client stopped reading: drop its backlog, tell it why, and drop it."""
+        log.warning("client %s fell %d bytes behind; cutting it off",
+                    self.connection.client, self._pending)
+        self.cut_off = True
+        self._backlog.clear()
+        self._pending = 0
+        if self._drainer is not None:
+            self._drainer.cancel()
+        connection = self.connection
+        if not connection.close_sent and not connection.disconnected:
+            with contextlib.suppress(Exception):
+                connection.conn.send_close(SLOW_CLIENT, "Client too slow")
+                self.transport.write(b"".join(connection.conn.data_to_send()))
+            connection.close_sent = True
+            # A reader that wakes up in time sees the close frame; otherwise it is dropped.
+            # Either way uvicorn reports the disconnect to the connection's handler.
+            connection.loop.call_later(CUT_OFF_GRACE_SECONDS, self.transport.abort)
