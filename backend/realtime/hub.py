@@ -109,6 +109,10 @@ class Realtime:
             max_http_buffer_size=max(1024 * 1024, 4 * settings.limits.max_frame_bytes),
             # Welcome and presence events are sent from FanoutManager.after_connect hooks, once
             # the CONNECT acknowledgement is queued, never from the connect handler itself.
+            # A socket's events are handled one after the other, in the order sent: a
+            # sender's messages are stored in its order, and a socket sending faster than
+            # the node keeps up is slowed at its own read, not queued as unbounded tasks.
+            async_handlers=False,
             logger=False,
             engineio_logger=False,
         )
