@@ -24,10 +24,11 @@ from backend.observability.request_ids import RequestIds
 from backend.raw.routes import websocket_routes
 from backend.realtime.hub import Realtime
 from backend.realtime.wire import DirectWires
-from backend.rest.api import error_response
+from backend.rest.api import error_response, refusal_response
 from backend.rest.auth import AuthLimits
 from backend.rest.routes import build_api
 from backend.service.chat import ChatService
+from backend.service.faults import database_fault
 from backend.settings import Settings
 from backend.shutdown import install_graceful_shutdown
 
@@ -101,6 +102,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
+    # REST operations map database faults themselves; this catches any other route's.
+    fault = database_fault(exc, door="http", action=f"{request.method} {request.url.path}")
+    if fault is not None:
+        return refusal_response(request, fault)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     request.app.state.metrics.refused("http", "internal_error")
     return error_response(500, "Internal server error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,12 +15,24 @@ from models import MODEL_MODULES
 log = logging.getLogger("confab.database")
 
 
-def tortoise_config(settings: Settings) -> dict[str, Any]:
-    """The Tortoise ORM configuration for ``settings.database_url``."""
+def tortoise_config(settings: Settings, *, migrating: bool = False) -> dict[str, Any]:
+    """The Tortoise ORM configuration for ``settings.database_url``.
+
+    Every statement and every connect is bounded by ``DB_TIMEOUT_SECONDS`` (asyncpg's
+    ``command_timeout`` and ``timeout``; SQLite's busy timeout), so a hung database fails a
+    request instead of holding it. ``migrating`` lifts the statement bound (a migration may
+    rewrite a large table) but keeps the connect bound."""
     url = settings.database_url
+    timeout = settings.db_timeout_seconds
     if url.startswith(("postgres://", "postgresql://", "asyncpg://")):
         _scheme, rest = url.split("://", 1)
-        credentials: dict[str, Any] = {"minsize": 1, "maxsize": settings.db_pool_size}
+        credentials: dict[str, Any] = {
+            "minsize": 1, "maxsize": settings.db_pool_size,
+            "timeout": timeout,  # connect, startup and authentication included
+            # Also bounds asyncpg's cancel of a timed-out query; past it the connection is
+            # dropped rather than returned to the pool half-way through a statement.
+            "command_timeout": None if migrating else timeout,
+        }
         connection: Any = _postgres_connection(f"postgres://{rest}", credentials)
     else:
         if url.startswith("sqlite://"):
@@ -32,6 +45,8 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
             "engine": "tortoise.backends.sqlite",
             "credentials": {
                 "file_path": url.removeprefix("sqlite://"),
+                # First, so the pragmas below wait no longer than this for a lock either.
+                "busy_timeout": round(timeout * 1000),
                 # WAL lets readers proceed during a write; NORMAL sync is durable in WAL mode
                 # against process crashes, which is what an acknowledged message needs.
                 "journal_mode": "WAL",
@@ -81,7 +96,7 @@ MIGRATION_LOCK = 0x636F6E666162
 async def migrate(settings: Settings) -> None:
     """Apply every pending migration (idempotent). On PostgreSQL, nodes starting together take
     turns under an advisory lock, so only the first one migrates."""
-    config = tortoise_config(settings)
+    config = tortoise_config(settings, migrating=True)
     connection = config["connections"]["default"]
     if connection["engine"] != "tortoise.backends.asyncpg":
         await run_migrations(config=config)
@@ -90,7 +105,7 @@ async def migrate(settings: Settings) -> None:
     import asyncpg
 
     credentials = {k: v for k, v in connection["credentials"].items()
-                   if k in ("host", "port", "user", "password", "database")}
+                   if k in ("host", "port", "user", "password", "database", "timeout")}
     lock = await asyncpg.connect(**credentials)
     try:
         await lock.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
@@ -105,6 +120,8 @@ async def migrate(settings: Settings) -> None:
 
 async def open_database(settings: Settings, *, apply_migrations: bool) -> None:
     """Connect; on the embedded default, bring the schema up to date first."""
+    global _probe_timeout
+    _probe_timeout = settings.db_timeout_seconds
     if apply_migrations:
         await migrate(settings)
     # The lifespan runs in its own task; the global fallback lets request tasks see the ORM.
@@ -116,8 +133,30 @@ async def close_database() -> None:
     await Tortoise.close_connections()
 
 
+#: How long a readiness probe waits (``DB_TIMEOUT_SECONDS``, set when the database opens).
+_probe_timeout = 5.0
+#: The probe query in flight, shared by the probes that arrive while it runs.
+_probe: asyncio.Task[bool] | None = None
+
+
 async def database_ready() -> bool:
-    """True when a trivial query succeeds."""
+    """True when a trivial query succeeds within ``DB_TIMEOUT_SECONDS``.
+
+    The answer is bounded even when the database hangs: the query runs in a task of its own,
+    which the driver's timeouts end later; the caller stops waiting at the timeout. Probes
+    arriving meanwhile (load balancers, scrapes) wait on that same query instead of piling
+    more onto a database that is not answering."""
+    global _probe
+    loop = asyncio.get_running_loop()
+    if _probe is None or _probe.done() or _probe.get_loop() is not loop:
+        _probe = loop.create_task(_select_one())
+    try:
+        return await asyncio.wait_for(asyncio.shield(_probe), _probe_timeout)
+    except TimeoutError:
+        return False
+
+
+async def _select_one() -> bool:
     try:
         await connections.get("default").execute_query("SELECT 1")
     except Exception:  # any driver error means "not ready"; /readyz reports it

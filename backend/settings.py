@@ -145,6 +145,10 @@ class Settings:
     api_title: str
     #: When set, ``GET /metrics`` requires ``Authorization: Bearer <token>``.
     metrics_token: str | None = None
+    #: The longest one database statement (and one connect) may take before it fails; a client
+    #: then gets ``unavailable`` (503) instead of waiting on a hung database. On SQLite it is
+    #: the busy timeout (how long to wait for another process's lock).
+    db_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -205,7 +209,15 @@ class Settings:
             integrations=Integrations.from_env(env),
             api_title=env.get("API_TITLE", "Confab Chat API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
+            db_timeout_seconds=_db_timeout(env),
         )
+
+
+def _db_timeout(env: Mapping[str, str]) -> float:
+    timeout = _float(env, "DB_TIMEOUT_SECONDS", Settings.db_timeout_seconds)
+    if not timeout > 0:
+        raise ConfigurationError(f"DB_TIMEOUT_SECONDS must be above 0, got {timeout}")
+    return timeout
 
 
 def _node_ttl(env: Mapping[str, str]) -> float:

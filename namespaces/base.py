@@ -30,6 +30,7 @@ from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import MAX_ID, ChatError, invalid, valid_id
+from backend.service.faults import database_fault
 from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
 from backend.settings import Settings
 
@@ -37,8 +38,10 @@ log = logging.getLogger("confab.namespaces")
 
 Payload = dict[str, Any]
 
-# Connect refusal codes (CONTRACT section 4).
+# Connect refusal codes (CONTRACT section 4); a fault of the server (the database away, a
+# bug) is not a refusal of the credential: 1011, the raw routes' "server fault" close code.
 MISSING, INVALID, NOT_FOUND, DENIED = 4001, 4002, 4003, 4004
+SERVER_FAULT = 1011
 
 
 @dataclass(slots=True)
@@ -113,6 +116,10 @@ def credential(credentials: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def server_error() -> ChatError:
+    return ChatError("internal_error", "Internal server error", 500)
+
+
 def not_joined(conversation_id: int) -> ChatError:
     return ChatError("not_joined", f"Join conversation {conversation_id} first", 403)
 
@@ -181,9 +188,13 @@ class Namespace(socketio.AsyncNamespace):
         except ChatError as error:
             self.realtime.metrics.refused("socketio", error.code)
             raise refusal_of(error) from None
-        except Exception:
-            log.exception("connect to %s failed", self.namespace)
-            raise refusal(INVALID, "Server error while connecting") from None
+        except Exception as exc:
+            # Not 4002: clients drop their credential on it (the dashboard signs out).
+            fault = database_fault(exc, door=self.namespace, action="connect")
+            if fault is None:
+                log.exception("connect to %s failed", self.namespace)
+            self.realtime.metrics.refused("socketio", fault.code if fault else "internal_error")
+            raise refusal(SERVER_FAULT, (fault or server_error()).message) from None
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         member = SocketIOMember(sid, eio_sid, self.namespace, actor, self.dialect,
                                 self.server.eio)
@@ -232,10 +243,11 @@ class Namespace(socketio.AsyncNamespace):
             return {"ok": True, **(result or {})}
         except ChatError as error:
             return await self._refuse(socket, event, error)
-        except Exception:
-            log.exception("event %s on %s failed", event, self.namespace)
-            server_error = ChatError("internal_error", "Internal server error", 500)
-            return await self._refuse(socket, event, server_error)
+        except Exception as exc:
+            fault = database_fault(exc, door=self.namespace, action=event)
+            if fault is None:
+                log.exception("event %s on %s failed", event, self.namespace)
+            return await self._refuse(socket, event, fault or server_error())
 
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
         self.realtime.metrics.refused("socketio", error.code)

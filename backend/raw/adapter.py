@@ -31,6 +31,7 @@ from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import MAX_ID, ChatError, invalid, too_large, valid_id
+from backend.service.faults import database_fault
 from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
 from backend.settings import Settings
 
@@ -187,10 +188,13 @@ async def serve(door: Door, websocket: WebSocket) -> None:
     try:
         await door.welcome(session)
         await receive_loop(door, session)
-    except Exception:
-        log.exception("raw connection %s failed", member.id)
-        hub.metrics.refused("websocket", "internal_error")
-        await member.close(SERVER_FAULT, "Internal server error")
+    except Exception as exc:
+        # A database fault while welcoming (the history read) is logged once, quietly.
+        fault = database_fault(exc, door=door.route, action="welcome")
+        if fault is None:
+            log.exception("raw connection %s failed", member.id)
+        hub.metrics.refused("websocket", fault.code if fault else "internal_error")
+        await member.close(SERVER_FAULT, (fault.message if fault else "Internal server error"))
     finally:
         try:
             await hub.detach(member)
@@ -215,6 +219,14 @@ async def handshake(
     except ChatError as error:
         websocket.app.state.metrics.refused("websocket", error.code)
         raise door.refusal(error) from None
+    except Exception as exc:
+        # The database is away: a server fault (1011 on every route), not a refused
+        # credential, so clients reconnect later rather than drop their token.
+        fault = database_fault(exc, door=door.route, action="connect")
+        if fault is None:
+            raise
+        websocket.app.state.metrics.refused("websocket", fault.code)
+        raise Refused(SERVER_FAULT, fault.message) from None
     return actor, conversation_id
 
 
@@ -266,6 +278,11 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
         await handler(session, frame)
     except ChatError as error:
         session.error(error.message, error.code)
+    except Exception as exc:
+        fault = database_fault(exc, door=door.route, action=kind)
+        if fault is None:
+            raise
+        session.error(fault.message, fault.code)
 
 
 # -- small translators shared by the routes ------------------------------------------------

@@ -239,8 +239,9 @@ class WsSessionDialect(RawDialect):
         }]
 
     def error(self, message: str, code: str = "error") -> Frame:
+        """Seed 003 reads ``metadata``; ``code`` is also where every other raw route has it."""
         return {"message_type": "error", "type": "error", "content": message,
-                "message": message, "error": message, "metadata": {"code": code}}
+                "message": message, "error": message, "code": code, "metadata": {"code": code}}
 
 
 CHAT = ChatNamespaceDialect()

@@ -38,9 +38,10 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await self.asgi_send({"type": "websocket.accept"})
         self.wire = Wire.of(environ["asgi.scope"], self.server.max_backlog)
         # The handler is the Engine.IO socket's own ``_websocket_handler``.
-        sid: str = self.handler.__self__.sid
+        socket = self.handler.__self__
+        sid: str = socket.sid
         if self.wire is not None:
-            self.server.wires[sid] = self.wire
+            self.server.wires[sid] = (self.wire, socket)
         try:
             await self.handler(self)
         finally:
@@ -72,7 +73,8 @@ class EngineServer(engineio.AsyncServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._async = {**self._async, "websocket": DirectWebSocket}
-        self.wires: dict[str, Wire] = {}
+        #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
+        self.wires: dict[str, tuple[Wire, Any]] = {}
         #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
         self.max_backlog = 4 * 1024 * 1024
 
@@ -81,11 +83,11 @@ class EngineServer(engineio.AsyncServer):
         socket is on WebSocket for good, and nothing waits in (or was just taken from)
         Engine.IO's queue: ``unfinished_tasks`` drops only once the writer task holds the
         packets it took, and it then writes them all before it next waits."""
-        wire = self.wires.get(sid)
-        if wire is None:
+        entry = self.wires.get(sid)
+        if entry is None:
             return None
-        socket = self.sockets.get(sid)
-        if (socket is None or socket.upgrading or not socket.upgraded or socket.closing
+        wire, socket = entry
+        if (socket.upgrading or not socket.upgraded or socket.closing
                 or socket.queue._unfinished_tasks):
             return None
         return wire

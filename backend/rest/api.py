@@ -26,6 +26,7 @@ from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import MAX_ID, ChatError
+from backend.service.faults import database_fault
 from backend.settings import Settings
 from models import User
 
@@ -44,7 +45,7 @@ class ORJSONResponse(JSONResponse):
 
 def error_response(status: int, detail: Any, **extra: Any) -> ORJSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    if status == 429 and "retry_after" in extra:
+    if status in (429, 503) and "retry_after" in extra:
         headers["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
     return ORJSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
 
@@ -146,14 +147,24 @@ def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]
         try:
             return await _run(op, request)
         except ChatError as exc:
-            request.app.state.metrics.refused("http", exc.code)
-            extra = {"code": exc.code}
-            retry = getattr(exc, "retry_after", None)
-            if retry is not None:
-                extra["retry_after"] = round(retry, 3)
-            return error_response(exc.status, exc.message, **extra)
+            return refusal_response(request, exc)
+        except Exception as exc:
+            fault = database_fault(exc, door="http", action=f"{op.method} {op.path}")
+            if fault is None:
+                raise
+            return refusal_response(request, fault)
 
     return endpoint
+
+
+def refusal_response(request: Request, exc: ChatError) -> ORJSONResponse:
+    """``{"detail", "code"}`` (and ``retry_after``, sent as ``Retry-After`` too) for a refusal."""
+    request.app.state.metrics.refused("http", exc.code)
+    extra: dict[str, Any] = {"code": exc.code}
+    retry = getattr(exc, "retry_after", None)
+    if retry is not None:
+        extra["retry_after"] = round(retry, 3)
+    return error_response(exc.status, exc.message, **extra)
 
 
 async def _run(op: Operation, request: Request) -> Response:

@@ -13,6 +13,7 @@ from models import (
     ConversationStatus,
     Participant,
     Role,
+    User,
 )
 
 
@@ -35,15 +36,23 @@ async def can_view(actor: Actor, conversation: Conversation) -> bool:
             return conversation.customer_id == actor.customer.id  # type: ignore[attr-defined]
         return True  # the system actor
     user = actor.user
-    if conversation.kind == ConversationKind.SUPPORT and (
-        user.is_staff
-        or conversation.initiator_id == user.id  # type: ignore[attr-defined]
+    support = conversation.kind == ConversationKind.SUPPORT
+    if support and (
+        conversation.initiator_id == user.id  # type: ignore[attr-defined]
         or conversation.assigned_agent_id == user.id  # type: ignore[attr-defined]
     ):
+        return True
+    if support and user.is_staff and await still_staff(user):
         return True
     return await Participant.exists(
         conversation_id=conversation.id, user_id=user.id, is_active=True
     )
+
+
+async def still_staff(user: User) -> bool:
+    """Whether ``user`` is staff now. A socket's user was loaded when it connected: a role
+    taken away since must not keep reaching every support conversation through it."""
+    return await User.exists(id=user.id, role__in=(Role.AGENT, Role.ADMIN), is_active=True)
 
 
 async def visible_conversation(actor: Actor, conversation_id: int) -> Conversation:

@@ -48,6 +48,22 @@ def unauthorized(message: str = "Authentication required") -> ChatError:
     return ChatError("unauthorized", message, 401)
 
 
+#: What a client is told to wait (``Retry-After``) after a fault of the server's own, such as
+#: the database being away: long enough not to hammer it, short enough to notice it is back.
+UNAVAILABLE_RETRY_SECONDS = 2.0
+
+
+def unavailable(
+    message: str = "The service is temporarily unavailable; retry later",
+    retry_after: float = UNAVAILABLE_RETRY_SECONDS,
+) -> ChatError:
+    """A fault of the server (not of the request): 503, to be retried (backend/service/faults.py
+    turns database faults into it)."""
+    error = ChatError("unavailable", message, 503)
+    error.retry_after = retry_after  # type: ignore[attr-defined]
+    return error
+
+
 def rate_limited(retry_after: float, what: str = "messages") -> ChatError:
     """A refusal saying when to retry (``retry_after`` seconds; REST adds ``Retry-After``)."""
     error = ChatError(
