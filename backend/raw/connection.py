@@ -140,13 +140,15 @@ def lane_for(websocket: WebSocket, max_backlog: int) -> Lane:
 class RawMember(Member):
     """A raw WebSocket in rooms."""
 
-    __slots__ = ("_closer", "_held", "lane", "state", "websocket")
+    __slots__ = ("_closer", "_held", "lane", "state", "websocket", "wire")
 
     def __init__(self, member_id: str, actor: Actor, dialect: RawDialect, route: str,
                  websocket: WebSocket, lane: Lane) -> None:
         super().__init__(member_id, actor, dialect, route)
         self.websocket = websocket
         self.lane = lane
+        #: The direct wire, when the lane is one (the fan-out's fast path skips the lane).
+        self.wire = lane.wire if isinstance(lane, WireLane) else None
         self.state = State.OPEN
         self._held: list[Outgoing] = []
         self._closer: asyncio.Task[None] | None = None
@@ -166,7 +168,11 @@ class RawMember(Member):
     def write(self, out: Outgoing) -> None:
         state = self.state
         if state is State.OPEN:
-            self.lane.put(out)
+            wire = self.wire
+            if wire is not None:
+                wire.write(out.wire)
+            else:
+                self.lane.put(out)
         elif state is State.HOLDING:
             self._held.append(out)
 

@@ -123,9 +123,11 @@ class Wire:
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (whole frames) now, or after the backlog when the client lags."""
-        if self._backlog or not self.connection.writable.is_set():
+        # The fan-out's innermost call: the checks of ``live`` are inlined.
+        connection = self.connection
+        if self._backlog or not connection.writable.is_set():
             self._hold(data)
-        elif self.live:
+        elif not (connection.close_sent or connection.disconnected or self.cut_off):
             self.transport.write(data)
 
     def write_text(self, text: str) -> None:
