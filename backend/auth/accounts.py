@@ -105,7 +105,8 @@ async def refresh(settings: Settings, refresh_token: str) -> User:
     return user
 
 
-async def set_role(admin: User, user_id: int, role: str) -> User:
+async def set_role(admin: User, user_id: int, role: str) -> tuple[User, Role]:
+    """Give ``user_id`` a new role; returns the user and the role they had."""
     if admin.role != Role.ADMIN:
         raise ChatError("forbidden", "Only admins may change roles", 403)
     try:
@@ -115,9 +116,10 @@ async def set_role(admin: User, user_id: int, role: str) -> User:
     user = await User.get_or_none(id=user_id)
     if user is None:
         raise not_found("User")
+    previous = Role(user.role)
     user.role = new_role
     await user.save(update_fields=["role"])
-    return user
+    return user, previous
 
 
 async def register_device(

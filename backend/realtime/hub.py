@@ -33,8 +33,9 @@ from backend.settings import Settings
 
 log = logging.getLogger("confab.realtime")
 
-#: WebSocket close code: the server is going away.
+#: WebSocket close codes: the server is going away; reconnect (RFC 6455 "service restart").
 GOING_AWAY = 1001
+SERVICE_RESTART = 1012
 
 
 class ManagerSink:
@@ -92,7 +93,7 @@ class Realtime:
             self.manager, self.presence = cluster_manager, cluster
         else:
             self.manager, self.presence = FanoutManager(), LocalPresence()
-        self.manager.controls["close_device"] = self._close_device_here
+        self.manager.controls["close_actor"] = self._close_actor_here
         self.manager.metrics = self.metrics
         allowed = settings.allowed_origins
         self.sio = Server(
@@ -281,15 +282,26 @@ class Realtime:
         elif actor.device is not None:
             self.manager.join(member, events.device_room(actor.device.device_id))
 
-    async def close_device(self, device_id: str) -> None:
-        """Close every live socket of a deactivated device, on every node (close code 4002)."""
-        await self.manager.emit("close_device", {"device_id": device_id}, namespace=FANOUT)
+    async def close_actor(self, key: str, code: int, reason: str) -> None:
+        """Close every live socket of one actor (``Actor.key``), on every node."""
+        await self.manager.emit("close_actor", {"key": key, "code": code, "reason": reason},
+                                namespace=FANOUT)
 
-    async def _close_device_here(self, control: dict[str, Any]) -> None:
-        device_id = control.get("device_id")
+    async def close_device(self, device_id: str) -> None:
+        """A deactivated device's sockets: closed with 4002 (credential inactive)."""
+        await self.close_actor(f"mobile:{device_id}", 4002, "Device deactivated")
+
+    async def close_user(self, user_id: int) -> None:
+        """A user whose reach changed (a role given or taken away): their sockets close with
+        1012 (reconnect), so each reconnects with its rooms and checks as the user is now."""
+        await self.close_actor(f"user:{user_id}", SERVICE_RESTART, "Role changed; reconnect")
+
+    async def _close_actor_here(self, control: dict[str, Any]) -> None:
+        key = control.get("key")
+        code, reason = int(control.get("code") or 1000), str(control.get("reason") or "")
         for member in list(self.manager.members.values()):
-            if member.actor.device_id == device_id:
-                await member.close(4002, "Device deactivated")
+            if member.actor.key == key:
+                await member.close(code, reason)
 
     async def close_all(self) -> int:
         """Refuse new connections and close every live one after what is queued for it (raw:

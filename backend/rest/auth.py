@@ -12,6 +12,7 @@ from backend.rest.schemas import UserOut
 from backend.service.limits import KeyedBuckets
 from backend.service.serializers import user_dict
 from backend.settings import Limits
+from models import Role
 
 
 class RegisterBody(BaseModel):
@@ -129,7 +130,11 @@ def register(api: Api) -> None:
                body=RoleBody, response=UserOut, tags=("auth",))
     async def change_role(call: Call) -> Any:
         assert call.user is not None
-        user = await accounts.set_role(call.user, call.path["user_id"], call.body.role)
+        user, previous = await accounts.set_role(call.user, call.path["user_id"],
+                                                 call.body.role)
+        if user.is_staff != (previous in (Role.AGENT, Role.ADMIN)):
+            # Open sockets were authorized as the user was: they reconnect as they are now.
+            await call.request.app.state.realtime.close_user(user.id)
         return user_dict(user)
 
     @api.route("POST", "/mobile/sessions/", summary="Register a mobile device",
