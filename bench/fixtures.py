@@ -125,7 +125,8 @@ def build_in_subprocess(database_url: str, data_dir: Path, secret: str,
     data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "bench.fixtures", "--database-url", database_url,
-         "--data-dir", str(data_dir), "--secret", secret,
+         # ``=``: a random secret may start with "-", which argparse would take for a flag.
+         "--data-dir", str(data_dir), f"--secret={secret}",
          "--shapes", json.dumps({name: asdict(shape) for name, shape in shapes.items()}),
          "--out", str(out)],
         cwd=root, check=True,
