@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Any:
     realtime = Realtime(settings, metrics)
     metrics.watch(realtime)
     chat = ChatService(realtime.sink, settings.limits)
+    chat.attach_fanout(realtime.manager, clustered=bool(settings.redis_url))
     chat.on_message_sent(metrics.message_sent)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()

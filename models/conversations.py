@@ -68,8 +68,8 @@ class Conversation(Model):
     connection = fields.OneToOneField(
         "models.Connection", related_name="conversation", null=True, on_delete=fields.SET_NULL
     )
-    # Denormalised so that lists need no aggregate per row.
-    last_message_id = fields.IntField(null=True)
+    # Denormalised so that lists need no aggregate per row. ``total_messages`` is also the
+    # counter every participant's unread count is derived from (``Participant.unread_offset``).
     total_messages = fields.IntField(default=0)
     device_last_read_message_id = fields.IntField(default=0)
     device_unread_count = fields.IntField(default=0)
@@ -86,7 +86,13 @@ class Conversation(Model):
 
 
 class Participant(Model):
-    """The membership of a user in a conversation, with their read position."""
+    """The membership of a user in a conversation, with their read position.
+
+    The unread count is derived, not kept: ``conversation.total_messages + unread_offset``.
+    A send touches one participant row at most (the sender's own, whose messages are not
+    unread to them: its offset goes down by one), whatever the number of participants;
+    marking read sets the offset so that the sum is the messages from others after the read
+    position (see backend/service/unread.py)."""
 
     id = fields.IntField(primary_key=True)
     conversation = fields.ForeignKeyField("models.Conversation", related_name="participants")
@@ -96,7 +102,7 @@ class Participant(Model):
     is_active = fields.BooleanField(default=True)
     last_read_message_id = fields.IntField(default=0)
     last_read_at = fields.DatetimeField(null=True)
-    unread_count = fields.IntField(default=0)
+    unread_offset = fields.IntField(default=0, db_default=0)
 
     class Meta:
         table = "participants"

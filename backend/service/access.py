@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from tortoise.expressions import Q
 
 from backend.service.actors import Actor
@@ -28,7 +30,12 @@ async def load_conversation(conversation_id: int) -> Conversation:
     return conversation
 
 
-async def can_view(actor: Actor, conversation: Conversation) -> bool:
+async def can_view(
+    actor: Actor, conversation: Conversation, members: frozenset[int] | None = None
+) -> bool:
+    """Whether ``actor`` may see ``conversation``. ``members`` (user ids of the active
+    participants) is given when the caller holds them already (the send path's cache,
+    backend/service/grants.py); otherwise membership is asked of the database."""
     if actor.user is None:
         if actor.device is not None:
             return conversation.device_id == actor.device.id  # type: ignore[attr-defined]
@@ -42,8 +49,12 @@ async def can_view(actor: Actor, conversation: Conversation) -> bool:
         or conversation.assigned_agent_id == user.id  # type: ignore[attr-defined]
     ):
         return True
+    if members is not None and user.id in members:
+        return True
     if support and user.is_staff and await still_staff(user):
         return True
+    if members is not None:
+        return False
     return await Participant.exists(
         conversation_id=conversation.id, user_id=user.id, is_active=True
     )
@@ -63,17 +74,14 @@ async def visible_conversation(actor: Actor, conversation_id: int) -> Conversati
     return conversation
 
 
-async def writable_conversation(actor: Actor, conversation_id: int) -> Conversation:
-    """The conversation if ``actor`` may write to it now (open, not blocked)."""
-    conversation = await visible_conversation(actor, conversation_id)
-    ensure_open(conversation)
-    if actor.user is not None and conversation.kind == ConversationKind.DIRECT:
-        others = await Participant.filter(conversation_id=conversation.id).exclude(
-            user_id=actor.user.id
-        ).values_list("user_id", flat=True)
-        if others and await Block.exists(blocker_id__in=list(others), blocked_id=actor.user.id):
-            raise forbidden("You cannot write to a user who blocked you")
-    return conversation
+def ensure_unblocked(actor: Actor, conversation: Conversation, others: Iterable[int],
+                     blockers: frozenset[int]) -> None:
+    """In a direct conversation, a user cannot write to one who blocked them. ``others``: the
+    other participants' user ids; ``blockers``: the users who blocked the actor."""
+    if actor.user is not None and conversation.kind == ConversationKind.DIRECT and (
+        not blockers.isdisjoint(others)
+    ):
+        raise forbidden("You cannot write to a user who blocked you")
 
 
 def ensure_open(conversation: Conversation) -> None:
@@ -106,10 +114,10 @@ def visible_filter(actor: Actor) -> Q:
     return mine | Q(initiator_id=user.id, kind=ConversationKind.SUPPORT)
 
 
-async def blockers_of(user_id: int) -> frozenset[str]:
-    """Actor keys of the users who blocked ``user_id``: they get nothing from them."""
-    ids = await Block.filter(blocked_id=user_id).values_list("blocker_id", flat=True)
-    return frozenset(f"user:{i}" for i in ids)
+async def blockers_of(user_id: int) -> frozenset[int]:
+    """Ids of the users who blocked ``user_id``: they get nothing from them, and in a direct
+    conversation ``user_id`` cannot write to them."""
+    return frozenset(await Block.filter(blocked_id=user_id).values_list("blocker_id", flat=True))
 
 
 async def blocked_by(user_id: int) -> list[int]:

@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.service.events import EventSink
+from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
+from backend.service.inbox import Coalescer
 from backend.service.limits import TypingThrottle
+from backend.service.ordering import Sequencer
 from backend.settings import Limits
 
 if TYPE_CHECKING:
     from backend.service.actors import Actor
     from models import Conversation
 
+#: The fan-out control every node runs when a grant it may hold went stale.
+INVALIDATE = "service_invalidate"
+
+
+class Fanout(Protocol):
+    """What the service uses of the real-time layer's fan-out manager (backend/realtime):
+    its room table (who is in which room on this node), its named controls, its emit."""
+
+    room_members: Mapping[str, Mapping[str, Any]]
+    controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]]
+
+    async def emit(self, event: str, data: Any, namespace: str | None = None,
+                   **kwargs: Any) -> None: ...
+
 
 class ServiceBase:
-    """Holds the event sink, the limits and the background publishes still running."""
+    """Holds the event sink, the limits, the send path's caches and the background
+    publishes still running."""
 
     def __init__(self, sink: EventSink, limits: Limits) -> None:
         self.sink = sink
@@ -24,14 +43,84 @@ class ServiceBase:
         self.typing_throttle = TypingThrottle(limits.typing_interval_seconds)
         self.background: set[asyncio.Future[Any]] = set()
         self.log = logging.getLogger("confab.service")
+        self.grants = Grants()
+        self.sequencer = Sequencer()
+        self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
+        #: The fan-out manager, once attached (``attach_fanout``); None for tools without one.
+        self.fanout: Fanout | None = None
+        #: Whether events leave this node (Redis): then its room table is not everyone's.
+        self.clustered = False
+        self._control_namespace: str | None = None
+
+    def attach_fanout(self, fanout: Fanout, *, clustered: bool) -> None:
+        """Use ``fanout``'s room table to address inbox updates, and its control path to
+        invalidate the other nodes' grants (registers the ``service_invalidate`` control)."""
+        from backend.realtime.fanout import FANOUT  # the namespace that carries controls
+
+        self.fanout = fanout
+        self.clustered = clustered
+        self._control_namespace = FANOUT
+        # Alone, this node makes every change itself and forgets at once: keep grants longer.
+        self.grants.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
+        fanout.controls[INVALIDATE] = self._invalidated
 
     async def drain(self) -> None:
         """Wait for background publishes (used at shutdown and by tests)."""
         while self.background:
             await asyncio.gather(*list(self.background), return_exceptions=True)
 
+    # -- background work --------------------------------------------------------------------
+
+    def _in_background(self, job: Awaitable[Any]) -> None:
+        """Run ``job`` after the caller returns; failures are logged, never lost silently."""
+        task = asyncio.ensure_future(job)
+        self.background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("background publish failed", exc_info=task.exception())
+
+    # -- what changed -----------------------------------------------------------------------
+
+    async def _changed(self, *, conversation_id: int | None = None,
+                       blocked_user_id: int | None = None) -> None:
+        """After a commit that changes who may write where (a close, a block): drop the
+        stale grants here at once, and on the other nodes through the fan-out."""
+        self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id)
+        if self.fanout is not None and self.clustered:
+            await self.fanout.emit(INVALIDATE, {"conversation_id": conversation_id,
+                                                "blocked_user_id": blocked_user_id},
+                                   namespace=self._control_namespace)
+
+    async def _invalidated(self, control: dict[str, Any]) -> None:
+        """The ``service_invalidate`` control, run on every node."""
+        conversation_id = control.get("conversation_id")
+        blocked_user_id = control.get("blocked_user_id")
+        self.grants.forget(
+            conversation_id=conversation_id if isinstance(conversation_id, int) else None,
+            blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None)
+
+    def _inbox_changed(self, conversation_id: int) -> None:
+        """What inboxes show of ``conversation_id`` changed: publish it (coalesced), unless
+        this node can tell that no inbox shows it."""
+        if self.inbox_updates.pending(conversation_id) or self._someone_listens(conversation_id):
+            self.inbox_updates.touch(conversation_id)
+
+    def _someone_listens(self, conversation_id: int) -> bool:
+        """False only when sure: one node, the conversation's facts at hand, and none of its
+        inbox rooms has a member."""
+        if self.fanout is None or self.clustered:
+            return True
+        facts = self.grants.cached(conversation_id)
+        if facts is None:
+            return True
+        rooms = self.fanout.room_members
+        return any(rooms.get(room) for room in facts.inbox_rooms)
+
     # Implemented by ConversationOps; declared here so the other mixins can call them.
-    async def _publish_conversation_updated(self, conversation: Conversation) -> None:
+    async def _publish_conversation_updated(self, conversation_id: int) -> None:
         raise NotImplementedError
 
     async def conversation_view(self, conversation: Conversation, viewer: Actor) -> dict[str, Any]:

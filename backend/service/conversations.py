@@ -22,6 +22,7 @@ from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.errors import forbidden, invalid, not_found, valid_id
 from backend.service.serializers import conversation_dict
+from backend.service.unread import members_unread, viewer_unread
 from models import (
     Conversation,
     ConversationKind,
@@ -30,7 +31,6 @@ from models import (
     MobileSession,
     Participant,
     Receipt,
-    SenderType,
     User,
 )
 
@@ -93,7 +93,7 @@ class ConversationOps(ServiceBase):
         )
         conversation = await load_conversation(conversation.id)
         view = await self.conversation_view(conversation, Actor.of_device(device))
-        await self._publish_conversation_updated(conversation)
+        self._inbox_changed(conversation.id)
         return view
 
     async def get_conversation(self, actor: Actor, conversation_id: int) -> dict[str, Any]:
@@ -135,8 +135,9 @@ class ConversationOps(ServiceBase):
             conversation.status = ConversationStatus.CLOSED
             conversation.closed_at = now()
             await conversation.save(update_fields=["status", "closed_at", "updated_at"])
+            await self._changed(conversation_id=conversation.id)  # no more writes to it
             await self.sink.publish(events.conversation_closed(conversation.id))
-            await self._publish_conversation_updated(conversation)
+            self._inbox_changed(conversation.id)
         return await self.conversation_view(conversation, actor)
 
     async def participants(self, actor: Actor, conversation_id: int) -> list[dict[str, Any]]:
@@ -183,11 +184,17 @@ class ConversationOps(ServiceBase):
         if ids or up_to_message_id is not None:
             top = max([*ids, up_to_message_id or 0])
             async with in_transaction():
-                await self._record_reads(actor, ids, read_at)
-                await self._advance_pointer(actor, conversation, top, read_at)
+                # The conversation's row first, as a send takes it: no message commits
+                # between the count below and the counter it is set against, and every
+                # transaction takes the rows of a conversation in the same order.
+                locked = await Conversation.filter(id=conversation.id).select_for_update().only(
+                    "id", "total_messages", "device_last_read_message_id").first()
+                if locked is not None:
+                    await self._record_reads(actor, ids, read_at)
+                    await self._advance_pointer(actor, locked, conversation, top, read_at)
         if ids:
             await self.sink.publish(events.read_receipt(conversation.id, actor, ids))
-        await self._publish_conversation_updated(conversation)
+        self._inbox_changed(conversation.id)
         return {
             "success": True,
             "message": "Messages marked as read",
@@ -202,51 +209,40 @@ class ConversationOps(ServiceBase):
 
     async def conversation_view(self, conversation: Conversation, viewer: Actor) -> dict[str, Any]:
         """The canonical conversation as ``viewer`` sees it (their own unread count)."""
-        last = await self._last_message(conversation)
+        last = await last_message(conversation.id)
         count = await Participant.filter(conversation_id=conversation.id, is_active=True).count()
-        unread = await self._unread_for(viewer, conversation)
+        unread = await viewer_unread(viewer, conversation)
         return conversation_dict(
             conversation, last_message=last, participants_count=count, unread_count=unread
         )
 
-    async def _last_message(self, conversation: Conversation) -> Message | None:
-        if conversation.last_message_id is None:
-            return None
-        return await Message.get_or_none(id=conversation.last_message_id)
-
-    async def _unread_for(self, viewer: Actor, conversation: Conversation) -> int:
-        if viewer.device is not None:
-            return conversation.device_unread_count
-        if viewer.user is None:
-            return 0
-        row = await Participant.get_or_none(conversation_id=conversation.id, user_id=viewer.user.id)
-        if row is not None:
-            return row.unread_count
-        return conversation.staff_unread_count if viewer.is_staff else 0
-
-    async def _publish_conversation_updated(self, conversation: Conversation) -> None:
-        """Tell every viewer's inbox that ``conversation`` changed, with their unread count."""
-        fresh = await load_conversation(conversation.id)
-        view = await self.conversation_view(fresh, Actor(SenderType.SYSTEM))
-        counts: dict[str, int] = {}
-        rooms: list[str] = []
-        for user_id, unread in await Participant.filter(
-            conversation_id=fresh.id, is_active=True
-        ).values_list("user_id", "unread_count"):
-            counts[f"user:{user_id}"] = unread
-            rooms.append(events.user_room(user_id))
+    async def _publish_conversation_updated(self, conversation_id: int) -> None:
+        """Tell the inboxes that show the conversation that it changed, each with its own
+        unread count (run by ``inbox_updates``, coalesced: see inbox.py). On one node, only the
+        rooms with members here are addressed, and counted for; nobody there, no query."""
+        facts = await self.grants.conversation(conversation_id)
+        rooms = facts.inbox_rooms
+        if self.fanout is not None and not self.clustered:
+            here = self.fanout.room_members
+            rooms = tuple(room for room in rooms if here.get(room))
+            if not rooms:
+                return
+            addressed = [int(room.removeprefix("user:")) for room in rooms
+                         if room.startswith("user:")]
+            counted = await members_unread(conversation_id, [
+                user_id for user_id in addressed if user_id in facts.members])
+        else:
+            counted = await members_unread(conversation_id)
+        fresh = await load_conversation(conversation_id)
+        counts = {f"user:{user_id}": unread for user_id, unread in counted.items()}
         if fresh.kind == ConversationKind.SUPPORT:
             counts["staff"] = fresh.staff_unread_count
-            rooms.append(events.STAFF_ROOM)
-            if fresh.initiator_id is not None:  # type: ignore[attr-defined]
-                rooms.append(events.user_room(fresh.initiator_id))  # type: ignore[attr-defined]
             if fresh.device is not None:
                 device_id = fresh.device.device_id  # type: ignore[union-attr]
                 counts[f"device:{device_id}"] = fresh.device_unread_count
-                rooms.append(events.device_room(device_id))
-        await self.sink.publish(
-            events.conversation_updated(view, counts, tuple(dict.fromkeys(rooms)))
-        )
+        view = conversation_dict(fresh, last_message=await last_message(conversation_id),
+                                 participants_count=len(facts.members), unread_count=0)
+        await self.sink.publish(events.conversation_updated(view, counts, rooms))
 
     # -- read positions ---------------------------------------------------------------------
 
@@ -275,13 +271,16 @@ class ConversationOps(ServiceBase):
         await Message.filter(id__in=ids).exclude(status="read").update(status="read")
 
     async def _advance_pointer(
-        self, actor: Actor, conversation: Conversation, top: int, read_at: datetime
+        self, actor: Actor, locked: Conversation, conversation: Conversation, top: int,
+        read_at: datetime,
     ) -> None:
+        """Move the actor's read position up to ``top`` and make their unread count exact,
+        against ``locked`` (the conversation's counter, read under its row lock)."""
         unread_after = Message.filter(
-            conversation_id=conversation.id, id__gt=top, is_deleted=False
+            conversation_id=conversation.id, is_deleted=False
         ).exclude(sender_key=actor.key)
         if actor.device is not None:
-            pointer = max(conversation.device_last_read_message_id, top)
+            pointer = max(locked.device_last_read_message_id, top)
             await Conversation.filter(id=conversation.id).update(
                 device_last_read_message_id=pointer,
                 device_unread_count=await unread_after.filter(id__gt=pointer).count(),
@@ -296,8 +295,14 @@ class ConversationOps(ServiceBase):
             return
         row.last_read_message_id = max(row.last_read_message_id, top)
         row.last_read_at = read_at
-        row.unread_count = await unread_after.filter(id__gt=row.last_read_message_id).count()
-        await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_count"])
+        left = await unread_after.filter(id__gt=row.last_read_message_id).count()
+        row.unread_offset = left - locked.total_messages  # unread = counter + offset
+        await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_offset"])
+
+
+async def last_message(conversation_id: int) -> Message | None:
+    """The conversation's newest message (the top of the ``(conversation_id, id)`` index)."""
+    return await Message.filter(conversation_id=conversation_id).order_by("-id").first()
 
 
 def _encode_cursor(conversation: Conversation) -> str:

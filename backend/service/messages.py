@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F, Q
+from tortoise.expressions import Q
 from tortoise.functions import Count
-from tortoise.transactions import in_transaction
 
 from backend.service import events
 from backend.service.access import (
     blocked_by,
-    blockers_of,
     ensure_open,
     load_conversation,
     visible_conversation,
     visible_filter,
-    writable_conversation,
 )
 from backend.service.actors import Actor
 from backend.service.base import ServiceBase
@@ -29,12 +25,12 @@ from backend.service.drafts import MessageDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.limits import TokenBucket
 from backend.service.serializers import message_dict
+from backend.service.store import Counters, SentMessage, insert_message
 from models import (
     Conversation,
     ConversationKind,
     Message,
     MessageStatus,
-    Participant,
     Reaction,
     Receipt,
     Role,
@@ -46,8 +42,10 @@ _RELATIONS = ("sender_user", "sender_device", "sender_customer")
 
 #: ``hook(conversation, message, actor)`` runs once per new message, after commit and before it
 #: is serialized and broadcast. It must not block (it schedules its work). Outside-platform
-#: delivery registers one (backend/integrations), so the service imports no platform.
-SentHook = Callable[[Conversation, Message, Actor], None]
+#: delivery registers one (backend/integrations), so the service imports no platform. The
+#: conversation is the send path's cached row (with its customer and device): read only what
+#: does not change. The message is a ``SentMessage`` (the attributes of ``models.Message``).
+SentHook = Callable[[Conversation, SentMessage, Actor], None]
 
 
 class MessageOps(ServiceBase):
@@ -70,9 +68,15 @@ class MessageOps(ServiceBase):
     ) -> tuple[dict[str, Any], bool]:
         """Store and broadcast a message. Returns (message, created); ``created`` is False when
         ``client_msg_id`` matched an earlier send, which is returned and not broadcast again.
-        ``origin`` names the sending connection (see ``Event.origin``)."""
+        ``origin`` names the sending connection (see ``Event.origin``).
+
+        The path to keep short: permission from memory (``grants.py``), one database job
+        (``store.py``), the payload built from the values inserted, one emit. Under the
+        conversation's lock from the insert to the emit, so that this node publishes a
+        conversation's messages in id order (``ordering.py``)."""
         draft = data if isinstance(data, MessageDraft) else parse_draft(data, self.limits)
-        conversation = await writable_conversation(actor, conversation_id)
+        facts = await self.grants.writable(actor, conversation_id)
+        conversation = facts.conversation
         if draft.client_msg_id is not None:
             earlier = await self._earlier_send(actor, conversation.id, draft.client_msg_id)
             if earlier is not None:
@@ -80,22 +84,52 @@ class MessageOps(ServiceBase):
         if rate is not None:
             rate.take()
         await self._check_references(conversation.id, draft)
-        try:
-            message = await self._store(actor, conversation, draft)
-        except IntegrityError:
-            # A concurrent retry with the same client_msg_id won the race: return its message.
-            earlier = await self._earlier_send(actor, conversation.id, draft.client_msg_id)
-            if earlier is None:
-                raise
-            return earlier, False
-        for hook in self.sent_hooks:
-            hook(conversation, message, actor)
-        payload = message_dict(message, customer=actor.customer)
-        skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
-        await self.sink.publish(events.chat_message(payload, skip, origin))
-        if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
-            await self.sink.publish(events.new_customer_message(payload))
-        self._in_background(self._publish_conversation_updated(conversation))
+        skip = await self.grants.skip_keys(actor)
+        message = SentMessage(
+            id=0,
+            conversation_id=conversation.id,
+            sender_type=actor.kind,
+            sender_key=actor.key,
+            sender_user=actor.user,
+            sender_device=actor.device,
+            sender_customer=actor.customer,
+            content=draft.content,
+            message_type=draft.message_type,
+            media_url=draft.media_url or (draft.file.url if draft.file else ""),
+            file=draft.file.model_dump() if draft.file else None,
+            parent_message_id=draft.parent_message_id,
+            reply_to_id=draft.reply_to_id,
+            mentions=draft.mentions,
+            metadata=draft.metadata,
+            is_urgent=draft.is_urgent,
+            client_msg_id=draft.client_msg_id,
+            created_at=now(),
+        )
+        counters = Counters(
+            bump_device=actor.device is None,
+            staff=("keep" if conversation.kind != ConversationKind.SUPPORT
+                   else "reset" if actor.is_staff else "bump"),
+            sender_member=(actor.user.id if actor.user is not None
+                           and actor.user.id in facts.participants else None),
+        )
+        async with self.sequencer.hold(conversation.id):
+            message.created_at = now()  # stamped in id order too
+            try:
+                message.id = await insert_message(message, counters)
+            except IntegrityError:
+                # A concurrent retry with the same client_msg_id won the race: return its
+                # message.
+                earlier = await self._earlier_send(actor, conversation.id, draft.client_msg_id)
+                if earlier is None:
+                    raise
+                return earlier, False
+            for hook in self.sent_hooks:
+                hook(conversation, message, actor)
+            payload = message_dict(message, customer=actor.customer)
+            await self.sink.publish(events.chat_message(payload, skip, origin))
+            if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
+                await self.sink.publish(events.new_customer_message(payload))
+        self._inbox_changed(conversation.id)
         return payload, True
 
     async def _earlier_send(
@@ -115,61 +149,6 @@ class MessageOps(ServiceBase):
         found = await Message.filter(conversation_id=conversation_id, id__in=wanted).count()
         if found != len(wanted):
             raise invalid("parent_message_id/reply_to_id must name a message of this conversation")
-
-    async def _store(
-        self, actor: Actor, conversation: Conversation, draft: MessageDraft
-    ) -> Message:
-        """One transaction: the message row, the conversation's counters, unread badges."""
-        stamp = now()
-        async with in_transaction():
-            message = await Message.create(
-                conversation_id=conversation.id,
-                sender_type=actor.kind,
-                sender_key=actor.key,
-                sender_user=actor.user,
-                sender_device=actor.device,
-                sender_customer=actor.customer,
-                content=draft.content,
-                message_type=draft.message_type,
-                media_url=draft.media_url or (draft.file.url if draft.file else ""),
-                file=draft.file.model_dump() if draft.file else None,
-                parent_message_id=draft.parent_message_id,
-                reply_to_id=draft.reply_to_id,
-                mentions=draft.mentions,
-                metadata=draft.metadata,
-                is_urgent=draft.is_urgent,
-                client_msg_id=draft.client_msg_id,
-            )
-            updates: dict[str, Any] = {
-                "last_message_id": message.id,
-                "total_messages": F("total_messages") + 1,
-                "updated_at": stamp,
-            }
-            if conversation.started_at is None:
-                updates["started_at"] = stamp
-            if actor.device is None:
-                updates["device_unread_count"] = F("device_unread_count") + 1
-            if conversation.kind == ConversationKind.SUPPORT:
-                updates["staff_unread_count"] = (
-                    0 if actor.is_staff else F("staff_unread_count") + 1
-                )
-            await Conversation.filter(id=conversation.id).update(**updates)
-            others = Participant.filter(conversation_id=conversation.id)
-            if actor.user is not None:
-                others = others.exclude(user_id=actor.user.id)
-            await others.update(unread_count=F("unread_count") + 1)
-        return message
-
-    def _in_background(self, job: Any) -> None:
-        """Run ``job`` after the caller returns; failures are logged, never lost silently."""
-        task = asyncio.ensure_future(job)
-        self.background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("background publish failed", exc_info=task.exception())
 
     async def history(
         self,
@@ -341,10 +320,10 @@ class MessageOps(ServiceBase):
         of a state the others already know, see ``TypingThrottle``)."""
         if not isinstance(is_typing, bool):
             raise invalid("is_typing must be true or false")
-        await writable_conversation(actor, conversation_id)
+        await self.grants.writable(actor, conversation_id)
         if not self.typing_throttle.allow(actor.key, conversation_id, is_typing):
             return False
-        skip = await blockers_of(actor.user.id) if actor.user is not None else frozenset()
+        skip = await self.grants.skip_keys(actor)
         await self.sink.publish(events.typing_indicator(conversation_id, actor, is_typing, skip))
         return True
 

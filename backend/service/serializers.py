@@ -9,7 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from backend.service.clock import iso
+from backend.service.store import SentMessage
 from models import Conversation, Customer, Message, MobileSession, SenderType, User
+
+#: A stored message: a model read from the database, or one just sent (built from the values
+#: inserted, see backend/service/store.py). Both have the same attributes.
+AnyMessage = Message | SentMessage
 
 
 def user_dict(user: User) -> dict[str, Any]:
@@ -38,7 +43,7 @@ def customer_dict(customer: Customer | None) -> dict[str, Any] | None:
     }
 
 
-def _sender(message: Message) -> tuple[dict[str, Any] | None, Any, str, str]:
+def _sender(message: AnyMessage) -> tuple[dict[str, Any] | None, Any, str, str]:
     """(sender object, sender_id, display name, avatar) for the message's author."""
     user: User | None = message.sender_user  # type: ignore[assignment]
     device: MobileSession | None = message.sender_device  # type: ignore[assignment]
@@ -54,7 +59,7 @@ def _sender(message: Message) -> tuple[dict[str, Any] | None, Any, str, str]:
     return None, None, "System", ""
 
 
-def _legacy_type(message: Message, sender: dict[str, Any] | None) -> str:
+def _legacy_type(message: AnyMessage, sender: dict[str, Any] | None) -> str:
     """Seed 001's ``type``: who the message is from, from a support inbox's point of view."""
     if message.sender_type in (SenderType.CUSTOMER, SenderType.MOBILE):
         return "customer"
@@ -77,7 +82,7 @@ def reactor_ref(key: str) -> Any:
 
 
 def message_dict(
-    message: Message,
+    message: AnyMessage,
     *,
     reactions: dict[str, list[str]] | None = None,
     read_by_count: int = 0,

@@ -8,7 +8,6 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from backend.service.access import load_conversation
 from backend.service.actors import Actor
 from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
@@ -84,7 +83,7 @@ class SocialOps(ServiceBase):
                 Participant(conversation_id=conversation.id, user_id=uid, role="user")
                 for uid in (connection.requester_id, connection.addressee_id)  # type: ignore[attr-defined]
             ])
-        await self._publish_conversation_updated(await load_conversation(conversation.id))
+        self._inbox_changed(conversation.id)
         return await self._connection_view(connection)
 
     async def list_connections(self, actor: Actor) -> list[dict[str, Any]]:
@@ -113,10 +112,12 @@ class SocialOps(ServiceBase):
         me = _require_user(actor)
         other = await _other_user(me, user_id)
         await Block.get_or_create(blocker_id=me.id, blocked_id=other.id)
+        await self._changed(blocked_user_id=other.id)  # they can no longer write to me
         return {"success": True, "message": "User blocked", "user_id": other.id}
 
     async def unblock(self, actor: Actor, user_id: int) -> dict[str, Any]:
         me = _require_user(actor)
         other = await _other_user(me, user_id)
         await Block.filter(blocker_id=me.id, blocked_id=other.id).delete()
+        await self._changed(blocked_user_id=other.id)
         return {"success": True, "message": "User unblocked", "user_id": other.id}

@@ -1,0 +1,150 @@
+"""Write permission on the hot path: what a send must know, kept in memory on each node.
+
+Every send (and typing) asks: does the conversation exist, may the actor see it, is it open,
+has a direct partner blocked the actor, and who must not get the message (the users who blocked
+its author)? Asked of the database that is two to five queries and a ``select_related`` per
+message; here they are answered from two small caches, filled on a miss and dropped when what
+they hold changes:
+
+- ``ConversationFacts`` per conversation: the row (with its device and customer; only fields
+  that never change, and ``status``, are read from it) and its participants' user ids. Dropped
+  when the conversation is closed or its participants change.
+- the blockers of each user (who blocked them). Dropped on block and unblock.
+
+The rules themselves are those of ``access.py``, applied to the cached facts. A staff member's
+reach into support conversations still asks the database for the role at every event (roles
+change elsewhere, and a role taken away must take effect at once, see ``access.still_staff``).
+
+Invalidation: on the node where the change is made, at once (after its commit); on the other
+nodes through the fan-out's ``service_invalidate`` control, which travels with the events
+(milliseconds; it is published before the change's own events, so a client that saw those
+finds the grant gone on its node). If Redis drops that control (an outage: the outbox
+discards rather than queues), an entry still lives at most ``TTL_SECONDS`` (10 s): that is the
+bound of a stale grant across nodes. A change that races a load is caught by a generation
+counter: a load that began before an invalidation is used once and not kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TypeVar
+
+from backend.service.access import blockers_of as load_blockers
+from backend.service.access import can_view, ensure_open, ensure_unblocked, load_conversation
+from backend.service.actors import Actor
+from backend.service.errors import forbidden, not_found, valid_id
+from backend.service.inbox import inbox_rooms
+from models import Conversation, ConversationKind, Participant
+
+#: How long an entry may be used without being reloaded when nodes share a cluster: the bound
+#: of a stale grant on a node that missed an invalidation (see the module's docstring).
+TTL_SECONDS = 10.0
+#: The same on a single node, where every change is made here and invalidates at once: only
+#: hygiene (a change made behind the service's back, by hand in the database, is seen within
+#: it). Reloading the rooms benchmark's 250 conversations every 5 s cost it ~5 % of its CPU.
+LOCAL_TTL_SECONDS = 300.0
+#: Entries kept per cache; beyond, the oldest are dropped (reloaded on their next use).
+MAX_ENTRIES = 20_000
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationFacts:
+    """What the send path knows about one conversation."""
+
+    #: Loaded with ``device`` and ``customer``. Fields that change (counters, ``updated_at``)
+    #: are stale here and never read from it; ``status`` is, and closing drops the entry.
+    conversation: Conversation
+    #: User ids of the active participants.
+    members: frozenset[int]
+    #: User ids of every participant (a direct conversation's block check uses them).
+    participants: frozenset[int]
+    #: The rooms whose inboxes show the conversation (``inbox.inbox_rooms``).
+    inbox_rooms: tuple[str, ...]
+    expires: float
+
+
+class Grants:
+    """The two caches of this node, and the send path's permission check over them."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._conversations: dict[int, ConversationFacts] = {}
+        self._blockers: dict[int, tuple[frozenset[int], float]] = {}
+        self._generation = 0
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def writable(self, actor: Actor, conversation_id: int) -> ConversationFacts:
+        """The conversation's facts if ``actor`` may write to it now: 404 if it does not
+        exist, 403 if they may not see it or a direct partner blocked them, 409 if closed."""
+        facts = await self.conversation(conversation_id)
+        conversation = facts.conversation
+        if not await can_view(actor, conversation, facts.members):
+            raise forbidden("You are not a participant of this conversation")
+        ensure_open(conversation)
+        if actor.user is not None and conversation.kind == ConversationKind.DIRECT:
+            others = facts.participants - {actor.user.id}
+            ensure_unblocked(actor, conversation, others, await self.blockers(actor.user.id))
+        return facts
+
+    async def conversation(self, conversation_id: int) -> ConversationFacts:
+        if not valid_id(conversation_id):
+            raise not_found("Conversation")
+        facts = self._conversations.get(conversation_id)
+        if facts is not None and facts.expires > time.monotonic():
+            return facts
+        generation = self._generation
+        conversation = await load_conversation(conversation_id)
+        rows = await Participant.filter(conversation_id=conversation_id).values_list(
+            "user_id", "is_active")
+        members = frozenset(user_id for user_id, active in rows if active)
+        facts = ConversationFacts(conversation, members, frozenset(user_id for user_id, _ in rows),
+                                  inbox_rooms(conversation, members), time.monotonic() + self.ttl)
+        if generation == self._generation:
+            _put(self._conversations, conversation_id, facts, self.max_entries)
+        return facts
+
+    def cached(self, conversation_id: int) -> ConversationFacts | None:
+        """The facts if held and fresh, without loading them."""
+        facts = self._conversations.get(conversation_id)
+        return facts if facts is not None and facts.expires > time.monotonic() else None
+
+    async def blockers(self, user_id: int) -> frozenset[int]:
+        """Ids of the users who blocked ``user_id``."""
+        held = self._blockers.get(user_id)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        generation = self._generation
+        blockers = await load_blockers(user_id)
+        if generation == self._generation:
+            _put(self._blockers, user_id, (blockers, time.monotonic() + self.ttl),
+                 self.max_entries)
+        return blockers
+
+    async def skip_keys(self, actor: Actor) -> frozenset[str]:
+        """Actor keys that must not receive what ``actor`` publishes (who blocked them)."""
+        if actor.user is None:
+            return frozenset()
+        return frozenset(f"user:{i}" for i in await self.blockers(actor.user.id))
+
+    # -- invalidation -----------------------------------------------------------------------
+
+    def forget(self, *, conversation_id: int | None = None,
+               blocked_user_id: int | None = None) -> None:
+        """Drop what a change made stale (call after its commit)."""
+        self._generation += 1
+        if conversation_id is not None:
+            self._conversations.pop(conversation_id, None)
+        if blocked_user_id is not None:
+            self._blockers.pop(blocked_user_id, None)
+
+
+def _put(cache: dict[int, V], key: int, value: V, limit: int) -> None:
+    cache.pop(key, None)
+    while len(cache) >= limit:
+        del cache[next(iter(cache))]  # the oldest entry (dicts keep insertion order)
+    cache[key] = value

@@ -1,0 +1,513 @@
+"""The per-message path (issue 8): one database job per send whatever the conversation's size,
+unread counts derived and exact, publish order equal to id order, coalesced inbox updates,
+cached write permission that a change revokes at once, and the migration to derived counts.
+
+The first tests run the chat service in this process over a database of their own (SQLite and
+PostgreSQL), to count the statements a send issues; the others drive the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tortoise import connections
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.exceptions import IntegrityError
+
+from backend.database import close_database, open_database, tortoise_config
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
+from backend.service.clock import now
+from backend.service.errors import ChatError
+from backend.service.events import Event
+from backend.service.grants import Grants
+from backend.service.inbox import WINDOW_SECONDS
+from backend.service.ordering import Sequencer
+from backend.service.store import Counters, SentMessage, insert_message
+from backend.service.unread import members_unread
+from backend.settings import Settings
+from models import Conversation, ConversationStatus, Message, Participant, SenderType, User
+from tests.support.client import Api
+from tests.support.cluster import Cluster
+from tests.support.services import Postgres
+from tests.test_raw_support import rest_send
+from tests.test_rest_connections import direct_conversation
+from tests.test_socketio_helpers import Client, chat_client, group, ok, refused
+
+V1 = "/api/v1/chat"
+
+
+# -- the service in this process -------------------------------------------------------------
+
+
+class RecordingSink:
+    """An EventSink that keeps what is published, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    async def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+
+class RoomTable:
+    """The part of the fan-out manager the service reads: who is in which room on this node."""
+
+    def __init__(self) -> None:
+        self.room_members: dict[str, dict[str, Any]] = {}
+        self.controls: dict[str, Any] = {}
+
+    async def emit(self, event: str, data: Any, namespace: str | None = None,
+                   **kwargs: Any) -> None:
+        await self.controls[event](data)
+
+
+class Statements(logging.Handler):
+    """Counts the SQL statements Tortoise's database clients issue (they log each one)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def statements() -> Iterator[Statements]:
+    logger = logging.getLogger("tortoise.db_client")
+    handler, level = Statements(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def settings_for(url: str, work_dir: Path) -> Settings:
+    return Settings.from_env({"DATABASE_URL": url, "JWT_SECRET": "s" * 40,
+                              "DATA_DIR": str(work_dir)})
+
+
+def fresh_tortoise() -> None:
+    """Tortoise caches each model's INSERT per connection name for the process: one test's
+    SQLite placeholders must not reach the next one's PostgreSQL."""
+    EXECUTOR_CACHE.clear()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[str]:
+    """A fresh, empty database of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite://{work_dir / f'in-process-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    name, url = asyncio.run(postgres.create_database())
+    yield url
+    asyncio.run(postgres.drop_database(name))
+
+
+@contextlib.asynccontextmanager
+async def opened(url: str, work_dir: Path) -> AsyncIterator[str]:
+    """``url`` migrated and open in this process (Tortoise)."""
+    fresh_tortoise()
+    await open_database(settings_for(url, work_dir), apply_migrations=True)
+    try:
+        yield url
+    finally:
+        await close_database()
+
+
+@pytest.fixture
+async def database(database_url: str, work_dir: Path) -> AsyncIterator[str]:
+    async with opened(database_url, work_dir) as url:
+        yield url
+
+
+@pytest.fixture
+async def sqlite_database(work_dir: Path) -> AsyncIterator[str]:
+    url = f"sqlite://{work_dir / f'in-process-{uuid.uuid4().hex[:8]}.sqlite3'}"
+    async with opened(url, work_dir):
+        yield url
+
+
+async def users(n: int) -> list[User]:
+    tag = uuid.uuid4().hex[:8]
+    await User.bulk_create([User(email=f"{tag}-{i}@example.com", username=f"{tag}-{i}",
+                                 password_hash="x") for i in range(n)])
+    return list(await User.filter(email__startswith=f"{tag}-").order_by("id"))
+
+
+async def group_of(chat: ChatService, people: list[User]) -> int:
+    view = await chat.create_conversation(Actor.of_user(people[0]), title="g", kind="group",
+                                          participant_ids=[u.id for u in people[1:]])
+    return int(view["id"])
+
+
+async def test_a_send_is_one_statement_whatever_the_number_of_participants(
+    database: str, statements: Statements
+) -> None:
+    sink, rooms = RecordingSink(), RoomTable()
+    chat = ChatService(sink, Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    chat.attach_fanout(rooms, clustered=False)
+    per_send = {}
+    for size in (2, 300):
+        people = await users(size)
+        cid = await group_of(chat, people)
+        sender = Actor.of_user(people[0])
+        await chat.send_message(sender, cid, {"content": "first"})  # loads the grant
+        await chat.drain()
+        before = statements.count
+        for n in range(5):
+            await chat.send_message(sender, cid, {"content": f"m{n}"})
+        await chat.drain()
+        per_send[size] = (statements.count - before) / 5
+        # Nobody has an inbox open on this node: no update was even built.
+        assert sink.named("conversation_updated") == []
+        counts = await members_unread(cid)
+        assert counts[people[0].id] == 0
+        assert {counts[u.id] for u in people[1:]} == {6}
+        # ...though no other participant's row was written: only the sender's moved.
+        untouched = await Participant.filter(conversation_id=cid).exclude(
+            user_id=people[0].id).values_list("unread_offset", flat=True)
+        assert set(untouched) == {0}
+    assert per_send == {2: 1.0, 300: 1.0}
+
+    # An inbox open for one member: the update addresses that room only, with that count.
+    listener = people[7]
+    rooms.room_members[f"user:{listener.id}"] = {"sio:x": object()}
+    before = statements.count
+    await chat.send_message(sender, cid, {"content": "seen"})
+    await chat.drain()
+    update, = sink.named("conversation_updated")
+    assert update.rooms == (f"user:{listener.id}",)
+    assert update.payload["unread_counts"] == {f"user:{listener.id}": 7}
+    assert update.payload["conversation"]["participants_count"] == 300
+    assert update.payload["conversation"]["last_message"]["content"] == "seen"
+    # The send, then the counts of the one viewer, the conversation, its last message.
+    assert statements.count - before == 4
+
+
+async def test_publish_order_is_id_order_under_concurrent_senders(database: str) -> None:
+    sink = RecordingSink()
+    chat = ChatService(sink, Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(5)
+    cid = await group_of(chat, people)
+    actors = [Actor.of_user(u) for u in people]
+
+    async def burst(actor: Actor, n: int) -> list[int]:
+        return [(await chat.send_message(actor, cid, {"content": f"{actor.key} {i}"}))[0]["id"]
+                for i in range(n)]
+
+    sent = await asyncio.gather(*(burst(a, 15) for a in actors for _ in range(2)))
+    published = [e.payload["message"]["id"] for e in sink.named("chat_message")]
+    stored = list(await Message.filter(conversation_id=cid).order_by("id")
+                  .values_list("id", flat=True))
+    assert published == stored  # in id order, each once
+    assert sorted(i for ids in sent for i in ids) == stored
+    assert len(chat.sequencer) == 0  # no lock left behind
+    await chat.drain()
+
+
+def sent(conversation_id: int, author: User, client_msg_id: str | None = None,
+         content: str = "x") -> SentMessage:
+    return SentMessage(id=0, conversation_id=conversation_id, sender_type=SenderType.USER,
+                       sender_key=f"user:{author.id}", sender_user=author, sender_device=None,
+                       sender_customer=None, content=content, message_type="text", media_url="",
+                       file=None, parent_message_id=None, reply_to_id=None, mentions=[],
+                       metadata={}, is_urgent=False, client_msg_id=client_msg_id,
+                       created_at=now())
+
+
+async def test_sqlite_group_commit_fails_a_send_alone(sqlite_database: str) -> None:
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    x, y = await group_of(chat, people), await group_of(chat, people)
+    keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
+    # The first send runs alone; the next four queue meanwhile and share one transaction, in
+    # which the duplicate client_msg_id and the text the driver refuses fail alone, and a
+    # sender that gives up is still stored (it was committed with the others).
+    first = asyncio.ensure_future(insert_message(sent(x, people[0], "k"), keep))
+    queued = [asyncio.ensure_future(insert_message(message, keep)) for message in (
+        sent(x, people[0], "k"), sent(y, people[0]), sent(y, people[0], "gives up"),
+        sent(y, people[0], content="lone \ud800 surrogate"))]
+    await asyncio.sleep(0)  # all five have reached the store
+    queued[2].cancel()
+    results = await asyncio.gather(first, *queued, return_exceptions=True)
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[3], asyncio.CancelledError)
+    assert isinstance(results[4], UnicodeEncodeError)
+    assert await Message.filter(conversation_id=y, client_msg_id="gives up").exists()
+    totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
+    assert totals == {x: 1, y: 2}
+    assert await members_unread(x) == {people[0].id: 0, people[1].id: 1, people[2].id: 1}
+
+
+async def test_grants_are_dropped_by_a_change_and_bounded_in_time(database: str) -> None:
+    people = await users(2)
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    cid = await group_of(chat, people)
+    actor = Actor.of_user(people[0])
+    held, fresh = Grants(ttl=3600), Grants(ttl=0)
+    for grants in (held, fresh):
+        await grants.writable(actor, cid)
+    # Closed behind the caches' backs (as another node would): the held grant still writes
+    # until it is dropped (by the control, or its time); a grant past its time reloads.
+    await Conversation.filter(id=cid).update(status=ConversationStatus.CLOSED)
+    await held.writable(actor, cid)
+    with pytest.raises(ChatError) as refused_fresh:
+        await fresh.writable(actor, cid)
+    held.forget(conversation_id=cid)
+    with pytest.raises(ChatError) as refused_held:
+        await held.writable(actor, cid)
+    assert refused_fresh.value.code == refused_held.value.code == "conversation_closed"
+
+
+async def test_sequencer_orders_holders_and_forgets_idle_keys() -> None:
+    sequencer, order = Sequencer(), []
+
+    async def hold(key: int, n: int, ready: asyncio.Event | None = None) -> None:
+        async with sequencer.hold(key):
+            if ready is not None:
+                await ready.wait()
+            order.append((key, n))
+
+    ready = asyncio.Event()
+    first = asyncio.ensure_future(hold(1, 0, ready))
+    await asyncio.sleep(0)  # let it take the lock
+    later = [asyncio.ensure_future(hold(1, n)) for n in (1, 2)]
+    other = asyncio.ensure_future(hold(2, 0))
+    await other  # another key does not wait
+    assert order == [(2, 0)]
+    ready.set()
+    await asyncio.gather(first, *later)
+    assert order == [(2, 0), (1, 0), (1, 1), (1, 2)]
+    assert len(sequencer) == 0
+
+
+async def test_migration_carries_unread_counts_over(database_url: str, work_dir: Path) -> None:
+    from tortoise import Tortoise
+    from tortoise.migrations.api.migrate import migrate
+
+    fresh_tortoise()
+    config = tortoise_config(settings_for(database_url, work_dir))
+    mark = "?" if database_url.startswith("sqlite") else "$1"
+    try:
+        await migrate(config=config, target="models.0002_message_delivery")
+        db = connections.get("default")
+        await db.execute_script(
+            "INSERT INTO users (email, username, password_hash, first_name, last_name, "
+            "avatar_url, role, is_active, created_at) VALUES "
+            "('a@x.io', 'a', 'x', '', '', '', 'user', TRUE, CURRENT_TIMESTAMP), "
+            "('b@x.io', 'b', 'x', '', '', '', 'user', TRUE, CURRENT_TIMESTAMP);"
+            "INSERT INTO conversations (kind, title, subject, status, priority, "
+            "last_message_id, total_messages, device_last_read_message_id, "
+            "device_unread_count, staff_unread_count, created_at, updated_at) VALUES "
+            "('group', '', '', 'active', 0, NULL, 7, 0, 0, 0, CURRENT_TIMESTAMP, "
+            "CURRENT_TIMESTAMP);")
+        cid = (await db.execute_query_dict("SELECT id FROM conversations"))[0]["id"]
+        ids = [r["id"] for r in await db.execute_query_dict("SELECT id FROM users ORDER BY id")]
+        for user_id, unread in zip(ids, (0, 5), strict=True):
+            await db.execute_query(
+                "INSERT INTO participants (conversation_id, user_id, role, joined_at, "
+                "is_active, last_read_message_id, unread_count) VALUES "
+                f"({cid}, {user_id}, 'member', CURRENT_TIMESTAMP, TRUE, 0, {mark})", [unread])
+        await Tortoise.close_connections()
+        await migrate(config=config)
+        db = connections.get("default")
+        rows = await db.execute_query_dict(
+            "SELECT user_id, unread_offset FROM participants ORDER BY user_id")
+        # unread = total_messages (7) + offset: 0 and 5 as before.
+        assert [(r["user_id"], r["unread_offset"]) for r in rows] == [(ids[0], -7), (ids[1], -2)]
+        row = (await db.execute_query_dict(f"SELECT * FROM conversations WHERE id = {cid}"))[0]
+        assert "last_message_id" not in row and row["total_messages"] == 7
+    finally:
+        await Tortoise.close_connections()
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+
+async def unread_of(api: Api, user: Any, cid: int) -> int:
+    response = await api.http.get(f"{V1}/sessions/{cid}", headers=user.headers)
+    assert response.status_code == 200, response.text
+    return int(response.json()["unread_count"])
+
+
+async def test_unread_counts_stay_exact_after_many_messages_and_reads(api: Api) -> None:
+    alice, bob, carol = [await api.register() for _ in range(3)]
+    cid = await group(api, alice, bob, carol)
+    by_alice = [(await rest_send(api, alice, cid, f"a{i}"))["id"] for i in range(12)]
+    for i in range(3):
+        await rest_send(api, bob, cid, f"b{i}")
+    assert [await unread_of(api, u, cid) for u in (alice, bob, carol)] == [3, 12, 15]
+    listed = await api.http.get(f"{V1}/sessions", headers=carol.headers)
+    assert [c["unread_count"] for c in listed.json() if c["id"] == cid] == [15]
+
+    # Carol reads up to alice's 5th message: the rest, from others, stay unread.
+    marked = await api.http.post(f"{V1}/sessions/{cid}/mark-read",
+                                 json={"up_to_message_id": by_alice[4]}, headers=carol.headers)
+    assert marked.status_code == 200, marked.text
+    assert await unread_of(api, carol, cid) == 10
+    # Her own message does not count; a deleted one stops counting at her next read.
+    await rest_send(api, carol, cid, "c0")
+    assert await unread_of(api, carol, cid) == 10
+    deleted = await api.http.delete(f"{V1}/messages/{by_alice[10]}", headers=alice.headers)
+    assert deleted.status_code == 200, deleted.text
+    await api.http.post(f"{V1}/sessions/{cid}/mark-read",
+                        json={"up_to_message_id": by_alice[4]}, headers=carol.headers)
+    assert await unread_of(api, carol, cid) == 9
+    await api.http.post(f"{V1}/sessions/{cid}/mark-read", json={}, headers=bob.headers)
+    assert [await unread_of(api, u, cid) for u in (alice, bob, carol)] == [4, 0, 9]
+    await rest_send(api, alice, cid, "after the reads")
+    assert [await unread_of(api, u, cid) for u in (alice, bob, carol)] == [4, 1, 10]
+
+
+async def test_device_and_staff_counters(api: Api) -> None:
+    agent = await api.register(role="agent")
+    device = await api.device()
+    started = await api.http.post("/mobile/chat/start/",
+                                  json={"device_id": device, "subject": "Card"})
+    cid = int(started.json()["conversation_id"])
+    for text in ("hello", "anyone?"):
+        sent = await api.http.post(f"/mobile/chat/{cid}/send-message/",
+                                   json={"device_id": device, "content": text})
+        assert sent.status_code == 201, sent.text
+    assert await unread_of(api, agent, cid) == 2
+    await rest_send(api, agent, cid, "here")  # an agent answers: staff's count resets
+    assert await unread_of(api, agent, cid) == 0
+    detail = await api.http.get(f"/mobile/chat/{cid}/detail/", params={"device_id": device})
+    assert detail.json()["unread_count"] == 1
+
+
+async def test_deliveries_follow_id_order_under_concurrent_senders(api: Api) -> None:
+    people = [await api.register() for _ in range(4)]
+    cid = await group(api, *people)
+    receiver = await chat_client(api, people[0], cid)
+    senders = [await chat_client(api, p, cid) for p in people[1:]]
+    try:
+        async def burst(client: Client, tag: int) -> list[int]:
+            acks = await asyncio.gather(*(client.call("chat_message", {
+                "conversation_id": cid, "content": f"{tag}-{i}"}) for i in range(10)))
+            return [ok(a)["message"]["id"] for a in acks]
+
+        sent = sorted(i for ids in await asyncio.gather(
+            *(burst(c, n) for n, c in enumerate(senders))) for i in ids)
+        got = [(await receiver.next("chat_message"))["message"]["id"] for _ in sent]
+        assert got == sent  # id order, each once
+        assert receiver.pending("chat_message") == []
+    finally:
+        for client in (receiver, *senders):
+            await client.close()
+
+
+async def test_a_burst_costs_one_inbox_update_per_window(sqlite_api: Api) -> None:
+    api = sqlite_api
+    alice, bob = await api.register(), await api.register()
+    cid = await group(api, alice, bob)
+    inbox = await Client(api.base_url, "/conversations").connect({"token": bob.token})
+    a = await chat_client(api, alice, cid)
+    try:
+        ok(await inbox.call("get_conversations"))
+        began = time.monotonic()
+        await asyncio.gather(*(a.call("chat_message", {"conversation_id": cid,
+                                                       "content": f"m{i}"}) for i in range(30)))
+        took = time.monotonic() - began
+        last = await inbox.next("conversation_updated",
+                                lambda e: e["conversation"]["unread_count"] == 30)
+        assert last["conversation"]["last_message"]["content"] == "m29"
+        assert last["conversation"]["total_messages"] == 30
+        updates = inbox.pending("conversation_updated")
+        # One at the start of the burst, then at most one per window (30 without coalescing).
+        assert len(updates) + 1 <= took / WINDOW_SECONDS + 2, (len(updates), took)
+        # A read is told too, and the next message after it.
+        ok(await a.call("chat_message", {"conversation_id": cid, "content": "one more"}))
+        await inbox.next("conversation_updated",
+                         lambda e: e["conversation"]["unread_count"] == 31)
+        await api.http.post(f"{V1}/sessions/{cid}/mark-read", json={}, headers=bob.headers)
+        await inbox.next("conversation_updated",
+                         lambda e: e["conversation"]["unread_count"] == 0)
+    finally:
+        await inbox.close()
+        await a.close()
+
+
+async def test_close_and_block_revoke_cached_grants_at_once(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    cid = await group(api, alice, bob)
+    a = await chat_client(api, alice, cid)
+    try:
+        for _ in range(2):  # the grant is cached now
+            ok(await a.call("chat_message", {"conversation_id": cid, "content": "open"}))
+        closed = await api.http.post(f"{V1}/sessions/{cid}/close", headers=alice.headers)
+        assert closed.status_code == 200, closed.text
+        refused(await a.call("chat_message", {"conversation_id": cid, "content": "x"}),
+                "conversation_closed")
+        refused(await a.call("typing_indicator", {"conversation_id": cid, "is_typing": True}),
+                "conversation_closed")
+    finally:
+        await a.close()
+
+    direct = await direct_conversation(api, alice, bob)
+    b = await chat_client(api, bob, direct)
+    try:
+        ok(await b.call("chat_message", {"conversation_id": direct, "content": "hi"}))
+        blocked = await api.http.post(f"{V1}/block", json={"user_id": bob.id},
+                                      headers=alice.headers)
+        assert blocked.status_code == 200, blocked.text
+        refused(await b.call("chat_message", {"conversation_id": direct, "content": "x"}),
+                "forbidden")
+        await api.http.post(f"{V1}/unblock", json={"user_id": bob.id}, headers=alice.headers)
+        ok(await b.call("chat_message", {"conversation_id": direct, "content": "again"}))
+    finally:
+        await b.close()
+
+
+async def test_a_change_on_one_node_revokes_grants_on_the_other(cluster: Cluster) -> None:
+    from tests.support.client import admin_of
+
+    node_a, node_b = cluster.nodes[:2]
+    admin = await admin_of(node_a.base_url)
+    on_a, on_b = Api(node_a.base_url, admin), Api(node_b.base_url, admin)
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    direct = await direct_conversation(on_a, alice, bob)
+    on_b_alice = await chat_client(on_b, alice, cid)
+    on_b_bob = await chat_client(on_b, bob, direct)
+    try:
+        ok(await on_b_alice.call("chat_message", {"conversation_id": cid, "content": "x"}))
+        ok(await on_b_bob.call("chat_message", {"conversation_id": direct, "content": "x"}))
+        # Closed on A: once B has heard it (the close's event follows the control), B
+        # refuses.
+        closed = await on_a.http.post(f"{V1}/sessions/{cid}/close", headers=alice.headers)
+        assert closed.status_code == 200, closed.text
+        await on_b_alice.next("conversation_closed")
+        refused(await on_b_alice.call("chat_message", {"conversation_id": cid,
+                                                        "content": "x"}),
+                "conversation_closed")
+        # Blocked on A: a message published on A after it is the barrier.
+        blocked = await on_a.http.post(f"{V1}/block", json={"user_id": bob.id},
+                                       headers=alice.headers)
+        assert blocked.status_code == 200, blocked.text
+        await rest_send(on_a, alice, direct, "after the block")
+        await on_b_bob.next("chat_message", lambda e: e["message"]["content"]
+                            == "after the block")
+        refused(await on_b_bob.call("chat_message", {"conversation_id": direct,
+                                                      "content": "x"}), "forbidden")
+    finally:
+        for client in (on_b_alice, on_b_bob):
+            await client.close()
+        for api in (on_a, on_b):
+            await api.aclose()
