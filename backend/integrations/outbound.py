@@ -29,6 +29,7 @@ from models import Conversation, Customer, DeliveryStatus, Message
 if TYPE_CHECKING:
     from backend.service.actors import Actor
     from backend.service.chat import ChatService
+    from backend.service.store import SentMessage
 
 log = logging.getLogger("confab.integrations")
 
@@ -57,7 +58,8 @@ class OutboundSender:
         chat.on_message_sent(self.message_sent)
         return self
 
-    def message_sent(self, conversation: Conversation, message: Message, actor: Actor) -> None:
+    def message_sent(self, conversation: Conversation, message: SentMessage,
+                     actor: Actor) -> None:
         """The service's SentHook: schedule delivery of a staff reply to a platform customer."""
         customer: Customer | None = conversation.customer  # type: ignore[assignment]
         if not actor.is_staff or not isinstance(customer, Customer):

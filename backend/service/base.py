@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backend.service.events import EventSink
+from backend.service.faults import is_database_fault
 from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
 from backend.service.inbox import Coalescer
 from backend.service.limits import TypingThrottle
@@ -79,8 +80,14 @@ class ServiceBase:
 
     def _background_done(self, task: asyncio.Future[Any]) -> None:
         self.background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("background publish failed", exc_info=task.exception())
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            if is_database_fault(error):
+                # An outage, not a bug: one line, no traceback (faults.py logs the same way).
+                self.log.warning("background publish skipped: database unavailable (%s: %s)",
+                                 type(error).__name__, str(error)[:200])
+            else:
+                self.log.error("background publish failed", exc_info=error)
 
     # -- what changed -----------------------------------------------------------------------
 
