@@ -6,6 +6,7 @@ socket gets a ``Wire`` (``backend/realtime/wire.py``): the writer task's sends g
 and the fan-out writes an event's pre-built Engine.IO frame straight to it whenever nothing of
 that socket waits in Engine.IO's queue, so packets keep their order. Long-polling sockets, and
 sockets in the middle of an upgrade, keep Engine.IO's own path; the protocol is untouched.
+Packets sent to one socket (acks, CONNECT answers) take the same direct path.
 """
 
 from __future__ import annotations
@@ -91,6 +92,19 @@ class EngineServer(engineio.AsyncServer):
                 or socket.queue._unfinished_tasks):
             return None
         return wire
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        """Every packet python-socketio sends to one socket (acks, CONNECT answers, events to
+        one socket) takes the direct path too when it keeps the socket's order."""
+        wire = self.direct_wire(sid)
+        if wire is None:
+            await super().send_packet(sid, pkt)
+            return
+        encoded = pkt.encode()
+        if isinstance(encoded, bytes):
+            wire.write_bytes(encoded)
+        else:
+            wire.write_text(encoded)
 
     def queue_message(self, sid: str, text: str) -> None:
         """Engine.IO's ``send`` without awaiting: the socket's queue is unbounded, so putting
