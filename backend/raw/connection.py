@@ -50,28 +50,6 @@ class Lane(Protocol):
     def stop(self) -> None: ...
 
 
-class WireLane:
-    """The direct lane: frames go to the transport as pre-built bytes."""
-
-    __slots__ = ("wire",)
-
-    def __init__(self, wire: Wire) -> None:
-        self.wire = wire
-
-    @property
-    def cut_off(self) -> bool:
-        return self.wire.cut_off
-
-    def put(self, out: Outgoing) -> None:
-        self.wire.write(out.wire)
-
-    async def flush(self) -> None:
-        await self.wire.flush()
-
-    def stop(self) -> None:
-        self.wire.stop()
-
-
 class AsgiLane:
     """The fallback lane: texts queue for one writer task sending through ASGI."""
 
@@ -132,9 +110,10 @@ class AsgiLane:
 
 
 def lane_for(websocket: WebSocket, max_backlog: int) -> Lane:
-    """The direct lane when the server lets us reach the connection, else the ASGI one."""
+    """The direct lane (a ``Wire``) when the server lets us reach the connection, else the
+    ASGI one."""
     wire = Wire.of(websocket.scope, max_backlog)
-    return WireLane(wire) if wire is not None else AsgiLane(websocket, max_backlog)
+    return wire if wire is not None else AsgiLane(websocket, max_backlog)
 
 
 class RawMember(Member):
@@ -148,7 +127,7 @@ class RawMember(Member):
         self.websocket = websocket
         self.lane = lane
         #: The direct wire, when the lane is one (the fan-out's fast path skips the lane).
-        self.wire = lane.wire if isinstance(lane, WireLane) else None
+        self.wire = lane if isinstance(lane, Wire) else None
         self.state = State.OPEN
         self._held: list[Outgoing] = []
         self._closer: asyncio.Task[None] | None = None

@@ -130,6 +130,10 @@ class Wire:
         elif not (connection.close_sent or connection.disconnected or self.cut_off):
             self.transport.write(data)
 
+    def put(self, out: Outgoing) -> None:
+        """Write an event's frames (the ``Lane`` interface of raw members)."""
+        self.write(out.wire)
+
     def write_text(self, text: str) -> None:
         self.write(frame(text.encode()))
 
