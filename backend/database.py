@@ -9,6 +9,8 @@ from typing import Any
 from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate as run_migrations
 
+from backend.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
+from backend.service import store
 from backend.settings import Settings
 from models import MODEL_MODULES
 
@@ -35,12 +37,11 @@ def tortoise_config(settings: Settings, *, migrating: bool = False) -> dict[str,
         }
         connection: Any = _postgres_connection(f"postgres://{rest}", credentials)
     else:
-        if url.startswith("sqlite://"):
-            path = url.removeprefix("sqlite://")
-            if path not in (":memory:", ""):
-                from pathlib import Path
+        path = _sqlite_file(url)
+        if path is not None:
+            from pathlib import Path
 
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         connection = {
             "engine": "tortoise.backends.sqlite",
             "credentials": {
@@ -51,6 +52,10 @@ def tortoise_config(settings: Settings, *, migrating: bool = False) -> dict[str,
                 # against process crashes, which is what an acknowledged message needs.
                 "journal_mode": "WAL",
                 "synchronous": "NORMAL",
+                # Checkpoints run in the background (backend/checkpoints.py); the writer's own
+                # is the backstop.
+                "wal_autocheckpoint": AUTOCHECKPOINT_PAGES,
+                "journal_size_limit": JOURNAL_SIZE_LIMIT,
                 "foreign_keys": "ON",
             },
         }
@@ -120,17 +125,38 @@ async def migrate(settings: Settings) -> None:
 
 async def open_database(settings: Settings, *, apply_migrations: bool) -> None:
     """Connect; on the embedded default, bring the schema up to date first."""
-    global _probe_timeout
+    global _probe_timeout, _checkpointer
     _probe_timeout = settings.db_timeout_seconds
     if apply_migrations:
         await migrate(settings)
     # The lifespan runs in its own task; the global fallback lets request tasks see the ORM.
     await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+    path = _sqlite_file(settings.database_url)
+    if path is not None:
+        _checkpointer = Checkpointer(path)
+        _checkpointer.start()
     log.info("database open", extra={"engine": settings.database_url.split("://", 1)[0]})
 
 
 async def close_database() -> None:
+    global _checkpointer
+    if _checkpointer is not None:
+        await _checkpointer.stop()
+        _checkpointer = None
+    store.close()
     await Tortoise.close_connections()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite database URL; None for PostgreSQL or an in-memory database."""
+    if not url.startswith("sqlite://"):
+        return None
+    path = url.removeprefix("sqlite://")
+    return None if path in (":memory:", "") else path
+
+
+#: Background WAL checkpoints of the SQLite file, while the database is open.
+_checkpointer: Checkpointer | None = None
 
 
 #: How long a readiness probe waits (``DB_TIMEOUT_SECONDS``, set when the database opens).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ import pytest
 from tortoise import connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from backend.database import close_database, open_database, tortoise_config
 from backend.service.actors import Actor
@@ -230,20 +232,50 @@ def sent(conversation_id: int, author: User, client_msg_id: str | None = None,
                        created_at=now())
 
 
-async def test_sqlite_group_commit_fails_a_send_alone(sqlite_database: str) -> None:
+async def test_sqlite_sends_fail_alone_on_the_loops_own_connection(sqlite_database: str) -> None:
     chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
     people = await users(3)
     x, y = await group_of(chat, people), await group_of(chat, people)
     keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
-    # The first send runs alone; the next four queue meanwhile and share one transaction, in
-    # which the duplicate client_msg_id and the text the driver refuses fail alone, and a
-    # sender that gives up is still stored (it was committed with the others).
-    first = asyncio.ensure_future(insert_message(sent(x, people[0], "k"), keep))
-    queued = [asyncio.ensure_future(insert_message(message, keep)) for message in (
-        sent(x, people[0], "k"), sent(y, people[0]), sent(y, people[0], "gives up"),
-        sent(y, people[0], content="lone \ud800 surrogate"))]
-    await asyncio.sleep(0)  # all five have reached the store
-    queued[2].cancel()
+    results = []
+    for message in (sent(x, people[0], "k"), sent(x, people[0], "k"), sent(y, people[0]),
+                    sent(y, people[0], content="lone \ud800 surrogate"),
+                    sent(y, people[0], "after")):
+        try:
+            results.append(await insert_message(message, keep))
+        except Exception as exc:  # each send's own outcome is the point
+            results.append(exc)
+    assert [type(r) for r in results] == [int, IntegrityError, int, UnicodeEncodeError, int]
+    assert results[0] < results[2] < results[4]
+    totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
+    assert totals == {x: 1, y: 2}
+    assert await members_unread(x) == {people[0].id: 0, people[1].id: 1, people[2].id: 1}
+
+
+async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
+        sqlite_database: str) -> None:
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    x, y = await group_of(chat, people), await group_of(chat, people)
+    keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
+    # Another connection holds the write lock: the sends must not wait on the loop's thread;
+    # they go to the worker thread, the first alone, the next four queued together into one
+    # transaction in which the duplicate and the refused text fail alone, and a sender that
+    # gives up is still stored (it was committed with the others).
+    other_writer = sqlite3.connect(sqlite_database.removeprefix("sqlite://"),
+                                   isolation_level=None)
+    other_writer.execute("BEGIN IMMEDIATE")
+    try:
+        first = asyncio.ensure_future(insert_message(sent(x, people[0], "k"), keep))
+        queued = [asyncio.ensure_future(insert_message(message, keep)) for message in (
+            sent(x, people[0], "k"), sent(y, people[0]), sent(y, people[0], "gives up"),
+            sent(y, people[0], content="lone \ud800 surrogate"))]
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(task.done() for task in queued)
+        queued[2].cancel()
+    finally:
+        other_writer.execute("COMMIT")
+        other_writer.close()
     results = await asyncio.gather(first, *queued, return_exceptions=True)
     assert isinstance(results[0], int) and isinstance(results[2], int)
     assert isinstance(results[1], IntegrityError)
@@ -252,7 +284,31 @@ async def test_sqlite_group_commit_fails_a_send_alone(sqlite_database: str) -> N
     assert await Message.filter(conversation_id=y, client_msg_id="gives up").exists()
     totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
     assert totals == {x: 1, y: 2}
-    assert await members_unread(x) == {people[0].id: 0, people[1].id: 1, people[2].id: 1}
+
+
+async def test_a_sqlite_send_waits_for_an_open_tortoise_transaction(
+        sqlite_database: str) -> None:
+    """A transaction that has read must be able to write: no send commits in between."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(2)
+    cid = await group_of(chat, people)
+    keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
+    go = asyncio.Event()
+
+    async def send_when_told() -> int:
+        await go.wait()
+        return await insert_message(sent(cid, people[0]), keep)
+
+    send = asyncio.ensure_future(send_when_told())  # made outside the transaction's context
+    async with in_transaction():
+        before = (await Conversation.get(id=cid)).total_messages
+        go.set()
+        await asyncio.sleep(0.05)
+        assert not send.done()
+        await Conversation.filter(id=cid).update(title="renamed")
+    assert isinstance(await send, int)
+    conversation = await Conversation.get(id=cid)
+    assert (conversation.title, conversation.total_messages) == ("renamed", before + 1)
 
 
 async def test_grants_are_dropped_by_a_change_and_bounded_in_time(database: str) -> None:
