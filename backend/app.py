@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from backend.collector import tune_after_startup
 from backend.dashboard.routes import dashboard_routes
 from backend.database import close_database, open_database
 from backend.integrations.outbound import OutboundSender
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Any:
         await open_database(settings, apply_migrations=not settings.production)
         await realtime.start()
         install_graceful_shutdown(realtime, chat)
+        tune_after_startup()
         try:
             yield
         finally:
