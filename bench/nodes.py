@@ -146,13 +146,19 @@ class Node:
                 self.process.wait(timeout=5)
 
 
-def start_node(data_dir: Path, env: dict[str, str], cpus: str | None) -> Node:
-    """Start one node and wait (bounded) until ``/readyz`` answers 200."""
+def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
+               reference: bool = False) -> Node:
+    """Start one node (or, with ``reference``, the bare server of ``bench/reference.py``) and
+    wait (bounded) until ``/readyz`` answers 200."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
-    command = [*pin_prefix(cpus), sys.executable, "-m", "uvicorn", "backend.main:app",
-               "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+    if reference:
+        command = [*pin_prefix(cpus), sys.executable, str(ROOT / "bench" / "reference.py"),
+                   str(port)]
+    else:
+        command = [*pin_prefix(cpus), sys.executable, "-m", "uvicorn", "backend.main:app",
+                   "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, cwd=ROOT, env={**env, "DATA_DIR": str(data_dir)},
                                    stdout=log_file, stderr=subprocess.STDOUT,

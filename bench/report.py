@@ -24,7 +24,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("connections_per_s", "conn/s"),
 ]
 
-TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/"}
+TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/",
+                   "ref": "reference: bare websockets"}
 
 
 def _cell(value: Any) -> str:

@@ -100,8 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
-    parser.add_argument("--transport", choices=[*TRANSPORTS, "both"], default="both",
-                        help="sio: Socket.IO /chat; raw: /ws/chat/{id}/")
+    parser.add_argument("--transport", choices=[*TRANSPORTS, "both", "ref"], default="both",
+                        help="sio: Socket.IO /chat; raw: /ws/chat/{id}/; ref: the bare "
+                             "websockets reference server (bench/reference.py), raw dialect")
     parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
     parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
                         help="2: two nodes over Redis (REDIS_URL or 127.0.0.1:6379)")
@@ -177,11 +178,13 @@ class Run:
         env = nodes_mod.node_env(self.database_url, self.secret, self.redis, prefix)
         nodes: list[Any] = []
         try:
+            reference = self.transport == "ref"
             for i in range(self.args.nodes):
                 nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
-                                                  self.args.server_cpus))
+                                                  self.args.server_cpus, reference))
             self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
-            self.check_api(nodes[0])
+            if not reference:
+                self.check_api(nodes[0])
             return self.drive(nodes)
         finally:
             for node in nodes:
@@ -207,7 +210,7 @@ class Run:
             specs.append(client.spec(node=0 if sender else i % count, sender=sender))
         return {
             "scenario": self.scenario,
-            "transport": self.transport,
+            "transport": "raw" if self.transport == "ref" else self.transport,
             "nodes": [n.base_url for n in nodes],
             "clients": specs,
             "warmup_s": self.args.warmup,
