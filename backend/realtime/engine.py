@@ -16,6 +16,7 @@ import contextlib
 from typing import Any
 
 import engineio
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 
@@ -44,12 +45,65 @@ class DirectWebSocket(eio_asgi.WebSocket):
         if self.wire is not None:
             self.server.wires[sid] = (self.wire, socket)
         try:
-            await self.handler(self)
+            if socket.connected:  # an upgrade from long-polling: Engine.IO's own handler
+                await self.handler(self)
+            else:
+                await self._serve(socket)
         finally:
             if self.wire is not None:
                 self.server.wires.pop(sid, None)
                 self.wire.stop()
         return ""
+
+    async def _serve(self, socket: Any) -> None:
+        """Engine.IO's WebSocket loop (``AsyncSocket._websocket_handler``) for a socket that
+        starts on WebSocket. The same steps, but the read timeout is one timer re-armed per
+        packet: Engine.IO makes a task and an ``asyncio.wait_for`` for every inbound packet."""
+        socket.connected = socket.upgraded = True
+        writer = asyncio.ensure_future(self._write_queued(socket))
+        server = socket.server
+        idle = server.ping_interval + server.ping_timeout
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                while True:
+                    deadline.reschedule(loop.time() + idle)
+                    data = await self.wait()
+                    deadline.reschedule(None)  # the handler's own time is not the client's
+                    if len(data) > server.max_http_buffer_size:
+                        break
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                    try:
+                        await socket.receive(pkt)
+                    except eio_exceptions.UnknownPacketError:
+                        pass
+                    except eio_exceptions.SocketIsClosedError:
+                        break
+                    except Exception:
+                        server.logger.exception("Unknown receive error")
+        except (Exception, asyncio.CancelledError):
+            # The client left or went silent, a frame was not Engine.IO, or the server is
+            # stopping: Engine.IO ends the loop on any of them, and so does this one.
+            pass
+        await socket.queue.put(None)  # unlock the writer so it can exit
+        await writer
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+    async def _write_queued(self, socket: Any) -> None:
+        """Engine.IO's writer task: what waits in the socket's queue, in order."""
+        while True:
+            try:
+                packets = await socket.poll()
+            except eio_exceptions.QueueEmpty:
+                break
+            if not packets:  # the connection is closing
+                break
+            try:
+                for pkt in packets:
+                    await self.send(pkt.encode())
+            except Exception:
+                break
+        await self.close()
 
     async def send(self, message: str | bytes) -> None:
         wire = self.wire
