@@ -14,11 +14,12 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from tortoise import connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError
@@ -56,7 +57,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[Event] = []
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
         self.events.append(event)
 
     def named(self, name: str) -> list[Event]:
@@ -564,6 +565,68 @@ async def test_a_change_on_one_node_revokes_grants_on_the_other(cluster: Cluster
                                                       "content": "x"}), "forbidden")
     finally:
         for client in (on_b_alice, on_b_bob):
+            await client.close()
+        for api in (on_a, on_b):
+            await api.aclose()
+
+
+async def updates_until(inbox: Client, last: Callable[[Any], bool]) -> list[Any]:
+    """Every ``conversation_updated`` received, in order, up to the one matching ``last``."""
+    seen = []
+    async with asyncio.timeout(10):
+        while not seen or not last(seen[-1]):
+            seen.append(await inbox.events["conversation_updated"].get())
+    return seen
+
+
+async def test_each_node_updates_the_inboxes_it_holds(cluster: Cluster) -> None:
+    """With Redis a change reaches every node as one control; each node counts and delivers
+    for its own inbox sockets: each viewer gets each update once, with their own count."""
+    from tests.support.client import admin_of
+
+    node_a, node_b = cluster.nodes[:2]
+    admin = await admin_of(node_a.base_url)
+    on_a, on_b = Api(node_a.base_url, admin), Api(node_b.base_url, admin)
+    alice, bob, carol = await on_a.register(), await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob, carol)
+    later = await group(on_a, alice, bob, carol)
+    bob_on_b = await Client(node_b.base_url, "/conversations").connect({"token": bob.token})
+    carol_on_a = await Client(node_a.base_url, "/conversations").connect({"token": carol.token})
+    # What crosses Redis: the control, not the nodes' updates.
+    redis = Redis.from_url(cluster.redis_url)
+    channel = redis.pubsub()
+    await channel.subscribe(f"{cluster.prefix}:events")
+    try:
+        await rest_send(on_a, alice, cid, "m1")
+        # A change to another conversation, published after: once it is seen, any second
+        # delivery of the first one would have arrived too (one Redis channel, in order).
+        await rest_send(on_a, alice, later, "barrier")
+        for inbox in (bob_on_b, carol_on_a):
+            seen = await updates_until(inbox, lambda e: e["conversation_id"] == later)
+            about_cid = [e for e in seen if e["conversation_id"] == cid]
+            assert len(about_cid) == 1, about_cid
+            assert about_cid[0]["conversation"]["unread_count"] == 1
+            assert about_cid[0]["conversation"]["last_message"]["content"] == "m1"
+        crossed = []  # all that was published meanwhile is in the client's buffer by now
+        while (message := await channel.get_message(timeout=0.2)) is not None:
+            if message["type"] == "message":
+                crossed.append(message["data"])
+        assert any(b"service_inbox_changed" in data for data in crossed), crossed[:5]
+        assert not any(b"conversation_updated" in data for data in crossed)
+        # Each viewer's own count: bob reads on B, carol's stays.
+        read = await on_b.http.post(f"{V1}/sessions/{cid}/mark-read", json={}, headers=bob.headers)
+        assert read.status_code == 200, read.text
+        await bob_on_b.next("conversation_updated", lambda e: e["conversation_id"] == cid
+                            and e["conversation"]["unread_count"] == 0)
+        await rest_send(on_a, alice, cid, "m2")
+        await carol_on_a.next("conversation_updated", lambda e: e["conversation_id"] == cid
+                              and e["conversation"]["unread_count"] == 2)
+        await bob_on_b.next("conversation_updated", lambda e: e["conversation_id"] == cid
+                            and e["conversation"]["unread_count"] == 1)
+    finally:
+        await channel.aclose()
+        await redis.aclose()
+        for client in (bob_on_b, carol_on_a):
             await client.close()
         for api in (on_a, on_b):
             await api.aclose()

@@ -40,12 +40,12 @@ SERVICE_RESTART = 1012
 
 class ManagerSink:
     """The service's EventSink: one emit per event through the manager (hence through Redis
-    when it is configured)."""
+    when it is configured), or a delivery on this node alone."""
 
     def __init__(self, hub: Realtime) -> None:
         self.hub = hub
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
         if event.name == "typing_indicator":
             # ws-stats counts typists; the stats observe the events rather than every door.
             key = _typist_key(event.payload)
@@ -63,7 +63,10 @@ class ManagerSink:
             # Wall clock, as it crosses nodes: fan-out latency is measured from here.
             "published_at": time.time(),
         }
-        await self.hub.manager.emit(event.name, envelope, namespace=FANOUT)
+        if here_only:
+            self.hub.manager.deliver(event.name, envelope)
+        else:
+            await self.hub.manager.emit(event.name, envelope, namespace=FANOUT)
 
 
 def _typist_key(payload: dict[str, Any]) -> str | None:

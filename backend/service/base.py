@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: The fan-out control every node runs when a grant it may hold went stale.
 INVALIDATE = "service_invalidate"
+#: The fan-out control every node runs when what inboxes show of a conversation changed.
+INBOX_CHANGED = "service_inbox_changed"
 
 
 class Fanout(Protocol):
@@ -47,6 +49,8 @@ class ServiceBase:
         self.grants = Grants()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
+        #: With Redis: the ``service_inbox_changed`` control, sent at most once per window.
+        self.inbox_announcements = Coalescer(self._announce_inbox_change, self._in_background)
         #: The fan-out manager, once attached (``attach_fanout``); None for tools without one.
         self.fanout: Fanout | None = None
         #: Whether events leave this node (Redis): then its room table is not everyone's.
@@ -55,7 +59,8 @@ class ServiceBase:
 
     def attach_fanout(self, fanout: Fanout, *, clustered: bool) -> None:
         """Use ``fanout``'s room table to address inbox updates, and its control path to
-        invalidate the other nodes' grants (registers the ``service_invalidate`` control)."""
+        invalidate the other nodes' grants and tell them of inbox changes (registers the
+        ``service_invalidate`` and ``service_inbox_changed`` controls)."""
         from backend.realtime.fanout import FANOUT  # the namespace that carries controls
 
         self.fanout = fanout
@@ -64,6 +69,7 @@ class ServiceBase:
         # Alone, this node makes every change itself and forgets at once: keep grants longer.
         self.grants.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
         fanout.controls[INVALIDATE] = self._invalidated
+        fanout.controls[INBOX_CHANGED] = self._inbox_changed_control
 
     async def drain(self) -> None:
         """Wait for background publishes (used at shutdown and by tests)."""
@@ -110,15 +116,34 @@ class ServiceBase:
             blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None)
 
     def _inbox_changed(self, conversation_id: int) -> None:
-        """What inboxes show of ``conversation_id`` changed: publish it (coalesced), unless
-        this node can tell that no inbox shows it."""
+        """What inboxes show of ``conversation_id`` changed: each node publishes it to the
+        inboxes it holds (coalesced), and skips it when it can tell it holds none. With Redis
+        the other nodes learn of it through the ``service_inbox_changed`` control (coalesced
+        too): each counts and delivers for its own inboxes only."""
+        if self.fanout is not None and self.clustered:
+            self.inbox_announcements.touch(conversation_id)
+        else:
+            self._inbox_changed_here(conversation_id)
+
+    def _inbox_changed_here(self, conversation_id: int) -> None:
         if self.inbox_updates.pending(conversation_id) or self._someone_listens(conversation_id):
             self.inbox_updates.touch(conversation_id)
 
+    async def _announce_inbox_change(self, conversation_id: int) -> None:
+        assert self.fanout is not None
+        await self.fanout.emit(INBOX_CHANGED, {"conversation_id": conversation_id},
+                               namespace=self._control_namespace)
+
+    async def _inbox_changed_control(self, control: dict[str, Any]) -> None:
+        """The ``service_inbox_changed`` control, run on every node (this one included)."""
+        conversation_id = control.get("conversation_id")
+        if isinstance(conversation_id, int):
+            self._inbox_changed_here(conversation_id)
+
     def _someone_listens(self, conversation_id: int) -> bool:
-        """False only when sure: one node, the conversation's facts at hand, and none of its
-        inbox rooms has a member."""
-        if self.fanout is None or self.clustered:
+        """Whether an inbox on this node shows the conversation. False only when sure: the
+        conversation's facts at hand, and none of its inbox rooms has a member here."""
+        if self.fanout is None:
             return True
         facts = self.grants.cached(conversation_id)
         if facts is None:

@@ -217,12 +217,13 @@ class ConversationOps(ServiceBase):
         )
 
     async def _publish_conversation_updated(self, conversation_id: int) -> None:
-        """Tell the inboxes that show the conversation that it changed, each with its own
-        unread count (run by ``inbox_updates``, coalesced: see inbox.py). On one node, only the
-        rooms with members here are addressed, and counted for; nobody there, no query."""
+        """Tell the inboxes on this node that show the conversation that it changed, each
+        with its own unread count (run by ``inbox_updates``, coalesced: see inbox.py). Only
+        the rooms with members here are addressed, and counted for; nobody here, no query.
+        Every node does the same for its own (``_inbox_changed``)."""
         facts = await self.grants.conversation(conversation_id)
         rooms = facts.inbox_rooms
-        if self.fanout is not None and not self.clustered:
+        if self.fanout is not None:
             here = self.fanout.room_members
             rooms = tuple(room for room in rooms if here.get(room))
             if not rooms:
@@ -242,7 +243,8 @@ class ConversationOps(ServiceBase):
                 counts[f"device:{device_id}"] = fresh.device_unread_count
         view = conversation_dict(fresh, last_message=await last_message(conversation_id),
                                  participants_count=len(facts.members), unread_count=0)
-        await self.sink.publish(events.conversation_updated(view, counts, rooms))
+        await self.sink.publish(events.conversation_updated(view, counts, rooms),
+                                here_only=self.fanout is not None)
 
     # -- read positions ---------------------------------------------------------------------
 

@@ -45,13 +45,15 @@ class Event:
 class EventSink(Protocol):
     """Where the service publishes events after commit; the realtime layer implements it."""
 
-    async def publish(self, event: Event) -> None: ...
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
+        """Deliver ``event`` to its rooms on every node, or with ``here_only`` on this one."""
+        ...
 
 
 class NullSink:
     """A sink that drops events: for tools (the command line) that have no sockets."""
 
-    async def publish(self, event: Event) -> None:
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
         return None
 
 

@@ -9,9 +9,10 @@ count, and emitting to every member's user room whether or not an inbox was open
   the state of that moment (a burst of messages costs one update, and the last one carries
   the latest state: the trailing edge);
 - the update goes to the conversation's inbox rooms (its members' user rooms; for support
-  conversations staff, the initiator and the device), and on a single node only to those
-  that have members: nobody listening costs no query at all. With Redis another node may hold
-  the inbox socket, so there every room is addressed (still coalesced);
+  conversations staff, the initiator and the device) that have members on the node: nobody
+  listening costs no query at all. With Redis every node does this for its own sockets: the
+  change reaches them as one ``service_inbox_changed`` control per window, and each node
+  counts and delivers only for the inboxes it holds (``ServiceBase._inbox_changed``);
 - unread counts are computed for the addressed users only (see ``unread.py``).
 """
 
