@@ -28,7 +28,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: fast as the server answers (printed in the output, recorded in the JSON).
 RAISED_LIMITS = {"SEND_RATE_PER_SECOND": "1000000", "SEND_BURST": "1000000"}
 
-UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools",
+                 "--ws", "backend.realtime.protocol:WebSocketProtocol",
                  "--ws-per-message-deflate", "false", "--no-access-log"]
 
 

@@ -75,7 +75,7 @@ def start_server(data_dir: Path, database_url: str | None = None,
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1",
              "--port", str(port), "--loop", "uvloop", "--http", "httptools",
-             "--ws", "websockets-sansio", "--no-access-log"],
+             "--ws", "backend.realtime.protocol:WebSocketProtocol", "--no-access-log"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
     server = ServerProcess(port, env, process, log_path)

@@ -1,0 +1,59 @@
+"""uvicorn's sans-I/O WebSocket protocol, holding less for each open connection.
+
+Every node runs with ``--ws backend.realtime.protocol:WebSocketProtocol`` (``confab serve``,
+the Procfile, the benchmark): uvicorn's ``websockets-sansio`` implementation, unchanged on
+the wire, minus what an idle connection kept without using it:
+
+- its receive queue is a ``LeanQueue`` (backend/realtime/queues.py), not an ``asyncio.Queue``
+  (about 2.8 KB idle), and its ``writable`` flag a ``LeanEvent``, not an ``asyncio.Event``
+  (0.8 KB); uvicorn only puts, gets and asks whether the queue is empty, and sets, clears
+  and waits on the flag (so does ``Wire``);
+- the handshake's HTTP response object, with its headers, is let go once it has been sent;
+  uvicorn does not read it again;
+- the handshake request's headers are emptied once uvicorn has copied them into the ASGI
+  scope: websockets' parser keeps the request in a local of its generator for as long as the
+  connection lives (2 to 3 KB of headers), and reads it no more after the handshake.
+
+``DirectWires`` (backend/realtime/wire.py) finds this protocol behind a WebSocket scope as it
+finds uvicorn's own: it is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn._types import ASGISendEvent
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.http11 import Request
+
+from backend.realtime.queues import LeanEvent, LeanQueue
+
+#: The value of uvicorn's ``--ws`` (``ws=``) that selects this protocol.
+WS_PROTOCOL = "backend.realtime.protocol:WebSocketProtocol"
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    """``WebSocketsSansIOProtocol`` with a lean receive queue and writable flag, letting the
+    handshake's request headers and response go once used (see the module doc)."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.queue = LeanQueue()  # type: ignore[assignment]
+        self.writable = LeanEvent()  # type: ignore[assignment]
+        self.writable.set()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The handshake is answered (or refused) and the scope has its own copy of the
+        # headers: nothing reads these again, though websockets' parser keeps the request.
+        event.headers.clear()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        # The accept (or refusal) is out: the response built for it is not read again.
+        if self.handshake_complete and self.response is not None:
+            self.response = None
