@@ -15,10 +15,12 @@ import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from backend.auth.accounts import CredentialInvalid, CredentialMissing, user_from_token
@@ -58,9 +60,9 @@ class Refused(Exception):
         self.reason = reason
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
-    """One accepted connection: what handlers get."""
+    """One accepted connection: what handlers get. Slotted: one lives per connection."""
 
     websocket: WebSocket
     member: RawMember
@@ -71,7 +73,6 @@ class Session:
     conversation_id: int | None
     message_rate: TokenBucket
     frame_rate: TokenBucket
-    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dialect(self) -> RawDialect:
@@ -122,50 +123,68 @@ class Door:
     def origin_refusal(self) -> Refused:
         return Refused(DENIED, "Origin not allowed")
 
-    async def authenticate(self, websocket: WebSocket, settings: Settings) -> Actor:
-        """A user from ``?token=`` or ``Authorization: Bearer``."""
-        user = await user_from_token(settings, token_of(websocket))
+    async def authenticate(self, conn: HTTPConnection, settings: Settings) -> Actor:
+        """A user from ``?token=`` or ``Authorization: Bearer``. ``conn``: the upgrade
+        request (its headers, query and path)."""
+        user = await user_from_token(settings, token_of(conn))
         return Actor.of_user(user)
 
     async def welcome(self, session: Session) -> None:
         """After accept and the access check: send the connect frames, join rooms."""
 
 
-def token_of(websocket: WebSocket) -> str | None:
-    token = websocket.query_params.get("token")
+def token_of(conn: HTTPConnection) -> str | None:
+    token = conn.query_params.get("token")
     if token:
         return token
-    scheme, _, value = websocket.headers.get("authorization", "").partition(" ")
+    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
     return None
 
 
-def path_id(websocket: WebSocket, name: str) -> int:
+def path_id(conn: HTTPConnection, name: str) -> int:
     """The conversation id of the path; an id that cannot exist is 'not found'."""
-    raw = str(websocket.path_params.get(name, ""))
+    raw = str(conn.path_params.get(name, ""))
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ChatError("not_found", "Conversation not found", 404)
     return int(raw)
 
 
-def endpoint(door: Door) -> Callable[[WebSocket], Awaitable[None]]:
-    """The Starlette WebSocket endpoint of ``door``."""
+class Endpoint:
+    """The ASGI app of ``door``'s route (``RawRoutes`` in backend/raw/routes.py calls it).
+    An app, not an endpoint function: Starlette would wrap a function in a session wrapper
+    whose coroutine frames and closures are held for each connection's life."""
 
-    async def run(websocket: WebSocket) -> None:
-        await serve(door, websocket)
+    __slots__ = ("door",)
 
-    return run
+    def __init__(self, door: Door) -> None:
+        self.door = door
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Returns ``serve``'s coroutine rather than awaiting it: one frame fewer per connection.
+        return serve(self.door, WebSocket(scope, receive, send), receive)
 
 
-async def serve(door: Door, websocket: WebSocket) -> None:
+def endpoint(door: Door) -> Endpoint:
+    """The ASGI app serving ``door`` (for a Starlette ``WebSocketRoute``)."""
+    return Endpoint(door)
+
+
+async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
+    """One connection, from accept to its end. ``receive`` is the connection's ASGI receive:
+    frames are read from it directly, not through ``websocket.receive``, whose state checks
+    the loop below does not need and whose coroutine would be held while the client idles."""
     app_state = websocket.app.state
     settings: Settings = app_state.settings
     hub: Realtime = app_state.realtime
     chat: ChatService = app_state.chat
     await websocket.accept()
     try:
-        actor, conversation_id = await handshake(door, websocket, settings)
+        # The handshake reads the headers and query through a view of its own: the parsed
+        # copies it caches go with it instead of staying on the connection's WebSocket.
+        actor, conversation_id = await handshake(door, HTTPConnection(websocket.scope),
+                                                 settings)
     except Refused as refused:
         await websocket.close(refused.code, refused.reason[:120])
         return
@@ -187,7 +206,11 @@ async def serve(door: Door, websocket: WebSocket) -> None:
     await hub.attach(member)
     try:
         await door.welcome(session)
-        await receive_loop(door, session)
+        # Read frames until the client leaves, or the server closed the connection (a
+        # close, a cut-off: uvicorn then reports the disconnect here too). Inline: a loop
+        # function's frame would be held for as long as the connection is open.
+        while (message := await receive())["type"] != "websocket.disconnect":
+            await dispatch(door, session, message)
     except Exception as exc:
         # A database fault while welcoming (the history read) is logged once, quietly.
         fault = database_fault(exc, door=door.route, action="welcome")
@@ -203,21 +226,21 @@ async def serve(door: Door, websocket: WebSocket) -> None:
 
 
 async def handshake(
-    door: Door, websocket: WebSocket, settings: Settings
+    door: Door, conn: HTTPConnection, settings: Settings
 ) -> tuple[Actor, int | None]:
     """Origin, credential, conversation access; raises Refused."""
-    origin = websocket.headers.get("origin")
-    if not origin_allowed(origin, websocket.headers.get("host"), settings.allowed_origins):
+    origin = conn.headers.get("origin")
+    if not origin_allowed(origin, conn.headers.get("host"), settings.allowed_origins):
         raise door.origin_refusal()
     try:
-        actor = await door.authenticate(websocket, settings)
-        websocket.app.state.realtime.admit(actor)
+        actor = await door.authenticate(conn, settings)
+        conn.app.state.realtime.admit(actor)
         conversation_id = None
         if door.path_param is not None:
-            conversation_id = path_id(websocket, door.path_param)
+            conversation_id = path_id(conn, door.path_param)
             await visible_conversation(actor, conversation_id)
     except ChatError as error:
-        websocket.app.state.metrics.refused("websocket", error.code)
+        conn.app.state.metrics.refused("websocket", error.code)
         raise door.refusal(error) from None
     except Exception as exc:
         # The database is away: a server fault (1011 on every route), not a refused
@@ -225,20 +248,9 @@ async def handshake(
         fault = database_fault(exc, door=door.route, action="connect")
         if fault is None:
             raise
-        websocket.app.state.metrics.refused("websocket", fault.code)
+        conn.app.state.metrics.refused("websocket", fault.code)
         raise Refused(SERVER_FAULT, fault.message) from None
     return actor, conversation_id
-
-
-async def receive_loop(door: Door, session: Session) -> None:
-    """Read frames until the client leaves, or the server closed the connection (a close, a
-    cut-off: uvicorn then reports the disconnect here too)."""
-    receive = session.websocket.receive
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        await dispatch(door, session, message)
 
 
 async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.websockets import WebSocket
+from starlette.requests import HTTPConnection
 
 from backend.auth.accounts import device_actor
 from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
@@ -43,8 +43,8 @@ class WsMobileDoor(Door):
         "read_receipt": read_receipt,
     }
 
-    async def authenticate(self, websocket: WebSocket, settings: Settings) -> Actor:
-        return await device_actor(websocket.query_params.get("device_id"))
+    async def authenticate(self, conn: HTTPConnection, settings: Settings) -> Actor:
+        return await device_actor(conn.query_params.get("device_id"))
 
     async def welcome(self, session: Session) -> None:
         cid = session.conversation_id

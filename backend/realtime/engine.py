@@ -20,6 +20,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 
+from backend.realtime.queues import LeanQueue
 from backend.realtime.wire import Wire
 
 #: How long Engine.IO's close waits for the frames before it to leave.
@@ -81,6 +82,8 @@ class DirectWebSocket(eio_asgi.WebSocket):
                         break
                     except Exception:
                         server.logger.exception("Unknown receive error")
+                    # Not held while waiting for the next: an idle socket's last packet.
+                    data = pkt = None
         except (Exception, asyncio.CancelledError):
             # The client left or went silent, a frame was not Engine.IO, or the server is
             # stopping: Engine.IO ends the loop on any of them, and so does this one.
@@ -90,19 +93,29 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
 
     async def _write_queued(self, socket: Any) -> None:
-        """Engine.IO's writer task: what waits in the socket's queue, in order."""
+        """Engine.IO's writer task: what waits in the socket's queue, in order, until the
+        ``None`` that ``_serve`` puts when the connection ends.
+
+        It waits on the queue itself, where Engine.IO's ``poll`` wraps each wait in an
+        ``asyncio.wait_for`` (a task and a timer held by every idle socket, about 1.3 KB)
+        whose timeout only ends the writer of a client gone silent. Such a client is ended
+        by ``_serve``'s read deadline (and Engine.IO's ping check), after which ``_serve``
+        puts the ``None``. Packets leave in order, each ``send`` a write to the wire that
+        does not wait, as before."""
+        queue = socket.queue
         while True:
             try:
-                packets = await socket.poll()
-            except eio_exceptions.QueueEmpty:
+                pkt = await queue.get()
+            except asyncio.CancelledError:  # as Engine.IO's poll: the writer just ends
                 break
-            if not packets:  # the connection is closing
+            queue.task_done()
+            if pkt is None:  # the connection is closing
                 break
             try:
-                for pkt in packets:
-                    await self.send(pkt.encode())
+                await self.send(pkt.encode())
             except Exception:
                 break
+            pkt = None  # not held while waiting for the next
         await self.close()
 
     async def send(self, message: str | bytes) -> None:
@@ -122,16 +135,49 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await super().close()
 
 
+class _NoBody:
+    """The request body of a WebSocket upgrade, which has none."""
+
+    __slots__ = ()
+
+    async def read(self, length: int | None = None) -> bytes:
+        return b""
+
+
+_NO_BODY = _NoBody()
+
+
+async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
+    """Engine.IO's ASGI ``translate_request``, minus its body reader on WebSocket upgrades.
+
+    The reader (``wsgi.input``) is an instance of a class the driver defines anew on every
+    request, about 3 KB with the class, and python-socketio keeps the environ for the
+    connection's life. An upgrade has no body: a shared empty reader takes its place."""
+    environ: dict[str, Any] = await eio_asgi.translate_request(scope, receive, send)
+    if scope["type"] == "websocket" and "wsgi.input" in environ:
+        environ["wsgi.input"] = _NO_BODY
+    return environ
+
+
 class EngineServer(engineio.AsyncServer):
-    """python-engineio's server with a ``Wire`` per WebSocket connection (see module doc)."""
+    """python-engineio's server with a ``Wire`` per WebSocket connection (see module doc),
+    a ``LeanQueue`` per socket, and no per-request body reader kept on WebSocket sockets."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._async = {**self._async, "websocket": DirectWebSocket}
+        self._async = {**self._async, "websocket": DirectWebSocket,
+                       "translate_request": translate_request}
         #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
         self.wires: dict[str, tuple[Wire, Any]] = {}
         #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
         self.max_backlog = 4 * 1024 * 1024
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> Any:
+        """Each socket's packet queue: a ``LeanQueue`` (an idle ``asyncio.Queue`` is about
+        2.8 KB per connection). Anything else asking for options gets ``asyncio.Queue``."""
+        if args or kwargs:
+            return super().create_queue(*args, **kwargs)
+        return LeanQueue()
 
     def direct_wire(self, sid: str) -> Wire | None:
         """The socket's wire, when writing to it now keeps the socket's packet order: the
@@ -143,7 +189,7 @@ class EngineServer(engineio.AsyncServer):
             return None
         wire, socket = entry
         if (socket.upgrading or not socket.upgraded or socket.closing
-                or socket.queue._unfinished_tasks):
+                or socket.queue.unfinished_tasks):
             return None
         return wire
 

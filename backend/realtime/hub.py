@@ -132,9 +132,13 @@ class Realtime:
         self.app = app
         register_namespaces(self, app)
 
-    def asgi(self, other_app: Any) -> socketio.ASGIApp:
-        """The ASGI app: Socket.IO at ``/socket.io/``, everything else to ``other_app``."""
-        return socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
+    def asgi(self, other_app: Any) -> Any:
+        """The ASGI app: the raw WebSocket routes of ``other_app`` straight to their doors
+        (``RawRoutes``), Socket.IO at ``/socket.io/``, everything else to ``other_app``."""
+        from backend.raw.routes import RawRoutes  # the raw doors import this module
+
+        sio = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
+        return RawRoutes(other_app, sio)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -61,7 +61,7 @@ class LocalPresence:
         self.connections: Counter[str] = Counter()
         self.rooms: dict[str, Counter[str]] = {}
         self.typing: dict[str, set[str]] = {}
-        self.announced: dict[str, set[int]] = {}
+        self.announced: dict[str, list[int]] = {}
 
     async def connect(self, actor_key: str) -> bool:
         self.connections[actor_key] += 1
@@ -108,7 +108,11 @@ class LocalPresence:
             self.typing.get(room, set()).discard(actor_key)
 
     async def announce_online(self, actor_key: str, conversation_id: int) -> None:
-        self.announced.setdefault(actor_key, set()).add(conversation_id)
+        # A list, not a set: one per online user, nearly always of one or a few ids (an
+        # empty set is 216 bytes).
+        announced = self.announced.setdefault(actor_key, [])
+        if conversation_id not in announced:
+            announced.append(conversation_id)
 
     async def take_announced(self, actor_key: str) -> list[int]:
         return sorted(self.announced.pop(actor_key, ()))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -98,7 +97,9 @@ class Wire:
         self.transport = connection.transport
         self.max_backlog = max_backlog
         self.cut_off = False
-        self._backlog: deque[bytes] = deque()
+        # A list, not a deque: it is only appended to and emptied whole, and an empty list
+        # is about 60 bytes against a deque's 600 on every idle connection.
+        self._backlog: list[bytes] = []
         self._pending = 0
         self._drainer: asyncio.Task[None] | None = None
 

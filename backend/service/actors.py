@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from models import Customer, MobileSession, SenderType, User
 
@@ -16,6 +16,9 @@ class Actor:
     user: User | None = None
     device: MobileSession | None = None
     customer: Customer | None = None
+    #: ``key``, made on first use: the room tables and counters of a connection then all
+    #: hold one string rather than a copy each.
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of_user(cls, user: User) -> Actor:
@@ -32,13 +35,18 @@ class Actor:
     @property
     def key(self) -> str:
         """A stable string naming the actor, used for idempotency, reactions and receipts."""
-        if self.user is not None:
-            return f"user:{self.user.id}"
-        if self.device is not None:
-            return f"mobile:{self.device.device_id}"
-        if self.customer is not None:
-            return f"customer:{self.customer.id}"
-        return "system"
+        key = self._key
+        if key is None:
+            if self.user is not None:
+                key = f"user:{self.user.id}"
+            elif self.device is not None:
+                key = f"mobile:{self.device.device_id}"
+            elif self.customer is not None:
+                key = f"customer:{self.customer.id}"
+            else:
+                key = "system"
+            object.__setattr__(self, "_key", key)  # frozen: set once, as the fields were
+        return key
 
     @property
     def is_staff(self) -> bool:

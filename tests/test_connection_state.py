@@ -1,0 +1,218 @@
+"""What each open connection keeps: the lean queue and event behave as asyncio's do, uvicorn's
+WebSocket protocol as trimmed by backend/realtime/protocol.py still speaks WebSocket and lets
+the handshake response go, Engine.IO keeps no per-request body reader on WebSocket sockets, and
+raw upgrades reach their door without Starlette's routing chain."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
+
+from backend.raw.adapter import Endpoint
+from backend.raw.routes import RawRoutes
+from backend.raw.ws_chat import WsChatDoor
+from backend.realtime import engine
+from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
+from backend.realtime.queues import LeanEvent, LeanQueue
+
+# -- LeanQueue --------------------------------------------------------------------------------
+
+
+async def test_lean_queue_is_fifo_and_counts_unfinished_items() -> None:
+    queue: LeanQueue[int] = LeanQueue()
+    assert queue.empty() and queue.qsize() == 0 and not queue.full()
+    with pytest.raises(asyncio.QueueEmpty):
+        queue.get_nowait()
+    for i in range(3):
+        await queue.put(i)
+    assert queue.qsize() == 3 and queue.unfinished_tasks == 3
+    assert [queue.get_nowait(), await queue.get(), queue.get_nowait()] == [0, 1, 2]
+    assert queue.empty()
+    for _ in range(3):
+        queue.task_done()
+    with pytest.raises(ValueError):
+        queue.task_done()
+    await asyncio.wait_for(queue.join(), 1)  # nothing unfinished: returns at once
+
+
+async def test_lean_queue_wakes_waiting_getters_in_order() -> None:
+    queue: LeanQueue[str] = LeanQueue()
+    first = asyncio.ensure_future(queue.get())
+    second = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("a")
+    queue.put_nowait("b")
+    assert await asyncio.wait_for(asyncio.gather(first, second), 1) == ["a", "b"]
+
+
+async def test_a_cancelled_get_loses_no_item() -> None:
+    queue: LeanQueue[str] = LeanQueue()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.01)  # as Engine.IO's poll waits
+    waiting = asyncio.ensure_future(queue.get())
+    other = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("item")  # wakes ``waiting``...
+    waiting.cancel()  # ...which is cancelled before it takes the item
+    assert await asyncio.wait_for(other, 1) == "item"
+    assert waiting.cancelled()
+
+
+async def test_join_waits_for_every_task_done() -> None:
+    queue: LeanQueue[int] = LeanQueue()
+    queue.put_nowait(1)
+    queue.put_nowait(2)
+    joined = asyncio.ensure_future(queue.join())
+    queue.get_nowait()
+    queue.task_done()
+    await asyncio.sleep(0.01)
+    assert not joined.done()
+    queue.get_nowait()
+    queue.task_done()
+    await asyncio.wait_for(joined, 1)
+
+
+async def test_lean_event_wakes_every_waiter_and_forgets_cancelled_ones() -> None:
+    event = LeanEvent()
+    assert not event.is_set()
+    waiters = [asyncio.ensure_future(event.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()
+    await asyncio.sleep(0)
+    event.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters[1:]), 1) == [True, True]
+    assert waiters[0].cancelled()
+    assert await asyncio.wait_for(event.wait(), 1)  # set: returns at once
+    event.clear()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(event.wait(), 0.01)
+    assert event._waiters is None  # nothing left behind by the timed-out wait
+
+
+# -- uvicorn's protocol, trimmed ----------------------------------------------------------
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(
+            name, default)
+
+
+async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() -> None:
+    received: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # The scope's copy of the headers stays.
+        assert (b"host", b"test") in [(k.lower(), v) for k, v in scope["headers"]]
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        received.append(await receive())
+        await send({"type": "websocket.send", "text": "pong"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None)
+    config.load()
+    assert config.ws_protocol_class is WebSocketProtocol
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    assert isinstance(protocol.queue, LeanQueue) and isinstance(protocol.writable, LeanEvent)
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    await asyncio.sleep(0.01)
+    assert transport.written.startswith(b"HTTP/1.1 101")
+    assert protocol.response is None  # sent, and let go
+    assert not protocol.request.headers  # emptied (websockets' parser still holds it)
+    # A masked client text frame, as a client sends it.
+    protocol.pause_writing()  # the transport pushes back: the app's send waits
+    protocol.data_received(Frame(Opcode.TEXT, b"ping").serialize(mask=True, extensions=[]))
+    await asyncio.sleep(0.01)
+    assert received == [{"type": "websocket.receive", "text": "ping"}]
+    assert not transport.written.endswith(b"\x81\x04pong")
+    protocol.resume_writing()
+    await asyncio.sleep(0.01)
+    assert transport.written.endswith(b"\x81\x04pong")
+
+
+# -- Engine.IO ------------------------------------------------------------------------------
+
+
+async def test_engineio_keeps_no_body_reader_on_websocket_upgrades() -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    scope = {"type": "websocket", "path": "/socket.io/", "query_string": b"EIO=4",
+             "headers": [(b"host", b"test")]}
+    environ = await engine.translate_request(scope, receive, None)
+    assert environ["wsgi.input"] is engine._NO_BODY
+    assert await environ["wsgi.input"].read() == b""
+    assert environ["HTTP_HOST"] == "test" and environ["QUERY_STRING"] == "EIO=4"
+
+
+def test_engineio_sockets_get_a_lean_queue() -> None:
+    server = engine.EngineServer(async_mode="asgi")
+    assert isinstance(server.create_queue(), LeanQueue)
+    assert isinstance(server.create_queue(maxsize=1), asyncio.Queue)
+
+
+# -- raw routes -------------------------------------------------------------------------------
+
+
+async def test_raw_upgrades_go_straight_to_their_door_and_the_rest_to_the_fallback() -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording(Endpoint):
+        __slots__ = ()
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            seen.append(("door", scope))
+
+    async def fallback(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(("fallback", scope))
+
+    async def http(request: Any) -> Any:
+        raise AssertionError("not called")
+
+    app = Starlette(routes=[Route("/ws/chat/{conversation_id}/", http),
+                            WebSocketRoute("/ws/chat/{conversation_id}/",
+                                           Recording(WsChatDoor()))])
+    routes = RawRoutes(app, fallback)
+    for kind, path in (("websocket", "/ws/chat/12/"), ("websocket", "/socket.io/"),
+                       ("http", "/ws/chat/12/")):
+        await routes({"type": kind, "path": path, "root_path": "", "headers": []}, None, None)
+    (door, scope), *rest = seen
+    assert door == "door" and scope["path_params"] == {"conversation_id": "12"}
+    assert scope["app"] is app and scope["router"] is app.router
+    assert [(where, scope["path"]) for where, scope in rest] == [
+        ("fallback", "/socket.io/"), ("fallback", "/ws/chat/12/")]
