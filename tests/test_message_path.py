@@ -26,6 +26,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from backend.database import close_database, open_database, tortoise_config
+from backend.service import store
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.clock import now
@@ -251,6 +252,39 @@ async def test_sqlite_sends_fail_alone_on_the_loops_own_connection(sqlite_databa
     totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
     assert totals == {x: 1, y: 2}
     assert await members_unread(x) == {people[0].id: 0, people[1].id: 1, people[2].id: 1}
+
+
+async def test_sqlite_sends_of_one_turn_share_one_transaction(sqlite_database: str) -> None:
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    x, y = await group_of(chat, people), await group_of(chat, people)
+    keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
+    await insert_message(sent(x, people[0]), keep)  # opens the send path's connection
+    transactions: list[str] = []
+    inline = store._INLINE._connection
+    assert inline is not None
+    inline.set_trace_callback(
+        lambda sql: transactions.append(sql) if sql.startswith("BEGIN") else None)
+    try:
+        # Submitted in one turn: one transaction, each send with its own outcome, and a sender
+        # that gives up before the write leaves nothing behind.
+        tasks = [asyncio.ensure_future(insert_message(message, keep)) for message in (
+            sent(x, people[0], "k"), sent(x, people[0], "k"), sent(y, people[0]),
+            sent(y, people[0], "gives up"), sent(y, people[0], content="lone \ud800 surrogate"),
+            sent(y, people[0], "after"))]
+        await asyncio.sleep(0)  # each task reaches its submit
+        tasks[3].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        inline.set_trace_callback(None)
+    assert [type(r) for r in results] == [int, IntegrityError, int, asyncio.CancelledError,
+                                          UnicodeEncodeError, int]
+    assert transactions == ["BEGIN IMMEDIATE"]
+    assert not await Message.filter(conversation_id=y, client_msg_id="gives up").exists()
+    totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
+    assert totals == {x: 2, y: 2}
+    # Alone in its turn, a send is a transaction of its own, at once.
+    assert isinstance(await insert_message(sent(y, people[0]), keep), int)
 
 
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
