@@ -29,7 +29,7 @@ from backend.observability.logs import (
     TextFormatter,
     redact,
 )
-from backend.observability.request_ids import incoming_id
+from backend.observability.request_ids import RequestIds, incoming_id
 from tests.support.client import Api
 from tests.support.server import ROOT, TEST_SECRET, ServerProcess, start_server
 from tests.support.services import free_port
@@ -251,3 +251,23 @@ def test_incoming_request_ids_must_be_sane() -> None:
     assert incoming_id(scope(b"a b")) is None
     assert incoming_id(scope(b'a"}\n{"level":"ERROR"')) is None
     assert incoming_id({"headers": []}) is None
+
+
+async def test_a_websocket_keeps_its_request_id_for_its_life_and_gets_it_echoed() -> None:
+    seen: list[str | None] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "websocket.accept", "headers": [(b"x-request-id", b"theirs")]})
+        seen.append(REQUEST_ID.get())
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def connection() -> None:  # uvicorn runs each connection in a task of its own
+        await RequestIds(app)({"type": "websocket", "headers": [(b"x-request-id", b"ws-1")]},
+                              None, send)
+
+    await asyncio.ensure_future(connection())
+    assert seen == ["ws-1"] and REQUEST_ID.get() is None  # set in the connection's task only
+    assert sent == [{"type": "websocket.accept", "headers": [(b"x-request-id", b"ws-1")]}]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from backend.observability.context import REQUEST_ID
@@ -28,24 +29,42 @@ class RequestIds:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
+        kind = scope["type"]
+        if kind == "http":
+            return self._request(scope, receive, send)
+        if kind == "websocket":
+            # Not a coroutine: each connection runs in a task of its own, whose context holds
+            # the id for the connection's life, so nothing is reset at its end, and no frame of
+            # this middleware stays under every open connection.
+            request_id = incoming_id(scope) or uuid.uuid4().hex
+            REQUEST_ID.set(request_id)
+            return self.app(scope, receive, SendWithId(send, request_id))
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+
+    async def _request(self, scope: Scope, receive: Any, send: Any) -> None:
         request_id = incoming_id(scope) or uuid.uuid4().hex
-        header = (HEADER, request_id.encode())
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] in ("http.response.start", "websocket.accept"):
-                headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
-                message = {**message, "headers": [*headers, header]}
-            await send(message)
-
         token = REQUEST_ID.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, SendWithId(send, request_id))
         finally:
             REQUEST_ID.reset(token)
+
+
+class SendWithId:
+    """An ASGI ``send`` that adds the request id header to the response or the accept."""
+
+    __slots__ = ("header", "send")
+
+    def __init__(self, send: Any, request_id: str) -> None:
+        self.send = send
+        self.header = (HEADER, request_id.encode())
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
+            message = {**message, "headers": [*headers, self.header]}
+        await self.send(message)
 
 
 def incoming_id(scope: Scope) -> str | None:
