@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import json
 import os
+import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
+import engineio
 import pytest
+import socketio
+import uvicorn
+import websockets
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
@@ -23,6 +31,8 @@ from backend.raw.ws_chat import WsChatDoor
 from backend.realtime import engine
 from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
 from backend.realtime.queues import LeanEvent, LeanQueue
+from backend.realtime.server import Server
+from backend.realtime.wire import DirectWires
 
 # -- LeanQueue --------------------------------------------------------------------------------
 
@@ -178,6 +188,112 @@ async def test_engineio_keeps_no_body_reader_on_websocket_upgrades() -> None:
     assert environ["wsgi.input"] is engine._NO_BODY
     assert await environ["wsgi.input"].read() == b""
     assert environ["HTTP_HOST"] == "test" and environ["QUERY_STRING"] == "EIO=4"
+
+
+@contextlib.asynccontextmanager
+async def engine_node(server: engine.EngineServer | None = None,
+                      app: Any = None) -> AsyncIterator[str]:
+    """``server`` (or ``app``) behind a real uvicorn (our WebSocket protocol, ``DirectWires``
+    outermost as in the app) on an ephemeral port: its Engine.IO URL."""
+    app = app or engineio.ASGIApp(server)
+    config = Config(app=DirectWires(app), host="127.0.0.1", port=0, ws=WS_PROTOCOL,
+                    ws_per_message_deflate=False, lifespan="off", log_level="warning")
+    node = uvicorn.Server(config)
+    listener = socket.create_server(("127.0.0.1", 0))  # listening: clients wait in its backlog
+    running = asyncio.ensure_future(node.serve(sockets=[listener]))
+    try:
+        port = listener.getsockname()[1]
+        path = "socket.io" if server is None else "engine.io"
+        yield f"ws://127.0.0.1:{port}/{path}/?EIO=4&transport=websocket"
+    finally:
+        node.should_exit = True
+        await running
+
+
+async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering() -> None:
+    server = engine.EngineServer(async_mode="asgi", ping_interval=0.2, ping_timeout=0.3)
+    gone: list[tuple[str, Any]] = []
+    server.on("disconnect", lambda sid, reason: gone.append((sid, reason)))
+    async with engine_node(server) as url, websockets.connect(url) as client:
+        opened = json.loads((await asyncio.wait_for(client.recv(), 5))[1:])
+        eio_socket = server.sockets[opened["sid"]]
+        # Two ping rounds answered: the connection stays, and no task sleeps for a ping.
+        for _ in range(2):
+            assert await asyncio.wait_for(client.recv(), 5) == "2"
+            assert not [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+            await client.send("3")
+        assert eio_socket.ping_timer is not None  # the next ping's timer
+        # The next ping goes unanswered: within ping_timeout the server ends the connection.
+        assert await asyncio.wait_for(client.recv(), 5) == "2"
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(client.recv(), 5)
+    assert gone == [(opened["sid"], server.reason.PING_TIMEOUT)]
+    assert not server.serving and not server.sockets
+
+
+async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_read() -> None:
+    server = engine.EngineServer(async_mode="asgi")
+    environs: list[dict[str, Any]] = []
+    server.on("connect", lambda sid, environ: environs.append(environ))
+    async with engine_node(server) as url, websockets.connect(
+            url + "&token=t", additional_headers={"Authorization": "Bearer b",
+                                                  "User-Agent": "x" * 500}) as client:
+        await asyncio.wait_for(client.recv(), 5)
+        environ, = environs
+        assert environ["QUERY_STRING"].endswith("&token=t")
+        assert environ["HTTP_AUTHORIZATION"] == "Bearer b"
+        assert "HTTP_USER_AGENT" not in environ and set(environ) <= engine.ENVIRON_KEPT
+
+
+def awaited_chain(task: asyncio.Task[Any]) -> list[str]:
+    """The names of the coroutines ``task`` is awaiting through, outermost first."""
+    names, coroutine = [], task.get_coro()
+    while coroutine is not None and hasattr(coroutine, "cr_code"):
+        names.append(coroutine.cr_code.co_qualname)
+        coroutine = coroutine.cr_await
+    return names
+
+
+def socketio_app(**options: Any) -> tuple[Server, Any]:
+    sio = Server(async_mode="asgi", frame_limit=65536, max_backlog=1 << 20, **options)
+    sio.manager_initialized = True
+    sio.manager.initialize()
+    return sio, engine.EngineEntry(socketio.ASGIApp(sio), sio, "socket.io")
+
+
+async def test_a_websocket_first_session_is_served_in_one_frame_and_others_as_before() -> None:
+    sio, app = socketio_app(cors_allowed_origins=["http://good.example"])
+    refuse = {"now": False}
+    admit = sio.eio.handlers["connect"]  # python-socketio's own
+
+    async def connect(sid: str, environ: dict[str, Any]) -> Any:
+        return False if refuse["now"] else await admit(sid, environ)
+
+    sio.eio.on("connect", connect)
+    async with engine_node(app=app) as url:
+        async with websockets.connect(url, origin="http://good.example") as client:
+            assert json.loads((await asyncio.wait_for(client.recv(), 5))[1:])["upgrades"] == []
+            serving, = sio.eio.serving.values()
+            chain = awaited_chain(serving)
+            assert "EngineServer.serve_websocket" in chain and "DirectWebSocket._serve" in chain
+            # None of Engine.IO's request frames stays under the connection.
+            assert not [name for name in chain if "handle_request" in name
+                        or "_handle_connect" in name or "handle_get_request" in name]
+            await client.send("3")  # a pong nobody asked for: ignored, the socket stays
+            await client.send("40/")  # Socket.IO CONNECT to "/": answered
+            assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")
+        # What Engine.IO refuses, it still refuses: an origin not allowed, a protocol version
+        # it does not speak, a rejected connection.
+        for query, origin in ((url, "http://evil.example"),
+                              (url.replace("EIO=4", "EIO=3"), "http://good.example")):
+            with pytest.raises(websockets.InvalidStatus):
+                async with websockets.connect(query, origin=origin):
+                    pass
+        refuse["now"] = True
+        with pytest.raises(websockets.InvalidStatus):
+            async with websockets.connect(url, origin="http://good.example"):
+                pass
+    assert not sio.eio.sockets and not sio.eio.serving
 
 
 def test_engineio_sockets_get_a_lean_queue() -> None:

@@ -13,18 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
+from urllib.parse import parse_qs
 
 import engineio
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
+from engineio.async_socket import AsyncSocket
 
 from backend.realtime.queues import LeanQueue
 from backend.realtime.wire import Wire
 
 #: How long Engine.IO's close waits for the frames before it to leave.
 CLOSE_FLUSH_SECONDS = 2.0
+#: The cancel message of a WebSocket loop whose client left a ping unanswered.
+PING_TIMEOUT = "ping timeout"
+#: What a WebSocket socket's environ keeps once it is served: what the namespaces' connect
+#: reads (``namespaces/base.py``), and what Engine.IO reads when the request ends.
+ENVIRON_KEPT = frozenset({"QUERY_STRING", "HTTP_AUTHORIZATION", "REMOTE_ADDR", "PATH_INFO",
+                          "REQUEST_METHOD", "asgi.scope", "asgi.send", "asgi.receive"})
+
+
+def keep_needed(environ: dict[str, Any]) -> None:
+    """Drop what nothing reads again from a served WebSocket's environ, in place (the request's
+    frames and python-socketio's ``environ`` table share it): its headers as ``HTTP_*``
+    strings, the WSGI keys. A dict does not shrink when keys are deleted: it is rebuilt."""
+    kept = {key: environ[key] for key in ENVIRON_KEPT if key in environ}
+    environ.clear()
+    environ.update(kept)
 
 
 class DirectWebSocket(eio_asgi.WebSocket):
@@ -49,8 +67,14 @@ class DirectWebSocket(eio_asgi.WebSocket):
             if socket.connected:  # an upgrade from long-polling: Engine.IO's own handler
                 await self.handler(self)
             else:
+                keep_needed(environ)
+                self.server.serving[sid] = asyncio.current_task()  # type: ignore[assignment]
                 await self._serve(socket)
         finally:
+            self.server.serving.pop(sid, None)
+            timer = getattr(socket, "ping_timer", None)
+            if timer is not None:
+                timer.cancel()
             if self.wire is not None:
                 self.server.wires.pop(sid, None)
                 self.wire.stop()
@@ -58,39 +82,49 @@ class DirectWebSocket(eio_asgi.WebSocket):
 
     async def _serve(self, socket: Any) -> None:
         """Engine.IO's WebSocket loop (``AsyncSocket._websocket_handler``) for a socket that
-        starts on WebSocket. The same steps, but the read timeout is one timer re-armed per
-        packet: Engine.IO makes a task and an ``asyncio.wait_for`` for every inbound packet."""
+        starts on WebSocket. The same steps, without a read timeout on each packet: Engine.IO
+        makes a task and an ``asyncio.wait_for`` for every inbound packet, to end the loop of a
+        client gone silent; here the ping's timer does it (``EngineServer._pong_overdue``
+        cancels this loop when a ping goes unanswered for ``ping_timeout``)."""
         socket.connected = socket.upgraded = True
-        writer = asyncio.ensure_future(self._write_queued(socket))
         server = socket.server
-        idle = server.ping_interval + server.ping_timeout
-        loop = asyncio.get_running_loop()
+        writer = None
+        if self.wire is None:  # not our WebSocket protocol: Engine.IO's writer task
+            writer = asyncio.ensure_future(self._write_queued(socket))
+        else:
+            socket.queue = WireQueue(self.wire, socket.queue)
         try:
-            async with asyncio.timeout(None) as deadline:
-                while True:
-                    deadline.reschedule(loop.time() + idle)
-                    data = await self.wait()
-                    deadline.reschedule(None)  # the handler's own time is not the client's
-                    if len(data) > server.max_http_buffer_size:
-                        break
-                    pkt = eio_packet.Packet(encoded_packet=data)
-                    try:
-                        await socket.receive(pkt)
-                    except eio_exceptions.UnknownPacketError:
-                        pass
-                    except eio_exceptions.SocketIsClosedError:
-                        break
-                    except Exception:
-                        server.logger.exception("Unknown receive error")
-                    # Not held while waiting for the next: an idle socket's last packet.
-                    data = pkt = None
-        except (Exception, asyncio.CancelledError):
+            while True:
+                data = await self.wait()
+                if len(data) > server.max_http_buffer_size:
+                    break
+                pkt = eio_packet.Packet(encoded_packet=data)
+                try:
+                    await socket.receive(pkt)
+                except eio_exceptions.UnknownPacketError:
+                    pass
+                except eio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    server.logger.exception("Unknown receive error")
+                # Not held while waiting for the next: an idle socket's last packet.
+                data = pkt = None
+        except (Exception, asyncio.CancelledError) as exc:
             # The client left or went silent, a frame was not Engine.IO, or the server is
             # stopping: Engine.IO ends the loop on any of them, and so does this one.
-            pass
-        await socket.queue.put(None)  # unlock the writer so it can exit
-        await writer
-        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+            if exc.args == (PING_TIMEOUT,):  # our own cancel, not the server's
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                reason = server.reason.PING_TIMEOUT
+            else:
+                reason = server.reason.TRANSPORT_CLOSE
+        else:
+            reason = server.reason.TRANSPORT_CLOSE
+        if writer is not None:
+            await socket.queue.put(None)  # unlock the writer so it can exit
+            await writer
+        else:
+            await self.close()
+        await socket.close(wait=False, abort=True, reason=reason)
 
     async def _write_queued(self, socket: Any) -> None:
         """Engine.IO's writer task: what waits in the socket's queue, in order, until the
@@ -135,6 +169,69 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await super().close()
 
 
+class WireQueue:
+    """The packet queue of a socket served by ``DirectWebSocket._serve`` on a ``Wire``: a
+    packet put is written to the wire at once, which keeps the order of everything sent on the
+    connection. No writer task waits on it (about 1 KB per idle socket with its queue).
+
+    It takes what Engine.IO put in the socket's queue before (the OPEN packet) first. Engine.IO
+    puts and joins; the ``None`` that ends a writer, and the wait of ``join``, have nothing to
+    do here: what was put is already on the wire."""
+
+    __slots__ = ("wire",)
+
+    #: Nothing is ever waiting (``EngineServer.direct_wire`` reads it).
+    unfinished_tasks = 0
+
+    def __init__(self, wire: Wire, queued: Any) -> None:
+        self.wire = wire
+        while not queued.empty():
+            self.put_nowait(queued.get_nowait())
+            queued.task_done()
+
+    def put_nowait(self, pkt: eio_packet.Packet | None) -> None:
+        if pkt is None:
+            return
+        encoded = pkt.encode()
+        if isinstance(encoded, bytes):
+            self.wire.write_bytes(encoded)
+        else:
+            self.wire.write_text(encoded)
+
+    async def put(self, pkt: eio_packet.Packet | None) -> None:
+        self.put_nowait(pkt)
+
+    async def join(self) -> None:
+        return None
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+
+class EngineEntry:
+    """ASGI app in front of Socket.IO's: a connection that ``opens_on_websocket`` at the
+    Engine.IO path goes straight to ``EngineServer.serve_websocket``, the rest to ``app``
+    (and so does everything until python-socketio's manager is initialized, which its
+    ``handle_request`` would do). Not a coroutine: it returns the chosen app's, so no frame of
+    its own stays under every connection."""
+
+    __slots__ = ("app", "path", "sio")
+
+    def __init__(self, app: Any, sio: Any, path: str) -> None:
+        self.app = app
+        self.sio = sio
+        self.path = f"/{path.strip('/')}/"
+
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if (scope["type"] == "websocket" and f"{scope['path'].rstrip('/')}/" == self.path
+                and self.sio.manager_initialized and EngineServer.opens_on_websocket(scope)):
+            return self.sio.eio.serve_websocket(scope, receive, send)
+        return self.app(scope, receive, send)
+
+
 class _NoBody:
     """The request body of a WebSocket upgrade, which has none."""
 
@@ -169,8 +266,72 @@ class EngineServer(engineio.AsyncServer):
                        "translate_request": translate_request}
         #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
         self.wires: dict[str, tuple[Wire, Any]] = {}
+        #: Engine.IO sid → the task running ``DirectWebSocket._serve`` for it.
+        self.serving: dict[str, asyncio.Task[Any]] = {}
         #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
         self.max_backlog = 4 * 1024 * 1024
+
+    @staticmethod
+    def opens_on_websocket(scope: dict[str, Any]) -> bool:
+        """A WebSocket that opens an Engine.IO 4 session (``transport=websocket``, no ``sid``,
+        no JSONP index), as socket.io-client with ``transports: ["websocket"]`` and the
+        mobile SDKs open theirs: what ``serve_websocket`` takes. Anything else (an upgrade
+        from long-polling, a query Engine.IO refuses) goes through ``handle_request``."""
+        if scope["type"] != "websocket":
+            return False
+        try:
+            query = parse_qs(scope.get("query_string", b"").decode())
+        except UnicodeDecodeError:
+            return False
+        return (query.get("EIO") == ["4"] and query.get("transport") == ["websocket"]
+                and "sid" not in query and "j" not in query)
+
+    async def serve_websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Engine.IO's ``handle_request`` and ``_handle_connect`` for a connection that
+        ``opens_on_websocket``: the same checks, packets and events, in the same order, in
+        one coroutine frame. Engine.IO's way keeps six frames of the upgrade request (and
+        the parsed query) under the connection for its life, about 2 KB per idle socket."""
+        environ = await translate_request(scope, receive, send)
+        if not environ:  # the client left before its upgrade was read
+            return
+        refused = self._refused_origin(environ)
+        if refused is not None:
+            await self._make_response(refused, environ)
+            return
+        if self.start_service_task:  # as _handle_connect: the ping checks of every socket
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        socket = AsyncSocket(self, sid)
+        self.sockets[sid] = socket
+        await socket.send(eio_packet.Packet(eio_packet.OPEN, {
+            "sid": sid,
+            "upgrades": self._upgrades(sid, "websocket"),
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+            "maxPayload": self.max_http_buffer_size,
+        }))
+        accepted = await self._trigger_event("connect", sid, environ, run_async=False)
+        if accepted is not None and accepted is not True:
+            del self.sockets[sid]
+            self.logger.warning("Application rejected connection")
+            await self._make_response(self._unauthorized(accepted or None), environ)
+            return
+        socket.schedule_ping()
+        await DirectWebSocket(socket._websocket_handler, self)(environ)
+        if socket.closed and sid in self.sockets:
+            del self.sockets[sid]
+
+    def _refused_origin(self, environ: dict[str, Any]) -> dict[str, Any] | None:
+        """``handle_request``'s origin check: the response refusing the request, or None."""
+        origin = environ.get("HTTP_ORIGIN")
+        if self.cors_allowed_origins == [] or not origin:
+            return None
+        allowed = self._cors_allowed_origins(environ)
+        if allowed is None or origin in allowed:
+            return None
+        self._log_error_once(origin + " is not an accepted origin.", "bad-origin")
+        return self._bad_request(origin + " is not an accepted origin.")  # type: ignore[no-any-return]
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         """Each socket's packet queue: a ``LeanQueue`` (an idle ``asyncio.Queue`` is about
@@ -178,6 +339,42 @@ class EngineServer(engineio.AsyncServer):
         if args or kwargs:
             return super().create_queue(*args, **kwargs)
         return LeanQueue()
+
+    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
+        """Engine.IO's next ping is a timer, not a task sleeping (about 1.5 KB per idle
+        socket): ``schedule_ping`` starts ``_send_ping`` here after each pong."""
+        socket = getattr(target, "__self__", None)
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args:
+            self._arm(socket, self.ping_interval, self._ping)
+            return None
+        return super().start_background_task(target, *args, **kwargs)
+
+    @staticmethod
+    def _arm(socket: Any, delay: float, callback: Any) -> None:
+        """The socket's one ping timer: the next ping, or the deadline of the last one."""
+        timer = getattr(socket, "ping_timer", None)
+        if timer is not None:
+            timer.cancel()
+        socket.ping_timer = asyncio.get_running_loop().call_later(delay, callback, socket)
+
+    def _ping(self, socket: Any) -> None:
+        """``AsyncSocket._send_ping`` after its sleep: the ping goes to the socket's queue,
+        and its answer is due within ``ping_timeout``."""
+        socket.ping_timer = None
+        if socket.closing or socket.closed:
+            return
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+        self._arm(socket, self.ping_timeout, self._pong_overdue)
+
+    def _pong_overdue(self, socket: Any) -> None:
+        """No pong within ``ping_timeout``: a socket served by ``DirectWebSocket._serve`` has
+        its loop cancelled, which closes it. (Engine.IO's service task finds the others,
+        long-polling ones, and its own WebSocket loop has a read timeout.)"""
+        socket.ping_timer = None
+        task = self.serving.get(socket.sid)
+        if task is not None and socket.last_ping is not None:
+            task.cancel(PING_TIMEOUT)
 
     def direct_wire(self, sid: str) -> Wire | None:
         """The socket's wire, when writing to it now keeps the socket's packet order: the

@@ -20,6 +20,7 @@ from backend.cluster.presence import ClusterPresence, Departures
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
 from backend.realtime.codec import OrjsonCodec
+from backend.realtime.engine import EngineEntry
 from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.realtime.members import Member
 from backend.realtime.origins import origin_allowed
@@ -138,7 +139,7 @@ class Realtime:
         from backend.raw.routes import RawRoutes  # the raw doors import this module
 
         sio = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
-        return RawRoutes(other_app, sio)
+        return RawRoutes(other_app, EngineEntry(sio, self.sio, "socket.io"))
 
     # -- lifecycle --------------------------------------------------------------------------
 
