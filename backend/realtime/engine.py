@@ -7,6 +7,18 @@ and the fan-out writes an event's pre-built Engine.IO frame straight to it whene
 that socket waits in Engine.IO's queue, so packets keep their order. Long-polling sockets, and
 sockets in the middle of an upgrade, keep Engine.IO's own path; the protocol is untouched.
 Packets sent to one socket (acks, CONNECT answers) take the same direct path.
+
+A socket opened on WebSocket (socket.io-client with ``transports: ["websocket"]``, the mobile
+SDKs) holds as little as its state needs, for as long as it is open:
+
+- ``EngineEntry`` hands its upgrade to ``EngineServer.serve_websocket``: Engine.IO's request
+  handling and connect, in one frame instead of six;
+- its queue is a ``WireQueue``: what Engine.IO puts is written to the wire at once, no writer
+  task waits;
+- its next ping is a timer (``EngineServer.start_background_task``), not a sleeping task, and
+  the same timer, re-armed after each ping, ends a client that leaves one unanswered (instead
+  of a read timeout re-armed on every packet);
+- its environ keeps what the namespaces' connect reads (``keep_needed``).
 """
 
 from __future__ import annotations
