@@ -231,6 +231,40 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
     assert not server.serving and not server.sockets
 
 
+async def test_a_handler_running_past_the_ping_deadline_is_not_cut_short() -> None:
+    # As python-socketio runs it: a socket's messages handled in its loop, one at a time.
+    server = engine.EngineServer(async_mode="asgi", ping_interval=0.2, ping_timeout=0.3,
+                                 async_handlers=False)
+    release, handled, gone = asyncio.Event(), [], []
+
+    async def slow(sid: str, data: Any) -> None:
+        await release.wait()
+        handled.append(data)
+
+    server.on("message", slow)
+    server.on("disconnect", lambda sid, reason: gone.append(reason))
+    async with engine_node(server) as url, websockets.connect(url) as client:
+        await asyncio.wait_for(client.recv(), 5)  # OPEN
+        await client.send("4work")  # its handler runs past the next ping's deadline
+        assert await asyncio.wait_for(client.recv(), 5) == "2"
+        await client.send("3")  # unread behind the handler
+        served, = server.serving.values()
+        deadline = asyncio.Event()
+        overdue = served.ping_overdue
+
+        def record() -> None:
+            overdue()
+            deadline.set()
+
+        served.ping_overdue = record  # type: ignore[method-assign]
+        await asyncio.wait_for(deadline.wait(), 5)  # ping_timeout passes during the handler
+        assert served.overdue and not served.reading and not gone
+        release.set()
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(client.recv(), 5)
+    assert handled == ["work"] and gone == [server.reason.PING_TIMEOUT]
+
+
 async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_read() -> None:
     server = engine.EngineServer(async_mode="asgi")
     environs: list[dict[str, Any]] = []
@@ -273,8 +307,9 @@ async def test_a_websocket_first_session_is_served_in_one_frame_and_others_as_be
     async with engine_node(app=app) as url:
         async with websockets.connect(url, origin="http://good.example") as client:
             assert json.loads((await asyncio.wait_for(client.recv(), 5))[1:])["upgrades"] == []
-            serving, = sio.eio.serving.values()
-            chain = awaited_chain(serving)
+            served, = sio.eio.serving.values()
+            assert served.task is not None
+            chain = awaited_chain(served.task)
             assert "EngineServer.serve_websocket" in chain and "DirectWebSocket._serve" in chain
             # None of Engine.IO's request frames stays under the connection.
             assert not [name for name in chain if "handle_request" in name

@@ -64,6 +64,11 @@ class DirectWebSocket(eio_asgi.WebSocket):
         super().__init__(handler, server)
         self.server: EngineServer = server
         self.wire: Wire | None = None
+        #: The task running ``_serve``; whether it is waiting for the client's next packet
+        #: (not running a handler); whether a ping went unanswered (``ping_overdue``).
+        self.task: asyncio.Task[Any] | None = None
+        self.reading = False
+        self.overdue = False
 
     async def __call__(self, environ: dict[str, Any]) -> str:
         self.asgi_receive = environ["asgi.receive"]
@@ -80,7 +85,8 @@ class DirectWebSocket(eio_asgi.WebSocket):
                 await self.handler(self)
             else:
                 keep_needed(environ)
-                self.server.serving[sid] = asyncio.current_task()  # type: ignore[assignment]
+                self.task = asyncio.current_task()
+                self.server.serving[sid] = self
                 await self._serve(socket)
         finally:
             self.server.serving.pop(sid, None)
@@ -96,8 +102,7 @@ class DirectWebSocket(eio_asgi.WebSocket):
         """Engine.IO's WebSocket loop (``AsyncSocket._websocket_handler``) for a socket that
         starts on WebSocket. The same steps, without a read timeout on each packet: Engine.IO
         makes a task and an ``asyncio.wait_for`` for every inbound packet, to end the loop of a
-        client gone silent; here the ping's timer does it (``EngineServer._pong_overdue``
-        cancels this loop when a ping goes unanswered for ``ping_timeout``)."""
+        client gone silent; here the ping's timer does it (``ping_overdue``)."""
         socket.connected = socket.upgraded = True
         server = socket.server
         writer = None
@@ -106,8 +111,10 @@ class DirectWebSocket(eio_asgi.WebSocket):
         else:
             socket.queue = WireQueue(self.wire, socket.queue)
         try:
-            while True:
+            while not self.overdue:
+                self.reading = True
                 data = await self.wait()
+                self.reading = False
                 if len(data) > server.max_http_buffer_size:
                     break
                 pkt = eio_packet.Packet(encoded_packet=data)
@@ -126,17 +133,21 @@ class DirectWebSocket(eio_asgi.WebSocket):
             # stopping: Engine.IO ends the loop on any of them, and so does this one.
             if exc.args == (PING_TIMEOUT,):  # our own cancel, not the server's
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                reason = server.reason.PING_TIMEOUT
-            else:
-                reason = server.reason.TRANSPORT_CLOSE
-        else:
-            reason = server.reason.TRANSPORT_CLOSE
         if writer is not None:
             await socket.queue.put(None)  # unlock the writer so it can exit
             await writer
         else:
             await self.close()
+        reason = server.reason.PING_TIMEOUT if self.overdue else server.reason.TRANSPORT_CLOSE
         await socket.close(wait=False, abort=True, reason=reason)
+
+    def ping_overdue(self) -> None:
+        """The client left a ping unanswered for ``ping_timeout``: end the loop, at once when
+        it waits for the client, else once the handler it runs returns (a handler is not cut
+        short: its pong may just wait unread behind it, as Engine.IO's own check would see)."""
+        self.overdue = True
+        if self.reading and self.task is not None:
+            self.task.cancel(PING_TIMEOUT)
 
     async def _write_queued(self, socket: Any) -> None:
         """Engine.IO's writer task: what waits in the socket's queue, in order, until the
@@ -278,8 +289,8 @@ class EngineServer(engineio.AsyncServer):
                        "translate_request": translate_request}
         #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
         self.wires: dict[str, tuple[Wire, Any]] = {}
-        #: Engine.IO sid → the task running ``DirectWebSocket._serve`` for it.
-        self.serving: dict[str, asyncio.Task[Any]] = {}
+        #: Engine.IO sid → the WebSocket whose ``_serve`` runs for it.
+        self.serving: dict[str, DirectWebSocket] = {}
         #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
         self.max_backlog = 4 * 1024 * 1024
 
@@ -381,12 +392,12 @@ class EngineServer(engineio.AsyncServer):
 
     def _pong_overdue(self, socket: Any) -> None:
         """No pong within ``ping_timeout``: a socket served by ``DirectWebSocket._serve`` has
-        its loop cancelled, which closes it. (Engine.IO's service task finds the others,
+        its loop ended, which closes it. (Engine.IO's service task finds the others,
         long-polling ones, and its own WebSocket loop has a read timeout.)"""
         socket.ping_timer = None
-        task = self.serving.get(socket.sid)
-        if task is not None and socket.last_ping is not None:
-            task.cancel(PING_TIMEOUT)
+        served = self.serving.get(socket.sid)
+        if served is not None and socket.last_ping is not None:
+            served.ping_overdue()
 
     def direct_wire(self, sid: str) -> Wire | None:
         """The socket's wire, when writing to it now keeps the socket's packet order: the
