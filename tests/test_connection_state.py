@@ -175,6 +175,46 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.endswith(b"\x81\x04pong")
 
 
+async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -> None:
+    go, accepted, taken = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        accepted.set()
+        await go.wait()  # a handler slower than the pong's deadline
+        assert (await receive())["text"] == "hi"
+        taken.set()
+        await asyncio.Event().wait()
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, ws_ping_timeout=20)
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    await asyncio.wait_for(accepted.wait(), 5)
+    protocol.data_received(Frame(Opcode.TEXT, b"hi").serialize(mask=True, extensions=[]))
+    assert protocol.read_paused  # uvicorn reads no further until the app takes "hi"
+    try:
+        protocol.send_keepalive_ping()
+        protocol.keepalive_timeout()  # the pong's deadline passes while reading is paused
+        assert not transport.closing and protocol.pong_timer is not None
+        go.set()
+        await asyncio.wait_for(taken.wait(), 5)
+        assert not protocol.read_paused
+        protocol.keepalive_timeout()  # reading again, and still no pong: the client is gone
+        assert transport.closing and b"keepalive ping timeout" in transport.written
+    finally:
+        protocol.stop_keepalive()
+        for task in list(protocol.tasks):
+            task.cancel()
+
+
 # -- Engine.IO ------------------------------------------------------------------------------
 
 

@@ -14,6 +14,12 @@ the wire, minus what an idle connection kept without using it:
   scope: websockets' parser keeps the request in a local of its generator for as long as the
   connection lives (2 to 3 KB of headers), and reads it no more after the handshake.
 
+One behaviour differs: the keepalive does not close a connection whose reading uvicorn has
+paused (``keepalive_timeout``). uvicorn reads one message ahead of the app and then stops
+reading until the app takes it; on a node over capacity, a handler can take longer than the
+pong's 20 s, and the client's pong waits unread behind it: uvicorn closed such connections
+(1011), and their clients lost what was sent to them until they reconnected.
+
 ``DirectWires`` (backend/realtime/wire.py) finds this protocol behind a WebSocket scope as it
 finds uvicorn's own: it is one.
 """
@@ -51,6 +57,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # The handshake is answered (or refused) and the scope has its own copy of the
         # headers: nothing reads these again, though websockets' parser keeps the request.
         event.headers.clear()
+
+    def keepalive_timeout(self) -> None:
+        """The pong is late. While reading is paused (the app has not taken the last message),
+        it may be waiting unread behind the app's own backlog: the deadline moves on by
+        another ``ping_timeout``, and the verdict waits until reading resumes."""
+        if (self.read_paused and self.ping_timeout is not None
+                and not (self.close_sent or self.transport.is_closing())):
+            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            return
+        super().keepalive_timeout()
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
