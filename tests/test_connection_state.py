@@ -19,6 +19,7 @@ import pytest
 import socketio
 import uvicorn
 import websockets
+from socketio import packet as sio_packet
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
@@ -31,7 +32,7 @@ from backend.raw.ws_chat import WsChatDoor
 from backend.realtime import engine
 from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
 from backend.realtime.queues import LeanEvent, LeanQueue
-from backend.realtime.server import Server
+from backend.realtime.server import Packet, Server
 from backend.realtime.wire import DirectWires
 
 # -- LeanQueue --------------------------------------------------------------------------------
@@ -407,3 +408,23 @@ async def test_raw_upgrades_go_straight_to_their_door_and_the_rest_to_the_fallba
     assert scope["app"] is app and scope["router"] is app.router
     assert [(where, scope["path"]) for where, scope in rest] == [
         ("fallback", "/socket.io/"), ("fallback", "/ws/chat/12/")]
+
+
+# -- Socket.IO packets --------------------------------------------------------------------------
+
+
+def test_the_binary_check_answers_as_python_socketios_own() -> None:
+    samples: list[Any] = [
+        None, "text", 1, 2.5, True, b"raw", bytearray(b"x"), [], {},
+        ["chat_message", {"message": {"content": "hi", "mentions": [1, 2]}}],
+        ["file", {"meta": {"parts": ["a", {"blob": b"\x00"}]}}],
+        [{"a": [{"b": [bytearray(b"deep")]}]}, "after"],
+    ]
+    for data in samples:
+        assert Packet.data_is_binary(data) is sio_packet.Packet.data_is_binary(data), data
+    sio = Server(async_mode="asgi", frame_limit=65536, max_backlog=1 << 20)
+    assert sio.packet_class is Packet
+    ack = sio.packet_class(sio_packet.ACK, namespace="/chat", data=[{"ok": True}], id=7)
+    assert ack.encode() == '3/chat,7[{"ok":true}]'  # Engine.IO adds its "4"
+    binary = sio.packet_class(sio_packet.EVENT, namespace="/chat", data=["f", b"\x01"])
+    assert binary.packet_type == sio_packet.BINARY_EVENT

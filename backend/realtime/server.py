@@ -27,6 +27,24 @@ ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
 CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
 
 
+class Packet(sio_packet.Packet):
+    """python-socketio's packet, with a binary check that stops at the first binary item.
+
+    The library's builds a list at every level of the data and folds it with a lambda, for
+    every packet built from data (each ack, each event to one socket): a few percent of a
+    Socket.IO node's CPU. Same answer, ``any`` instead."""
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        if isinstance(data, (bytes, bytearray)):
+            return True
+        if isinstance(data, list):
+            return any(map(cls.data_is_binary, data))
+        if isinstance(data, dict):
+            return any(map(cls.data_is_binary, data.values()))
+        return False
+
+
 class _LenientPacket(sio_packet.Packet):
     """Decodes with the standard library's JSON, which takes what the codec refuses (NaN,
     Infinity, lone surrogates): enough to answer the packet's ack or event."""
@@ -38,6 +56,7 @@ class Server(socketio.AsyncServer):
     eio: EngineServer
 
     def __init__(self, *args: Any, frame_limit: int, max_backlog: int, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", Packet)
         super().__init__(*args, **kwargs)
         self.frame_limit = frame_limit
         self.eio.max_backlog = max_backlog
