@@ -11,6 +11,7 @@ the hub's member table, Redis drops from the cluster manager, health from the sa
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -53,6 +54,11 @@ class Metrics:
             ["transport", "code"], registry=registry)
         #: The last health checks (set just before each exposition).
         self.checks: dict[str, bool] = {}
+        # Each label set's child, found once: ``labels()`` validates and locks at every call,
+        # and the hot hooks below run for every message and event. Label values are a few
+        # fixed names (sender kinds, event names), so the caches stay small.
+        self._sent_by = functools.cache(self.messages.labels)
+        self._delivered_of = functools.cache(self.deliveries.labels)
 
     def watch(self, realtime: Realtime) -> None:
         """Report ``realtime``'s live figures at each scrape (connections, Redis drops)."""
@@ -62,13 +68,13 @@ class Metrics:
 
     def message_sent(self, conversation: Any, message: Any, actor: Actor) -> None:
         """The chat service's sent hook (``ChatService.on_message_sent``)."""
-        self.messages.labels("agent" if actor.is_staff else actor.kind.value).inc()
+        self._sent_by("agent" if actor.is_staff else actor.kind.value).inc()
 
     def delivered(self, event: str, count: int, published_at: float | None) -> None:
         """``event`` was written to ``count`` connections of this node."""
         if count == 0:
             return
-        self.deliveries.labels(event).inc(count)
+        self._delivered_of(event).inc(count)
         if published_at is not None:
             # Wall clock: the stamp may come from another node (clocks a little apart).
             self.fanout_latency.observe(max(0.0, time.time() - published_at))
