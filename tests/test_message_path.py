@@ -22,7 +22,7 @@ import pytest
 from redis.asyncio import Redis
 from tortoise import connections
 from tortoise.backends.base.executor import EXECUTOR_CACHE
-from tortoise.exceptions import IntegrityError
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from backend.database import close_database, open_database, tortoise_config
@@ -144,6 +144,16 @@ async def sqlite_database(work_dir: Path) -> AsyncIterator[str]:
     url = f"sqlite://{work_dir / f'in-process-{uuid.uuid4().hex[:8]}.sqlite3'}"
     async with opened(url, work_dir):
         yield url
+
+
+@pytest.fixture
+async def postgres_database(postgres: Postgres, work_dir: Path) -> AsyncIterator[str]:
+    name, url = await postgres.create_database()
+    try:
+        async with opened(url, work_dir):
+            yield url
+    finally:
+        await postgres.drop_database(name)
 
 
 async def users(n: int) -> list[User]:
@@ -285,6 +295,41 @@ async def test_sqlite_sends_of_one_turn_share_one_transaction(sqlite_database: s
     assert totals == {x: 2, y: 2}
     # Alone in its turn, a send is a transaction of its own, at once.
     assert isinstance(await insert_message(sent(y, people[0]), keep), int)
+
+
+async def test_postgres_sends_of_one_turn_share_one_round_trip(
+        postgres_database: str, statements: Statements) -> None:
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    x, y, z = [await group_of(chat, people) for _ in range(3)]
+    keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
+
+    async def turn(*messages: SentMessage, gives_up: int | None = None) -> list[Any]:
+        tasks = [asyncio.ensure_future(insert_message(m, keep)) for m in messages]
+        await asyncio.sleep(0)  # each task reaches its submit
+        if gives_up is not None:
+            tasks[gives_up].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    before = statements.count
+    ids = await turn(sent(z, people[0]), sent(x, people[0]), sent(y, people[0]),
+                     sent(x, people[0]))
+    assert statements.count - before == 1  # one pipelined round trip for the four
+    assert all(isinstance(i, int) for i in ids) and ids[1] < ids[3]  # x's two, in order
+    # A duplicate rolls the batch back: each send runs again alone, with its own outcome;
+    # a sender that gave up before the write leaves nothing behind.
+    results = await turn(sent(x, people[0], "k"), sent(y, people[0], "k"),
+                         sent(y, people[0], "k"), sent(z, people[0], "gives up"),
+                         gives_up=3)
+    assert [type(r) for r in results] == [int, int, IntegrityError, asyncio.CancelledError]
+    assert not await Message.filter(client_msg_id="gives up").exists()
+    totals = dict(await Conversation.filter(id__in=[x, y, z]).values_list("id",
+                                                                           "total_messages"))
+    assert totals == {x: 3, y: 2, z: 1}
+    assert await members_unread(x) == {people[0].id: 0, people[1].id: 3, people[2].id: 3}
+    # A conversation gone: that send alone fails, as before.
+    gone, kept = await turn(sent(z + 1000, people[0]), sent(y, people[0]))
+    assert isinstance(gone, OperationalError) and isinstance(kept, int)
 
 
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
