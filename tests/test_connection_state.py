@@ -272,38 +272,44 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
     assert not server.serving and not server.sockets
 
 
-async def test_a_handler_running_past_the_ping_deadline_is_not_cut_short() -> None:
-    # As python-socketio runs it: a socket's messages handled in its loop, one at a time.
-    server = engine.EngineServer(async_mode="asgi", ping_interval=0.2, ping_timeout=0.3,
-                                 async_handlers=False)
+async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_client() -> None:
+    # python-socketio handles a socket's events in its read loop, one at a time.
+    sio, app = socketio_app(ping_interval=0.2, ping_timeout=0.3, async_handlers=False)
+    server = sio.eio
     release, handled, gone = asyncio.Event(), [], []
 
-    async def slow(sid: str, data: Any) -> None:
+    async def slow(sid: str, *data: Any) -> None:
         await release.wait()
         handled.append(data)
 
-    server.on("message", slow)
+    sio.on("work", slow)
     server.on("disconnect", lambda sid, reason: gone.append(reason))
-    async with engine_node(server) as url, websockets.connect(url) as client:
+    overdue_checks = asyncio.Event()
+    check = server._pong_overdue
+
+    def checked(socket: Any) -> None:
+        check(socket)
+        overdue_checks.set()
+
+    server._pong_overdue = checked  # type: ignore[method-assign]
+    async with engine_node(app=app) as url, websockets.connect(url) as client:
         await asyncio.wait_for(client.recv(), 5)  # OPEN
-        await client.send("4work")  # its handler runs past the next ping's deadline
+        await client.send("40")
+        assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")
+        await client.send('42["work"]')  # its handler runs past the next ping's deadline
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         await client.send("3")  # unread behind the handler
+        await asyncio.wait_for(overdue_checks.wait(), 5)  # the deadline passed meanwhile
         served, = server.serving.values()
-        deadline = asyncio.Event()
-        overdue = served.ping_overdue
-
-        def record() -> None:
-            overdue()
-            deadline.set()
-
-        served.ping_overdue = record  # type: ignore[method-assign]
-        await asyncio.wait_for(deadline.wait(), 5)  # ping_timeout passes during the handler
-        assert served.overdue and not served.reading and not gone
+        eio_socket, = server.sockets.values()
+        assert isinstance(eio_socket, engine.ServedSocket)
+        assert not served.overdue and await eio_socket.check_ping_timeout()
         release.set()
-        with pytest.raises(websockets.ConnectionClosed):
-            await asyncio.wait_for(client.recv(), 5)
-    assert handled == ["work"] and gone == [server.reason.PING_TIMEOUT]
+        # The handler ends, the pong is read: the pings go on, the connection stays.
+        assert await asyncio.wait_for(client.recv(), 5) == "2"
+        await client.send("3")
+        assert handled == [()] and not gone
+    assert gone == [server.reason.TRANSPORT_CLOSE]
 
 
 async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_read() -> None:

@@ -66,6 +66,8 @@ class DirectWebSocket(eio_asgi.WebSocket):
         self.wire: Wire | None = None
         #: The task running ``_serve``; whether it is waiting for the client's next packet
         #: (not running a handler); whether a ping went unanswered (``ping_overdue``).
+        #: (The socket's events are handled one at a time in this loop, so while one runs, the
+        #: client's pong may wait unread behind it: see ``ServedSocket``.)
         self.task: asyncio.Task[Any] | None = None
         self.reading = False
         self.overdue = False
@@ -111,7 +113,7 @@ class DirectWebSocket(eio_asgi.WebSocket):
         else:
             socket.queue = WireQueue(self.wire, socket.queue)
         try:
-            while not self.overdue:
+            while True:
                 self.reading = True
                 data = await self.wait()
                 self.reading = False
@@ -142,11 +144,10 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await socket.close(wait=False, abort=True, reason=reason)
 
     def ping_overdue(self) -> None:
-        """The client left a ping unanswered for ``ping_timeout``: end the loop, at once when
-        it waits for the client, else once the handler it runs returns (a handler is not cut
-        short: its pong may just wait unread behind it, as Engine.IO's own check would see)."""
+        """The client left a ping unanswered for ``ping_timeout`` while this loop waited for
+        it: the loop ends, and the socket closes."""
         self.overdue = True
-        if self.reading and self.task is not None:
+        if self.task is not None:
             self.task.cancel(PING_TIMEOUT)
 
     async def _write_queued(self, socket: Any) -> None:
@@ -190,6 +191,23 @@ class DirectWebSocket(eio_asgi.WebSocket):
                 async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
                     await self.wire.flush()
         await super().close()
+
+
+class ServedSocket(AsyncSocket):
+    """Engine.IO's socket, for a connection served by ``DirectWebSocket._serve``.
+
+    Its events are handled one at a time in the connection's read loop (python-socketio
+    turns Engine.IO's ``async_handlers`` off), so while a handler runs, the client's pong may
+    be waiting unread behind it, on a node that has fallen behind. Engine.IO would hold the
+    ping deadline against the client (at its next send, or in its service task) and close
+    it; here the deadline waits until the loop reads again (``EngineServer._pong_overdue``
+    then decides)."""
+
+    async def check_ping_timeout(self) -> bool:
+        served = self.server.serving.get(self.sid)
+        if served is not None and not served.reading and not self.closed:
+            return True
+        return await super().check_ping_timeout()  # type: ignore[no-any-return]
 
 
 class WireQueue:
@@ -325,7 +343,7 @@ class EngineServer(engineio.AsyncServer):
             self.start_service_task = False
             self.service_task_handle = self.start_background_task(self._service_task)
         sid = self.generate_id()
-        socket = AsyncSocket(self, sid)
+        socket = ServedSocket(self, sid)
         self.sockets[sid] = socket
         await socket.send(eio_packet.Packet(eio_packet.OPEN, {
             "sid": sid,
@@ -392,12 +410,18 @@ class EngineServer(engineio.AsyncServer):
 
     def _pong_overdue(self, socket: Any) -> None:
         """No pong within ``ping_timeout``: a socket served by ``DirectWebSocket._serve`` has
-        its loop ended, which closes it. (Engine.IO's service task finds the others,
-        long-polling ones, and its own WebSocket loop has a read timeout.)"""
+        its loop ended, which closes it; unless the loop is running one of the socket's
+        handlers, behind which the pong may be waiting unread: asked again a
+        ``ping_timeout`` later. (Engine.IO's service task finds the others, long-polling
+        ones, and its own WebSocket loop has a read timeout.)"""
         socket.ping_timer = None
         served = self.serving.get(socket.sid)
-        if served is not None and socket.last_ping is not None:
+        if served is None or socket.last_ping is None:
+            return
+        if served.reading:
             served.ping_overdue()
+        else:
+            self._arm(socket, self.ping_timeout, self._pong_overdue)
 
     def direct_wire(self, sid: str) -> Wire | None:
         """The socket's wire, when writing to it now keeps the socket's packet order: the
