@@ -332,6 +332,43 @@ async def test_postgres_sends_of_one_turn_share_one_round_trip(
     assert isinstance(gone, OperationalError) and isinstance(kept, int)
 
 
+class PipelineClient:
+    """A stand-in for Tortoise's asyncpg client (this module's unit test): its pipelined
+    batch fails with ``failure``; single statements answer with the next id."""
+
+    def __init__(self, failure: Exception) -> None:
+        self.failure = failure
+        self.singles: list[int] = []
+        self.log = logging.getLogger("test.pipeline")
+
+    @contextlib.asynccontextmanager
+    async def acquire_connection(self) -> AsyncIterator[Any]:
+        yield self
+
+    async def fetchmany(self, query: str, args: list[list[Any]]) -> list[Any]:
+        raise self.failure
+
+    async def execute_query(self, query: str, args: list[Any]) -> tuple[int, list[Any]]:
+        self.singles.append(args[0])
+        return 1, [{"id": 100 + len(self.singles)}]
+
+
+@pytest.mark.parametrize(("failure", "retried"), [
+    (ValueError("a value the driver cannot encode"), True),
+    (ConnectionResetError("the connection went away"), False),
+])
+async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
+        failure: Exception, retried: bool) -> None:
+    client = PipelineClient(failure)
+    turns = store.PostgresTurns()
+    futures = [turns.submit(client, [cid, "rest"]) for cid in (3, 1, 2)]  # type: ignore[arg-type]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    if retried:  # refused before anything was sent: each alone, in conversation order
+        assert client.singles == [1, 2, 3] and results == [103, 101, 102]
+    else:  # it may have committed: no second write, every sender hears the failure
+        assert client.singles == [] and results == [failure] * 3
+
+
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
         sqlite_database: str) -> None:
     chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.exceptions import IntegrityError, OperationalError
@@ -183,6 +184,8 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
     sender = (None if counters.sender_member is None
               else [message.conversation_id, counters.sender_member])
     send = (conversation, values, sender)
+    if isinstance(client, TransactionalDBClient):  # inside a transaction: on its connection
+        return await _GROUP_COMMIT.submit(client, send)
     result = await _INLINE.submit(client, send)
     if result is None:  # another connection is writing: wait for it off the loop
         return await _GROUP_COMMIT.submit(client, send)
@@ -241,8 +244,13 @@ class PostgresTurns:
                     async with client.acquire_connection() as connection:
                         client.log.debug("%s (x%d)", _PG_SEND, len(batch))
                         rows = await connection.fetchmany(_PG_SEND, [a for a, _ in batch])
-                except Exception:  # one send's error rolled them all back: each alone
+                except _ROLLED_BACK:  # one send's error rolled them all back: each alone
                     pass
+                except Exception as exc:  # the connection failed: the batch may have committed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    return
                 else:
                     for (args, future), row in zip(batch, rows, strict=True):
                         _settle(future, args, row)
@@ -264,6 +272,11 @@ class PostgresTurns:
                 else:
                     future.set_exception(exc)
             raise
+
+
+#: A batch that failed with one of these was not written at all: PostgreSQL refused a statement
+#: (and rolled the transaction back), or a value could not be encoded before anything was sent.
+_ROLLED_BACK = (asyncpg.PostgresError, ValueError, TypeError)
 
 
 def _settle(future: asyncio.Future[int], args: list[Any], row: Any) -> None:
