@@ -30,9 +30,10 @@ from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
 from backend.realtime import engine
+from backend.realtime.codec import Packet
 from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
 from backend.realtime.queues import LeanEvent, LeanQueue
-from backend.realtime.server import Packet, Server
+from backend.realtime.server import Server
 from backend.realtime.wire import DirectWires
 
 # -- LeanQueue --------------------------------------------------------------------------------

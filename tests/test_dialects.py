@@ -84,3 +84,7 @@ def test_socketio_frames_are_encoded_packets_of_their_namespace() -> None:
                                    member)
     assert packet.startswith('2/chat,["chat_message",')
     assert json.loads(packet[len("2/chat,"):])[1]["message"]["id"] == 9
+    # The node's codec (orjson): compact, UTF-8 as it is.
+    packet, = dialects.CHAT.encode("chat_message", {"conversation_id": 3, "text": "é"}, member)
+    assert packet == '2/chat,["chat_message",{"conversation_id":3,"text":"é"}]'
+

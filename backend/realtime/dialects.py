@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from socketio import packet as sio_packet
 
+from backend.realtime.codec import Packet
 from backend.realtime.members import Member
 from backend.realtime.wire import Outgoing
 
@@ -73,8 +74,7 @@ class SocketIODialect(Dialect):
     def encode(self, name: str, payload: dict[str, Any], member: Member) -> list[str]:
         out = []
         for event, data in self.frames(name, payload, member):
-            pkt = sio_packet.Packet(sio_packet.EVENT, namespace=self.namespace,
-                                    data=[event, data])
+            pkt = Packet(sio_packet.EVENT, namespace=self.namespace, data=[event, data])
             out.append(pkt.encode())
         return out
 

@@ -18,6 +18,7 @@ import socketio
 from socketio import packet as sio_packet
 
 from backend.observability.context import bind_connection
+from backend.realtime.codec import Packet
 from backend.realtime.engine import EngineServer
 
 #: True while an event handler runs for an event that carries an ack id.
@@ -25,24 +26,6 @@ ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
 #: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
 #: ``disconnect`` is then not the lifecycle event of that name.
 CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
-
-
-class Packet(sio_packet.Packet):
-    """python-socketio's packet, with a binary check that stops at the first binary item.
-
-    The library's builds a list at every level of the data and folds it with a lambda, for
-    every packet built from data (each ack, each event to one socket): a few percent of a
-    Socket.IO node's CPU. Same answer, ``any`` instead."""
-
-    @classmethod
-    def data_is_binary(cls, data: Any) -> bool:
-        if isinstance(data, (bytes, bytearray)):
-            return True
-        if isinstance(data, list):
-            return any(map(cls.data_is_binary, data))
-        if isinstance(data, dict):
-            return any(map(cls.data_is_binary, data.values()))
-        return False
 
 
 class _LenientPacket(sio_packet.Packet):
