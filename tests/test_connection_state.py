@@ -139,6 +139,19 @@ class FakeTransport(asyncio.Transport):
             name, default)
 
 
+def upgraded(config: Config) -> tuple[WebSocketProtocol, FakeTransport]:
+    """Our protocol on a fake transport, a client's WebSocket upgrade request just received."""
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    transport = FakeTransport()
+    protocol.connection_made(transport)
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    return protocol, transport
+
+
 async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() -> None:
     received: list[Any] = []
 
@@ -152,16 +165,9 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
 
     config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
                     ws_ping_interval=None)
-    config.load()
+    protocol, transport = upgraded(config)
     assert config.ws_protocol_class is WebSocketProtocol
-    protocol = WebSocketProtocol(config, ServerState(), {})
     assert isinstance(protocol.queue, LeanQueue) and isinstance(protocol.writable, LeanEvent)
-    transport = FakeTransport()
-    protocol.connection_made(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    protocol.data_received(
-        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
     await asyncio.sleep(0.01)
     assert transport.written.startswith(b"HTTP/1.1 101")
     assert protocol.response is None  # sent, and let go
@@ -191,14 +197,7 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
 
     config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
                     ws_ping_interval=None, ws_ping_timeout=20)
-    config.load()
-    protocol = WebSocketProtocol(config, ServerState(), {})
-    transport = FakeTransport()
-    protocol.connection_made(transport)
-    key = base64.b64encode(os.urandom(16)).decode()
-    protocol.data_received(
-        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    protocol, transport = upgraded(config)
     await asyncio.wait_for(accepted.wait(), 5)
     protocol.data_received(Frame(Opcode.TEXT, b"hi").serialize(mask=True, extensions=[]))
     assert protocol.read_paused  # uvicorn reads no further until the app takes "hi"

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from tortoise import connections
@@ -194,6 +195,37 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
     raise _tortoise_error(result)
 
 
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class Turn(Generic[Item, Result]):
+    """What is submitted in one turn of the event loop, handed over together by a callback
+    that runs right after that turn (``call_soon``): a submitter alone waits for nothing but
+    the rest of its turn; under load, when the loop falls behind, items arrive together and
+    share one write. A submitter that gave up (its future cancelled) before the hand-over is
+    left out: nothing of it is written."""
+
+    def __init__(self, hand_over: Callable[[BaseDBAsyncClient,
+                                            list[tuple[Item, asyncio.Future[Result]]]], None]):
+        self._hand_over = hand_over
+        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
+
+    def submit(self, client: BaseDBAsyncClient, item: Item) -> asyncio.Future[Result]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._end_of_turn, client)
+        self._pending.append((item, future))
+        return future
+
+    def _end_of_turn(self, client: BaseDBAsyncClient) -> None:
+        batch = [(item, future) for item, future in self._pending if not future.done()]
+        self._pending = []
+        if batch:
+            self._hand_over(client, batch)
+
+
 def _postgres_id(args: list[Any], row: Any) -> int:
     if row["id"] is None:
         raise OperationalError(f"conversation {args[0]} is gone")
@@ -212,28 +244,20 @@ class PostgresTurns:
     """
 
     def __init__(self) -> None:
-        #: This turn's sends (their statement's arguments), with the futures their senders
-        #: await.
-        self._pending: list[tuple[list[Any], asyncio.Future[int]]] = []
+        #: This turn's sends (their statement's arguments).
+        self._turn: Turn[list[Any], int] = Turn(self._start)
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
 
     def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[int]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._start, client)
-        self._pending.append((args, future))
-        return future
+        """A future of the send's id, or of its own error."""
+        return self._turn.submit(client, args)
 
-    def _start(self, client: BaseDBAsyncClient) -> None:
-        # A sender that gave up before its write: nothing of it is stored.
-        batch = [(args, future) for args, future in self._pending if not future.done()]
-        self._pending = []
-        if batch:
-            task = asyncio.ensure_future(self._write(client, batch))
-            self._writing.add(task)
-            task.add_done_callback(self._writing.discard)
+    def _start(self, client: BaseDBAsyncClient,
+               batch: list[tuple[list[Any], asyncio.Future[int]]]) -> None:
+        task = asyncio.ensure_future(self._write(client, batch))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
 
     async def _write(self, client: BaseDBAsyncClient,
                      batch: list[tuple[list[Any], asyncio.Future[int]]]) -> None:
@@ -247,9 +271,7 @@ class PostgresTurns:
                 except _ROLLED_BACK:  # one send's error rolled them all back: each alone
                     pass
                 except Exception as exc:  # the connection failed: the batch may have committed
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _fail(batch, exc)
                     return
                 else:
                     for (args, future), row in zip(batch, rows, strict=True):
@@ -264,19 +286,24 @@ class PostgresTurns:
                 else:
                     _settle(future, args, rows[0])
         except BaseException as exc:  # cancelled (the node stops): nobody waits forever
-            for _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
+            _fail(batch, exc)
             raise
 
 
 #: A batch that failed with one of these was not written at all: PostgreSQL refused a statement
 #: (and rolled the transaction back), or a value could not be encoded before anything was sent.
 _ROLLED_BACK = (asyncpg.PostgresError, ValueError, TypeError)
+
+
+def _fail(batch: list[tuple[Any, asyncio.Future[Any]]], exc: BaseException) -> None:
+    """Every sender of ``batch`` still waiting hears ``exc`` (a cancellation cancels them)."""
+    for _, future in batch:
+        if future.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(exc)
 
 
 def _settle(future: asyncio.Future[int], args: list[Any], row: Any) -> None:
@@ -350,31 +377,23 @@ class InlineWrites:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
-        #: This turn's sends, with the futures their senders await.
-        self._pending: list[tuple[_Send, asyncio.Future[int | Exception | None]]] = []
+        #: This turn's sends.
+        self._turn: Turn[_Send, int | Exception | None] = Turn(self._flush)
 
     def submit(self, client: BaseDBAsyncClient,
                send: _Send) -> asyncio.Future[int | Exception | None]:
         """A future of the send's id or its own error; of None when it must wait for another
         writer."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[int | Exception | None] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush, client)
-        self._pending.append((send, future))
-        return future
+        return self._turn.submit(client, send)
 
-    def _flush(self, client: BaseDBAsyncClient) -> None:
-        # A sender that gave up before its write: nothing of it is stored.
-        batch = [(send, future) for send, future in self._pending if not future.done()]
-        self._pending = []
+    def _flush(self, client: BaseDBAsyncClient,
+               batch: list[tuple[_Send, asyncio.Future[int | Exception | None]]]) -> None:
         for first in range(0, len(batch), MAX_BATCH):
             chunk = batch[first:first + MAX_BATCH]
             try:
                 results = self._write(client, [send for send, _ in chunk])
             except BaseException as exc:  # not the sends' own errors: every sender hears it
-                for _, future in chunk:
-                    future.set_exception(exc)
+                _fail(chunk, exc)
                 continue
             for (_, future), result in zip(chunk, results, strict=True):
                 future.set_result(result)
@@ -498,13 +517,7 @@ class GroupCommit:
         try:
             results = await self._job(client, [send for send, _ in batch])
         except BaseException as exc:  # the whole batch failed (or the flusher was cancelled)
-            for _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
