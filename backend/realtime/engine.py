@@ -17,7 +17,8 @@ SDKs) holds as little as its state needs, for as long as it is open:
   task waits;
 - its next ping is a timer (``EngineServer.start_background_task``), not a sleeping task, and
   the same timer, re-armed after each ping, ends a client that leaves one unanswered (instead
-  of a read timeout re-armed on every packet);
+  of a read timeout re-armed on every packet), but not while one of the socket's handlers
+  runs, behind which its pong may wait unread (``ServedSocket``);
 - its environ keeps what the namespaces' connect reads (``keep_needed``).
 """
 
@@ -133,7 +134,8 @@ class DirectWebSocket(eio_asgi.WebSocket):
         except (Exception, asyncio.CancelledError) as exc:
             # The client left or went silent, a frame was not Engine.IO, or the server is
             # stopping: Engine.IO ends the loop on any of them, and so does this one.
-            if exc.args == (PING_TIMEOUT,):  # our own cancel, not the server's
+            if isinstance(exc, asyncio.CancelledError) and exc.args == (PING_TIMEOUT,):
+                # Our own cancel (``ping_overdue``), not the server's: the task goes on.
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
         if writer is not None:
             await socket.queue.put(None)  # unlock the writer so it can exit
@@ -157,8 +159,8 @@ class DirectWebSocket(eio_asgi.WebSocket):
         It waits on the queue itself, where Engine.IO's ``poll`` wraps each wait in an
         ``asyncio.wait_for`` (a task and a timer held by every idle socket, about 1.3 KB)
         whose timeout only ends the writer of a client gone silent. Such a client is ended
-        by ``_serve``'s read deadline (and Engine.IO's ping check), after which ``_serve``
-        puts the ``None``. Packets leave in order, each ``send`` a write to the wire that
+        by the ping's timer (``ping_overdue``) or Engine.IO's ping check, after which
+        ``_serve`` puts the ``None``. Packets leave in order, each ``send`` a write to the wire that
         does not wait, as before."""
         queue = socket.queue
         while True:
