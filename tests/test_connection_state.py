@@ -1,7 +1,12 @@
-"""What each open connection keeps: the lean queue and event behave as asyncio's do, uvicorn's
-WebSocket protocol as trimmed by backend/realtime/protocol.py still speaks WebSocket and lets
-the handshake response go, Engine.IO keeps no per-request body reader on WebSocket sockets, and
-raw upgrades reach their door without Starlette's routing chain."""
+"""What each open connection keeps, and how it is kept alive: the lean queue and event behave
+as asyncio's do; uvicorn's WebSocket protocol as trimmed by backend/realtime/protocol.py still
+speaks WebSocket, lets the handshake response go, and does not time out a pong unread behind
+the app; an Engine.IO session opened on WebSocket is served in one frame with what Engine.IO
+refuses still refused, keeps only the environ its namespaces read, pings on a timer and drops
+a silent client but not one whose pong waits behind its own handler; Engine.IO keeps no
+per-request body reader on WebSocket sockets; Socket.IO's binary check answers as the
+library's; raw upgrades reach their door without Starlette's routing chain. In process, on
+real uvicorn servers and clients where a connection is needed."""
 
 from __future__ import annotations
 

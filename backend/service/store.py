@@ -207,7 +207,8 @@ class Turn(Generic[Item, Result]):
     left out: nothing of it is written."""
 
     def __init__(self, hand_over: Callable[[BaseDBAsyncClient,
-                                            list[tuple[Item, asyncio.Future[Result]]]], None]):
+                                            list[tuple[Item, asyncio.Future[Result]]]], None],
+                 ) -> None:
         self._hand_over = hand_over
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
 
