@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -77,21 +77,12 @@ class LeanQueue(Generic[T]):
     async def get(self) -> T:
         while not self._items:
             getter = asyncio.get_running_loop().create_future()
-            if self._getters is None:
-                self._getters = [getter]
-            else:
-                self._getters.append(getter)
+            self._getters = _waiting(self._getters, getter)
             try:
                 await getter
             except BaseException:
                 getter.cancel()  # in case the wait was cancelled from outside
-                if self._getters is not None:
-                    try:
-                        self._getters.remove(getter)
-                    except ValueError:
-                        pass  # already woken, and removed then
-                    if not self._getters:
-                        self._getters = None
+                self._getters = _not_waiting(self._getters, getter)
                 if self._items and not getter.cancelled():
                     # Woken for an item and cancelled before taking it: wake the next.
                     self._wake_getter()
@@ -155,16 +146,26 @@ class LeanEvent:
         if self._value:
             return True
         waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = [waiter]
-        else:
-            self._waiters.append(waiter)
+        self._waiters = _waiting(self._waiters, waiter)
         try:
             await waiter
             return True
         finally:
-            waiters = self._waiters
-            if waiters is not None and waiter in waiters:  # cancelled before a set
-                waiters.remove(waiter)
-                if not waiters:
-                    self._waiters = None
+            self._waiters = _not_waiting(self._waiters, waiter)  # cancelled before a set
+
+
+# Waiter lists are made on first use and dropped when empty: an idle connection holds none.
+
+def _waiting(waiters: list[Any] | None, future: Any) -> list[Any]:
+    """``waiters`` with ``future`` added."""
+    if waiters is None:
+        return [future]
+    waiters.append(future)
+    return waiters
+
+
+def _not_waiting(waiters: list[Any] | None, future: Any) -> list[Any] | None:
+    """``waiters`` without ``future`` (already gone when it was woken), None once empty."""
+    if waiters is not None and future in waiters:
+        waiters.remove(future)
+    return waiters or None
