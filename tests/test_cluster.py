@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.client import Api, TestUser, admin_of
@@ -209,3 +210,62 @@ async def test_a_killed_node_stops_counting_within_the_bound(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(b.close(), 3)
         await doomed_api.aclose()
+
+
+async def test_a_node_drops_its_own_publishes_before_decoding_them(redis_url: str) -> None:
+    """Every node hears its own publishes on the channel; its listener passes on only the
+    other nodes' (and the heartbeat still counts as hearing the cluster)."""
+    from backend.cluster.link import RedisLink
+    from backend.cluster.manager import RedisFanoutManager
+    from backend.realtime.codec import OrjsonCodec
+    from tests.test_raw_connection import until
+
+    link = RedisLink(redis_url, f"own-{asyncio.get_running_loop().time()}")
+    manager = RedisFanoutManager(link, heartbeat_seconds=5)
+    manager.json = OrjsonCodec  # what the server's packet class gives it
+    heard = manager._listen()
+    try:
+        first = asyncio.ensure_future(anext(heard))
+        await until(lambda: manager.listening, within=10)
+        mine = {"method": "emit", "event": "e", "data": [1], "host_id": manager.host_id}
+        theirs = {**mine, "host_id": "another-node"}
+        for message in (mine, {"method": "ping", "host_id": manager.host_id}, theirs):
+            await link.client.publish(manager.channel, OrjsonCodec.dumps(message))
+        async with asyncio.timeout(10):
+            assert OrjsonCodec.loads(await first) == theirs
+        assert manager.last_heard > 0
+    finally:
+        await heard.aclose()
+        await link.client.aclose()
+
+
+async def test_inbox_changes_cross_redis_batched(cluster: Cluster, apis: tuple[Api, Api]) -> None:
+    """Sends to several conversations at once cross Redis in shared inbox controls (one
+    control names several conversations); an inbox on the other node hears of every one."""
+    from redis.asyncio import Redis
+
+    on_a, _ = apis
+    alice, bob = await on_a.register(), await on_a.register()
+    conversations = [await group(on_a, alice, bob) for _ in range(4)]
+    bob_on_b = await Client(cluster.nodes[1].base_url, "/conversations").connect(
+        {"token": bob.token})
+    redis = Redis.from_url(cluster.redis_url)
+    channel = redis.pubsub()
+    await channel.subscribe(f"{cluster.prefix}:events")
+    try:
+        await asyncio.gather(*(rest_send(on_a, alice, cid, "hi") for cid in conversations))
+        updated: set[int] = set()
+        while updated != set(conversations):
+            event = await bob_on_b.next("conversation_updated")
+            updated.add(event["conversation_id"])
+        named: list[list[int]] = []
+        while (message := await channel.get_message(timeout=0.5)) is not None:
+            if message["type"] == "message" and b"service_inbox_changed" in message["data"]:
+                ids = orjson.loads(message["data"])["data"][0]["conversation_ids"]
+                named.append([cid for cid in ids if cid in conversations])
+        assert {cid for ids in named for cid in ids} == set(conversations), named
+        assert max(map(len, named)) > 1, named
+    finally:
+        await channel.aclose()
+        await redis.aclose()
+        await bob_on_b.close()

@@ -1,5 +1,6 @@
 """Small pure pieces: passwords, origins, the send-rate bucket, message drafts."""
 
+import asyncio
 import time
 
 import pytest
@@ -59,3 +60,27 @@ def test_drafts_validate_once_for_every_door() -> None:
     assert image.message_type == "image"
     with pytest.raises(ChatError, match="client_msg_id"):
         parse_draft({"content": "a", "client_msg_id": "x" * 65}, limits)
+
+
+async def test_batcher_runs_once_per_window_with_every_key_touched() -> None:
+    from backend.service.inbox import Batcher
+
+    runs: list[list[int]] = []
+    ran = asyncio.Event()
+
+    async def job(keys: list[int]) -> None:
+        runs.append(keys)
+        ran.set()
+
+    tasks: list[asyncio.Task[None]] = []
+    batcher = Batcher(job, lambda job: tasks.append(asyncio.ensure_future(job)), window=0.05)
+    batcher.touch(1)  # the leading edge: at once
+    await asyncio.wait_for(ran.wait(), 5)
+    for key in (2, 3, 2):  # in the quiet window: gathered into one more run
+        batcher.touch(key)
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert runs == [[1], [2, 3]]
+    assert len(tasks) == 1  # one runner for all keys
+    batcher.touch(4)  # after the runner ended: a new one, at once
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert runs == [[1], [2, 3], [4]] and len(tasks) == 2

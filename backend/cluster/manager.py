@@ -121,6 +121,10 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
 
     async def _listen(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         channel = self.channel.encode()
+        # Every node hears its own publishes too; the stock listener decodes them, then drops
+        # them by host id. This node's own (fan-out emits and pings) end with its host id, so
+        # they are dropped before decoding.
+        own = f'"host_id":"{self.host_id}"}}'.encode()
         loop = asyncio.get_running_loop()
         silence_limit = 3 * self.heartbeat_seconds
         retry = 0.1
@@ -141,7 +145,9 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
                         continue
                     self.last_heard = now
                     if message["type"] == "message" and message["channel"] == channel:
-                        yield message["data"]
+                        data = message["data"]
+                        if not data.endswith(own):
+                            yield data
             except asyncio.CancelledError:
                 raise
             except Exception as error:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from backend.service.events import EventSink
 from backend.service.faults import is_database_fault
 from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
-from backend.service.inbox import Coalescer
+from backend.service.inbox import Batcher, Coalescer
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
 from backend.settings import Limits
@@ -49,8 +49,9 @@ class ServiceBase:
         self.grants = Grants()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
-        #: With Redis: the ``service_inbox_changed`` control, sent at most once per window.
-        self.inbox_announcements = Coalescer(self._announce_inbox_change, self._in_background)
+        #: With Redis: the ``service_inbox_changed`` control, one per window for every
+        #: conversation changed in it.
+        self.inbox_announcements = Batcher(self._announce_inbox_changes, self._in_background)
         #: The fan-out manager, once attached (``attach_fanout``); None for tools without one.
         self.fanout: Fanout | None = None
         #: Whether events leave this node (Redis): then its room table is not everyone's.
@@ -118,8 +119,9 @@ class ServiceBase:
     def _inbox_changed(self, conversation_id: int) -> None:
         """What inboxes show of ``conversation_id`` changed: each node publishes it to the
         inboxes it holds (coalesced), and skips it when it can tell it holds none. With Redis
-        the other nodes learn of it through the ``service_inbox_changed`` control (coalesced
-        too): each counts and delivers for its own inboxes only."""
+        every node learns of it through the ``service_inbox_changed`` control, which names
+        every conversation changed in its window: each counts and delivers for its own
+        inboxes only."""
         if self.fanout is not None and self.clustered:
             self.inbox_announcements.touch(conversation_id)
         else:
@@ -129,16 +131,18 @@ class ServiceBase:
         if self.inbox_updates.pending(conversation_id) or self._someone_listens(conversation_id):
             self.inbox_updates.touch(conversation_id)
 
-    async def _announce_inbox_change(self, conversation_id: int) -> None:
+    async def _announce_inbox_changes(self, conversation_ids: list[int]) -> None:
         assert self.fanout is not None
-        await self.fanout.emit(INBOX_CHANGED, {"conversation_id": conversation_id},
+        await self.fanout.emit(INBOX_CHANGED, {"conversation_ids": conversation_ids},
                                namespace=self._control_namespace)
 
     async def _inbox_changed_control(self, control: dict[str, Any]) -> None:
-        """The ``service_inbox_changed`` control, run on every node (this one included)."""
-        conversation_id = control.get("conversation_id")
-        if isinstance(conversation_id, int):
-            self._inbox_changed_here(conversation_id)
+        """The ``service_inbox_changed`` control, run on every node (this one included).
+        A node of the previous release announces one ``conversation_id``."""
+        ids = control.get("conversation_ids", [control.get("conversation_id")])
+        for conversation_id in ids if isinstance(ids, list) else ():
+            if isinstance(conversation_id, int):
+                self._inbox_changed_here(conversation_id)
 
     def _someone_listens(self, conversation_id: int) -> bool:
         """Whether an inbox on this node shows the conversation. False only when sure: the

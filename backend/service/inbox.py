@@ -11,8 +11,9 @@ count, and emitting to every member's user room whether or not an inbox was open
 - the update goes to the conversation's inbox rooms (its members' user rooms; for support
   conversations staff, the initiator and the device) that have members on the node: nobody
   listening costs no query at all. With Redis every node does this for its own sockets: the
-  change reaches them as one ``service_inbox_changed`` control per window, and each node
-  counts and delivers only for the inboxes it holds (``ServiceBase._inbox_changed``);
+  change reaches them in a ``service_inbox_changed`` control, one per window for all the
+  conversations changed in it (``Batcher``), and each node counts and delivers only for the
+  inboxes it holds (``ServiceBase._inbox_changed``);
 - unread counts are computed for the addressed users only (see ``unread.py``).
 """
 
@@ -72,3 +73,36 @@ class Coalescer:
                 await asyncio.sleep(self.window)  # the quiet window: touches wait for its end
         finally:
             self._due.pop(key, None)
+
+
+class Batcher:
+    """Runs ``job(keys)`` with every key touched, at most once per ``window`` for all keys
+    together: the first touch runs it at once, touches while it runs or in the quiet window
+    after it are gathered into one more run when the window ends, and so on.
+
+    For what crosses Redis, where the count of publishes matters, not which key changed:
+    one task and one publish per window, whatever the number of conversations."""
+
+    def __init__(self, job: Callable[[list[int]], Awaitable[None]],
+                 spawn: Callable[[Awaitable[None]], None], window: float = WINDOW_SECONDS) -> None:
+        self.job = job
+        self.spawn = spawn
+        self.window = window
+        #: Keys touched since the last run began, in the order first touched.
+        self._touched: dict[int, None] = {}
+        self._running = False
+
+    def touch(self, key: int) -> None:
+        self._touched[key] = None
+        if not self._running:
+            self._running = True
+            self.spawn(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self._touched:
+                keys, self._touched = list(self._touched), {}
+                await self.job(keys)
+                await asyncio.sleep(self.window)  # the quiet window: touches wait for its end
+        finally:
+            self._running = False
