@@ -174,9 +174,15 @@ async def test_close_refuses_writes(api: Api) -> None:
         write = await api.http.post(f"{V1}/sessions/{group['id']}/messages",
                                     json={"content": "after"}, headers=user.headers)
         assert write.status_code == 409 and write.json()["detail"] == "Conversation is closed"
-    edit = await api.http.patch(f"{V1}/messages/{message['id']}", json={"content": "x"},
-                                headers=owner.headers)
+    url = f"{V1}/messages/{message['id']}"
+    edit = await api.http.patch(url, json={"content": "x"}, headers=owner.headers)
     assert edit.status_code == 409
+    # reactions and deletes are writes too; reading stays open
+    react = await api.http.post(f"{url}/reactions", json={"emoji": "👍"}, headers=member.headers)
+    assert react.status_code == 409 and react.json()["detail"] == "Conversation is closed"
+    assert (await api.http.delete(url, headers=owner.headers)).status_code == 409
+    read = await api.http.post(f"{V1}/sessions/{group['id']}/mark-read", headers=member.headers)
+    assert read.status_code == 200 and read.json()["message_ids"] == [message["id"]]
     history = await api.http.get(f"{V1}/sessions/{group['id']}/messages",
                                  headers=member.headers)
     assert [m["content"] for m in history.json()] == ["before"]
@@ -387,6 +393,19 @@ async def test_mark_read_forms(api: Api) -> None:
     both = await api.http.post(url, json={"up_to_message_id": ids[0], "message_ids": [ids[0]]},
                                headers=member.headers)
     assert both.status_code == 422
+    # an id past the newest message (another conversation's) reads up to the newest only:
+    # what is sent later is unread
+    elsewhere = await send(api, member, (await api.conversation(member))["id"], "elsewhere")
+    await send(api, member, sid, "mine")  # so that ``elsewhere`` is past this one's newest
+    past = await api.http.post(url, json={"up_to_message_id": elsewhere["id"] + 1000},
+                               headers=owner.headers)
+    assert past.status_code == 200
+    later = await send(api, member, sid, "later")
+    got = await api.http.get(f"{V1}/sessions/{sid}", headers=owner.headers)
+    assert got.json()["unread_count"] == 1
+    people = await api.http.get(f"{V1}/sessions/{sid}/participants", headers=owner.headers)
+    row = next(p for p in people.json() if p["user_id"] == owner.id)
+    assert row["last_read_message_id"] < later["id"]
 
 
 async def test_search(api: Api) -> None:
@@ -418,6 +437,13 @@ async def test_block_in_direct_conversation(api: Api) -> None:
     refused = await api.http.post(f"{V1}/sessions/{cid}/messages", json={"content": "hey"},
                                   headers=b.headers)
     assert refused.status_code == 403 and refused.json()["detail"]
+    # nor edit or react there (edits, reactions and deletes are writes)
+    early_url = f"{V1}/messages/{early['id']}"
+    assert (await api.http.patch(early_url, json={"content": "x"},
+                                 headers=b.headers)).status_code == 403
+    assert (await api.http.post(f"{early_url}/reactions", json={"emoji": "👍"},
+                                headers=b.headers)).status_code == 403
+    assert (await api.http.delete(early_url, headers=b.headers)).status_code == 403
     # the blocker still writes, and no longer sees the blocked user's messages
     await send(api, a, cid, "I can still talk")
     seen = await api.http.get(f"{V1}/sessions/{cid}/messages", headers=a.headers)

@@ -111,6 +111,15 @@ async def test_typing_reads_status_reactions_edit_delete(sqlite_api: Api) -> Non
         assert update["message_id"] == first["id"] and update["conversation_id"] == cid
         refused(await a.call("message_status", {"message_id": first["id"], "status": "lost"}),
                 "invalid")
+        # the sender's report on their own message records and tells nothing
+        own = ok(await b.call("chat_message", {"conversation_id": cid, "content": "3"}))
+        own_status = ok(await b.call("message_status", {"message_id": own["message"]["id"],
+                                                        "status": "read"}))
+        assert own_status["status"] == "sent"
+        barrier = ok(await b.call("chat_message", {"conversation_id": cid, "content": "4"}))
+        await a.next("chat_message", lambda e: e["message"]["id"] == barrier["message"]["id"])
+        told = [e["message_id"] for e in a.pending("message_status_update")]
+        assert own["message"]["id"] not in told, told
 
         # reactions toggle
         added = ok(await a.call("message_reaction", {"conversation_id": cid,
@@ -174,3 +183,30 @@ async def test_message_ops_are_scoped_to_joined_conversations(sqlite_api: Api) -
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_blocker_gets_no_reactions_or_edits_from_the_blocked(sqlite_api: Api) -> None:
+    """In a group, a user who blocked another gets nothing from them: not their messages, nor
+    their reactions and edits (CONTRACT section 2); the others get all of it."""
+    api = sqlite_api
+    alice, bob, carol = await api.register(), await api.register(), await api.register()
+    cid = await group(api, alice, bob, carol)
+    blocked = await api.http.post("/api/v1/chat/block", json={"user_id": bob.id},
+                                  headers=carol.headers)
+    assert blocked.status_code == 200
+    a, b, c = [await chat_client(api, user, cid) for user in (alice, bob, carol)]
+    try:
+        first = ok(await a.call("chat_message", {"conversation_id": cid, "content": "hi"}))
+        mine = ok(await b.call("chat_message", {"conversation_id": cid, "content": "mine"}))
+        ok(await b.call("message_reaction", {"message_id": first["message"]["id"],
+                                             "emoji": "👍"}))
+        ok(await b.call("message_edit", {"message_id": mine["message"]["id"],
+                                         "content": "edited"}))
+        assert (await a.next("message_reaction"))["user_id"] == bob.id
+        assert (await a.next("message_edit"))["content"] == "edited"
+        barrier = ok(await a.call("chat_message", {"conversation_id": cid, "content": "bye"}))
+        await c.next("chat_message", lambda e: e["message"]["id"] == barrier["message"]["id"])
+        assert c.pending("message_reaction") == [] and c.pending("message_edit") == []
+    finally:
+        for client in (a, b, c):
+            await client.close()

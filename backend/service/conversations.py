@@ -190,6 +190,11 @@ class ConversationOps(ServiceBase):
                 locked = await Conversation.filter(id=conversation.id).select_for_update().only(
                     "id", "total_messages", "device_last_read_message_id").first()
                 if locked is not None:
+                    # An id past the conversation's newest message (another conversation's,
+                    # or one not sent yet) reads up to the newest, not the messages to come.
+                    newest = await Message.filter(conversation_id=conversation.id).order_by(
+                        "-id").limit(1).values_list("id", flat=True)
+                    top = min(top, newest[0] if newest else 0)
                     await self._record_reads(actor, ids, read_at)
                     await self._advance_pointer(actor, locked, conversation, top, read_at)
         if ids:

@@ -120,7 +120,8 @@ def message_status_update(conversation_id: int, message_id: int, status: str) ->
 
 
 def message_reaction(
-    conversation_id: int, message_id: int, emoji: str, actor: Actor, action: str
+    conversation_id: int, message_id: int, emoji: str, actor: Actor, action: str,
+    skip_actors: frozenset[str] = frozenset(),
 ) -> Event:
     return Event(
         "message_reaction",
@@ -133,11 +134,13 @@ def message_reaction(
             "timestamp": iso_now(),
         },
         (conversation_room(conversation_id),),
+        skip_actors,
     )
 
 
 def message_edit(
-    conversation_id: int, message_id: int, content: str, edited_at: str | None
+    conversation_id: int, message_id: int, content: str, edited_at: str | None,
+    skip_actors: frozenset[str] = frozenset(),
 ) -> Event:
     return Event(
         "message_edit",
@@ -149,6 +152,7 @@ def message_edit(
             "timestamp": iso_now(),
         },
         (conversation_room(conversation_id),),
+        skip_actors,
     )
 
 

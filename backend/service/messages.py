@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -13,8 +14,6 @@ from tortoise.functions import Count
 from backend.service import events
 from backend.service.access import (
     blocked_by,
-    ensure_open,
-    load_conversation,
     visible_conversation,
     visible_filter,
 )
@@ -223,23 +222,30 @@ class MessageOps(ServiceBase):
     async def set_message_status(
         self, actor: Actor, message_id: int, status: str, *, conversation_id: int | None = None
     ) -> dict[str, Any]:
-        """A recipient reports ``delivered`` or ``read``; the message's status only moves up."""
+        """A recipient reports ``delivered`` or ``read``; the message's status only moves up.
+        A sender's own message is not theirs to receive: their report records nothing and
+        tells no one, and the answer gives the status as it is."""
         if status not in (MessageStatus.DELIVERED, MessageStatus.READ):
             raise invalid("status must be 'delivered' or 'read'")
         message = await self._scoped_message(actor, message_id, conversation_id)
         stamp = now()
+        if message.sender_key != actor.key:
+            await self._record_receipt(message, actor, MessageStatus(status), stamp)
+        return {"message_id": message.id, "status": str(message.status), "timestamp": iso(stamp)}
+
+    async def _record_receipt(
+        self, message: Message, actor: Actor, status: MessageStatus, stamp: datetime
+    ) -> None:
         receipt, _ = await Receipt.get_or_create(message_id=message.id, reader_key=actor.key)
         receipt.delivered_at = receipt.delivered_at or stamp
         if status == MessageStatus.READ:
             receipt.read_at = receipt.read_at or stamp
         await receipt.save()
-        new_status = MessageStatus(status)
-        if _STATUS_ORDER[new_status] > _STATUS_ORDER[MessageStatus(message.status)]:
-            message.status = new_status
-            await Message.filter(id=message.id).update(status=new_status)
+        if _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]:
+            message.status = status
+            await Message.filter(id=message.id).update(status=status)
         cid = message.conversation_id  # type: ignore[attr-defined]
         await self.sink.publish(events.message_status_update(cid, message.id, str(message.status)))
-        return {"message_id": message.id, "status": str(message.status), "timestamp": iso(stamp)}
 
     async def edit_message(
         self, actor: Actor, message_id: int, content: Any, *, conversation_id: int | None = None
@@ -252,14 +258,14 @@ class MessageOps(ServiceBase):
             raise forbidden("Only the sender may edit a message")
         if message.is_deleted:
             raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
-        ensure_open(await load_conversation(message.conversation_id))  # type: ignore[attr-defined]
+        cid = message.conversation_id  # type: ignore[attr-defined]
+        skip = await self._may_write(actor, cid)
         message.content = content
         message.is_edited = True
         message.edited_at = now()
         await message.save(update_fields=["content", "is_edited", "edited_at"])
-        cid = message.conversation_id  # type: ignore[attr-defined]
         await self.sink.publish(
-            events.message_edit(cid, message.id, content, iso(message.edited_at))
+            events.message_edit(cid, message.id, content, iso(message.edited_at), skip)
         )
         return (await self._render([message]))[0]
 
@@ -270,6 +276,8 @@ class MessageOps(ServiceBase):
         is_admin = actor.user is not None and actor.user.role == Role.ADMIN
         if message.sender_key != actor.key and not is_admin:
             raise forbidden("Only the sender or an admin may delete a message")
+        if not is_admin:  # an admin's delete is moderation, allowed wherever they can see
+            await self._may_write(actor, message.conversation_id)  # type: ignore[attr-defined]
         if not message.is_deleted:
             message.is_deleted = True
             message.deleted_at = now()
@@ -287,6 +295,8 @@ class MessageOps(ServiceBase):
         message = await self._scoped_message(actor, message_id, conversation_id)
         if message.is_deleted:
             raise ChatError("message_deleted", "A deleted message cannot be reacted to", 409)
+        cid = message.conversation_id  # type: ignore[attr-defined]
+        skip = await self._may_write(actor, cid)
         removed = await Reaction.filter(
             message_id=message.id, reactor_key=actor.key, emoji=emoji
         ).delete()
@@ -297,11 +307,18 @@ class MessageOps(ServiceBase):
             except IntegrityError:
                 pass  # a concurrent toggle added it: the result is the same
             action = "added"
-        cid = message.conversation_id  # type: ignore[attr-defined]
-        await self.sink.publish(events.message_reaction(cid, message.id, emoji, actor, action))
+        await self.sink.publish(
+            events.message_reaction(cid, message.id, emoji, actor, action, skip))
         rendered = (await self._render([message]))[0]
         return {"action": action, "message_id": message.id, "emoji": emoji,
                 "reactions": rendered["reactions"], "message": rendered}
+
+    async def _may_write(self, actor: Actor, conversation_id: int) -> frozenset[str]:
+        """Edits, reactions and deletes change a conversation: the rules of a send apply (409
+        when closed, 403 when a direct partner blocked the actor). Returns the keys of those
+        who blocked the actor, whose sockets do not get the change."""
+        await self.grants.writable(actor, conversation_id)
+        return await self.grants.skip_keys(actor)
 
     async def _scoped_message(
         self, actor: Actor, message_id: Any, conversation_id: int | None
