@@ -213,6 +213,33 @@ async def test_a_send_is_one_statement_whatever_the_number_of_participants(
     assert statements.count - before == 4
 
 
+async def test_a_page_of_conversations_costs_the_same_queries_whatever_its_size(
+    database: str, statements: Statements
+) -> None:
+    """A list page is built in a fixed number of queries (it was three per conversation), and
+    each item is what the conversation's own view shows."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    per_page = {}
+    for size in (2, 9):
+        people = await users(3)
+        reader, writer = Actor.of_user(people[0]), Actor.of_user(people[1])
+        for n in range(size):
+            cid = await group_of(chat, people)
+            for i in range(n % 3):  # some empty, some with unread messages
+                await chat.send_message(writer, cid, {"content": f"{n}.{i}"})
+        await chat.drain()
+        before = statements.count
+        page, _ = await chat.list_conversations(reader, limit=50)
+        per_page[size] = statements.count - before
+        assert len(page) == size
+        for item in page:
+            alone = await chat.get_conversation(reader, item["id"])
+            assert item == alone
+        assert sorted(item["unread_count"] for item in page) == sorted(n % 3 for n in range(size))
+        assert {item["participants_count"] for item in page} == {3}
+    assert per_page[2] == per_page[9], per_page
+
+
 async def test_publish_order_is_id_order_under_concurrent_senders(database: str) -> None:
     sink = RecordingSink()
     chat = ChatService(sink, Settings.from_env({"JWT_SECRET": "s" * 40}).limits)

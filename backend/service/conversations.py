@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.expressions import Q
+from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
 from backend.service import events
@@ -22,7 +23,7 @@ from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.errors import forbidden, invalid, not_found, valid_id
 from backend.service.serializers import conversation_dict
-from backend.service.unread import members_unread, viewer_unread
+from backend.service.unread import members_unread, viewer_unreads
 from models import (
     Conversation,
     ConversationKind,
@@ -125,7 +126,7 @@ class ConversationOps(ServiceBase):
         )
         page = rows[:limit]
         next_cursor = _encode_cursor(page[-1]) if len(rows) > limit and page else None
-        return [await self.conversation_view(c, actor) for c in page], next_cursor
+        return await self.conversation_views(page, actor), next_cursor
 
     async def close_conversation(self, actor: Actor, conversation_id: int) -> dict[str, Any]:
         conversation = await visible_conversation(actor, conversation_id)
@@ -214,12 +215,25 @@ class ConversationOps(ServiceBase):
 
     async def conversation_view(self, conversation: Conversation, viewer: Actor) -> dict[str, Any]:
         """The canonical conversation as ``viewer`` sees it (their own unread count)."""
-        last = await last_message(conversation.id)
-        count = await Participant.filter(conversation_id=conversation.id, is_active=True).count()
-        unread = await viewer_unread(viewer, conversation)
-        return conversation_dict(
-            conversation, last_message=last, participants_count=count, unread_count=unread
-        )
+        return (await self.conversation_views([conversation], viewer))[0]
+
+    async def conversation_views(
+        self, conversations: list[Conversation], viewer: Actor
+    ) -> list[dict[str, Any]]:
+        """``conversation_view`` of each, in at most four queries whatever their number (a page of a
+        list): last messages (two), participant counts, the viewer's unread counts."""
+        if not conversations:
+            return []
+        ids = [c.id for c in conversations]
+        lasts = await last_messages(ids)
+        counts = dict(await Participant.filter(conversation_id__in=ids, is_active=True)
+                      .group_by("conversation_id").annotate(n=Count("id"))
+                      .values_list("conversation_id", "n"))
+        unreads = await viewer_unreads(viewer, conversations)
+        return [conversation_dict(c, last_message=lasts.get(c.id),
+                                  participants_count=counts.get(c.id, 0),
+                                  unread_count=unreads[c.id])
+                for c in conversations]
 
     async def _publish_conversation_updated(self, conversation_id: int) -> None:
         """Tell the inboxes on this node that show the conversation that it changed, each
@@ -246,7 +260,8 @@ class ConversationOps(ServiceBase):
             if fresh.device is not None:
                 device_id = fresh.device.device_id  # type: ignore[union-attr]
                 counts[f"device:{device_id}"] = fresh.device_unread_count
-        view = conversation_dict(fresh, last_message=await last_message(conversation_id),
+        last = (await last_messages([conversation_id])).get(conversation_id)
+        view = conversation_dict(fresh, last_message=last,
                                  participants_count=len(facts.members), unread_count=0)
         await self.sink.publish(events.conversation_updated(view, counts, rooms),
                                 here_only=self.fanout is not None)
@@ -307,9 +322,19 @@ class ConversationOps(ServiceBase):
         await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_offset"])
 
 
-async def last_message(conversation_id: int) -> Message | None:
-    """The conversation's newest message (the top of the ``(conversation_id, id)`` index)."""
-    return await Message.filter(conversation_id=conversation_id).order_by("-id").first()
+async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:
+    """Each conversation's newest message, by conversation id (none for one without): the
+    top of each conversation's ``(conversation_id, id)`` index: in one query for one
+    conversation (each inbox update's), in two for a page of them."""
+    if len(conversation_ids) == 1:
+        row = await Message.filter(conversation_id=conversation_ids[0]).order_by("-id").first()
+        return {} if row is None else {conversation_ids[0]: row}
+    newest = await Message.filter(conversation_id__in=conversation_ids).group_by(
+        "conversation_id").annotate(top=Max("id")).values_list("top", flat=True)
+    if not newest:
+        return {}
+    rows = await Message.filter(id__in=newest)
+    return {row.conversation_id: row for row in rows}  # type: ignore[attr-defined]
 
 
 def _encode_cursor(conversation: Conversation) -> str:

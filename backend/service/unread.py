@@ -40,13 +40,16 @@ async def members_unread(conversation_id: int, user_ids: list[int] | None = None
     return {user_id: unread(total, offset) for user_id, offset, total in rows}
 
 
-async def viewer_unread(viewer: Actor, conversation: Conversation) -> int:
-    """What ``viewer`` sees as unread in ``conversation`` (loaded just before)."""
+async def viewer_unreads(viewer: Actor, conversations: list[Conversation]) -> dict[int, int]:
+    """What ``viewer`` sees as unread in each of ``conversations`` (loaded just before), by
+    conversation id: one query for a user, none for a device."""
     if viewer.device is not None:
-        return conversation.device_unread_count
-    if viewer.user is None:
-        return 0
-    mine = await members_unread(conversation.id, [viewer.user.id], active_only=False)
-    if viewer.user.id in mine:
-        return mine[viewer.user.id]
-    return conversation.staff_unread_count if viewer.is_staff else 0
+        return {c.id: c.device_unread_count for c in conversations}
+    if viewer.user is None or not conversations:
+        return dict.fromkeys((c.id for c in conversations), 0)
+    rows = await Participant.filter(
+        conversation_id__in=[c.id for c in conversations], user_id=viewer.user.id
+    ).values_list("conversation_id", "unread_offset", "conversation__total_messages")
+    mine = {cid: unread(total, offset) for cid, offset, total in rows}
+    return {c.id: mine.get(c.id, c.staff_unread_count if viewer.is_staff else 0)
+            for c in conversations}
