@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -164,13 +165,22 @@ async def test_refusals_are_counted_by_door_and_code(
     response = await api.http.get(f"/api/v1/chat/sessions/{cid}", headers=stranger.headers)
     assert response.status_code in (403, 404), response.text
     rest_code = response.json()["code"]
+    # refused before any handler: a path id out of range, a body that is not JSON, one that
+    # fails validation
+    for path, body, status in ((f"/api/v1/chat/sessions/{cid}x", None, 404),
+                               ("/api/v1/chat/sessions", b"{", 400),
+                               ("/api/v1/chat/sessions", b'{"title": 5}', 422)):
+        early = await (api.http.get(path, headers=owner.headers) if body is None else
+                       api.http.post(path, content=body, headers=owner.headers))
+        assert early.status_code == status, early.text
+    http_codes = Counter([rest_code, "not_found", "invalid_json", "invalid"])
 
     def counted(after: Samples) -> bool:
         def delta(transport: str, code: str) -> float:
             return (value(after, "confab_errors_total", transport=transport, code=code)
                     - value(before, "confab_errors_total", transport=transport, code=code))
         return (delta("socketio", "not_joined") == 1 and delta("websocket", "invalid_json") == 1
-                and delta("http", rest_code) == 1
+                and all(delta("http", code) == n for code, n in http_codes.items())
                 and delta("websocket", "credential_invalid") == 1
                 and delta("socketio", "credential_invalid") == 1)
 

@@ -145,7 +145,7 @@ def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]
     async def endpoint(request: Request) -> Response:
         op = table[request.method] if request.method in table else table["GET"]
         try:
-            return await _run(op, request)
+            response = await _run(op, request)
         except ChatError as exc:
             return refusal_response(request, exc)
         except Exception as exc:
@@ -153,8 +153,17 @@ def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]
             if fault is None:
                 raise
             return refusal_response(request, fault)
+        code = _INPUT_REFUSALS.get(response.status_code)
+        if code is not None:  # bad input refused by status alone: path, query, body
+            request.app.state.metrics.refused("http", code)
+        return response
 
     return endpoint
+
+
+#: The error code counted for input refused without a ``ChatError`` (a 401 of ``/metrics`` or
+#: a 503 of ``/readyz`` is an answer, not a refusal of input).
+_INPUT_REFUSALS = {400: "invalid_json", 404: "not_found", 413: "too_large", 422: "invalid"}
 
 
 def refusal_response(request: Request, exc: ChatError) -> ORJSONResponse:
