@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.cluster import Cluster
+from tests.support.fake_platform import FakePlatform
 from tests.support.fuzz import FUZZ_WEBHOOK_SECRET
 from tests.support.server import ServerProcess, start_server
 from tests.support.services import Postgres, find_postgres, find_redis
@@ -110,6 +111,14 @@ async def api(server: ServerProcess) -> AsyncIterator[Api]:
     client = Api(server.base_url, await admin_of(server.base_url))
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakePlatform]:
+    """The outside platforms' APIs (Telegram, Instagram) of a module's tests."""
+    platform = FakePlatform()
+    yield platform
+    platform.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ server process and a fake Graph API."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from tests.test_integrations_support import (
     ATTEMPTS,
     IG_VERIFY_TOKEN,
     INSTAGRAM_PATH,
-    admin_api,
     history,
     ig_message,
     ig_payload,
@@ -36,24 +35,11 @@ from tests.test_socketio_helpers import Client
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakePlatform]:
-    platform = FakePlatform()
-    yield platform
-    platform.stop()
-
-
-@pytest.fixture(scope="module")
-def platform_server(work_dir: Path, fake: FakePlatform) -> Iterator[ServerProcess]:
-    server = start_platform_server(work_dir / "instagram", fake)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def api(platform_server: ServerProcess) -> AsyncIterator[Api]:
-    client = await admin_api(platform_server)
-    yield client
-    await client.aclose()
+def server(work_dir: Path, fake: FakePlatform) -> Iterator[ServerProcess]:
+    """The server wired to the fake platform; conftest's ``api`` talks to it."""
+    node = start_platform_server(work_dir / "instagram", fake)
+    yield node
+    node.stop()
 
 
 def _sender() -> str:
@@ -125,7 +111,7 @@ def test_unconfigured_webhook_is_404() -> None:
 
 
 async def test_message_reaches_staff_and_redelivery_is_one_message(
-    api: Api, platform_server: ServerProcess
+    api: Api, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
     sender = _sender()
@@ -134,7 +120,7 @@ async def test_message_reaches_staff_and_redelivery_is_one_message(
     assert len(mid) > 64  # longer than client_msg_id: the key is a hash of it
     payload = ig_payload(ig_message(sender, mid, "Where is my order?"))
     inbox = await Client(api.base_url, "/conversations").connect({"token": agent.token})
-    url = f"{platform_server.ws_url}/ws/conversations/?token={agent.token}"
+    url = f"{server.ws_url}/ws/conversations/?token={agent.token}"
     try:
         async with raw(url) as raw_inbox:
             await raw_inbox.next("connection_established")
@@ -208,7 +194,7 @@ async def test_agent_reply_goes_through_the_send_api(api: Api, fake: FakePlatfor
 
 
 async def test_failing_send_api_retries_then_fails(
-    api: Api, fake: FakePlatform, platform_server: ServerProcess
+    api: Api, fake: FakePlatform, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
     sender = _sender()
@@ -220,7 +206,7 @@ async def test_failing_send_api_retries_then_fails(
     failed = await wait_delivery(api, agent, cid, sent["id"], "failed")
     assert failed["delivery_error"] == "HTTP 503: fake failure 503"
     assert [c.status for c in fake.calls_to(sender)] == [503] * ATTEMPTS
-    log = platform_server.log()
+    log = server.log()
     assert (f"outbound delivery gave up: platform=instagram conversation={cid} "
             f"message={sent['id']} attempt={ATTEMPTS}/{ATTEMPTS}") in log
     assert ACCESS_TOKEN not in log

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tests.support.client import Api, admin_of, with_admin
+from tests.support.client import Api, with_admin
 from tests.support.fake_platform import FakePlatform
 from tests.support.server import ServerProcess, start_server
 
@@ -52,10 +52,6 @@ def start_platform_server(data_dir: Path, fake: FakePlatform,
         **fake.env(),
     )
     return with_admin(server)
-
-
-async def admin_api(server: ServerProcess) -> Api:
-    return Api(server.base_url, await admin_of(server.base_url))
 
 
 # -- Telegram ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ retries, against a real server process and a fake Bot API."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,6 @@ from tests.support.server import ServerProcess
 from tests.support.services import Postgres
 from tests.test_integrations_support import (
     ATTEMPTS,
-    admin_api,
     history,
     new_id,
     post_telegram,
@@ -34,35 +33,22 @@ from tests.test_raw_support import raw
 from tests.test_socketio_helpers import Client, chat_client, ok
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakePlatform]:
-    platform = FakePlatform()
-    yield platform
-    platform.stop()
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def platform_server(request: pytest.FixtureRequest, work_dir: Path,
-                    fake: FakePlatform) -> Iterator[ServerProcess]:
-    """The server on each database in turn (customers and conversations are made by intake)."""
+def server(request: pytest.FixtureRequest, work_dir: Path,
+           fake: FakePlatform) -> Iterator[ServerProcess]:
+    """The server on each database in turn (customers and conversations are made by intake);
+    conftest's ``api`` talks to it."""
     if request.param == "sqlite":
-        server = start_platform_server(work_dir / "telegram-sqlite", fake)
-        yield server
-        server.stop()
+        node = start_platform_server(work_dir / "telegram-sqlite", fake)
+        yield node
+        node.stop()
         return
     postgres: Postgres = request.getfixturevalue("postgres")
     name, url = asyncio.run(postgres.create_database())
-    server = start_platform_server(work_dir / "telegram-postgres", fake, url)
-    yield server
-    server.stop()
+    node = start_platform_server(work_dir / "telegram-postgres", fake, url)
+    yield node
+    node.stop()
     asyncio.run(postgres.drop_database(name))
-
-
-@pytest.fixture
-async def api(platform_server: ServerProcess) -> AsyncIterator[Api]:
-    client = await admin_api(platform_server)
-    yield client
-    await client.aclose()
 
 
 async def _customer_conversation(api: Api, chat_id: int, text: str = "hello") -> int:
@@ -169,13 +155,13 @@ def test_backoff_doubles_up_to_the_cap_and_honours_retry_after() -> None:
 
 
 async def test_customer_message_reaches_staff_inboxes(
-    api: Api, platform_server: ServerProcess
+    api: Api, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
     user = await api.register()
     inbox = await Client(api.base_url, "/conversations").connect({"token": agent.token})
     user_inbox = await Client(api.base_url, "/conversations").connect({"token": user.token})
-    url = f"{platform_server.ws_url}/ws/conversations/?token={agent.token}"
+    url = f"{server.ws_url}/ws/conversations/?token={agent.token}"
     try:
         async with raw(url) as raw_inbox:
             await raw_inbox.next("connection_established")
@@ -309,7 +295,7 @@ async def test_texts_longer_than_the_limit_are_cut_not_refused(api: Api) -> None
 
 
 async def test_agent_replies_reach_telegram_over_every_door(
-    api: Api, fake: FakePlatform, platform_server: ServerProcess
+    api: Api, fake: FakePlatform, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
     chat_id = new_id()
@@ -332,7 +318,7 @@ async def test_agent_replies_reach_telegram_over_every_door(
         assert acked["message"]["delivery_status"] == "pending"
     finally:
         await socket.close()
-    async with raw(f"{platform_server.ws_url}/ws/chat/{cid}/?token={agent.token}") as ws:
+    async with raw(f"{server.ws_url}/ws/chat/{cid}/?token={agent.token}") as ws:
         await ws.next("recent_messages")
         await ws.send({"type": "chat_message", "content": "over raw websocket"})
         echoed = await ws.next(lambda f: f.get("type") == "chat_message"
@@ -353,7 +339,7 @@ async def test_agent_replies_reach_telegram_over_every_door(
 
 
 async def test_reply_retried_until_sent(api: Api, fake: FakePlatform,
-                                        platform_server: ServerProcess) -> None:
+                                        server: ServerProcess) -> None:
     agent = await api.register(role="agent")
     chat_id = new_id()
     cid = await _customer_conversation(api, chat_id)
@@ -363,14 +349,14 @@ async def test_reply_retried_until_sent(api: Api, fake: FakePlatform,
     assert [c.status for c in calls] == [502, 502, 200]
     assert all(c.text == "third time lucky" for c in calls)
     await wait_delivery(api, agent, cid, sent["id"], "sent")
-    log = platform_server.log()
+    log = server.log()
     for attempt in (1, 2):
         assert (f"outbound delivery failed: platform=telegram conversation={cid} "
                 f"message={sent['id']} attempt={attempt}/{ATTEMPTS}") in log
 
 
 async def test_reply_that_keeps_failing_ends_failed(
-    api: Api, fake: FakePlatform, platform_server: ServerProcess
+    api: Api, fake: FakePlatform, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
     chat_id = new_id()
@@ -382,8 +368,8 @@ async def test_reply_that_keeps_failing_ends_failed(
     assert len(fake.calls_to(chat_id)) == ATTEMPTS  # bounded: no attempt after the last
     assert (f"outbound delivery gave up: platform=telegram conversation={cid} "
             f"message={sent['id']} attempt={ATTEMPTS}/{ATTEMPTS} error=HTTP 500") in \
-        platform_server.log()
-    assert BOT_TOKEN not in platform_server.log()
+        server.log()
+    assert BOT_TOKEN not in server.log()
 
 
 async def test_permanent_refusal_is_not_retried(api: Api, fake: FakePlatform) -> None:
