@@ -115,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=2.0, help="rooms: messages/s per client")
     parser.add_argument("--hold", type=float, default=5.0,
                         help="idle: seconds the clients stay connected before memory is read")
+    parser.add_argument("--sio-receivers", choices=["auto", "official", "lean"], default="auto",
+                        help="Socket.IO clients that only receive: the official socket.io-client, "
+                             "or lean ones (Engine.IO/Socket.IO frames on ws, half its CPU per "
+                             "delivery); auto: lean in fanout, where the official client would "
+                             "make the generator the bottleneck, official elsewhere. Senders "
+                             "always use the official client")
     parser.add_argument("--message-bytes", type=int, default=64)
     parser.add_argument("--connect-concurrency", type=int, default=100,
                         help="connections the generator opens at once")
@@ -202,6 +208,13 @@ class Run:
         if response.status_code != 200:
             raise RuntimeError(f"fixture check failed: {response.status_code} {response.text}")
 
+    @property
+    def sio_receivers(self) -> str:
+        """Which Socket.IO client the receiving clients use (see ``--sio-receivers``)."""
+        if self.args.sio_receivers != "auto":
+            return str(self.args.sio_receivers)
+        return "lean" if self.scenario == "fanout" else "official"
+
     def config(self, nodes: list[Any]) -> dict[str, Any]:
         count = len(nodes)
         specs = []
@@ -211,6 +224,7 @@ class Run:
         return {
             "scenario": self.scenario,
             "transport": "raw" if self.transport == "ref" else self.transport,
+            "sio_receivers": self.sio_receivers,
             "nodes": [n.base_url for n in nodes],
             "clients": specs,
             "warmup_s": self.args.warmup,
@@ -330,6 +344,7 @@ class Run:
             "db": self.db,
             "nodes": len(nodes),
             "clients": clients,
+            **({"sio_receivers": self.sio_receivers} if self.transport == "sio" else {}),
             "connections_per_s": round(result["connections_per_second"], 1),
             "server_connect_cpu_us_per_connection": round(
                 (marks["cpu_connect1"] - marks["cpu_connect0"]) * 1e6 / clients, 1),

@@ -32,6 +32,10 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
     assert data["meta"]["server"]["raised_limits"]["SEND_RATE_PER_SECOND"]
     runs = {(run["scenario"], run["transport"]): run for run in data["runs"]}
     assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle") for t in ("sio", "raw")}
+    # Fanout's Socket.IO receivers are the lean ones (its sender and every other scenario's
+    # clients are the official client): they received every message above too.
+    assert runs[("fanout", "sio")]["sio_receivers"] == "lean"
+    assert runs[("rooms", "sio")]["sio_receivers"] == "official"
     for (scenario, transport), run in runs.items():
         where = f"{scenario}/{transport}"
         assert "error" not in run, (where, run)

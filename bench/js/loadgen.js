@@ -1,7 +1,8 @@
 'use strict';
 // The benchmark's load generator: one Node process that opens every client connection of one
-// scenario (official socket.io-client for /chat, ws for /ws/chat/), sends 64-byte messages
-// stamped with their send time, and counts what each client receives.
+// scenario (official socket.io-client for /chat, or lean receivers on ws: connectSioLean; ws
+// for /ws/chat/), sends 64-byte messages stamped with their send time, and counts what each
+// client receives.
 //
 // Usage: node loadgen.js CONFIG.json. The config (written by bench/run.py) names the nodes,
 // the transport, the scenario and every client: {user_id, token, conversation_id, pos, node}.
@@ -234,6 +235,59 @@ function connectSio(client, onReady, onFail) {
   });
 }
 
+// A receive-only Socket.IO client: Engine.IO v4 and Socket.IO v5 frames on ws, read the way
+// the raw route's are (no full decode of a chat_message). The official client's packet
+// decoding and event emitters cost about twice the CPU per delivery, which made the generator,
+// not the server, the bottleneck of the Socket.IO fanout (--sio-receivers).
+function connectSioLean(client, onReady, onFail) {
+  const base = cfg.nodes[client.node].replace(/^http/, 'ws');
+  const ws = new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`,
+    { perMessageDeflate: false });
+  client.conn = {
+    send() { throw new Error('a lean receiver does not send'); },
+    close() { ws.terminate(); },
+  };
+  const event = (text) => JSON.parse(text.slice(text.indexOf('[')));
+  ws.on('message', (data) => {
+    const text = data.toString();
+    if (text.startsWith('42/chat,["chat_message"')) {
+      const at = text.indexOf('"content":"B');
+      if (at >= 0) deliver(client, text.slice(at + 11, text.indexOf('"', at + 11)));
+      return;
+    }
+    if (text === '2') { // Engine.IO ping
+      ws.send('3');
+      return;
+    }
+    if (text.startsWith('0{')) { // Engine.IO open: connect to the namespace
+      const auth = { token: client.token, conversation_id: client.conversation_id };
+      ws.send(`40/chat,${JSON.stringify(auth)}`);
+      return;
+    }
+    if (text.startsWith('42/chat,["user_joined"')) {
+      lastPresenceAt = now();
+      stats.other_frames += 1;
+      if (event(text)[1].user_id === client.user_id) onReady();
+      return;
+    }
+    if (text.startsWith('42/chat,["error"')) {
+      recordError('event', text.slice(0, 200));
+      return;
+    }
+    if (text.startsWith('44/chat,')) {
+      onFail(`connect_error ${text.slice(0, 200)}`);
+      return;
+    }
+    if (text.startsWith('40/chat,')) return; // connected; ready once joined
+    lastPresenceAt = now();
+    stats.other_frames += 1;
+  });
+  ws.on('error', (err) => onFail(String(err && err.message)));
+  ws.on('close', (code, reason) => {
+    if (phase !== 'done') onFail(`closed ${code} ${reason}`);
+  });
+}
+
 function connectOne(client) {
   return new Promise((resolve, reject) => {
     const onReady = () => {
@@ -248,7 +302,10 @@ function connectOne(client) {
         if (stats.error_samples.length < 5) stats.error_samples.push({ where: 'connection', detail: why });
       }
     };
-    (cfg.transport === 'raw' ? connectRaw : connectSio)(client, onReady, onFail);
+    let connect = connectSio;
+    if (cfg.transport === 'raw') connect = connectRaw;
+    else if (cfg.sio_receivers === 'lean' && !client.sender) connect = connectSioLean;
+    connect(client, onReady, onFail);
   });
 }
 
