@@ -5,8 +5,9 @@ the app; an Engine.IO session opened on WebSocket is served in one frame with wh
 refuses still refused, keeps only the environ its namespaces read, pings on a timer and drops
 a silent client but not one whose pong waits behind its own handler; Engine.IO keeps no
 per-request body reader on WebSocket sockets; the node's Socket.IO packets skip the library's
-binary walk while clients' binary packets still decode; raw upgrades reach their door without Starlette's routing chain. In process, on
-real uvicorn servers and clients where a connection is needed."""
+binary walk while clients' binary packets still decode; raw upgrades reach their door
+without Starlette's routing chain. In process, on real uvicorn servers and clients where a
+connection is needed."""
 
 from __future__ import annotations
 

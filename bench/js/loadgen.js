@@ -162,10 +162,25 @@ function deliver(receiver, content) {
 
 // -- transports -----------------------------------------------------------------------------
 
-function connectRaw(client, onReady, onFail) {
+// A ws connection to the client's node; its failures (after the ramp too) go to onFail.
+function openWs(client, path, onFail) {
   const base = cfg.nodes[client.node].replace(/^http/, 'ws');
-  const ws = new WebSocket(`${base}/ws/chat/${client.conversation_id}/?token=${client.token}`,
-    { perMessageDeflate: false });
+  const ws = new WebSocket(`${base}${path}`, { perMessageDeflate: false });
+  ws.on('error', (err) => onFail(String(err && err.message)));
+  ws.on('close', (code, reason) => {
+    if (phase !== 'done') onFail(`closed ${code} ${reason}`);
+  });
+  return ws;
+}
+
+// A chat_message frame's benchmark content, found without decoding the frame.
+function deliverFrame(client, text) {
+  const at = text.indexOf('"content":"B');
+  if (at >= 0) deliver(client, text.slice(at + 11, text.indexOf('"', at + 11)));
+}
+
+function connectRaw(client, onReady, onFail) {
+  const ws = openWs(client, `/ws/chat/${client.conversation_id}/?token=${client.token}`, onFail);
   client.conn = {
     send(content) {
       ws.send(`{"type":"chat_message","content":"${content}"}`);
@@ -175,8 +190,7 @@ function connectRaw(client, onReady, onFail) {
   ws.on('message', (data) => {
     const text = data.toString();
     if (text.startsWith('{"type":"chat_message"')) {
-      const at = text.indexOf('"content":"B');
-      if (at >= 0) deliver(client, text.slice(at + 11, text.indexOf('"', at + 11)));
+      deliverFrame(client, text);
       return;
     }
     if (text.startsWith('{"type":"recent_messages"')) {
@@ -192,10 +206,6 @@ function connectRaw(client, onReady, onFail) {
     }
     stats.other_frames += 1;
     lastPresenceAt = now();
-  });
-  ws.on('error', (err) => onFail(String(err && err.message)));
-  ws.on('close', (code, reason) => {
-    if (phase !== 'done') onFail(`closed ${code} ${reason}`);
   });
 }
 
@@ -240,9 +250,7 @@ function connectSio(client, onReady, onFail) {
 // decoding and event emitters cost about twice the CPU per delivery, which made the generator,
 // not the server, the bottleneck of the Socket.IO fanout (--sio-receivers).
 function connectSioLean(client, onReady, onFail) {
-  const base = cfg.nodes[client.node].replace(/^http/, 'ws');
-  const ws = new WebSocket(`${base}/socket.io/?EIO=4&transport=websocket`,
-    { perMessageDeflate: false });
+  const ws = openWs(client, '/socket.io/?EIO=4&transport=websocket', onFail);
   client.conn = {
     send() { throw new Error('a lean receiver does not send'); },
     close() { ws.terminate(); },
@@ -251,8 +259,7 @@ function connectSioLean(client, onReady, onFail) {
   ws.on('message', (data) => {
     const text = data.toString();
     if (text.startsWith('42/chat,["chat_message"')) {
-      const at = text.indexOf('"content":"B');
-      if (at >= 0) deliver(client, text.slice(at + 11, text.indexOf('"', at + 11)));
+      deliverFrame(client, text);
       return;
     }
     if (text === '2') { // Engine.IO ping
@@ -281,10 +288,6 @@ function connectSioLean(client, onReady, onFail) {
     if (text.startsWith('40/chat,')) return; // connected; ready once joined
     lastPresenceAt = now();
     stats.other_frames += 1;
-  });
-  ws.on('error', (err) => onFail(String(err && err.message)));
-  ws.on('close', (code, reason) => {
-    if (phase !== 'done') onFail(`closed ${code} ${reason}`);
   });
 }
 
