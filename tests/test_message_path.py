@@ -78,14 +78,17 @@ class RoomTable:
 
 
 class Statements(logging.Handler):
-    """Counts the SQL statements Tortoise's database clients issue (they log each one)."""
+    """Counts the SQL statements Tortoise's database clients issue (they log each one), and
+    keeps their text."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.count = 0
+        self.sql: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
+        self.sql.append(record.getMessage())
 
 
 @pytest.fixture
@@ -238,6 +241,40 @@ async def test_a_page_of_conversations_costs_the_same_queries_whatever_its_size(
         assert sorted(item["unread_count"] for item in page) == sorted(n % 3 for n in range(size))
         assert {item["participants_count"] for item in page} == {3}
     assert per_page[2] == per_page[9], per_page
+
+
+async def test_clients_arriving_together_load_their_conversation_once(
+    database: str, statements: Statements
+) -> None:
+    """A conversation's facts are loaded once for all the clients that ask at the same time
+    (a reconnect storm), and not shared across an invalidation."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    cid = await group_of(chat, people)
+    grants = Grants()
+    before = statements.count
+    facts = await asyncio.gather(*(grants.viewable(Actor.of_user(people[i % 3]), cid)
+                                   for i in range(30)))
+    assert statements.count - before == 2  # the conversation, its participants
+    assert len({id(f) for f in facts}) == 1 and facts[0].members == {u.id for u in people}
+    # A load begun before an invalidation is not joined by a caller after it.
+    grants.forget(conversation_id=cid)
+    first = asyncio.ensure_future(grants.conversation(cid))
+    await asyncio.sleep(0)  # the first load has begun
+    grants.forget(conversation_id=cid)
+    second = await grants.conversation(cid)
+    assert second is not await first
+    missing = await asyncio.gather(*(grants.conversation(2_000_000_000) for _ in range(3)),
+                                   return_exceptions=True)
+    assert all(isinstance(e, ChatError) and e.status == 404 for e in missing)
+    # Every connect reads a page of history: its access check is answered from these facts.
+    await chat.history(Actor.of_user(people[0]), cid, latest=True)  # loads them
+    seen = len(statements.sql)
+    await chat.history(Actor.of_user(people[1]), cid, latest=True)
+    assert not [q for q in statements.sql[seen:] if 'FROM "conversations"' in q]
+    with pytest.raises(ChatError) as refused:
+        await chat.history(Actor.of_user((await users(1))[0]), cid, latest=True)
+    assert refused.value.status == 403
 
 
 async def test_publish_order_is_id_order_under_concurrent_senders(database: str) -> None:

@@ -28,7 +28,6 @@ from backend.raw.connection import RawMember, lane_for
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
 from backend.realtime.origins import origin_allowed
-from backend.service.access import visible_conversation
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -238,7 +237,8 @@ async def handshake(
         conversation_id = None
         if door.path_param is not None:
             conversation_id = path_id(conn, door.path_param)
-            await visible_conversation(actor, conversation_id)
+            chat: ChatService = conn.app.state.chat
+            await chat.grants.viewable(actor, conversation_id)
     except ChatError as error:
         conn.app.state.metrics.refused("websocket", error.code)
         raise door.refusal(error) from None

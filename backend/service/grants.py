@@ -26,6 +26,8 @@ counter: a load that began before an invalidation is used once and not kept.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from typing import TypeVar
@@ -73,18 +75,27 @@ class Grants:
         self.ttl = ttl
         self.max_entries = max_entries
         self._conversations: dict[int, ConversationFacts] = {}
+        #: Loads under way: the generation each began in, and its outcome.
+        self._loading: dict[int, tuple[int, asyncio.Future[ConversationFacts]]] = {}
         self._blockers: dict[int, tuple[frozenset[int], float]] = {}
         self._generation = 0
 
     # -- reads ------------------------------------------------------------------------------
 
+    async def viewable(self, actor: Actor, conversation_id: int) -> ConversationFacts:
+        """The conversation's facts if ``actor`` may see it: 404 if it does not exist, 403
+        otherwise. Who may see a conversation is fixed when it is made (its kind, initiator,
+        agent, device and participants), so the cached facts answer as the database would."""
+        facts = await self.conversation(conversation_id)
+        if not await can_view(actor, facts.conversation, facts.members):
+            raise forbidden("You are not a participant of this conversation")
+        return facts
+
     async def writable(self, actor: Actor, conversation_id: int) -> ConversationFacts:
         """The conversation's facts if ``actor`` may write to it now: 404 if it does not
         exist, 403 if they may not see it or a direct partner blocked them, 409 if closed."""
-        facts = await self.conversation(conversation_id)
+        facts = await self.viewable(actor, conversation_id)
         conversation = facts.conversation
-        if not await can_view(actor, conversation, facts.members):
-            raise forbidden("You are not a participant of this conversation")
         ensure_open(conversation)
         if actor.user is not None and conversation.kind == ConversationKind.DIRECT:
             others = facts.participants - {actor.user.id}
@@ -97,6 +108,23 @@ class Grants:
         facts = self._conversations.get(conversation_id)
         if facts is not None and facts.expires > time.monotonic():
             return facts
+        # One load per conversation at a time: the clients of a conversation often arrive
+        # together (a reconnect after a restart), and each would load the same rows. A load
+        # begun before an invalidation is not joined.
+        loading = self._loading.get(conversation_id)
+        if loading is None or loading[0] != self._generation:
+            future = asyncio.ensure_future(self._load(conversation_id))
+            loading = self._loading[conversation_id] = (self._generation, future)
+            future.add_done_callback(functools.partial(self._loaded, conversation_id))
+        return await asyncio.shield(loading[1])
+
+    def _loaded(self, conversation_id: int, future: asyncio.Future[ConversationFacts]) -> None:
+        if self._loading.get(conversation_id, (0, None))[1] is future:
+            del self._loading[conversation_id]
+        if not future.cancelled():
+            future.exception()  # retrieved: a failure reaches its waiters, not the loop's log
+
+    async def _load(self, conversation_id: int) -> ConversationFacts:
         generation = self._generation
         conversation = await load_conversation(conversation_id)
         rows = await Participant.filter(conversation_id=conversation_id).values_list(

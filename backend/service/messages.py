@@ -164,9 +164,9 @@ class MessageOps(ServiceBase):
 
         ``after_id``: the ones right after; ``before_id``: the ones right before; ``latest``:
         the newest ``limit``; otherwise ``offset`` from the oldest."""
-        conversation = await visible_conversation(actor, conversation_id)
+        await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
-        query = Message.filter(conversation_id=conversation.id)
+        query = Message.filter(conversation_id=conversation_id)
         if actor.user is not None:
             hidden = await blocked_by(actor.user.id)
             if hidden:
