@@ -1,4 +1,4 @@
-"""Small pure pieces: passwords, origins, the send-rate bucket, message drafts."""
+"""Small pure pieces: passwords, origins, the send-rate bucket, drafts, the inbox batcher."""
 
 import asyncio
 import time
