@@ -80,6 +80,19 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class OutageWithoutTraceback(logging.Filter):
+    """asyncpg's pool logs every failed attempt to reconnect during a database outage as a
+    warning with the connect call's traceback: an expected condition, one line each is what an
+    operator needs (the error's type and text stay, at the end of the message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncpg.pool" and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
 class AddContext(logging.Filter):
     """Add ``request_id`` and ``connection_id`` when the line is logged while serving one."""
 
@@ -137,6 +150,7 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     if json_lines:  # in text the access line already reads as method, path, status
         handler.addFilter(AccessFields())
+    handler.addFilter(OutageWithoutTraceback())
     handler.addFilter(RedactSecrets())
     handler.addFilter(AddContext())
     root = logging.getLogger()
