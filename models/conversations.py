@@ -81,8 +81,9 @@ class Conversation(Model):
     closed_at = fields.DatetimeField(null=True)
 
     class Meta:
+        # No index holds ``updated_at`` or the counters: every send changes them, and the row
+        # is then updated in place (migration 0004 says why).
         table = "conversations"
-        indexes = (("status", "updated_at"), ("kind", "updated_at"))
 
 
 class Participant(Model):

@@ -277,6 +277,30 @@ async def test_clients_arriving_together_load_their_conversation_once(
     assert refused.value.status == 403
 
 
+#: The conversation's columns every send changes.
+SEND_CHANGES = {"updated_at", "total_messages", "started_at", "device_unread_count",
+                "staff_unread_count"}
+
+
+async def test_no_index_holds_what_a_send_changes_in_the_conversation_row(database: str) -> None:
+    """Then a send updates the conversation's row in place (PostgreSQL's HOT update: no new
+    entry in every index, no dead row), and SQLite rewrites no index page for it."""
+    client = connections.get("default")
+    if client.capabilities.dialect == "postgres":
+        _, rows = await client.execute_query(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'conversations'")
+        indexed = " ".join(row["indexdef"] for row in rows)
+    else:
+        _, rows = await client.execute_query("PRAGMA index_list('conversations')")
+        names = [row["name"] for row in rows]
+        assert names  # the primary key's and the connection's unique index at least
+        indexed = ""
+        for name in names:
+            _, info = await client.execute_query(f"PRAGMA index_info('{name}')")
+            indexed += " ".join(str(row["name"]) for row in info) + " "
+    assert not [column for column in SEND_CHANGES if column in indexed], indexed
+
+
 async def test_publish_order_is_id_order_under_concurrent_senders(database: str) -> None:
     sink = RecordingSink()
     chat = ChatService(sink, Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
