@@ -276,8 +276,8 @@ class MessageOps(ServiceBase):
         is_admin = actor.user is not None and actor.user.role == Role.ADMIN
         if message.sender_key != actor.key and not is_admin:
             raise forbidden("Only the sender or an admin may delete a message")
-        if not is_admin:  # an admin's delete is moderation, allowed wherever they can see
-            await self._may_write(actor, message.conversation_id)  # type: ignore[attr-defined]
+        if not is_admin:  # a write, as a send; an admin's delete is moderation, allowed
+            await self.grants.writable(actor, message.conversation_id)  # type: ignore[attr-defined]
         if not message.is_deleted:
             message.is_deleted = True
             message.deleted_at = now()
@@ -314,9 +314,9 @@ class MessageOps(ServiceBase):
                 "reactions": rendered["reactions"], "message": rendered}
 
     async def _may_write(self, actor: Actor, conversation_id: int) -> frozenset[str]:
-        """Edits, reactions and deletes change a conversation: the rules of a send apply (409
-        when closed, 403 when a direct partner blocked the actor). Returns the keys of those
-        who blocked the actor, whose sockets do not get the change."""
+        """Edits and reactions change a conversation: the rules of a send apply (409 when
+        closed, 403 when a direct partner blocked the actor). Returns the keys of those who
+        blocked the actor, whose sockets do not get the change."""
         await self.grants.writable(actor, conversation_id)
         return await self.grants.skip_keys(actor)
 
