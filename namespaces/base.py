@@ -125,10 +125,9 @@ def not_joined(conversation_id: int) -> ChatError:
 
 
 def refusal(code: int, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """A connect refusal whose data is exactly ``{code, message}``."""
-    error = socketio.exceptions.ConnectionRefusedError(message)
-    error.error_args = {"code": code, "message": message}
-    return error
+    """A connect refusal: the Socket.IO v5 CONNECT_ERROR ``{message, data: {code, message}}``,
+    so socket.io-client's ``err.message`` is the text and ``err.data`` is ``{code, message}``."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
 
 
 def refusal_of(error: ChatError) -> socketio.exceptions.ConnectionRefusedError:

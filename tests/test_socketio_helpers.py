@@ -50,12 +50,17 @@ class Client:
         )
         return self
 
-    async def refused(self, auth: dict[str, Any] | None = None, query: str = "") -> Any:
-        """Connect, expect a refusal, return its data ``{code, message}``."""
+    async def refused(self, auth: dict[str, Any] | None = None, query: str = "",
+                      transports: list[str] | None = None) -> Any:
+        """Connect, expect a refusal, return its data ``{code, message}`` after checking the
+        Socket.IO v5 shape of the CONNECT_ERROR: ``{message, data: {code, message}}``."""
         try:
-            await self.connect(auth, query)
+            await self.connect(auth, query, transports)
         except socketio.exceptions.ConnectionError:
-            return self.connect_error
+            error = self.connect_error
+            assert isinstance(error, dict) and set(error) == {"message", "data"}, error
+            assert error["data"]["message"] == error["message"], error
+            return error["data"]
         await self.close()
         raise AssertionError(f"{self.namespace} accepted {auth!r} {query!r}")
 

@@ -1,14 +1,15 @@
-"""The official JavaScript client (socket.io-client 4.8, under node) against ``/chat``: it
-must see the presence event of its own join (sent after the CONNECT ack), a message from a
-Python client, and the ack of its own send."""
+"""The official JavaScript client (socket.io-client 4.8, under node): on ``/chat`` it must see
+the presence event of its own join (sent after the CONNECT ack), a message from a Python
+client, and the ack of its own send; on every namespace, the code of a refused connect."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from tests.support.client import Api
 from tests.support.node import run_node
-from tests.test_socketio_helpers import chat_client, group, ok
+from tests.test_socketio_helpers import chat_client, group, ok, start_device_conversation
 
 
 async def test_official_js_client(sqlite_api: Api) -> None:
@@ -37,3 +38,47 @@ async def test_official_js_client(sqlite_api: Api) -> None:
         assert got["message"]["id"] == ack["message"]["id"]
     finally:
         await b.close()
+
+
+async def test_official_js_client_sees_refusal_codes(sqlite_api: Api) -> None:
+    """Every connect refusal reaches socket.io-client as ``err.data = {code, message}`` with
+    ``err.message`` its text (CONTRACT section 8), on every namespace, over WebSocket and
+    long-polling."""
+    api = sqlite_api
+    alice, stranger = await api.register(), await api.register()
+    cid = await group(api, alice)
+    device, other_device = await api.device(), await api.device()
+    other_cid = await start_device_conversation(api, other_device)
+    refusals: list[tuple[dict[str, object], int]] = []
+    for namespace in ("/chat", "/conversations"):
+        refusals += [
+            ({"namespace": namespace, "auth": {}}, 4001),
+            ({"namespace": namespace, "auth": {"token": "garbage"}}, 4002),
+            ({"namespace": namespace, "auth": {"token": alice.refresh_token}}, 4002),
+        ]
+    refusals += [
+        ({"namespace": "/chat", "auth": {"token": alice.token, "conversation_id": 987654321}},
+         4003),
+        ({"namespace": "/chat", "auth": {"token": stranger.token, "conversation_id": cid}},
+         4004),
+        ({"namespace": "/mobile", "auth": {}}, 4001),
+        ({"namespace": "/mobile", "auth": {"device_id": "no-such-device-123"}}, 4002),
+        ({"namespace": "/mobile", "auth": {"device_id": device, "conversation_id": 987654321}},
+         4003),
+        ({"namespace": "/mobile", "query": {"device_id": device, "conversation_id": other_cid}},
+         4004),
+    ]
+    cases = [{**case, "transports": [transport]}
+             for transport in ("websocket", "polling") for case, _ in refusals]
+    # one accepted connection per run: the refusals are not the node refusing everything
+    cases.append({"namespace": "/chat", "auth": {"token": alice.token},
+                  "transports": ["polling", "websocket"]})
+    results = await asyncio.to_thread(run_node, "socketio_refusals.js", api.base_url,
+                                      json.dumps(cases))
+
+    assert results[-1] == {"connected": True}
+    expected = [code for _ in ("websocket", "polling") for _, code in refusals]
+    for case, code, seen in zip(cases[:-1], expected, results[:-1], strict=True):
+        assert isinstance(seen["data"], dict), (case, seen)
+        assert seen["data"]["code"] == code, (case, seen)
+        assert seen["message"] == seen["data"]["message"] and seen["message"], (case, seen)
