@@ -97,6 +97,14 @@ def optional_id(data: Payload, name: str) -> int | None:
     return None if data.get(name) is None else as_id(data[name], name)
 
 
+def optional_after_id(data: Payload, name: str) -> int | None:
+    """A resume point: an id, or 0 for "from the first message" (CONTRACT section 8)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    return 0 if value in (0, "0") and not isinstance(value, bool) else as_id(value, name)
+
+
 def id_list(data: Payload, name: str) -> list[int] | None:
     value = data.get(name)
     if value is None:

@@ -22,6 +22,7 @@ from namespaces.base import (
     credential,
     id_field,
     id_list,
+    optional_after_id,
     optional_id,
 )
 
@@ -41,7 +42,7 @@ class ChatNamespace(Namespace):
     async def on_join(self, socket: Socket, data: Any) -> Payload:
         data = as_object(data)
         conversation_id = id_field(data, "conversation_id")
-        after = optional_id(data, "after_message_id")
+        after = optional_after_id(data, "after_message_id")
         actor = socket.actor
         conversation = await self.chat.get_conversation(actor, conversation_id)
         # Join before reading history: a message committed in between arrives live (and maybe

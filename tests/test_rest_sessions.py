@@ -253,8 +253,11 @@ async def test_history_pagination(api: Api) -> None:
     assert await page(after_id=ids[0], before_id=ids[3]) == (ids[1:3], "false")
     # seed 003's clients treat ids as opaque strings: a numeric string works
     assert await page(after_id=str(ids[4])) == (ids[5:], "false")
+    # a client that has seen nothing resumes from 0: the first messages
+    assert await page(after_id=0, limit=4) == (ids[:4], "true")
+    assert await page(after_id="0") == (ids, "false")
     for bad in ({"limit": 0}, {"limit": 201}, {"offset": -5}, {"after_id": "x"},
-                {"before_id": 0}, {"after_id": 10**12}):
+                {"before_id": 0}, {"after_id": -1}, {"after_id": 10**12}):
         response = await api.http.get(url, params=bad, headers=owner.headers)
         assert response.status_code == 422, (bad, response.text)
 

@@ -33,6 +33,8 @@ async def test_chat_refusals(sqlite_api: Api) -> None:
         assert code(await Client(url, namespace).refused({})) == 4001
         assert code(await Client(url, namespace).refused({"token": ""})) == 4001
         assert code(await Client(url, namespace).refused({"token": "garbage"})) == 4002
+        assert code(await Client(url, namespace).refused({"token": "garbage"},
+                                                         transports=["polling"])) == 4002
         assert code(await Client(url, namespace).refused({"token": 42})) == 4002
         # a refresh token is not an access token
         assert code(await Client(url, namespace).refused({"token": alice.refresh_token})) == 4002
@@ -177,6 +179,12 @@ async def test_reconnect_and_catch_up(sqlite_api: Api) -> None:
                                         "after_message_id": page["messages"][-1]["id"]}))
         assert [m["id"] for m in rest["messages"]] == (sent + more)[50:]
         assert rest["has_more"] is False
+        # a client that has seen nothing resumes from 0: the first page from the start
+        first = ok(await b.call("join", {"conversation_id": cid, "after_message_id": 0}))
+        assert [m["id"] for m in first["messages"]] == [seen["id"], *sent, *more][:50]
+        assert first["has_more"] is True
+        refused = await b.call("join", {"conversation_id": cid, "after_message_id": -1})
+        assert refused["ok"] is False and refused["error"]["code"] == "invalid"
     finally:
         await a.close()
         await b.close()

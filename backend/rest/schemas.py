@@ -27,6 +27,8 @@ def _as_id(value: Any) -> Any:
 # Primary keys are 32-bit integer columns (PostgreSQL ``integer``): larger ids cannot exist, and
 # sending them to the database would be an error there, so they are refused here.
 Id = Annotated[int, BeforeValidator(_as_id), Field(gt=0, le=MAX_ID)]
+#: A resume point: an id, or 0 for "from the first message" (a client that has seen nothing).
+AfterId = Annotated[int, BeforeValidator(_as_id), Field(ge=0, le=MAX_ID)]
 Offset = Annotated[int, Field(ge=0, le=10**9)]
 
 
@@ -107,7 +109,7 @@ class HistoryQuery(_Body):
     limit: int = Field(default=50, ge=1, le=200)
     offset: Offset = 0
     before_id: Id | None = None
-    after_id: Id | None = None
+    after_id: AfterId | None = None
 
 
 class SearchQuery(_Body):
