@@ -1,4 +1,6 @@
-"""The application factory: settings, database, chat service, real-time layer, routes."""
+"""The composition root: settings, database, chat service, real-time layer, cluster (or not)
+and the doors, built and wired here. Nothing below this module imports a door; the service
+gets the real-time layer only through its ports (backend/service/ports.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from socketio import ASGIApp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -15,15 +18,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
 from backend.dashboard.routes import dashboard_routes
-from backend.database import close_database, open_database
 from backend.integrations.outbound import OutboundSender
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import Metrics
 from backend.observability.request_ids import RequestIds
-from backend.raw.routes import websocket_routes
+from backend.raw.routes import RawRoutes, websocket_routes
+from backend.realtime.engine import EngineEntry
+from backend.realtime.fanout import FanoutManager
 from backend.realtime.hub import Realtime
+from backend.realtime.presence import LocalPresence
 from backend.realtime.wire import DirectWires
 from backend.rest.api import error_response, refusal_response
 from backend.rest.auth import AuthLimits
@@ -32,6 +38,8 @@ from backend.service.chat import ChatService
 from backend.service.faults import database_fault
 from backend.settings import Settings
 from backend.shutdown import install_graceful_shutdown
+from backend.storage.database import close_database, open_database
+from namespaces import register_namespaces
 
 log = logging.getLogger("confab.app")
 VERSION = "0.1.0"
@@ -42,10 +50,11 @@ def create_app(settings: Settings | None = None) -> Any:
     settings = settings or Settings.from_env()
     configure_logging(json_lines=settings.production)
     metrics = Metrics()
-    realtime = Realtime(settings, metrics)
-    metrics.watch(realtime)
+    realtime = _realtime(settings, metrics)
+    metrics.watch(realtime.connection_doors, realtime.dropped_events)
     chat = ChatService(realtime.sink, settings.limits)
-    chat.attach_fanout(realtime.manager, clustered=bool(settings.redis_url))
+    chat.attach_nodes(realtime.manager, realtime.manager,
+                      clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
@@ -79,9 +88,24 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.auth_limits = AuthLimits(settings.limits)
     app.state.api = api
     app.state.version = VERSION
-    realtime.attach_app(app)
+    register_namespaces(realtime, app)
+    # The raw WebSocket routes go straight to their doors, Socket.IO answers at /socket.io/
+    # (a WebSocket that opens on it straight to the engine), everything else is Starlette's.
+    sio = ASGIApp(realtime.sio, other_asgi_app=app, socketio_path="socket.io")
+    doors = RawRoutes(app, EngineEntry(sio, realtime.sio, "socket.io"))
     # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
-    return DirectWires(RequestIds(realtime.asgi(app)))
+    return DirectWires(RequestIds(doors))
+
+
+def _realtime(settings: Settings, metrics: Metrics) -> Realtime:
+    """The real-time layer on this node's own room table and presence, or, with
+    ``REDIS_URL``, on the cluster's (emits and presence shared by every node)."""
+    if not settings.redis_url:
+        return Realtime(settings, metrics, FanoutManager(), LocalPresence())
+    node = ClusterNode(settings)
+    realtime = Realtime(settings, metrics, node.manager, node.presence, backplane=node)
+    node.on_departures(realtime.departed)
+    return realtime
 
 
 def _cors(settings: Settings) -> list[Middleware]:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                     access_log=not args.no_access_log)
         return 0
     if args.command == "migrate":
-        from backend.database import migrate
+        from backend.storage.database import migrate
 
         asyncio.run(migrate(settings))
         print("migrations applied")
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
 async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     from backend.auth.accounts import create_user
-    from backend.database import close_database, open_database
     from backend.service.errors import ChatError
+    from backend.storage.database import close_database, open_database
     from models import Role
 
     await open_database(settings, apply_migrations=not settings.production)

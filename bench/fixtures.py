@@ -69,8 +69,8 @@ async def build(database_url: str, data_dir: Path, secret: str,
 
     from backend.auth.passwords import hash_password
     from backend.auth.tokens import issue_token
-    from backend.database import close_database, open_database
     from backend.settings import Settings
+    from backend.storage.database import close_database, open_database
     from models import Conversation, ConversationKind, Participant, User
 
     settings = Settings.from_env({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url,

@@ -9,7 +9,7 @@ from pathlib import Path
 from tortoise import connections
 
 from backend import database
-from backend.checkpoints import AUTOCHECKPOINT_PAGES, Checkpointer
+from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, Checkpointer
 from tests.test_message_path import opened, users
 
 

@@ -27,9 +27,9 @@ from tortoise.exceptions import (
     TransactionManagementError,
 )
 
-from backend.database import tortoise_config
 from backend.service.faults import database_fault, is_database_fault
 from backend.settings import ConfigurationError, Settings
+from backend.storage.database import tortoise_config
 from tests.support.client import Api, TestUser
 from tests.support.server import ServerProcess, start_server
 from tests.support.services import Postgres

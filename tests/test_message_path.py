@@ -25,8 +25,6 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
-from backend.database import close_database, open_database, tortoise_config
-from backend.service import store
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.clock import now
@@ -35,9 +33,11 @@ from backend.service.events import Event
 from backend.service.grants import Grants
 from backend.service.inbox import WINDOW_SECONDS
 from backend.service.ordering import Sequencer
-from backend.service.store import Counters, SentMessage, insert_message
 from backend.service.unread import members_unread
 from backend.settings import Settings
+from backend.storage import sends
+from backend.storage.database import close_database, open_database, tortoise_config
+from backend.storage.sends import Counters, SentMessage, insert_message
 from models import Conversation, ConversationStatus, Message, Participant, SenderType, User
 from tests.support.client import Api
 from tests.support.cluster import Cluster
@@ -66,15 +66,21 @@ class RecordingSink:
 
 
 class RoomTable:
-    """The part of the fan-out manager the service reads: who is in which room on this node."""
+    """The service's ports to the other nodes, as the fan-out manager implements them: who is
+    in which room on this node (``Occupancy``), and controls run here (``ControlBus``)."""
 
     def __init__(self) -> None:
         self.room_members: dict[str, dict[str, Any]] = {}
         self.controls: dict[str, Any] = {}
 
-    async def emit(self, event: str, data: Any, namespace: str | None = None,
-                   **kwargs: Any) -> None:
-        await self.controls[event](data)
+    def on_control(self, name: str, handler: Any) -> None:
+        self.controls[name] = handler
+
+    async def broadcast(self, name: str, data: dict[str, Any]) -> None:
+        await self.controls[name](data)
+
+    def occupied(self, room: str) -> bool:
+        return bool(self.room_members.get(room))
 
 
 class Statements(logging.Handler):
@@ -177,7 +183,7 @@ async def test_a_send_is_one_statement_whatever_the_number_of_participants(
 ) -> None:
     sink, rooms = RecordingSink(), RoomTable()
     chat = ChatService(sink, Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
-    chat.attach_fanout(rooms, clustered=False)
+    chat.attach_nodes(rooms, rooms, clustered=False)
     per_send = {}
     for size in (2, 300):
         people = await users(size)
@@ -359,7 +365,7 @@ async def test_sqlite_sends_of_one_turn_share_one_transaction(sqlite_database: s
     keep = Counters(bump_device=True, staff="keep", sender_member=people[0].id)
     await insert_message(sent(x, people[0]), keep)  # opens the send path's connection
     transactions: list[str] = []
-    inline = store._INLINE._connection
+    inline = sends._INLINE._connection
     assert inline is not None
     inline.set_trace_callback(
         lambda sql: transactions.append(sql) if sql.startswith("BEGIN") else None)
@@ -448,7 +454,7 @@ class PipelineClient:
 async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
         failure: Exception, retried: bool) -> None:
     client = PipelineClient(failure)
-    turns = store.PostgresTurns()
+    turns = sends.PostgresTurns()
     futures = [turns.submit(client, [cid, "rest"]) for cid in (3, 1, 2)]  # type: ignore[arg-type]
     results = await asyncio.gather(*futures, return_exceptions=True)
     if retried:  # refused before anything was sent: each alone, in conversation order

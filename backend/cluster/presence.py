@@ -20,14 +20,14 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from backend.cluster import scripts
 from backend.cluster.link import RedisLink
-from backend.realtime.presence import LocalPresence, ws_stats
+from backend.realtime.presence import Departures, LocalPresence, ws_stats
 
 log = logging.getLogger("confab.cluster")
 
@@ -49,24 +49,16 @@ QUEUED = {
 SHAS = {name: hashlib.sha1(text.encode()).hexdigest() for name, text in QUEUED.items()}
 
 
-@dataclass
-class Departures:
-    """What a node's departure changed: who left which room (with the distinct actors left
-    there) and who is now offline everywhere (with the conversations told they were online)."""
-
-    left: list[tuple[str, str, int]] = field(default_factory=list)
-    offline: list[tuple[str, list[int]]] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, raw: bytes | str | None) -> Departures:
-        if not raw:
-            return cls()
-        data = orjson.loads(raw)
-        return cls(
-            [(room, actor, int(total)) for room, actor, total in data.get("departures") or ()],
-            [(actor, sorted(int(c) for c in (cids or ()))) for actor, cids in
-             data.get("offline") or ()],
-        )
+def departures_from_json(raw: bytes | str | None) -> Departures:
+    """The departures a presence script returned (JSON), or none."""
+    if not raw:
+        return Departures()
+    data = orjson.loads(raw)
+    return Departures(
+        [(room, actor, int(total)) for room, actor, total in data.get("departures") or ()],
+        [(actor, sorted(int(c) for c in (cids or ()))) for actor, cids in
+         data.get("offline") or ()],
+    )
 
 
 DepartureHandler = Callable[[Departures], Awaitable[None]]
@@ -120,7 +112,7 @@ class ClusterPresence:
         except Exception as error:
             self.link.failed("leave", error)
             return
-        await self._report(Departures.from_json(raw))
+        await self._report(departures_from_json(raw))
 
     async def _beat_forever(self) -> None:
         while True:
@@ -167,7 +159,7 @@ class ClusterPresence:
                 continue
             raw = await client.eval(scripts.REAP, 0, *self._argv(node))
             if raw:
-                departures = Departures.from_json(raw)
+                departures = departures_from_json(raw)
                 log.warning("node %s stopped answering: %d room departures, %d users offline",
                             node, len(departures.left), len(departures.offline),
                             extra={"event": "node_reaped", "node": node})

@@ -29,7 +29,7 @@ from models import Conversation, Customer, DeliveryStatus, Message
 if TYPE_CHECKING:
     from backend.service.actors import Actor
     from backend.service.chat import ChatService
-    from backend.service.store import SentMessage
+    from backend.storage.sends import SentMessage
 
 log = logging.getLogger("confab.integrations")
 

@@ -5,8 +5,8 @@ Counters and the latency histogram move as things happen, each at one place: mes
 chat service's sent hook, deliveries and latency in ``FanoutManager.deliver`` (once per event,
 not per recipient), refusals where each door turns a ChatError into its answer. Figures that
 already exist elsewhere are read at scrape time instead of being mirrored: open connections from
-the hub's member table, Redis drops from the cluster manager, health from the same checks as
-``/readyz``. Every metric is described in docs/operations.md.
+the hub's member table, Redis drops from the cluster manager (both handed to ``watch``), health
+from the same checks as ``/readyz``. Every metric is described in docs/operations.md.
 """
 
 from __future__ import annotations
@@ -14,18 +14,28 @@ from __future__ import annotations
 import functools
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from backend.realtime.members import SocketIOMember
+#: The node's open connections, one ``(transport, route)`` pair each, read at scrape time.
+ConnectionDoors = Callable[[], Iterable[tuple[str, str]]]
+#: Events not published to the other nodes so far, or None on a node alone.
+DroppedEvents = Callable[[], int | None]
 
-if TYPE_CHECKING:
-    from backend.realtime.hub import Realtime
-    from backend.service.actors import Actor
+
+class Sender(Protocol):
+    """What the sent hook reads of a message's sender (the service's ``Actor``)."""
+
+    @property
+    def is_staff(self) -> bool: ...
+
+    @property
+    def kind(self) -> Enum: ...
 
 #: From the publish of an event to its last write on a node: sub-millisecond on one node,
 #: a Redis round trip across nodes, seconds only when something is wrong.
@@ -60,13 +70,14 @@ class Metrics:
         self._sent_by = functools.cache(self.messages.labels)
         self._delivered_of = functools.cache(self.deliveries.labels)
 
-    def watch(self, realtime: Realtime) -> None:
-        """Report ``realtime``'s live figures at each scrape (connections, Redis drops)."""
-        self.registry.register(_NodeCollector(realtime, self))
+    def watch(self, connections: ConnectionDoors, dropped: DroppedEvents) -> None:
+        """Report the node's live figures at each scrape: its open connections, and the
+        events it could not publish to the other nodes."""
+        self.registry.register(_NodeCollector(connections, dropped, self))
 
     # -- the hooks --------------------------------------------------------------------------
 
-    def message_sent(self, conversation: Any, message: Any, actor: Actor) -> None:
+    def message_sent(self, conversation: Any, message: Any, actor: Sender) -> None:
         """The chat service's sent hook (``ChatService.on_message_sent``)."""
         self._sent_by("agent" if actor.is_staff else actor.kind.value).inc()
 
@@ -94,17 +105,16 @@ class Metrics:
 class _NodeCollector(Collector):
     """Figures read from the node at scrape time."""
 
-    def __init__(self, realtime: Realtime, metrics: Metrics) -> None:
-        self.realtime = realtime
+    def __init__(self, connections: ConnectionDoors, dropped: DroppedEvents,
+                 metrics: Metrics) -> None:
+        self.connections = connections
+        self.dropped = dropped
         self.metrics = metrics
         #: Doors seen once keep a series (at 0 when empty), so alerts see a drop, not a gap.
         self.seen: set[tuple[str, str]] = set()
 
     def collect(self) -> Iterator[Metric]:
-        tally = Tally(
-            ("socketio" if isinstance(member, SocketIOMember) else "websocket", member.route)
-            for member in self.realtime.manager.members.values()
-        )
+        tally = Tally(self.connections())
         self.seen.update(tally)
         connections = GaugeMetricFamily(
             "confab_connections", "Open connections on this node, by door.",
@@ -120,7 +130,7 @@ class _NodeCollector(Collector):
             yield GaugeMetricFamily(
                 "confab_redis_up", "1 when Redis answers and this node listens to the cluster.",
                 value=int(checks["redis"]))
-        dropped = getattr(self.realtime.manager, "dropped", None)
+        dropped = self.dropped()
         if dropped is not None:
             yield CounterMetricFamily(
                 "confab_redis_events_dropped",

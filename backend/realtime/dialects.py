@@ -9,13 +9,12 @@ The table of every event in every dialect is in docs/realtime.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from socketio import packet as sio_packet
 
 from backend.realtime.codec import Packet
-from backend.realtime.members import Member
 from backend.realtime.wire import Outgoing
 
 Frame = dict[str, Any]
@@ -24,7 +23,14 @@ Frame = dict[str, Any]
 INBOX_EVENTS = frozenset({"conversation_updated", "new_customer_message"})
 
 
-def personal_conversation(payload: dict[str, Any], member: Member) -> dict[str, Any]:
+class Viewer(Protocol):
+    """What a dialect reads of the member it encodes a personal event for (``Member``)."""
+
+    @property
+    def viewer_keys(self) -> tuple[str, ...]: ...
+
+
+def personal_conversation(payload: dict[str, Any], member: Viewer) -> dict[str, Any]:
     """The conversation of a ``conversation_updated`` with the member's own unread count."""
     counts: dict[str, int] = payload.get("unread_counts", {})
     unread = next((counts[k] for k in member.viewer_keys if k in counts), 0)
@@ -51,10 +57,10 @@ class Dialect:
     #: Prepended to each frame's text on the wire.
     wire_prefix = ""
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         raise NotImplementedError
 
-    def encode(self, name: str, payload: dict[str, Any], member: Member) -> list[str]:
+    def encode(self, name: str, payload: dict[str, Any], member: Viewer) -> list[str]:
         raise NotImplementedError
 
     def outgoing(self, texts: list[str]) -> Outgoing | None:
@@ -71,7 +77,7 @@ class SocketIODialect(Dialect):
         self.namespace = namespace
         self.name = f"sio{namespace}"
 
-    def encode(self, name: str, payload: dict[str, Any], member: Member) -> list[str]:
+    def encode(self, name: str, payload: dict[str, Any], member: Viewer) -> list[str]:
         out = []
         for event, data in self.frames(name, payload, member):
             pkt = Packet(sio_packet.EVENT, namespace=self.namespace, data=[event, data])
@@ -85,7 +91,7 @@ class ChatNamespaceDialect(SocketIODialect):
     def __init__(self) -> None:
         super().__init__("/chat")
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name in INBOX_EVENTS:
             return []
         return [(name, payload)]
@@ -97,7 +103,7 @@ class MobileNamespaceDialect(SocketIODialect):
     def __init__(self) -> None:
         super().__init__("/mobile")
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name in INBOX_EVENTS:
             return []
         return [(presence_name(name, payload), payload)]
@@ -111,7 +117,7 @@ class ConversationsNamespaceDialect(SocketIODialect):
     def __init__(self) -> None:
         super().__init__("/conversations")
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name == "conversation_updated":
             conversation = personal_conversation(payload, member)
             return [(name, {"conversation_id": conversation["id"],
@@ -127,7 +133,7 @@ class ConversationsNamespaceDialect(SocketIODialect):
 class RawDialect(Dialect):
     """Frames are JSON objects sent as text."""
 
-    def encode(self, name: str, payload: dict[str, Any], member: Member) -> list[str]:
+    def encode(self, name: str, payload: dict[str, Any], member: Viewer) -> list[str]:
         return [orjson.dumps(frame).decode() for frame in self.frames(name, payload, member)]
 
     def error(self, message: str, code: str = "error") -> Frame:
@@ -140,7 +146,7 @@ class WsChatDialect(RawDialect):
 
     name = "ws-chat"
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name in INBOX_EVENTS:
             return []
         if name == "chat_message":
@@ -173,7 +179,7 @@ class WsMobileDialect(RawDialect):
 
     name = "ws-mobile"
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name in INBOX_EVENTS:
             return []
         return [{"type": presence_name(name, payload), **payload}]
@@ -185,7 +191,7 @@ class WsConversationsDialect(RawDialect):
     name = "ws-conversations"
     personal = frozenset({"conversation_updated"})
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name == "conversation_updated":
             conversation = personal_conversation(payload, member)
             return [{"type": name, "conversation_id": conversation["id"],
@@ -200,7 +206,7 @@ class WsSessionDialect(RawDialect):
 
     name = "ws-session"
 
-    def frames(self, name: str, payload: dict[str, Any], member: Member) -> list[Any]:
+    def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
         if name in INBOX_EVENTS:
             return []
         session = payload["conversation_id"]

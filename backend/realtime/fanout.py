@@ -64,6 +64,21 @@ class FanoutManager(socketio.AsyncManager):
                 log.exception("after-connect hook of %s failed", sid)
         return result
 
+    # -- the service's ports (backend/service/ports.py) ------------------------------------
+
+    def on_control(self, name: str, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """``ControlBus``: run ``handler`` when any node broadcasts the control ``name``."""
+        self.controls[name] = handler
+
+    async def broadcast(self, name: str, data: dict[str, Any]) -> None:
+        """``ControlBus``: run the control ``name`` on every node (through Redis when the
+        manager is the cluster's)."""
+        await self.emit(name, data, namespace=FANOUT)
+
+    def occupied(self, room: str) -> bool:
+        """``Occupancy``: whether a connection of this node is in ``room``."""
+        return bool(self.room_members.get(room))
+
     # -- membership -------------------------------------------------------------------------
 
     def add_member(self, member: Member) -> None:

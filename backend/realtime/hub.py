@@ -3,6 +3,10 @@
 Every door (Socket.IO namespaces and raw WebSocket routes) registers its connections here as
 ``Member``s and joins them to rooms through ``join_conversation`` / ``join_inbox``; presence
 events (``user_joined``, ``user_left``, ``user_status``) are produced here, once, for all doors.
+
+The hub knows neither the doors nor the cluster: the app (backend/app.py) gives it its
+fan-out manager and presence (this node's own, or the cluster's) and, in a cluster, the
+``Backplane`` it starts and stops with the node.
 """
 
 from __future__ import annotations
@@ -10,21 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
-import socketio
-
-from backend.cluster.link import RedisLink
-from backend.cluster.manager import RedisFanoutManager
-from backend.cluster.presence import ClusterPresence, Departures
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
 from backend.realtime.codec import OrjsonCodec
-from backend.realtime.engine import EngineEntry
 from backend.realtime.fanout import FANOUT, FanoutManager
-from backend.realtime.members import Member
+from backend.realtime.members import Member, SocketIOMember
 from backend.realtime.origins import origin_allowed
-from backend.realtime.presence import LocalPresence, Presence
+from backend.realtime.presence import Departures, Presence
 from backend.realtime.server import Server
 from backend.service import events
 from backend.service.actors import Actor, actor_from_key
@@ -78,26 +76,28 @@ def _typist_key(payload: dict[str, Any]) -> str | None:
     return None
 
 
+class Backplane(Protocol):
+    """What connects this node to the others (backend/cluster/node.py), started and stopped
+    with the node."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def health(self) -> dict[str, bool]: ...
+
+
 class Realtime:
     """Owns the Socket.IO server and the room table shared by every door."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, manager: FanoutManager,
+                 presence: Presence, backplane: Backplane | None = None) -> None:
         self.settings = settings
-        self.metrics = metrics or Metrics()
-        self.link: RedisLink | None = None
-        self.manager: FanoutManager
-        self.presence: Presence
-        if settings.redis_url:
-            # Many nodes: emits travel through Redis, presence is kept there.
-            self.link = RedisLink(settings.redis_url, settings.redis_prefix)
-            cluster_manager = RedisFanoutManager(self.link, settings.node_ttl_seconds / 3)
-            cluster = ClusterPresence(self.link, cluster_manager.host_id,
-                                      settings.node_ttl_seconds, on_beat=cluster_manager.ping)
-            cluster.on_departures = self._departed
-            self.manager, self.presence = cluster_manager, cluster
-        else:
-            self.manager, self.presence = FanoutManager(), LocalPresence()
-        self.manager.controls["close_actor"] = self._close_actor_here
+        self.metrics = metrics
+        self.manager = manager
+        self.presence = presence
+        self.backplane = backplane
+        self.manager.on_control("close_actor", self._close_actor_here)
         self.manager.metrics = self.metrics
         allowed = settings.allowed_origins
         self.sio = Server(
@@ -126,21 +126,6 @@ class Realtime:
         self.draining = False
         self._detached = asyncio.Event()
 
-    def attach_app(self, app: Any) -> None:
-        """Give the namespaces access to the app's state (chat service, settings)."""
-        from namespaces import register_namespaces
-
-        self.app = app
-        register_namespaces(self, app)
-
-    def asgi(self, other_app: Any) -> Any:
-        """The ASGI app: the raw WebSocket routes of ``other_app`` straight to their doors
-        (``RawRoutes``), Socket.IO at ``/socket.io/``, everything else to ``other_app``."""
-        from backend.raw.routes import RawRoutes  # the raw doors import this module
-
-        sio = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
-        return RawRoutes(other_app, EngineEntry(sio, self.sio, "socket.io"))
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -149,28 +134,17 @@ class Realtime:
         if not self.sio.manager_initialized:
             self.sio.manager_initialized = True
             self.manager.initialize()
-        if isinstance(self.presence, ClusterPresence):
-            await self.presence.start()
+        if self.backplane is not None:
+            await self.backplane.start()
 
     async def stop(self) -> None:
         """Leave the cluster (others hear this node's users leave) and stop listening."""
-        if isinstance(self.presence, ClusterPresence):
-            await self.presence.stop()
-        if isinstance(self.manager, RedisFanoutManager):
-            # Let the departures just published leave the outbox, briefly.
-            for _ in range(20):
-                if self.manager.outbox.empty():
-                    break
-                await asyncio.sleep(0.05)
-            await self.manager.stop()
-        if self.link is not None:
-            await self.link.close()
+        if self.backplane is not None:
+            await self.backplane.stop()
 
     def health(self) -> dict[str, bool]:
         """Checks for /readyz: Redis (publishing and listening) when the node is in a cluster."""
-        if self.link is None or not isinstance(self.manager, RedisFanoutManager):
-            return {}
-        return {"redis": self.link.up and self.manager.listening}
+        return {} if self.backplane is None else self.backplane.health()
 
     # -- membership -------------------------------------------------------------------------
 
@@ -263,7 +237,7 @@ class Realtime:
         for conversation_id in conversation_ids:
             await self.sink.publish(events.user_status(conversation_id, user_id, "offline"))
 
-    async def _departed(self, departures: Departures) -> None:
+    async def departed(self, departures: Departures) -> None:
         """Another node is gone (or this one is leaving): say who left, as if each of its
         connections had closed."""
         actors: dict[str, Actor | None] = {}
@@ -292,8 +266,8 @@ class Realtime:
 
     async def close_actor(self, key: str, code: int, reason: str) -> None:
         """Close every live socket of one actor (``Actor.key``), on every node."""
-        await self.manager.emit("close_actor", {"key": key, "code": code, "reason": reason},
-                                namespace=FANOUT)
+        await self.manager.broadcast("close_actor", {"key": key, "code": code,
+                                                     "reason": reason})
 
     async def close_device(self, device_id: str) -> None:
         """A deactivated device's sockets: closed with 4002 (credential inactive)."""
@@ -327,6 +301,17 @@ class Realtime:
             if not self.manager.members:
                 break
             await self._detached.wait()
+
+    def connection_doors(self) -> list[tuple[str, str]]:
+        """The node's open connections, one ``(transport, route)`` pair each (metrics)."""
+        return [("socketio" if isinstance(member, SocketIOMember) else "websocket", member.route)
+                for member in self.manager.members.values()]
+
+    def dropped_events(self) -> int | None:
+        """Events not published to the other nodes (Redis away, the outbox full), or None
+        on a node alone (metrics)."""
+        dropped: int | None = getattr(self.manager, "dropped", None)
+        return dropped
 
     async def stats(self) -> dict[str, Any]:
         return await self.presence.stats()

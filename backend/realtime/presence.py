@@ -11,7 +11,17 @@ rooms (``conversation:<id>``).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+@dataclass
+class Departures:
+    """What a node's departure changed: who left which room (with the distinct actors left
+    there) and who is now offline everywhere (with the conversations told they were online)."""
+
+    left: list[tuple[str, str, int]] = field(default_factory=list)
+    offline: list[tuple[str, list[int]]] = field(default_factory=list)
 
 
 class Presence(Protocol):

@@ -93,7 +93,8 @@ class Operation:
 
 
 class Api:
-    """Collects operations; ``routes()`` for Starlette, ``openapi()`` for the document."""
+    """Collects operations; ``routes()`` for Starlette, ``build_document`` (openapi.py) for
+    the OpenAPI document."""
 
     def __init__(self) -> None:
         self.operations: list[Operation] = []
@@ -132,11 +133,6 @@ class Api:
             by_path.setdefault(op.path, []).append(op)
         return [Route(path, _dispatcher(ops), methods=[o.method for o in ops])
                 for path, ops in by_path.items()]
-
-    def openapi(self, title: str, version: str) -> dict[str, Any]:
-        from backend.rest.openapi import build_document
-
-        return build_document(self, title, version)
 
 
 def _dispatcher(ops: list[Operation]) -> Callable[[Request], Awaitable[Response]]:

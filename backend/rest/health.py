@@ -6,8 +6,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from backend.database import database_ready
 from backend.rest.api import Api, Call, ORJSONResponse
+from backend.rest.openapi import build_document
+from backend.storage.database import database_ready
 
 
 def register(api: Api) -> None:
@@ -26,4 +27,4 @@ def register(api: Api) -> None:
     @api.route("GET", "/openapi.json", summary="This document", auth="none", tags=("meta",))
     async def openapi(call: Call) -> Any:
         state = call.request.app.state
-        return state.api.openapi(state.settings.api_title, state.version)
+        return build_document(state.api, state.settings.api_title, state.version)

@@ -11,8 +11,8 @@ import hmac
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from backend.database import database_ready
 from backend.rest.api import Api, Call, bearer_token, error_response
+from backend.storage.database import database_ready
 
 
 def register(api: Api) -> None:

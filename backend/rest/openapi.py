@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
-if TYPE_CHECKING:
-    from backend.rest.api import Api
+from backend.rest.api import Api, path_parameters
 
 
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
@@ -29,8 +28,7 @@ def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
-    from backend.rest.api import path_parameters
-
+    """The OpenAPI document of every operation of ``api`` (and its documented extra paths)."""
     components: dict[str, Any] = {
         "Error": {
             "type": "object",

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
 
-from backend.service.events import EventSink
 from backend.service.faults import is_database_fault
 from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
 from backend.service.inbox import Batcher, Coalescer
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
+from backend.service.ports import ControlBus, EventSink, Occupancy
 from backend.settings import Limits
 
 if TYPE_CHECKING:
@@ -23,17 +23,6 @@ if TYPE_CHECKING:
 INVALIDATE = "service_invalidate"
 #: The fan-out control every node runs when what inboxes show of a conversation changed.
 INBOX_CHANGED = "service_inbox_changed"
-
-
-class Fanout(Protocol):
-    """What the service uses of the real-time layer's fan-out manager (backend/realtime):
-    its room table (who is in which room on this node), its named controls, its emit."""
-
-    room_members: Mapping[str, Mapping[str, Any]]
-    controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]]
-
-    async def emit(self, event: str, data: Any, namespace: str | None = None,
-                   **kwargs: Any) -> None: ...
 
 
 class ServiceBase:
@@ -52,25 +41,24 @@ class ServiceBase:
         #: With Redis: the ``service_inbox_changed`` control, one per window for every
         #: conversation changed in it.
         self.inbox_announcements = Batcher(self._announce_inbox_changes, self._in_background)
-        #: The fan-out manager, once attached (``attach_fanout``); None for tools without one.
-        self.fanout: Fanout | None = None
+        #: The other nodes' controls and this node's room table, once attached
+        #: (``attach_nodes``); None for tools without sockets.
+        self.bus: ControlBus | None = None
+        self.occupancy: Occupancy | None = None
         #: Whether events leave this node (Redis): then its room table is not everyone's.
         self.clustered = False
-        self._control_namespace: str | None = None
 
-    def attach_fanout(self, fanout: Fanout, *, clustered: bool) -> None:
-        """Use ``fanout``'s room table to address inbox updates, and its control path to
-        invalidate the other nodes' grants and tell them of inbox changes (registers the
+    def attach_nodes(self, bus: ControlBus, occupancy: Occupancy, *, clustered: bool) -> None:
+        """Use ``occupancy`` to address inbox updates to the rooms this node holds, and
+        ``bus`` to invalidate the other nodes' grants and tell them of inbox changes (the
         ``service_invalidate`` and ``service_inbox_changed`` controls)."""
-        from backend.realtime.fanout import FANOUT  # the namespace that carries controls
-
-        self.fanout = fanout
+        self.bus = bus
+        self.occupancy = occupancy
         self.clustered = clustered
-        self._control_namespace = FANOUT
         # Alone, this node makes every change itself and forgets at once: keep grants longer.
         self.grants.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
-        fanout.controls[INVALIDATE] = self._invalidated
-        fanout.controls[INBOX_CHANGED] = self._inbox_changed_control
+        bus.on_control(INVALIDATE, self._invalidated)
+        bus.on_control(INBOX_CHANGED, self._inbox_changed_control)
 
     async def drain(self) -> None:
         """Wait for background publishes (used at shutdown and by tests)."""
@@ -103,10 +91,9 @@ class ServiceBase:
         """After a commit that changes who may write where (a close, a block): drop the
         stale grants here at once, and on the other nodes through the fan-out."""
         self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id)
-        if self.fanout is not None and self.clustered:
-            await self.fanout.emit(INVALIDATE, {"conversation_id": conversation_id,
-                                                "blocked_user_id": blocked_user_id},
-                                   namespace=self._control_namespace)
+        if self.bus is not None and self.clustered:
+            await self.bus.broadcast(INVALIDATE, {"conversation_id": conversation_id,
+                                                  "blocked_user_id": blocked_user_id})
 
     async def _invalidated(self, control: dict[str, Any]) -> None:
         """The ``service_invalidate`` control, run on every node."""
@@ -122,7 +109,7 @@ class ServiceBase:
         every node learns of it through the ``service_inbox_changed`` control, which names
         every conversation changed in its window: each counts and delivers for its own
         inboxes only."""
-        if self.fanout is not None and self.clustered:
+        if self.bus is not None and self.clustered:
             self.inbox_announcements.touch(conversation_id)
         else:
             self._inbox_changed_here(conversation_id)
@@ -132,9 +119,8 @@ class ServiceBase:
             self.inbox_updates.touch(conversation_id)
 
     async def _announce_inbox_changes(self, conversation_ids: list[int]) -> None:
-        assert self.fanout is not None
-        await self.fanout.emit(INBOX_CHANGED, {"conversation_ids": conversation_ids},
-                               namespace=self._control_namespace)
+        assert self.bus is not None
+        await self.bus.broadcast(INBOX_CHANGED, {"conversation_ids": conversation_ids})
 
     async def _inbox_changed_control(self, control: dict[str, Any]) -> None:
         """The ``service_inbox_changed`` control, run on every node (this one included).
@@ -147,13 +133,13 @@ class ServiceBase:
     def _someone_listens(self, conversation_id: int) -> bool:
         """Whether an inbox on this node shows the conversation. False only when sure: the
         conversation's facts at hand, and none of its inbox rooms has a member here."""
-        if self.fanout is None:
+        occupancy = self.occupancy
+        if occupancy is None:
             return True
         facts = self.grants.cached(conversation_id)
         if facts is None:
             return True
-        rooms = self.fanout.room_members
-        return any(rooms.get(room) for room in facts.inbox_rooms)
+        return any(occupancy.occupied(room) for room in facts.inbox_rooms)
 
     # Implemented by ConversationOps; declared here so the other mixins can call them.
     async def _publish_conversation_updated(self, conversation_id: int) -> None:

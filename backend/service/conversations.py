@@ -242,9 +242,9 @@ class ConversationOps(ServiceBase):
         Every node does the same for its own (``_inbox_changed``)."""
         facts = await self.grants.conversation(conversation_id)
         rooms = facts.inbox_rooms
-        if self.fanout is not None:
-            here = self.fanout.room_members
-            rooms = tuple(room for room in rooms if here.get(room))
+        occupancy = self.occupancy
+        if occupancy is not None:
+            rooms = tuple(room for room in rooms if occupancy.occupied(room))
             if not rooms:
                 return
             addressed = [int(room.removeprefix("user:")) for room in rooms
@@ -264,7 +264,7 @@ class ConversationOps(ServiceBase):
         view = conversation_dict(fresh, last_message=last,
                                  participants_count=len(facts.members), unread_count=0)
         await self.sink.publish(events.conversation_updated(view, counts, rooms),
-                                here_only=self.fanout is not None)
+                                here_only=occupancy is not None)
 
     # -- read positions ---------------------------------------------------------------------
 

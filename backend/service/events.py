@@ -1,4 +1,4 @@
-"""Canonical events: one builder per event type, and the sink they are published to.
+"""Canonical events: one builder per event type (published to the ``EventSink``, ports.py).
 
 An event is addressed to rooms: ``conversation:<id>`` (everyone with the conversation open),
 ``user:<id>`` (every socket of one user), ``device:<id>`` and ``staff`` (every agent and admin
@@ -8,7 +8,7 @@ watching the inbox). Dialects translate the canonical payload per door; see back
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from backend.service.actors import Actor
 from backend.service.clock import iso_now
@@ -40,21 +40,6 @@ class Event:
     rooms: tuple[str, ...]
     skip_actors: frozenset[str] = field(default_factory=frozenset)
     origin: str | None = None
-
-
-class EventSink(Protocol):
-    """Where the service publishes events after commit; the realtime layer implements it."""
-
-    async def publish(self, event: Event, *, here_only: bool = False) -> None:
-        """Deliver ``event`` to its rooms on every node, or with ``here_only`` on this one."""
-        ...
-
-
-class NullSink:
-    """A sink that drops events: for tools (the command line) that have no sockets."""
-
-    async def publish(self, event: Event, *, here_only: bool = False) -> None:
-        return None
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from backend.service.drafts import MessageDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.limits import TokenBucket
 from backend.service.serializers import message_dict
-from backend.service.store import Counters, SentMessage, insert_message
+from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
     ConversationKind,
@@ -70,7 +70,7 @@ class MessageOps(ServiceBase):
         ``origin`` names the sending connection (see ``Event.origin``).
 
         The path to keep short: permission from memory (``grants.py``), one database job
-        (``store.py``), the payload built from the values inserted, one emit. Under the
+        (backend/storage/sends.py), the payload built from the values inserted, one emit. Under the
         conversation's lock from the insert to the emit, so that this node publishes a
         conversation's messages in id order (``ordering.py``)."""
         draft = data if isinstance(data, MessageDraft) else parse_draft(data, self.limits)

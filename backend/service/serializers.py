@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from backend.service.clock import iso
-from backend.service.store import SentMessage
+from backend.storage.sends import SentMessage
 from models import Conversation, Customer, Message, MobileSession, SenderType, User
 
 #: A stored message: a model read from the database, or one just sent (built from the values
-#: inserted, see backend/service/store.py). Both have the same attributes.
+#: inserted, see backend/storage/sends.py). Both have the same attributes.
 AnyMessage = Message | SentMessage
 
 

@@ -9,9 +9,9 @@ from typing import Any
 from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate as run_migrations
 
-from backend.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
-from backend.service import store
 from backend.settings import Settings
+from backend.storage import sends
+from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
 from models import MODEL_MODULES
 
 log = logging.getLogger("confab.database")
@@ -52,8 +52,8 @@ def tortoise_config(settings: Settings, *, migrating: bool = False) -> dict[str,
                 # against process crashes, which is what an acknowledged message needs.
                 "journal_mode": "WAL",
                 "synchronous": "NORMAL",
-                # Checkpoints run in the background (backend/checkpoints.py); the writer's own
-                # is the backstop.
+                # Checkpoints run in the background (checkpoints.py); the writer's own is
+                # the backstop.
                 "wal_autocheckpoint": AUTOCHECKPOINT_PAGES,
                 "journal_size_limit": JOURNAL_SIZE_LIMIT,
                 "foreign_keys": "ON",
@@ -143,7 +143,7 @@ async def close_database() -> None:
     if _checkpointer is not None:
         await _checkpointer.stop()
         _checkpointer = None
-    store.close()
+    sends.close()
     await Tortoise.close_connections()
 
 

@@ -21,7 +21,7 @@ SQLite runs them on the event loop's own thread, on a connection of the send pat
 worker thread and back (each statement's return to Python there waits for the GIL, up to 5 ms
 when the loop is busy). The sends of one turn of the loop share one transaction: most of its
 cost is the commit's page writes, so under load, when messages arrive together, a send costs
-about half. Its checkpoints run in the background (``backend/checkpoints.py``), so a
+about half. Its checkpoints run in the background (``backend/storage/checkpoints.py``), so a
 commit never waits for a sync. It never waits for a lock either: when another connection is
 at work (a Tortoise transaction), the send goes to aiosqlite's thread instead and waits its
 turn there, with the other sends waiting at that moment (group commit, ``GroupCommit``: one
@@ -371,7 +371,7 @@ class InlineWrites:
     turn. It never waits for a lock: when Tortoise's connection is at work, or another process
     is writing (``busy_timeout`` 0), the batch's sends resolve to None and take the worker
     thread's path, behind Tortoise's connection lock. Its ``wal_autocheckpoint`` is the
-    writer's backstop (``backend/checkpoints.py``). Not for an in-memory database, where a
+    writer's backstop (``backend/storage/checkpoints.py``). Not for an in-memory database, where a
     second connection would open another database.
     """
 
