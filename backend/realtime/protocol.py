@@ -20,6 +20,17 @@ reading until the app takes it; on a node over capacity, a handler can take long
 pong's 20 s, and the client's pong waits unread behind it: uvicorn closed such connections
 (1011), and their clients lost what was sent to them until they reconnected.
 
+Two behaviours on the wire differ from websockets' sans-I/O protocol, which uvicorn's builds on,
+to follow RFC 6455:
+
+- a close frame that arrives between the fragments of a message (section 5.4 lets control
+  frames in there) is answered with the usual close echo (1000 for a normal close), the
+  unfinished message dropped; websockets failed the connection with 1002 instead
+  (Autobahn|Testsuite case 7.1.5);
+- a text message that is not valid UTF-8 closes the connection with 1007, as before, but is
+  logged as one warning line (``websocket_invalid_utf8``), not with a traceback: a client
+  could otherwise write a traceback into the log with every message.
+
 ``DirectWires`` (backend/realtime/wire.py) finds this protocol behind a WebSocket scope as it
 finds uvicorn's own: it is one.
 """
@@ -27,18 +38,35 @@ finds uvicorn's own: it is one.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
 from backend.realtime.queues import LeanEvent, LeanQueue
 
 #: The value of uvicorn's ``--ws`` (``ws=``) that selects this protocol.
 WS_PROTOCOL = "backend.realtime.protocol:WebSocketProtocol"
+
+log = logging.getLogger("confab.protocol")
+
+
+class ClosableMidMessage(ServerProtocol):
+    """websockets' server protocol, taking a close frame between the fragments of a message
+    as a close: it raised "incomplete fragmented message" (1002) instead."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        """A close frame ends the unfinished message (dropped, never complete) before
+        websockets reads it, so that the close is echoed as any other close."""
+        if frame.opcode is Opcode.CLOSE:
+            self.current_size = None
+        super().recv_frame(frame)
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -51,6 +79,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = LeanQueue()  # type: ignore[assignment]
         self.writable = LeanEvent()  # type: ignore[assignment]
         self.writable.set()
+        # The same object uvicorn configured, reading close frames as RFC 6455 says (it adds
+        # no state: swapping the class keeps every option uvicorn set and builds nothing twice).
+        self.conn.__class__ = ClosableMidMessage
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -68,8 +99,36 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             return
         super().keepalive_timeout()
 
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, but a text message that is not UTF-8 is logged as one warning line
+        (uvicorn logged its traceback) before the connection is closed with 1007."""
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            error = f"{exc.reason} at position {exc.start}"
+            log.warning("invalid UTF-8 in a text message from %s (%s); closing 1007",
+                        _address(self.client), error,
+                        extra={"event": "websocket_invalid_utf8", "client": _address(self.client),
+                               "error": error})
+            self.conn.send_close(1007, error)
+            self.handle_parser_exception()  # sends the close, tells the app, drops the TCP
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.handshake_complete and self.response is not None:
             self.response = None
+
+
+def _address(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "an unknown address"
