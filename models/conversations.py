@@ -93,7 +93,7 @@ class Participant(Model):
     A send touches one participant row at most (the sender's own, whose messages are not
     unread to them: its offset goes down by one), whatever the number of participants;
     marking read sets the offset so that the sum is the messages from others after the read
-    position (see backend/service/unread.py)."""
+    position not read one by one (their ``Receipt`` rows; see backend/service/unread.py)."""
 
     id = fields.IntField(primary_key=True)
     conversation = fields.ForeignKeyField("models.Conversation", related_name="participants")

@@ -7,7 +7,13 @@ import json
 
 from tests.support.client import Api
 from tests.support.server import ServerProcess
-from tests.test_raw_support import close_code, raw, rest_send, support_conversation
+from tests.test_raw_support import (
+    close_code,
+    device_conversation,
+    raw,
+    rest_send,
+    support_conversation,
+)
 
 
 def chat_url(server: ServerProcess, cid: int | str, token: str | None = None) -> str:
@@ -244,3 +250,63 @@ async def test_leaving_tells_the_others(sqlite_server: ServerProcess, sqlite_api
         offline = await me.next(lambda f: f.get("type") == "user_status"
                                 and f["user_id"] == agent.id)
         assert offline["status"] == "offline"
+
+
+async def test_reads_name_exactly_the_messages_marked(server: ServerProcess, api: Api) -> None:
+    owner, member = await api.register(), await api.register()
+    cid = (await api.conversation(owner, kind="group", participant_ids=[member.id]))["id"]
+    m1, m2, m3, m4, m5 = [(await rest_send(api, owner, cid, f"m{i}"))["id"] for i in range(5)]
+
+    async def unread() -> int:
+        got = await api.http.get(f"/api/v1/chat/sessions/{cid}", headers=member.headers)
+        return got.json()["unread_count"]  # type: ignore[no-any-return]
+
+    async with (
+        raw(chat_url(server, cid, owner.token)) as me,
+        raw(chat_url(server, cid, member.token)) as other,
+    ):
+        await other.next("recent_messages")
+        for frame, marked, left in (
+            ({"type": "message_read", "message_ids": [m1, m3]}, [m1, m3], 3),
+            ({"type": "read_receipt", "message_ids": [m5]}, [m5], 2),
+            # the range marks what the lists skipped, and nothing twice
+            ({"type": "mark_read", "up_to_message_id": m4}, [m2, m4], 0),
+        ):
+            await other.send(frame)
+            read = await me.next("messages_read")
+            assert read["user_id"] == member.id and read["message_ids"] == marked, frame
+            receipts = [await me.next("read_receipt") for _ in marked]
+            assert [r["message_id"] for r in receipts] == marked
+            assert await unread() == left
+    history = await api.history(owner, cid)
+    assert [m["read_by_count"] for m in history] == [1] * 5
+
+
+async def test_a_device_reading_some_ids_leaves_the_rest_unread(
+    server: ServerProcess, api: Api
+) -> None:
+    device_id, cid = await device_conversation(api)
+    agent = await api.register(role="agent")
+    r1, r2, r3 = [(await rest_send(api, agent, cid, f"r{i}"))["id"] for i in range(3)]
+    mobile_url = f"{server.ws_url}/ws/mobile/chat/{cid}/?device_id={device_id}"
+
+    async def device_unread() -> int:
+        got = await api.http.get(f"/mobile/chat/{cid}/detail/", params={"device_id": device_id})
+        return got.json()["unread_count"]  # type: ignore[no-any-return]
+
+    assert await device_unread() == 3
+    async with (
+        raw(chat_url(server, cid, agent.token)) as staff,
+        raw(mobile_url) as mobile,
+    ):
+        await mobile.next("mobile_user_joined")
+        for frame, marked, left in (
+            ({"type": "read_receipt", "message_ids": [r1, r3]}, [r1, r3], 1),
+            ({"type": "read_receipt", "message_id": r2}, [r2], 0),
+        ):
+            await mobile.send(frame)
+            receipt = await mobile.next("read_receipt")
+            assert receipt["device_id"] == device_id and receipt["message_ids"] == marked
+            seen = [await staff.next("read_receipt") for _ in marked]
+            assert [r["message_id"] for r in seen] == marked
+            assert await device_unread() == left

@@ -109,3 +109,26 @@ async def test_device_idempotent_send(api: Api) -> None:
     assert second.headers.get("idempotent-replayed") == "true"
     detail = (await api.http.get(f"{BASE}/{cid}/detail/", params={"device_id": device})).json()
     assert len(detail["messages"]) == 1
+
+
+async def test_staff_reading_some_of_a_device_s_messages(api: Api) -> None:
+    device = await api.device()
+    cid = (await start(api, device))["id"]
+    m1, m2, m3 = [(await api.http.post(f"{BASE}/{cid}/send-message/", json={
+        "device_id": device, "content": f"m{i}"})).json()["id"] for i in range(3)]
+    agent = await shared(api, "agent")
+
+    async def seen() -> tuple[int, list[tuple[str, int]]]:
+        """Staff's unread count, and each message's status and read_by_count on the device."""
+        got = await api.http.get(f"/api/v1/chat/sessions/{cid}", headers=agent.headers)
+        detail = await api.http.get(f"{BASE}/{cid}/detail/", params={"device_id": device})
+        return (got.json()["unread_count"],
+                [(m["status"], m["read_by_count"]) for m in detail.json()["messages"]])
+
+    url = f"/api/chat/conversations/{cid}/mark_read/"
+    marked = await api.http.post(url, json={"message_ids": [m1, m3]}, headers=agent.headers)
+    assert marked.status_code == 200 and marked.json()["message_ids"] == [m1, m3]
+    assert await seen() == (1, [("read", 1), ("sent", 0), ("read", 1)])
+    rest = await api.http.post(url, json={}, headers=agent.headers)
+    assert rest.json()["message_ids"] == [m2]
+    assert await seen() == (0, [("read", 1)] * 3)

@@ -411,6 +411,71 @@ async def test_mark_read_forms(api: Api) -> None:
     assert row["last_read_message_id"] < later["id"]
 
 
+async def test_marking_some_ids_leaves_the_skipped_ones_unread(api: Api) -> None:
+    owner, member = await api.register(), await api.register()
+    sid = (await api.conversation(owner, kind="group", participant_ids=[member.id]))["id"]
+    m1, m2, m3 = [(await send(api, owner, sid, f"m{i}"))["id"] for i in range(3)]
+
+    async def state() -> tuple[int, int, list[tuple[str, int]]]:
+        """The member's unread count (one session and the list), their read position, and
+        each message's status and read_by_count as the sender sees them."""
+        got = (await api.http.get(f"{V1}/sessions/{sid}", headers=member.headers)).json()
+        listed = (await api.http.get(f"{V1}/sessions", headers=member.headers)).json()
+        assert [c["unread_count"] for c in listed if c["id"] == sid] == [got["unread_count"]]
+        people = await api.http.get(f"{V1}/sessions/{sid}/participants", headers=owner.headers)
+        row = next(p for p in people.json() if p["user_id"] == member.id)
+        history = await api.http.get(f"{V1}/sessions/{sid}/messages", headers=owner.headers)
+        return (got["unread_count"], row["last_read_message_id"],
+                [(m["status"], m["read_by_count"]) for m in history.json()])
+
+    marked = await api.http.post(f"{V1}/sessions/{sid}/mark-read",
+                                 json={"message_ids": [m1, m3]}, headers=member.headers)
+    assert marked.status_code == 200, marked.text
+    assert marked.json()["message_ids"] == [m1, m3] and marked.json()["marked_count"] == 2
+    assert await state() == (1, m1, [("read", 1), ("sent", 0), ("read", 1)])
+    # a later message counts on top of the skipped one
+    m4 = (await send(api, owner, sid, "m4"))["id"]
+    assert (await state())[0] == 2
+    # "up to m3" (the seed 004 route) marks m2 only: m1 and m3 are read already
+    up_to = await api.http.post(f"/api/chat/conversations/{sid}/mark_read/",
+                                json={"up_to_message_id": m3}, headers=member.headers)
+    assert up_to.status_code == 200, up_to.text
+    assert up_to.json()["message_ids"] == [m2]
+    assert await state() == (1, m3, [("read", 1)] * 3 + [("sent", 0)])
+    # reading the newest alone closes the gap: the position moves over it
+    await api.http.post(f"{V1}/sessions/{sid}/mark-read", json={"message_ids": [m4]},
+                        headers=member.headers)
+    assert await state() == (0, m4, [("read", 1)] * 4)
+
+    # everything after a list marks what it skipped, and names only that
+    m5, m6, m7 = [(await send(api, owner, sid, f"n{i}"))["id"] for i in range(3)]
+    await api.http.post(f"{V1}/sessions/{sid}/mark-read", json={"message_ids": [m6]},
+                        headers=member.headers)
+    assert (await state())[:2] == (2, m4)
+    rest = await api.http.post(f"{V1}/sessions/{sid}/mark-read", headers=member.headers)
+    assert rest.json()["message_ids"] == [m5, m7]
+    assert (await state())[:2] == (0, m7)
+
+
+async def test_staff_count_follows_the_messages_staff_marks(api: Api) -> None:
+    customer, agent = await api.register(), await shared(api, "agent")
+    sid = (await api.conversation(customer))["id"]
+    m1, m2, m3 = [(await send(api, customer, sid, f"help {i}"))["id"] for i in range(3)]
+
+    async def staff_count() -> int:
+        got = await api.http.get(f"{V1}/sessions/{sid}", headers=agent.headers)
+        return got.json()["unread_count"]  # type: ignore[no-any-return]
+
+    assert await staff_count() == 3
+    url = f"{V1}/sessions/{sid}/mark-read"
+    marked = await api.http.post(url, json={"message_ids": [m1, m3]}, headers=agent.headers)
+    assert marked.json()["message_ids"] == [m1, m3]
+    assert await staff_count() == 1
+    assert (await api.http.post(url, json={"up_to_message_id": m2},
+                                headers=agent.headers)).json()["message_ids"] == [m2]
+    assert await staff_count() == 0
+
+
 async def test_search(api: Api) -> None:
     owner = await api.register()
     sid = (await api.conversation(owner))["id"]

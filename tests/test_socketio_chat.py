@@ -5,7 +5,14 @@ events arrive in order, so whatever was not there before the barrier was never s
 from __future__ import annotations
 
 from tests.support.client import Api
-from tests.test_socketio_helpers import chat_client, group, ok, refused
+from tests.test_socketio_helpers import (
+    chat_client,
+    group,
+    mobile_client,
+    ok,
+    refused,
+    start_device_conversation,
+)
 
 
 async def test_join_send_and_broadcast(sqlite_api: Api) -> None:
@@ -156,6 +163,60 @@ async def test_typing_reads_status_reactions_edit_delete(sqlite_api: Api) -> Non
     finally:
         await a.close()
         await b.close()
+
+
+async def test_read_receipts_name_exactly_the_messages_marked(api: Api) -> None:
+    alice, bob = await api.register(), await api.register()
+    cid = await group(api, alice, bob)
+    a = await chat_client(api, alice, cid)
+    b = await chat_client(api, bob, cid)
+    try:
+        m1, m2, m3 = [ok(await b.call("chat_message", {"conversation_id": cid,
+                                                       "content": f"m{i}"}))["message"]["id"]
+                      for i in range(3)]
+
+        async def unread() -> int:
+            got = await api.http.get(f"/api/v1/chat/sessions/{cid}", headers=alice.headers)
+            return got.json()["unread_count"]  # type: ignore[no-any-return]
+
+        for read, marked, left in (({"message_ids": [m1, m3]}, [m1, m3], 1),
+                                   ({}, [m2], 0)):  # everything: the skipped one only
+            ack = ok(await a.call("read_receipt", {"conversation_id": cid, **read}))
+            assert ack["message_ids"] == marked and ack["marked_count"] == len(marked)
+            receipt = await b.next("read_receipt")
+            assert receipt["user_id"] == alice.id and receipt["message_ids"] == marked
+            assert await unread() == left
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_device_reading_some_ids_over_socketio(api: Api) -> None:
+    device_id = await api.device()
+    cid = await start_device_conversation(api, device_id)
+    agent = await api.register(role="agent")
+    staff = await chat_client(api, agent, cid)
+    device = await mobile_client(api, device_id, cid)
+    try:
+        r1, r2, r3 = [ok(await staff.call("chat_message", {"conversation_id": cid,
+                                                           "content": f"r{i}"}))["message"]["id"]
+                      for i in range(3)]
+
+        async def device_unread() -> int:
+            got = await api.http.get(f"/mobile/chat/{cid}/detail/",
+                                     params={"device_id": device_id})
+            return got.json()["unread_count"]  # type: ignore[no-any-return]
+
+        for read, marked, left in (({"message_ids": [r1, r3]}, [r1, r3], 1),
+                                   ({"up_to_message_id": r3}, [r2], 0)):
+            ack = ok(await device.call("read_receipt", {"conversation_id": cid, **read}))
+            assert ack["message_ids"] == marked
+            receipt = await staff.next("read_receipt")
+            assert receipt["device_id"] == device_id and receipt["message_ids"] == marked
+            assert await device_unread() == left
+    finally:
+        await device.close()
+        await staff.close()
 
 
 async def test_message_ops_are_scoped_to_joined_conversations(sqlite_api: Api) -> None:

@@ -7,7 +7,7 @@ import binascii
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.expressions import Q
+from tortoise.expressions import Q, Subquery
 from tortoise.functions import Count, Max
 from tortoise.transactions import in_transaction
 
@@ -23,7 +23,13 @@ from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.errors import forbidden, invalid, not_found, valid_id
 from backend.service.serializers import conversation_dict
-from backend.service.unread import members_unread, viewer_unreads
+from backend.service.unread import (
+    members_unread,
+    read_ahead,
+    read_position,
+    staff_unread,
+    viewer_unreads,
+)
 from models import (
     Conversation,
     ConversationKind,
@@ -166,7 +172,9 @@ class ConversationOps(ServiceBase):
         up_to_message_id: int | None = None,
         message_ids: list[int] | None = None,
     ) -> dict[str, Any]:
-        """Mark messages from others as read: up to an id, a list, or (neither) everything."""
+        """Mark messages from others as read: exactly ``message_ids``, or everything up to
+        ``up_to_message_id``, or (neither) everything. The receipts name the messages marked:
+        the given ones from others, or those of the range not read before."""
         conversation = await visible_conversation(actor, conversation_id)
         others = Message.filter(conversation_id=conversation.id).exclude(sender_key=actor.key)
         if message_ids is not None:
@@ -174,8 +182,10 @@ class ConversationOps(ServiceBase):
         else:
             pointer = await self._read_pointer(actor, conversation)
             ceiling = Q(id__lte=up_to_message_id) if up_to_message_id is not None else Q()
+            already = read_ahead(conversation.id, actor.key, pointer).values("id")
             ids = await (
                 others.filter(ceiling, id__gt=pointer)
+                .exclude(id__in=Subquery(already))
                 .order_by("-id")
                 .limit(1000)
                 .values_list("id", flat=True)
@@ -183,7 +193,6 @@ class ConversationOps(ServiceBase):
         ids = sorted(ids)
         read_at = now()
         if ids or up_to_message_id is not None:
-            top = max([*ids, up_to_message_id or 0])
             async with in_transaction():
                 # The conversation's row first, as a send takes it: no message commits
                 # between the count below and the counter it is set against, and every
@@ -195,9 +204,17 @@ class ConversationOps(ServiceBase):
                     # or one not sent yet) reads up to the newest, not the messages to come.
                     newest = await Message.filter(conversation_id=conversation.id).order_by(
                         "-id").limit(1).values_list("id", flat=True)
-                    top = min(top, newest[0] if newest else 0)
+                    top = newest[0] if newest else 0
+                    if message_ids is not None:
+                        floor = 0  # exactly those: the position moves over what is read
+                    elif up_to_message_id is not None:
+                        floor = min(up_to_message_id, top)
+                    else:
+                        floor = top
                     await self._record_reads(actor, ids, read_at)
-                    await self._advance_pointer(actor, locked, conversation, top, read_at)
+                    await self._advance_pointer(actor, locked, conversation, floor, read_at,
+                                                everything=message_ids is None
+                                                and up_to_message_id is None)
         if ids:
             await self.sink.publish(events.read_receipt(conversation.id, actor, ids))
         self._inbox_changed(conversation.id)
@@ -293,31 +310,30 @@ class ConversationOps(ServiceBase):
         await Message.filter(id__in=ids).exclude(status="read").update(status="read")
 
     async def _advance_pointer(
-        self, actor: Actor, locked: Conversation, conversation: Conversation, top: int,
-        read_at: datetime,
+        self, actor: Actor, locked: Conversation, conversation: Conversation, floor: int,
+        read_at: datetime, *, everything: bool,
     ) -> None:
-        """Move the actor's read position up to ``top`` and make their unread count exact,
-        against ``locked`` (the conversation's counter, read under its row lock)."""
-        unread_after = Message.filter(
-            conversation_id=conversation.id, is_deleted=False
-        ).exclude(sender_key=actor.key)
+        """Move the actor's read position to ``floor`` or past it (over what they have read
+        one by one) and make their unread count exact, against ``locked`` (the conversation's
+        counter, read under its row lock). ``everything``: a read of the whole conversation,
+        which clears staff's count of a support conversation rather than counting it."""
         if actor.device is not None:
-            pointer = max(locked.device_last_read_message_id, top)
+            pointer, left = await read_position(
+                conversation.id, actor.key, max(locked.device_last_read_message_id, floor))
             await Conversation.filter(id=conversation.id).update(
-                device_last_read_message_id=pointer,
-                device_unread_count=await unread_after.filter(id__gt=pointer).count(),
-            )
+                device_last_read_message_id=pointer, device_unread_count=left)
             return
         if actor.user is None:
             return
         if actor.is_staff and conversation.kind == ConversationKind.SUPPORT:
-            await Conversation.filter(id=conversation.id).update(staff_unread_count=0)
+            await Conversation.filter(id=conversation.id).update(
+                staff_unread_count=0 if everything else await staff_unread(conversation.id))
         row = await Participant.get_or_none(conversation_id=conversation.id, user_id=actor.user.id)
         if row is None:
             return
-        row.last_read_message_id = max(row.last_read_message_id, top)
+        row.last_read_message_id, left = await read_position(
+            conversation.id, actor.key, max(row.last_read_message_id, floor))
         row.last_read_at = read_at
-        left = await unread_after.filter(id__gt=row.last_read_message_id).count()
         row.unread_offset = left - locked.total_messages  # unread = counter + offset
         await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_offset"])
 
