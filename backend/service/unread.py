@@ -94,7 +94,7 @@ async def staff_unread(conversation_id: int) -> int:
     """Staff's count of a support conversation, counted: the messages from the customer side
     after staff's last answer, not deleted, that no one has read (a receipt with ``read_at``;
     the customer side does not read its own). For reads that name messages or stop at one; a
-    read of everything sets it to 0, and sends move it by one (backend/service/store.py)."""
+    read of everything sets it to 0, and sends move it by one (backend/storage/sends.py)."""
     staff = (Role.AGENT, Role.ADMIN)
     answered = await Message.filter(
         conversation_id=conversation_id, sender_user__role__in=staff
