@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.people import Customer, MobileSession, User
 
 
 class ConversationKind(StrEnum):
@@ -28,8 +32,12 @@ class Connection(Model):
     """A request from one user to another (seed 004). Accepting it opens a direct conversation."""
 
     id = fields.IntField(primary_key=True)
-    requester = fields.ForeignKeyField("models.User", related_name="connections_sent")
-    addressee = fields.ForeignKeyField("models.User", related_name="connections_received")
+    requester: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="connections_sent")
+    requester_id: int
+    addressee: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="connections_received")
+    addressee_id: int
     status = fields.CharEnumField(
         ConnectionStatus, max_length=16, default=ConnectionStatus.PENDING
     )
@@ -52,22 +60,27 @@ class Conversation(Model):
         ConversationStatus, max_length=16, default=ConversationStatus.ACTIVE
     )
     priority = fields.IntField(default=0)
-    initiator = fields.ForeignKeyField(
+    initiator: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="initiated", null=True, on_delete=fields.SET_NULL
     )
-    assigned_agent = fields.ForeignKeyField(
+    initiator_id: int | None
+    assigned_agent: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="assigned", null=True, on_delete=fields.SET_NULL
     )
-    device = fields.ForeignKeyField(
+    assigned_agent_id: int | None
+    device: fields.ForeignKeyNullableRelation[MobileSession] = fields.ForeignKeyField(
         "models.MobileSession", related_name="conversations", null=True,
         on_delete=fields.SET_NULL,
     )
-    customer = fields.ForeignKeyField(
+    device_id: int | None
+    customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="conversations", null=True, on_delete=fields.SET_NULL
     )
-    connection = fields.OneToOneField(
+    customer_id: int | None
+    connection: fields.OneToOneNullableRelation[Connection] = fields.OneToOneField(
         "models.Connection", related_name="conversation", null=True, on_delete=fields.SET_NULL
     )
+    connection_id: int | None
     # Denormalised so that lists need no aggregate per row. ``total_messages`` is also the
     # counter every participant's unread count is derived from (``Participant.unread_offset``).
     total_messages = fields.IntField(default=0)
@@ -96,8 +109,12 @@ class Participant(Model):
     position not read one by one (their ``Receipt`` rows; see backend/service/unread.py)."""
 
     id = fields.IntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="participants")
-    user = fields.ForeignKeyField("models.User", related_name="participations")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="participants")
+    conversation_id: int
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="participations")
+    user_id: int
     role = fields.CharField(max_length=16, default="user")
     joined_at = fields.DatetimeField(auto_now_add=True)
     is_active = fields.BooleanField(default=True)
@@ -115,8 +132,12 @@ class Block(Model):
     """The blocker receives nothing from the blocked user, who cannot write to them directly."""
 
     id = fields.IntField(primary_key=True)
-    blocker = fields.ForeignKeyField("models.User", related_name="blocks_made")
-    blocked = fields.ForeignKeyField("models.User", related_name="blocks_received")
+    blocker: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="blocks_made")
+    blocker_id: int
+    blocked: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="blocks_received")
+    blocked_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

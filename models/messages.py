@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
 from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.conversations import Conversation
+    from models.people import Customer, MobileSession, User
 
 
 class SenderType(StrEnum):
@@ -34,27 +39,32 @@ class Message(Model):
     """One message. Ids only grow within a conversation, so an id is a resume point."""
 
     id = fields.IntField(primary_key=True)
-    conversation = fields.ForeignKeyField("models.Conversation", related_name="messages")
+    conversation: fields.ForeignKeyRelation[Conversation] = fields.ForeignKeyField(
+        "models.Conversation", related_name="messages")
+    conversation_id: int
     sender_type = fields.CharEnumField(SenderType, max_length=16)
     # "user:5", "mobile:<device_id>", "customer:7", "system": one column for the idempotency key.
     sender_key = fields.CharField(max_length=160)
-    sender_user = fields.ForeignKeyField(
+    sender_user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
-    sender_device = fields.ForeignKeyField(
+    sender_user_id: int | None
+    sender_device: fields.ForeignKeyNullableRelation[MobileSession] = fields.ForeignKeyField(
         "models.MobileSession", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
-    sender_customer = fields.ForeignKeyField(
+    sender_device_id: int | None
+    sender_customer: fields.ForeignKeyNullableRelation[Customer] = fields.ForeignKeyField(
         "models.Customer", related_name="messages", null=True, on_delete=fields.SET_NULL
     )
+    sender_customer_id: int | None
     content = fields.TextField()
     message_type = fields.CharField(max_length=16, default="text")
     media_url = fields.CharField(max_length=2048, default="")
-    file = fields.JSONField(null=True)
+    file: fields.Field[dict[str, Any] | None] = fields.JSONField(null=True)
     parent_message_id = fields.IntField(null=True)
     reply_to_id = fields.IntField(null=True)
-    mentions = fields.JSONField(default=list)
-    metadata = fields.JSONField(default=dict)
+    mentions: fields.Field[list[Any]] = fields.JSONField(default=list)
+    metadata: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     is_urgent = fields.BooleanField(default=False)
     status = fields.CharEnumField(MessageStatus, max_length=16, default=MessageStatus.SENT)
     is_edited = fields.BooleanField(default=False)
@@ -82,7 +92,9 @@ class Reaction(Model):
     """One emoji from one reactor on one message. Sending it again removes it."""
 
     id = fields.IntField(primary_key=True)
-    message = fields.ForeignKeyField("models.Message", related_name="reactions")
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="reactions")
+    message_id: int
     reactor_key = fields.CharField(max_length=160)
     emoji = fields.CharField(max_length=32)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -96,7 +108,9 @@ class Receipt(Model):
     """When one reader got and read one message."""
 
     id = fields.IntField(primary_key=True)
-    message = fields.ForeignKeyField("models.Message", related_name="receipts")
+    message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
+        "models.Message", related_name="receipts")
+    message_id: int
     reader_key = fields.CharField(max_length=160)
     delivered_at = fields.DatetimeField(null=True)
     read_at = fields.DatetimeField(null=True)

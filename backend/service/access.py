@@ -8,6 +8,7 @@ from tortoise.expressions import Q
 
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, forbidden, not_found, valid_id
+from backend.storage.columns import int_column
 from models import (
     Block,
     Conversation,
@@ -117,9 +118,9 @@ def visible_filter(actor: Actor) -> Q:
 async def blockers_of(user_id: int) -> frozenset[int]:
     """Ids of the users who blocked ``user_id``: they get nothing from them, and in a direct
     conversation ``user_id`` cannot write to them."""
-    return frozenset(await Block.filter(blocked_id=user_id).values_list("blocker_id", flat=True))
+    return frozenset(await int_column(Block.filter(blocked_id=user_id), "blocker_id"))
 
 
 async def blocked_by(user_id: int) -> list[int]:
     """Ids of the users ``user_id`` blocked, whose messages they do not see."""
-    return list(await Block.filter(blocker_id=user_id).values_list("blocked_id", flat=True))
+    return await int_column(Block.filter(blocker_id=user_id), "blocked_id")

@@ -30,6 +30,7 @@ from backend.service.unread import (
     staff_unread,
     viewer_unreads,
 )
+from backend.storage.columns import int_column
 from models import (
     Conversation,
     ConversationKind,
@@ -178,18 +179,16 @@ class ConversationOps(ServiceBase):
         conversation = await visible_conversation(actor, conversation_id)
         others = Message.filter(conversation_id=conversation.id).exclude(sender_key=actor.key)
         if message_ids is not None:
-            ids = await others.filter(id__in=message_ids).values_list("id", flat=True)
+            ids = await int_column(others.filter(id__in=message_ids), "id")
         else:
             pointer = await self._read_pointer(actor, conversation)
             ceiling = Q(id__lte=up_to_message_id) if up_to_message_id is not None else Q()
             already = read_ahead(conversation.id, actor.key, pointer).values("id")
-            ids = await (
+            ids = await int_column(
                 others.filter(ceiling, id__gt=pointer)
                 .exclude(id__in=Subquery(already))
                 .order_by("-id")
-                .limit(1000)
-                .values_list("id", flat=True)
-            )
+                .limit(1000), "id")
         ids = sorted(ids)
         read_at = now()
         if ids or up_to_message_id is not None:
@@ -202,8 +201,8 @@ class ConversationOps(ServiceBase):
                 if locked is not None:
                     # An id past the conversation's newest message (another conversation's,
                     # or one not sent yet) reads up to the newest, not the messages to come.
-                    newest = await Message.filter(conversation_id=conversation.id).order_by(
-                        "-id").limit(1).values_list("id", flat=True)
+                    newest = await int_column(Message.filter(
+                        conversation_id=conversation.id).order_by("-id").limit(1), "id")
                     top = newest[0] if newest else 0
                     if message_ids is not None:
                         floor = 0  # exactly those: the position moves over what is read
@@ -297,9 +296,8 @@ class ConversationOps(ServiceBase):
         if not ids:
             return
         existing = set(
-            await Receipt.filter(message_id__in=ids, reader_key=actor.key).values_list(
-                "message_id", flat=True
-            )
+            await int_column(Receipt.filter(message_id__in=ids, reader_key=actor.key),
+                             "message_id")
         )
         await Receipt.filter(message_id__in=list(existing), reader_key=actor.key,
                              read_at__isnull=True).update(read_at=read_at)

@@ -26,6 +26,7 @@ from tortoise.functions import Count, Min
 from tortoise.queryset import QuerySet
 
 from backend.service.actors import Actor
+from backend.storage.columns import int_column
 from models import Conversation, Message, Participant, Receipt, Role
 
 
@@ -86,7 +87,7 @@ async def read_position(conversation_id: int, reader_key: str, floor: int) -> tu
     rows = await unread_after.annotate(n=Count("id"), first=Min("id")).values("n", "first")
     count, first = (rows[0]["n"] or 0, rows[0]["first"]) if rows else (0, None)
     reach = ahead if first is None else ahead.filter(id__lt=first)
-    top = await reach.order_by("-id").limit(1).values_list("id", flat=True)
+    top = await int_column(reach.order_by("-id").limit(1), "id")
     return max([floor, *top]), count
 
 
@@ -96,9 +97,9 @@ async def staff_unread(conversation_id: int) -> int:
     the customer side does not read its own). For reads that name messages or stop at one; a
     read of everything sets it to 0, and sends move it by one (backend/storage/sends.py)."""
     staff = (Role.AGENT, Role.ADMIN)
-    answered = await Message.filter(
+    answered = await int_column(Message.filter(
         conversation_id=conversation_id, sender_user__role__in=staff
-    ).order_by("-id").limit(1).values_list("id", flat=True)
+    ).order_by("-id").limit(1), "id")
     floor = answered[0] if answered else 0
     read = Receipt.filter(message__conversation_id=conversation_id, message_id__gt=floor,
                           read_at__isnull=False).values("message_id")
