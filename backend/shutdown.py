@@ -1,13 +1,13 @@
 """Graceful shutdown: on SIGTERM, say goodbye to every client before the server stops.
 
 uvicorn, told to exit, stops listening and closes WebSockets at once with 1012. Before handing
-it the signal, this node refuses new connections (``Realtime.draining``: Socket.IO connects are
-refused, raw handshakes closed with 1001), closes every live connection after the frames already
-queued for it (raw WebSockets with 1001 "going away"; Socket.IO connections at the Engine.IO
-level, which official clients answer by reconnecting, to another node behind a load balancer,
-where a Socket.IO DISCONNECT would stop their auto-reconnect), waits for the in-flight
-background publishes, and then lets uvicorn finish its own shutdown. A second SIGTERM skips the
-wait.
+it the signal, this node refuses new connections with 1001 on every door (``Realtime.draining``:
+a Socket.IO connect error with code 1001, raw handshakes closed with 1001), closes every live
+connection after the frames already queued for it (raw WebSockets with 1001 "going away";
+Socket.IO connections at the Engine.IO level, which official clients answer by reconnecting, to
+another node behind a load balancer, where a Socket.IO DISCONNECT would stop their
+auto-reconnect), waits for the in-flight background publishes, and then lets uvicorn finish its
+own shutdown. A second SIGTERM skips the wait.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ from urllib.parse import parse_qs
 import socketio
 from socketio import packet as sio_packet
 
-from backend.auth.accounts import CredentialInvalid, CredentialMissing
+from backend.doors.connections import connect_credentials, rate_buckets
+from backend.doors.ids import as_id, conversation_ref
+from backend.doors.refusals import refusal_for, server_fault
 from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
@@ -29,19 +31,13 @@ from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
-from backend.service.errors import MAX_ID, ChatError, invalid, valid_id
-from backend.service.faults import database_fault
-from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
+from backend.service.errors import ChatError, invalid
+from backend.service.limits import TokenBucket
 from backend.settings import Settings
 
 log = logging.getLogger("confab.namespaces")
 
 Payload = dict[str, Any]
-
-# Connect refusal codes (CONTRACT section 4); a fault of the server (the database away, a
-# bug) is not a refusal of the credential: 1011, the raw routes' "server fault" close code.
-MISSING, INVALID, NOT_FOUND, DENIED = 4001, 4002, 4003, 4004
-SERVER_FAULT = 1011
 
 
 @dataclass(slots=True)
@@ -77,77 +73,17 @@ def as_object(data: Any, *, optional: bool = False) -> Payload:
     return data
 
 
-def as_id(value: Any, name: str) -> int:
-    """An id: an integer, or a string of digits (clients that treat ids as opaque strings).
-    Ids are 32-bit: a larger one (or one below 1) names nothing and never reaches a query."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 19:
-        value = int(value)
-    if not valid_id(value):
-        raise invalid(f"{name} must be an integer id from 1 to {MAX_ID}")
-    return value  # type: ignore[no-any-return]
-
-
-def id_field(data: Payload, name: str) -> int:
-    if data.get(name) is None:
-        raise invalid(f"{name} is required")
-    return as_id(data[name], name)
-
-
-def optional_id(data: Payload, name: str) -> int | None:
-    return None if data.get(name) is None else as_id(data[name], name)
-
-
-def optional_after_id(data: Payload, name: str) -> int | None:
-    """A resume point: an id, or 0 for "from the first message" (CONTRACT section 8)."""
-    value = data.get(name)
-    if value is None:
-        return None
-    return 0 if value in (0, "0") and not isinstance(value, bool) else as_id(value, name)
-
-
-def id_list(data: Payload, name: str) -> list[int] | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, list) or len(value) > 1000:
-        raise invalid(f"{name} must be a list of at most 1000 ids")
-    return [as_id(item, name) for item in value]
-
-
-def credential(credentials: dict[str, Any], name: str) -> str | None:
-    """A string credential (``token``, ``device_id``); anything else is invalid."""
-    value = credentials.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise CredentialInvalid(f"{name} must be a string")
-    return value
-
-
-def server_error() -> ChatError:
-    return ChatError("internal_error", "Internal server error", 500)
-
-
 def not_joined(conversation_id: int) -> ChatError:
     return ChatError("not_joined", f"Join conversation {conversation_id} first", 403)
 
 
-def refusal(code: int, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """A connect refusal: the Socket.IO v5 CONNECT_ERROR ``{message, data: {code, message}}``,
-    so socket.io-client's ``err.message`` is the text and ``err.data`` is ``{code, message}``."""
-    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
-
-
-def refusal_of(error: ChatError) -> socketio.exceptions.ConnectionRefusedError:
-    if isinstance(error, CredentialMissing):
-        return refusal(MISSING, error.message)
-    if isinstance(error, CredentialInvalid):
-        return refusal(INVALID, error.message)
-    if error.code == "forbidden":
-        return refusal(DENIED, error.message)
-    if error.code in ("not_found", "invalid"):
-        return refusal(NOT_FOUND, "Conversation not found")
-    return refusal(DENIED, error.message)
+def refusal(error: ChatError) -> socketio.exceptions.ConnectionRefusedError:
+    """A connect refusal (its code from the refusal table): the Socket.IO v5 CONNECT_ERROR
+    ``{message, data: {code, message}}``, so socket.io-client's ``err.message`` is the text and
+    ``err.data`` is ``{code, message}``."""
+    code = refusal_for(error).socketio
+    return socketio.exceptions.ConnectionRefusedError(error.message,
+                                                      {"code": code, "message": error.message})
 
 
 # -- the namespace --------------------------------------------------------------------------
@@ -184,31 +120,25 @@ class Namespace(socketio.AsyncNamespace):
     # -- connect / disconnect ---------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        credentials = connect_credentials(auth, environ)
+        query = {key: values[0]
+                 for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        credentials = connect_credentials(query, environ.get("HTTP_AUTHORIZATION", ""), auth)
         try:
             actor = await self.authenticate(credentials, environ)
             self.realtime.admit(actor)
             conversation_id = None
             if self.joins_at_connect and credentials.get("conversation_id") not in (None, ""):
-                conversation_id = as_id(credentials["conversation_id"], "conversation_id")
+                conversation_id = conversation_ref(credentials["conversation_id"])
                 await self.chat.get_conversation(actor, conversation_id)
-        except ChatError as error:
-            self.realtime.metrics.refused("socketio", error.code)
-            raise refusal_of(error) from None
         except Exception as exc:
-            # Not 4002: clients drop their credential on it (the dashboard signs out).
-            fault = database_fault(exc, door=self.namespace, action="connect")
-            if fault is None:
-                log.exception("connect to %s failed", self.namespace)
-            self.realtime.metrics.refused("socketio", fault.code if fault else "internal_error")
-            raise refusal(SERVER_FAULT, (fault or server_error()).message) from None
+            error = exc if isinstance(exc, ChatError) else server_fault(
+                exc, log, door=self.namespace, action="connect")
+            self.realtime.metrics.refused("socketio", error.code)
+            raise refusal(error) from None
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         member = SocketIOMember(sid, eio_sid, self.namespace, actor, self.dialect,
                                 self.server.eio)
-        limits = self.settings.limits
-        socket = Socket(member, TokenBucket(limits.send_rate_per_second, limits.send_burst),
-                        TokenBucket(limits.send_rate_per_second * EVENT_RATE_FACTOR,
-                                    limits.send_burst * EVENT_RATE_FACTOR))
+        socket = Socket(member, *rate_buckets(self.settings.limits))
         self.realtime.manager.after_connect(
             sid, self.namespace, partial(self._connected, socket, conversation_id)
         )
@@ -251,10 +181,8 @@ class Namespace(socketio.AsyncNamespace):
         except ChatError as error:
             return await self._refuse(socket, event, error)
         except Exception as exc:
-            fault = database_fault(exc, door=self.namespace, action=event)
-            if fault is None:
-                log.exception("event %s on %s failed", event, self.namespace)
-            return await self._refuse(socket, event, fault or server_error())
+            error = server_fault(exc, log, door=self.namespace, action=event)
+            return await self._refuse(socket, event, error)
 
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
         self.realtime.metrics.refused("socketio", error.code)
@@ -303,17 +231,3 @@ class Namespace(socketio.AsyncNamespace):
             raise not_joined(conversation_id)
         return conversation_id
 
-
-def connect_credentials(auth: Any, environ: dict[str, Any]) -> dict[str, Any]:
-    """``auth`` merged over the query string (for SDKs that cannot set ``auth``) and a bearer
-    ``Authorization`` header."""
-    merged: dict[str, Any] = {
-        key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()
-        if key in ("token", "device_id", "conversation_id")
-    }
-    header = environ.get("HTTP_AUTHORIZATION", "")
-    if header.lower().startswith("bearer ") and "token" not in merged:
-        merged["token"] = header[7:].strip()
-    if isinstance(auth, dict):
-        merged.update({k: v for k, v in auth.items() if v is not None})
-    return merged

@@ -12,19 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from backend.auth.accounts import user_from_token
+from backend.doors.connections import credential
+from backend.doors.ids import id_field, id_list, optional_after_id, optional_id
 from backend.realtime.dialects import CHAT
 from backend.service.actors import Actor
-from namespaces.base import (
-    Namespace,
-    Payload,
-    Socket,
-    as_object,
-    credential,
-    id_field,
-    id_list,
-    optional_after_id,
-    optional_id,
-)
+from namespaces.base import Namespace, Payload, Socket, as_object
 
 #: Messages in a ``join`` ack: the latest, or the first ones after ``after_message_id``.
 JOIN_PAGE = 50

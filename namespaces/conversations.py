@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from backend.auth.accounts import user_from_token
+from backend.doors.connections import credential
+from backend.doors.ids import page_request
 from backend.realtime.dialects import CONVERSATIONS
 from backend.service.actors import Actor
-from backend.service.errors import invalid
-from namespaces.base import Namespace, Payload, Socket, as_object, credential
+from namespaces.base import Namespace, Payload, Socket, as_object
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -30,14 +31,8 @@ class ConversationsNamespace(Namespace):
         return Actor.of_user(user)
 
     async def on_get_conversations(self, socket: Socket, data: Any) -> Payload:
-        data = as_object(data, optional=True)
-        limit = data.get("limit", DEFAULT_LIMIT)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise invalid(f"limit must be an integer from 1 to {MAX_LIMIT}")
-        cursor = data.get("cursor")
-        if cursor is not None and not isinstance(cursor, str):
-            raise invalid("cursor must be a string")
-        return await self._list(socket, limit, cursor or None)
+        limit, cursor = page_request(as_object(data, optional=True), DEFAULT_LIMIT, MAX_LIMIT)
+        return await self._list(socket, limit, cursor)
 
     async def on_refresh_conversations(self, socket: Socket, data: Any) -> Payload:
         as_object(data, optional=True)

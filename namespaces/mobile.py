@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from backend.auth.accounts import device_actor
+from backend.doors.connections import credential
 from backend.realtime.dialects import MOBILE
 from backend.service.actors import Actor
-from namespaces.base import credential
 from namespaces.chat import ChatNamespace
 
 

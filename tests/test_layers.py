@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("service users", ("backend.auth", "backend.integrations")),
     ("real-time spine", ("backend.realtime",)),
     ("cluster", ("backend.cluster",)),
-    ("doors", ("backend.raw", "namespaces", "backend.rest", "backend.dashboard")),
+    ("doors", ("backend.doors", "backend.raw", "namespaces", "backend.rest", "backend.dashboard")),
     ("app", ("backend.app", "backend.main", "backend.cli", "backend.__main__",
              "backend.shutdown", "backend.collector", "backend")),
 )

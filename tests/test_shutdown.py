@@ -1,6 +1,7 @@
 """SIGTERM: every client is told (raw WebSockets get 1001 after every frame already queued for
 them, Socket.IO clients are disconnected), then the process exits; after a restart on the same
-database, every acknowledged message is there."""
+database, every acknowledged message is there. While it says goodbye, the node refuses new
+connections on every door with the same code: 1001, "going away"."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import socketio
 
 from tests.support.client import Api
-from tests.support.server import start_server
-from tests.test_raw_support import raw, rest_send
-from tests.test_socketio_helpers import group
+from tests.support.server import ServerProcess, start_server
+from tests.test_raw_support import close_code, device_conversation, raw, rest_send
+from tests.test_socketio_helpers import Client, group
 
 SENT_BEFORE_SIGTERM = 20
 
@@ -55,3 +56,63 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
     finally:
         await api.aclose()
         restarted.stop()
+
+
+async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
+                                                                   asyncio.StreamWriter]:
+    """A raw WebSocket opened by hand that will never answer the server's close: the node
+    waits for it (up to its goodbye timeout) before it stops, and keeps refusing meanwhile."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def close_frame(reader: asyncio.StreamReader, within: float = 10) -> int:
+    """Read (unmasked) server frames until a close frame; its code."""
+    async with asyncio.timeout(within):
+        while True:
+            first, second = await reader.readexactly(2)
+            length = second & 0x7F
+            if length >= 126:
+                length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
+            payload = await reader.readexactly(length)
+            if first & 0x0F == 0x8:
+                return int.from_bytes(payload[:2])
+
+
+async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_door(
+    work_dir: Path,
+) -> None:
+    server = start_server(work_dir / "shutdown-refusals")
+    api = Api(server.base_url)
+    try:
+        alice = await api.register()
+        cid = int((await api.conversation(alice))["id"])
+        device_id, device_cid = await device_conversation(api)
+        reader, writer = await silent_client(server, f"/ws/conversations/?token={alice.token}")
+        server.process.send_signal(signal.SIGTERM)
+        assert await close_frame(reader) == 1001  # the node is saying goodbye
+
+        ws, token = server.ws_url, alice.token
+        for url in (f"{ws}/ws/chat/{cid}/?token={token}",
+                    f"{ws}/ws/mobile/chat/{device_cid}/?device_id={device_id}",
+                    f"{ws}/ws/conversations/?token={token}",
+                    f"{ws}/api/v1/chat/ws/{cid}?token={token}"):
+            assert await close_code(url) == 1001, url
+        for namespace, auth in (("/chat", {"token": token, "conversation_id": cid}),
+                                ("/mobile", {"device_id": device_id,
+                                             "conversation_id": device_cid}),
+                                ("/conversations", {"token": token})):
+            refused = await Client(server.base_url, namespace).refused(auth)
+            assert refused["code"] == 1001, (namespace, refused)
+            assert refused["message"] == "Server shutting down"
+        writer.close()
+    finally:
+        await api.aclose()
+        server.stop(signal.SIGKILL)

@@ -23,7 +23,10 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from backend.auth.accounts import CredentialInvalid, CredentialMissing, user_from_token
+from backend.auth.accounts import user_from_token
+from backend.doors.connections import connect_credentials, credential, rate_buckets
+from backend.doors.ids import conversation_ref
+from backend.doors.refusals import Refusal, refusal_for, server_fault
 from backend.raw.connection import RawMember, lane_for
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
@@ -31,20 +34,12 @@ from backend.realtime.origins import origin_allowed
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
-from backend.service.errors import MAX_ID, ChatError, invalid, too_large, valid_id
+from backend.service.errors import ChatError, forbidden, too_large
 from backend.service.faults import database_fault
-from backend.service.limits import EVENT_RATE_FACTOR, TokenBucket
+from backend.service.limits import TokenBucket
 from backend.settings import Settings
 
 log = logging.getLogger("confab.raw")
-
-# Close codes of refused connections (CONTRACT sections 4 and 5).
-MISSING = 4001
-INVALID = 4002
-NOT_FOUND = 4003
-DENIED = 4004
-SERVER_FAULT = 1011
-GOING_AWAY = 1001  # the node is shutting down: reconnect (to another node)
 
 _ids = itertools.count(1)
 _node = os.urandom(4).hex()
@@ -104,50 +99,21 @@ class Door:
     #: Does the path carry a conversation id (``conversation_id`` / ``session_id``)?
     path_param: str | None = "conversation_id"
 
-    def refusal(self, error: ChatError) -> Refused:
-        """The close code for a refused handshake: 4001 missing, 4002 invalid, 4003 not
-        found, 4004 denied."""
-        if isinstance(error, CredentialMissing):
-            code = MISSING
-        elif isinstance(error, CredentialInvalid) or error.status == 401:
-            code = INVALID
-        elif error.status == 404:
-            code = NOT_FOUND
-        elif error.status == 503:
-            code = GOING_AWAY
-        else:
-            code = DENIED
-        return Refused(code, error.message)
+    def close_code(self, refusal: Refusal) -> int:
+        """The close code of a refusal on this route (the refusal table's raw column)."""
+        return refusal.raw
 
-    def origin_refusal(self) -> Refused:
-        return Refused(DENIED, "Origin not allowed")
+    def refused(self, error: ChatError) -> Refused:
+        return Refused(self.close_code(refusal_for(error)), error.message)
 
-    async def authenticate(self, conn: HTTPConnection, settings: Settings) -> Actor:
-        """A user from ``?token=`` or ``Authorization: Bearer``. ``conn``: the upgrade
-        request (its headers, query and path)."""
-        user = await user_from_token(settings, token_of(conn))
+    async def authenticate(self, credentials: dict[str, Any], settings: Settings) -> Actor:
+        """A user from ``?token=`` or ``Authorization: Bearer`` (``credentials``: the upgrade
+        request's, backend/doors/connections.py)."""
+        user = await user_from_token(settings, credential(credentials, "token"))
         return Actor.of_user(user)
 
     async def welcome(self, session: Session) -> None:
         """After accept and the access check: send the connect frames, join rooms."""
-
-
-def token_of(conn: HTTPConnection) -> str | None:
-    token = conn.query_params.get("token")
-    if token:
-        return token
-    scheme, _, value = conn.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
-
-
-def path_id(conn: HTTPConnection, name: str) -> int:
-    """The conversation id of the path; an id that cannot exist is 'not found'."""
-    raw = str(conn.path_params.get(name, ""))
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
-        raise ChatError("not_found", "Conversation not found", 404)
-    return int(raw)
 
 
 class Endpoint:
@@ -187,20 +153,13 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
     except Refused as refused:
         await websocket.close(refused.code, refused.reason[:120])
         return
-    except Exception:
-        log.exception("raw handshake failed on %s", websocket.url.path)
-        await websocket.close(SERVER_FAULT, "Internal server error")
-        return
 
-    limits = settings.limits
     member = RawMember(f"raw:{_node}:{next(_ids)}", actor, door.dialect, door.route, websocket,
                        lane_for(websocket, settings.limits.max_backlog_bytes))
+    message_rate, frame_rate = rate_buckets(settings.limits)
     session = Session(
         websocket=websocket, member=member, actor=actor, chat=chat, hub=hub, settings=settings,
-        conversation_id=conversation_id,
-        message_rate=TokenBucket(limits.send_rate_per_second, limits.send_burst),
-        frame_rate=TokenBucket(limits.send_rate_per_second * EVENT_RATE_FACTOR,
-                               limits.send_burst * EVENT_RATE_FACTOR),
+        conversation_id=conversation_id, message_rate=message_rate, frame_rate=frame_rate,
     )
     await hub.attach(member)
     try:
@@ -212,11 +171,9 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
             await dispatch(door, session, message)
     except Exception as exc:
         # A database fault while welcoming (the history read) is logged once, quietly.
-        fault = database_fault(exc, door=door.route, action="welcome")
-        if fault is None:
-            log.exception("raw connection %s failed", member.id)
-        hub.metrics.refused("websocket", fault.code if fault else "internal_error")
-        await member.close(SERVER_FAULT, (fault.message if fault else "Internal server error"))
+        error = server_fault(exc, log, door=door.route, action="welcome")
+        hub.metrics.refused("websocket", error.code)
+        await member.close(door.close_code(refusal_for(error)), error.message)
     finally:
         try:
             await hub.detach(member)
@@ -230,26 +187,23 @@ async def handshake(
     """Origin, credential, conversation access; raises Refused."""
     origin = conn.headers.get("origin")
     if not origin_allowed(origin, conn.headers.get("host"), settings.allowed_origins):
-        raise door.origin_refusal()
+        raise door.refused(forbidden("Origin not allowed"))
     try:
-        actor = await door.authenticate(conn, settings)
+        credentials = connect_credentials(conn.query_params, conn.headers.get("authorization", ""))
+        actor = await door.authenticate(credentials, settings)
         conn.app.state.realtime.admit(actor)
         conversation_id = None
         if door.path_param is not None:
-            conversation_id = path_id(conn, door.path_param)
+            conversation_id = conversation_ref(conn.path_params.get(door.path_param))
             chat: ChatService = conn.app.state.chat
             await chat.grants.viewable(actor, conversation_id)
-    except ChatError as error:
-        conn.app.state.metrics.refused("websocket", error.code)
-        raise door.refusal(error) from None
     except Exception as exc:
-        # The database is away: a server fault (1011 on every route), not a refused
+        # The database away is a server fault (1011 on every route), not a refused
         # credential, so clients reconnect later rather than drop their token.
-        fault = database_fault(exc, door=door.route, action="connect")
-        if fault is None:
-            raise
-        conn.app.state.metrics.refused("websocket", fault.code)
-        raise Refused(SERVER_FAULT, fault.message) from None
+        error = exc if isinstance(exc, ChatError) else server_fault(
+            exc, log, door=door.route, action="connect")
+        conn.app.state.metrics.refused("websocket", error.code)
+        raise door.refused(error) from None
     return actor, conversation_id
 
 
@@ -298,22 +252,6 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
 
 
 # -- small translators shared by the routes ------------------------------------------------
-
-
-def as_id(value: Any, name: str = "message_id") -> int:
-    """An id as a client may send it: an integer or a string of digits. Ids are 32-bit: a
-    larger one (or one below 1) names nothing and never reaches a query."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        value = int(value)
-    if not valid_id(value):
-        raise invalid(f"{name} must be an integer id from 1 to {MAX_ID}")
-    return value  # type: ignore[no-any-return]
-
-
-def as_ids(value: Any, name: str = "message_ids", most: int = 1000) -> list[int]:
-    if not isinstance(value, list) or len(value) > most:
-        raise invalid(f"{name} must be a list of at most {most} message ids")
-    return [as_id(item, name) for item in value]
 
 
 def without(frame: dict[str, Any], *keys: str) -> dict[str, Any]:

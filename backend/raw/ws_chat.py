@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.raw.adapter import Door, Handler, Session, as_id, as_ids, send_chat_message, without
+from backend.doors.ids import as_id, as_ids
+from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
 from backend.realtime.dialects import WS_CHAT
 from backend.service.clock import iso_now
 

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.doors.ids import page_request
 from backend.raw.adapter import Door, Handler, Session
 from backend.realtime.dialects import WS_CONVERSATIONS
 from backend.service.clock import iso_now
-from backend.service.errors import invalid
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 
 async def get_conversations(session: Session, frame: dict[str, Any]) -> None:
-    limit = frame.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise invalid(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    cursor = frame.get("cursor")
-    if cursor is not None and not isinstance(cursor, str):
-        raise invalid("cursor must be a string")
+    limit, cursor = page_request(frame, DEFAULT_LIMIT, MAX_LIMIT)
     conversations, next_cursor = await session.chat.list_conversations(
         session.actor, limit=limit, cursor=cursor
     )

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import HTTPConnection
-
 from backend.auth.accounts import device_actor
+from backend.doors.connections import credential
 from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
 from backend.raw.ws_chat import message_status, read_receipt, typing
 from backend.realtime.dialects import WS_MOBILE
@@ -43,8 +42,8 @@ class WsMobileDoor(Door):
         "read_receipt": read_receipt,
     }
 
-    async def authenticate(self, conn: HTTPConnection, settings: Settings) -> Actor:
-        return await device_actor(conn.query_params.get("device_id"))
+    async def authenticate(self, credentials: dict[str, Any], settings: Settings) -> Actor:
+        return await device_actor(credential(credentials, "device_id"))
 
     async def welcome(self, session: Session) -> None:
         cid = session.conversation_id

@@ -11,18 +11,19 @@ Inbound table (frame ``message_type`` → service call):
 =========== ==========================================================================
 
 Every refused connection closes with 1008 (bad token, not a participant, no such session,
-refused origin); a server fault closes with 1011.
+refused origin); a server fault closes with 1011, a node shutting down with 1001 (the refusal
+table's seed 003 column, backend/doors/refusals.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from backend.raw.adapter import Door, Handler, Refused, Session, send_chat_message
+from backend.doors.refusals import Refusal
+from backend.raw.adapter import Door, Handler, Session, send_chat_message
 from backend.realtime.dialects import WS_SESSION
-from backend.service.errors import ChatError, invalid
+from backend.service.errors import invalid
 
-POLICY_VIOLATION = 1008
 _COMMON = ("content", "reply_to_id", "parent_message_id", "mentions", "metadata",
            "client_msg_id", "is_urgent")
 
@@ -69,13 +70,8 @@ class WsSessionDoor(Door):
         "typing": typing,
     }
 
-    def refusal(self, error: ChatError) -> Refused:
-        if error.status == 503:
-            return super().refusal(error)  # shutting down: 1001, as on every route
-        return Refused(POLICY_VIOLATION, error.message)
-
-    def origin_refusal(self) -> Refused:
-        return Refused(POLICY_VIOLATION, "Origin not allowed")
+    def close_code(self, refusal: Refusal) -> int:
+        return refusal.seed_003
 
     async def welcome(self, session: Session) -> None:
         assert session.conversation_id is not None

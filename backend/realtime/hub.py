@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
+from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, SERVICE_RESTART
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.realtime.members import Member, SocketIOMember
@@ -31,10 +32,6 @@ from backend.service.events import Event
 from backend.settings import Settings
 
 log = logging.getLogger("confab.realtime")
-
-#: WebSocket close codes: the server is going away; reconnect (RFC 6455 "service restart").
-GOING_AWAY = 1001
-SERVICE_RESTART = 1012
 
 
 class ManagerSink:
@@ -271,7 +268,7 @@ class Realtime:
 
     async def close_device(self, device_id: str) -> None:
         """A deactivated device's sockets: closed with 4002 (credential inactive)."""
-        await self.close_actor(f"mobile:{device_id}", 4002, "Device deactivated")
+        await self.close_actor(f"mobile:{device_id}", CREDENTIAL_INVALID, "Device deactivated")
 
     async def close_user(self, user_id: int) -> None:
         """A user whose reach changed (a role given or taken away): their sockets close with

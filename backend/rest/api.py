@@ -22,10 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from backend.auth.accounts import user_from_token
+from backend.doors.connections import bearer_token
+from backend.doors.ids import named_id
+from backend.doors.refusals import refusal_for
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
-from backend.service.errors import MAX_ID, ChatError
+from backend.service.errors import ChatError
 from backend.service.faults import database_fault
 from backend.settings import Settings
 from models import User
@@ -169,7 +172,7 @@ def refusal_response(request: Request, exc: ChatError) -> ORJSONResponse:
     retry = getattr(exc, "retry_after", None)
     if retry is not None:
         extra["retry_after"] = round(retry, 3)
-    return error_response(exc.status, exc.message, **extra)
+    return error_response(refusal_for(exc).http, exc.message, **extra)
 
 
 async def _run(op: Operation, request: Request) -> Response:
@@ -179,7 +182,8 @@ async def _run(op: Operation, request: Request) -> Response:
     reject_nul([*path.values(), *request.query_params.values()])
     user = None
     if op.auth == "user":
-        user = await user_from_token(request.app.state.settings, bearer_token(request))
+        token = bearer_token(request.headers.get("authorization", ""))
+        user = await user_from_token(request.app.state.settings, token)
     query = None
     if op.query is not None:
         try:
@@ -208,12 +212,9 @@ def _path_params(op: Operation, request: Request) -> dict[str, Any] | Response:
             values[name] = raw
             continue
         try:
-            number = int(raw)
-        except ValueError:
-            return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
-        if not 0 < number <= MAX_ID:
-            return error_response(404, f"{name.replace('_', ' ').capitalize()} not found")
-        values[name] = number
+            values[name] = named_id(raw, name.replace("_", " ").capitalize())
+        except ChatError as exc:
+            return error_response(404, exc.message)
     return values
 
 
@@ -235,14 +236,6 @@ async def _read_json(request: Request) -> Any:
         return error_response(422, "Request body must be a JSON object")
     reject_nul(parsed)
     return parsed
-
-
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -11,7 +11,8 @@ import hmac
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from backend.rest.api import Api, Call, bearer_token, error_response
+from backend.doors.connections import bearer_token
+from backend.rest.api import Api, Call, error_response
 from backend.storage.database import database_ready
 
 
@@ -21,7 +22,7 @@ def register(api: Api) -> None:
     async def metrics(call: Call) -> Response:
         expected = call.settings.metrics_token
         if expected is not None:
-            given = bearer_token(call.request) or ""
+            given = bearer_token(call.request.headers.get("authorization", "")) or ""
             if not hmac.compare_digest(given.encode(), expected.encode()):
                 return error_response(401, "A valid metrics token is required")
         state = call.request.app.state

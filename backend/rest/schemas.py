@@ -11,24 +11,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from backend.doors.ids import as_after_id, as_id, pydantic
 from backend.service.drafts import MessageDraft
 from backend.service.errors import MAX_ID
 
-
-def _as_id(value: Any) -> Any:
-    """Ids are integers; seed 003's clients treat them as opaque strings and may send "12"."""
-    if isinstance(value, bool):
-        raise ValueError("must be an integer id")
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value
-
-
-# Primary keys are 32-bit integer columns (PostgreSQL ``integer``): larger ids cannot exist, and
-# sending them to the database would be an error there, so they are refused here.
-Id = Annotated[int, BeforeValidator(_as_id), Field(gt=0, le=MAX_ID)]
+# Ids are read as on every door (backend/doors/ids.py: an integer or a string of digits, 32-bit);
+# the bounds are repeated for the OpenAPI document.
+Id = Annotated[int, BeforeValidator(pydantic(as_id)), Field(gt=0, le=MAX_ID)]
 #: A resume point: an id, or 0 for "from the first message" (a client that has seen nothing).
-AfterId = Annotated[int, BeforeValidator(_as_id), Field(ge=0, le=MAX_ID)]
+AfterId = Annotated[int, BeforeValidator(pydantic(as_after_id)), Field(ge=0, le=MAX_ID)]
 Offset = Annotated[int, Field(ge=0, le=10**9)]
 
 
