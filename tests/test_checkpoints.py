@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tortoise import connections
 
-from backend import database
+from backend.storage import database
 from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, Checkpointer
 from tests.test_message_path import opened, users
 

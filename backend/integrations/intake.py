@@ -160,7 +160,7 @@ async def _earlier(customer: Customer, actor: Actor, key: str) -> Message | None
 
 async def _apply_edit(chat: ChatService, actor: Actor, earlier: Message,
                       inbound: Inbound) -> Result:
-    cid = earlier.conversation_id  # type: ignore[attr-defined]
+    cid = earlier.conversation_id
     content = _fit_content(chat, inbound.content)
     if not inbound.edit or earlier.content == content:
         return Result("duplicate", cid, earlier.id)

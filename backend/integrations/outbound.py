@@ -61,7 +61,7 @@ class OutboundSender:
     def message_sent(self, conversation: Conversation, message: SentMessage,
                      actor: Actor) -> None:
         """The service's SentHook: schedule delivery of a staff reply to a platform customer."""
-        customer: Customer | None = conversation.customer  # type: ignore[assignment]
+        customer: Customer | None = conversation.customer
         if not actor.is_staff or not isinstance(customer, Customer):
             return
         if customer.platform not in self.platforms:

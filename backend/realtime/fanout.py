@@ -109,7 +109,7 @@ class FanoutManager(socketio.AsyncManager):
 
     # -- delivery ---------------------------------------------------------------------------
 
-    async def emit(  # type: ignore[override]
+    async def emit(
         self,
         event: str,
         data: Any,

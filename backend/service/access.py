@@ -39,15 +39,15 @@ async def can_view(
     backend/service/grants.py); otherwise membership is asked of the database."""
     if actor.user is None:
         if actor.device is not None:
-            return conversation.device_id == actor.device.id  # type: ignore[attr-defined]
+            return conversation.device_id == actor.device.id
         if actor.customer is not None:
-            return conversation.customer_id == actor.customer.id  # type: ignore[attr-defined]
+            return conversation.customer_id == actor.customer.id
         return True  # the system actor
     user = actor.user
     support = conversation.kind == ConversationKind.SUPPORT
     if support and (
-        conversation.initiator_id == user.id  # type: ignore[attr-defined]
-        or conversation.assigned_agent_id == user.id  # type: ignore[attr-defined]
+        conversation.initiator_id == user.id
+        or conversation.assigned_agent_id == user.id
     ):
         return True
     if members is not None and user.id in members:
@@ -95,7 +95,7 @@ async def can_close(actor: Actor, conversation: Conversation) -> bool:
         return await can_view(actor, conversation)  # a device may close its own ticket
     if actor.user.is_staff:
         return True
-    if conversation.initiator_id == actor.user.id:  # type: ignore[attr-defined]
+    if conversation.initiator_id == actor.user.id:
         return True
     return conversation.kind == ConversationKind.DIRECT and await can_view(actor, conversation)
 

@@ -154,7 +154,7 @@ class ConversationOps(ServiceBase):
         return [
             {
                 "id": p.id,
-                "user_id": p.user_id,  # type: ignore[attr-defined]
+                "user_id": p.user_id,
                 "conversation_id": conversation.id,
                 "role": p.role,
                 "joined_at": iso(p.joined_at),
@@ -274,7 +274,7 @@ class ConversationOps(ServiceBase):
         if fresh.kind == ConversationKind.SUPPORT:
             counts["staff"] = fresh.staff_unread_count
             if fresh.device is not None:
-                device_id = fresh.device.device_id  # type: ignore[union-attr]
+                device_id = fresh.device.device_id
                 counts[f"device:{device_id}"] = fresh.device_unread_count
         last = (await last_messages([conversation_id])).get(conversation_id)
         view = conversation_dict(fresh, last_message=last,
@@ -348,7 +348,7 @@ async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:
     if not newest:
         return {}
     rows = await Message.filter(id__in=newest)
-    return {row.conversation_id: row for row in rows}  # type: ignore[attr-defined]
+    return {row.conversation_id: row for row in rows}
 
 
 def _encode_cursor(conversation: Conversation) -> str:

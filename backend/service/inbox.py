@@ -34,11 +34,11 @@ def inbox_rooms(conversation: Conversation, members: frozenset[int]) -> tuple[st
     rooms = [events.user_room(user_id) for user_id in sorted(members)]
     if conversation.kind == ConversationKind.SUPPORT:
         rooms.append(events.STAFF_ROOM)
-        initiator = conversation.initiator_id  # type: ignore[attr-defined]
+        initiator = conversation.initiator_id
         if initiator is not None:
             rooms.append(events.user_room(initiator))
         if conversation.device is not None:
-            rooms.append(events.device_room(conversation.device.device_id))  # type: ignore[union-attr]
+            rooms.append(events.device_room(conversation.device.device_id))
     return tuple(dict.fromkeys(rooms))
 
 

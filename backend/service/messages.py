@@ -216,7 +216,7 @@ class MessageOps(ServiceBase):
         message = await Message.get_or_none(id=message_id).select_related(*_RELATIONS)
         if message is None:
             raise not_found("Message")
-        await visible_conversation(actor, message.conversation_id)  # type: ignore[attr-defined]
+        await visible_conversation(actor, message.conversation_id)
         return message
 
     async def set_message_status(
@@ -244,7 +244,7 @@ class MessageOps(ServiceBase):
         if _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]:
             message.status = status
             await Message.filter(id=message.id).update(status=status)
-        cid = message.conversation_id  # type: ignore[attr-defined]
+        cid = message.conversation_id
         await self.sink.publish(events.message_status_update(cid, message.id, str(message.status)))
 
     async def edit_message(
@@ -258,7 +258,7 @@ class MessageOps(ServiceBase):
             raise forbidden("Only the sender may edit a message")
         if message.is_deleted:
             raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
-        cid = message.conversation_id  # type: ignore[attr-defined]
+        cid = message.conversation_id
         skip = await self._may_write(actor, cid)
         message.content = content
         message.is_edited = True
@@ -277,13 +277,13 @@ class MessageOps(ServiceBase):
         if message.sender_key != actor.key and not is_admin:
             raise forbidden("Only the sender or an admin may delete a message")
         if not is_admin:  # a write, as a send; an admin's delete is moderation, allowed
-            await self.grants.writable(actor, message.conversation_id)  # type: ignore[attr-defined]
+            await self.grants.writable(actor, message.conversation_id)
         if not message.is_deleted:
             message.is_deleted = True
             message.deleted_at = now()
             message.content = ""
             await message.save(update_fields=["is_deleted", "deleted_at", "content"])
-            cid = message.conversation_id  # type: ignore[attr-defined]
+            cid = message.conversation_id
             await self.sink.publish(events.message_delete(cid, message.id))
         return (await self._render([message]))[0]
 
@@ -295,7 +295,7 @@ class MessageOps(ServiceBase):
         message = await self._scoped_message(actor, message_id, conversation_id)
         if message.is_deleted:
             raise ChatError("message_deleted", "A deleted message cannot be reacted to", 409)
-        cid = message.conversation_id  # type: ignore[attr-defined]
+        cid = message.conversation_id
         skip = await self._may_write(actor, cid)
         removed = await Reaction.filter(
             message_id=message.id, reactor_key=actor.key, emoji=emoji
@@ -328,7 +328,7 @@ class MessageOps(ServiceBase):
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             raise invalid("message_id must be an integer")
         message = await self._visible_message(actor, message_id)
-        if conversation_id is not None and message.conversation_id != conversation_id:  # type: ignore[attr-defined]
+        if conversation_id is not None and message.conversation_id != conversation_id:
             raise not_found("Message")
         return message
 

@@ -45,9 +45,9 @@ def customer_dict(customer: Customer | None) -> dict[str, Any] | None:
 
 def _sender(message: AnyMessage) -> tuple[dict[str, Any] | None, Any, str, str]:
     """(sender object, sender_id, display name, avatar) for the message's author."""
-    user: User | None = message.sender_user  # type: ignore[assignment]
-    device: MobileSession | None = message.sender_device  # type: ignore[assignment]
-    customer: Customer | None = message.sender_customer  # type: ignore[assignment]
+    user: User | None = message.sender_user
+    device: MobileSession | None = message.sender_device
+    customer: Customer | None = message.sender_customer
     if message.sender_type == SenderType.USER and user is not None:
         return user_dict(user), user.id, user.display_name, user.avatar_url
     if message.sender_type == SenderType.MOBILE and device is not None:
@@ -91,9 +91,9 @@ def message_dict(
     """The canonical message. Sender relations must be loaded (or None)."""
     sender, sender_id, sender_name, sender_avatar = _sender(message)
     created = iso(message.created_at)
-    conversation_id = message.conversation_id  # type: ignore[attr-defined]
+    conversation_id = message.conversation_id
     if customer is None and message.sender_type == SenderType.CUSTOMER:
-        customer = message.sender_customer  # type: ignore[assignment]
+        customer = message.sender_customer
     return {
         "id": message.id,
         "message_id": message.id,
@@ -156,8 +156,8 @@ def conversation_dict(
     unread_count: int,
 ) -> dict[str, Any]:
     """The canonical conversation. ``customer`` and ``device`` relations must be loaded."""
-    device: MobileSession | None = conversation.device  # type: ignore[assignment]
-    customer: Customer | None = conversation.customer  # type: ignore[assignment]
+    device: MobileSession | None = conversation.device
+    customer: Customer | None = conversation.customer
     return {
         "id": conversation.id,
         "conversation_id": conversation.id,
@@ -166,8 +166,8 @@ def conversation_dict(
         "subject": conversation.subject,
         "status": str(conversation.status),
         "priority": conversation.priority,
-        "initiator_id": conversation.initiator_id,  # type: ignore[attr-defined]
-        "assigned_agent_id": conversation.assigned_agent_id,  # type: ignore[attr-defined]
+        "initiator_id": conversation.initiator_id,
+        "assigned_agent_id": conversation.assigned_agent_id,
         "device_id": device.device_id if device is not None else None,
         "customer": customer_dict(customer),
         "participants_count": participants_count,

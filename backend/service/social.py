@@ -62,11 +62,11 @@ class SocialOps(ServiceBase):
         me = _require_user(actor)
         connection = await Connection.get_or_none(id=connection_id)
         if connection is None or me.id not in (
-            connection.requester_id,  # type: ignore[attr-defined]
-            connection.addressee_id,  # type: ignore[attr-defined]
+            connection.requester_id,
+            connection.addressee_id,
         ):
             raise not_found("Connection")
-        if connection.addressee_id != me.id:  # type: ignore[attr-defined]
+        if connection.addressee_id != me.id:
             raise forbidden("Only the addressee may accept a connection")
         if connection.status == ConnectionStatus.ACCEPTED:
             return await self._connection_view(connection)
@@ -76,12 +76,12 @@ class SocialOps(ServiceBase):
             await connection.save(update_fields=["status", "accepted_at"])
             conversation = await Conversation.create(
                 kind=ConversationKind.DIRECT,
-                initiator_id=connection.requester_id,  # type: ignore[attr-defined]
+                initiator_id=connection.requester_id,
                 connection_id=connection.id,
             )
             await Participant.bulk_create([
                 Participant(conversation_id=conversation.id, user_id=uid, role="user")
-                for uid in (connection.requester_id, connection.addressee_id)  # type: ignore[attr-defined]
+                for uid in (connection.requester_id, connection.addressee_id)
             ])
         self._inbox_changed(conversation.id)
         return await self._connection_view(connection)
@@ -100,8 +100,8 @@ class SocialOps(ServiceBase):
             "id": connection.id,
             "requester": user_dict(connection.requester),
             "addressee": user_dict(connection.addressee),
-            "requester_id": connection.requester_id,  # type: ignore[attr-defined]
-            "addressee_id": connection.addressee_id,  # type: ignore[attr-defined]
+            "requester_id": connection.requester_id,
+            "addressee_id": connection.addressee_id,
             "status": str(connection.status),
             "created_at": iso(connection.created_at),
             "accepted_at": iso(connection.accepted_at),
