@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute
 
 from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
+from backend.compat import IncompatibleLibrary, check_all
 from backend.dashboard.routes import dashboard_routes
 from backend.integrations.outbound import OutboundSender
 from backend.observability.logs import configure_logging
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Socket.IO answers at ``/socket.io/``; Starlette serves the rest."""
     settings = settings or Settings.from_env()
     configure_logging(json_lines=settings.production)
+    require_compatible_libraries()
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
     metrics.watch(realtime.connection_doors, realtime.dropped_events)
@@ -95,6 +97,17 @@ def create_app(settings: Settings | None = None) -> Any:
     doors = RawRoutes(app, EngineEntry(sio, realtime.sio, "socket.io"))
     # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
     return DirectWires(RequestIds(doors))
+
+
+def require_compatible_libraries() -> None:
+    """Refuse to start (``SystemExit``, logged) when an installed library is not what the
+    project's compat modules were written for (backend/compat): no node serves on internals
+    that moved."""
+    try:
+        check_all()
+    except IncompatibleLibrary as exc:
+        log.critical("%s", exc, extra={"event": "incompatible_library"})
+        raise SystemExit(f"confab: {exc}") from None
 
 
 def _realtime(settings: Settings, metrics: Metrics) -> Realtime:

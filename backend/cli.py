@@ -39,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         import uvicorn
 
+        from backend.compat import IncompatibleLibrary, check_all
         from backend.realtime.protocol import WS_PROTOCOL
+
+        try:
+            check_all()
+        except IncompatibleLibrary as exc:
+            print(f"confab: {exc}", file=sys.stderr)
+            return 1
 
         if args.workers > 1 and not settings.redis_url:
             # Each worker is a node: without Redis they would not see each other's sockets.

@@ -14,6 +14,8 @@ Two changes to the stock Redis manager, both for outages:
 - the listener reconnects by itself with a short capped backoff, and treats a silent channel
   (no message, not even the nodes' own heartbeat pings, for three heartbeats) as a dead
   connection, which covers a listener that would otherwise wait forever.
+
+The stock manager's private hooks are replaced through backend/compat/socketio.py.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import socketio
-
 from backend.cluster.link import RedisLink
+from backend.compat.socketio import RedisManagerHooks, listener_task, own_message_suffix
 from backend.realtime.fanout import FANOUT, FanoutManager
 
 log = logging.getLogger("confab.cluster")
@@ -36,7 +37,7 @@ BATCH = 256
 MAX_RETRY_SECONDS = 2.0
 
 
-class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
+class RedisFanoutManager(RedisManagerHooks, FanoutManager):
     """The fan-out manager of a node in a cluster."""
 
     name = "confab-redis"
@@ -54,7 +55,7 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
     def initialize(self) -> None:
         # The stock listener task, plus the outbox writer.
         super().initialize()
-        self._tasks.append(self.thread)
+        self._tasks.append(listener_task(self))
         self._tasks.append(asyncio.get_running_loop().create_task(self._drain_outbox()))
 
     async def stop(self) -> None:
@@ -65,7 +66,7 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
                 await task
         self._tasks.clear()
 
-    def _redis_connect(self) -> None:
+    def redis_connect(self) -> None:
         # The stock manager's own publish/listen never run (both are replaced below), but it
         # may call this; use the node's shared client.
         self.redis = self.link.client
@@ -82,13 +83,13 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
             return
         # The canonical envelope is plain JSON: skip the stock binary scan and callback setup.
         await FanoutManager.emit(self, event, data, namespace=FANOUT)
-        await self._publish({
+        await self.publish({
             "method": "emit", "event": event, "data": [data], "binary": False,
             "namespace": FANOUT, "room": None, "skip_sid": None, "callback": None,
             "host_id": self.host_id,
         })
 
-    async def _publish(self, data: dict[str, Any]) -> None:
+    async def publish(self, data: dict[str, Any]) -> None:
         try:
             self.outbox.put_nowait(data)
         except asyncio.QueueFull:
@@ -119,12 +120,12 @@ class RedisFanoutManager(socketio.AsyncRedisManager, FanoutManager):
 
     # -- listening --------------------------------------------------------------------------
 
-    async def _listen(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def listen(self) -> AsyncIterator[bytes]:
         channel = self.channel.encode()
         # Every node hears its own publishes too; the stock listener decodes them, then drops
         # them by host id. This node's own (fan-out emits and pings) end with its host id, so
         # they are dropped before decoding.
-        own = f'"host_id":"{self.host_id}"}}'.encode()
+        own = own_message_suffix(self)
         loop = asyncio.get_running_loop()
         silence_limit = 3 * self.heartbeat_seconds
         retry = 0.1

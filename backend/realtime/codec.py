@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from socketio import packet as sio_packet
+
+from backend.compat.socketio import PacketWithoutBinaryScan
 
 
 class OrjsonCodec:
@@ -19,7 +20,7 @@ class OrjsonCodec:
         return orjson.loads(text)
 
 
-class Packet(sio_packet.Packet):
+class Packet(PacketWithoutBinaryScan):
     """python-socketio's packet, with the codec above, and no binary check on what the node
     sends.
 
@@ -32,4 +33,3 @@ class Packet(sio_packet.Packet):
     this class (``Server``), and the fan-out's dialects build their frames with it."""
 
     json = OrjsonCodec
-    uses_binary_events = False

@@ -20,6 +20,9 @@ SDKs) holds as little as its state needs, for as long as it is open:
   of a read timeout re-armed on every packet), but not while one of the socket's handlers
   runs, behind which its pong may wait unread (``ServedSocket``);
 - its environ keeps what the namespaces' connect reads (``keep_needed``).
+
+What this relies on of python-engineio's internals is reached through, and listed in,
+backend/compat/engineio.py.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 from engineio.async_socket import AsyncSocket
 
+from backend.compat import engineio as eio_compat
 from backend.realtime.queues import LeanQueue
 from backend.realtime.wire import Wire
 
@@ -79,7 +83,7 @@ class DirectWebSocket(eio_asgi.WebSocket):
         await self.asgi_send({"type": "websocket.accept"})
         self.wire = Wire.of(environ["asgi.scope"], self.server.max_backlog)
         # The handler is the Engine.IO socket's own ``_websocket_handler``.
-        socket = self.handler.__self__
+        socket = eio_compat.socket_of(self.handler)
         sid: str = socket.sid
         if self.wire is not None:
             self.server.wires[sid] = (self.wire, socket)
@@ -305,8 +309,8 @@ class EngineServer(engineio.AsyncServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._async = {**self._async, "websocket": DirectWebSocket,
-                       "translate_request": translate_request}
+        eio_compat.replace_drivers(self, websocket=DirectWebSocket,
+                                   translate_request=translate_request)
         #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
         self.wires: dict[str, tuple[Wire, Any]] = {}
         #: Engine.IO sid → the WebSocket whose ``_serve`` runs for it.
@@ -339,29 +343,30 @@ class EngineServer(engineio.AsyncServer):
             return
         refused = self._refused_origin(environ)
         if refused is not None:
-            await self._make_response(refused, environ)
+            await eio_compat.make_response(self, refused, environ)
             return
         if self.start_service_task:  # as _handle_connect: the ping checks of every socket
             self.start_service_task = False
-            self.service_task_handle = self.start_background_task(self._service_task)
+            self.service_task_handle = self.start_background_task(eio_compat.service_task(self))
         sid = self.generate_id()
         socket = ServedSocket(self, sid)
         self.sockets[sid] = socket
         await socket.send(eio_packet.Packet(eio_packet.OPEN, {
             "sid": sid,
-            "upgrades": self._upgrades(sid, "websocket"),
+            "upgrades": eio_compat.upgrades(self, sid, "websocket"),
             "pingTimeout": int(self.ping_timeout * 1000),
             "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
             "maxPayload": self.max_http_buffer_size,
         }))
-        accepted = await self._trigger_event("connect", sid, environ, run_async=False)
+        accepted = await eio_compat.trigger_event(self, "connect", sid, environ, run_async=False)
         if accepted is not None and accepted is not True:
             del self.sockets[sid]
             self.logger.warning("Application rejected connection")
-            await self._make_response(self._unauthorized(accepted or None), environ)
+            await eio_compat.make_response(
+                self, eio_compat.unauthorized(self, accepted or None), environ)
             return
         socket.schedule_ping()
-        await DirectWebSocket(socket._websocket_handler, self)(environ)
+        await DirectWebSocket(eio_compat.websocket_handler(socket), self)(environ)
         if socket.closed and sid in self.sockets:
             del self.sockets[sid]
 
@@ -370,11 +375,11 @@ class EngineServer(engineio.AsyncServer):
         origin = environ.get("HTTP_ORIGIN")
         if self.cors_allowed_origins == [] or not origin:
             return None
-        allowed = self._cors_allowed_origins(environ)
+        allowed = eio_compat.cors_allowed_origins(self, environ)
         if allowed is None or origin in allowed:
             return None
-        self._log_error_once(origin + " is not an accepted origin.", "bad-origin")
-        return self._bad_request(origin + " is not an accepted origin.")  # type: ignore[no-any-return]
+        eio_compat.log_error_once(self, origin + " is not an accepted origin.", "bad-origin")
+        return eio_compat.bad_request(self, origin + " is not an accepted origin.")
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         """Each socket's packet queue: a ``LeanQueue`` (an idle ``asyncio.Queue`` is about
@@ -386,9 +391,8 @@ class EngineServer(engineio.AsyncServer):
     def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
         """Engine.IO's next ping is a timer, not a task sleeping (about 1.5 KB per idle
         socket): ``schedule_ping`` starts ``_send_ping`` here after each pong."""
-        socket = getattr(target, "__self__", None)
-        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args:
-            self._arm(socket, self.ping_interval, self._ping)
+        if eio_compat.is_send_ping(target) and not args:
+            self._arm(eio_compat.socket_of(target), self.ping_interval, self._ping)
             return None
         return super().start_background_task(target, *args, **kwargs)
 

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any, Protocol
 
+from backend.compat.socketio import initialize_manager
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
 from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, SERVICE_RESTART
@@ -128,9 +129,7 @@ class Realtime:
     async def start(self) -> None:
         """Start listening to the cluster (at start-up, not at the first Socket.IO request,
         so raw WebSockets get other nodes' events from the start) and join it."""
-        if not self.sio.manager_initialized:
-            self.sio.manager_initialized = True
-            self.manager.initialize()
+        initialize_manager(self.sio)
         if self.backplane is not None:
             await self.backplane.start()
 

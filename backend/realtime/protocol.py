@@ -32,24 +32,26 @@ to follow RFC 6455:
   could otherwise write a traceback into the log with every message.
 
 ``DirectWires`` (backend/realtime/wire.py) finds this protocol behind a WebSocket scope as it
-finds uvicorn's own: it is one.
+finds uvicorn's own: it is one. What it relies on of uvicorn's and websockets' internals is
+reached through backend/compat/uvicorn.py and backend/compat/websockets.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from uvicorn._types import ASGISendEvent
 from uvicorn.config import Config
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.server import ServerProtocol
 
+from backend.compat.uvicorn import SansIOProtocol, deliver_text, forget_response, use_flow_control
+from backend.compat.websockets import swap_parser
 from backend.realtime.queues import LeanEvent, LeanQueue
+
+if TYPE_CHECKING:
+    from backend.compat.uvicorn import ASGISendEvent
 
 #: The value of uvicorn's ``--ws`` (``ws=``) that selects this protocol.
 WS_PROTOCOL = "backend.realtime.protocol:WebSocketProtocol"
@@ -57,31 +59,16 @@ WS_PROTOCOL = "backend.realtime.protocol:WebSocketProtocol"
 log = logging.getLogger("confab.protocol")
 
 
-class ClosableMidMessage(ServerProtocol):
-    """websockets' server protocol, taking a close frame between the fragments of a message
-    as a close: it raised "incomplete fragmented message" (1002) instead."""
-
-    def recv_frame(self, frame: Frame) -> None:
-        """A close frame ends the unfinished message (dropped, never complete) before
-        websockets reads it, so that the close is echoed as any other close."""
-        if frame.opcode is Opcode.CLOSE:
-            self.current_size = None
-        super().recv_frame(frame)
-
-
-class WebSocketProtocol(WebSocketsSansIOProtocol):
+class WebSocketProtocol(SansIOProtocol):
     """``WebSocketsSansIOProtocol`` with a lean receive queue and writable flag, letting the
     handshake's request headers and response go once used (see the module doc)."""
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.queue = LeanQueue()  # type: ignore[assignment]
-        self.writable = LeanEvent()  # type: ignore[assignment]
-        self.writable.set()
-        # The same object uvicorn configured, reading close frames as RFC 6455 says (it adds
-        # no state: swapping the class keeps every option uvicorn set and builds nothing twice).
-        self.conn.__class__ = ClosableMidMessage
+        use_flow_control(self, LeanQueue(), LeanEvent())
+        # The same object uvicorn configured, reading close frames as RFC 6455 says.
+        swap_parser(self)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -105,29 +92,22 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.curr_msg_data_type != "text" or self.close_sent:
             super().send_receive_event_to_app()
             return
-        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
-        self.frames = []
-        try:
-            text = data.decode()
-        except UnicodeDecodeError as exc:
-            error = f"{exc.reason} at position {exc.start}"
-            log.warning("invalid UTF-8 in a text message from %s (%s); closing 1007",
-                        _address(self.client), error,
-                        extra={"event": "websocket_invalid_utf8", "client": _address(self.client),
-                               "error": error})
-            self.conn.send_close(1007, error)
-            self.handle_parser_exception()  # sends the close, tells the app, drops the TCP
+        invalid = deliver_text(self)
+        if invalid is None:
             return
-        self.queue.put_nowait({"type": "websocket.receive", "text": text})
-        if not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+        error = f"{invalid.reason} at position {invalid.start}"
+        log.warning("invalid UTF-8 in a text message from %s (%s); closing 1007",
+                    _address(self.client), error,
+                    extra={"event": "websocket_invalid_utf8", "client": _address(self.client),
+                           "error": error})
+        self.conn.send_close(1007, error)
+        self.handle_parser_exception()  # sends the close, tells the app, drops the TCP
 
     async def send(self, message: ASGISendEvent) -> None:
         await super().send(message)
         # The accept (or refusal) is out: the response built for it is not read again.
-        if self.handshake_complete and self.response is not None:
-            self.response = None
+        if self.response is not None:
+            forget_response(self)
 
 
 def _address(client: tuple[str, int] | None) -> str:

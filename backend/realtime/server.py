@@ -6,6 +6,7 @@ since a refused event is answered in the ack when there is one and with an ``err
 there is none (CONTRACT section 4). Engine.IO closes a connection whose packet exceeds its buffer
 size, so that is set to a hard cap well above the frame limit, and a frame between the two is
 answered with a ``too_large`` error instead (CONTRACT section 2: the client keeps its connection).
+The library's private hooks are overridden through backend/compat/socketio.py.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import json
 from contextvars import ContextVar
 from typing import Any
 
-import socketio
 from socketio import packet as sio_packet
 
+from backend.compat.socketio import ServerHooks
 from backend.observability.context import bind_connection
 from backend.realtime.codec import Packet
 from backend.realtime.engine import EngineServer
@@ -35,7 +36,7 @@ class _LenientPacket(sio_packet.Packet):
     json = json
 
 
-class Server(socketio.AsyncServer):
+class Server(ServerHooks):
     eio: EngineServer
 
     def __init__(self, *args: Any, frame_limit: int, max_backlog: int, **kwargs: Any) -> None:
@@ -44,17 +45,17 @@ class Server(socketio.AsyncServer):
         self.frame_limit = frame_limit
         self.eio.max_backlog = max_backlog
 
-    def _engineio_server_class(self) -> type[EngineServer]:
+    def engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
 
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:  # type: ignore[override]
+    async def handle_engineio_message(self, eio_sid: str, data: Any) -> None:
         if isinstance(data, str) and len(data) * 4 > self.frame_limit and (
             len(data.encode()) > self.frame_limit
         ):
             await self._refuse_oversize(eio_sid, data)
             return
         try:
-            await super()._handle_eio_message(eio_sid, data)
+            await super().handle_engineio_message(eio_sid, data)
         except ValueError:
             # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
             # answered like a refused event; the connection stays.
@@ -79,16 +80,16 @@ class Server(socketio.AsyncServer):
             event = pkt.data[0] if isinstance(pkt.data, list) and pkt.data else None
             reply = self.packet_class(sio_packet.EVENT, namespace=pkt.namespace,
                                       data=["error", {**error, "event": event}])
-        await self._send_packet(eio_sid, reply)
+        await self.send_socketio_packet(eio_sid, reply)
 
-    async def _handle_event_internal(  # type: ignore[override]
+    async def handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
         bind_connection(f"sio:{sid}")  # this event's task logs as this connection
         token = ACK_REQUESTED.set(id is not None)
         client = CLIENT_EVENT.set(True)
         try:
-            await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
         finally:
             CLIENT_EVENT.reset(client)
             ACK_REQUESTED.reset(token)

@@ -13,6 +13,7 @@ bounded backlog, and a client whose backlog passes the bound is cut off, alone.
 Server frames are unmasked and never compressed (RSV1 clear), which RFC 7692 allows even on a
 connection that negotiated permessage-deflate. Under another server (or uvicorn's other
 WebSocket implementations) no connection is found and the doors fall back to ASGI ``send``.
+What it relies on of uvicorn's protocol is listed in backend/compat/uvicorn.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import logging
 from typing import Any
 
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from backend.compat.uvicorn import SansIOProtocol, connection_of, transport_of
 
 log = logging.getLogger("confab.wire")
 
@@ -76,8 +77,8 @@ class DirectWires:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
             # uvicorn hands the app its connection's own bound ``send``.
-            connection = getattr(send, "__self__", None)
-            if isinstance(connection, WebSocketsSansIOProtocol):
+            connection = connection_of(send)
+            if connection is not None:
                 scope.setdefault("extensions", {})[CONNECTION_KEY] = connection
         await self.app(scope, receive, send)
 
@@ -92,9 +93,9 @@ class Wire:
     __slots__ = ("_backlog", "_drainer", "_pending", "connection", "cut_off", "max_backlog",
                  "transport")
 
-    def __init__(self, connection: WebSocketsSansIOProtocol, max_backlog: int) -> None:
+    def __init__(self, connection: SansIOProtocol, max_backlog: int) -> None:
         self.connection = connection
-        self.transport = connection.transport
+        self.transport = transport_of(connection)
         self.max_backlog = max_backlog
         self.cut_off = False
         # A list, not a deque: it is only appended to and emptied whole, and an empty list

@@ -9,6 +9,7 @@ from typing import Any
 from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate as run_migrations
 
+from backend.compat.tortoise import init_orm
 from backend.settings import Settings
 from backend.storage import sends
 from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
@@ -130,7 +131,7 @@ async def open_database(settings: Settings, *, apply_migrations: bool) -> None:
     if apply_migrations:
         await migrate(settings)
     # The lifespan runs in its own task; the global fallback lets request tasks see the ORM.
-    await Tortoise.init(config=tortoise_config(settings), _enable_global_fallback=True)
+    await init_orm(tortoise_config(settings))
     path = _sqlite_file(settings.database_url)
     if path is not None:
         _checkpointer = Checkpointer(path)

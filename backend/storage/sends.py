@@ -44,6 +44,12 @@ from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClie
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.fields.data import JSON_DUMPS
 
+from backend.compat.tortoise import (
+    run_on_sqlite_thread,
+    sqlite_file,
+    sqlite_lock,
+    sqlite_pragmas,
+)
 from models import Customer, DeliveryStatus, MessageStatus, MobileSession, SenderType, User
 
 
@@ -403,9 +409,8 @@ class InlineWrites:
                sends: list[_Send]) -> list[int | Exception | None]:
         # Tortoise's connection is at work (a query, or a transaction that may have read
         # already: a commit of ours now would make its first write fail): wait for it.
-        lock = getattr(client, "_lock", None)
-        connection = (None if lock is None or lock.locked()
-                      or isinstance(client, TransactionalDBClient)
+        connection = (None if isinstance(client, TransactionalDBClient)
+                      or sqlite_lock(client).locked()
                       else self._connection_for(client))
         if connection is None:
             return [None] * len(sends)
@@ -422,11 +427,11 @@ class InlineWrites:
         if client is not self._client:  # the first send, or the database was reopened
             self.close()
             self._client = client
-            path = getattr(client, "filename", ":memory:")
+            path = sqlite_file(client)
             if path in ("", ":memory:") or "mode=memory" in path:
                 return None
             connection = sqlite3.connect(path, isolation_level=None)
-            pragmas = {**getattr(client, "pragmas", {}), "busy_timeout": 0}
+            pragmas = {**sqlite_pragmas(client), "busy_timeout": 0}
             for pragma, value in pragmas.items():
                 connection.execute(f"PRAGMA {pragma}={value}")
             self._connection = connection
@@ -506,10 +511,9 @@ class GroupCommit:
             async with client.acquire_connection() as connection:
                 client.log.debug("%s; %s; %s (x%d)", _SQLITE_CONVERSATION, _SQLITE_INSERT,
                                  _SQLITE_SENDER, len(sends))
-                # aiosqlite runs each call as a job on its thread; ``_execute`` hands it ours
-                # (aiosqlite is pinned; tests/test_message_path.py runs this path).
-                return await connection._execute(  # type: ignore[no-any-return]
-                    _write_batch, connection._conn, sends)
+                # aiosqlite runs each call as a job on its thread; this hands it ours
+                # (backend/compat/tortoise.py; tests/test_message_path.py runs this path).
+                return await run_on_sqlite_thread(connection, _write_batch, sends)
         except sqlite3.Error as exc:  # the whole job failed: as Tortoise raises it
             raise _tortoise_error(exc) from exc
 

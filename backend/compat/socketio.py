@@ -1,0 +1,153 @@
+"""python-socketio 5.18.1 (pyproject.toml's pin): the server's and the Redis manager's
+private hooks.
+
+The project relies on:
+
+- ``AsyncServer``'s private hooks, overridden or called by ``backend/realtime/server.py``
+  through ``ServerHooks``: ``_engineio_server_class`` (the Engine.IO server class it builds),
+  ``_handle_eio_message`` (every Engine.IO message), ``_handle_event_internal`` (every EVENT,
+  with its ack id), ``_send_packet``; and its lazy manager start in ``_handle_eio_connect``
+  (``manager_initialized``), done at start-up instead (``initialize_manager``);
+- ``AsyncServer.environ`` and ``packet_class`` (read by namespaces/base.py);
+- ``Packet.uses_binary_events``: a class attribute ``Packet.__init__`` reads before it walks
+  the data for binary attachments (``PacketWithoutBinaryScan``);
+- ``AsyncRedisManager``'s private ``_publish``, ``_listen`` and ``_redis_connect``, replaced by
+  ``backend/cluster/manager.py`` through ``RedisManagerHooks``; its listener task ``thread``
+  (``listener_task``); and that its messages are ``self.json.dumps`` of dicts whose last key is
+  ``host_id``, own messages being dropped by the listener (``own_message_suffix``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import socketio
+from socketio import base_manager, base_server
+from socketio import packet as sio_packet
+
+from backend.compat.assumptions import (
+    Assumption,
+    Pin,
+    assigned,
+    present,
+    signature,
+    unchanged,
+    upstream,
+    version,
+)
+
+PIN = Pin("python-socketio", "5.18.1")
+PINS = [PIN]
+
+__all__ = ["PacketWithoutBinaryScan", "RedisManagerHooks", "ServerHooks",
+           "initialize_manager", "listener_task", "own_message_suffix"]
+
+
+class _Hooks:
+    """Private hooks of a library class under public names: a subclass that defines the
+    public name replaces the private one (set when the subclass is made: no extra call per
+    message), and its ``super()`` call of the public name reaches upstream's function."""
+
+    HOOKS: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for public, private in cls.HOOKS.items():
+            if public in cls.__dict__:
+                setattr(cls, private, cls.__dict__[public])
+
+
+_S = socketio.AsyncServer
+
+
+class ServerHooks(_Hooks, socketio.AsyncServer):
+    """``socketio.AsyncServer`` with its private hooks under public names."""
+
+    HOOKS: ClassVar[dict[str, str]] = {
+        "engineio_server_class": "_engineio_server_class",
+        "handle_engineio_message": "_handle_eio_message",
+        "handle_event_internal": "_handle_event_internal",
+    }
+    #: ``_engineio_server_class(self)``: the Engine.IO server class to build.
+    engineio_server_class = upstream(_S, "_engineio_server_class")
+    #: ``_handle_eio_message(self, eio_sid, data)``: one Engine.IO message of a client.
+    handle_engineio_message = upstream(_S, "_handle_eio_message")
+    #: ``_handle_event_internal(self, server, sid, eio_sid, data, namespace, id)``: an EVENT.
+    handle_event_internal = upstream(_S, "_handle_event_internal")
+    #: ``_send_packet(self, eio_sid, pkt)``: send one Socket.IO packet to a client.
+    send_socketio_packet = upstream(_S, "_send_packet")
+
+
+def initialize_manager(server: socketio.AsyncServer) -> None:
+    """Start the client manager now, as ``AsyncServer._handle_eio_connect`` does at the first
+    connection (its listener then runs from start-up)."""
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        server.manager.initialize()
+
+
+class PacketWithoutBinaryScan(sio_packet.Packet):
+    """A packet class that does not walk the data it is built from for binary attachments
+    (``uses_binary_events``); decoding a client's packet is unchanged."""
+
+    uses_binary_events = False
+
+
+_R = socketio.AsyncRedisManager
+
+
+class RedisManagerHooks(_Hooks, socketio.AsyncRedisManager):
+    """``socketio.AsyncRedisManager`` with its private hooks under public names."""
+
+    HOOKS: ClassVar[dict[str, str]] = {
+        "publish": "_publish",
+        "listen": "_listen",
+        "redis_connect": "_redis_connect",
+    }
+    #: ``_publish(self, data)``: publish one message (a dict) on the channel.
+    publish = upstream(_R, "_publish")
+    #: ``_listen(self)``: an async iterator of the channel's messages.
+    listen = upstream(_R, "_listen")
+    #: ``_redis_connect(self)``: connect ``redis`` and ``pubsub``.
+    redis_connect = upstream(_R, "_redis_connect")
+
+
+def listener_task(manager: socketio.AsyncPubSubManager) -> Any:
+    """The listener task that ``AsyncPubSubManager.initialize`` started (``thread``)."""
+    return manager.thread
+
+
+def own_message_suffix(manager: socketio.AsyncPubSubManager) -> bytes:
+    """How every message this manager publishes ends on the wire: its ``host_id``, the last
+    key of each message dict, as the manager's JSON codec writes it. The listener drops its
+    own messages (other than callbacks) by host id; ending with this, they can be dropped
+    before decoding. Made by the codec itself, so it holds for any spacing."""
+    encoded = manager.json.dumps({"host_id": manager.host_id})
+    text = encoded.decode() if isinstance(encoded, bytes) else encoded
+    return text[1:].encode()  # without the opening brace
+
+
+ASSUMPTIONS: list[Assumption] = [
+    version(PIN),
+    signature(PIN, _S, "_engineio_server_class", ("self",)),
+    signature(PIN, _S, "_handle_eio_message", ("self", "eio_sid", "data")),
+    signature(PIN, _S, "_handle_event_internal",
+              ("self", "server", "sid", "eio_sid", "data", "namespace", "id")),
+    signature(PIN, _S, "_send_packet", ("self", "eio_sid", "pkt")),
+    assigned(PIN, base_server.BaseServer, "manager_initialized"),
+    assigned(PIN, base_server.BaseServer, "environ"),
+    assigned(PIN, base_server.BaseServer, "packet_class"),
+    unchanged(PIN, _S, "_handle_eio_connect", "76704886d944a7e6"),
+    present(PIN, sio_packet.Packet, "uses_binary_events"),
+    unchanged(PIN, sio_packet.Packet, "__init__", "5fe2fa797e082c1d"),
+    signature(PIN, _R, "_publish", ("self", "data")),
+    signature(PIN, _R, "_listen", ("self",)),
+    signature(PIN, _R, "_redis_connect", ("self",)),
+    assigned(PIN, _R, "thread"),
+    assigned(PIN, _R, "host_id"),
+    assigned(PIN, _R, "channel"),
+    assigned(PIN, base_manager.BaseManager, "json"),
+    # The listener's loop (``_thread``): own messages dropped by host id, callbacks kept.
+    unchanged(PIN, _R, "_thread", "fa8d075729aac64d"),
+    unchanged(PIN, _R, "initialize", "e8a2b026ecea320f"),
+]

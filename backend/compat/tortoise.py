@@ -1,0 +1,110 @@
+"""tortoise-orm 1.1.9, aiosqlite 0.22.1 and asyncpg 0.32.0 (pyproject.toml's pins): the ORM's
+SQLite client and the drivers under it.
+
+The project relies on:
+
+- ``Tortoise.init(_enable_global_fallback=True)`` (a private keyword): the lifespan opens the
+  database in its own task, and request tasks must see the ORM (``init_orm``);
+- the SQLite client's private ``_lock`` (the ``asyncio.Lock`` its ``acquire_connection`` and
+  transactions hold), and its ``filename`` and ``pragmas``: the send path writes on its own
+  connection when the lock is free (``backend/storage/sends.py``, ``InlineWrites``), opened on
+  the same file with the same pragmas (``sqlite_lock``, ``sqlite_file``, ``sqlite_pragmas``);
+- aiosqlite's private ``Connection._execute`` (runs a function on the connection's worker
+  thread) and ``Connection._conn`` (the ``sqlite3.Connection`` there): a whole batch of sends
+  is one job on the thread (``run_on_sqlite_thread``, ``GroupCommit``);
+- asyncpg's ``Connection.fetchmany(query, args)`` (public), on the connection Tortoise's
+  PostgreSQL client hands out (``PostgresTurns``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiosqlite
+import asyncpg
+from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.sqlite.client import SqliteClient
+
+from backend.compat.assumptions import (
+    Assumption,
+    Pin,
+    accepts,
+    assigned,
+    holds,
+    present,
+    signature,
+    version,
+)
+
+TORTOISE = Pin("tortoise-orm", "1.1.9")
+AIOSQLITE = Pin("aiosqlite", "0.22.1")
+ASYNCPG = Pin("asyncpg", "0.32.0")
+PINS = [TORTOISE, AIOSQLITE, ASYNCPG]
+
+T = TypeVar("T")
+
+__all__ = ["init_orm", "run_on_sqlite_thread", "sqlite_file", "sqlite_lock", "sqlite_pragmas"]
+
+
+async def init_orm(config: dict[str, Any]) -> None:
+    """``Tortoise.init`` with the global fallback context, so that tasks other than the one
+    that opened the database (every request's) see the ORM."""
+    await Tortoise.init(config=config, _enable_global_fallback=True)
+
+
+def sqlite_lock(client: BaseDBAsyncClient) -> asyncio.Lock:
+    """The SQLite client's connection lock (held while Tortoise's connection is at work)."""
+    return client._lock  # type: ignore[attr-defined,no-any-return]
+
+
+def sqlite_file(client: BaseDBAsyncClient) -> str:
+    """The SQLite client's database file (``:memory:`` or a URI for in-memory ones)."""
+    return client.filename  # type: ignore[attr-defined,no-any-return]
+
+
+def sqlite_pragmas(client: BaseDBAsyncClient) -> dict[str, Any]:
+    """The pragmas the SQLite client sets on its connection."""
+    return client.pragmas  # type: ignore[attr-defined,no-any-return]
+
+
+async def run_on_sqlite_thread(connection: Any, job: Callable[..., T], *args: Any) -> T:
+    """Run ``job(sqlite3_connection, *args)`` as one job on aiosqlite's worker thread of
+    ``connection`` (what ``acquire_connection`` of Tortoise's SQLite client yields)."""
+    return await connection._execute(job, connection._conn, *args)  # type: ignore[no-any-return]
+
+
+def _sqlite_connection_is_aiosqlite() -> bool:
+    # ``acquire_connection`` yields the client's aiosqlite connection (opened in
+    # ``create_connection``); the send path hands that connection's thread its own job.
+    return "aiosqlite.connect(" in inspect.getsource(SqliteClient.create_connection)
+
+
+def _sqlite3_connection_on_thread() -> bool:
+    return isinstance(aiosqlite.Connection.__dict__.get("_conn"), property) and (
+        aiosqlite.Connection._conn.fget.__annotations__.get("return")  # type: ignore[attr-defined]
+        in (sqlite3.Connection, "sqlite3.Connection"))
+
+
+ASSUMPTIONS: list[Assumption] = [
+    version(TORTOISE),
+    version(AIOSQLITE),
+    version(ASYNCPG),
+    accepts(TORTOISE, Tortoise, "init", "config", "_enable_global_fallback"),
+    assigned(TORTOISE, SqliteClient, "_lock"),
+    assigned(TORTOISE, SqliteClient, "filename"),
+    assigned(TORTOISE, SqliteClient, "pragmas"),
+    signature(TORTOISE, SqliteClient, "acquire_connection", ("self",)),
+    holds(TORTOISE, "SqliteClient.create_connection opens an aiosqlite connection",
+          _sqlite_connection_is_aiosqlite, "no longer calls aiosqlite.connect"),
+    signature(AIOSQLITE, aiosqlite.Connection, "_execute", ("self", "fn", "args", "kwargs")),
+    present(AIOSQLITE, aiosqlite.Connection, "_conn"),
+    holds(AIOSQLITE, "aiosqlite.Connection._conn is the thread's sqlite3.Connection",
+          _sqlite3_connection_on_thread, "is no longer a property returning sqlite3.Connection"),
+    signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
+              ("self", "query", "args", "timeout", "record_class")),
+]

@@ -1,0 +1,195 @@
+"""The boundary for library internals (backend/compat): every assumption holds on the installed
+libraries, a missing or changed internal is reported by name and version, and a node whose
+libraries fail a check refuses to start."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from engineio.async_socket import AsyncSocket
+from tortoise.backends.sqlite.client import SqliteClient
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+import backend.compat
+from backend.compat import IncompatibleLibrary, assumptions, check_all, failures, pins
+from backend.compat import starlette as starlette_compat
+from backend.compat.assumptions import Pin, assigned, check, version
+from backend.compat.socketio import own_message_suffix
+from tests.support.server import ROOT, start_server
+from tests.support.services import free_port
+
+
+def test_every_assumption_holds_on_the_installed_libraries() -> None:
+    assert len(assumptions()) > 100  # every compat module was read
+    assert failures() == []
+    check_all()
+
+
+def test_each_compat_module_pins_what_pyproject_pins() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = {}
+    for requirement in project["dependencies"]:
+        name, _, pin = requirement.partition("==")
+        pinned[re.sub(r"\[.*\]", "", name).lower()] = pin
+    assert {pin.distribution for pin in pins()} == {
+        "uvicorn", "websockets", "starlette", "tortoise-orm", "aiosqlite", "asyncpg",
+        "python-socketio", "python-engineio"}
+    for pin in pins():
+        assert pinned.get(pin.distribution) == pin.version, pin
+
+
+def test_a_missing_private_method_is_named_with_its_library_and_versions(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(AsyncSocket, "_send_ping")
+    with pytest.raises(IncompatibleLibrary) as raised:
+        check_all()
+    message = str(raised.value)
+    assert ("python-engineio 4.15.1 (pinned 4.15.1): AsyncSocket._send_ping(self): is missing"
+            in message), message
+    assert "docs/upgrading.md" in message
+    assert {failure.pin.distribution for failure in raised.value.failures} == {"python-engineio"}
+
+
+def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def send_receive_event_to_app(self: object, final: bool) -> None: ...
+
+    monkeypatch.setattr(WebSocketsSansIOProtocol, "send_receive_event_to_app",
+                        send_receive_event_to_app)
+    found = [str(failure) for failure in failures()]
+    assert ("uvicorn 0.54.0 (pinned 0.54.0): WebSocketsSansIOProtocol.send_receive_event_to_app"
+            "(self): has parameters (self, final), expected (self)") in found, found
+    # The copied text path was made from the old source: the fingerprint says so too.
+    assert any("source of WebSocketsSansIOProtocol.send_receive_event_to_app" in line
+               and "source changed" in line for line in found), found
+
+
+def test_another_installed_version_is_named() -> None:
+    (failure,) = check([version(Pin("uvicorn", "0.1.0"))])
+    assert str(failure) == ("uvicorn 0.54.0 (pinned 0.1.0): installed version: "
+                            "installed 0.54.0, not 0.1.0")
+
+
+class _RenamedLock:
+    """A client whose lock moved to another name."""
+
+    def __init__(self) -> None:
+        self._mutex = None
+
+
+def test_a_renamed_instance_attribute_is_reported_not_skipped() -> None:
+    """What ``getattr(client, "_lock", None)`` skipped in silence (turning the guard off)."""
+    pin = Pin("tortoise-orm", "1.1.9")
+    assert check([assigned(pin, SqliteClient, "_lock")]) == []
+    (failure,) = check([assigned(pin, _RenamedLock, "_lock")])
+    assert str(failure) == ("tortoise-orm 1.1.9 (pinned 1.1.9): _RenamedLock()._lock: is no "
+                            "longer assigned by _RenamedLock (no `self._lock = ...`)")
+
+
+def test_the_scope_check_finds_a_key_that_starlette_sets_and_we_do_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``RawRoutes`` left ``scope["route"]`` out (Starlette's router sets it): the check found
+    it. Leaving it out again fails."""
+
+    def without_route(scope: dict[str, object], app: object, route: object,
+                      child_scope: dict[str, object]) -> None:
+        scope["app"] = app
+        scope.setdefault("router", app.router)  # type: ignore[attr-defined]
+        scope.update(child_scope)
+
+    monkeypatch.setattr(starlette_compat, "enter_route", without_route)
+    found = [str(failure) for failure in failures()]
+    assert [line for line in found if "WebSocket scope keys" in line] == [
+        "starlette 1.10.0 (pinned 1.10.0): the WebSocket scope keys Starlette sets on the way "
+        "to a route: differ from what enter_route sets (read Starlette.__call__, its middleware "
+        "and Router.app, then update enter_route or SKIPPED_KEYS)"], found
+
+
+class _Manager:
+    host_id = "abc123"
+
+    def __init__(self, codec: object) -> None:
+        self.json = codec
+
+
+def test_own_messages_are_recognised_whatever_the_codec_spacing() -> None:
+    from backend.realtime.codec import OrjsonCodec
+
+    for codec in (OrjsonCodec, json):
+        manager = _Manager(codec)
+        message = codec.dumps({"method": "emit", "data": [1], "host_id": "abc123"})
+        raw = message.encode() if isinstance(message, str) else message
+        assert raw.endswith(own_message_suffix(manager))  # type: ignore[arg-type]
+        other = codec.dumps({"method": "emit", "host_id": "abc1234"})
+        assert not other.encode().endswith(own_message_suffix(manager))  # type: ignore[arg-type]
+
+
+def test_overridden_hooks_replace_the_private_ones_without_a_frame_between() -> None:
+    from backend.cluster.manager import RedisFanoutManager
+    from backend.realtime.server import Server
+
+    assert Server._handle_eio_message is Server.handle_engineio_message
+    assert Server._handle_event_internal is Server.handle_event_internal
+    assert Server._engineio_server_class is Server.engineio_server_class
+    assert RedisFanoutManager._publish is RedisFanoutManager.publish
+    assert RedisFanoutManager._listen is RedisFanoutManager.listen
+    assert RedisFanoutManager._redis_connect is RedisFanoutManager.redis_connect
+
+
+# -- a node with a library that lost an internal does not start ------------------------------
+
+#: Loaded by the interpreter before anything else (``sitecustomize`` first on PYTHONPATH): an
+#: engineio whose sockets lost their private ``_send_ping``.
+BREAK_ENGINEIO = """
+from engineio.async_socket import AsyncSocket
+del AsyncSocket._send_ping
+"""
+EXPECTED = ("python-engineio 4.15.1 (pinned 4.15.1): AsyncSocket._send_ping(self): is missing")
+
+
+def _broken_path(tmp_path: Path) -> str:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(BREAK_ENGINEIO)
+    return str(shim)
+
+
+def test_a_server_with_a_missing_internal_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError) as raised:
+        server = start_server(tmp_path / "data", PYTHONPATH=_broken_path(tmp_path))
+        server.stop()  # started after all: the test fails below
+    message = str(raised.value)
+    assert re.match(r"server exited with [1-9]", message), message
+    assert EXPECTED in message, message
+    assert "Traceback" not in message, message  # one clear message, not a stack
+
+
+def test_confab_serve_refuses_to_start_with_a_missing_internal(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--port", str(free_port())],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+        env={**_env(), "PYTHONPATH": _broken_path(tmp_path), "DATA_DIR": str(tmp_path)})
+    assert result.returncode == 1, result.stderr
+    assert EXPECTED in result.stderr, result.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    from tests.support.server import TEST_SECRET
+
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")} | {
+        "JWT_SECRET": TEST_SECRET}
+
+
+def test_the_package_documents_every_module() -> None:
+    for name in backend.compat.MODULES:
+        module = __import__(f"backend.compat.{name}", fromlist=["PINS"])
+        header = module.__doc__ or ""
+        for pin in module.PINS:
+            assert f"{pin.version}" in header and "pin" in header, (name, pin)
