@@ -178,6 +178,22 @@ class DirectWebSocket(eio_asgi.WebSocket):
             pkt = None  # not held while waiting for the next
         await self.close()
 
+    async def wait(self) -> str | bytes:
+        """The client's next frame; an ``OSError`` instead once the Engine.IO socket is
+        closed, which ends either read loop (``_serve``, Engine.IO's own after an upgrade)
+        and with it the transport.
+
+        A client ends its session with the CLOSE packet (``1``): Engine.IO's ``receive``
+        closes the socket (its disconnect handled), but its loop reads on, until its read
+        timeout (ping interval plus ping timeout), and ``_serve``, which has none, until the
+        client goes, the connection holding a slot of its user's socket cap meanwhile. (A
+        socket the server closes while the loop waits is not ended here: the CLOSE packet
+        sent to the client ends it.)"""
+        if self.handler.__self__.closed:  # the handler is the socket's ``_websocket_handler``
+            raise OSError("the Engine.IO session is closed")
+        data: str | bytes = await super().wait()
+        return data
+
     async def send(self, message: str | bytes) -> None:
         wire = self.wire
         if wire is None:
