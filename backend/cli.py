@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvicorn
 
         from backend.compat import IncompatibleLibrary, check_all
-        from backend.realtime.protocol import WS_PROTOCOL
+        from backend.realtime.protocol import UVICORN_OPTIONS
 
         try:
             check_all()
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         # of its own; each worker's app sets the same format again when it is created).
         configure_logging(json_lines=settings.production)
         uvicorn.run("backend.main:app", host=args.host, port=args.port, workers=args.workers,
-                    loop="uvloop", http="httptools", ws=WS_PROTOCOL,
-                    ws_per_message_deflate=False, proxy_headers=True, log_config=None,
-                    access_log=not args.no_access_log)
+                    access_log=not args.no_access_log, **UVICORN_OPTIONS)
         return 0
     if args.command == "migrate":
         from backend.storage.database import migrate

@@ -5,9 +5,9 @@ the app; an Engine.IO session opened on WebSocket is served in one frame with wh
 refuses still refused, keeps only the environ its namespaces read, pings on a timer and drops
 a silent client but not one whose pong waits behind its own handler; Engine.IO keeps no
 per-request body reader on WebSocket sockets; the node's Socket.IO packets skip the library's
-binary walk while clients' binary packets still decode; raw upgrades reach their door
-without Starlette's routing chain. In process, on real uvicorn servers and clients where a
-connection is needed."""
+binary walk unless their JSON encoding refuses bytes, and clients' binary packets still
+decode; raw upgrades reach their door without Starlette's routing chain. In process, on real
+uvicorn servers and clients where a connection is needed."""
 
 from __future__ import annotations
 
@@ -425,18 +425,35 @@ async def test_raw_upgrades_go_straight_to_their_door_and_the_rest_to_the_fallba
 # -- Socket.IO packets --------------------------------------------------------------------------
 
 
-def test_the_nodes_packets_are_built_without_a_binary_walk() -> None:
+def test_the_nodes_packets_are_built_without_a_binary_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """What the node sends is JSON: its packets skip python-socketio's walk of their data for
-    bytes (11 µs a message dict); packets from clients still decode binary attachments."""
+    bytes (11 µs a message dict) unless the JSON encoding refuses bytes, and are then sent
+    with binary attachments; packets from clients still decode binary attachments."""
     sio = Server(async_mode="asgi", frame_limit=65536, max_backlog=1 << 20)
     assert sio.packet_class is Packet
+    walks: list[Any] = []
+    walk = Packet.data_is_binary.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(Packet, "data_is_binary",
+                        classmethod(lambda cls, data: walks.append(data) or walk(cls, data)))
     ack = sio.packet_class(sio_packet.ACK, namespace="/chat", data=[{"ok": True}], id=7)
     assert ack.encode() == '3/chat,7[{"ok":true}]'  # Engine.IO adds its "4"
-    # The walk would have made this a BINARY_EVENT: it is not run.
+    assert not walks
+    # The walk would have made this a BINARY_EVENT when built: it is not run then, but when
+    # encoding it to JSON fails.
     unwalked = sio.packet_class(sio_packet.EVENT, namespace="/chat", data=["f", b"\x01"])
-    assert unwalked.packet_type == sio_packet.EVENT
+    assert unwalked.packet_type == sio_packet.EVENT and not walks
     assert sio_packet.Packet(sio_packet.EVENT, data=["f", b"\x01"]).packet_type == \
         sio_packet.BINARY_EVENT
+    assert unwalked.encode() == ['51-/chat,["f",{"_placeholder":true,"num":0}]', b"\x01"]
+    assert walks
+    binary_ack = sio.packet_class(sio_packet.ACK, data=[{"raw": bytearray(b"ab")}], id=2)
+    assert binary_ack.encode() == ['61-2[{"raw":{"_placeholder":true,"num":0}}]',
+                                   bytearray(b"ab")]
+    # Anything else orjson refuses still fails, as before.
+    with pytest.raises(TypeError):
+        sio.packet_class(sio_packet.EVENT, data=["f", object()]).encode()
     inbound = sio.packet_class(encoded_packet='51-/chat,3["file",{"_placeholder":true,"num":0}]')
     assert inbound.packet_type == sio_packet.BINARY_EVENT and inbound.attachment_count == 1
     assert inbound.add_attachment(b"\x00\x01")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from socketio import packet as sio_packet
 
 from backend.compat.socketio import PacketWithoutBinaryScan
 
@@ -21,15 +22,36 @@ class OrjsonCodec:
 
 
 class Packet(PacketWithoutBinaryScan):
-    """python-socketio's packet, with the codec above, and no binary check on what the node
-    sends.
+    """python-socketio's packet, with the codec above, and binary attachments found only when
+    the JSON encoding fails.
 
     The library walks a packet's whole data, at every level, looking for bytes to send as
     binary attachments, for every packet built from data (each ack, each fan-out frame): about
     11 µs for one message's dict, twice per message sent over Socket.IO (its ack and its
-    broadcast). Nothing the node sends is binary (every payload is JSON from its serializers),
-    so the walk is skipped (``uses_binary_events``). Packets from clients are decoded as
-    before, binary attachments included (decoding does not read the flag). The server is given
-    this class (``Server``), and the fan-out's dialects build their frames with it."""
+    broadcast). So the packet skips the walk when it is built (``PacketWithoutBinaryScan``)
+    and ``encode`` tries orjson first: it refuses bytes (a ``TypeError``), and only then, for an
+    EVENT or ACK whose data does hold bytes, is the packet made a BINARY_EVENT or BINARY_ACK
+    and encoded the library's way, its placeholders in the text and each attachment a frame
+    of its own. The node's own payloads (JSON from its serializers) pay nothing for it; a
+    packet with bytes pays one failed JSON encoding. A flag set on the generic emit and ack
+    paths would cost as little, but would leave out any path not flagged; this one holds
+    wherever a packet is encoded. Packets from clients are decoded as before, binary
+    attachments included (decoding does not read the flag). The server is given this class
+    (``Server``), and the fan-out's dialects build their frames with it."""
 
     json = OrjsonCodec
+
+    def encode(self) -> Any:
+        """The packet's text, or for binary data a list: the text, then each attachment."""
+        try:
+            return super().encode()
+        except TypeError:
+            binary = _BINARY.get(self.packet_type)
+            if binary is None or not self.data_is_binary(self.data):
+                raise
+            self.packet_type = binary
+            return super().encode()
+
+
+#: The binary packet type of each type that may carry binary attachments.
+_BINARY = {sio_packet.EVENT: sio_packet.BINARY_EVENT, sio_packet.ACK: sio_packet.BINARY_ACK}

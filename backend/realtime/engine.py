@@ -76,14 +76,15 @@ class DirectWebSocket(eio_asgi.WebSocket):
         self.task: asyncio.Task[Any] | None = None
         self.reading = False
         self.overdue = False
+        #: The Engine.IO socket served (the one whose ``_websocket_handler`` this was given).
+        self.socket: AsyncSocket = eio_compat.socket_of(handler)
 
     async def __call__(self, environ: dict[str, Any]) -> str:
         self.asgi_receive = environ["asgi.receive"]
         self.asgi_send = environ["asgi.send"]
         await self.asgi_send({"type": "websocket.accept"})
         self.wire = Wire.of(environ["asgi.scope"], self.server.max_backlog)
-        # The handler is the Engine.IO socket's own ``_websocket_handler``.
-        socket = eio_compat.socket_of(self.handler)
+        socket = self.socket
         sid: str = socket.sid
         if self.wire is not None:
             self.server.wires[sid] = (self.wire, socket)
@@ -181,6 +182,22 @@ class DirectWebSocket(eio_asgi.WebSocket):
                 break
             pkt = None  # not held while waiting for the next
         await self.close()
+
+    async def wait(self) -> str | bytes:
+        """The client's next frame; an ``OSError`` instead once the Engine.IO socket is
+        closed, which ends either read loop (``_serve``, Engine.IO's own after an upgrade)
+        and with it the transport.
+
+        A client ends its session with the CLOSE packet (``1``): Engine.IO's ``receive``
+        closes the socket (its disconnect handled), but its loop reads on, until its read
+        timeout (ping interval plus ping timeout), and ``_serve``, which has none, until the
+        client goes, the connection holding a slot of its user's socket cap meanwhile. (A
+        socket the server closes while the loop waits is not ended here: the CLOSE packet
+        sent to the client ends it.)"""
+        if self.socket.closed:
+            raise OSError("the Engine.IO session is closed")
+        data: str | bytes = await super().wait()
+        return data
 
     async def send(self, message: str | bytes) -> None:
         wire = self.wire

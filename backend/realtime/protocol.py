@@ -55,6 +55,12 @@ if TYPE_CHECKING:
 
 #: The value of uvicorn's ``--ws`` (``ws=``) that selects this protocol.
 WS_PROTOCOL = "backend.realtime.protocol:WebSocketProtocol"
+#: uvicorn's options on every node (``confab serve``), besides where it listens and its
+#: access log; the protocol conformance test serves its app with the same.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop", "http": "httptools", "ws": WS_PROTOCOL, "ws_per_message_deflate": False,
+    "proxy_headers": True, "log_config": None,
+}
 
 log = logging.getLogger("confab.protocol")
 

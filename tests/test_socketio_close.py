@@ -1,0 +1,117 @@
+"""A client that ends its Engine.IO session with the CLOSE packet (``1``) has its transport
+closed by the server at once, and the socket's slot of its user's cap is free again, whether
+the session opened on WebSocket or was upgraded to it from long-polling.
+
+Spoken as raw Engine.IO v4 over a WebSocket (the ``websockets`` library), against a server
+whose cap is two sockets per user."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tests.support.client import Api, TestUser
+from tests.support.server import ServerProcess, start_server
+
+#: How soon the server must close after the client's CLOSE (python-engineio's own loop
+#: would wait for its read timeout: ping interval plus ping timeout, 45 s by default).
+PROMPTLY = 2.0
+
+
+@pytest.fixture(scope="module")
+def capped_server(work_dir: Path) -> Iterator[ServerProcess]:
+    server = start_server(work_dir / "close", MAX_SOCKETS_PER_USER="2")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def user(capped_server: ServerProcess) -> AsyncIterator[TestUser]:
+    api = Api(capped_server.base_url)
+    yield await api.register()
+    await api.aclose()
+
+
+async def namespace_answer(ws: ClientConnection) -> str:
+    """The server's CONNECT (``40``) or CONNECT_ERROR (``44``) for ``/chat``."""
+    async with asyncio.timeout(5):
+        while True:
+            frame = await ws.recv()
+            if isinstance(frame, str) and frame[:8] in ("40/chat,", "44/chat,"):
+                return frame[:2]
+
+
+async def open_chat(server: ServerProcess, token: str) -> tuple[ClientConnection, str]:
+    """An Engine.IO session opened on WebSocket, asking to join ``/chat``: the connection,
+    and the namespace's answer (``40`` or ``44``)."""
+    ws = await websockets.connect(f"{server.ws_url}/socket.io/?EIO=4&transport=websocket")
+    async with asyncio.timeout(5):
+        assert (await ws.recv()).startswith("0")  # OPEN
+    await ws.send("40/chat," + json.dumps({"token": token}))
+    return ws, await namespace_answer(ws)
+
+
+async def closed_by_server(ws: ClientConnection) -> None:
+    """Wait (bounded by ``PROMPTLY``) for the server to close the connection."""
+    with pytest.raises(websockets.ConnectionClosed):
+        async with asyncio.timeout(PROMPTLY):
+            while True:
+                await ws.recv()
+
+
+async def test_a_client_close_ends_a_websocket_session_at_once(
+    capped_server: ServerProcess, user: TestUser
+) -> None:
+    first, answer = await open_chat(capped_server, user.token)
+    assert answer == "40"
+    second, answer = await open_chat(capped_server, user.token)
+    assert answer == "40"
+    over, answer = await open_chat(capped_server, user.token)
+    assert answer == "44"  # the cap is full
+    await over.close()
+
+    await first.send("1")
+    await closed_by_server(first)
+    # The closed session no longer counts against the cap.
+    third, answer = await open_chat(capped_server, user.token)
+    assert answer == "40"
+    for ws in (second, third):
+        await ws.close()
+
+
+async def test_a_client_close_ends_an_upgraded_session_at_once(
+    capped_server: ServerProcess, user: TestUser
+) -> None:
+    base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
+    async with httpx.AsyncClient(timeout=10) as http:
+        opened = await http.get(base)
+        sid = json.loads(opened.text[1:])["sid"]
+        posted = await http.post(f"{base}&sid={sid}",
+                                 content="40/chat," + json.dumps({"token": user.token}))
+        assert posted.status_code == 200
+        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+    ws = await websockets.connect(
+        f"{capped_server.ws_url}/socket.io/?EIO=4&transport=websocket&sid={sid}")
+    await ws.send("2probe")
+    async with asyncio.timeout(5):
+        assert await ws.recv() == "3probe"
+    await ws.send("5")
+    other, answer = await open_chat(capped_server, user.token)
+    assert answer == "40"
+    over, answer = await open_chat(capped_server, user.token)
+    assert answer == "44"
+    await over.close()
+
+    await ws.send("1")
+    await closed_by_server(ws)
+    again, answer = await open_chat(capped_server, user.token)
+    assert answer == "40"
+    for conn in (other, again):
+        await conn.close()
