@@ -181,8 +181,8 @@ class Namespace(socketio.AsyncNamespace):
         except ChatError as error:
             return await self._refuse(socket, event, error)
         except Exception as exc:
-            error = server_fault(exc, log, door=self.namespace, action=event)
-            return await self._refuse(socket, event, error)
+            fault = server_fault(exc, log, door=self.namespace, action=event)
+            return await self._refuse(socket, event, fault)
 
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
         self.realtime.metrics.refused("socketio", error.code)

@@ -9,12 +9,12 @@ events of the conversations the socket joined; see docs/socketio.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from backend.auth.accounts import user_from_token
 from backend.doors.connections import credential
 from backend.doors.ids import id_field, id_list, optional_after_id, optional_id
-from backend.realtime.dialects import CHAT
+from backend.realtime.dialects import CHAT, SocketIODialect
 from backend.service.actors import Actor
 from namespaces.base import Namespace, Payload, Socket, as_object
 
@@ -23,7 +23,7 @@ JOIN_PAGE = 50
 
 
 class ChatNamespace(Namespace):
-    dialect = CHAT
+    dialect: ClassVar[SocketIODialect] = CHAT
 
     async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
         user = await user_from_token(self.settings, credential(credentials, "token"))

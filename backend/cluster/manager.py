@@ -159,4 +159,5 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
             finally:
                 self.listening = False
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    # redis-py leaves PubSub.aclose unannotated.
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -153,7 +153,8 @@ class ClusterPresence:
 
     async def _reap(self) -> None:
         client = self.link.client
-        nodes = [n.decode() for n in await client.smembers(self.link.key("nodes"))]
+        nodes = [n.decode() if isinstance(n, bytes) else n
+                 for n in await client.smembers(self.link.key("nodes"))]
         for node in nodes:
             if node == self.node_id or await client.exists(self.link.key(f"node:{node}")):
                 continue

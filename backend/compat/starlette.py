@@ -31,7 +31,7 @@ __all__ = ["SKIPPED_KEYS", "enter_route", "keys_starlette_sets"]
 
 
 def enter_route(scope: MutableMapping[str, Any], app: Starlette, route: BaseRoute,
-                child_scope: dict[str, Any]) -> None:
+                child_scope: MutableMapping[str, Any]) -> None:
     """Fill ``scope`` as Starlette's app and router would have on the way to ``route``, whose
     ``matches`` returned ``child_scope``."""
     scope["app"] = app
@@ -49,7 +49,7 @@ def keys_starlette_sets() -> set[str]:
         async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
             seen.update(scope)
 
-    async def nothing() -> dict[str, Any]:
+    async def nothing(*_: Any) -> Any:
         raise AssertionError("not called")
 
     scope: dict[str, Any] = {"type": "websocket", "path": "/probe", "root_path": "",

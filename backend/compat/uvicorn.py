@@ -80,7 +80,7 @@ def connection_of(send: Any) -> WebSocketsSansIOProtocol | None:
 def transport_of(connection: WebSocketsSansIOProtocol) -> asyncio.Transport:
     """The connection's transport, to which frames built by the project are written (read
     once per connection)."""
-    return connection.transport  # type: ignore[return-value]
+    return connection.transport
 
 
 def use_flow_control(protocol: WebSocketsSansIOProtocol, queue: Any, writable: Any) -> None:

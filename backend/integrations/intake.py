@@ -123,8 +123,10 @@ async def upsert_customer(profile: Profile) -> Customer:
                                           external_id=profile.external_id)
     if customer is None:
         try:
-            return await Customer.create(platform=profile.platform,
-                                         external_id=profile.external_id, **_fit(told))
+            customer = Customer(platform=profile.platform, external_id=profile.external_id,
+                                **_fit(told))
+            await customer.save(force_create=True)
+            return customer
         except IntegrityError:  # created meanwhile by another node
             customer = await Customer.get(platform=profile.platform,
                                           external_id=profile.external_id)

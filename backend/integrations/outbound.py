@@ -122,7 +122,7 @@ class OutboundSender:
             return float(min(max(retry_after, 0.0), cap))
         base = min(cap, self.config.outbound_backoff_seconds * 2 ** (attempt - 1))
         # Jitter (half to full delay) keeps many failed sends from retrying in lockstep.
-        return base * random.uniform(0.5, 1.0)
+        return float(base * random.uniform(0.5, 1.0))
 
     @property
     def client(self) -> httpx.AsyncClient:

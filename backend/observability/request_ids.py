@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from typing import Any
+
+from starlette.types import ASGIApp
 
 from backend.observability.context import REQUEST_ID
 
@@ -19,14 +21,14 @@ HEADER = b"x-request-id"
 #: What a kept id may look like: short, and nothing that could forge a log line.
 _SANE = re.compile(rb"[A-Za-z0-9._:+/=-]{1,128}")
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 
 
 class RequestIds:
     """ASGI middleware: set the request id, echo it in ``X-Request-ID``."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     def __call__(self, scope: Scope, receive: Any, send: Any) -> Awaitable[None]:
@@ -40,7 +42,7 @@ class RequestIds:
             request_id = incoming_id(scope) or uuid.uuid4().hex
             REQUEST_ID.set(request_id)
             return self.app(scope, receive, SendWithId(send, request_id))
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self.app(scope, receive, send)
 
     async def _request(self, scope: Scope, receive: Any, send: Any) -> None:
         request_id = incoming_id(scope) or uuid.uuid4().hex

@@ -235,7 +235,7 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
         return
     kind = frame.get(door.type_key)
     handler = door.handlers.get(kind) if isinstance(kind, str) else None
-    if handler is None:
+    if handler is None or not isinstance(kind, str):
         name = kind if isinstance(kind, str) else "(none)"
         session.error(f"Unknown {door.type_key}: {name[:64]}", "unknown_type")
         return

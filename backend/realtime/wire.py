@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 from backend.compat.uvicorn import SansIOProtocol, connection_of, transport_of
@@ -105,7 +106,7 @@ class Wire:
         self._drainer: asyncio.Task[None] | None = None
 
     @classmethod
-    def of(cls, scope: dict[str, Any], max_backlog: int) -> Wire | None:
+    def of(cls, scope: MutableMapping[str, Any], max_backlog: int) -> Wire | None:
         """The wire of an accepted connection, when the server lets us write to it."""
         connection = (scope.get("extensions") or {}).get(CONNECTION_KEY)
         if connection is None or not connection.handshake_complete:

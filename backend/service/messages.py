@@ -220,12 +220,13 @@ class MessageOps(ServiceBase):
         return message
 
     async def set_message_status(
-        self, actor: Actor, message_id: int, status: str, *, conversation_id: int | None = None
+        self, actor: Actor, message_id: int, status: object, *, conversation_id: int | None = None
     ) -> dict[str, Any]:
         """A recipient reports ``delivered`` or ``read``; the message's status only moves up.
         A sender's own message is not theirs to receive: their report records nothing and
         tells no one, and the answer gives the status as it is."""
-        if status not in (MessageStatus.DELIVERED, MessageStatus.READ):
+        if not isinstance(status, str) or status not in (MessageStatus.DELIVERED,
+                                                         MessageStatus.READ):
             raise invalid("status must be 'delivered' or 'read'")
         message = await self._scoped_message(actor, message_id, conversation_id)
         stamp = now()

@@ -1,0 +1,6 @@
+from typing import Any
+
+class Connection:
+    async def fetchmany(self, query: str, args: Any, *, timeout: float | None = ...,
+                        record_class: Any = ...) -> list[Any]: ...
+    def __getattr__(self, name: str) -> Any: ...
