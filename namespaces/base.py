@@ -107,11 +107,13 @@ class Namespace(socketio.AsyncNamespace):
 
     @property
     def chat(self) -> ChatService:
-        return self.app.state.chat  # type: ignore[no-any-return]
+        chat: ChatService = self.app.state.chat
+        return chat
 
     @property
     def settings(self) -> Settings:
-        return self.app.state.settings  # type: ignore[no-any-return]
+        settings: Settings = self.app.state.settings
+        return settings
 
     async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
         """The actor of a connection; raises CredentialMissing / CredentialInvalid."""

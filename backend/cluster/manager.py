@@ -75,7 +75,7 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
 
     # -- publishing -------------------------------------------------------------------------
 
-    async def emit(  # type: ignore[override]
+    async def emit(  # type: ignore[override]  # keyword-only extras, as FanoutManager.emit
         self, event: str, data: Any, namespace: str | None = None, **kwargs: Any
     ) -> None:
         if namespace != FANOUT:

@@ -29,12 +29,12 @@ def _modules() -> list[object]:
 
 def pins() -> list[Pin]:
     """Every distribution whose internals the project relies on, with its pinned version."""
-    return [pin for module in _modules() for pin in module.PINS]  # type: ignore[attr-defined]
+    return [pin for module in _modules() for pin in module.PINS]  # type: ignore[attr-defined]  # each module has it
 
 
 def assumptions() -> list[Assumption]:
     """Every assumption of every compat module."""
-    return [a for module in _modules() for a in module.ASSUMPTIONS]  # type: ignore[attr-defined]
+    return [a for module in _modules() for a in module.ASSUMPTIONS]  # type: ignore[attr-defined]  # likewise
 
 
 def failures() -> list[Failure]:

@@ -59,23 +59,23 @@ async def init_orm(config: dict[str, Any]) -> None:
 
 def sqlite_lock(client: BaseDBAsyncClient) -> asyncio.Lock:
     """The SQLite client's connection lock (held while Tortoise's connection is at work)."""
-    return client._lock  # type: ignore[attr-defined,no-any-return]
+    return client._lock  # type: ignore[attr-defined,no-any-return]  # private, checked
 
 
 def sqlite_file(client: BaseDBAsyncClient) -> str:
     """The SQLite client's database file (``:memory:`` or a URI for in-memory ones)."""
-    return client.filename  # type: ignore[attr-defined,no-any-return]
+    return client.filename  # type: ignore[attr-defined,no-any-return]  # SQLite client only
 
 
 def sqlite_pragmas(client: BaseDBAsyncClient) -> dict[str, Any]:
     """The pragmas the SQLite client sets on its connection."""
-    return client.pragmas  # type: ignore[attr-defined,no-any-return]
+    return client.pragmas  # type: ignore[attr-defined,no-any-return]  # SQLite client only
 
 
 async def run_on_sqlite_thread(connection: Any, job: Callable[..., T], *args: Any) -> T:
     """Run ``job(sqlite3_connection, *args)`` as one job on aiosqlite's worker thread of
     ``connection`` (what ``acquire_connection`` of Tortoise's SQLite client yields)."""
-    return await connection._execute(job, connection._conn, *args)  # type: ignore[no-any-return]
+    return await connection._execute(job, connection._conn, *args)  # type: ignore[no-any-return]  # aiosqlite untyped here
 
 
 def _sqlite_connection_is_aiosqlite() -> bool:
@@ -86,7 +86,7 @@ def _sqlite_connection_is_aiosqlite() -> bool:
 
 def _sqlite3_connection_on_thread() -> bool:
     return isinstance(aiosqlite.Connection.__dict__.get("_conn"), property) and (
-        aiosqlite.Connection._conn.fget.__annotations__.get("return")  # type: ignore[attr-defined]
+        aiosqlite.Connection._conn.fget.__annotations__.get("return")  # type: ignore[attr-defined]  # a property
         in (sqlite3.Connection, "sqlite3.Connection"))
 
 

@@ -95,7 +95,7 @@ def use_flow_control(protocol: WebSocketsSansIOProtocol, queue: Any, writable: A
 def forget_response(protocol: WebSocketsSansIOProtocol) -> None:
     """Let the handshake's response go once sent (uvicorn does not read it again)."""
     if protocol.handshake_complete and protocol.response is not None:
-        protocol.response = None  # type: ignore[assignment]
+        protocol.response = None  # type: ignore[assignment]  # let go once sent
 
 
 def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | None:

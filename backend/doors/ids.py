@@ -24,7 +24,8 @@ def as_id(value: Any, name: str = "message_id") -> int:
         value = int(value)
     if not valid_id(value):
         raise invalid(f"{name} must be an integer id from 1 to {MAX_ID}")
-    return value  # type: ignore[no-any-return]
+    checked: int = value
+    return checked
 
 
 def as_after_id(value: Any, name: str) -> int:

@@ -139,7 +139,7 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(extras)}]{newline}{rest}"
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]  # generic only in typeshed
     """The one handler on the root logger (its class tells ours apart on reconfiguration)."""
 
 

@@ -65,11 +65,13 @@ class Call:
 
     @property
     def chat(self) -> ChatService:
-        return self.request.app.state.chat  # type: ignore[no-any-return]
+        chat: ChatService = self.request.app.state.chat
+        return chat
 
     @property
     def settings(self) -> Settings:
-        return self.request.app.state.settings  # type: ignore[no-any-return]
+        settings: Settings = self.request.app.state.settings
+        return settings
 
     @property
     def actor(self) -> Actor:

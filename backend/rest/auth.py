@@ -85,7 +85,8 @@ class AuthLimits:
 
 
 def _limits(call: Call) -> AuthLimits:
-    return call.request.app.state.auth_limits  # type: ignore[no-any-return]
+    limits: AuthLimits = call.request.app.state.auth_limits
+    return limits
 
 
 def _address(call: Call) -> str:

@@ -147,4 +147,5 @@ def _inline(model: type[BaseModel]) -> dict[str, Any]:
             return [walk(item) for item in node]
         return node
 
-    return walk(schema)  # type: ignore[no-any-return]
+    inlined: dict[str, Any] = walk(schema)
+    return inlined

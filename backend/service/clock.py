@@ -16,4 +16,4 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def iso_now() -> str:
-    return iso(now())  # type: ignore[return-value]
+    return now().astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -14,11 +14,14 @@ def valid_id(value: object) -> bool:
 class ChatError(Exception):
     """A refused operation: ``code`` is stable for clients, ``status`` is the HTTP equivalent."""
 
-    def __init__(self, code: str, message: str, status: int) -> None:
+    def __init__(self, code: str, message: str, status: int,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        #: Seconds after which a retry may succeed (429, 503); REST adds ``Retry-After``.
+        self.retry_after = retry_after
 
     def as_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -59,15 +62,10 @@ def unavailable(
 ) -> ChatError:
     """A fault of the server (not of the request): 503, to be retried (backend/service/faults.py
     turns database faults into it)."""
-    error = ChatError("unavailable", message, 503)
-    error.retry_after = retry_after  # type: ignore[attr-defined]
-    return error
+    return ChatError("unavailable", message, 503, retry_after)
 
 
 def rate_limited(retry_after: float, what: str = "messages") -> ChatError:
     """A refusal saying when to retry (``retry_after`` seconds; REST adds ``Retry-After``)."""
-    error = ChatError(
-        "rate_limited", f"Too many {what}; retry after {retry_after:.2f} seconds", 429
-    )
-    error.retry_after = retry_after  # type: ignore[attr-defined]
-    return error
+    return ChatError("rate_limited", f"Too many {what}; retry after {retry_after:.2f} seconds",
+                     429, retry_after)
