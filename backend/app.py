@@ -31,6 +31,7 @@ from backend.realtime.engine import EngineEntry
 from backend.realtime.fanout import FanoutManager
 from backend.realtime.hub import Realtime
 from backend.realtime.presence import LocalPresence
+from backend.realtime.typists import TypistCounter
 from backend.realtime.wire import DirectWires
 from backend.rest.api import error_response, refusal_response
 from backend.rest.auth import AuthLimits
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Any:
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
     metrics.watch(realtime.connection_doors, realtime.dropped_events)
-    chat = ChatService(realtime.sink, settings.limits)
+    chat = ChatService(TypistCounter(realtime.sink, realtime.presence), settings.limits)
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)

@@ -1,4 +1,4 @@
-"""The real-time hub: the Socket.IO server, the fan-out manager, presence, and the event sink.
+"""The real-time hub: the Socket.IO server, the fan-out manager, presence, and who is where.
 
 Every door (Socket.IO namespaces and raw WebSocket routes) registers its connections here as
 ``Member``s and joins them to rooms through ``join_conversation`` / ``join_inbox``; presence
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Protocol
 
 from backend.compat.socketio import initialize_manager
@@ -21,57 +20,18 @@ from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
 from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, SERVICE_RESTART
 from backend.realtime.codec import OrjsonCodec
-from backend.realtime.fanout import FANOUT, FanoutManager
+from backend.realtime.fanout import FanoutManager
 from backend.realtime.members import Member, SocketIOMember
 from backend.realtime.origins import origin_allowed
 from backend.realtime.presence import Departures, Presence
 from backend.realtime.server import Server
+from backend.realtime.sink import FanoutSink
 from backend.service import events
 from backend.service.actors import Actor, actor_from_key
 from backend.service.errors import ChatError
-from backend.service.events import Event
 from backend.settings import Settings
 
 log = logging.getLogger("confab.realtime")
-
-
-class ManagerSink:
-    """The service's EventSink: one emit per event through the manager (hence through Redis
-    when it is configured), or a delivery on this node alone."""
-
-    def __init__(self, hub: Realtime) -> None:
-        self.hub = hub
-
-    async def publish(self, event: Event, *, here_only: bool = False) -> None:
-        if event.name == "typing_indicator":
-            # ws-stats counts typists; the stats observe the events rather than every door.
-            key = _typist_key(event.payload)
-            if key is not None:
-                await self.hub.presence.set_typing(
-                    events.conversation_room(event.payload["conversation_id"]),
-                    key,
-                    bool(event.payload.get("is_typing")),
-                )
-        envelope = {
-            "payload": event.payload,
-            "rooms": list(event.rooms),
-            "skip": sorted(event.skip_actors),
-            "origin": event.origin,
-            # Wall clock, as it crosses nodes: fan-out latency is measured from here.
-            "published_at": time.time(),
-        }
-        if here_only:
-            self.hub.manager.deliver(event.name, envelope)
-        else:
-            await self.hub.manager.emit(event.name, envelope, namespace=FANOUT)
-
-
-def _typist_key(payload: dict[str, Any]) -> str | None:
-    if payload.get("user_id") is not None:
-        return f"user:{payload['user_id']}"
-    if payload.get("device_id"):
-        return f"mobile:{payload['device_id']}"
-    return None
 
 
 class Backplane(Protocol):
@@ -119,7 +79,8 @@ class Realtime:
             logger=False,
             engineio_logger=False,
         )
-        self.sink = ManagerSink(self)
+        #: Where the hub's own presence events go (the service gets it through the app).
+        self.sink = FanoutSink(manager)
         #: Set at SIGTERM (backend/shutdown.py): new connections are refused.
         self.draining = False
         self._detached = asyncio.Event()

@@ -1,0 +1,32 @@
+"""The service's ``EventSink`` on the fan-out: one emit per event through the manager (hence
+through Redis when it is configured), or a delivery on this node alone."""
+
+from __future__ import annotations
+
+import time
+
+from backend.realtime.fanout import FANOUT, FanoutManager
+from backend.service.events import Event
+
+
+class FanoutSink:
+    """Publishes each event once, with its rooms, to every node's fan-out manager."""
+
+    __slots__ = ("manager",)
+
+    def __init__(self, manager: FanoutManager) -> None:
+        self.manager = manager
+
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
+        envelope = {
+            "payload": event.payload,
+            "rooms": list(event.rooms),
+            "skip": sorted(event.skip_actors),
+            "origin": event.origin,
+            # Wall clock, as it crosses nodes: fan-out latency is measured from here.
+            "published_at": time.time(),
+        }
+        if here_only:
+            self.manager.deliver(event.name, envelope)
+        else:
+            await self.manager.emit(event.name, envelope, namespace=FANOUT)
