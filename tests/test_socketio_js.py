@@ -1,14 +1,21 @@
 """The official JavaScript client (socket.io-client 4.8, under node): on ``/chat`` it must see
 the presence event of its own join (sent after the CONNECT ack), a message from a Python
-client, and the ack of its own send; on every namespace, the code of a refused connect."""
+client, and the ack of its own send; on every namespace, the code of a refused connect; and
+binary attachments both ways."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+from pathlib import Path
+
+import pytest
 
 from tests.support.client import Api
 from tests.support.node import run_node
+from tests.support.services import free_port
+from tests.test_conformance import conformance_server
 from tests.test_socketio_helpers import chat_client, group, ok, start_device_conversation
 
 
@@ -82,3 +89,19 @@ async def test_official_js_client_sees_refusal_codes(sqlite_api: Api) -> None:
         assert isinstance(seen["data"], dict), (case, seen)
         assert seen["data"]["code"] == code, (case, seen)
         assert seen["message"] == seen["data"]["message"] and seen["message"], (case, seen)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_official_js_client_binary_attachments(tmp_path: Path, transport: str) -> None:
+    """socket.io-client sends Buffers in an event and an ack, nested too, and gets the same
+    bytes back as Buffers (Socket.IO's binary packets, both ways)."""
+    with conformance_server(free_port(), tmp_path / "server.log") as base_url:
+        result = await asyncio.to_thread(run_node, "socketio_binary.js", base_url, transport)
+
+    def buffer(data: bytes) -> dict[str, str]:
+        return {"buffer": base64.b64encode(data).decode()}
+
+    nested = {"name": "photo", "parts": [buffer(b"\x00\x01"), {"raw": buffer(b"xyz")}]}
+    assert result["echoed"] == [buffer(bytes(range(256))), "text", nested]
+    assert result["acked"] == [buffer(b"\xff\xff\xff"), 1, nested]
+    assert result["transport"] == transport
