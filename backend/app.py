@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from backend.auth.sessions import Sessions
 from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
 from backend.compat import IncompatibleLibrary, check_all
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
+    sessions = Sessions()
+    sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
     routes: list[BaseRoute] = [*api.routes(), *websocket_routes(), *dashboard_routes()]
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.settings = settings
     app.state.chat = chat
     app.state.realtime = realtime
+    app.state.sessions = sessions
     app.state.metrics = metrics
     app.state.auth_limits = AuthLimits(settings.limits)
     app.state.api = api

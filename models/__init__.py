@@ -13,9 +13,10 @@ from models.conversations import (
     Participant,
 )
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
-from models.people import Customer, MobileSession, Role, User
+from models.people import AuthSession, Customer, MobileSession, Role, User
 
 __all__ = [
+    "AuthSession",
     "Block",
     "Connection",
     "ConnectionStatus",

@@ -27,6 +27,9 @@ class User(Model):
     role = fields.CharEnumField(Role, max_length=16, default=Role.USER)
     is_active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    #: Tokens without a session (issued before sessions existed) issued up to this moment are
+    #: refused: set by a logout of all sessions, or of such a token.
+    legacy_tokens_revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "users"
@@ -40,6 +43,23 @@ class User(Model):
         """'first last', or the username when both are empty."""
         full = f"{self.first_name} {self.last_name}".strip()
         return full or self.username
+
+
+class AuthSession(Model):
+    """A login: the access and refresh tokens issued together, and those refreshed from them,
+    carry its id (claim ``sid``). A logout revokes it: its tokens are refused from then on."""
+
+    id = fields.CharField(max_length=32, primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="auth_sessions", on_delete=fields.CASCADE,
+        db_index=True)
+    user_id: int
+    created_at = fields.DatetimeField(auto_now_add=True)
+    refreshed_at = fields.DatetimeField(null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "auth_sessions"
 
 
 class MobileSession(Model):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from backend.auth.accounts import user_from_token
+from backend.auth.accounts import actor_from_token
 from backend.doors.connections import credential
 from backend.doors.ids import id_field, id_list, optional_after_id, optional_id
 from backend.realtime.dialects import CHAT, SocketIODialect
@@ -26,8 +26,8 @@ class ChatNamespace(Namespace):
     dialect: ClassVar[SocketIODialect] = CHAT
 
     async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
-        user = await user_from_token(self.settings, credential(credentials, "token"))
-        return Actor.of_user(user)
+        return await actor_from_token(self.settings, self.app.state.sessions,
+                                      credential(credentials, "token"))
 
     # -- membership -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.auth.accounts import user_from_token
+from backend.auth.accounts import actor_from_token
 from backend.doors.connections import credential
 from backend.doors.ids import page_request
 from backend.realtime.dialects import CONVERSATIONS
@@ -27,8 +27,8 @@ class ConversationsNamespace(Namespace):
     joins_at_connect = False
 
     async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
-        user = await user_from_token(self.settings, credential(credentials, "token"))
-        return Actor.of_user(user)
+        return await actor_from_token(self.settings, self.app.state.sessions,
+                                      credential(credentials, "token"))
 
     async def on_get_conversations(self, socket: Socket, data: Any) -> Payload:
         limit, cursor = page_request(as_object(data, optional=True), DEFAULT_LIMIT, MAX_LIMIT)

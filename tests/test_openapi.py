@@ -85,6 +85,10 @@ async def test_openapi_lists_every_route(api: Api) -> None:
     create = paths["/api/v1/chat/sessions"]["post"]
     body = _resolve(document, create["requestBody"]["content"]["application/json"]["schema"])
     assert body["required"] == ["title"]
+    logout = paths["/api/v1/auth/logout"]["post"]
+    assert logout["security"] == [{"bearer": []}]
+    body = _resolve(document, logout["requestBody"]["content"]["application/json"]["schema"])
+    assert {"refresh_token", "all"} <= body["properties"].keys()
     history = paths["/api/v1/chat/sessions/{session_id}/messages"]["get"]
     assert {p["name"] for p in history["parameters"] if p["in"] == "query"} == {
         "limit", "offset", "before_id", "after_id"}

@@ -9,7 +9,8 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 
 from backend.auth.passwords import hash_password, verify_password
-from backend.auth.tokens import InvalidToken, decode_token, issue_pair
+from backend.auth.sessions import Sessions
+from backend.auth.tokens import InvalidToken, decode_claims, issue_pair
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
 from backend.service.serializers import user_dict
@@ -29,8 +30,9 @@ class CredentialInvalid(ChatError):
         super().__init__("credential_invalid", message, 401)
 
 
-def token_response(settings: Settings, user: User) -> dict[str, Any]:
-    pair = issue_pair(settings, user.id)
+def token_response(settings: Settings, user: User, session_id: str) -> dict[str, Any]:
+    """The body of a login, a registration or a refresh: a token pair of ``session_id``."""
+    pair = issue_pair(settings, user.id, session_id)
     return {
         "user": user_dict(user),
         "access_token": pair.access_token,
@@ -80,29 +82,57 @@ async def login(email: str, password: str) -> User:
     return user
 
 
-async def user_from_token(settings: Settings, token: str | None) -> User:
-    """The active user an access token names; CredentialMissing / CredentialInvalid otherwise."""
+async def actor_from_token(settings: Settings, sessions: Sessions, token: str | None) -> Actor:
+    """The active user an access token of a live session names, with the session; raises
+    CredentialMissing / CredentialInvalid otherwise."""
     if not token:
         raise CredentialMissing("An access token")
     try:
-        user_id = decode_token(settings, token, "access")
+        claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await User.get_or_none(id=user_id)
+    user = await User.get_or_none(id=claims.user_id)
     if user is None or not user.is_active:
         raise CredentialInvalid("The token's user does not exist or is inactive")
-    return user
+    if not await sessions.is_live(user, claims):
+        raise CredentialInvalid("The token's session was logged out")
+    return Actor.of_user(user, claims.session_id)
 
 
-async def refresh(settings: Settings, refresh_token: str) -> User:
+async def refresh(settings: Settings, sessions: Sessions, refresh_token: str) -> dict[str, Any]:
+    """A new token pair of a refresh token's session (401 when it was logged out)."""
     try:
-        user_id = decode_token(settings, refresh_token, "refresh")
+        claims = decode_claims(settings, refresh_token, "refresh")
     except InvalidToken as exc:
         raise unauthorized(f"Invalid refresh token: {exc}") from exc
-    user = await User.get_or_none(id=user_id)
+    user = await User.get_or_none(id=claims.user_id)
     if user is None or not user.is_active:
         raise unauthorized("The token's user does not exist or is inactive")
-    return user
+    session_id = await sessions.refresh(user, claims)
+    if session_id is None:
+        raise unauthorized("The refresh token's session was logged out")
+    return token_response(settings, user, session_id)
+
+
+async def logout(settings: Settings, sessions: Sessions, actor: Actor,
+                 refresh_token: str | None, everywhere: bool) -> str | None:
+    """Revoke the session of ``refresh_token`` (or else of the access token ``actor`` came
+    with), or with ``everywhere`` every session of the user. Returns the session revoked, None
+    for all of them."""
+    user = actor.user
+    assert user is not None
+    session_id = None if everywhere else actor.session_id
+    if refresh_token is not None:
+        try:
+            claims = decode_claims(settings, refresh_token, "refresh")
+        except InvalidToken as exc:
+            raise unauthorized(f"Invalid refresh token: {exc}") from exc
+        if claims.user_id != user.id:
+            raise ChatError("forbidden", "The refresh token is another user's", 403)
+        if not everywhere:
+            session_id = claims.session_id
+    await sessions.revoke(user, session_id)
+    return session_id
 
 
 async def set_role(admin: User, user_id: int, role: str) -> tuple[User, Role]:

@@ -23,7 +23,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from backend.auth.accounts import user_from_token
+from backend.auth.accounts import actor_from_token
+from backend.auth.sessions import Sessions
 from backend.doors.connections import connect_credentials, credential, rate_buckets
 from backend.doors.ids import conversation_ref
 from backend.doors.refusals import Refusal, refusal_for, server_fault
@@ -106,11 +107,11 @@ class Door:
     def refused(self, error: ChatError) -> Refused:
         return Refused(self.close_code(refusal_for(error)), error.message)
 
-    async def authenticate(self, credentials: dict[str, Any], settings: Settings) -> Actor:
+    async def authenticate(self, credentials: dict[str, Any], settings: Settings,
+                           sessions: Sessions) -> Actor:
         """A user from ``?token=`` or ``Authorization: Bearer`` (``credentials``: the upgrade
-        request's, backend/doors/connections.py)."""
-        user = await user_from_token(settings, credential(credentials, "token"))
-        return Actor.of_user(user)
+        request's, backend/doors/connections.py), with the login session of the token."""
+        return await actor_from_token(settings, sessions, credential(credentials, "token"))
 
     async def welcome(self, session: Session) -> None:
         """After accept and the access check: send the connect frames, join rooms."""
@@ -190,7 +191,7 @@ async def handshake(
         raise door.refused(forbidden("Origin not allowed"))
     try:
         credentials = connect_credentials(conn.query_params, conn.headers.get("authorization", ""))
-        actor = await door.authenticate(credentials, settings)
+        actor = await door.authenticate(credentials, settings, conn.app.state.sessions)
         conn.app.state.realtime.admit(actor)
         conversation_id = None
         if door.path_param is not None:

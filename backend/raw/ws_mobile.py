@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.auth.accounts import device_actor
+from backend.auth.sessions import Sessions
 from backend.doors.connections import credential
 from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
 from backend.raw.ws_chat import message_status, read_receipt, typing
@@ -42,7 +43,8 @@ class WsMobileDoor(Door):
         "read_receipt": read_receipt,
     }
 
-    async def authenticate(self, credentials: dict[str, Any], settings: Settings) -> Actor:
+    async def authenticate(self, credentials: dict[str, Any], settings: Settings,
+                           sessions: Sessions) -> Actor:
         return await device_actor(credential(credentials, "device_id"))
 
     async def welcome(self, session: Session) -> None:

@@ -221,10 +221,14 @@ class Realtime:
         elif actor.device is not None:
             self.manager.join(member, events.device_room(actor.device.device_id))
 
-    async def close_actor(self, key: str, code: int, reason: str) -> None:
-        """Close every live socket of one actor (``Actor.key``), on every node."""
-        await self.manager.broadcast("close_actor", {"key": key, "code": code,
-                                                     "reason": reason})
+    async def close_actor(self, key: str, code: int, reason: str,
+                          session_id: str | None = None) -> None:
+        """Close every live socket of one actor (``Actor.key``), on every node; with
+        ``session_id``, only those opened with a token of that login session."""
+        control: dict[str, Any] = {"key": key, "code": code, "reason": reason}
+        if session_id is not None:
+            control["session_id"] = session_id
+        await self.manager.broadcast("close_actor", control)
 
     async def close_device(self, device_id: str) -> None:
         """A deactivated device's sockets: closed with 4002 (credential inactive)."""
@@ -235,11 +239,17 @@ class Realtime:
         1012 (reconnect), so each reconnects with its rooms and checks as the user is now."""
         await self.close_actor(f"user:{user_id}", SERVICE_RESTART, "Role changed; reconnect")
 
+    async def close_session(self, user_id: int, session_id: str | None) -> None:
+        """A logout: the sockets opened with the revoked session (None: every session of the
+        user) close with 4002 (credential invalid)."""
+        await self.close_actor(f"user:{user_id}", CREDENTIAL_INVALID, "Logged out", session_id)
+
     async def _close_actor_here(self, control: dict[str, Any]) -> None:
         key = control.get("key")
         code, reason = int(control.get("code") or 1000), str(control.get("reason") or "")
+        session_id = control.get("session_id")
         for member in list(self.manager.members.values()):
-            if member.actor.key == key:
+            if member.actor.key == key and session_id in (None, member.actor.session_id):
                 await member.close(code, reason)
 
     async def close_all(self) -> int:

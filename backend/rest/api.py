@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.auth.accounts import user_from_token
+from backend.auth.accounts import actor_from_token
 from backend.doors.connections import bearer_token
 from backend.doors.ids import named_id
 from backend.doors.refusals import refusal_for
@@ -62,6 +62,8 @@ class Call:
     body: Any
     query: Any
     user: User | None
+    #: The login session of the access token (backend/auth/sessions.py).
+    session_id: str | None = None
 
     @property
     def chat(self) -> ChatService:
@@ -76,7 +78,7 @@ class Call:
     @property
     def actor(self) -> Actor:
         assert self.user is not None, "operation declared without auth"
-        return Actor.of_user(self.user)
+        return Actor.of_user(self.user, self.session_id)
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -182,10 +184,12 @@ async def _run(op: Operation, request: Request) -> Response:
     if isinstance(path, Response):
         return path
     reject_nul([*path.values(), *request.query_params.values()])
-    user = None
+    user = session_id = None
     if op.auth == "user":
         token = bearer_token(request.headers.get("authorization", ""))
-        user = await user_from_token(request.app.state.settings, token)
+        state = request.app.state
+        actor = await actor_from_token(state.settings, state.sessions, token)
+        user, session_id = actor.user, actor.session_id
     query = None
     if op.query is not None:
         try:
@@ -201,7 +205,7 @@ async def _run(op: Operation, request: Request) -> Response:
             body = op.body.model_validate(parsed)
         except ValidationError as exc:
             return error_response(422, _errors(exc))
-    result = await op.handler(Call(request, path, body, query, user))
+    result = await op.handler(Call(request, path, body, query, user, session_id))
     if isinstance(result, Response):
         return result
     return ORJSONResponse(result, status_code=op.status)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from backend.auth import accounts
+from backend.auth.sessions import Sessions
 from backend.rest.api import Api, Call
 from backend.rest.schemas import UserOut
 from backend.service.limits import KeyedBuckets
@@ -33,6 +34,17 @@ class LoginBody(BaseModel):
 
 class RefreshBody(BaseModel):
     refresh_token: str = Field(min_length=1)
+
+
+class LogoutBody(BaseModel):
+    refresh_token: str | None = Field(default=None, min_length=1)
+    all: bool = False
+
+
+class LogoutOut(BaseModel):
+    ok: bool
+    #: Sessions revoked: "one", or "all" of the user's.
+    revoked: str
 
 
 class RoleBody(BaseModel):
@@ -89,6 +101,11 @@ def _limits(call: Call) -> AuthLimits:
     return limits
 
 
+def _sessions(call: Call) -> Sessions:
+    sessions: Sessions = call.request.app.state.sessions
+    return sessions
+
+
 def _address(call: Call) -> str:
     client = call.request.client
     return client.host if client is not None else "unknown"
@@ -104,7 +121,8 @@ def register(api: Api) -> None:
             body.email, body.password, username=body.username,
             first_name=body.first_name, last_name=body.last_name,
         )
-        return accounts.token_response(call.settings, user)
+        session_id = await _sessions(call).open(user)
+        return accounts.token_response(call.settings, user, session_id)
 
     @api.route("POST", "/api/v1/auth/login", summary="Log in with email and password",
                body=LoginBody, response=TokenOut, auth="none", tags=("auth",))
@@ -113,13 +131,24 @@ def register(api: Api) -> None:
         limits.login_by_address.take(_address(call))
         limits.login_by_email.take(call.body.email.strip().lower())
         user = await accounts.login(call.body.email, call.body.password)
-        return accounts.token_response(call.settings, user)
+        session_id = await _sessions(call).open(user)
+        return accounts.token_response(call.settings, user, session_id)
 
     @api.route("POST", "/api/v1/auth/refresh", summary="A new token pair for a refresh token",
                body=RefreshBody, response=TokenOut, auth="none", tags=("auth",))
     async def refresh(call: Call) -> Any:
-        user = await accounts.refresh(call.settings, call.body.refresh_token)
-        return accounts.token_response(call.settings, user)
+        return await accounts.refresh(call.settings, _sessions(call), call.body.refresh_token)
+
+    @api.route("POST", "/api/v1/auth/logout",
+               summary="Log out: revoke a session (or all of them) and close its sockets",
+               body=LogoutBody, response=LogoutOut, tags=("auth",))
+    async def logout(call: Call) -> Any:
+        body: LogoutBody = call.body
+        session_id = await accounts.logout(call.settings, _sessions(call), call.actor,
+                                           body.refresh_token, body.all)
+        assert call.user is not None
+        await call.request.app.state.realtime.close_session(call.user.id, session_id)
+        return {"ok": True, "revoked": "all" if session_id is None else "one"}
 
     @api.route("GET", "/api/v1/auth/me", summary="The current user", response=UserOut,
                tags=("auth",))

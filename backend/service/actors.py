@@ -16,13 +16,16 @@ class Actor:
     user: User | None = None
     device: MobileSession | None = None
     customer: Customer | None = None
+    #: The login session of the token a user's connection or request came with
+    #: (backend/auth/sessions.py): a logout of it closes that connection.
+    session_id: str | None = None
     #: ``key``, made on first use: the room tables and counters of a connection then all
     #: hold one string rather than a copy each.
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of_user(cls, user: User) -> Actor:
-        return cls(SenderType.USER, user=user)
+    def of_user(cls, user: User, session_id: str | None = None) -> Actor:
+        return cls(SenderType.USER, user=user, session_id=session_id)
 
     @classmethod
     def of_device(cls, device: MobileSession) -> Actor:

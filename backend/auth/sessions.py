@@ -1,0 +1,130 @@
+"""Login sessions: opened at login, kept through refreshes, revoked by a logout.
+
+The tokens issued together carry their session's id (claim ``sid``, backend/auth/tokens.py);
+a session is a row of ``auth_sessions``. A revoked session's refresh token is refused, and so is
+its access token, on every request and connect. So that those hot paths do not ask the
+database each time, every node keeps what it learned of a session for a while (``Sessions``);
+a logout tells every node at once through the ``auth_sessions_revoked`` control, and the
+entries' lifetime bounds how long a node that missed the control (Redis away) believes it.
+
+Tokens issued before sessions existed have no ``sid``: they are the user's one legacy session
+(``LEGACY_SESSION``), revoked as a whole by ``users.legacy_tokens_revoked_at`` (any logout of
+such a token, and every ``all`` logout), read with the user's row the check loads anyway.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from backend.auth.tokens import LEGACY_SESSION, Claims
+from backend.service.ports import ControlBus
+from models import AuthSession, User
+
+#: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
+#: session id None: every session of the user).
+REVOKED = "auth_sessions_revoked"
+#: How long a node believes a live session is live without asking again, in a cluster (where
+#: a missed control is possible) and alone (where every revocation is made here).
+TTL_SECONDS = 30.0
+LOCAL_TTL_SECONDS = 300.0
+#: Past this many sessions known, the least recently checked are forgotten.
+MAX_ENTRIES = 100_000
+
+
+class Sessions:
+    """This node's view of which login sessions are live."""
+
+    def __init__(self, ttl: float = LOCAL_TTL_SECONDS, max_entries: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        #: session id → (user id, revoked, when it was read): oldest read first.
+        self._known: dict[str, tuple[int, bool, float]] = {}
+        #: Counts the revocations heard: a read that one overtook is not remembered.
+        self._revocations = 0
+        self.bus: ControlBus | None = None
+
+    def attach(self, bus: ControlBus, *, clustered: bool) -> None:
+        """Learn of revocations made on any node through ``bus``."""
+        self.bus = bus
+        self.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
+        bus.on_control(REVOKED, self._revoked_control)
+
+    async def open(self, user: User) -> str:
+        """A new session of ``user`` (a login): its id, for the tokens to carry."""
+        session_id = uuid.uuid4().hex
+        await AuthSession.create(id=session_id, user_id=user.id)
+        self._remember(session_id, user.id, revoked=False)
+        return session_id
+
+    async def is_live(self, user: User, claims: Claims) -> bool:
+        """Whether the session of an access token is live: without a database query when this
+        node read it recently."""
+        if claims.session_id == LEGACY_SESSION:
+            return _legacy_live(user, claims)
+        known = self._known.get(claims.session_id)
+        if known is not None and (known[1] or time.monotonic() - known[2] < self.ttl):
+            return known[0] == user.id and not known[1]
+        heard = self._revocations
+        row = await AuthSession.get_or_none(id=claims.session_id)
+        revoked = row is None or row.revoked_at is not None or row.user_id != user.id
+        if heard == self._revocations:
+            self._remember(claims.session_id, user.id, revoked=revoked)
+        return not revoked
+
+    async def refresh(self, user: User, claims: Claims) -> str | None:
+        """The session a refresh token continues: its id when live (the database asked, not
+        the cache: a refresh is rare), None when revoked. A legacy token's refresh opens a
+        session of its own."""
+        if claims.session_id == LEGACY_SESSION:
+            return await self.open(user) if _legacy_live(user, claims) else None
+        updated = await AuthSession.filter(
+            id=claims.session_id, user_id=user.id, revoked_at=None
+        ).update(refreshed_at=datetime.now(UTC))
+        return claims.session_id if updated else None
+
+    async def revoke(self, user: User, session_id: str | None) -> None:
+        """Revoke one session of ``user`` (``session_id``), or with None every one of them
+        (the legacy one too), and tell every node."""
+        now = datetime.now(UTC)
+        if session_id is None or session_id == LEGACY_SESSION:
+            user.legacy_tokens_revoked_at = now
+            await user.save(update_fields=["legacy_tokens_revoked_at"])
+        if session_id is None:
+            await AuthSession.filter(user_id=user.id, revoked_at=None).update(revoked_at=now)
+        elif session_id != LEGACY_SESSION:
+            await AuthSession.filter(id=session_id, user_id=user.id).update(revoked_at=now)
+        control = {"user_id": user.id, "session_id": session_id}
+        if self.bus is not None:
+            await self.bus.broadcast(REVOKED, control)
+        else:
+            await self._revoked_control(control)
+
+    async def _revoked_control(self, control: dict[str, Any]) -> None:
+        """The ``auth_sessions_revoked`` control, run on every node (this one included)."""
+        user_id, session_id = control.get("user_id"), control.get("session_id")
+        if not isinstance(user_id, int):
+            return
+        self._revocations += 1
+        if isinstance(session_id, str):
+            self._remember(session_id, user_id, revoked=True)
+            return
+        for known_id, (owner, _, _) in list(self._known.items()):
+            if owner == user_id:
+                self._remember(known_id, owner, revoked=True)
+
+    def _remember(self, session_id: str, user_id: int, *, revoked: bool) -> None:
+        self._known.pop(session_id, None)
+        self._known[session_id] = (user_id, revoked, time.monotonic())
+        while len(self._known) > self.max_entries:
+            del self._known[next(iter(self._known))]
+
+
+def _legacy_live(user: User, claims: Claims) -> bool:
+    """A token without a session: live unless issued before the user's legacy tokens were
+    revoked (``iat`` has whole seconds: one issued in the second of the revocation is
+    refused; no token without a session is issued any more)."""
+    revoked_at = user.legacy_tokens_revoked_at
+    return revoked_at is None or claims.issued_at > int(revoked_at.timestamp())

@@ -1,0 +1,192 @@
+"""Logout over two real nodes (PostgreSQL and Redis): a session's sockets close on both nodes
+(raw: 4002, Socket.IO: disconnected) while the user's other session's stay; its refresh and
+access tokens are refused from then on on either node; ``all: true`` revokes every session,
+the tokens issued before sessions existed (no ``sid``) included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+
+from backend.auth.tokens import issue_pair
+from backend.settings import Settings
+from tests.support.client import Api, TestUser, admin_of
+from tests.support.cluster import Cluster
+from tests.support.server import TEST_SECRET, ServerProcess
+from tests.test_raw_support import RawClient, raw
+from tests.test_socketio_helpers import Client, group, ok
+
+TIMEOUT = 10
+
+
+@pytest.fixture
+async def apis(cluster: Cluster) -> AsyncIterator[tuple[Api, Api]]:
+    a, b = cluster.nodes[:2]
+    admin = await admin_of(a.base_url)
+    pair = (Api(a.base_url, admin), Api(b.base_url, admin))
+    yield pair
+    for api in pair:
+        await api.aclose()
+
+
+async def login(api: Api, user: TestUser) -> TestUser:
+    """A second session of ``user``: its own token pair."""
+    response = await api.http.post("/api/v1/auth/login",
+                                   json={"email": user.email, "password": user.password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    return TestUser(user.id, user.email, user.password, body["access_token"],
+                    body["refresh_token"], user.role, user.first_name, user.last_name)
+
+
+async def status(node: ServerProcess, method: str, path: str, token: str,
+                 body: object = None) -> int:
+    async with httpx.AsyncClient(base_url=node.base_url, timeout=TIMEOUT) as http:
+        response = await http.request(method, path, json=body,
+                                      headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
+
+
+async def refresh_status(node: ServerProcess, refresh_token: str) -> int:
+    async with httpx.AsyncClient(base_url=node.base_url, timeout=TIMEOUT) as http:
+        response = await http.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    return response.status_code
+
+
+async def open_sockets(stack: AsyncExitStack, nodes: list[ServerProcess], token: str,
+                       cid: int) -> tuple[list[RawClient], list[Client]]:
+    """On each node, a raw /ws/chat/ socket and a Socket.IO /chat client with ``token``."""
+    raws, sios = [], []
+    for node in nodes:
+        client = await stack.enter_async_context(
+            raw(f"{node.ws_url}/ws/chat/{cid}/?token={token}"))
+        await client.next("recent_messages")
+        raws.append(client)
+        sio = await Client(node.base_url, "/chat").connect({"token": token})
+        stack.push_async_callback(sio.close)
+        sios.append(sio)
+    return raws, sios
+
+
+async def still_open(raws: list[RawClient], sios: list[Client], sender: Api,
+                     bob: TestUser, cid: int, text: str) -> None:
+    """Bob's message reaches every one of these sockets: they are open."""
+    for sio in sios:
+        ok(await sio.call("join", {"conversation_id": cid}))
+    response = await sender.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                      json={"content": text}, headers=bob.headers)
+    assert response.status_code in (200, 201), response.text
+    for client in raws:
+        await client.next(lambda f: f.get("type") == "chat_message"
+                          and f["message"]["content"] == text)
+    for sio in sios:
+        await sio.next("chat_message", lambda e: e["message"]["content"] == text)
+        assert sio.connected
+
+
+async def refused_connect(node: ServerProcess, token: str, cid: int) -> None:
+    """A connect with ``token`` is refused with 4002 on a raw route and on Socket.IO."""
+    async with raw(f"{node.ws_url}/ws/chat/{cid}/?token={token}") as client:
+        assert await client.closed() == 4002
+    refusal = await Client(node.base_url, "/chat").refused({"token": token})
+    assert refusal["code"] == 4002, refusal
+
+
+async def test_logout_closes_that_session_on_every_node_and_refuses_its_tokens(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, on_b = apis
+    nodes = cluster.nodes[:2]
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    phone = await login(on_b, alice)  # alice's second session
+    async with AsyncExitStack() as stack:
+        gone_raws, gone_sios = await open_sockets(stack, nodes, alice.token, cid)
+        kept_raws, kept_sios = await open_sockets(stack, nodes, phone.token, cid)
+        # Both nodes have now checked (and cached) alice's first session as live.
+        assert await status(nodes[0], "GET", "/api/v1/auth/me", alice.token) == 200
+        assert await status(nodes[1], "GET", "/api/v1/auth/me", alice.token) == 200
+
+        # A refresh rotates within the session: logging out with the new refresh token
+        # revokes the access token issued at registration too.
+        async with httpx.AsyncClient(base_url=nodes[1].base_url, timeout=TIMEOUT) as http:
+            rotated = await http.post("/api/v1/auth/refresh",
+                                      json={"refresh_token": alice.refresh_token})
+            assert rotated.status_code == 200, rotated.text
+            new_access = rotated.json()["access_token"]
+            new_refresh = rotated.json()["refresh_token"]
+            out = await http.post("/api/v1/auth/logout", json={"refresh_token": new_refresh},
+                                  headers={"Authorization": f"Bearer {new_access}"})
+        assert out.status_code == 200, out.text
+        assert out.json() == {"ok": True, "revoked": "one"}
+
+        for client in gone_raws:
+            assert await client.closed() == 4002
+        for sio in gone_sios:
+            await asyncio.wait_for(sio.disconnected.wait(), TIMEOUT)
+        await still_open(kept_raws, kept_sios, on_a, bob, cid, "after the logout")
+
+    for node in nodes:
+        for refresh_token in (alice.refresh_token, new_refresh):
+            assert await refresh_status(node, refresh_token) == 401
+        for token in (alice.token, new_access):
+            assert await status(node, "GET", "/api/v1/auth/me", token) == 401
+            await refused_connect(node, token, cid)
+        assert await status(node, "GET", "/api/v1/auth/me", phone.token) == 200
+    assert await refresh_status(nodes[0], phone.refresh_token) == 200
+
+
+async def test_logout_all_closes_every_session_legacy_tokens_included(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, on_b = apis
+    nodes = cluster.nodes[:2]
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    phone = await login(on_b, alice)
+    # Tokens issued before sessions existed carry no ``sid``: still accepted.
+    legacy = issue_pair(Settings.from_env({"DATA_DIR": str(cluster.root),
+                                           "JWT_SECRET": TEST_SECRET}), alice.id)
+    assert await status(nodes[0], "GET", "/api/v1/auth/me", legacy.access_token) == 200
+    async with AsyncExitStack() as stack:
+        sockets = [await open_sockets(stack, nodes, token, cid)
+                   for token in (alice.token, phone.token, legacy.access_token)]
+        out = await status(nodes[0], "POST", "/api/v1/auth/logout", phone.token, {"all": True})
+        assert out == 200
+        for raws, sios in sockets:
+            for client in raws:
+                assert await client.closed() == 4002
+            for sio in sios:
+                await asyncio.wait_for(sio.disconnected.wait(), TIMEOUT)
+
+    for node in nodes:
+        for pair in ((alice.token, alice.refresh_token), (phone.token, phone.refresh_token),
+                     (legacy.access_token, legacy.refresh_token)):
+            assert await refresh_status(node, pair[1]) == 401
+            assert await status(node, "GET", "/api/v1/auth/me", pair[0]) == 401
+        await refused_connect(node, legacy.access_token, cid)
+    # A new login is a new session, live.
+    again = await login(on_b, alice)
+    assert await status(nodes[0], "GET", "/api/v1/auth/me", again.token) == 200
+
+
+async def test_logout_refuses_another_users_refresh_token(apis: tuple[Api, Api]) -> None:
+    on_a, _ = apis
+    alice, mallory = await on_a.register(), await on_a.register()
+    response = await on_a.http.post("/api/v1/auth/logout",
+                                    json={"refresh_token": alice.refresh_token},
+                                    headers=mallory.headers)
+    assert response.status_code == 403, response.text
+    assert await status_of(on_a, alice) == 200
+    bad = await on_a.http.post("/api/v1/auth/logout", json={"refresh_token": alice.token},
+                               headers=alice.headers)
+    assert bad.status_code == 401, bad.text  # an access token is no refresh token
+
+
+async def status_of(api: Api, user: TestUser) -> int:
+    response = await api.http.get("/api/v1/auth/me", headers=user.headers)
+    return response.status_code
