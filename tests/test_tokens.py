@@ -1,14 +1,29 @@
-"""JWT handling: HS256 pinned, expiry checked, access and refresh told apart."""
+"""JWT handling: HS256 pinned, expiry checked, access and refresh told apart; the session
+claim, and each node's memory of which sessions are live."""
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
 
-from backend.auth.tokens import InvalidToken, decode_token, issue_pair, issue_token
+from backend.auth.sessions import REVOKED, Sessions
+from backend.auth.tokens import (
+    LEGACY_SESSION,
+    Claims,
+    InvalidToken,
+    decode_claims,
+    decode_token,
+    issue_pair,
+    issue_token,
+)
+from backend.service.ports import ControlHandler
 from backend.settings import Settings
+from models import AuthSession
 
 
 @pytest.fixture
@@ -62,3 +77,78 @@ def test_issuer_and_audience_are_checked_when_configured(settings: Settings) -> 
     assert decode_token(strict, token, "access") == 3
     with pytest.raises(InvalidToken):
         decode_token(strict, issue_token(settings, 3, "access"), "access")
+
+
+def test_tokens_issued_together_carry_their_session(settings: Settings) -> None:
+    pair = issue_pair(settings, 7, "abc123")
+    for token, kind in ((pair.access_token, "access"), (pair.refresh_token, "refresh")):
+        claims = decode_claims(settings, token, kind)  # type: ignore[arg-type]
+        assert (claims.user_id, claims.session_id) == (7, "abc123")
+    # Issued before sessions existed: the user's legacy session.
+    legacy = decode_claims(settings, issue_token(settings, 7, "access"), "access")
+    assert legacy.session_id == LEGACY_SESSION
+
+
+class FakeBus:
+    """The ControlBus port on one process: controls run on every "node" attached to it."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, list[ControlHandler]] = {}
+
+    def on_control(self, name: str, handler: ControlHandler) -> None:
+        self.handlers.setdefault(name, []).append(handler)
+
+    async def broadcast(self, name: str, data: dict[str, Any]) -> None:
+        for handler in self.handlers.get(name, []):
+            await handler(data)
+
+
+async def test_session_checks_ask_the_database_once_per_node_until_revoked(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    revoked: set[str] = set()
+
+    async def get_or_none(id: str) -> Any:
+        reads.append(id)
+        return SimpleNamespace(user_id=7, revoked_at=time.time() if id in revoked else None)
+
+    monkeypatch.setattr(AuthSession, "get_or_none", get_or_none)
+    bus = FakeBus()
+    node_a, node_b = Sessions(), Sessions()
+    node_a.attach(bus, clustered=True)
+    node_b.attach(bus, clustered=True)
+    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
+    first, second = Claims(7, "s1", 0), Claims(7, "s2", 0)
+    for _ in range(3):
+        assert await node_a.is_live(user, first)  # type: ignore[arg-type]
+        assert await node_b.is_live(user, first)  # type: ignore[arg-type]
+    assert await node_a.is_live(user, second)  # type: ignore[arg-type]
+    assert reads == ["s1", "s1", "s2"]  # once per node and session
+
+    # Revoked on a third node: both forget at once, without asking again.
+    revoked.add("s1")
+    await bus.broadcast(REVOKED, {"user_id": 7, "session_id": "s1"})
+    assert not await node_a.is_live(user, first)  # type: ignore[arg-type]
+    assert not await node_b.is_live(user, first)  # type: ignore[arg-type]
+    assert await node_a.is_live(user, second)  # type: ignore[arg-type]
+    await bus.broadcast(REVOKED, {"user_id": 7, "session_id": None})  # all of them
+    assert not await node_a.is_live(user, second)  # type: ignore[arg-type]
+    assert reads == ["s1", "s1", "s2"]
+
+    # A node that missed a revocation believes a session live for its TTL at most.
+    node_b.ttl = 0.0
+    revoked.add("s2")
+    assert not await node_b.is_live(user, second)  # type: ignore[arg-type]
+    assert reads[-1] == "s2"
+
+
+async def test_legacy_tokens_are_live_until_the_users_legacy_tokens_are_revoked() -> None:
+    sessions = Sessions()
+    now = int(time.time())
+    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
+    old = Claims(7, LEGACY_SESSION, now - 100)
+    assert await sessions.is_live(user, old)  # type: ignore[arg-type]
+    user.legacy_tokens_revoked_at = datetime.fromtimestamp(now - 10, UTC)
+    assert not await sessions.is_live(user, old)  # type: ignore[arg-type]
+    assert await sessions.is_live(user, Claims(7, LEGACY_SESSION, now))  # type: ignore[arg-type]
