@@ -57,6 +57,7 @@ class ManagerSink:
             "rooms": list(event.rooms),
             "skip": sorted(event.skip_actors),
             "origin": event.origin,
+            "position": event.position,
             # Wall clock, as it crosses nodes: fan-out latency is measured from here.
             "published_at": time.time(),
         }
