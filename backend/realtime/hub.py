@@ -52,19 +52,54 @@ class ManagerSink:
                     key,
                     bool(event.payload.get("is_typing")),
                 )
-        envelope = {
-            "payload": event.payload,
-            "rooms": list(event.rooms),
-            "skip": sorted(event.skip_actors),
-            "origin": event.origin,
-            "position": event.position,
-            # Wall clock, as it crosses nodes: fan-out latency is measured from here.
-            "published_at": time.time(),
-        }
+        envelope = envelope_of(event)
         if here_only:
             self.hub.manager.deliver(event.name, envelope)
         else:
             await self.hub.manager.emit(event.name, envelope, namespace=FANOUT)
+
+
+def envelope_of(event: Event, published_at: float | None = None) -> dict[str, Any]:
+    """The fan-out envelope of ``event`` (what crosses Redis)."""
+    return {
+        "payload": event.payload,
+        "rooms": list(event.rooms),
+        "skip": sorted(event.skip_actors),
+        "origin": event.origin,
+        "position": event.position,
+        # Wall clock, as it crosses nodes: fan-out latency is measured from here.
+        "published_at": time.time() if published_at is None else published_at,
+    }
+
+
+class LogSource(Protocol):
+    """What the node reads of the conversation event log (the chat service)."""
+
+    async def log_position(self, conversation_id: int) -> int: ...
+
+    async def replay(self, conversation_id: int, after: int,
+                     until: int | None = None) -> list[Event]: ...
+
+
+class LogReader:
+    """The fan-out's ``EventLogReader`` over the chat service's log: replays as envelopes
+    (no publish stamp: a replay is not measured as fan-out latency)."""
+
+    def __init__(self, source: LogSource) -> None:
+        self.source = source
+
+    async def log_position(self, conversation_id: int) -> int:
+        return await self.source.log_position(conversation_id)
+
+    async def replay_envelopes(self, conversation_id: int,
+                               after: int) -> list[tuple[str, dict[str, Any]]]:
+        replayed = await self.source.replay(conversation_id, after)
+        out = []
+        for event in replayed:
+            envelope = envelope_of(event)
+            envelope["published_at"] = None
+            out.append((event.name, envelope))
+        return out
 
 
 def _typist_key(payload: dict[str, Any]) -> str | None:
@@ -126,6 +161,11 @@ class Realtime:
         self._detached = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def follow_log(self, source: LogSource) -> None:
+        """Deliver logged events in position order and once per room on this node, filling
+        any gap (a lost subscription, a lost publish) from ``source``'s log."""
+        self.manager.follow_log(LogReader(source), self.metrics)
 
     async def start(self) -> None:
         """Start listening to the cluster (at start-up, not at the first Socket.IO request,

@@ -112,6 +112,11 @@ class LogOps(ServiceBase):
         return {"events": visible, "has_more": has_more, "position": position,
                 "epoch": current}
 
+    async def log_position(self, conversation_id: int) -> int:
+        """The conversation's last position (0 when it has none, or is gone)."""
+        bounds = await eventlog.bounds(conversation_id)
+        return 0 if bounds is None else bounds.position
+
     async def replay(self, conversation_id: int, after: int,
                      until: int | None = None) -> list[Event]:
         """The logged events of the conversation after ``after`` (up to ``until``), in order,
