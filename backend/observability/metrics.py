@@ -72,9 +72,6 @@ class Metrics:
         self.replay_latency = Histogram(
             "confab_replay_seconds", "How long a room's catch-up from the event log took.",
             buckets=LATENCY_BUCKETS, registry=registry)
-        self.resyncs = Counter(
-            "confab_resyncs", "Resumes answered with resync_required (past the retention "
-            "or across an epoch).", registry=registry)
         #: The last health checks (set just before each exposition).
         self.checks: dict[str, bool] = {}
         # Each label set's child, found once: ``labels()`` validates and locks at every call,
