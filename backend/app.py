@@ -4,6 +4,7 @@ gets the real-time layer only through its ports (backend/service/ports.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.on_message_sent(metrics.message_sent)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
+    if realtime.backplane is not None:
+        # Alone, a node delivers what it publishes in position order and loses nothing.
+        realtime.follow_log(chat)
     outbound = OutboundSender(settings.integrations).attach(chat)
     api = build_api()
     routes: list[BaseRoute] = [*api.routes(), *websocket_routes(), *dashboard_routes()]
@@ -73,9 +77,11 @@ def create_app(settings: Settings | None = None) -> Any:
         await realtime.start()
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
+        trimmer = asyncio.ensure_future(_trim_event_log(chat, settings))
         try:
             yield
         finally:
+            trimmer.cancel()
             await outbound.close()
             await chat.drain()
             await realtime.stop()
@@ -102,6 +108,20 @@ def create_app(settings: Settings | None = None) -> Any:
     doors = RawRoutes(app, EngineEntry(sio, realtime.sio, "socket.io"))
     # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
     return DirectWires(RequestIds(doors))
+
+
+async def _trim_event_log(chat: ChatService, settings: Settings) -> None:
+    """Now and then, delete what the event log's retention no longer keeps (every node does;
+    the deletes are idempotent)."""
+    while True:
+        await asyncio.sleep(settings.limits.event_log_trim_seconds)
+        try:
+            trimmed = await chat.trim_log()
+        except Exception as exc:  # the database away: try again next time
+            log.warning("event log trim failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+        else:
+            if trimmed:
+                log.info("event log: %d event(s) past the retention deleted", trimmed)
 
 
 def require_compatible_libraries() -> None:

@@ -72,6 +72,12 @@ class Limits:
     #: written to) before it is cut off, alone: close 1013 on raw routes, a dropped transport
     #: (the client reconnects and catches up) on Socket.IO.
     max_backlog_bytes: int = 4 * 1024 * 1024
+    #: The event log's retention (models/events.py): at most this many events per
+    #: conversation, none older than this; a resume from before them gets ``resync_required``.
+    event_log_max_events: int = 10_000
+    event_log_max_age_seconds: float = 7 * 24 * 3600.0
+    #: How often a node deletes what the retention no longer keeps.
+    event_log_trim_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,11 @@ class Settings:
             max_joined_per_socket=_int(env, "MAX_JOINED_PER_SOCKET",
                                        Limits.max_joined_per_socket),
             max_backlog_bytes=_int(env, "MAX_BACKLOG_BYTES", Limits.max_backlog_bytes),
+            event_log_max_events=_int(env, "EVENT_LOG_MAX_EVENTS", Limits.event_log_max_events),
+            event_log_max_age_seconds=_float(env, "EVENT_LOG_MAX_AGE_SECONDS",
+                                             Limits.event_log_max_age_seconds),
+            event_log_trim_seconds=_float(env, "EVENT_LOG_TRIM_SECONDS",
+                                          Limits.event_log_trim_seconds),
         )
         return cls(
             production=production,

@@ -12,6 +12,7 @@ from models.conversations import (
     ConversationStatus,
     Participant,
 )
+from models.events import ConversationEvent, EventLogEpoch
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
 from models.people import AuthSession, Customer, MobileSession, Role, User
 
@@ -21,10 +22,12 @@ __all__ = [
     "Connection",
     "ConnectionStatus",
     "Conversation",
+    "ConversationEvent",
     "ConversationKind",
     "ConversationStatus",
     "Customer",
     "DeliveryStatus",
+    "EventLogEpoch",
     "Message",
     "MessageStatus",
     "MobileSession",
@@ -36,4 +39,4 @@ __all__ = [
     "User",
 ]
 
-MODEL_MODULES = ["models.people", "models.conversations", "models.messages"]
+MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events"]

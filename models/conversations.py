@@ -88,6 +88,10 @@ class Conversation(Model):
     device_unread_count = fields.IntField(default=0)
     # Messages from the customer side not yet read by any agent: the support inbox's badge.
     staff_unread_count = fields.IntField(default=0)
+    # The event log (models/events.py): the last position given, and the highest one trimmed
+    # by retention (a resume from below it must reload). No index: every change moves them.
+    event_position = fields.BigIntField(default=0, db_default=0)
+    event_floor = fields.BigIntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     started_at = fields.DatetimeField(null=True)

@@ -189,6 +189,9 @@ class Namespace(socketio.AsyncNamespace):
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
         self.realtime.metrics.refused("socketio", error.code)
         body: Payload = error.as_dict()
+        for where in ("position", "epoch"):  # resync_required: where the log stands now
+            if hasattr(error, where):
+                body[where] = getattr(error, where)
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             body["retry_after"] = round(retry_after, 3)

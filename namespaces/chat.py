@@ -13,8 +13,9 @@ from typing import Any, ClassVar
 
 from backend.auth.accounts import actor_from_token
 from backend.doors.connections import credential
-from backend.doors.ids import id_field, id_list, optional_after_id, optional_id
+from backend.doors.ids import id_field, id_list, optional_after_id, optional_id, resume_point
 from backend.realtime.dialects import CHAT, SocketIODialect
+from backend.realtime.server import after_ack
 from backend.service.actors import Actor
 from namespaces.base import Namespace, Payload, Socket, as_object
 
@@ -36,6 +37,8 @@ class ChatNamespace(Namespace):
         conversation_id = id_field(data, "conversation_id")
         after = optional_after_id(data, "after_message_id")
         actor = socket.actor
+        if data.get("since") is not None:
+            return await self._resume(socket, conversation_id, data["since"])
         conversation = await self.chat.get_conversation(actor, conversation_id)
         # Join before reading history: a message committed in between arrives live (and maybe
         # in the page too; clients dedupe by id), never in neither.
@@ -44,6 +47,25 @@ class ChatNamespace(Namespace):
             actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None
         )
         return {"conversation": conversation, "messages": messages, "has_more": has_more}
+
+    async def _resume(self, socket: Socket, conversation_id: int, since: Any) -> Payload:
+        """``join`` with ``since: {position, epoch}``: the events missed after that position
+        in the ack (CONTRACT §9); live events that arrive meanwhile follow the ack, minus
+        those it holds, so each reaches the socket once and in order."""
+        position, epoch = resume_point(since)
+        actor, member = socket.actor, socket.member
+        conversation = await self.chat.get_conversation(actor, conversation_id)
+        member.hold()
+        floor = -1
+        try:
+            await self.realtime.join_conversation(member, conversation_id)
+            result = await self.chat.events_since(actor, conversation_id, position, epoch)
+            floor = result["position"] if not result["has_more"] else -1
+        finally:
+            # A partial page (has_more): the client asks again from its position, and live
+            # events are let through as they are (it dedupes by position).
+            after_ack(lambda: member.release(floor))
+        return {"conversation": conversation, **result}
 
     async def on_leave(self, socket: Socket, data: Any) -> Payload:
         data = as_object(data)

@@ -444,7 +444,7 @@ class PipelineClient:
 
     async def execute_query(self, query: str, args: list[Any]) -> tuple[int, list[Any]]:
         self.singles.append(args[0])
-        return 1, [{"id": 100 + len(self.singles)}]
+        return 1, [{"id": 100 + len(self.singles), "position": len(self.singles)}]
 
 
 @pytest.mark.parametrize(("failure", "retried"), [
@@ -458,7 +458,7 @@ async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
     futures = [turns.submit(client, [cid, "rest"]) for cid in (3, 1, 2)]  # type: ignore[arg-type]
     results = await asyncio.gather(*futures, return_exceptions=True)
     if retried:  # refused before anything was sent: each alone, in conversation order
-        assert client.singles == [1, 2, 3] and results == [103, 101, 102]
+        assert client.singles == [1, 2, 3] and results == [(103, 3), (101, 1), (102, 2)]
     else:  # it may have committed: no second write, every sender hears the failure
         assert client.singles == [] and results == [failure] * 3
 

@@ -45,7 +45,8 @@ async def test_join_send_and_broadcast(sqlite_api: Api) -> None:
         assert message["content"] == "hi bob" and message["sender_id"] == alice.id
         assert message["conversation_id"] == cid and message["metadata"] == {"k": 1}
         got = await b.next("chat_message")
-        assert got == {"conversation_id": cid, "message": message}
+        # The event's place in the conversation's log (CONTRACT §9): the first change.
+        assert got == {"conversation_id": cid, "position": 1, "message": message}
 
         # carol has not joined: she gets nothing, and cannot act in the conversation.
         refused(await c.call("chat_message", {"conversation_id": cid, "content": "x"}),
@@ -135,7 +136,7 @@ async def test_typing_reads_status_reactions_edit_delete(sqlite_api: Api) -> Non
         event = await b.next("message_reaction")
         assert event == {"conversation_id": cid, "message_id": first["id"], "emoji": "👍",
                          "user_id": alice.id, "device_id": None, "action": "added",
-                         "timestamp": event["timestamp"]}
+                         "timestamp": event["timestamp"], "position": event["position"]}
         removed = ok(await a.call("message_reaction", {"message_id": first["id"],
                                                        "emoji": "👍"}))
         assert removed["action"] == "removed"

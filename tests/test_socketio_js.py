@@ -35,7 +35,8 @@ async def test_official_js_client(sqlite_api: Api) -> None:
         joined = result["joined"]
         assert joined["conversation_id"] == cid and joined["user_id"] == alice.id
         assert joined["total_users"] == 2
-        assert result["received"] == {"conversation_id": cid, "message": sent}
+        assert result["received"] == {"conversation_id": cid, "message": sent,
+                                      "position": result["received"]["position"]}
         assert result["transport"] in ("polling", "websocket")
         ack = result["ack"]
         assert ack["ok"] is True and ack["duplicate"] is False

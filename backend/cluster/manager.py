@@ -10,10 +10,14 @@ Two changes to the stock Redis manager, both for outages:
 - publishing goes through one ordered outbox drained by one task, so an emit never waits on
   Redis and events leave the node in the order they were emitted; while Redis is away they
   are dropped (counted) rather than queued without bound: what was committed is in the
-  database and clients catch up with ``after_message_id``;
+  event log. Once a publish succeeds again, the node tells the others how far the logs of
+  the conversations whose events it lost have gone (the ``eventlog_advanced`` control), and
+  each catches its rooms up from the log (backend/realtime/sequence.py);
 - the listener reconnects by itself with a short capped backoff, and treats a silent channel
   (no message, not even the nodes' own heartbeat pings, for three heartbeats) as a dead
-  connection, which covers a listener that would otherwise wait forever.
+  connection, which covers a listener that would otherwise wait forever. Once subscribed
+  again, every room with members here is caught up from the log, from the last position it
+  delivered: connected clients get what was missed, in order and once, without reconnecting.
 
 The stock manager's private hooks are replaced through backend/compat/socketio.py.
 """
@@ -28,7 +32,7 @@ from typing import Any
 
 from backend.cluster.link import RedisLink
 from backend.compat.socketio import RedisManagerHooks, listener_task, own_message_suffix
-from backend.realtime.fanout import FANOUT, FanoutManager
+from backend.realtime.fanout import FANOUT, LOG_ADVANCED, FanoutManager
 
 log = logging.getLogger("confab.cluster")
 
@@ -48,6 +52,8 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
         self.heartbeat_seconds = heartbeat_seconds
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(OUTBOX_LIMIT)
         self.dropped = 0
+        #: Conversations whose events this node failed to publish: the last position lost.
+        self.lost: dict[int, int] = {}
         self.listening = False
         self.last_heard = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
@@ -116,7 +122,35 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
                 raise
             except Exception as error:
                 self.dropped += len(batch)
+                self._remember_lost(batch)
                 self.link.failed("publish", error)
+            else:
+                if self.lost:
+                    self._announce_lost()
+
+    def _remember_lost(self, batch: list[dict[str, Any]]) -> None:
+        for message in batch:
+            data = message.get("data")
+            envelope = data[0] if isinstance(data, list) and data else None
+            if not isinstance(envelope, dict) or envelope.get("position") is None:
+                continue
+            conversation_id = envelope["payload"].get("conversation_id")
+            if isinstance(conversation_id, int):
+                self.lost[conversation_id] = max(self.lost.get(conversation_id, 0),
+                                                 envelope["position"])
+
+    def _announce_lost(self) -> None:
+        """Tell every node how far the logs went whose events this node failed to publish."""
+        lost, self.lost = self.lost, {}
+        try:
+            self.outbox.put_nowait({
+                "method": "emit", "event": LOG_ADVANCED,
+                "data": [{"positions": {str(k): v for k, v in lost.items()}}],
+                "binary": False, "namespace": FANOUT, "room": None, "skip_sid": None,
+                "callback": None, "host_id": self.host_id,
+            })
+        except asyncio.QueueFull:
+            self.lost.update(lost)
 
     # -- listening --------------------------------------------------------------------------
 
@@ -129,6 +163,7 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
         loop = asyncio.get_running_loop()
         silence_limit = 3 * self.heartbeat_seconds
         retry = 0.1
+        subscribed_before = False
         while True:
             pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
             try:
@@ -137,6 +172,11 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
                 self.listening = True
                 self.last_heard = loop.time()
                 retry = 0.1
+                if subscribed_before and self.positions is not None:
+                    # What was published while we did not listen is in the log.
+                    log.info("listening again: catching rooms up from the event log")
+                    self.positions.recover()
+                subscribed_before = True
                 while True:
                     message = await pubsub.get_message(timeout=self.heartbeat_seconds)
                     now = loop.time()

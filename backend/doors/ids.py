@@ -105,3 +105,20 @@ def pydantic(parse: Callable[[Any, str], int]) -> Callable[[Any], int]:
             raise ValueError(error.message) from None
 
     return validate
+
+
+def resume_point(since: Any) -> tuple[int, str | None]:
+    """A ``since`` of the event log (CONTRACT §9): ``{position, epoch}`` (Socket.IO) or a
+    bare position; returns the position (0 or more) and the epoch (None when not given)."""
+    epoch: Any = None
+    position = since
+    if isinstance(since, dict):
+        position, epoch = since.get("position"), since.get("epoch")
+    if isinstance(position, str) and position.isdigit():
+        position = int(position)
+    if isinstance(position, bool) or not isinstance(position, int) or not (
+            0 <= position <= 2**62):
+        raise invalid("since must hold a position: an integer of 0 or more")
+    if epoch is not None and (not isinstance(epoch, str) or len(epoch) > 64):
+        raise invalid("since.epoch must be a string")
+    return position, epoch or None

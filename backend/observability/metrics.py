@@ -62,6 +62,16 @@ class Metrics:
         self.errors = Counter(
             "confab_errors", "Refusals and failures answered to clients, by door and code.",
             ["transport", "code"], registry=registry)
+        self.replayed_events = Counter(
+            "confab_replayed_events",
+            "Logged events delivered from the event log after a gap (a lost subscription or "
+            "publish, or events of other nodes arriving out of order).", registry=registry)
+        self.gaps = Counter(
+            "confab_event_gaps", "Live events that arrived past a gap in their room's "
+            "positions on this node.", registry=registry)
+        self.replay_latency = Histogram(
+            "confab_replay_seconds", "How long a room's catch-up from the event log took.",
+            buckets=LATENCY_BUCKETS, registry=registry)
         #: The last health checks (set just before each exposition).
         self.checks: dict[str, bool] = {}
         # Each label set's child, found once: ``labels()`` validates and locks at every call,
@@ -89,6 +99,16 @@ class Metrics:
         if published_at is not None:
             # Wall clock: the stamp may come from another node (clocks a little apart).
             self.fanout_latency.observe(max(0.0, time.time() - published_at))
+
+    def replayed(self, events: int, seconds: float) -> None:
+        """A room was caught up from the event log: ``events`` delivered, read in
+        ``seconds``."""
+        self.replayed_events.inc(events)
+        self.replay_latency.observe(seconds)
+
+    def gap(self) -> None:
+        """A live event arrived past a gap in its room's positions."""
+        self.gaps.inc()
 
     def refused(self, transport: str, code: str) -> None:
         """A client was answered with error ``code`` (``internal_error`` for a 5xx)."""

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket
 from backend.auth.accounts import actor_from_token
 from backend.auth.sessions import Sessions
 from backend.doors.connections import connect_credentials, credential, rate_buckets
-from backend.doors.ids import conversation_ref
+from backend.doors.ids import conversation_ref, resume_point
 from backend.doors.refusals import Refusal, refusal_for, server_fault
 from backend.raw.connection import RawMember, lane_for
 from backend.realtime.dialects import RawDialect
@@ -270,3 +270,47 @@ async def send_chat_message(session: Session, data: dict[str, Any]) -> None:
     if not created:
         session.send_event("chat_message",
                            {"conversation_id": session.conversation_id, "message": message})
+
+
+async def replay_since(session: Session) -> int | None:
+    """``?since=POSITION&epoch=EPOCH`` on connect (CONTRACT §9): the events missed after that
+    position, as this route's own frames, before live ones (the caller holds the member and
+    drops held frames at or below the position returned). Past the retention or across an
+    epoch: a ``resync_required`` frame. None when nothing was replayed."""
+    query = session.websocket.query_params
+    if query.get("since") in (None, ""):
+        return None
+    assert session.conversation_id is not None
+    try:
+        position, epoch = resume_point(query.get("since"))
+        if query.get("epoch"):
+            epoch = query["epoch"][:64]
+        while True:
+            result = await session.chat.events_since(session.actor, session.conversation_id,
+                                                     position, epoch)
+            for event in result["events"]:
+                payload = {k: v for k, v in event.items() if k != "event"}
+                session.send_event(event["event"], payload)
+            position = int(result["position"])
+            if not result["has_more"]:
+                return position
+    except ChatError as error:
+        if error.code != "resync_required":
+            session.error(error.message, error.code)
+            return None
+        session.hub.metrics.refused("websocket", error.code)
+        frame = {"type": "resync_required", "conversation_id": session.conversation_id,
+                 "position": getattr(error, "position", None),
+                 "epoch": getattr(error, "epoch", None), "message": error.message}
+        if session.dialect.name == "ws-session":
+            frame["message_type"] = "resync_required"
+        session.send(frame)
+        return None
+
+
+def above(floor: int | None) -> Callable[[dict[str, Any]], bool]:
+    """A drop filter for held frames: those of events at or below ``floor``."""
+    def drop(frame: dict[str, Any]) -> bool:
+        position = frame.get("position")
+        return floor is not None and isinstance(position, int) and position <= floor
+    return drop

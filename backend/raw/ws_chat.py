@@ -24,7 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 from backend.doors.ids import as_id, as_ids
-from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
+from backend.raw.adapter import (
+    Door,
+    Handler,
+    Session,
+    above,
+    replay_since,
+    send_chat_message,
+    without,
+)
 from backend.realtime.dialects import WS_CHAT
 from backend.service.clock import iso_now
 
@@ -122,6 +130,7 @@ class WsChatDoor(Door):
                                                         limit=RECENT_MESSAGES)
         session.send({"type": "recent_messages", "conversation_id": cid,
                       "messages": messages, "has_more": has_more})
+        replayed = above(await replay_since(session))
         seen = {m["id"] for m in messages}
-        member.release(drop=lambda frame: frame.get("type") == "chat_message"
-                       and frame.get("message_id") in seen)
+        member.release(drop=lambda frame: replayed(frame) or (
+            frame.get("type") == "chat_message" and frame.get("message_id") in seen))

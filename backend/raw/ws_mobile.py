@@ -21,7 +21,15 @@ from typing import Any
 from backend.auth.accounts import device_actor
 from backend.auth.sessions import Sessions
 from backend.doors.connections import credential
-from backend.raw.adapter import Door, Handler, Session, send_chat_message, without
+from backend.raw.adapter import (
+    Door,
+    Handler,
+    Session,
+    above,
+    replay_since,
+    send_chat_message,
+    without,
+)
 from backend.raw.ws_chat import message_status, read_receipt, typing
 from backend.realtime.dialects import WS_MOBILE
 from backend.service.actors import Actor
@@ -52,4 +60,6 @@ class WsMobileDoor(Door):
         assert cid is not None
         session.send({"type": "connection_established", "conversation_id": cid,
                       "device_id": session.actor.device_id, "timestamp": iso_now()})
+        session.member.hold()
         await session.hub.join_conversation(session.member, cid)
+        session.member.release(drop=above(await replay_since(session)))

@@ -37,6 +37,12 @@ def personal_conversation(payload: dict[str, Any], member: Viewer) -> dict[str, 
     return {**payload["conversation"], "unread_count": unread}
 
 
+def _position(payload: dict[str, Any]) -> dict[str, Any]:
+    """A logged event's ``position`` (CONTRACT §9), for frames built field by field."""
+    position = payload.get("position")
+    return {} if position is None else {"position": position}
+
+
 def presence_name(name: str, payload: dict[str, Any]) -> str:
     """Seed 000 names a device's presence ``mobile_user_joined``/``mobile_user_left``."""
     if name in ("user_joined", "user_left") and payload.get("device_id") and not payload.get(
@@ -161,10 +167,12 @@ class WsChatDialect(RawDialect):
                 "sender_avatar": message["sender_avatar"],
                 "content": message["content"],
                 "created_at": message["created_at"],
+                **_position(payload),
             }]
         if name == "read_receipt":
             common = {"conversation_id": payload["conversation_id"],
-                      "user_id": payload["user_id"], "device_id": payload["device_id"]}
+                      "user_id": payload["user_id"], "device_id": payload["device_id"],
+                      **_position(payload)}
             read: list[Frame] = [{"type": "messages_read", **common,
                                   "message_ids": payload["message_ids"],
                                   "read_at": payload["timestamp"]}]
@@ -230,9 +238,10 @@ class WsSessionDialect(RawDialect):
                     "client_msg_id": message["client_msg_id"],
                 },
                 "message": message,
+                **_position(payload),
             }]
         rest = {k: v for k, v in payload.items()
-                if k not in ("conversation_id", "user_id", "timestamp")}
+                if k not in ("conversation_id", "user_id", "timestamp", "position")}
         if name in ("user_joined", "user_left"):
             rest = {"total_users": payload.get("total_users"), "device_id": payload.get(
                 "device_id")}
@@ -242,6 +251,7 @@ class WsSessionDialect(RawDialect):
             "user_id": payload.get("user_id"),
             "timestamp": payload.get("timestamp"),
             "metadata": rest,
+            **_position(payload),
         }]
 
     def error(self, message: str, code: str = "error") -> Frame:

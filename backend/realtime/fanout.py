@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import socketio
 
 from backend.realtime.members import Member
+from backend.realtime.sequence import EventLogReader, ReplayStats, RoomPositions
 
 if TYPE_CHECKING:
     from backend.observability.metrics import Metrics
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from backend.realtime.wire import Outgoing
 
 FANOUT = "/__fanout__"
+#: The control a node broadcasts when publishes of logged events failed: ``{positions:
+#: {conversation id: last position lost}}``; every node catches those rooms up.
+LOG_ADVANCED = "eventlog_advanced"
 log = logging.getLogger("confab.fanout")
 
 
@@ -42,6 +46,23 @@ class FanoutManager(socketio.AsyncManager):
         self.connected_hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
         self.controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         self.metrics: Metrics | None = None  # set by the hub
+        #: Each conversation room's last delivered position (``follow_log``); None: events
+        #: are delivered as they come.
+        self.positions: RoomPositions | None = None
+
+    def follow_log(self, reader: EventLogReader, stats: ReplayStats | None = None) -> None:
+        """Deliver logged events in position order and once per room, filling gaps from
+        ``reader`` (backend/realtime/sequence.py)."""
+        self.positions = RoomPositions(reader, self._write, stats)
+        for room in self.room_members:
+            self.positions.occupied(room)
+        self.controls[LOG_ADVANCED] = self._log_advanced
+
+    async def _log_advanced(self, control: dict[str, Any]) -> None:
+        positions = control.get("positions")
+        if self.positions is not None and isinstance(positions, dict):
+            self.positions.advanced({int(k): int(v) for k, v in positions.items()
+                                     if str(k).isdigit() and isinstance(v, int)})
 
     # -- socket.io connections --------------------------------------------------------------
 
@@ -96,7 +117,12 @@ class FanoutManager(socketio.AsyncManager):
                 del self.actor_members[key]
 
     def join(self, member: Member, room: str) -> None:
-        self.room_members.setdefault(room, {})[member.id] = member
+        members = self.room_members.get(room)
+        if members is None:
+            members = self.room_members[room] = {}
+            if self.positions is not None:
+                self.positions.occupied(room)
+        members[member.id] = member
         member.rooms.add(room)
 
     def leave(self, member: Member, room: str) -> None:
@@ -105,6 +131,8 @@ class FanoutManager(socketio.AsyncManager):
             members.pop(member.id, None)
             if not members:
                 del self.room_members[room]
+                if self.positions is not None:
+                    self.positions.vacated(room)
         member.rooms.discard(room)
 
     # -- delivery ---------------------------------------------------------------------------
@@ -131,6 +159,16 @@ class FanoutManager(socketio.AsyncManager):
             self.deliver(event, data)
 
     def deliver(self, name: str, envelope: dict[str, Any]) -> None:
+        """Deliver ``name`` to the members of the envelope's rooms on this node; a logged
+        event in its room's position order, once (``RoomPositions``)."""
+        position = envelope.get("position")
+        positions = self.positions
+        if position is not None and positions is not None and not positions.admit(
+                name, envelope, position):
+            return
+        self._write(name, envelope)
+
+    def _write(self, name: str, envelope: dict[str, Any]) -> None:
         """Write ``name`` to every member of the envelope's rooms on this node: encoded once
         per dialect (and framed once, see ``Outgoing``), the same bytes for every member."""
         payload = envelope["payload"]

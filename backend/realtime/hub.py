@@ -21,6 +21,7 @@ from backend.observability.metrics import Metrics
 from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, SERVICE_RESTART
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FanoutManager
+from backend.realtime.log_reader import LogReader, LogSource
 from backend.realtime.members import Member, SocketIOMember
 from backend.realtime.origins import origin_allowed
 from backend.realtime.presence import Departures, Presence
@@ -86,6 +87,11 @@ class Realtime:
         self._detached = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    def follow_log(self, source: LogSource) -> None:
+        """Deliver logged events in position order and once per room on this node, filling
+        any gap (a lost subscription, a lost publish) from ``source``'s log."""
+        self.manager.follow_log(LogReader(source), self.metrics)
 
     async def start(self) -> None:
         """Start listening to the cluster (at start-up, not at the first Socket.IO request,

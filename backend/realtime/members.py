@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import orjson
+
+from backend.realtime.wire import Outgoing
 from backend.service.actors import Actor
 
 if TYPE_CHECKING:
     from backend.realtime.dialects import Dialect
     from backend.realtime.engine import EngineServer
-    from backend.realtime.wire import Outgoing
 
 
 class Member:
@@ -57,7 +59,7 @@ class SocketIOMember(Member):
     """A Socket.IO socket; frames are encoded Socket.IO packets, written straight to the
     socket's WebSocket when Engine.IO allows it, else put on Engine.IO's queue."""
 
-    __slots__ = ("eio", "eio_sid", "namespace", "sid")
+    __slots__ = ("eio", "eio_sid", "held", "namespace", "sid")
 
     echo_own = False
 
@@ -68,8 +70,28 @@ class SocketIOMember(Member):
         self.eio_sid = eio_sid
         self.namespace = namespace
         self.eio = eio
+        #: Live frames kept back while a resume is answered (``hold``), else None.
+        self.held: list[Outgoing] | None = None
+
+    def hold(self) -> None:
+        """Keep live frames back until ``release``: a ``join`` with ``since`` answers in its
+        ack what was missed, and what arrives live meanwhile must come after it, once."""
+        if self.held is None:
+            self.held = []
+
+    def release(self, floor: int) -> None:
+        """Write the frames kept back, minus those of events at or below position ``floor``
+        of ``conversation_id`` (the ack had them)."""
+        held, self.held = self.held, None
+        for out in held or ():
+            texts = [text for text in out.texts if not _covered(text, floor)]
+            if texts:
+                self.write(out if len(texts) == len(out.texts) else Outgoing(texts, out.prefix))
 
     def write(self, out: Outgoing) -> None:
+        if self.held is not None:
+            self.held.append(out)
+            return
         wire = self.eio.direct_wire(self.eio_sid)
         if wire is not None:
             wire.write(out.wire)
@@ -79,3 +101,18 @@ class SocketIOMember(Member):
 
     async def close(self, code: int, reason: str) -> None:
         await self.eio.disconnect(self.eio_sid)
+
+
+def _covered(text: str, floor: int) -> bool:
+    """Whether a Socket.IO EVENT packet's text (``2/nsp,["name",{...}]``) carries a position
+    at or below ``floor``."""
+    start = text.find("[")
+    if start < 0:
+        return False
+    try:
+        data = orjson.loads(text[start:])
+    except orjson.JSONDecodeError:
+        return False
+    payload = data[1] if isinstance(data, list) and len(data) > 1 else None
+    position = payload.get("position") if isinstance(payload, dict) else None
+    return isinstance(position, int) and position <= floor

@@ -12,6 +12,7 @@ The library's private hooks are overridden through backend/compat/socketio.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -27,6 +28,18 @@ ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
 #: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
 #: ``disconnect`` is then not the lifecycle event of that name.
 CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
+#: What a handler asks to run once its ack is sent (``after_ack``).
+_AFTER_ACK: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_ack", default=None)
+
+
+def after_ack(hook: Callable[[], None]) -> None:
+    """Run ``hook`` once the running event's ack has been sent (at once when there is no
+    event being handled): what it writes reaches the client after the ack."""
+    hooks = _AFTER_ACK.get()
+    if hooks is None:
+        hook()
+    else:
+        hooks.append(hook)
 
 
 class _LenientPacket(sio_packet.Packet):
@@ -88,8 +101,13 @@ class Server(ServerHooks):
         bind_connection(f"sio:{sid}")  # this event's task logs as this connection
         token = ACK_REQUESTED.set(id is not None)
         client = CLIENT_EVENT.set(True)
+        hooks: list[Callable[[], None]] = []
+        after = _AFTER_ACK.set(hooks)
         try:
             await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
         finally:
+            _AFTER_ACK.reset(after)
             CLIENT_EVENT.reset(client)
             ACK_REQUESTED.reset(token)
+            for hook in hooks:
+                hook()

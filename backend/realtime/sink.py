@@ -4,9 +4,23 @@ through Redis when it is configured), or a delivery on this node alone."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from backend.realtime.fanout import FANOUT, FanoutManager
 from backend.service.events import Event
+
+
+def envelope_of(event: Event) -> dict[str, Any]:
+    """The fan-out envelope of ``event`` (what crosses Redis)."""
+    return {
+        "payload": event.payload,
+        "rooms": list(event.rooms),
+        "skip": sorted(event.skip_actors),
+        "origin": event.origin,
+        "position": event.position,
+        # Wall clock, as it crosses nodes: fan-out latency is measured from here.
+        "published_at": time.time(),
+    }
 
 
 class FanoutSink:
@@ -18,14 +32,7 @@ class FanoutSink:
         self.manager = manager
 
     async def publish(self, event: Event, *, here_only: bool = False) -> None:
-        envelope = {
-            "payload": event.payload,
-            "rooms": list(event.rooms),
-            "skip": sorted(event.skip_actors),
-            "origin": event.origin,
-            # Wall clock, as it crosses nodes: fan-out latency is measured from here.
-            "published_at": time.time(),
-        }
+        envelope = envelope_of(event)
         if here_only:
             self.manager.deliver(event.name, envelope)
         else:

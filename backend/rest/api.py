@@ -176,6 +176,9 @@ def refusal_response(request: Request, exc: ChatError) -> ORJSONResponse:
     retry = getattr(exc, "retry_after", None)
     if retry is not None:
         extra["retry_after"] = round(retry, 3)
+    for where in ("position", "epoch"):  # resync_required: where the log stands now
+        if hasattr(exc, where):
+            extra[where] = getattr(exc, where)
     return error_response(refusal_for(exc).http, exc.message, **extra)
 
 

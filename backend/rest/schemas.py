@@ -103,6 +103,21 @@ class HistoryQuery(_Body):
     after_id: AfterId | None = None
 
 
+class EventsQuery(_Body):
+    """A resume from a position of the conversation's event log (CONTRACT §9)."""
+
+    since: int = Field(ge=0, le=2**62)
+    epoch: str | None = Field(default=None, max_length=64)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class EventsOut(_Body):
+    events: list[dict[str, Any]]
+    has_more: bool
+    position: int
+    epoch: str
+
+
 class SearchQuery(_Body):
     q: str = Field(min_length=1, max_length=200)
     limit: int = Field(default=50, ge=1, le=200)

@@ -15,6 +15,8 @@ from backend.rest.schemas import (
     ConversationOut,
     CreateSessionBody,
     EditMessageBody,
+    EventsOut,
+    EventsQuery,
     HistoryQuery,
     MarkReadBody,
     MarkReadOut,
@@ -129,6 +131,15 @@ def register(api: Api) -> None:
             before_id=q.before_id, after_id=q.after_id,
         )
         return ORJSONResponse(items, headers={"X-Has-More": "true" if has_more else "false"})
+
+    @api.route("GET", "/api/v1/chat/sessions/{session_id}/events",
+               summary="Events after a position of the session's log (resume); 410 "
+                       "resync_required past the retention or across an epoch",
+               query=EventsQuery, response=EventsOut, tags=TAGS)
+    async def events(call: Call) -> Any:
+        q: EventsQuery = call.query
+        return await call.chat.events_since(call.actor, call.path["session_id"], q.since,
+                                            q.epoch, limit=q.limit)
 
     @api.route("POST", "/api/v1/chat/sessions/{session_id}/messages",
                summary="Send a message over HTTP; delivered live to every socket of the session",

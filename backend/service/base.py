@@ -17,7 +17,7 @@ from backend.settings import Limits
 
 if TYPE_CHECKING:
     from backend.service.actors import Actor
-    from models import Conversation
+    from models import Conversation, Message
 
 #: The fan-out control every node runs when a grant it may hold went stale.
 INVALIDATE = "service_invalidate"
@@ -146,4 +146,8 @@ class ServiceBase:
         raise NotImplementedError
 
     async def conversation_view(self, conversation: Conversation, viewer: Actor) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # Implemented by MessageOps; the event log's replays render messages with it.
+    async def _render(self, rows: list[Message]) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from tortoise.expressions import Q, Subquery
@@ -19,9 +20,10 @@ from backend.service.access import (
     visible_filter,
 )
 from backend.service.actors import Actor
-from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.errors import forbidden, invalid, not_found, valid_id
+from backend.service.events import Event
+from backend.service.resume import LogOps
 from backend.service.serializers import conversation_dict
 from backend.service.unread import (
     members_unread,
@@ -43,7 +45,7 @@ from models import (
 )
 
 
-class ConversationOps(ServiceBase):
+class ConversationOps(LogOps):
     """Mixin of ChatService: everything about conversations as a whole."""
 
     async def create_conversation(
@@ -140,11 +142,15 @@ class ConversationOps(ServiceBase):
         if not await can_close(actor, conversation):
             raise forbidden("You may not close this conversation")
         if conversation.status != ConversationStatus.CLOSED:
-            conversation.status = ConversationStatus.CLOSED
-            conversation.closed_at = now()
-            await conversation.save(update_fields=["status", "closed_at", "updated_at"])
-            await self._changed(conversation_id=conversation.id)  # no more writes to it
-            await self.sink.publish(events.conversation_closed(conversation.id))
+            async def change() -> Event:
+                conversation.status = ConversationStatus.CLOSED
+                conversation.closed_at = now()
+                await conversation.save(update_fields=["status", "closed_at", "updated_at"])
+                return events.conversation_closed(conversation.id)
+
+            # No more writes to it: grants dropped after the commit, before the event.
+            await self._logged_change(conversation.id, change, committed=partial(
+                self._changed, conversation_id=conversation.id))
             self._inbox_changed(conversation.id)
         return await self.conversation_view(conversation, actor)
 
@@ -191,7 +197,8 @@ class ConversationOps(ServiceBase):
                 .limit(1000), "id")
         ids = sorted(ids)
         read_at = now()
-        if ids or up_to_message_id is not None:
+
+        async def apply() -> Event | None:
             async with in_transaction():
                 # The conversation's row first, as a send takes it: no message commits
                 # between the count below and the counter it is set against, and every
@@ -214,8 +221,12 @@ class ConversationOps(ServiceBase):
                     await self._advance_pointer(actor, locked, conversation, floor, read_at,
                                                 everything=message_ids is None
                                                 and up_to_message_id is None)
-        if ids:
-            await self.sink.publish(events.read_receipt(conversation.id, actor, ids))
+            return events.read_receipt(conversation.id, actor, ids) if ids else None
+
+        if ids:  # a receipt: logged with the reads, published at its position
+            await self._logged_change(conversation.id, apply)
+        elif up_to_message_id is not None:
+            await apply()
         self._inbox_changed(conversation.id)
         return {
             "success": True,

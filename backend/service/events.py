@@ -7,7 +7,7 @@ watching the inbox). Dialects translate the canonical payload per door; see back
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from backend.service.actors import Actor
@@ -28,18 +28,29 @@ def device_room(device_id: str) -> str:
 
 STAFF_ROOM = "staff"
 
+#: The events of a conversation's log (CONTRACT §9): each has a position.
+LOGGED = frozenset({"chat_message", "message_edit", "message_delete", "message_reaction",
+                    "read_receipt", "message_status_update", "conversation_closed"})
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """A canonical event. ``skip_actors`` are actor keys whose sockets must not get it
     (the typist for typing, users who blocked the author); ``origin`` is the connection it
-    came from, which is not echoed where its door says so (Socket.IO senders)."""
+    came from, which is not echoed where its door says so (Socket.IO senders). ``position`` is
+    the event's place in its conversation's log (CONTRACT §9), also in the payload beside
+    ``conversation_id``; None for what is not logged (typing, presence, inbox updates)."""
 
     name: str
     payload: dict[str, Any]
     rooms: tuple[str, ...]
     skip_actors: frozenset[str] = field(default_factory=frozenset)
     origin: str | None = None
+    position: int | None = None
+
+    def at(self, position: int) -> Event:
+        """This event at ``position`` of its conversation's log."""
+        return replace(self, position=position, payload={**self.payload, "position": position})
 
 
 def _actor_fields(actor: Actor) -> dict[str, Any]:

@@ -18,11 +18,12 @@ from backend.service.access import (
     visible_filter,
 )
 from backend.service.actors import Actor
-from backend.service.base import ServiceBase
 from backend.service.clock import iso, now
 from backend.service.drafts import MessageDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
+from backend.service.events import Event
 from backend.service.limits import TokenBucket
+from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
@@ -47,7 +48,7 @@ _RELATIONS = ("sender_user", "sender_device", "sender_customer")
 SentHook = Callable[[Conversation, SentMessage, Actor], None]
 
 
-class MessageOps(ServiceBase):
+class MessageOps(LogOps):
     """Mixin of ChatService: everything about single messages."""
 
     sent_hooks: tuple[SentHook, ...] = ()
@@ -103,6 +104,7 @@ class MessageOps(ServiceBase):
             is_urgent=draft.is_urgent,
             client_msg_id=draft.client_msg_id,
             created_at=now(),
+            skip=tuple(skip),
         )
         counters = Counters(
             bump_device=actor.device is None,
@@ -125,7 +127,8 @@ class MessageOps(ServiceBase):
             for hook in self.sent_hooks:
                 hook(conversation, message, actor)
             payload = message_dict(message, customer=actor.customer)
-            await self.sink.publish(events.chat_message(payload, skip, origin))
+            await self.sink.publish(
+                events.chat_message(payload, skip, origin).at(message.position))
             if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
                 await self.sink.publish(events.new_customer_message(payload))
         self._inbox_changed(conversation.id)
@@ -231,12 +234,13 @@ class MessageOps(ServiceBase):
         message = await self._scoped_message(actor, message_id, conversation_id)
         stamp = now()
         if message.sender_key != actor.key:
-            await self._record_receipt(message, actor, MessageStatus(status), stamp)
+            await self._logged_change(message.conversation_id, lambda: self._record_receipt(
+                message, actor, MessageStatus(status), stamp))
         return {"message_id": message.id, "status": str(message.status), "timestamp": iso(stamp)}
 
     async def _record_receipt(
         self, message: Message, actor: Actor, status: MessageStatus, stamp: datetime
-    ) -> None:
+    ) -> Event:
         receipt, _ = await Receipt.get_or_create(message_id=message.id, reader_key=actor.key)
         receipt.delivered_at = receipt.delivered_at or stamp
         if status == MessageStatus.READ:
@@ -246,7 +250,7 @@ class MessageOps(ServiceBase):
             message.status = status
             await Message.filter(id=message.id).update(status=status)
         cid = message.conversation_id
-        await self.sink.publish(events.message_status_update(cid, message.id, str(message.status)))
+        return events.message_status_update(cid, message.id, str(message.status))
 
     async def edit_message(
         self, actor: Actor, message_id: int, content: Any, *, conversation_id: int | None = None
@@ -261,13 +265,15 @@ class MessageOps(ServiceBase):
             raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
         cid = message.conversation_id
         skip = await self._may_write(actor, cid)
-        message.content = content
-        message.is_edited = True
-        message.edited_at = now()
-        await message.save(update_fields=["content", "is_edited", "edited_at"])
-        await self.sink.publish(
-            events.message_edit(cid, message.id, content, iso(message.edited_at), skip)
-        )
+
+        async def change() -> Event:
+            message.content = content
+            message.is_edited = True
+            message.edited_at = now()
+            await message.save(update_fields=["content", "is_edited", "edited_at"])
+            return events.message_edit(cid, message.id, content, iso(message.edited_at), skip)
+
+        await self._logged_change(cid, change)
         return (await self._render([message]))[0]
 
     async def delete_message(
@@ -280,12 +286,16 @@ class MessageOps(ServiceBase):
         if not is_admin:  # a write, as a send; an admin's delete is moderation, allowed
             await self.grants.writable(actor, message.conversation_id)
         if not message.is_deleted:
-            message.is_deleted = True
-            message.deleted_at = now()
-            message.content = ""
-            await message.save(update_fields=["is_deleted", "deleted_at", "content"])
             cid = message.conversation_id
-            await self.sink.publish(events.message_delete(cid, message.id))
+
+            async def change() -> Event:
+                message.is_deleted = True
+                message.deleted_at = now()
+                message.content = ""
+                await message.save(update_fields=["is_deleted", "deleted_at", "content"])
+                return events.message_delete(cid, message.id)
+
+            await self._logged_change(cid, change)
         return (await self._render([message]))[0]
 
     async def toggle_reaction(
@@ -298,18 +308,21 @@ class MessageOps(ServiceBase):
             raise ChatError("message_deleted", "A deleted message cannot be reacted to", 409)
         cid = message.conversation_id
         skip = await self._may_write(actor, cid)
-        removed = await Reaction.filter(
-            message_id=message.id, reactor_key=actor.key, emoji=emoji
-        ).delete()
         action = "removed"
-        if not removed:
-            try:
+
+        async def change() -> Event:
+            nonlocal action
+            removed = await Reaction.filter(
+                message_id=message.id, reactor_key=actor.key, emoji=emoji
+            ).delete()
+            if not removed:
+                # The conversation's row is locked (its position): a concurrent toggle of
+                # the same reaction waits for this one.
                 await Reaction.create(message_id=message.id, reactor_key=actor.key, emoji=emoji)
-            except IntegrityError:
-                pass  # a concurrent toggle added it: the result is the same
-            action = "added"
-        await self.sink.publish(
-            events.message_reaction(cid, message.id, emoji, actor, action, skip))
+                action = "added"
+            return events.message_reaction(cid, message.id, emoji, actor, action, skip)
+
+        await self._logged_change(cid, change)
         rendered = (await self._render([message]))[0]
         return {"action": action, "message_id": message.id, "emoji": emoji,
                 "reactions": rendered["reactions"], "message": rendered}

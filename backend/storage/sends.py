@@ -1,6 +1,6 @@
 """The send transaction in fixed SQL: the one database write of every message.
 
-A send is three statements, written once below and run as one unit:
+A send is four statements, written once below and run as one unit:
 
 1. ``UPDATE conversations``: the message counter (from which every participant's unread count
    is derived, see ``backend/service/unread.py``), ``updated_at``, ``started_at``, the device's
@@ -11,6 +11,9 @@ A send is three statements, written once below and run as one unit:
 2. ``INSERT INTO messages ... RETURNING id``.
 3. ``UPDATE participants`` of the sender's own row only (their message is not unread to them):
    one row, whatever the number of participants.
+4. ``INSERT INTO conversation_events``: the ``chat_message`` event at the conversation's next
+   position (taken in 1, under the row lock, so positions commit in order too). The row holds
+   the message id, not the payload: a replay rebuilds it from the message (models/events.py).
 
 PostgreSQL runs them as one statement (data-modifying CTEs, chained so that the conversation's
 row is locked first): one round trip, atomic without BEGIN/COMMIT. The sends of one turn of the
@@ -85,6 +88,10 @@ class SentMessage:
     # serialized and broadcast.
     delivery_status: DeliveryStatus = DeliveryStatus.NONE
     delivery_error: str = ""
+    #: Actor keys that must not get the event (logged with it, for replays).
+    skip: tuple[str, ...] = ()
+    #: The ``chat_message`` event's position in the conversation's log, once stored.
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +130,9 @@ _SQLITE_CONVERSATION = (
     'UPDATE "conversations" SET "total_messages" = "total_messages" + 1, "updated_at" = ?, '
     '"started_at" = COALESCE("started_at", ?), '
     '"device_unread_count" = "device_unread_count" + ?, '
-    '"staff_unread_count" = CASE WHEN ? THEN 0 ELSE "staff_unread_count" + ? END '
-    'WHERE "id" = ?'
+    '"staff_unread_count" = CASE WHEN ? THEN 0 ELSE "staff_unread_count" + ? END, '
+    '"event_position" = "event_position" + 1 '
+    'WHERE "id" = ? RETURNING "event_position"'
 )
 _SQLITE_INSERT = (
     f'INSERT INTO "messages" ({_COLUMNS_SQL}) '
@@ -134,25 +142,35 @@ _SQLITE_SENDER = (
     'UPDATE "participants" SET "unread_offset" = "unread_offset" - 1 '
     'WHERE "conversation_id" = ? AND "user_id" = ?'
 )
+# Parameters: conversation id, position, message id, skip (JSON or NULL), stamp.
+_SQLITE_EVENT = (
+    'INSERT INTO "conversation_events" ("conversation_id", "position", "name", "message_id", '
+    '"skip", "created_at") VALUES (?, ?, \'chat_message\', ?, ?, ?)'
+)
 
 # One statement: $1 conversation id, $2 stamp, $3 device bump, $4 staff reset, $5 staff bump,
-# $6 sender's user id (NULL: no row to touch), then the message's columns.
+# $6 sender's user id (NULL: no row to touch), $7 the event's skip (JSON or NULL), then the
+# message's columns.
 _PG_SEND = (
     'WITH "c" AS (UPDATE "conversations" SET "total_messages" = "total_messages" + 1, '
     '"updated_at" = $2, "started_at" = COALESCE("started_at", $2), '
     '"device_unread_count" = "device_unread_count" + $3, '
-    '"staff_unread_count" = CASE WHEN $4 THEN 0 ELSE "staff_unread_count" + $5 END '
-    'WHERE "id" = $1 RETURNING "id"), '
+    '"staff_unread_count" = CASE WHEN $4 THEN 0 ELSE "staff_unread_count" + $5 END, '
+    '"event_position" = "event_position" + 1 '
+    'WHERE "id" = $1 RETURNING "id", "event_position"), '
     # Reads "c", so it runs after the conversation's row is locked (the order mark-read
     # takes the two rows in too: no deadlock).
     '"p" AS (UPDATE "participants" SET "unread_offset" = "unread_offset" - 1 '
     'WHERE "conversation_id" = (SELECT "id" FROM "c") AND "user_id" = $6), '
     f'"i" AS (INSERT INTO "messages" ({_COLUMNS_SQL}) SELECT '
-    + ", ".join(f"${i + 7}::{t}" for i, t in enumerate(_PG_TYPES))
-    + ' FROM "c" RETURNING "id") '
+    + ", ".join(f"${i + 8}::{t}" for i, t in enumerate(_PG_TYPES))
+    + ' FROM "c" RETURNING "id"), '
+    '"e" AS (INSERT INTO "conversation_events" ("conversation_id", "position", "name", '
+    '"message_id", "skip", "created_at") SELECT "c"."id", "c"."event_position", '
+    '\'chat_message\', "i"."id", $7::jsonb, $2 FROM "c", "i") '
     # Always one row, its id NULL when the conversation is gone: pipelined sends (one row per
     # send, ``PostgresTurns``) stay aligned with their results.
-    'SELECT (SELECT "id" FROM "i") AS "id"'
+    'SELECT (SELECT "id" FROM "i") AS "id", (SELECT "event_position" FROM "c") AS "position"'
 )
 
 
@@ -172,17 +190,28 @@ def _row(message: SentMessage) -> list[Any]:
     ]
 
 
+#: What a send's write yields: the message's id and its event's position.
+Stored = tuple[int, int]
+
+
 async def insert_message(message: SentMessage, counters: Counters) -> int:
-    """Store ``message`` and its counters atomically; returns its id once committed. A
-    duplicate ``client_msg_id`` raises Tortoise's IntegrityError, and nothing is changed."""
+    """Store ``message``, its counters and its ``chat_message`` event atomically; returns its
+    id once committed and sets ``message.position``. A duplicate ``client_msg_id`` raises
+    Tortoise's IntegrityError, and nothing is changed."""
+    message.id, message.position = await _store(message, counters)
+    return message.id
+
+
+async def _store(message: SentMessage, counters: Counters) -> Stored:
     client = connections.get("default")
     staff_reset = counters.staff == "reset"
     staff_bump = 1 if counters.staff == "bump" else 0
     device_bump = 1 if counters.bump_device else 0
     values = _row(message)
+    skip = JSON_DUMPS(sorted(message.skip)) if message.skip else None
     if client.capabilities.dialect == "postgres":
         args = [message.conversation_id, message.created_at, device_bump, staff_reset,
-                staff_bump, counters.sender_member, *values]
+                staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
             return _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
         return await _PG_TURNS.submit(client, args)
@@ -190,13 +219,13 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
                     staff_bump, message.conversation_id]
     sender = (None if counters.sender_member is None
               else [message.conversation_id, counters.sender_member])
-    send = (conversation, values, sender)
+    send = (conversation, values, sender, [skip, message.created_at])
     if isinstance(client, TransactionalDBClient):  # inside a transaction: on its connection
         return await _GROUP_COMMIT.submit(client, send)
     result = await _INLINE.submit(client, send)
     if result is None:  # another connection is writing: wait for it off the loop
         return await _GROUP_COMMIT.submit(client, send)
-    if isinstance(result, int):
+    if isinstance(result, tuple):
         return result
     raise _tortoise_error(result)
 
@@ -233,10 +262,10 @@ class Turn(Generic[Item, Result]):
             self._hand_over(client, batch)
 
 
-def _postgres_id(args: list[Any], row: Any) -> int:
+def _postgres_id(args: list[Any], row: Any) -> Stored:
     if row["id"] is None:
         raise OperationalError(f"conversation {args[0]} is gone")
-    return int(row["id"])
+    return int(row["id"]), int(row["position"])
 
 
 class PostgresTurns:
@@ -252,22 +281,22 @@ class PostgresTurns:
 
     def __init__(self) -> None:
         #: This turn's sends (their statement's arguments).
-        self._turn: Turn[list[Any], int] = Turn(self._start)
+        self._turn: Turn[list[Any], Stored] = Turn(self._start)
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
 
-    def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[int]:
-        """A future of the send's id, or of its own error."""
+    def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[Stored]:
+        """A future of the send's id and position, or of its own error."""
         return self._turn.submit(client, args)
 
     def _start(self, client: BaseDBAsyncClient,
-               batch: list[tuple[list[Any], asyncio.Future[int]]]) -> None:
+               batch: list[tuple[list[Any], asyncio.Future[Stored]]]) -> None:
         task = asyncio.ensure_future(self._write(client, batch))
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)
 
     async def _write(self, client: BaseDBAsyncClient,
-                     batch: list[tuple[list[Any], asyncio.Future[int]]]) -> None:
+                     batch: list[tuple[list[Any], asyncio.Future[Stored]]]) -> None:
         try:
             if len(batch) > 1:
                 batch.sort(key=lambda send: int(send[0][0]))
@@ -313,7 +342,7 @@ def _fail(batch: list[tuple[Any, asyncio.Future[Any]]], exc: BaseException) -> N
             future.set_exception(exc)
 
 
-def _settle(future: asyncio.Future[int], args: list[Any], row: Any) -> None:
+def _settle(future: asyncio.Future[Stored], args: list[Any], row: Any) -> None:
     if future.done():
         return  # its sender gave up; the message is stored all the same
     try:
@@ -332,32 +361,37 @@ def close() -> None:
 
 # -- SQLite: on the loop's thread, or group commit in the worker thread ------------------------
 
-#: One send's parameters: the conversation's UPDATE, the INSERT, the sender's UPDATE (or None).
-_Send = tuple[list[Any], list[Any], list[Any] | None]
+#: One send's parameters: the conversation's UPDATE, the INSERT, the sender's UPDATE (or None),
+#: the event's skip and stamp.
+_Send = tuple[list[Any], list[Any], list[Any] | None, list[Any]]
 #: Sends per job at most: bounds how long one job holds the connection.
 MAX_BATCH = 256
 
 
-def _write_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[int | Exception]:
+def _write_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[Stored | Exception]:
     """Runs in aiosqlite's worker thread: every send of the batch in one transaction, each in
     a savepoint of its own (a duplicate ``client_msg_id``, or a value the driver refuses,
     fails that send alone)."""
-    results: list[int | Exception] = []
+    results: list[Stored | Exception] = []
     db.execute("BEGIN IMMEDIATE")
     try:
-        for conversation, values, sender in sends:
+        for conversation, values, sender, (skip, stamp) in sends:
             db.execute("SAVEPOINT send")
             try:
-                db.execute(_SQLITE_CONVERSATION, conversation)
                 # fetchall: the statement runs to its end, nothing stays open on the connection
+                counter = db.execute(_SQLITE_CONVERSATION, conversation).fetchall()
+                if not counter:
+                    raise sqlite3.IntegrityError(f"conversation {conversation[-1]} is gone")
+                position = int(counter[0][0])
                 message_id = int(db.execute(_SQLITE_INSERT, values).fetchall()[0][0])
                 if sender is not None:
                     db.execute(_SQLITE_SENDER, sender)
+                db.execute(_SQLITE_EVENT, [conversation[-1], position, message_id, skip, stamp])
             except Exception as exc:
                 db.execute("ROLLBACK TO send")
                 results.append(exc)
             else:
-                results.append(message_id)
+                results.append((message_id, position))
             db.execute("RELEASE send")
         db.execute("COMMIT")
     except BaseException:
@@ -385,16 +419,16 @@ class InlineWrites:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
         #: This turn's sends.
-        self._turn: Turn[_Send, int | Exception | None] = Turn(self._flush)
+        self._turn: Turn[_Send, Stored | Exception | None] = Turn(self._flush)
 
     def submit(self, client: BaseDBAsyncClient,
-               send: _Send) -> asyncio.Future[int | Exception | None]:
+               send: _Send) -> asyncio.Future[Stored | Exception | None]:
         """A future of the send's id or its own error; of None when it must wait for another
         writer."""
         return self._turn.submit(client, send)
 
     def _flush(self, client: BaseDBAsyncClient,
-               batch: list[tuple[_Send, asyncio.Future[int | Exception | None]]]) -> None:
+               batch: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]]) -> None:
         for first in range(0, len(batch), MAX_BATCH):
             chunk = batch[first:first + MAX_BATCH]
             try:
@@ -406,7 +440,7 @@ class InlineWrites:
                 future.set_result(result)
 
     def _write(self, client: BaseDBAsyncClient,
-               sends: list[_Send]) -> list[int | Exception | None]:
+               sends: list[_Send]) -> list[Stored | Exception | None]:
         # Tortoise's connection is at work (a query, or a transaction that may have read
         # already: a commit of ours now would make its first write fail): wait for it.
         connection = (None if isinstance(client, TransactionalDBClient)
@@ -414,8 +448,8 @@ class InlineWrites:
                       else self._connection_for(client))
         if connection is None:
             return [None] * len(sends)
-        client.log.debug("%s; %s; %s (x%d)", _SQLITE_CONVERSATION, _SQLITE_INSERT,
-                         _SQLITE_SENDER, len(sends))
+        client.log.debug("%s; %s; %s; %s (x%d)", _SQLITE_CONVERSATION, _SQLITE_INSERT,
+                         _SQLITE_SENDER, _SQLITE_EVENT, len(sends))
         try:
             return list(_write_batch(connection, sends))
         except sqlite3.OperationalError as exc:
@@ -467,14 +501,14 @@ class GroupCommit:
 
     def __init__(self) -> None:
         #: Sends waiting for the next job, with the futures their senders await.
-        self._queue: list[tuple[_Send, asyncio.Future[int]]] = []
+        self._queue: list[tuple[_Send, asyncio.Future[Stored]]] = []
         #: A job is running (inline or the flusher's): new sends queue.
         self._busy = False
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, client: BaseDBAsyncClient, send: _Send) -> int:
+    async def submit(self, client: BaseDBAsyncClient, send: _Send) -> Stored:
         if self._busy:
-            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
             self._queue.append((send, future))
             return await future
         # Nothing running: this send is the job (no task; cancelling it concerns it alone).
@@ -483,7 +517,7 @@ class GroupCommit:
             result = (await self._job(client, [send]))[0]
         finally:
             self._next(client)
-        if isinstance(result, int):
+        if isinstance(result, tuple):
             return result
         raise _tortoise_error(result)
 
@@ -505,12 +539,12 @@ class GroupCommit:
             self._busy = False
 
     @staticmethod
-    async def _job(client: BaseDBAsyncClient, sends: list[_Send]) -> list[int | Exception]:
+    async def _job(client: BaseDBAsyncClient, sends: list[_Send]) -> list[Stored | Exception]:
         try:
             # Tortoise's connection lock: nothing else runs on the connection meanwhile.
             async with client.acquire_connection() as connection:
-                client.log.debug("%s; %s; %s (x%d)", _SQLITE_CONVERSATION, _SQLITE_INSERT,
-                                 _SQLITE_SENDER, len(sends))
+                client.log.debug("%s; %s; %s; %s (x%d)", _SQLITE_CONVERSATION,
+                                 _SQLITE_INSERT, _SQLITE_SENDER, _SQLITE_EVENT, len(sends))
                 # aiosqlite runs each call as a job on its thread; this hands it ours
                 # (backend/compat/tortoise.py; tests/test_message_path.py runs this path).
                 return await run_on_sqlite_thread(connection, _write_batch, sends)
@@ -518,7 +552,7 @@ class GroupCommit:
             raise _tortoise_error(exc) from exc
 
     async def _write(self, client: BaseDBAsyncClient,
-                     batch: list[tuple[_Send, asyncio.Future[int]]]) -> None:
+                     batch: list[tuple[_Send, asyncio.Future[Stored]]]) -> None:
         try:
             results = await self._job(client, [send for send, _ in batch])
         except BaseException as exc:  # the whole batch failed (or the flusher was cancelled)
@@ -529,7 +563,7 @@ class GroupCommit:
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # its sender gave up; the message is stored all the same
-            if isinstance(result, int):
+            if isinstance(result, tuple):
                 future.set_result(result)
             else:
                 future.set_exception(_tortoise_error(result))

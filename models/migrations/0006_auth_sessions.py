@@ -10,7 +10,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0004_conversation_rows_updated_in_place')]
+    dependencies = [('models', '0005_conversation_event_log')]
 
     initial = False
 

@@ -22,11 +22,11 @@ class Cluster:
     prefix: str = field(default_factory=lambda: f"confab-test-{uuid.uuid4().hex[:10]}")
     nodes: list[ServerProcess] = field(default_factory=list)
 
-    def start_node(self) -> ServerProcess:
+    def start_node(self, **overrides: str) -> ServerProcess:
         node = start_server(
             self.root / f"node{len(self.nodes)}", self.database_url,
             REDIS_URL=self.redis_url, REDIS_PREFIX=self.prefix,
-            NODE_TTL_SECONDS=str(NODE_TTL_SECONDS),
+            NODE_TTL_SECONDS=str(NODE_TTL_SECONDS), **overrides,
         )
         self.nodes.append(node)
         return node

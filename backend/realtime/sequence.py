@@ -1,0 +1,185 @@
+"""Each conversation room's last delivered position on this node: live events in position
+order and once, whatever reaches the node twice, late or never (CONTRACT §9).
+
+Every logged event carries its position. For each conversation room with members here, the
+node keeps the last position it delivered there:
+
+- an event at or below it was delivered already (a replay overtook it): dropped;
+- the next one is delivered;
+- one further on means something is missing (lost by Redis, or still on its way from another
+  node): it waits, and the missing range is read from the log and delivered first. Positions
+  commit in order, so everything below a position that reached us is in the log.
+
+When the node's subscription was lost (``recover``), or another node says its publishes were
+lost (``advanced``), every room is caught up from its last position. A room's first member
+sets its starting point to the log's position then (``occupied``): what came before, each
+member reads for itself (history or ``since`` at join), so per room the position is the
+node's, not the member's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("confab.fanout")
+
+#: A delivery: event name and its envelope.
+Delivery = tuple[str, dict[str, Any]]
+
+
+class EventLogReader(Protocol):
+    """What the node reads of the log (the app hands it the chat service's)."""
+
+    async def log_position(self, conversation_id: int) -> int:
+        """The conversation's last position."""
+        ...
+
+    async def replay_envelopes(self, conversation_id: int, after: int) -> list[Delivery]:
+        """The logged events after ``after``, in order, as fan-out envelopes."""
+        ...
+
+
+class ReplayStats(Protocol):
+    """Where replays are counted (backend/observability/metrics.py)."""
+
+    def replayed(self, events: int, seconds: float) -> None: ...
+
+    def gap(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Room:
+    conversation_id: int
+    #: The last position delivered here; None until the starting point is known.
+    last: int | None = None
+    #: Events past a gap, by position, waiting for the range before them.
+    waiting: dict[int, Delivery] = field(default_factory=dict)
+    #: A catch-up from the log is running.
+    busy: bool = False
+    #: A catch-up was asked while one ran: run again after it.
+    again: bool = False
+
+
+class RoomPositions:
+    """The rooms' positions on this node; ``write`` delivers to a room's members."""
+
+    def __init__(self, reader: EventLogReader, write: Callable[[str, dict[str, Any]], None],
+                 stats: ReplayStats | None = None) -> None:
+        self.reader = reader
+        self.write = write
+        self.stats = stats
+        self.rooms: dict[str, _Room] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- members come and go ----------------------------------------------------------------
+
+    def occupied(self, room: str) -> None:
+        """``room`` has its first member here: start following it from the log's position."""
+        if room in self.rooms or not room.startswith("conversation:"):
+            return
+        state = self.rooms[room] = _Room(int(room.removeprefix("conversation:")))
+        self._spawn(self._start(room, state))
+
+    def vacated(self, room: str) -> None:
+        """``room`` has no member here any more: stop following it."""
+        self.rooms.pop(room, None)
+
+    async def _start(self, room: str, state: _Room) -> None:
+        position = await self.reader.log_position(state.conversation_id)
+        if self.rooms.get(room) is not state:
+            return
+        # Events that arrived meanwhile were delivered (state.last moved); what lies below
+        # the log's position now, each member read for itself when it joined.
+        state.last = position if state.last is None else max(state.last, position)
+        if state.waiting:
+            self._catch_up(room, state)
+
+    # -- live events ------------------------------------------------------------------------
+
+    def admit(self, name: str, envelope: dict[str, Any], position: int) -> bool:
+        """Whether to deliver this live event now. False: a duplicate (dropped), or one past
+        a gap (kept until the gap is filled from the log)."""
+        room = envelope["rooms"][0]
+        state = self.rooms.get(room)
+        if state is None:
+            return True  # nobody here (or not a conversation room): nothing to keep in order
+        last = state.last
+        if last is None or (position == last + 1 and not state.busy):
+            state.last = position
+            return True
+        if position <= last:
+            return False
+        state.waiting[position] = (name, envelope)
+        if not state.busy:
+            if self.stats is not None:
+                self.stats.gap()
+            log.info("gap in %s: got %d after %d; replaying from the log", room, position, last)
+        self._catch_up(room, state)
+        return False
+
+    # -- catching up ------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """This node's subscription was lost: catch every room up from its last position."""
+        for room, state in list(self.rooms.items()):
+            if state.last is not None:
+                self._catch_up(room, state)
+
+    def advanced(self, positions: dict[int, int]) -> None:
+        """Another node's publishes were lost: catch up the rooms behind ``positions``
+        (conversation id → position)."""
+        for room, state in list(self.rooms.items()):
+            top = positions.get(state.conversation_id)
+            if top is not None and state.last is not None and state.last < top:
+                self._catch_up(room, state)
+
+    def _catch_up(self, room: str, state: _Room) -> None:
+        if state.busy:
+            state.again = True
+            return
+        state.busy = True
+        self._spawn(self._replay(room, state))
+
+    async def _replay(self, room: str, state: _Room) -> None:
+        try:
+            while self.rooms.get(room) is state and state.last is not None:
+                state.again = False
+                started = time.perf_counter()
+                replayed = await self.reader.replay_envelopes(state.conversation_id,
+                                                              state.last)
+                if self.rooms.get(room) is not state:
+                    return
+                count = 0
+                for name, envelope in replayed:
+                    position = envelope["position"]
+                    if position > state.last:
+                        state.waiting.pop(position, None)
+                        state.last = position
+                        self.write(name, envelope)
+                        count += 1
+                # What waited and now follows (it committed after what was read).
+                while (nxt := state.waiting.pop(state.last + 1, None)) is not None:
+                    state.last += 1
+                    self.write(*nxt)
+                for position in [p for p in state.waiting if p <= state.last]:
+                    del state.waiting[position]
+                if count and self.stats is not None:
+                    self.stats.replayed(count, time.perf_counter() - started)
+                if count:
+                    log.info("replayed %d event(s) in %s up to %d", count, room, state.last)
+                if not state.waiting and not state.again:
+                    return
+        except Exception:
+            log.warning("replay of %s failed; retrying at the next event", room, exc_info=True)
+        finally:
+            state.busy = False
+
+    def _spawn(self, job: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

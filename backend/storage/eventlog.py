@@ -1,0 +1,191 @@
+"""The per-conversation event log in SQL (models/events.py): append, read, epoch, retention.
+
+``take_position`` and ``write`` run in the caller's transaction, around the change they log:
+the conversation's counter moves first (locking its row, as a send and a read take it), then
+the change, then the event at that position; within a conversation positions commit in
+order. A send logs its ``chat_message`` in its own statement (backend/storage/sends.py).
+
+Retention (``trim``) raises a conversation's floor before deleting what lies below it; a
+reader checks the floor and that the first row it reads follows the position it resumes
+from, so a trim running meanwhile never turns into a silent gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields.data import JSON_DUMPS
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """One row of the log. ``payload`` is None for a ``chat_message`` (rebuilt from
+    ``message_id``)."""
+
+    position: int
+    name: str
+    message_id: int | None
+    payload: dict[str, Any] | None
+    skip: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LogBounds:
+    """A conversation's last position and its floor (positions at or below it are gone)."""
+
+    position: int
+    floor: int
+
+
+def _client() -> BaseDBAsyncClient:
+    client: BaseDBAsyncClient = connections.get("default")
+    return client
+
+
+def _postgres(client: BaseDBAsyncClient) -> bool:
+    return client.capabilities.dialect == "postgres"
+
+
+def _json(value: Any) -> Any:
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+async def take_position(conversation_id: int) -> int:
+    """The conversation's next position, in the caller's transaction: its row stays locked
+    until that transaction ends, so positions commit in order. Raises LookupError when the
+    conversation is gone."""
+    client = _client()
+    mark = "$1" if _postgres(client) else "?"
+    # execute_query_dict: Tortoise's PostgreSQL execute_query drops an UPDATE's RETURNING rows.
+    rows = await client.execute_query_dict(
+        'UPDATE "conversations" SET "event_position" = "event_position" + 1 '
+        f'WHERE "id" = {mark} RETURNING "event_position"', [conversation_id])
+    if not rows:
+        raise LookupError(f"conversation {conversation_id} is gone")
+    return int(rows[0]["event_position"])
+
+
+async def write(conversation_id: int, position: int, name: str,
+                payload: dict[str, Any] | None, *, stamp: datetime,
+                skip: Iterable[str] = (), message_id: int | None = None) -> None:
+    """Log the event at ``position`` (from ``take_position``, in the same transaction)."""
+    client = _client()
+    skipped = sorted(skip)
+    args = [conversation_id, position, name, message_id,
+            None if payload is None else JSON_DUMPS(payload),
+            JSON_DUMPS(skipped) if skipped else None, stamp]
+    if _postgres(client):
+        sql = _INSERT.format(*(f"${i}" for i in range(1, 8)), json="::jsonb")
+    else:
+        sql = _INSERT.format(*("?" * 7), json="")
+    await client.execute_query(sql, args)
+
+
+_INSERT = (
+    'INSERT INTO "conversation_events" ("conversation_id", "position", "name", "message_id", '
+    '"payload", "skip", "created_at") VALUES ({0}, {1}, {2}, {3}, {4}{json}, {5}{json}, {6})'
+)
+
+
+async def bounds(conversation_id: int) -> LogBounds | None:
+    """The conversation's last position and floor, or None when it does not exist."""
+    client = _client()
+    mark = "$1" if _postgres(client) else "?"
+    _, rows = await client.execute_query(
+        f'SELECT "event_position", "event_floor" FROM "conversations" WHERE "id" = {mark}',
+        [conversation_id])
+    if not rows:
+        return None
+    return LogBounds(int(rows[0]["event_position"]), int(rows[0]["event_floor"]))
+
+
+async def read(conversation_id: int, after: int, limit: int,
+               until: int | None = None) -> list[LoggedEvent]:
+    """The events after position ``after`` (up to ``until`` when given), oldest first, at
+    most ``limit``."""
+    client = _client()
+    marks = ("$1", "$2", "$3", "$4") if _postgres(client) else ("?",) * 4
+    ceiling = f' AND "position" <= {marks[2]}' if until is not None else ""
+    args: list[Any] = [conversation_id, after] + ([until] if until is not None else [])
+    sql = (f'SELECT "position", "name", "message_id", "payload", "skip", "created_at" '
+           f'FROM "conversation_events" WHERE "conversation_id" = {marks[0]} '
+           f'AND "position" > {marks[1]}{ceiling} ORDER BY "position" '
+           f'LIMIT {int(limit)}')
+    _, rows = await client.execute_query(sql, args)
+    return [LoggedEvent(int(row["position"]), str(row["name"]), row["message_id"],
+                        _json(row["payload"]), tuple(_json(row["skip"]) or ()),
+                        _stamp(row["created_at"]))
+            for row in rows]
+
+
+def _stamp(value: Any) -> datetime:
+    """A timestamp column as an aware datetime (SQLite hands back text)."""
+    stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
+    assert isinstance(stamp, datetime)
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
+
+
+async def epoch() -> str:
+    """The log's epoch (made by migration 0005; changed only by ``reset_epoch``)."""
+    _, rows = await _client().execute_query('SELECT "epoch" FROM "event_log_epoch" WHERE "id" = 1')
+    return str(rows[0]["epoch"]) if rows else ""
+
+
+async def reset_epoch(new_epoch: str) -> None:
+    """The log cannot be served from before (an operator truncated it): a new epoch, so
+    every client resuming from an old position reloads."""
+    client = _client()
+    mark = "$1" if _postgres(client) else "?"
+    await client.execute_query(f'UPDATE "event_log_epoch" SET "epoch" = {mark} WHERE "id" = 1',
+                               [new_epoch])
+
+
+#: Rows looked at per pass of the age trim (oldest ids first: ids grow with time).
+AGE_SCAN = 5000
+
+
+async def trim(max_events: int, max_age_seconds: float, now: datetime) -> int:
+    """Delete what retention no longer keeps: beyond the newest ``max_events`` of each
+    conversation, older than ``max_age_seconds``. Floors move up first. Returns the rows
+    deleted."""
+    client = _client()
+    pg = _postgres(client)
+    greatest = "GREATEST" if pg else "MAX"
+    marks = ("$1", "$2") if pg else ("?", "?")
+    deleted = 0
+    # Age: the oldest ids first (the primary key's order), a bounded scan per pass.
+    cutoff = now - timedelta(seconds=max_age_seconds)
+    while True:
+        _, rows = await client.execute_query(
+            f'SELECT MAX("id") AS "top" FROM (SELECT "id", "created_at" FROM '
+            f'"conversation_events" ORDER BY "id" LIMIT {AGE_SCAN}) AS "o" '
+            f'WHERE "created_at" < {marks[0]}', [cutoff])
+        top = rows[0]["top"] if rows else None
+        if top is None:
+            break
+        await client.execute_query(
+            f'UPDATE "conversations" SET "event_floor" = {greatest}("event_floor", ('
+            f'SELECT MAX("position") FROM "conversation_events" AS "e" WHERE '
+            f'"e"."conversation_id" = "conversations"."id" AND "e"."id" <= {marks[0]})) '
+            f'WHERE "id" IN (SELECT "conversation_id" FROM "conversation_events" '
+            f'WHERE "id" <= {marks[1]})', [top, top])
+        count, _ = await client.execute_query(
+            f'DELETE FROM "conversation_events" WHERE "id" <= {marks[0]}', [top])
+        deleted += count
+        if count < AGE_SCAN:
+            break
+    # Count: each conversation keeps its newest ``max_events``.
+    await client.execute_query(
+        f'UPDATE "conversations" SET "event_floor" = "event_position" - {marks[0]} '
+        f'WHERE "event_position" - {marks[1]} > "event_floor"', [max_events, max_events])
+    count, _ = await client.execute_query(
+        'DELETE FROM "conversation_events" WHERE "position" <= (SELECT "event_floor" FROM '
+        '"conversations" AS "c" WHERE "c"."id" = "conversation_events"."conversation_id")')
+    return deleted + count

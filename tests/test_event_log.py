@@ -1,0 +1,246 @@
+"""The per-conversation event log (issue 18, CONTRACT §9): positions on live events, resume
+from a position on every door, retention and the epoch.
+
+The first tests run the chat service in this process over a database of their own (SQLite and
+PostgreSQL); the others drive real servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
+from backend.service.errors import ChatError
+from backend.settings import Settings
+from backend.storage import eventlog
+from models import ConversationEvent
+from tests.support.client import Api, admin_of, with_admin
+from tests.support.server import ServerProcess, start_server
+from tests.test_message_path import (  # noqa: F401 (fixtures)
+    RecordingSink,
+    database,
+    database_url,
+    group_of,
+    users,
+)
+from tests.test_raw_support import device_conversation, raw, rest_send
+from tests.test_socketio_helpers import chat_client, group, ok, refused
+
+V1 = "/api/v1/chat"
+CHANGES = ["chat_message", "chat_message", "message_edit", "message_reaction",
+           "read_receipt", "message_status_update", "message_delete", "conversation_closed"]
+
+
+def service(**env: str) -> ChatService:
+    return ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40, **env}).limits)
+
+
+async def every_change(chat: ChatService) -> tuple[int, Actor, Actor]:
+    """One of each logged change in a new group; returns it and its two members."""
+    people = await users(2)
+    cid = await group_of(chat, people)
+    a, b = Actor.of_user(people[0]), Actor.of_user(people[1])
+    first, _ = await chat.send_message(a, cid, {"content": "one"})
+    second, _ = await chat.send_message(a, cid, {"content": "two"})
+    await chat.edit_message(a, first["id"], "one, edited")
+    await chat.toggle_reaction(b, first["id"], "+1")
+    await chat.mark_read(b, cid, up_to_message_id=first["id"])
+    await chat.set_message_status(b, second["id"], "delivered")
+    await chat.delete_message(a, second["id"])
+    await chat.close_conversation(a, cid)
+    return cid, a, b
+
+
+async def test_every_change_is_logged_at_the_next_position_and_published_at_it(
+        database: str) -> None:  # noqa: F811
+    chat = service()
+    sink = chat.sink
+    assert isinstance(sink, RecordingSink)
+    cid, _, b = await every_change(chat)
+    live = [(e.name, e.position) for e in sink.events if e.position is not None]
+    assert live == [(name, n) for n, name in enumerate(CHANGES, 1)]
+    assert all(e.payload["position"] == e.position for e in sink.events if e.position)
+    # Typing and inbox updates have none.
+    assert {e.name for e in sink.events if e.position is None} <= {"conversation_updated"}
+
+    resumed = await chat.events_since(b, cid, 0, await chat.log_epoch())
+    assert [(e["event"], e["position"]) for e in resumed["events"]] == live
+    assert resumed["position"] == len(CHANGES) and resumed["has_more"] is False
+    # Each replayed event is its live payload (a message as it is now).
+    by_position = {e.position: e.payload for e in sink.events if e.position}
+    for event in resumed["events"][2:]:
+        assert {k: v for k, v in event.items() if k != "event"} == by_position[event["position"]]
+    assert resumed["events"][0]["message"]["content"] == "one, edited"
+    page = await chat.events_since(b, cid, 3, None, limit=2)
+    assert [e["position"] for e in page["events"]] == [4, 5]
+    assert page["has_more"] is True and page["position"] == 5
+    assert [e.position for e in await chat.replay(cid, 5)] == [6, 7, 8]
+    assert [e.position for e in await chat.replay(cid, 5, until=6)] == [6]
+
+
+async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
+        database: str) -> None:  # noqa: F811
+    chat = service(EVENT_LOG_MAX_EVENTS="3")
+    cid, _, b = await every_change(chat)
+    epoch = await chat.log_epoch()
+    assert len(epoch) >= 16
+    # Past the count, even before anything is deleted.
+    with pytest.raises(ChatError) as error:
+        await chat.events_since(b, cid, 4, epoch)
+    assert (error.value.code, error.value.status) == ("resync_required", 410)
+    assert (await chat.events_since(b, cid, 5, epoch))["position"] == 8
+    # Trimming deletes what is kept no more, and raises the floor.
+    assert await chat.trim_log() > 0
+    assert await ConversationEvent.filter(conversation_id=cid).count() == 3
+    assert (await eventlog.bounds(cid)) == eventlog.LogBounds(8, 5)
+    # Past the age: everything older than 0 s is gone.
+    aged = service(EVENT_LOG_MAX_AGE_SECONDS="0")
+    await aged.trim_log()
+    assert await ConversationEvent.filter(conversation_id=cid).count() == 0
+    with pytest.raises(ChatError):
+        await chat.events_since(b, cid, 7, epoch)
+    assert (await chat.events_since(b, cid, 8, epoch))["events"] == []
+    # A position the log never reached, or another epoch.
+    for since, given in ((9, epoch), (8, "another")):
+        with pytest.raises(ChatError) as error:
+            await chat.events_since(b, cid, since, given)
+        assert error.value.code == "resync_required"
+    await eventlog.reset_epoch("reset-by-an-operator")
+    assert await chat.log_epoch() == "reset-by-an-operator"
+    with pytest.raises(ChatError):
+        await chat.events_since(b, cid, 8, epoch)
+
+
+# -- every door, on real servers --------------------------------------------------------------
+
+
+async def events(api: Api, user: Any, cid: int, since: int, epoch: str | None = None
+                 ) -> Any:
+    params: dict[str, Any] = {"since": since}
+    if epoch is not None:
+        params["epoch"] = epoch
+    return await api.http.get(f"{V1}/sessions/{cid}/events", params=params,
+                              headers=user.headers)
+
+
+async def changes(api: Api, owner: Any, cid: int) -> list[int]:
+    """Three messages, an edit, a reaction and a delete; returns the message ids."""
+    ids = [(await rest_send(api, owner, cid, f"m{n}"))["id"] for n in range(3)]
+    for method, path, body in (
+        ("PATCH", f"{V1}/messages/{ids[0]}", {"content": "m0 edited"}),
+        ("POST", f"{V1}/messages/{ids[1]}/reactions", {"emoji": "+1"}),
+        ("DELETE", f"{V1}/messages/{ids[2]}", None),
+    ):
+        response = await api.http.request(method, path, json=body, headers=owner.headers)
+        assert response.status_code == 200, response.text
+    return ids
+
+
+async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Api) -> None:
+    owner, member = await api.register(), await api.register()
+    cid = await group(api, owner, member)
+    ids = await changes(api, owner, cid)
+    listed = await events(api, member, cid, 0)
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    names = ["chat_message"] * 3 + ["message_edit", "message_reaction", "message_delete"]
+    assert [(e["event"], e["position"]) for e in body["events"]] == list(
+        zip(names, range(1, 7), strict=True))
+    assert body["position"] == 6 and body["has_more"] is False
+    epoch = body["epoch"]
+    assert [e["message"]["id"] for e in body["events"][:3]] == ids
+    assert (await events(api, member, cid, 4, epoch)).json()["events"][0]["event"] == (
+        "message_reaction")
+
+    # Socket.IO: the missed events in the ack, then live ones with their position, once.
+    sio = await chat_client(api, member)
+    try:
+        ack = ok(await sio.call("join", {"conversation_id": cid,
+                                         "since": {"position": 2, "epoch": epoch}}))
+        assert [e["position"] for e in ack["events"]] == [3, 4, 5, 6]
+        assert ack["events"][0]["event"] == "chat_message" and ack["position"] == 6
+        assert ack["epoch"] == epoch and ack["conversation"]["id"] == cid
+        await rest_send(api, owner, cid, "live")
+        live = await sio.next("chat_message")
+        assert live["position"] == 7 and live["conversation_id"] == cid
+        wrong = await sio.call("join", {"conversation_id": cid,
+                                        "since": {"position": 2, "epoch": "nope"}})
+        assert refused(wrong, "resync_required")["epoch"] == epoch
+    finally:
+        await sio.close()
+
+    # Raw routes: the missed events as the route's frames, before live ones.
+    ws = server.ws_url
+    async with (
+        raw(f"{ws}/ws/chat/{cid}/?token={member.token}&since=5&epoch={epoch}") as chat,
+        raw(f"{ws}/api/v1/chat/ws/{cid}?token={member.token}&since=5&epoch={epoch}") as sess,
+    ):
+        await chat.next("recent_messages")
+        deleted = await chat.next("message_delete")
+        assert deleted["position"] == 6 and deleted["message_id"] == ids[2]
+        message = await chat.next("chat_message")
+        assert message["position"] == 7 and message["content"] == "live"
+        assert (await sess.next("message_delete"))["position"] == 6
+        assert (await sess.next("message"))["position"] == 7
+        await rest_send(api, owner, cid, "after")
+        assert (await chat.next("chat_message"))["position"] == 8
+        assert (await sess.next("message"))["position"] == 8
+        positions = [f.get("position") for f in chat.frames if f.get("position")]
+        assert positions == [6, 7, 8]
+
+    device_id, dcid = await device_conversation(api)
+    agent = await api.register(role="agent")
+    for n in range(2):
+        await rest_send(api, agent, dcid, f"to the device {n}")
+    async with raw(f"{ws}/ws/mobile/chat/{dcid}/?device_id={device_id}&since=1") as mobile:
+        replayed = await mobile.next("chat_message")
+        assert replayed["position"] == 2 and replayed["message"]["content"] == "to the device 1"
+
+
+@pytest.fixture(scope="module")
+def short_log(work_dir: Path) -> Iterator[ServerProcess]:
+    """A server whose log keeps 3 events per conversation."""
+    server = with_admin(start_server(work_dir / "short-log", EVENT_LOG_MAX_EVENTS="3"))
+    yield server
+    server.stop()
+
+
+async def test_a_client_away_past_the_retention_must_resync_on_every_door(
+        short_log: ServerProcess) -> None:
+    api = Api(short_log.base_url, await admin_of(short_log.base_url))
+    try:
+        owner, member = await api.register(), await api.register()
+        cid = await group(api, owner, member)
+        await changes(api, owner, cid)  # 6 events: positions 1-3 are past the retention
+        gone = await events(api, member, cid, 1)
+        assert gone.status_code == 410, gone.text
+        assert gone.json()["code"] == "resync_required" and gone.json()["position"] == 6
+        assert (await events(api, member, cid, 3)).status_code == 200
+
+        sio = await chat_client(api, member)
+        try:
+            refused(await sio.call("join", {"conversation_id": cid, "since": {"position": 1}}),
+                    "resync_required")
+        finally:
+            await sio.close()
+        ws = short_log.ws_url
+        async with (
+            raw(f"{ws}/ws/chat/{cid}/?token={member.token}&since=1") as chat,
+            raw(f"{ws}/api/v1/chat/ws/{cid}?token={member.token}&since=1") as sess,
+        ):
+            resync = await chat.next("resync_required")
+            assert resync["position"] == 6 and resync["conversation_id"] == cid
+            assert (await sess.next("resync_required"))["position"] == 6
+        device_id, dcid = await device_conversation(api)
+        agent = await api.register(role="agent")
+        for n in range(5):
+            await rest_send(api, agent, dcid, f"m{n}")
+        async with raw(f"{ws}/ws/mobile/chat/{dcid}/?device_id={device_id}&since=0") as mobile:
+            assert (await mobile.next("resync_required"))["position"] == 5
+    finally:
+        await api.aclose()
