@@ -78,6 +78,13 @@ class World:
         started = self.http.post("/mobile/chat/start/", json={"device_id": self.device})
         self.device_conversations = [started.json()["id"]]
         self.sacrificial_device = self.http.post("/mobile/sessions/", json={}).json()["device_id"]
+        # Logging out (all of a user's sessions, even) is fuzzed as a user of its own, so the
+        # fuzz user's token keeps working for every other operation.
+        self.sacrificial_token = self._register()[1]
+
+    def token_for(self, path: str) -> str:
+        """The bearer token to send to ``path``."""
+        return self.sacrificial_token if path == LOGOUT_PATH else self.token
 
     def _register(self) -> tuple[dict[str, Any], str]:
         response = self.http.post("/api/v1/auth/register", json={
@@ -134,14 +141,16 @@ class Fuzzer:
         self.world = world
         self.schema = schemathesis.openapi.from_url(f"{world.server.base_url}/openapi.json")
         self.strategies: dict[tuple[str, str], st.SearchStrategy[Any]] = {}
-        token = world.token
+        def which_token(case: Any, context: Any) -> str:
+            return world.token_for(case.operation.path)
 
-        @self.schema.auth()
+        # Tokens are cached per key: one per user, so logout gets its own.
+        @self.schema.auth(cache_by_key=which_token)
         class Bearer:
             """The fuzz user's access token on every operation that declares bearer auth."""
 
             def get(self, case: Any, context: Any) -> str:
-                return token
+                return world.token_for(case.operation.path)
 
             def set(self, case: Any, data: str, context: Any) -> None:
                 case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
@@ -212,6 +221,7 @@ def test_openapi_operations(fuzzer: Fuzzer, method: str, path: str, data: st.Dat
 
 
 WEBHOOKS = (TELEGRAM_PATH, INSTAGRAM_PATH)
+LOGOUT_PATH = "/api/v1/auth/logout"
 
 
 def _signed_call(case: Any) -> requests.Response:
@@ -290,7 +300,8 @@ def test_arbitrary_json_bodies(world: World, method: str, path: str, fields: lis
 
 def _check(world: World, method: str, path: str, body: Any) -> None:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {**world.headers, "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {world.token_for(path)}",
+               "Content-Type": "application/json"}
     headers.update(_webhook_headers(content))  # so that their parsers are reached
     mark = world.log_size()
     response = world.http.request(method, path, content=content, headers=headers)
@@ -330,8 +341,10 @@ def test_a_normal_request_still_works(world: World) -> None:
     login = world.http.post("/api/v1/auth/login",
                             json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
     assert login.status_code == 200, login.text
-    sid = world.http.post("/api/v1/chat/sessions", json={"title": "after"},
-                          headers=world.headers).json()["id"]
+    created = world.http.post("/api/v1/chat/sessions", json={"title": "after"},
+                              headers=world.headers)
+    assert created.status_code == 201, created.text
+    sid = created.json()["id"]
     sent = world.http.post(f"/api/v1/chat/sessions/{sid}/messages", json={"content": "fine"},
                            headers=world.headers)
     assert sent.status_code == 201, sent.text
