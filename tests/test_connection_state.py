@@ -20,6 +20,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 import websockets
@@ -465,3 +466,34 @@ def test_the_nodes_packets_are_built_without_a_binary_walk(
     assert inbound.packet_type == sio_packet.BINARY_EVENT and inbound.attachment_count == 1
     assert inbound.add_attachment(b"\x00\x01")
     assert inbound.data == ["file", b"\x00\x01"] and inbound.id == 3
+
+
+async def test_engineio_long_polling_refuses_what_the_protocol_refuses() -> None:
+    """A POST is answered ``ok``; a malformed payload, or a second GET while one is pending,
+    is answered 400 and ends the session (the next request finds it gone)."""
+    server = engine.EngineServer(async_mode="asgi", ping_interval=5, ping_timeout=5)
+    gone: list[str] = []
+    server.on("disconnect", lambda sid, reason: gone.append(reason))
+    async with engine_node(server) as url, httpx.AsyncClient() as http:
+        base = url.replace("ws://", "http://").replace("websocket", "polling")
+
+        async def session() -> str:
+            opened = await http.get(base)
+            assert opened.status_code == 200 and opened.text.startswith("0")
+            return f"{base}&sid={json.loads(opened.text[1:])['sid']}"
+
+        first = await session()
+        posted = await http.post(first, content="4hello")
+        assert (posted.status_code, posted.text) == (200, "ok")
+        assert (await http.post(first, content="9nonsense")).status_code == 400
+        assert (await http.get(first)).status_code == 400  # the session is gone
+        second = await session()
+        pending = asyncio.ensure_future(http.get(second))
+        eio_socket, = server.sockets.values()
+        async with asyncio.timeout(5):
+            while eio_socket.poll is None:  # noqa: ASYNC110 (until the first GET waits)
+                await asyncio.sleep(0.01)
+        assert (await http.get(second)).status_code == 400
+        assert (await asyncio.wait_for(pending, 5)).text == "6"  # answered as it closes
+        assert (await http.get(second)).status_code == 400
+    assert gone == [server.reason.TRANSPORT_ERROR] * 2 and not server.sockets

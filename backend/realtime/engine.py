@@ -117,6 +117,11 @@ _MOVES: dict[State, frozenset[State]] = {
 }
 
 
+# The fan-out's path reads these once per delivery: a module global is cheaper than an
+# enum's attribute.
+_OPEN, _UPGRADING, _CLOSING = State.OPEN, State.UPGRADING, State.CLOSING
+
+
 class IllegalTransition(RuntimeError):
     """A socket was asked to move to a state it cannot reach from its own."""
 
@@ -174,8 +179,8 @@ Lane = Wire | AsgiLane
 class EngineSocket:
     """One Engine.IO session (see the module doc)."""
 
-    __slots__ = ("asgi_send", "busy", "lane", "outbox", "ping_sent", "poll", "posting",
-                 "session", "sid", "state", "task", "timer", "transport")
+    __slots__ = ("asgi_send", "busy", "direct", "lane", "outbox", "ping_sent", "poll",
+                 "posting", "session", "sid", "state", "task", "timer", "transport")
 
     def __init__(self, sid: str, transport: Transport) -> None:
         self.sid = sid
@@ -184,6 +189,8 @@ class EngineSocket:
         #: On WebSocket: the lane everything is written to, the ASGI ``send`` that closes the
         #: connection, the task of its read loop.
         self.lane: Lane | None = None
+        #: The lane when it is a ``Wire`` and the socket is open on it (``direct_wire``).
+        self.direct: Wire | None = None
         self.asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.task: asyncio.Task[Any] | None = None
         #: On long-polling: the packets waiting for a GET, and the pending GET's wake-up
@@ -204,16 +211,29 @@ class EngineSocket:
             raise IllegalTransition(f"Engine.IO socket {self.sid}: {self.state.name} -> "
                                     f"{state.name}")
         self.state = state
+        self._redirect()
+
+    def serve_on(self, lane: Lane, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """The socket's WebSocket: its lane, the ASGI ``send`` that closes it, and the task
+        that reads it (this one)."""
+        self.lane = lane
+        self.asgi_send = send
+        self.task = asyncio.current_task()
+        self._redirect()
+
+    def _redirect(self) -> None:
+        lane = self.lane
+        self.direct = lane if self.state is _OPEN and type(lane) is Wire else None
 
     @property
     def live(self) -> bool:
         """Open (or upgrading): packets sent now reach the client."""
-        return self.state is State.OPEN or self.state is State.UPGRADING
+        return self.state is _OPEN or self.state is _UPGRADING
 
     def put(self, packet: Outbound) -> None:
         """Send one encoded packet on the socket's transport, in order."""
         lane = self.lane
-        if self.state is State.OPEN and lane is not None:
+        if self.state is _OPEN and lane is not None:
             if isinstance(packet, str):
                 lane.write_text(packet)
             else:
@@ -223,7 +243,7 @@ class EngineSocket:
         if outbox is None:
             return  # a WebSocket not yet accepted, or gone
         outbox.append(packet)
-        if self.state is State.OPEN or self.state is State.CLOSING:
+        if self.state is _OPEN or self.state is _CLOSING:
             self.wake(False)
 
     def wake(self, noop: bool) -> None:
@@ -354,10 +374,7 @@ class EngineServer:
         """The socket's ``Wire``, when it is open on WebSocket: frames written to it keep their
         order with everything else sent to the socket."""
         socket = self.sockets.get(sid)
-        if socket is None or socket.state is not State.OPEN:
-            return None
-        lane = socket.lane
-        return lane if type(lane) is Wire else None
+        return None if socket is None else socket.direct
 
     async def disconnect(self, sid: str | None = None) -> None:
         """Close one socket (or every one): the client is sent CLOSE."""
@@ -531,9 +548,7 @@ class EngineServer:
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
             return
-        socket.lane = Wire.of(scope, self.max_backlog) or AsgiLane(send)
-        socket.asgi_send = send
-        socket.task = asyncio.current_task()
+        socket.serve_on(Wire.of(scope, self.max_backlog) or AsgiLane(send), send)
         socket.put(self._open_packet(socket))
         self._arm(socket, self.ping_interval, self._ping)
         await self._serve(socket, receive)
@@ -622,9 +637,7 @@ class EngineServer:
             return
         # Moved: what waited for a GET leaves first, on the WebSocket.
         socket.transport = Transport.WEBSOCKET
-        socket.lane = lane
-        socket.asgi_send = send
-        socket.task = asyncio.current_task()
+        socket.serve_on(lane, send)
         waiting, socket.outbox = socket.outbox or [], None
         socket.move(State.OPEN)
         for packet in waiting:
