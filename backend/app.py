@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from socketio import ASGIApp
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -103,9 +102,8 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.version = VERSION
     register_namespaces(realtime, app)
     # The raw WebSocket routes go straight to their doors, Socket.IO answers at /socket.io/
-    # (a WebSocket that opens on it straight to the engine), everything else is Starlette's.
-    sio = ASGIApp(realtime.sio, other_asgi_app=app, socketio_path="socket.io")
-    doors = RawRoutes(app, EngineEntry(sio, realtime.sio, "socket.io"))
+    # (every request there straight to the engine), everything else is Starlette's.
+    doors = RawRoutes(app, EngineEntry(app, realtime.sio, "socket.io"))
     # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
     return DirectWires(RequestIds(doors))
 

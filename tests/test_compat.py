@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from engineio.async_socket import AsyncSocket
+import socketio
 from tortoise.backends.sqlite.client import SqliteClient
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -26,7 +26,7 @@ from tests.support.services import free_port
 
 
 def test_every_assumption_holds_on_the_installed_libraries() -> None:
-    assert len(assumptions()) > 100  # every compat module was read
+    assert len(assumptions()) > 75  # every compat module was read
     assert failures() == []
     check_all()
 
@@ -46,14 +46,29 @@ def test_each_compat_module_pins_what_pyproject_pins() -> None:
 
 def test_a_missing_private_method_is_named_with_its_library_and_versions(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delattr(AsyncSocket, "_send_ping")
+    monkeypatch.delattr(socketio.AsyncServer, "_send_packet")
     with pytest.raises(IncompatibleLibrary) as raised:
         check_all()
     message = str(raised.value)
-    assert ("python-engineio 4.15.1 (pinned 4.15.1): AsyncSocket._send_ping(self): is missing"
-            in message), message
+    assert EXPECTED in message, message
     assert "docs/upgrading.md" in message
-    assert {failure.pin.distribution for failure in raised.value.failures} == {"python-engineio"}
+    assert {failure.pin.distribution for failure in raised.value.failures} == {"python-socketio"}
+
+
+def test_the_engine_implements_what_python_socketio_uses_of_its_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.compat.engineio import REASONS
+    from backend.compat.socketio import ENGINE_SURFACE, engine_uses
+    from backend.realtime.engine import EngineServer, Reason
+
+    assert {name: getattr(Reason, name) for name in REASONS} == REASONS
+    assert engine_uses() == ENGINE_SURFACE
+    assert all(hasattr(EngineServer, name) for name in ENGINE_SURFACE)
+    # A python-socketio that starts using more of its engine is named.
+    monkeypatch.setattr("backend.compat.socketio.engine_uses",
+                        lambda: ENGINE_SURFACE | {"something_new"})
+    found = [str(failure) for failure in failures()]
+    assert any("what AsyncServer uses of its Engine.IO server" in line for line in found), found
 
 
 def test_a_changed_signature_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,6 +151,7 @@ def test_overridden_hooks_replace_the_private_ones_without_a_frame_between() -> 
     assert Server._handle_eio_message is Server.handle_engineio_message
     assert Server._handle_event_internal is Server.handle_event_internal
     assert Server._engineio_server_class is Server.engineio_server_class
+    assert Server._handle_connect is Server.handle_connect
     assert RedisFanoutManager._publish is RedisFanoutManager.publish
     assert RedisFanoutManager._listen is RedisFanoutManager.listen
     assert RedisFanoutManager._redis_connect is RedisFanoutManager.redis_connect
@@ -144,18 +160,19 @@ def test_overridden_hooks_replace_the_private_ones_without_a_frame_between() -> 
 # -- a node with a library that lost an internal does not start ------------------------------
 
 #: Loaded by the interpreter before anything else (``sitecustomize`` first on PYTHONPATH): an
-#: engineio whose sockets lost their private ``_send_ping``.
-BREAK_ENGINEIO = """
-from engineio.async_socket import AsyncSocket
-del AsyncSocket._send_ping
+#: python-socketio whose server lost its private ``_send_packet``.
+BREAK_SOCKETIO = """
+import socketio
+del socketio.AsyncServer._send_packet
 """
-EXPECTED = ("python-engineio 4.15.1 (pinned 4.15.1): AsyncSocket._send_ping(self): is missing")
+EXPECTED = ("python-socketio 5.18.1 (pinned 5.18.1): AsyncServer._send_packet(self, eio_sid, "
+            "pkt): is missing")
 
 
 def _broken_path(tmp_path: Path) -> str:
     shim = tmp_path / "shim"
     shim.mkdir()
-    (shim / "sitecustomize.py").write_text(BREAK_ENGINEIO)
+    (shim / "sitecustomize.py").write_text(BREAK_SOCKETIO)
     return str(shim)
 
 

@@ -9,11 +9,7 @@ the ``ws`` client its README asks for) are kept in a cache directory outside the
 (``$XDG_CACHE_HOME`` or ``~/.cache``, ``confab-tests/``), installed on first use. It talks to
 ``http://localhost:3000`` only (hard-coded in test-suite.js), so the app listens there.
 
-``PASSING`` is what passes today; the test fails if any of them stops passing. The rest fail
-for known reasons, to be fixed separately (pingInterval advertised as 0 for sub-second
-intervals, long-polling requests refused in other ways than the suite expects, the
-CONNECT_ERROR of an unknown namespace, a WebSocket upgrade of an already upgraded session
-refused with 403 instead of being closed).
+``PASSING`` is every test of the suite: all 32 must pass.
 """
 
 from __future__ import annotations
@@ -49,21 +45,30 @@ MOCHA_SECONDS = 60
 TOTAL = 32
 
 PASSING = frozenset({
+    "Engine.IO protocol handshake HTTP long-polling should successfully open a session",
     "Engine.IO protocol handshake HTTP long-polling should fail with an invalid 'EIO' query "
     "parameter",
+    "Engine.IO protocol handshake HTTP long-polling should fail with an invalid 'transport' "
+    "query parameter",
+    "Engine.IO protocol handshake HTTP long-polling should fail with an invalid request method",
+    "Engine.IO protocol handshake WebSocket should successfully open a session",
     "Engine.IO protocol handshake WebSocket should fail with an invalid 'EIO' query parameter",
     "Engine.IO protocol handshake WebSocket should fail with an invalid 'transport' query "
     "parameter",
     "Engine.IO protocol heartbeat HTTP long-polling should send ping/pong packets",
+    "Engine.IO protocol heartbeat HTTP long-polling should close the session upon ping timeout",
     "Engine.IO protocol heartbeat WebSocket should send ping/pong packets",
     "Engine.IO protocol heartbeat WebSocket should close the session upon ping timeout",
+    "Engine.IO protocol close HTTP long-polling should forcefully close the session",
     "Engine.IO protocol close WebSocket should forcefully close the session",
     "Engine.IO protocol upgrade should successfully upgrade from HTTP long-polling to WebSocket",
     "Engine.IO protocol upgrade should ignore HTTP requests with same sid after upgrade",
+    "Engine.IO protocol upgrade should ignore WebSocket connection with same sid after upgrade",
     "Socket.IO protocol connect should allow connection to the main namespace",
     "Socket.IO protocol connect should allow connection to the main namespace with a payload",
     "Socket.IO protocol connect should allow connection to a custom namespace",
     "Socket.IO protocol connect should allow connection to a custom namespace with a payload",
+    "Socket.IO protocol connect should disallow connection to an unknown namespace",
     "Socket.IO protocol connect should disallow connection with an invalid handshake",
     "Socket.IO protocol connect should close the connection if no handshake is received",
     "Socket.IO protocol disconnect should disconnect from the main namespace",
@@ -200,10 +205,11 @@ def test_socketio_protocol_suite(tmp_path: Path) -> None:
     passed = {test["fullTitle"] for test in report["passes"]}
     print(f"\nSocket.IO protocol suite: {len(passed)}/{report['stats']['tests']} passed "
           f"in {elapsed:.1f} s\n{summary(report)}")
-    assert report["stats"]["tests"] == TOTAL, report["stats"]
+    assert report["stats"]["tests"] == TOTAL == len(PASSING), report["stats"]
     missing = PASSING - passed
-    assert not missing, (f"no longer passing: {sorted(missing)}\n{summary(report)}\n"
-                         f"server log:\n{(tmp_path / 'server.log').read_text(errors='replace')}")
+    assert not missing and passed == PASSING, (
+        f"not passing: {sorted(missing)}\n{summary(report)}\n"
+        f"server log:\n{(tmp_path / 'server.log').read_text(errors='replace')}")
     assert exited, (f"mocha did not exit within {MOCHA_SECONDS} s: a connection the suite "
                     "left open was never closed by the server")
 

@@ -1,10 +1,10 @@
 """What each open connection keeps, and how it is kept alive: the lean queue and event behave
 as asyncio's do; uvicorn's WebSocket protocol as trimmed by backend/realtime/protocol.py still
 speaks WebSocket, lets the handshake response go, and does not time out a pong unread behind
-the app; an Engine.IO session opened on WebSocket is served in one frame with what Engine.IO
-refuses still refused, keeps only the environ its namespaces read, pings on a timer and drops
-a silent client but not one whose pong waits behind its own handler; Engine.IO keeps no
-per-request body reader on WebSocket sockets; the node's Socket.IO packets skip the library's
+the app; an Engine.IO socket moves only along its lifecycle; a session opened on WebSocket is served
+in one frame with what is refused still refused, keeps only the environ its namespaces read,
+pings on a timer and drops a silent client but not one whose pong waits behind its own
+handler; the node's Socket.IO packets skip the library's
 binary walk unless their JSON encoding refuses bytes, and clients' binary packets still
 decode; raw upgrades reach their door without Starlette's routing chain. In process, on real
 uvicorn servers and clients where a connection is needed."""
@@ -20,9 +20,8 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import engineio
+import httpx
 import pytest
-import socketio
 import uvicorn
 import websockets
 from socketio import packet as sio_packet
@@ -225,16 +224,17 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
 # -- Engine.IO ------------------------------------------------------------------------------
 
 
-async def test_engineio_keeps_no_body_reader_on_websocket_upgrades() -> None:
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
-    scope = {"type": "websocket", "path": "/socket.io/", "query_string": b"EIO=4",
-             "headers": [(b"host", b"test")]}
-    environ = await engine.translate_request(scope, receive, None)
-    assert environ["wsgi.input"] is engine._NO_BODY
-    assert await environ["wsgi.input"].read() == b""
-    assert environ["HTTP_HOST"] == "test" and environ["QUERY_STRING"] == "EIO=4"
+def test_an_engineio_socket_moves_only_along_its_lifecycle() -> None:
+    socket = engine.EngineSocket("sid", engine.Transport.WEBSOCKET)
+    assert socket.state is engine.State.OPENING
+    with pytest.raises(engine.IllegalTransition):
+        socket.move(engine.State.UPGRADING)  # not open yet
+    for state in (engine.State.OPEN, engine.State.UPGRADING, engine.State.OPEN,
+                  engine.State.CLOSING, engine.State.CLOSED):
+        socket.move(state)
+    for state in engine.State:
+        with pytest.raises(engine.IllegalTransition):
+            socket.move(state)  # closed for good
 
 
 @contextlib.asynccontextmanager
@@ -242,7 +242,9 @@ async def engine_node(server: engine.EngineServer | None = None,
                       app: Any = None) -> AsyncIterator[str]:
     """``server`` (or ``app``) behind a real uvicorn (our WebSocket protocol, ``DirectWires``
     outermost as in the app) on an ephemeral port: its Engine.IO URL."""
-    app = app or engineio.ASGIApp(server)
+    if app is None:
+        assert server is not None
+        app = server.handle_request
     config = Config(app=DirectWires(app), host="127.0.0.1", port=0, ws=WS_PROTOCOL,
                     ws_per_message_deflate=False, lifespan="off", log_level="warning")
     node = uvicorn.Server(config)
@@ -263,19 +265,21 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
     server.on("disconnect", lambda sid, reason: gone.append((sid, reason)))
     async with engine_node(server) as url, websockets.connect(url) as client:
         opened = json.loads((await asyncio.wait_for(client.recv(), 5))[1:])
+        assert opened["pingInterval"] == 200 and opened["pingTimeout"] == 300
         eio_socket = server.sockets[opened["sid"]]
-        # Two ping rounds answered: the connection stays, and no task sleeps for a ping.
+        tasks = len(asyncio.all_tasks())
+        # Two ping rounds answered: the connection stays, and no task waits for a ping.
         for _ in range(2):
             assert await asyncio.wait_for(client.recv(), 5) == "2"
-            assert not [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+            assert len(asyncio.all_tasks()) == tasks
             await client.send("3")
-        assert eio_socket.ping_timer is not None  # the next ping's timer
+        assert eio_socket.timer is not None  # the next ping's timer
         # The next ping goes unanswered: within ping_timeout the server ends the connection.
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(client.recv(), 5)
     assert gone == [(opened["sid"], server.reason.PING_TIMEOUT)]
-    assert not server.serving and not server.sockets
+    assert eio_socket.state is engine.State.CLOSED and not server.sockets
 
 
 async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_client() -> None:
@@ -289,7 +293,13 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         handled.append(data)
 
     sio.on("work", slow)
-    server.on("disconnect", lambda sid, reason: gone.append(reason))
+    disconnected = server.handlers["disconnect"]  # python-socketio's own
+
+    async def disconnect(sid: str, reason: str) -> None:
+        gone.append(reason)
+        await disconnected(sid, reason)
+
+    server.on("disconnect", disconnect)
     overdue_checks = asyncio.Event()
     check = server._pong_overdue
 
@@ -306,10 +316,9 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         await client.send("3")  # unread behind the handler
         await asyncio.wait_for(overdue_checks.wait(), 5)  # the deadline passed meanwhile
-        served, = server.serving.values()
         eio_socket, = server.sockets.values()
-        assert isinstance(eio_socket, engine.ServedSocket)
-        assert not served.overdue and await eio_socket.check_ping_timeout()
+        assert eio_socket.state is engine.State.OPEN and eio_socket.busy
+        assert eio_socket.ping_sent  # still unanswered, and not held against the client
         release.set()
         # The handler ends, the pong is read: the pings go on, the connection stays.
         assert await asyncio.wait_for(client.recv(), 5) == "2"
@@ -345,10 +354,14 @@ def socketio_app(**options: Any) -> tuple[Server, Any]:
     sio = Server(async_mode="asgi", frame_limit=65536, max_backlog=1 << 20, **options)
     sio.manager_initialized = True
     sio.manager.initialize()
-    return sio, engine.EngineEntry(socketio.ASGIApp(sio), sio, "socket.io")
+
+    async def elsewhere(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("not the Engine.IO path")
+
+    return sio, engine.EngineEntry(elsewhere, sio, "socket.io")
 
 
-async def test_a_websocket_first_session_is_served_in_one_frame_and_others_as_before() -> None:
+async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
     sio, app = socketio_app(cors_allowed_origins=["http://good.example"])
     refuse = {"now": False}
     admit = sio.eio.handlers["connect"]  # python-socketio's own
@@ -360,18 +373,19 @@ async def test_a_websocket_first_session_is_served_in_one_frame_and_others_as_be
     async with engine_node(app=app) as url:
         async with websockets.connect(url, origin="http://good.example") as client:
             assert json.loads((await asyncio.wait_for(client.recv(), 5))[1:])["upgrades"] == []
-            served, = sio.eio.serving.values()
+            served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            assert "EngineServer.serve_websocket" in chain and "DirectWebSocket._serve" in chain
-            # None of Engine.IO's request frames stays under the connection.
-            assert not [name for name in chain if "handle_request" in name
-                        or "_handle_connect" in name or "handle_get_request" in name]
+            # The engine's two frames, between the app's middleware and uvicorn's receive.
+            first = chain.index("EngineServer.serve_websocket")
+            assert chain[first - 1:first + 3] == [
+                "DirectWires.__call__", "EngineServer.serve_websocket", "EngineServer._serve",
+                "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered
             assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")
-        # What Engine.IO refuses, it still refuses: an origin not allowed, a protocol version
-        # it does not speak, a rejected connection.
+        # Refused: an origin not allowed, a protocol version it does not speak, a rejected
+        # connection.
         for query, origin in ((url, "http://evil.example"),
                               (url.replace("EIO=4", "EIO=3"), "http://good.example")):
             with pytest.raises(websockets.InvalidStatus):
@@ -381,13 +395,7 @@ async def test_a_websocket_first_session_is_served_in_one_frame_and_others_as_be
         with pytest.raises(websockets.InvalidStatus):
             async with websockets.connect(url, origin="http://good.example"):
                 pass
-    assert not sio.eio.sockets and not sio.eio.serving
-
-
-def test_engineio_sockets_get_a_lean_queue() -> None:
-    server = engine.EngineServer(async_mode="asgi")
-    assert isinstance(server.create_queue(), LeanQueue)
-    assert isinstance(server.create_queue(maxsize=1), asyncio.Queue)
+    assert not sio.eio.sockets
 
 
 # -- raw routes -------------------------------------------------------------------------------
@@ -458,3 +466,34 @@ def test_the_nodes_packets_are_built_without_a_binary_walk(
     assert inbound.packet_type == sio_packet.BINARY_EVENT and inbound.attachment_count == 1
     assert inbound.add_attachment(b"\x00\x01")
     assert inbound.data == ["file", b"\x00\x01"] and inbound.id == 3
+
+
+async def test_engineio_long_polling_refuses_what_the_protocol_refuses() -> None:
+    """A POST is answered ``ok``; a malformed payload, or a second GET while one is pending,
+    is answered 400 and ends the session (the next request finds it gone)."""
+    server = engine.EngineServer(async_mode="asgi", ping_interval=5, ping_timeout=5)
+    gone: list[str] = []
+    server.on("disconnect", lambda sid, reason: gone.append(reason))
+    async with engine_node(server) as url, httpx.AsyncClient() as http:
+        base = url.replace("ws://", "http://").replace("websocket", "polling")
+
+        async def session() -> str:
+            opened = await http.get(base)
+            assert opened.status_code == 200 and opened.text.startswith("0")
+            return f"{base}&sid={json.loads(opened.text[1:])['sid']}"
+
+        first = await session()
+        posted = await http.post(first, content="4hello")
+        assert (posted.status_code, posted.text) == (200, "ok")
+        assert (await http.post(first, content="9nonsense")).status_code == 400
+        assert (await http.get(first)).status_code == 400  # the session is gone
+        second = await session()
+        pending = asyncio.ensure_future(http.get(second))
+        eio_socket, = server.sockets.values()
+        async with asyncio.timeout(5):
+            while eio_socket.poll is None:  # noqa: ASYNC110 (until the first GET waits)
+                await asyncio.sleep(0.01)
+        assert (await http.get(second)).status_code == 400
+        assert (await asyncio.wait_for(pending, 5)).text == "6"  # answered as it closes
+        assert (await http.get(second)).status_code == 400
+    assert gone == [server.reason.TRANSPORT_ERROR] * 2 and not server.sockets

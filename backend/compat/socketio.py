@@ -6,8 +6,13 @@ The project relies on:
 - ``AsyncServer``'s private hooks, overridden or called by ``backend/realtime/server.py``
   through ``ServerHooks``: ``_engineio_server_class`` (the Engine.IO server class it builds),
   ``_handle_eio_message`` (every Engine.IO message), ``_handle_event_internal`` (every EVENT,
-  with its ack id), ``_send_packet``; and its lazy manager start in ``_handle_eio_connect``
-  (``manager_initialized``), done at start-up instead (``initialize_manager``);
+  with its ack id), ``_handle_connect`` (a CONNECT: its test of the namespaces served is
+  mirrored to answer an unknown one as the protocol says), ``_send_packet``; and its lazy
+  manager start in ``_handle_eio_connect`` (``manager_initialized``), done at start-up
+  instead (``initialize_manager``);
+- the seam to the node's own Engine.IO (backend/realtime/engine.py): what python-socketio's
+  server and managers use of their engine (``self.eio.X``, ``server.eio.X``) is exactly
+  ``ENGINE_SURFACE``, read from their source at start-up;
 - ``AsyncServer.environ`` and ``packet_class`` (read by namespaces/base.py);
 - ``Packet.uses_binary_events``: a class attribute ``Packet.__init__`` reads before it walks
   the data for binary attachments (``PacketWithoutBinaryScan``);
@@ -19,6 +24,9 @@ The project relies on:
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
 from typing import Any, ClassVar
 
 import socketio
@@ -29,6 +37,7 @@ from backend.compat.assumptions import (
     Assumption,
     Pin,
     assigned,
+    holds,
     present,
     signature,
     unchanged,
@@ -39,7 +48,7 @@ from backend.compat.assumptions import (
 PIN = Pin("python-socketio", "5.18.1")
 PINS = [PIN]
 
-__all__ = ["PacketWithoutBinaryScan", "RedisManagerHooks", "ServerHooks",
+__all__ = ["ENGINE_SURFACE", "PacketWithoutBinaryScan", "RedisManagerHooks", "ServerHooks",
            "initialize_manager", "listener_task", "own_message_suffix"]
 
 
@@ -59,6 +68,25 @@ class _Hooks:
 
 _S = socketio.AsyncServer
 
+#: What python-socketio's server and managers use of their Engine.IO server: the methods and
+#: attributes ``backend.realtime.engine.EngineServer`` implements.
+ENGINE_SURFACE = frozenset({
+    "async_mode", "attach", "create_event", "generate_id", "get_session", "handle_request",
+    "on", "send", "send_packet", "session", "shutdown", "sleep", "start_background_task",
+    "transport"})
+#: The modules of python-socketio an AsyncServer runs.
+_SERVER_MODULES = ("async_server", "base_server", "base_manager", "async_manager",
+                   "async_pubsub_manager", "async_redis_manager")
+
+
+def engine_uses() -> set[str]:
+    """The names python-socketio's server modules use of their engine (``eio.X``)."""
+    used: set[str] = set()
+    for name in _SERVER_MODULES:
+        source = inspect.getsource(importlib.import_module(f"socketio.{name}"))
+        used.update(re.findall(r"\beio\.(\w+)", source))
+    return used
+
 
 class ServerHooks(_Hooks, socketio.AsyncServer):
     """``socketio.AsyncServer`` with its private hooks under public names."""
@@ -67,6 +95,7 @@ class ServerHooks(_Hooks, socketio.AsyncServer):
         "engineio_server_class": "_engineio_server_class",
         "handle_engineio_message": "_handle_eio_message",
         "handle_event_internal": "_handle_event_internal",
+        "handle_connect": "_handle_connect",
     }
     #: ``_engineio_server_class(self)``: the Engine.IO server class to build.
     engineio_server_class = upstream(_S, "_engineio_server_class")
@@ -74,6 +103,8 @@ class ServerHooks(_Hooks, socketio.AsyncServer):
     handle_engineio_message = upstream(_S, "_handle_eio_message")
     #: ``_handle_event_internal(self, server, sid, eio_sid, data, namespace, id)``: an EVENT.
     handle_event_internal = upstream(_S, "_handle_event_internal")
+    #: ``_handle_connect(self, eio_sid, namespace, data)``: a client's CONNECT to a namespace.
+    handle_connect = upstream(_S, "_handle_connect")
     #: ``_send_packet(self, eio_sid, pkt)``: send one Socket.IO packet to a client.
     send_socketio_packet = upstream(_S, "_send_packet")
 
@@ -134,6 +165,13 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _S, "_handle_event_internal",
               ("self", "server", "sid", "eio_sid", "data", "namespace", "id")),
     signature(PIN, _S, "_send_packet", ("self", "eio_sid", "pkt")),
+    signature(PIN, _S, "_handle_connect", ("self", "eio_sid", "namespace", "data")),
+    unchanged(PIN, _S, "_handle_connect", "c97c480cf777de36"),
+    assigned(PIN, base_server.BaseServer, "namespace_handlers"),
+    assigned(PIN, base_server.BaseServer, "namespaces"),
+    holds(PIN, "what AsyncServer uses of its Engine.IO server (eio.X)",
+          lambda: engine_uses() <= ENGINE_SURFACE,
+          "it uses more of its engine than backend/realtime/engine.py implements"),
     assigned(PIN, base_server.BaseServer, "manager_initialized"),
     assigned(PIN, base_server.BaseServer, "environ"),
     assigned(PIN, base_server.BaseServer, "packet_class"),

@@ -1,286 +1,925 @@
-"""Engine.IO with a direct lane per WebSocket connection.
+"""Engine.IO v4, the node's own: WebSocket and HTTP long-polling, the upgrade between them,
+heartbeats, and the events python-socketio registers.
 
-python-engineio sends every packet through the socket's ``asyncio.Queue`` and a writer task
-per socket, and each send goes down the ASGI chain. Here an upgraded (or WebSocket-only)
-socket gets a ``Wire`` (``backend/realtime/wire.py``): the writer task's sends go through it,
-and the fan-out writes an event's pre-built Engine.IO frame straight to it whenever nothing of
-that socket waits in Engine.IO's queue, so packets keep their order. Long-polling sockets, and
-sockets in the middle of an upgrade, keep Engine.IO's own path; the protocol is untouched.
-Packets sent to one socket (acks, CONNECT answers) take the same direct path.
+Written from the protocol (https://socket.io/docs/v4/engine-io-protocol/), not from
+python-engineio, which stays installed only because python-socketio imports it.
+
+The seam. python-socketio's ``AsyncServer`` builds its engine with ``_engineio_server_class()``
+(``backend/realtime/server.py`` returns ``EngineServer``), passing it the keyword options it
+does not use itself, and then uses exactly this of it (``ENGINE_SURFACE``, checked against
+python-socketio's source at start-up by backend/compat/socketio.py):
+
+- ``on(event, handler)`` for ``connect`` (``sid, environ``; ``False`` refuses), ``message``
+  (``sid, data``: a str or bytes) and ``disconnect`` (``sid, reason``);
+- ``send(sid, data)``, ``send_packet(sid, packet)`` (a ``MESSAGE`` packet of its manager),
+  ``disconnect(sid)``, ``transport(sid)``, ``generate_id()``;
+- ``handle_request(scope, receive, send)`` (ASGI), ``shutdown()``;
+- ``start_background_task``, ``sleep``, ``create_event``, ``get_session``/``save_session``/
+  ``session``, ``attach`` (other frameworks' integration: refused, this engine is ASGI only);
+- the attributes ``async_mode``, ``reason`` (python-engineio's disconnect reasons, the same
+  strings), ``sockets`` and ``logger``.
+
+The node's own uses go further (``backend/realtime/members.py``): ``direct_wire`` hands the
+fan-out the ``Wire`` (backend/realtime/wire.py) of a socket on WebSocket, to which it writes
+one pre-encoded frame per recipient, and ``queue_message`` sends without awaiting.
+
+A socket (``EngineSocket``) has one ``State`` (illegal moves raise) and one ``Transport``:
+
+- on WebSocket, everything sent is written at once to the connection's ``Wire`` (an ordered
+  lane with backpressure and a backlog cut-off), or, under a server where there is none, to an
+  ``AsgiLane``; inbound packets are handled one at a time in the connection's read loop
+  (python-socketio turns asynchronous handlers off: a socket's events run in order);
+- on long-polling, packets wait in the socket's ``outbox`` until a GET takes them all; a POST
+  carries the client's packets;
+- an upgrade (``2probe``/``3probe``, then ``5``) moves a polling socket onto a WebSocket: what
+  waited in its outbox leaves first, on the WebSocket, then everything after.
+
+Heartbeats: one timer per socket, the next ping or the deadline of the last one. A client that
+leaves a ping unanswered for ``ping_timeout`` is closed, but not while one of its own handlers
+runs (``busy``): its pong may be waiting unread behind it, on a node that has fallen behind.
 
 A socket opened on WebSocket (socket.io-client with ``transports: ["websocket"]``, the mobile
-SDKs) holds as little as its state needs, for as long as it is open:
-
-- ``EngineEntry`` hands its upgrade to ``EngineServer.serve_websocket``: Engine.IO's request
-  handling and connect, in one frame instead of six;
-- its queue is a ``WireQueue``: what Engine.IO puts is written to the wire at once, no writer
-  task waits;
-- its next ping is a timer (``EngineServer.start_background_task``), not a sleeping task, and
-  the same timer, re-armed after each ping, ends a client that leaves one unanswered (instead
-  of a read timeout re-armed on every packet), but not while one of the socket's handlers
-  runs, behind which its pong may wait unread (``ServedSocket``);
-- its environ keeps what the namespaces' connect reads (``keep_needed``).
-
-What this relies on of python-engineio's internals is reached through, and listed in,
-backend/compat/engineio.py.
+SDKs) is served by ``serve_websocket`` in one coroutine frame under the connection, and its
+environ keeps only what the namespaces' connect reads (``keep_needed``). ``EngineEntry`` sends
+every request at the Engine.IO path straight to ``handle_request``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import time
+import enum
+import inspect
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-import engineio
-from engineio import exceptions as eio_exceptions
-from engineio import packet as eio_packet
-from engineio.async_drivers import asgi as eio_asgi
-from engineio.async_socket import AsyncSocket
-
-from backend.compat import engineio as eio_compat
-from backend.realtime.queues import LeanQueue
+from backend.realtime.queues import LeanEvent
 from backend.realtime.wire import Wire
 
-#: How long Engine.IO's close waits for the frames before it to leave.
+#: How long a closing WebSocket waits for the frames before its CLOSE to leave.
 CLOSE_FLUSH_SECONDS = 2.0
-#: The cancel message of a WebSocket loop whose client left a ping unanswered.
+#: The cancel messages of a WebSocket read loop: its client left a ping unanswered; its socket
+#: was closed by the server while the loop waited for the client.
 PING_TIMEOUT = "ping timeout"
+ENDED = "socket closed"
 #: What a WebSocket socket's environ keeps once it is served: what the namespaces' connect
-#: reads (``namespaces/base.py``), and what Engine.IO reads when the request ends.
+#: reads (``namespaces/base.py``).
 ENVIRON_KEPT = frozenset({"QUERY_STRING", "HTTP_AUTHORIZATION", "REMOTE_ADDR", "PATH_INFO",
-                          "REQUEST_METHOD", "asgi.scope", "asgi.send", "asgi.receive"})
+                          "REQUEST_METHOD", "asgi.scope"})
+#: Engine.IO v4 packet types (the first character of a text packet).
+OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
+#: Separator of the packets of a long-polling payload.
+SEPARATOR = "\x1e"
+
+#: The engine's options python-socketio may pass on (the rest of its ``**kwargs``).
+OPTIONS = frozenset({"async_mode", "ping_interval", "ping_timeout", "max_http_buffer_size",
+                     "allow_upgrades", "cors_allowed_origins", "cors_credentials", "logger",
+                     "json", "async_handlers", "transports", "monitor_clients"})
+
+log = logging.getLogger("confab.engine")
+
+Handler = Callable[..., Any]
+Outbound = str | bytes  # an encoded text packet, or a binary message
+
+
+class Reason:
+    """Why a socket closed, as python-engineio names them (python-socketio passes them on to
+    the namespaces' disconnect handlers)."""
+
+    SERVER_DISCONNECT = "server disconnect"
+    CLIENT_DISCONNECT = "client disconnect"
+    PING_TIMEOUT = "ping timeout"
+    TRANSPORT_CLOSE = "transport close"
+    TRANSPORT_ERROR = "transport error"
+
+
+class State(enum.Enum):
+    """A socket's lifecycle."""
+
+    OPENING = "opening"  #: made, its connect handler not yet through
+    OPEN = "open"
+    UPGRADING = "upgrading"  #: a polling socket probed on a WebSocket, not yet moved
+    CLOSING = "closing"  #: its disconnect handled; its transport finishing
+    CLOSED = "closed"
+
+
+_MOVES: dict[State, frozenset[State]] = {
+    State.OPENING: frozenset({State.OPEN, State.CLOSING}),
+    State.OPEN: frozenset({State.UPGRADING, State.CLOSING}),
+    State.UPGRADING: frozenset({State.OPEN, State.CLOSING}),
+    State.CLOSING: frozenset({State.CLOSED}),
+    State.CLOSED: frozenset(),
+}
+
+
+# The fan-out's path reads these once per delivery: a module global is cheaper than an
+# enum's attribute.
+_OPEN, _UPGRADING, _CLOSING = State.OPEN, State.UPGRADING, State.CLOSING
+
+
+class IllegalTransition(RuntimeError):
+    """A socket was asked to move to a state it cannot reach from its own."""
+
+
+class Transport(enum.Enum):
+    POLLING = "polling"
+    WEBSOCKET = "websocket"
+
+
+class AsgiLane:
+    """The outbound lane of a WebSocket with no ``Wire`` (another ASGI server): messages go
+    through ASGI ``send`` in order, by one task while any wait."""
+
+    __slots__ = ("pending", "send", "task")
+
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        self.send = send
+        self.pending: list[dict[str, Any]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def write_text(self, text: str) -> None:
+        self._queue({"type": "websocket.send", "text": text})
+
+    def write_bytes(self, data: bytes) -> None:
+        self._queue({"type": "websocket.send", "bytes": bytes(data)})
+
+    def _queue(self, message: dict[str, Any]) -> None:
+        self.pending.append(message)
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                message = self.pending.pop(0)
+                await self.send(message)
+        except Exception:  # the client left: nothing more reaches it
+            self.pending.clear()
+        finally:
+            self.task = None
+
+    async def flush(self) -> None:
+        while self.task is not None:
+            await asyncio.wait({self.task})
+
+    def stop(self) -> None:
+        self.pending.clear()
+        if self.task is not None:
+            self.task.cancel()
+
+
+Lane = Wire | AsgiLane
+
+
+class EngineSocket:
+    """One Engine.IO session (see the module doc)."""
+
+    __slots__ = ("asgi_send", "busy", "direct", "lane", "outbox", "ping_sent", "poll",
+                 "posting", "session", "sid", "state", "task", "timer", "transport")
+
+    def __init__(self, sid: str, transport: Transport) -> None:
+        self.sid = sid
+        self.state = State.OPENING
+        self.transport = transport
+        #: On WebSocket: the lane everything is written to, the ASGI ``send`` that closes the
+        #: connection, the task of its read loop.
+        self.lane: Lane | None = None
+        #: The lane when it is a ``Wire`` and the socket is open on it (``direct_wire``).
+        self.direct: Wire | None = None
+        self.asgi_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self.task: asyncio.Task[Any] | None = None
+        #: On long-polling: the packets waiting for a GET, and the pending GET's wake-up
+        #: (its result: whether to answer with a NOOP only); whether a POST is being handled.
+        self.outbox: list[Outbound] | None = [] if transport is Transport.POLLING else None
+        self.poll: asyncio.Future[bool] | None = None
+        self.posting = False
+        #: The next ping's timer, or the last ping's deadline; when that ping was sent (loop
+        #: time, 0.0 once answered); whether the socket's handlers are running.
+        self.timer: asyncio.TimerHandle | None = None
+        self.ping_sent = 0.0
+        self.busy = False
+        self.session: dict[str, Any] | None = None
+
+    def move(self, state: State) -> None:
+        """Move to ``state``; ``IllegalTransition`` if it cannot be reached from here."""
+        if state not in _MOVES[self.state]:
+            raise IllegalTransition(f"Engine.IO socket {self.sid}: {self.state.name} -> "
+                                    f"{state.name}")
+        self.state = state
+        self._redirect()
+
+    def serve_on(self, lane: Lane, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """The socket's WebSocket: its lane, the ASGI ``send`` that closes it, and the task
+        that reads it (this one)."""
+        self.lane = lane
+        self.asgi_send = send
+        self.task = asyncio.current_task()
+        self._redirect()
+
+    def _redirect(self) -> None:
+        lane = self.lane
+        self.direct = lane if self.state is _OPEN and type(lane) is Wire else None
+
+    @property
+    def live(self) -> bool:
+        """Open (or upgrading): packets sent now reach the client."""
+        return self.state is _OPEN or self.state is _UPGRADING
+
+    def put(self, packet: Outbound) -> None:
+        """Send one encoded packet on the socket's transport, in order."""
+        lane = self.lane
+        if self.state is _OPEN and lane is not None:
+            if isinstance(packet, str):
+                lane.write_text(packet)
+            else:
+                lane.write_bytes(packet)
+            return
+        outbox = self.outbox
+        if outbox is None:
+            return  # a WebSocket not yet accepted, or gone
+        outbox.append(packet)
+        if self.state is _OPEN or self.state is _CLOSING:
+            self.wake(False)
+
+    def wake(self, noop: bool) -> None:
+        """Answer the pending GET (with what waits, or with a NOOP only)."""
+        poll = self.poll
+        if poll is not None and not poll.done():
+            poll.set_result(noop)
 
 
 def keep_needed(environ: dict[str, Any]) -> None:
-    """Drop what nothing reads again from a served WebSocket's environ, in place (the request's
-    frames and python-socketio's ``environ`` table share it): its headers as ``HTTP_*``
-    strings, the WSGI keys. A dict does not shrink when keys are deleted: it is rebuilt."""
+    """Drop what nothing reads again from a served WebSocket's environ, in place (python-
+    socketio keeps it for the connection's life): its other headers. A dict does not shrink
+    when keys are deleted: it is rebuilt."""
     kept = {key: environ[key] for key in ENVIRON_KEPT if key in environ}
     environ.clear()
     environ.update(kept)
 
 
-class DirectWebSocket(eio_asgi.WebSocket):
-    """Engine.IO's ASGI WebSocket, writing through the connection's ``Wire`` when it has one."""
+def make_environ(scope: dict[str, Any]) -> dict[str, Any]:
+    """The WSGI-style environ python-socketio hands the connect handlers: the request's
+    headers as ``HTTP_*`` (repeated ones joined with commas), its query, path and client."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": scope.get("method", "GET"),
+        "PATH_INFO": scope.get("path", ""),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "REMOTE_ADDR": (scope.get("client") or ("", 0))[0],
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "asgi.scope": scope,
+    }
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        value = raw_value.decode("latin-1")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
 
-    def __init__(self, handler: Any, server: Any) -> None:
-        super().__init__(handler, server)
-        self.server: EngineServer = server
-        self.wire: Wire | None = None
-        #: The task running ``_serve``; whether it is waiting for the client's next packet
-        #: (not running a handler); whether a ping went unanswered (``ping_overdue``).
-        #: (The socket's events are handled one at a time in this loop, so while one runs, the
-        #: client's pong may wait unread behind it: see ``ServedSocket``.)
-        self.task: asyncio.Task[Any] | None = None
-        self.reading = False
-        self.overdue = False
-        #: The Engine.IO socket served (the one whose ``_websocket_handler`` this was given).
-        self.socket: AsyncSocket = eio_compat.socket_of(handler)
 
-    async def __call__(self, environ: dict[str, Any]) -> str:
-        self.asgi_receive = environ["asgi.receive"]
-        self.asgi_send = environ["asgi.send"]
-        await self.asgi_send({"type": "websocket.accept"})
-        self.wire = Wire.of(environ["asgi.scope"], self.server.max_backlog)
-        socket = self.socket
-        sid: str = socket.sid
-        if self.wire is not None:
-            self.server.wires[sid] = (self.wire, socket)
+class _Refused(Exception):
+    """An HTTP request answered with an error status (and its session closed if ``close``)."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# Engine.IO's error codes (the reference server's): the body of a refused HTTP request.
+UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, \
+    UNSUPPORTED_PROTOCOL_VERSION = range(6)
+
+
+class EngineServer:
+    """The Engine.IO server python-socketio runs on (see the module doc for the seam)."""
+
+    reason = Reason
+    async_mode = "asgi"
+
+    def __init__(self, *, async_mode: str | None = None, ping_interval: float = 25,
+                 ping_timeout: float = 20, max_http_buffer_size: int = 1_000_000,
+                 allow_upgrades: bool = True, cors_allowed_origins: Any = None,
+                 cors_credentials: bool = True, logger: Any = False, json: Any = None,
+                 async_handlers: bool = False, transports: Any = None,
+                 monitor_clients: bool = True) -> None:
+        if async_mode not in (None, "asgi"):
+            raise ValueError(f"this Engine.IO server is ASGI only, not {async_mode!r}")
+        if async_handlers:
+            raise ValueError("this Engine.IO server handles a socket's messages in order")
+        interval, grace = (ping_interval if isinstance(ping_interval, tuple)
+                           else (ping_interval, 0))
+        self.ping_interval = float(interval)
+        #: Advertised: the interval plus its grace, in whole milliseconds.
+        self.ping_interval_ms = round((interval + grace) * 1000)
+        self.ping_timeout = float(ping_timeout)
+        self.max_http_buffer_size = max_http_buffer_size
+        self.allow_upgrades = allow_upgrades
+        self.transports = set(transports or ("polling", "websocket"))
+        self.cors_allowed_origins = cors_allowed_origins
+        self.cors_credentials = cors_credentials
+        self.logger = logger if isinstance(logger, logging.Logger) else log
+        #: Set by the Socket.IO server: a WebSocket whose backlog passes it is cut off.
+        self.max_backlog = 4 * 1024 * 1024
+        self.handlers: dict[str, Handler] = {}
+        self.sockets: dict[str, EngineSocket] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- python-socketio's surface ----------------------------------------------------------
+
+    def on(self, event: str, handler: Handler | None = None) -> Any:
+        """Register ``handler`` for ``connect``, ``message`` or ``disconnect`` (or return a
+        decorator that does)."""
+        if event not in ("connect", "message", "disconnect"):
+            raise ValueError(f"no Engine.IO event {event!r}")
+
+        def register(function: Handler) -> Handler:
+            self.handlers[event] = function
+            return function
+
+        return register if handler is None else register(handler)
+
+    async def send(self, sid: str, data: str | bytes) -> None:
+        """Send a message (text, or bytes as a binary message) to one socket."""
+        self._send(sid, data)
+
+    def queue_message(self, sid: str, text: str) -> None:
+        """``send`` without awaiting (it never waits)."""
+        self._send(sid, text)
+
+    def _send(self, sid: str, data: str | bytes) -> None:
+        socket = self.sockets.get(sid)
+        if socket is not None and socket.live:
+            socket.put(MESSAGE + data if isinstance(data, str) else bytes(data))
+
+    async def send_packet(self, sid: str, pkt: Any) -> None:
+        """Send a packet python-socketio built (its ``packet_type`` and ``data``)."""
+        data = pkt.data
+        if isinstance(data, bytes | bytearray):
+            self._send(sid, bytes(data))
+            return
+        socket = self.sockets.get(sid)
+        if socket is None or not socket.live:
+            return
+        if isinstance(data, dict | list):
+            data = json.dumps(data, separators=(",", ":"))
+        socket.put(f"{pkt.packet_type}{'' if data is None else data}")
+
+    def direct_wire(self, sid: str) -> Wire | None:
+        """The socket's ``Wire``, when it is open on WebSocket: frames written to it keep their
+        order with everything else sent to the socket."""
+        socket = self.sockets.get(sid)
+        return None if socket is None else socket.direct
+
+    async def disconnect(self, sid: str | None = None) -> None:
+        """Close one socket (or every one): the client is sent CLOSE."""
+        sockets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
+        for socket in sockets:
+            if socket is not None:
+                await self._close(socket, Reason.SERVER_DISCONNECT, tell=True)
+
+    def transport(self, sid: str) -> str:
+        """``polling`` or ``websocket``: the socket's transport now."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            raise KeyError(f"no Engine.IO session {sid}")
+        return socket.transport.value
+
+    def generate_id(self) -> str:
+        """A new session (or Socket.IO) id: 20 URL-safe characters."""
+        return secrets.token_urlsafe(15)
+
+    async def get_session(self, sid: str) -> dict[str, Any]:
+        """The user session of a socket (a dict kept with it)."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            raise KeyError(f"no Engine.IO session {sid}")
+        if socket.session is None:
+            socket.session = {}
+        return socket.session
+
+    async def save_session(self, sid: str, session: dict[str, Any]) -> None:
+        socket = self.sockets.get(sid)
+        if socket is None:
+            raise KeyError(f"no Engine.IO session {sid}")
+        socket.session = session
+
+    @contextlib.asynccontextmanager
+    async def session(self, sid: str) -> Any:
+        """The user session, saved back when the block ends."""
+        session = await self.get_session(sid)
+        yield session
+        await self.save_session(sid, session)
+
+    def start_background_task(self, target: Handler, *args: Any, **kwargs: Any) -> Any:
+        """Run ``target(*args, **kwargs)`` as a task (kept referenced until it ends)."""
+        task = asyncio.ensure_future(target(*args, **kwargs))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def sleep(self, seconds: float = 0) -> None:
+        await asyncio.sleep(seconds)
+
+    def create_event(self) -> LeanEvent:
+        return LeanEvent()
+
+    def attach(self, app: Any, engineio_path: str = "engine.io") -> None:
+        raise NotImplementedError("this Engine.IO server is ASGI only: mount EngineEntry")
+
+    async def shutdown(self) -> None:
+        """Stop the heartbeats (the sockets themselves end with their connections)."""
+        for socket in self.sockets.values():
+            if socket.timer is not None:
+                socket.timer.cancel()
+                socket.timer = None
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        """The ASGI request at the Engine.IO path: the coroutine that serves it (a plain
+        function, so that no frame of its own stays under a WebSocket connection)."""
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if scope["type"] == "websocket":
+            if "sid" in query:
+                return self._serve_upgrade(scope, receive, send, query)
+            return self.serve_websocket(scope, receive, send)
+        return self._serve_http(scope, receive, send, query)
+
+    @staticmethod
+    def _one(query: dict[str, list[str]], name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    def _check_query(self, query: dict[str, list[str]], transport: str) -> None:
+        if self._one(query, "EIO") != "4":
+            raise _Refused(400, UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
+        if self._one(query, "transport") != transport or transport not in self.transports:
+            raise _Refused(400, UNKNOWN_TRANSPORT, "Transport unknown")
+
+    def _refuse_origin(self, environ: dict[str, Any]) -> None:
+        """Refuse a request from an origin not allowed (``cors_allowed_origins``: ``"*"``,
+        an origin or a list of them, ``origin, environ -> bool``, or None for the
+        request's own host; ``[]`` turns the check off)."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and not self._origin_allowed(origin, environ):
+            self.logger.info("%s is not an accepted origin", origin)
+            raise _Refused(400, BAD_REQUEST, f"{origin} is not an accepted origin.")
+
+    def _origin_allowed(self, origin: str, environ: dict[str, Any]) -> bool:
+        allowed = self.cors_allowed_origins
+        if allowed == [] or allowed == "*":
+            return True
+        if callable(allowed):
+            return bool(allowed(origin, environ))
+        if allowed is None:
+            host = environ.get("HTTP_HOST")
+            return host is not None and origin == f"{environ['wsgi.url_scheme']}://{host}"
+        return origin in ([allowed] if isinstance(allowed, str) else allowed)
+
+    async def _connect(self, socket: EngineSocket, environ: dict[str, Any]) -> bool:
+        """Register the socket and run the connect handler: whether it accepted."""
+        self.sockets[socket.sid] = socket
         try:
-            if socket.connected:  # an upgrade from long-polling: Engine.IO's own handler
-                await self.handler(self)
-            else:
-                keep_needed(environ)
-                self.task = asyncio.current_task()
-                self.server.serving[sid] = self
-                await self._serve(socket)
+            accepted = await self._trigger("connect", socket.sid, environ)
+        except Exception:
+            self.logger.exception("Engine.IO connect handler failed")
+            accepted = False
+        if accepted is None or accepted is True:
+            socket.move(State.OPEN)
+            return True
+        self.sockets.pop(socket.sid, None)
+        socket.move(State.CLOSING)
+        socket.move(State.CLOSED)
+        return False
+
+    def _open_packet(self, socket: EngineSocket) -> str:
+        upgrades = (["websocket"] if socket.transport is Transport.POLLING and self.allow_upgrades
+                    and "websocket" in self.transports else [])
+        return OPEN + json.dumps({
+            "sid": socket.sid, "upgrades": upgrades, "pingInterval": self.ping_interval_ms,
+            "pingTimeout": round(self.ping_timeout * 1000),
+            "maxPayload": self.max_http_buffer_size}, separators=(",", ":"))
+
+    async def _trigger(self, event: str, *args: Any) -> Any:
+        handler = self.handlers.get(event)
+        if handler is None:
+            return None
+        result = handler(*args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _deliver(self, socket: EngineSocket, data: str | bytes) -> None:
+        """One message of the client to the message handler (its errors logged)."""
+        try:
+            await self._trigger("message", socket.sid, data)
+        except Exception:
+            self.logger.exception("Engine.IO message handler failed")
+
+    # -- WebSocket ------------------------------------------------------------------------------
+
+    async def serve_websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A session that opens on WebSocket, served until it closes, in this one frame (and
+        ``_serve``'s)."""
+        environ = make_environ(scope)
+        try:
+            self._check_query(parse_qs(environ["QUERY_STRING"]), "websocket")
+            self._refuse_origin(environ)
+        except _Refused as refused:
+            self.logger.info("WebSocket refused: %s", refused.message)
+            await send({"type": "websocket.close"})
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        socket = EngineSocket(self.generate_id(), Transport.WEBSOCKET)
+        if not await self._connect(socket, environ):
+            self.logger.warning("Application rejected connection")
+            await send({"type": "websocket.close"})
+            return
+        keep_needed(environ)
+        try:
+            await send({"type": "websocket.accept"})
+        except Exception:  # the client left before its upgrade was answered
+            await self._close(socket, Reason.TRANSPORT_CLOSE)
+            return
+        socket.serve_on(Wire.of(scope, self.max_backlog) or AsgiLane(send), send)
+        socket.put(self._open_packet(socket))
+        self._arm(socket, self.ping_interval, self._ping)
+        await self._serve(socket, receive)
+
+    async def _serve(self, socket: EngineSocket, receive: Any) -> None:
+        """The read loop of a socket on WebSocket: each packet handled before the next is
+        read; ends when the client leaves or sends CLOSE, a frame exceeds the payload cap,
+        the socket is closed, or a ping goes unanswered (``_pong_overdue`` cancels it)."""
+        reason = Reason.TRANSPORT_CLOSE
+        cap = self.max_http_buffer_size
+        try:
+            while socket.state is State.OPEN:
+                socket.busy = False
+                message = await receive()
+                socket.busy = True
+                if socket.state is not State.OPEN or message["type"] != "websocket.receive":
+                    break
+                text = message.get("text")
+                if text is None:
+                    data = message.get("bytes") or b""
+                    if len(data) > cap:
+                        reason = Reason.TRANSPORT_ERROR
+                        break
+                    await self._deliver(socket, data)
+                elif not text:
+                    continue
+                elif len(text) > cap or (len(text) * 4 > cap and len(text.encode()) > cap):
+                    reason = Reason.TRANSPORT_ERROR
+                    break
+                elif text[0] == MESSAGE:
+                    await self._deliver(socket, text[1:])
+                elif text[0] == PONG:
+                    self._pong(socket)
+                elif text[0] == CLOSE:  # the client leaves: its transport ends at once
+                    reason = Reason.CLIENT_DISCONNECT
+                    break
+                message = text = data = None  # not held while waiting for the next
+        except asyncio.CancelledError as exc:
+            if exc.args not in ((PING_TIMEOUT,), (ENDED,)):  # the server is stopping
+                socket.busy = False
+                await self._close(socket, Reason.TRANSPORT_CLOSE)
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # our own cancel
+            reason = (Reason.PING_TIMEOUT if exc.args == (PING_TIMEOUT,)
+                      else Reason.SERVER_DISCONNECT)
+        except Exception:  # the connection failed under the read
+            reason = Reason.TRANSPORT_ERROR
+        socket.busy = False
+        await self._close(socket, reason)
+
+    async def _serve_upgrade(self, scope: dict[str, Any], receive: Any, send: Any,
+                             query: dict[str, list[str]]) -> None:
+        """A WebSocket for a polling session: the probe, then the move (protocol section
+        "Upgrade"). A session already on WebSocket, or upgrading, gets its WebSocket accepted
+        and closed; one that does not exist, refused."""
+        socket = self.sockets.get(self._one(query, "sid") or "")
+        environ = make_environ(scope)
+        try:
+            self._check_query(query, "websocket")
+            self._refuse_origin(environ)
+            if socket is None or not self.allow_upgrades:
+                raise _Refused(400, UNKNOWN_SID, "Session ID unknown")
+        except _Refused as refused:
+            self.logger.info("WebSocket refused: %s", refused.message)
+            await send({"type": "websocket.close"})
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        if socket.transport is not Transport.POLLING or socket.state is not State.OPEN:
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        lane: Lane = Wire.of(scope, self.max_backlog) or AsgiLane(send)
+        moved = False
+        try:
+            moved = await self._probe(socket, lane, receive)
         finally:
-            self.server.serving.pop(sid, None)
-            timer = getattr(socket, "ping_timer", None)
-            if timer is not None:
-                timer.cancel()
-            if self.wire is not None:
-                self.server.wires.pop(sid, None)
-                self.wire.stop()
-        return ""
+            if not moved:
+                lane.stop()
+                if socket.state is State.UPGRADING:
+                    socket.move(State.OPEN)  # back on long-polling
+                    socket.wake(False)
+        if not moved:
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close"})
+            return
+        # Moved: what waited for a GET leaves first, on the WebSocket.
+        socket.transport = Transport.WEBSOCKET
+        socket.serve_on(lane, send)
+        waiting, socket.outbox = socket.outbox or [], None
+        socket.move(State.OPEN)
+        for packet in waiting:
+            socket.put(packet)
+        socket.wake(False)  # a GET still pending is refused (see _poll)
+        await self._serve(socket, receive)
 
-    async def _serve(self, socket: Any) -> None:
-        """Engine.IO's WebSocket loop (``AsyncSocket._websocket_handler``) for a socket that
-        starts on WebSocket. The same steps, without a read timeout on each packet: Engine.IO
-        makes a task and an ``asyncio.wait_for`` for every inbound packet, to end the loop of a
-        client gone silent; here the ping's timer does it (``ping_overdue``)."""
-        socket.connected = socket.upgraded = True
-        server = socket.server
-        writer = None
-        if self.wire is None:  # not our WebSocket protocol: Engine.IO's writer task
-            writer = asyncio.ensure_future(self._write_queued(socket))
-        else:
-            socket.queue = WireQueue(self.wire, socket.queue)
-        try:
-            while True:
-                self.reading = True
-                data = await self.wait()
-                self.reading = False
-                if len(data) > server.max_http_buffer_size:
-                    break
-                pkt = eio_packet.Packet(encoded_packet=data)
-                try:
-                    await socket.receive(pkt)
-                except eio_exceptions.UnknownPacketError:
-                    pass
-                except eio_exceptions.SocketIsClosedError:
-                    break
-                except Exception:
-                    server.logger.exception("Unknown receive error")
-                # Not held while waiting for the next: an idle socket's last packet.
-                data = pkt = None
-        except (Exception, asyncio.CancelledError) as exc:
-            # The client left or went silent, a frame was not Engine.IO, or the server is
-            # stopping: Engine.IO ends the loop on any of them, and so does this one.
-            if isinstance(exc, asyncio.CancelledError) and exc.args == (PING_TIMEOUT,):
-                # Our own cancel (``ping_overdue``), not the server's: the task goes on.
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
-        if writer is not None:
-            await socket.queue.put(None)  # unlock the writer so it can exit
-            await writer
-        else:
-            await self.close()
-        reason = server.reason.PING_TIMEOUT if self.overdue else server.reason.TRANSPORT_CLOSE
-        await socket.close(wait=False, abort=True, reason=reason)
-
-    def ping_overdue(self) -> None:
-        """The client left a ping unanswered for ``ping_timeout`` while this loop waited for
-        it: the loop ends, and the socket closes."""
-        self.overdue = True
-        if self.task is not None:
-            self.task.cancel(PING_TIMEOUT)
-
-    async def _write_queued(self, socket: Any) -> None:
-        """Engine.IO's writer task: what waits in the socket's queue, in order, until the
-        ``None`` that ``_serve`` puts when the connection ends.
-
-        It waits on the queue itself, where Engine.IO's ``poll`` wraps each wait in an
-        ``asyncio.wait_for`` (a task and a timer held by every idle socket, about 1.3 KB)
-        whose timeout only ends the writer of a client gone silent. Such a client is ended
-        by the ping's timer (``ping_overdue``) or Engine.IO's ping check, after which
-        ``_serve`` puts the ``None``. Packets leave in order, each ``send`` a write to the wire that
-        does not wait, as before."""
-        queue = socket.queue
+    async def _probe(self, socket: EngineSocket, lane: Lane, receive: Any) -> bool:
+        """``2probe`` answered with ``3probe`` (and the pending GET with a NOOP, so that the
+        client can pause polling), then ``5``: whether the socket moved. Pongs may come on
+        either transport meanwhile."""
+        probed = False
         while True:
+            message = await receive()
+            if message["type"] != "websocket.receive" or socket.state not in (
+                    State.OPEN, State.UPGRADING):
+                return False
+            text = message.get("text")
+            if text == PONG:
+                self._pong(socket)
+            elif text == PING + "probe" and not probed:
+                probed = True
+                socket.move(State.UPGRADING)
+                lane.write_text(PONG + "probe")
+                socket.wake(True)
+            elif text == UPGRADE and probed:
+                return True
+            else:
+                return False
+
+    # -- long-polling -------------------------------------------------------------------------
+
+    async def _serve_http(self, scope: dict[str, Any], receive: Any, send: Any,
+                          query: dict[str, list[str]]) -> None:
+        environ = make_environ(scope)
+        method = environ["REQUEST_METHOD"]
+        try:
+            self._refuse_origin(environ)
+            if method == "OPTIONS":
+                await self._respond(send, environ, 200, b"", "text/plain")
+                return
+            self._check_query(query, "polling")
+            sid = self._one(query, "sid")
+            if sid is None:
+                if method != "GET":
+                    raise _Refused(400, BAD_HANDSHAKE_METHOD, "Bad handshake method")
+                await self._handshake(environ, send)
+                return
+            socket = self.sockets.get(sid)
+            if socket is None or socket.transport is not Transport.POLLING:
+                raise _Refused(400, UNKNOWN_SID, "Session ID unknown")
+            if method == "GET":
+                body = await self._poll(socket)
+                await self._respond(send, environ, 200, body, "text/plain; charset=UTF-8")
+                if socket.state is State.CLOSING:
+                    self._finish(socket)
+            elif method == "POST":
+                await self._post(socket, receive)
+                await self._respond(send, environ, 200, b"ok", "text/html")
+            else:
+                raise _Refused(400, BAD_REQUEST, "Bad request")
+        except _Refused as refused:
+            body = json.dumps({"code": refused.code, "message": refused.message}).encode()
+            await self._respond(send, environ, refused.status, body, "application/json")
+
+    async def _handshake(self, environ: dict[str, Any], send: Any) -> None:
+        socket = EngineSocket(self.generate_id(), Transport.POLLING)
+        if not await self._connect(socket, environ):
+            self.logger.warning("Application rejected connection")
+            raise _Refused(403, FORBIDDEN, "Forbidden")
+        self._arm(socket, self.ping_interval, self._ping)
+        await self._respond(send, environ, 200, self._open_packet(socket).encode(),
+                            "text/plain; charset=UTF-8")
+
+    async def _poll(self, socket: EngineSocket) -> bytes:
+        """A GET: what waits for the client, once something does, or a NOOP (the session
+        upgrading or closing). A second GET while one is pending is an error, and closes the
+        session; a GET after the last ping's deadline finds the session closed."""
+        if socket.poll is not None:
+            await self._close(socket, Reason.TRANSPORT_ERROR)
+            raise _Refused(400, BAD_REQUEST, "Overlapping GET requests")
+        if self._overdue(socket):
+            await self._close(socket, Reason.PING_TIMEOUT)
+            raise _Refused(400, UNKNOWN_SID, "Session ID unknown")
+        if socket.state is State.UPGRADING:
+            # The client may have had this GET under way when it got ``3probe``: it sends
+            # ``5`` once the GET is answered.
+            return NOOP.encode()
+        noop = False
+        while not socket.outbox and socket.state is State.OPEN:
+            socket.poll = asyncio.get_running_loop().create_future()
             try:
-                pkt = await queue.get()
-            except asyncio.CancelledError:  # as Engine.IO's poll: the writer just ends
+                noop = await socket.poll
+            finally:
+                socket.poll = None
+            if noop:
                 break
-            queue.task_done()
-            if pkt is None:  # the connection is closing
+        if socket.transport is not Transport.POLLING:
+            raise _Refused(400, UNKNOWN_SID, "Session ID unknown")  # moved meanwhile
+        if noop or not socket.outbox:
+            return NOOP.encode()
+        packets, socket.outbox = socket.outbox, []
+        return SEPARATOR.join(packet if isinstance(packet, str)
+                              else "b" + base64.b64encode(packet).decode()
+                              for packet in packets).encode()
+
+    async def _post(self, socket: EngineSocket, receive: Any) -> None:
+        """A POST: the client's packets, handled in order (a malformed one closes the
+        session; so does a second POST while one is handled)."""
+        if socket.posting:
+            await self._close(socket, Reason.TRANSPORT_ERROR)
+            raise _Refused(400, BAD_REQUEST, "Overlapping POST requests")
+        cap = self.max_http_buffer_size
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                await self._close(socket, Reason.TRANSPORT_ERROR)
+                raise _Refused(413, BAD_REQUEST, "Payload too large")
+            chunks.append(chunk)
+            if not message.get("more_body"):
                 break
-            try:
-                await self.send(pkt.encode())
-            except Exception:
-                break
-            pkt = None  # not held while waiting for the next
-        await self.close()
+        try:
+            packets = [self._decode(part) for part in b"".join(chunks).decode().split(SEPARATOR)]
+        except ValueError:
+            await self._close(socket, Reason.TRANSPORT_ERROR)
+            raise _Refused(400, BAD_REQUEST, "Bad request") from None
+        socket.posting = socket.busy = True
+        try:
+            for kind, data in packets:
+                if socket.state is not State.OPEN and socket.state is not State.UPGRADING:
+                    break
+                if kind == MESSAGE:
+                    await self._deliver(socket, data)
+                elif kind == PONG:
+                    self._pong(socket)
+                elif kind == CLOSE:
+                    await self._close(socket, Reason.CLIENT_DISCONNECT)
+        finally:
+            socket.posting = socket.busy = False
 
-    async def wait(self) -> str | bytes:
-        """The client's next frame; an ``OSError`` instead once the Engine.IO socket is
-        closed, which ends either read loop (``_serve``, Engine.IO's own after an upgrade)
-        and with it the transport.
+    @staticmethod
+    def _decode(part: str) -> tuple[str, str | bytes]:
+        """One packet of a polling payload: its type and data (``b`` + base64: a binary
+        message). ``ValueError`` if it is none."""
+        if not part:
+            raise ValueError("empty packet")
+        if part[0] == "b":
+            return MESSAGE, base64.b64decode(part[1:], validate=True)
+        if part[0] not in "0123456":
+            raise ValueError("unknown packet type")
+        return part[0], part[1:]
 
-        A client ends its session with the CLOSE packet (``1``): Engine.IO's ``receive``
-        closes the socket (its disconnect handled), but its loop reads on, until its read
-        timeout (ping interval plus ping timeout), and ``_serve``, which has none, until the
-        client goes, the connection holding a slot of its user's socket cap meanwhile. (A
-        socket the server closes while the loop waits is not ended here: the CLOSE packet
-        sent to the client ends it.)"""
-        if self.socket.closed:
-            raise OSError("the Engine.IO session is closed")
-        data: str | bytes = await super().wait()
-        return data
+    async def _respond(self, send: Any, environ: dict[str, Any], status: int, body: bytes,
+                       content_type: str) -> None:
+        headers = [(b"content-type", content_type.encode()),
+                   (b"content-length", str(len(body)).encode()),
+                   *((name.encode(), value.encode()) for name, value in self._cors(environ))]
+        with contextlib.suppress(Exception):  # the client left
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
 
-    async def send(self, message: str | bytes) -> None:
-        wire = self.wire
-        if wire is None:
-            await super().send(message)
-        elif isinstance(message, bytes):
-            wire.write_bytes(message)
+    def _cors(self, environ: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        if self.cors_allowed_origins == []:
+            return
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and self._origin_allowed(origin, environ):
+            yield "Access-Control-Allow-Origin", origin
+            if self.cors_credentials:
+                yield "Access-Control-Allow-Credentials", "true"
+        if environ["REQUEST_METHOD"] == "OPTIONS":
+            yield "Access-Control-Allow-Methods", "OPTIONS, GET, POST"
+            requested = environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS")
+            if requested:
+                yield "Access-Control-Allow-Headers", requested
+
+    # -- heartbeats ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _arm(socket: EngineSocket, delay: float, callback: Callable[[EngineSocket], None],
+             ) -> None:
+        """The socket's one timer: the next ping, or the deadline of the last one."""
+        if socket.timer is not None:
+            socket.timer.cancel()
+        socket.timer = asyncio.get_running_loop().call_later(delay, callback, socket)
+
+    def _ping(self, socket: EngineSocket) -> None:
+        socket.timer = None
+        if socket.live:
+            socket.ping_sent = asyncio.get_running_loop().time()
+            socket.put(PING)
+            self._arm(socket, self.ping_timeout, self._pong_overdue)
+
+    def _pong(self, socket: EngineSocket) -> None:
+        if socket.ping_sent:  # an answer (an unasked pong is ignored)
+            socket.ping_sent = 0.0
+            self._arm(socket, self.ping_interval, self._ping)
+
+    def _overdue(self, socket: EngineSocket) -> bool:
+        """The last ping's deadline has passed, with no handler of the socket running."""
+        return bool(socket.ping_sent) and not socket.busy and (
+            asyncio.get_running_loop().time() - socket.ping_sent >= self.ping_timeout)
+
+    def _pong_overdue(self, socket: EngineSocket) -> None:
+        """No pong within ``ping_timeout``: the socket closes, unless one of its handlers is
+        running, behind which the pong may wait unread: asked again a ``ping_timeout``
+        later."""
+        socket.timer = None
+        if not socket.live or not socket.ping_sent:
+            return
+        if socket.busy:
+            self._arm(socket, self.ping_timeout, self._pong_overdue)
+        elif socket.transport is Transport.WEBSOCKET and socket.task is not None:
+            socket.task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
         else:
-            wire.write_text(message)
+            self.start_background_task(self._close, socket, Reason.PING_TIMEOUT)
 
-    async def close(self) -> None:
-        if self.wire is not None:
+    # -- closing ------------------------------------------------------------------------------
+
+    async def _close(self, socket: EngineSocket, reason: str, tell: bool = False) -> None:
+        """Close the socket once: its disconnect handled, then its transport ended (a
+        WebSocket after what was written before; a pending GET answered, with CLOSE when
+        ``tell``, else a NOOP)."""
+        if not socket.live and socket.state is not State.OPENING:
+            return
+        if socket.state is State.OPENING:
+            socket.move(State.CLOSING)
+            self._finish(socket)
+            return
+        socket.move(State.CLOSING)
+        if socket.timer is not None:
+            socket.timer.cancel()
+            socket.timer = None
+        if tell:
+            socket.put(CLOSE)
+        try:
+            await self._trigger("disconnect", socket.sid, reason)
+        except Exception:
+            self.logger.exception("Engine.IO disconnect handler failed")
+        if socket.transport is Transport.POLLING:
+            if socket.poll is not None or not tell:
+                socket.wake(not tell)
+                self._finish(socket)
+            else:  # CLOSE waits for the client's next GET, for one heartbeat at most
+                socket.timer = asyncio.get_running_loop().call_later(
+                    self.ping_interval + self.ping_timeout, self._finish, socket)
+            return
+        lane, send = socket.lane, socket.asgi_send
+        self._finish(socket)
+        if lane is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
-                    await self.wire.flush()
-        await super().close()
+                    await lane.flush()
+            lane.stop()
+        if send is not None:
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close"})
+        task = socket.task
+        if task is not None and task is not asyncio.current_task() and not socket.busy:
+            task.cancel(ENDED)  # its read loop, waiting for a client that may never answer
 
-
-class ServedSocket(AsyncSocket):
-    """Engine.IO's socket, for a connection served by ``DirectWebSocket._serve``.
-
-    Its events are handled one at a time in the connection's read loop (python-socketio
-    turns Engine.IO's ``async_handlers`` off), so while a handler runs, the client's pong may
-    be waiting unread behind it, on a node that has fallen behind. Engine.IO would hold the
-    ping deadline against the client (at its next send, or in its service task) and close
-    it; here the deadline waits until the loop reads again (``EngineServer._pong_overdue``
-    then decides)."""
-
-    async def check_ping_timeout(self) -> bool:
-        served = self.server.serving.get(self.sid)
-        if served is not None and not served.reading and not self.closed:
-            return True
-        return await super().check_ping_timeout()  # type: ignore[no-any-return]
-
-
-class WireQueue:
-    """The packet queue of a socket served by ``DirectWebSocket._serve`` on a ``Wire``: a
-    packet put is written to the wire at once, which keeps the order of everything sent on the
-    connection. No writer task waits on it (about 1 KB per idle socket with its queue).
-
-    It takes what Engine.IO put in the socket's queue before (the OPEN packet) first. Engine.IO
-    puts and joins; the ``None`` that ends a writer, and the wait of ``join``, have nothing to
-    do here: what was put is already on the wire."""
-
-    __slots__ = ("wire",)
-
-    #: Nothing is ever waiting (``EngineServer.direct_wire`` reads it).
-    unfinished_tasks = 0
-
-    def __init__(self, wire: Wire, queued: Any) -> None:
-        self.wire = wire
-        while not queued.empty():
-            self.put_nowait(queued.get_nowait())
-            queued.task_done()
-
-    def put_nowait(self, pkt: eio_packet.Packet | None) -> None:
-        if pkt is None:
+    def _finish(self, socket: EngineSocket) -> None:
+        """The socket is gone: forgotten, its timer stopped."""
+        if socket.state is State.CLOSED:
             return
-        encoded = pkt.encode()
-        if isinstance(encoded, bytes):
-            self.wire.write_bytes(encoded)
-        else:
-            self.wire.write_text(encoded)
-
-    async def put(self, pkt: eio_packet.Packet | None) -> None:
-        self.put_nowait(pkt)
-
-    async def join(self) -> None:
-        return None
-
-    def empty(self) -> bool:
-        return True
-
-    def qsize(self) -> int:
-        return 0
+        socket.move(State.CLOSED)
+        if socket.timer is not None:
+            socket.timer.cancel()
+            socket.timer = None
+        if self.sockets.get(socket.sid) is socket:
+            del self.sockets[socket.sid]
+        socket.session = None
 
 
 class EngineEntry:
-    """ASGI app in front of Socket.IO's: a connection that ``opens_on_websocket`` at the
-    Engine.IO path goes straight to ``EngineServer.serve_websocket``, the rest to ``app``
-    (and so does everything until python-socketio's manager is initialized, which its
-    ``handle_request`` would do). Not a coroutine: it returns the chosen app's, so no frame of
-    its own stays under every connection."""
+    """ASGI app in front of the node's: a request at the Engine.IO path goes straight to the
+    engine's ``handle_request``, the rest to ``app``. Not a coroutine: it returns the chosen
+    app's, so no frame of its own stays under every connection."""
 
     __slots__ = ("app", "path", "sio")
 
@@ -290,192 +929,7 @@ class EngineEntry:
         self.path = f"/{path.strip('/')}/"
 
     def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        if (scope["type"] == "websocket" and f"{scope['path'].rstrip('/')}/" == self.path
-                and self.sio.manager_initialized and EngineServer.opens_on_websocket(scope)):
-            return self.sio.eio.serve_websocket(scope, receive, send)
+        if scope["type"] in ("http", "websocket") and (
+                f"{scope['path'].rstrip('/')}/" == self.path):
+            return self.sio.eio.handle_request(scope, receive, send)
         return self.app(scope, receive, send)
-
-
-class _NoBody:
-    """The request body of a WebSocket upgrade, which has none."""
-
-    __slots__ = ()
-
-    async def read(self, length: int | None = None) -> bytes:
-        return b""
-
-
-_NO_BODY = _NoBody()
-
-
-async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
-    """Engine.IO's ASGI ``translate_request``, minus its body reader on WebSocket upgrades.
-
-    The reader (``wsgi.input``) is an instance of a class the driver defines anew on every
-    request, about 3 KB with the class, and python-socketio keeps the environ for the
-    connection's life. An upgrade has no body: a shared empty reader takes its place."""
-    environ: dict[str, Any] = await eio_asgi.translate_request(scope, receive, send)
-    if scope["type"] == "websocket" and "wsgi.input" in environ:
-        environ["wsgi.input"] = _NO_BODY
-    return environ
-
-
-class EngineServer(engineio.AsyncServer):
-    """python-engineio's server with a ``Wire`` per WebSocket connection (see module doc),
-    a ``LeanQueue`` per socket, and no per-request body reader kept on WebSocket sockets."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        eio_compat.replace_drivers(self, websocket=DirectWebSocket,
-                                   translate_request=translate_request)
-        #: Engine.IO sid → its WebSocket's wire and the Engine.IO socket.
-        self.wires: dict[str, tuple[Wire, Any]] = {}
-        #: Engine.IO sid → the WebSocket whose ``_serve`` runs for it.
-        self.serving: dict[str, DirectWebSocket] = {}
-        #: Bytes that may wait unsent for one client before it is cut off (set by the owner).
-        self.max_backlog = 4 * 1024 * 1024
-
-    @staticmethod
-    def opens_on_websocket(scope: dict[str, Any]) -> bool:
-        """A WebSocket that opens an Engine.IO 4 session (``transport=websocket``, no ``sid``,
-        no JSONP index), as socket.io-client with ``transports: ["websocket"]`` and the
-        mobile SDKs open theirs: what ``serve_websocket`` takes. Anything else (an upgrade
-        from long-polling, a query Engine.IO refuses) goes through ``handle_request``."""
-        if scope["type"] != "websocket":
-            return False
-        try:
-            query = parse_qs(scope.get("query_string", b"").decode())
-        except UnicodeDecodeError:
-            return False
-        return (query.get("EIO") == ["4"] and query.get("transport") == ["websocket"]
-                and "sid" not in query and "j" not in query)
-
-    async def serve_websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Engine.IO's ``handle_request`` and ``_handle_connect`` for a connection that
-        ``opens_on_websocket``: the same checks, packets and events, in the same order, in
-        one coroutine frame. Engine.IO's way keeps six frames of the upgrade request (and
-        the parsed query) under the connection for its life, about 2 KB per idle socket."""
-        environ = await translate_request(scope, receive, send)
-        if not environ:  # the client left before its upgrade was read
-            return
-        refused = self._refused_origin(environ)
-        if refused is not None:
-            await eio_compat.make_response(self, refused, environ)
-            return
-        if self.start_service_task:  # as _handle_connect: the ping checks of every socket
-            self.start_service_task = False
-            self.service_task_handle = self.start_background_task(eio_compat.service_task(self))
-        sid = self.generate_id()
-        socket = ServedSocket(self, sid)
-        self.sockets[sid] = socket
-        await socket.send(eio_packet.Packet(eio_packet.OPEN, {
-            "sid": sid,
-            "upgrades": eio_compat.upgrades(self, sid, "websocket"),
-            "pingTimeout": int(self.ping_timeout * 1000),
-            "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
-            "maxPayload": self.max_http_buffer_size,
-        }))
-        accepted = await eio_compat.trigger_event(self, "connect", sid, environ, run_async=False)
-        if accepted is not None and accepted is not True:
-            del self.sockets[sid]
-            self.logger.warning("Application rejected connection")
-            await eio_compat.make_response(
-                self, eio_compat.unauthorized(self, accepted or None), environ)
-            return
-        socket.schedule_ping()
-        await DirectWebSocket(eio_compat.websocket_handler(socket), self)(environ)
-        if socket.closed and sid in self.sockets:
-            del self.sockets[sid]
-
-    def _refused_origin(self, environ: dict[str, Any]) -> dict[str, Any] | None:
-        """``handle_request``'s origin check: the response refusing the request, or None."""
-        origin = environ.get("HTTP_ORIGIN")
-        if self.cors_allowed_origins == [] or not origin:
-            return None
-        allowed = eio_compat.cors_allowed_origins(self, environ)
-        if allowed is None or origin in allowed:
-            return None
-        eio_compat.log_error_once(self, origin + " is not an accepted origin.", "bad-origin")
-        return eio_compat.bad_request(self, origin + " is not an accepted origin.")
-
-    def create_queue(self, *args: Any, **kwargs: Any) -> Any:
-        """Each socket's packet queue: a ``LeanQueue`` (an idle ``asyncio.Queue`` is about
-        2.8 KB per connection). Anything else asking for options gets ``asyncio.Queue``."""
-        if args or kwargs:
-            return super().create_queue(*args, **kwargs)
-        return LeanQueue()
-
-    def start_background_task(self, target: Any, *args: Any, **kwargs: Any) -> Any:
-        """Engine.IO's next ping is a timer, not a task sleeping (about 1.5 KB per idle
-        socket): ``schedule_ping`` starts ``_send_ping`` here after each pong."""
-        if eio_compat.is_send_ping(target) and not args:
-            self._arm(eio_compat.socket_of(target), self.ping_interval, self._ping)
-            return None
-        return super().start_background_task(target, *args, **kwargs)
-
-    @staticmethod
-    def _arm(socket: Any, delay: float, callback: Any) -> None:
-        """The socket's one ping timer: the next ping, or the deadline of the last one."""
-        timer = getattr(socket, "ping_timer", None)
-        if timer is not None:
-            timer.cancel()
-        socket.ping_timer = asyncio.get_running_loop().call_later(delay, callback, socket)
-
-    def _ping(self, socket: Any) -> None:
-        """``AsyncSocket._send_ping`` after its sleep: the ping goes to the socket's queue,
-        and its answer is due within ``ping_timeout``."""
-        socket.ping_timer = None
-        if socket.closing or socket.closed:
-            return
-        socket.last_ping = time.time()
-        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
-        self._arm(socket, self.ping_timeout, self._pong_overdue)
-
-    def _pong_overdue(self, socket: Any) -> None:
-        """No pong within ``ping_timeout``: a socket served by ``DirectWebSocket._serve`` has
-        its loop ended, which closes it; unless the loop is running one of the socket's
-        handlers, behind which the pong may be waiting unread: asked again a
-        ``ping_timeout`` later. (Engine.IO's service task finds the others, long-polling
-        ones, and its own WebSocket loop has a read timeout.)"""
-        socket.ping_timer = None
-        served = self.serving.get(socket.sid)
-        if served is None or socket.last_ping is None:
-            return
-        if served.reading:
-            served.ping_overdue()
-        else:
-            self._arm(socket, self.ping_timeout, self._pong_overdue)
-
-    def direct_wire(self, sid: str) -> Wire | None:
-        """The socket's wire, when writing to it now keeps the socket's packet order: the
-        socket is on WebSocket for good, and nothing waits in (or was just taken from)
-        Engine.IO's queue: ``unfinished_tasks`` drops only once the writer task holds the
-        packets it took, and it then writes them all before it next waits."""
-        entry = self.wires.get(sid)
-        if entry is None:
-            return None
-        wire, socket = entry
-        if (socket.upgrading or not socket.upgraded or socket.closing
-                or socket.queue.unfinished_tasks):
-            return None
-        return wire
-
-    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
-        """Every packet python-socketio sends to one socket (acks, CONNECT answers, events to
-        one socket) takes the direct path too when it keeps the socket's order."""
-        wire = self.direct_wire(sid)
-        if wire is None:
-            await super().send_packet(sid, pkt)
-            return
-        encoded = pkt.encode()
-        if isinstance(encoded, bytes):
-            wire.write_bytes(encoded)
-        else:
-            wire.write_text(encoded)
-
-    def queue_message(self, sid: str, text: str) -> None:
-        """Engine.IO's ``send`` without awaiting: the socket's queue is unbounded, so putting
-        never waits (the service task still times out sockets that stop answering pings)."""
-        socket = self.sockets.get(sid)
-        if socket is not None and not socket.closed and not socket.closing:
-            socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=text))

@@ -6,7 +6,10 @@ since a refused event is answered in the ack when there is one and with an ``err
 there is none (CONTRACT section 4). Engine.IO closes a connection whose packet exceeds its buffer
 size, so that is set to a hard cap well above the frame limit, and a frame between the two is
 answered with a ``too_large`` error instead (CONTRACT section 2: the client keeps its connection).
-The library's private hooks are overridden through backend/compat/socketio.py.
+A client that asks to join a namespace the node does not serve gets the CONNECT_ERROR the
+protocol names (``{"message": "Invalid namespace"}``), not python-socketio's bare string.
+The library's private hooks are overridden through backend/compat/socketio.py; its Engine.IO
+is the node's own (backend/realtime/engine.py).
 """
 
 from __future__ import annotations
@@ -60,6 +63,20 @@ class Server(ServerHooks):
 
     def engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
+
+    def serves_namespace(self, namespace: str) -> bool:
+        """Whether a client may connect to ``namespace`` (python-socketio's own test)."""
+        return (namespace in self.handlers or namespace in self.namespace_handlers
+                or self.namespaces == "*" or namespace in self.namespaces)
+
+    async def handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or "/"
+        if not self.serves_namespace(namespace):
+            await self.send_socketio_packet(eio_sid, self.packet_class(
+                sio_packet.CONNECT_ERROR, data={"message": "Invalid namespace"},
+                namespace=namespace))
+            return
+        await super().handle_connect(eio_sid, namespace, data)
 
     async def handle_engineio_message(self, eio_sid: str, data: Any) -> None:
         if isinstance(data, str) and len(data) * 4 > self.frame_limit and (
