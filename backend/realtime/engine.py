@@ -58,6 +58,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 from backend.realtime.queues import LeanEvent
 from backend.realtime.wire import Wire
 
@@ -205,6 +207,11 @@ class EngineSocket:
         self.busy = False
         self.session: dict[str, Any] | None = None
 
+    def is_in(self, state: State) -> bool:
+        """Whether the socket is in ``state`` now (a method, so that a check made before an
+        ``await`` is not taken to still hold after it)."""
+        return self.state is state
+
     def move(self, state: State) -> None:
         """Move to ``state``; ``IllegalTransition`` if it cannot be reached from here."""
         if state not in _MOVES[self.state]:
@@ -262,7 +269,7 @@ def keep_needed(environ: dict[str, Any]) -> None:
     environ.update(kept)
 
 
-def make_environ(scope: dict[str, Any]) -> dict[str, Any]:
+def make_environ(scope: Scope) -> dict[str, Any]:
     """The WSGI-style environ python-socketio hands the connect handlers: the request's
     headers as ``HTTP_*`` (repeated ones joined with commas), its query, path and client."""
     environ: dict[str, Any] = {
@@ -441,7 +448,7 @@ class EngineServer:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def handle_request(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def handle_request(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The ASGI request at the Engine.IO path: the coroutine that serves it (a plain
         function, so that no frame of its own stays under a WebSocket connection)."""
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -524,7 +531,7 @@ class EngineServer:
 
     # -- WebSocket ------------------------------------------------------------------------------
 
-    async def serve_websocket(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A session that opens on WebSocket, served until it closes, in this one frame (and
         ``_serve``'s)."""
         environ = make_environ(scope)
@@ -599,7 +606,7 @@ class EngineServer:
         socket.busy = False
         await self._close(socket, reason)
 
-    async def _serve_upgrade(self, scope: dict[str, Any], receive: Any, send: Any,
+    async def _serve_upgrade(self, scope: Scope, receive: Receive, send: Send,
                              query: dict[str, list[str]]) -> None:
         """A WebSocket for a polling session: the probe, then the move (protocol section
         "Upgrade"). A session already on WebSocket, or upgrading, gets its WebSocket accepted
@@ -628,7 +635,7 @@ class EngineServer:
         finally:
             if not moved:
                 lane.stop()
-                if socket.state is State.UPGRADING:
+                if socket.is_in(State.UPGRADING):
                     socket.move(State.OPEN)  # back on long-polling
                     socket.wake(False)
         if not moved:
@@ -670,7 +677,7 @@ class EngineServer:
 
     # -- long-polling -------------------------------------------------------------------------
 
-    async def _serve_http(self, scope: dict[str, Any], receive: Any, send: Any,
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send,
                           query: dict[str, list[str]]) -> None:
         environ = make_environ(scope)
         method = environ["REQUEST_METHOD"]
@@ -923,13 +930,15 @@ class EngineEntry:
 
     __slots__ = ("app", "path", "sio")
 
-    def __init__(self, app: Any, sio: Any, path: str) -> None:
+    def __init__(self, app: ASGIApp, sio: Any, path: str) -> None:
         self.app = app
+        #: The Socket.IO server, whose engine (``sio.eio``) exists once it is built.
         self.sio = sio
         self.path = f"/{path.strip('/')}/"
 
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] in ("http", "websocket") and (
                 f"{scope['path'].rstrip('/')}/" == self.path):
-            return self.sio.eio.handle_request(scope, receive, send)
+            engine: EngineServer = self.sio.eio
+            return engine.handle_request(scope, receive, send)
         return self.app(scope, receive, send)

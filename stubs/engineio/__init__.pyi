@@ -1,0 +1,7 @@
+from typing import Any
+
+from engineio import packet as packet
+
+class Server:
+    reason: Any
+    def __getattr__(self, name: str) -> Any: ...
