@@ -72,6 +72,12 @@ class Limits:
     #: written to) before it is cut off, alone: close 1013 on raw routes, a dropped transport
     #: (the client reconnects and catches up) on Socket.IO.
     max_backlog_bytes: int = 4 * 1024 * 1024
+    #: Rooms of more distinct actors than this get one ``presence_diff`` of counts per room per
+    #: window instead of per-user ``user_joined``/``user_left``/``user_status`` events: a burst
+    #: of n joins then costs each member one frame per window, not n.
+    presence_detail_max_members: int = 100
+    #: The window over which a large room's joins and leaves are coalesced.
+    presence_window_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,9 @@ class Settings:
             max_joined_per_socket=_int(env, "MAX_JOINED_PER_SOCKET",
                                        Limits.max_joined_per_socket),
             max_backlog_bytes=_int(env, "MAX_BACKLOG_BYTES", Limits.max_backlog_bytes),
+            presence_detail_max_members=_int(env, "PRESENCE_DETAIL_MAX_MEMBERS",
+                                             Limits.presence_detail_max_members),
+            presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
         )
         return cls(
             production=production,
