@@ -78,6 +78,12 @@ class Limits:
     event_log_max_age_seconds: float = 7 * 24 * 3600.0
     #: How often a node deletes what the retention no longer keeps.
     event_log_trim_seconds: float = 60.0
+    #: Rooms of more distinct actors than this get one ``presence_diff`` of counts per room per
+    #: window instead of per-user ``user_joined``/``user_left``/``user_status`` events: a burst
+    #: of n joins then costs each member one frame per window, not n.
+    presence_detail_max_members: int = 100
+    #: The window over which a large room's joins and leaves are coalesced.
+    presence_window_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,9 @@ class Settings:
                                              Limits.event_log_max_age_seconds),
             event_log_trim_seconds=_float(env, "EVENT_LOG_TRIM_SECONDS",
                                           Limits.event_log_trim_seconds),
+            presence_detail_max_members=_int(env, "PRESENCE_DETAIL_MAX_MEMBERS",
+                                             Limits.presence_detail_max_members),
+            presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
         )
         return cls(
             production=production,

@@ -148,9 +148,10 @@ class Node:
 
 
 def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
-               reference: bool = False) -> Node:
+               reference: bool = False, server_root: Path | None = None) -> Node:
     """Start one node (or, with ``reference``, the bare server of ``bench/reference.py``) and
-    wait (bounded) until ``/readyz`` answers 200."""
+    wait (bounded) until ``/readyz`` answers 200. ``server_root``: another checkout of the
+    project, whose own .venv runs the node (to compare with an earlier version)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
@@ -158,10 +159,12 @@ def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
         command = [*pin_prefix(cpus), sys.executable, str(ROOT / "bench" / "reference.py"),
                    str(port)]
     else:
-        command = [*pin_prefix(cpus), sys.executable, "-m", "uvicorn", "backend.main:app",
+        python = str(server_root / ".venv" / "bin" / "python") if server_root else sys.executable
+        command = [*pin_prefix(cpus), python, "-m", "uvicorn", "backend.main:app",
                    "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=ROOT, env={**env, "DATA_DIR": str(data_dir)},
+        process = subprocess.Popen(command, cwd=server_root or ROOT,
+                                   env={**env, "DATA_DIR": str(data_dir)},
                                    stdout=log_file, stderr=subprocess.STDOUT,
                                    preexec_fn=raise_fd_limit)
     node = Node(port, process, log_path)

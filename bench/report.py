@@ -22,6 +22,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("generator_cpu_pct", "gen CPU %"),
     ("kb_per_connection", "KB/conn"),
     ("connections_per_s", "conn/s"),
+    ("all_joined_s", "joined s"),
+    ("presence_frames", "presence frames"),
 ]
 
 TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/",

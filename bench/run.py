@@ -15,6 +15,9 @@ Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
           percentiles at a fixed load, lost deliveries, server CPU %.
   idle    5,000 clients in 500 conversations, connected and held: KB of server memory per
           connection, connections per second.
+  join-storm  500 clients of one conversation connecting all at once: seconds until every
+          client has been told the room holds them all (total_users), presence frames
+          received in all (user_joined, user_left, user_status, presence_diff).
 """
 
 from __future__ import annotations
@@ -42,11 +45,12 @@ VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
 NEEDED_MODULES = "backend, uvicorn, uvloop, httptools, asyncpg, redis, httpx, tortoise"
 
-SCENARIOS = ("fanout", "rooms", "idle")
+SCENARIOS = ("fanout", "rooms", "idle", "join-storm")
 TRANSPORTS = ("sio", "raw")
 DATABASES = ("sqlite", "postgres")
-DEFAULT_CLIENTS = {"fanout": 500, "rooms": 500, "idle": 5000}
-PER_CONVERSATION = {"fanout": None, "rooms": 2, "idle": 10}
+DEFAULT_CLIENTS = {"fanout": 500, "rooms": 500, "idle": 5000, "join-storm": 500}
+PER_CONVERSATION: dict[str, int | None] = {"fanout": None, "rooms": 2, "idle": 10,
+                                           "join-storm": None}
 
 
 # -- installing what the benchmark needs ---------------------------------------------------------
@@ -127,6 +131,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the node(s)")
     parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list of the generator")
     parser.add_argument("--no-pin", action="store_true", help="do not pin anything")
+    parser.add_argument("--server-root", type=Path,
+                        help="run the node(s) from this other checkout of the project, with its "
+                             "own .venv (e.g. the previous commit, in a git worktree), to "
+                             "compare; fixtures and generator stay this checkout's")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the first node during each measured window (slows it; "
                              "the run is marked profiled)")
@@ -187,7 +195,8 @@ class Run:
             reference = self.transport == "ref"
             for i in range(self.args.nodes):
                 nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
-                                                  self.args.server_cpus, reference))
+                                                  self.args.server_cpus, reference,
+                                                  self.args.server_root))
             self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
             if not reference:
                 self.check_api(nodes[0])
@@ -233,7 +242,9 @@ class Run:
             "rate_per_client": self.args.rate,
             "hold_s": self.args.hold,
             "message_bytes": self.args.message_bytes,
-            "connect_concurrency": self.args.connect_concurrency,
+            # A join storm: every client at once.
+            "connect_concurrency": (len(specs) if self.scenario == "join-storm"
+                                    else self.args.connect_concurrency),
             "progress_every_s": 5 if self.args.duration >= 10 else 1,
             "drain_s": 15,
             "drain_max_s": 120,
@@ -352,6 +363,13 @@ class Run:
                 "generator_cpu_s", "generator_cpu_pct", "generator_loop_delay_p99_ms")},
             "profiled": "profile" in marks,
         }
+        if self.scenario == "join-storm":
+            figures.update({
+                "all_joined_s": round(result["all_joined_s"], 2),
+                "presence_frames": result["presence_frames"],
+                "presence_frames_per_client": round(result["presence_frames"] / clients, 1),
+            })
+            return figures
         if self.scenario == "idle":
             grown = sum(after - before for after, before in
                         zip(marks["rss_after"], marks["rss_before"], strict=True))
@@ -507,6 +525,10 @@ def main(argv: list[str] | None = None) -> int:
 def summary(figures: dict[str, Any]) -> str:
     if "error" in figures:
         return "error"
+    if figures["scenario"] == "join-storm":
+        return (f"all told the room's size in {figures['all_joined_s']} s, "
+                f"{figures['presence_frames']} presence frames "
+                f"({figures['presence_frames_per_client']} per client)")
     if figures["scenario"] == "idle":
         return (f"{figures['kb_per_connection']} KB/connection, "
                 f"{figures['connections_per_s']} connections/s")

@@ -31,7 +31,8 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["meta"]["server"]["raised_limits"]["SEND_RATE_PER_SECOND"]
     runs = {(run["scenario"], run["transport"]): run for run in data["runs"]}
-    assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle") for t in ("sio", "raw")}
+    assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle", "join-storm")
+                         for t in ("sio", "raw")}
     # Fanout's Socket.IO receivers are the lean ones (its sender and every other scenario's
     # clients are the official client): they received every message above too.
     assert runs[("fanout", "sio")]["sio_receivers"] == "lean"
@@ -40,6 +41,11 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
         where = f"{scenario}/{transport}"
         assert "error" not in run, (where, run)
         assert run["clients"] == 4, where
+        if scenario == "join-storm":
+            # Four clients: each told of every arrival after its own (user_joined, user_status).
+            assert run["all_joined_s"] is not None, where
+            assert run["presence_frames"] >= 4, where
+            continue
         if scenario == "idle":
             for name in IDLE_FIELDS:
                 assert run[name] is not None, (where, name)

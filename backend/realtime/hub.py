@@ -2,7 +2,9 @@
 
 Every door (Socket.IO namespaces and raw WebSocket routes) registers its connections here as
 ``Member``s and joins them to rooms through ``join_conversation`` / ``join_inbox``; presence
-events (``user_joined``, ``user_left``, ``user_status``) are produced here, once, for all doors.
+events (``user_joined``, ``user_left``, ``user_status``) are produced here, once, for all doors;
+rooms past ``PRESENCE_DETAIL_MAX_MEMBERS`` get one ``presence_diff`` per window instead
+(presence_diffs.py).
 
 The hub knows neither the doors nor the cluster: the app (backend/app.py) gives it its
 fan-out manager and presence (this node's own, or the cluster's) and, in a cluster, the
@@ -25,6 +27,7 @@ from backend.realtime.log_reader import LogReader, LogSource
 from backend.realtime.members import Member, SocketIOMember
 from backend.realtime.origins import origin_allowed
 from backend.realtime.presence import Departures, Presence
+from backend.realtime.presence_diffs import PresenceDiffs
 from backend.realtime.server import Server
 from backend.realtime.sink import FanoutSink
 from backend.service import events
@@ -82,6 +85,8 @@ class Realtime:
         )
         #: Where the hub's own presence events go (the service gets it through the app).
         self.sink = FanoutSink(manager)
+        self.diffs = PresenceDiffs(self.sink, presence.room_size,
+                                   settings.limits.presence_window_seconds)
         #: Set at SIGTERM (backend/shutdown.py): new connections are refused.
         self.draining = False
         self._detached = asyncio.Event()
@@ -102,6 +107,7 @@ class Realtime:
 
     async def stop(self) -> None:
         """Leave the cluster (others hear this node's users leave) and stop listening."""
+        await self.diffs.stop()
         if self.backplane is not None:
             await self.backplane.stop()
 
@@ -171,7 +177,9 @@ class Realtime:
 
     async def _entered(self, member: Member, room: str) -> int:
         first, total = await self.presence.enter(room, member.actor.key)
-        if first:
+        if first and self._coalesced(total):
+            self.diffs.add(room, joins=1)
+        elif first:
             conversation_id = int(room.removeprefix("conversation:"))
             await self.sink.publish(
                 events.presence("user_joined", conversation_id, member.actor, total)
@@ -190,11 +198,18 @@ class Realtime:
     async def _leave(self, member: Member, room: str) -> None:
         self.manager.leave(member, room)
         last, total = await self.presence.exit(room, member.actor.key)
-        if last:
+        if last and self._coalesced(total + 1):
+            self.diffs.add(room, leaves=1)
+        elif last:
             conversation_id = int(room.removeprefix("conversation:"))
             await self.sink.publish(
                 events.presence("user_left", conversation_id, member.actor, total)
             )
+
+    def _coalesced(self, members: int) -> bool:
+        """Whether a room of ``members`` distinct actors gets counts per window rather than
+        per-user events (whose cost grows with the room at every join)."""
+        return members > self.settings.limits.presence_detail_max_members
 
     async def _announce_offline(self, user_id: int, conversation_ids: list[int]) -> None:
         for conversation_id in conversation_ids:
@@ -205,10 +220,15 @@ class Realtime:
         connections had closed."""
         actors: dict[str, Actor | None] = {}
         for room, key, total in departures.left:
+            if not room.startswith("conversation:"):
+                continue
+            if self._coalesced(total + 1):
+                self.diffs.add(room, leaves=1)
+                continue
             if key not in actors:
                 actors[key] = await actor_from_key(key)
             actor = actors[key]
-            if actor is not None and room.startswith("conversation:"):
+            if actor is not None:
                 conversation_id = int(room.removeprefix("conversation:"))
                 await self.sink.publish(events.presence("user_left", conversation_id, actor,
                                                         total))

@@ -201,6 +201,23 @@ def presence(
     )
 
 
+def presence_diff(
+    conversation_id: int, join_count: int, leave_count: int, total_users: int
+) -> Event:
+    """A large room's joins and leaves over one window, as counts (docs/realtime.md)."""
+    return Event(
+        "presence_diff",
+        {
+            "conversation_id": conversation_id,
+            "join_count": join_count,
+            "leave_count": leave_count,
+            "total_users": total_users,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id),),
+    )
+
+
 def user_status(conversation_id: int, user_id: int, status: str) -> Event:
     return Event(
         "user_status",

@@ -12,6 +12,8 @@
 //   settled                       presence events of the ramp are over
 //   window_start / window_end     the measured window (the orchestrator reads server CPU)
 //   hold_end                      idle: the clients have been held connected
+// join-storm: every client connects at once; the result says when each had been told the room
+// holds them all (total_users) and how many presence frames came in all.
 //   result {...}                  everything measured; then the process exits
 // The send timestamp travels in the message content; sender and receivers share this
 // process's monotonic clock, so latency is receive time minus send time.
@@ -88,8 +90,22 @@ const echo = cfg.transport === 'raw';
 const sent = clients.map(() => []); // per sender: records by sequence number
 const stats = {
   sent: 0, confirmed: 0, send_errors: 0, deliveries: 0, duplicates: 0, unknown: 0,
-  window_sent: 0, window_deliveries: 0, other_frames: 0, error_samples: [],
+  window_sent: 0, window_deliveries: 0, other_frames: 0, presence_frames: 0, error_samples: [],
 };
+let connectStart = 0;
+let knowAll = 0; // clients told total_users equals the number of clients
+let allJoinedAt = null;
+
+// A presence frame for ``client``, with the room's size when it carries one.
+function presence(client, total) {
+  stats.presence_frames += 1;
+  if (total === clients.length && !client.knowsAll) {
+    client.knowsAll = true;
+    knowAll += 1;
+    if (knowAll === clients.length) allJoinedAt = now();
+  }
+}
+const RAW_PRESENCE = ['{"type":"user_', '{"type":"mobile_user_', '{"type":"presence_diff"'];
 const hist = new Histogram();
 let phase = 'connect'; // connect | warmup | window | drain | done
 let windowStart = Infinity;
@@ -206,6 +222,10 @@ function connectRaw(client, onReady, onFail) {
     }
     stats.other_frames += 1;
     lastPresenceAt = now();
+    if (RAW_PRESENCE.some((p) => text.startsWith(p))) {
+      const total = text.includes('"total_users"') ? JSON.parse(text).total_users : undefined;
+      presence(client, total);
+    }
   });
 }
 
@@ -232,11 +252,25 @@ function connectSio(client, onReady, onFail) {
   socket.on('user_joined', (data) => {
     lastPresenceAt = now();
     stats.other_frames += 1;
+    presence(client, data.total_users);
     if (data.user_id === client.user_id) onReady();
   });
   socket.on('user_status', () => {
     lastPresenceAt = now();
     stats.other_frames += 1;
+    presence(client);
+  });
+  socket.on('user_left', (data) => {
+    lastPresenceAt = now();
+    stats.other_frames += 1;
+    presence(client, data.total_users);
+  });
+  // A large room's coalesced presence (no user_joined of one's own): joined by then.
+  socket.on('presence_diff', (data) => {
+    lastPresenceAt = now();
+    stats.other_frames += 1;
+    presence(client, data.total_users);
+    onReady();
   });
   socket.on('error', (data) => recordError('event', JSON.stringify(data).slice(0, 200)));
   socket.on('connect_error', (err) => onFail(`connect_error ${err.message} ${JSON.stringify(err.data)}`));
@@ -271,12 +305,15 @@ function connectSioLean(client, onReady, onFail) {
       ws.send(`40/chat,${JSON.stringify(auth)}`);
       return;
     }
-    if (text.startsWith('42/chat,["user_joined"')) {
+    if (text.startsWith('42/chat,["user_joined"') || text.startsWith('42/chat,["presence_diff"')) {
       lastPresenceAt = now();
       stats.other_frames += 1;
-      if (event(text)[1].user_id === client.user_id) onReady();
+      const [name, data] = event(text);
+      presence(client, data.total_users);
+      if (name === 'presence_diff' || data.user_id === client.user_id) onReady();
       return;
     }
+    if (text.startsWith('42/chat,["user_')) presence(client);
     if (text.startsWith('42/chat,["error"')) {
       recordError('event', text.slice(0, 200));
       return;
@@ -317,6 +354,7 @@ async function connectAll() {
   let next = 0;
   let done = 0;
   const started = now();
+  connectStart = started;
   let lastReport = started;
   async function worker() {
     while (next < clients.length) {
@@ -477,10 +515,15 @@ async function main() {
   line({ event: 'connecting', clients: clients.length });
   const ramp = await connectAll();
   line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
+  if (cfg.scenario === 'join-storm') {
+    const deadline = now() + (cfg.settle_max_s || 60) * 1000;
+    while (allJoinedAt === null && now() < deadline) await sleep(20);
+    if (allJoinedAt === null) throw new Error(`only ${knowAll}/${clients.length} clients were told the room's size`);
+  }
   await settle();
   line({ event: 'settled' });
   let measured = {};
-  if (cfg.scenario === 'idle') {
+  if (cfg.scenario === 'idle' || cfg.scenario === 'join-storm') {
     await sleep(cfg.hold_s * 1000);
     line({ event: 'hold_end' });
   } else {
@@ -505,7 +548,9 @@ async function main() {
     window_deliveries: stats.window_deliveries,
     duplicates: stats.duplicates,
     unknown: stats.unknown,
-    presence_frames: stats.other_frames,
+    other_frames: stats.other_frames,
+    presence_frames: stats.presence_frames,
+    all_joined_s: allJoinedAt === null ? null : (allJoinedAt - connectStart) / 1000,
     latency: hist.summary(),
   };
   line(result);
