@@ -43,10 +43,14 @@ class ChatNamespace(Namespace):
         # Join before reading history: a message committed in between arrives live (and maybe
         # in the page too; clients dedupe by id), never in neither.
         await self.realtime.join_conversation(socket.member, conversation_id)
+        # The log's position before the history is read: the page shows every change up to
+        # it, and a later resume from it (``since``) misses nothing.
+        position = await self.chat.log_position(conversation_id)
         messages, has_more = await self.chat.history(
             actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None
         )
-        return {"conversation": conversation, "messages": messages, "has_more": has_more}
+        return {"conversation": conversation, "messages": messages, "has_more": has_more,
+                "position": position, "epoch": await self.chat.log_epoch()}
 
     async def _resume(self, socket: Socket, conversation_id: int, since: Any) -> Payload:
         """``join`` with ``since: {position, epoch}``: the events missed after that position

@@ -1,7 +1,8 @@
 """The agents' dashboard at ``GET /``: what the server serves (types, CSP, no shadowing), and
 two agents using the page in headless Chromium against a real server: login, unread counts,
 history and paging, sending, typing, read receipts, reactions, and an offline spell after which
-the page reconnects and shows every missed message exactly once, in order."""
+the page reconnects and shows every missed message exactly once, in order, and an edit of a
+message it already had (resumed from its event position)."""
 
 from __future__ import annotations
 
@@ -146,8 +147,9 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
                                   params={"limit": 200}, headers=agent1.headers)).json()
     stored = [(m["id"], m["content"]) for m in history]
     ids = result["ids"]
+    assert result["editStatus"] == 200
     assert [content for _, content in stored[SEEDED:]] == [
-        "First message from agent one", "Live hello", "Missed one", "Missed two",
+        "First message from agent one", "Live hello, edited", "Missed one", "Missed two",
         "After the reconnect"]
     assert [i for i, _ in stored[SEEDED:]] == [
         ids["first"], ids["live"], ids["missed1"], ids["missed2"], ids["after"]]

@@ -171,6 +171,15 @@ async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Ap
         wrong = await sio.call("join", {"conversation_id": cid,
                                         "since": {"position": 2, "epoch": "nope"}})
         assert refused(wrong, "resync_required")["epoch"] == epoch
+        # A plain join's page comes with the position it shows: the point to resume from.
+        plain = ok(await sio.call("join", {"conversation_id": cid}))
+        assert plain["position"] == 7 and plain["epoch"] == epoch
+        assert plain["messages"][-1]["content"] == "live"
+        await rest_send(api, owner, cid, "next")
+        resumed = ok(await sio.call("join", {"conversation_id": cid,
+                                             "since": {"position": plain["position"],
+                                                       "epoch": epoch}}))
+        assert [e["position"] for e in resumed["events"]] == [8]
     finally:
         await sio.close()
 
@@ -185,13 +194,15 @@ async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Ap
         assert deleted["position"] == 6 and deleted["message_id"] == ids[2]
         message = await chat.next("chat_message")
         assert message["position"] == 7 and message["content"] == "live"
+        assert (await chat.next("chat_message"))["position"] == 8
         assert (await sess.next("message_delete"))["position"] == 6
         assert (await sess.next("message"))["position"] == 7
-        await rest_send(api, owner, cid, "after")
-        assert (await chat.next("chat_message"))["position"] == 8
         assert (await sess.next("message"))["position"] == 8
+        await rest_send(api, owner, cid, "after")
+        assert (await chat.next("chat_message"))["position"] == 9
+        assert (await sess.next("message"))["position"] == 9
         positions = [f.get("position") for f in chat.frames if f.get("position")]
-        assert positions == [6, 7, 8]
+        assert positions == [6, 7, 8, 9]
 
     device_id, dcid = await device_conversation(api)
     agent = await api.register(role="agent")

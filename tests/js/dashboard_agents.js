@@ -150,6 +150,18 @@ async function main() {
     step = "agent 1 sends while agent 2 is offline";
     const missed1 = await send(page1, "Missed one");
     const missed2 = await send(page1, "Missed two");
+    // An edit of a message agent 2 already has: only the event log can bring it back.
+    step = "agent 1 edits a message while agent 2 is offline";
+    result.editStatus = await page1.evaluate(async ([id, store]) => {
+      const tokens = JSON.parse(sessionStorage.getItem(store));
+      const response = await fetch(`/api/v1/chat/messages/${id}`, {
+        method: "PATCH",
+        headers: { Authorization: `Bearer ${tokens.access_token}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ content: "Live hello, edited" }),
+      });
+      return response.status;
+    }, [live, "confab.dashboard"]);
+    await page1.locator(`${messageById(live)} .content`, { hasText: "Live hello, edited" }).waitFor();
     await page2.waitForTimeout(500);
     result.seenWhileOffline = await page2.$$eval(
       "#messages li.message", (items, ids) => items.filter((li) => ids.includes(Number(li.dataset.messageId))).length,
@@ -158,6 +170,7 @@ async function main() {
     await context2.setOffline(false);
     await page2.waitForSelector('#connection-state[data-state="connected"]');
     await page2.waitForSelector(messageById(missed2));
+    await page2.locator(`${messageById(live)} .content`, { hasText: "Live hello, edited" }).waitFor();
     await page2.waitForTimeout(500);   // room for a duplicate to show up, if any would
     result.states2 = await page2.evaluate(() => window.__states);
 

@@ -3,9 +3,13 @@
  * REST (docs/rest.md) for login, token refresh, the conversation list and older history;
  * Socket.IO (docs/socketio.md) for everything live: `/conversations` keeps the list and its
  * unread counts current, `/chat` carries the open conversation (messages, typing, read
- * receipts, reactions). After any reconnect the open conversation is joined again with
- * `after_message_id` = the last id seen, paging while `has_more`, and every message is stored
- * by id, so nothing is missed and nothing is shown twice. See docs/dashboard.md.
+ * receipts, reactions). Every change in the open conversation carries its position in the
+ * conversation's event log; after any reconnect the conversation is joined again with
+ * `since` = the last position seen, and the events missed meanwhile (messages, edits,
+ * deletes, reactions, reads) are applied in order, paging while `has_more`. Messages are
+ * stored by id and events at or below the position seen are skipped, so nothing is missed
+ * and nothing is applied twice. When the log cannot serve the gap (`resync_required`), the
+ * conversation is loaded afresh. See docs/dashboard.md.
  *
  * User content is only ever put in the page with textContent (never innerHTML).
  */
@@ -46,8 +50,10 @@
       messages: new Map(),   // id -> message (dedupe by id)
       pending: new Map(),    // client_msg_id -> {content, state}
       joined: false,         // this socket connection has joined it (ack received)
-      loaded: false,         // the first page arrived: later joins resume after lastId
-      lastId: 0,             // highest message id seen: the resume point
+      loaded: false,         // the first page arrived: later joins resume from position
+      position: 0,           // highest event position seen (with epoch): the resume point
+      epoch: null,
+      lastId: 0,             // highest message id seen
       oldestId: null,        // lowest id loaded: the cursor for older pages
       typing: new Map(),     // user_id -> {name, timer}
       readTimer: null,
@@ -231,7 +237,35 @@
 
   function wireChat(socket) {
     socket.on("connect", () => { if (state.current) joinCurrent(); });
-    socket.on("chat_message", (event) => {
+    for (const [name, apply] of Object.entries(LIVE)) {
+      socket.on(name, (event) => { if (fresh(event)) apply(event, socket); });
+    }
+    socket.on("typing_indicator", (event) => {
+      const current = state.current;
+      if (!current || event.conversation_id !== current.id) return;
+      if (event.user_id === state.me.id) return;
+      if (event.is_typing) setTyping(current, event.user_id, event.user_name || event.username);
+      else clearTyping(current, event.user_id);
+    });
+    socket.on("error", (event) => showChatError(event && event.message));
+  }
+
+  /** Whether a logged event of the open conversation is new (its position past the one
+   * seen), moving the position on; events of other conversations pass (their handlers
+   * look them up by id and ignore what is not shown). */
+  function fresh(event) {
+    const current = state.current;
+    if (!current || event.conversation_id !== current.id || typeof event.position !== "number") {
+      return true;
+    }
+    if (event.position <= current.position) return false;
+    current.position = event.position;
+    return true;
+  }
+
+  /** What each logged event does to the page, live or replayed after a reconnect. */
+  const LIVE = {
+    chat_message: (event, socket) => {
       const current = state.current;
       if (!current || event.conversation_id !== current.id) return;
       addMessages([event.message]);
@@ -245,15 +279,8 @@
           scheduleMarkRead();
         }
       }
-    });
-    socket.on("typing_indicator", (event) => {
-      const current = state.current;
-      if (!current || event.conversation_id !== current.id) return;
-      if (event.user_id === state.me.id) return;
-      if (event.is_typing) setTyping(current, event.user_id, event.user_name || event.username);
-      else clearTyping(current, event.user_id);
-    });
-    socket.on("read_receipt", (event) => {
+    },
+    read_receipt: (event) => {
       const current = state.current;
       if (!current || event.conversation_id !== current.id || event.user_id === state.me.id) return;
       for (const id of event.message_ids || []) {
@@ -263,15 +290,15 @@
           renderMessage(message);
         }
       }
-    });
-    socket.on("message_status_update", (event) => {
+    },
+    message_status_update: (event) => {
       const message = state.current && state.current.messages.get(event.message_id);
       if (message && rank(event.status) > rank(message.status)) {
         message.status = event.status;
         renderMessage(message);
       }
-    });
-    socket.on("message_reaction", (event) => {
+    },
+    message_reaction: (event) => {
       const message = state.current && state.current.messages.get(event.message_id);
       if (!message) return;
       const reactions = { ...(message.reactions || {}) };
@@ -282,25 +309,24 @@
       else delete reactions[event.emoji];
       message.reactions = reactions;
       renderMessage(message);
-    });
-    socket.on("message_edit", (event) => {
+    },
+    message_edit: (event) => {
       const message = state.current && state.current.messages.get(event.message_id);
       if (!message) return;
       Object.assign(message, { content: event.content, is_edited: true, edited_at: event.edited_at });
       renderMessage(message);
-    });
-    socket.on("message_delete", (event) => {
+    },
+    message_delete: (event) => {
       const message = state.current && state.current.messages.get(event.message_id);
       if (!message) return;
       Object.assign(message, { content: "", is_deleted: true });
       renderMessage(message);
-    });
-    socket.on("conversation_closed", (event) => {
+    },
+    conversation_closed: (event) => {
       const conversation = state.conversations.get(event.conversation_id);
       if (conversation) upsertConversation({ ...conversation, status: "closed" });
-    });
-    socket.on("error", (event) => showChatError(event && event.message));
-  }
+    },
+  };
 
   function isMine(message) {
     return message.sender_type === "user" && message.sender_id === state.me.id;
@@ -411,7 +437,8 @@
   }
 
   /** Join the open conversation on this connection: the latest page the first time, then
-   * everything after the last id seen (paging while has_more), then flush queued sends. */
+   * the events after the last position seen (paging while has_more), then flush queued
+   * sends. A gap the log cannot serve (resync_required) loads the conversation afresh. */
   async function joinCurrent() {
     const current = state.current;
     const socket = state.chat;
@@ -420,20 +447,31 @@
       for (;;) {
         const payload = { conversation_id: current.id };
         const resuming = current.loaded;
-        if (resuming) payload.after_message_id = current.lastId;   // 0: from the start
+        if (resuming) payload.since = { position: current.position, epoch: current.epoch };
         const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("join", payload);
         if (state.current !== current || state.chat !== socket) return;
+        if (!ack.ok && ack.error.code === "resync_required") {
+          reload(current);
+          continue;
+        }
         if (!ack.ok) { showChatError(ack.error.message); return; }
         upsertConversation(ack.conversation);
-        addMessages(ack.messages);
         if (!resuming) {          // the first page is the latest; has_more: older ones exist
+          addMessages(ack.messages);
+          current.position = Math.max(current.position, ack.position);
+          current.epoch = ack.epoch;
           current.loaded = true;
           $("load-older").hidden = !ack.has_more;
           scrollToBottom(true);
           break;
         }
-        // Resuming: has_more says more missed messages follow this page.
-        if (!ack.has_more || !ack.messages.length) break;
+        // Resuming: the missed events in order; has_more says more follow this page.
+        for (const event of ack.events) {
+          const apply = LIVE[event.event];
+          if (apply && fresh(event)) apply(event, socket);
+        }
+        current.position = Math.max(current.position, ack.position);
+        if (!ack.has_more || !ack.events.length) break;
       }
       setJoined(current, true);
       scheduleMarkRead();
@@ -441,6 +479,17 @@
     } catch (e) {
       // Timed out or disconnected meanwhile: the next "connect" joins again.
     }
+  }
+
+  /** Forget what is shown of ``current`` so that the next join loads it afresh. */
+  function reload(current) {
+    current.messages.clear();
+    current.loaded = false;
+    current.position = 0;
+    current.epoch = null;
+    current.lastId = 0;
+    current.oldestId = null;
+    $("messages").replaceChildren();
   }
 
   async function loadOlder() {
