@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.on_message_sent(metrics.message_sent)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
+    sessions.on_revoked(realtime.close_session)
     if realtime.backplane is not None:
         # Alone, a node delivers what it publishes in position order and loses nothing.
         realtime.follow_log(chat)

@@ -24,6 +24,7 @@ from socketio import packet as sio_packet
 from backend.doors.connections import connect_credentials, rate_buckets
 from backend.doors.ids import as_id, conversation_ref
 from backend.doors.refusals import refusal_for, server_fault
+from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
 from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
@@ -153,6 +154,9 @@ class Namespace(socketio.AsyncNamespace):
             return  # the transport closed while the connect handler ran
         self.sockets[member.sid] = socket
         await self.realtime.attach(member, conversation_id, inbox=self.inbox)
+        if not await self.app.state.sessions.still_live(member.actor):
+            # Logged out while this socket was set up (sessions.py ``still_live``).
+            await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.realtime.manager.forget_connect(sid, self.namespace)

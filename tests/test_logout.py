@@ -1,7 +1,8 @@
 """Logout over two real nodes (PostgreSQL and Redis): a session's sockets close on both nodes
 (raw: 4002, Socket.IO: disconnected) while the user's other session's stay; its refresh and
 access tokens are refused from then on on either node; ``all: true`` revokes every session,
-the tokens issued before sessions existed (no ``sid``) included."""
+the tokens issued before sessions existed (no ``sid``) included. The revocation's own control
+closes the sockets, and a connect under way at the logout is closed once set up."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
+import asyncpg
 import httpx
 import pytest
+from redis.asyncio import Redis
 
-from backend.auth.tokens import issue_pair
+from backend.auth.sessions import REVOKED
+from backend.auth.tokens import decode_claims, issue_pair
+from backend.realtime.codec import OrjsonCodec
+from backend.realtime.fanout import FANOUT
 from backend.settings import Settings
 from tests.support.client import Api, TestUser, admin_of
 from tests.support.cluster import Cluster
@@ -190,3 +196,96 @@ async def test_logout_refuses_another_users_refresh_token(apis: tuple[Api, Api])
 async def status_of(api: Api, user: TestUser) -> int:
     response = await api.http.get("/api/v1/auth/me", headers=user.headers)
     return response.status_code
+
+
+def settings_of(cluster: Cluster) -> Settings:
+    """The nodes' token settings (to read and make tokens as they do)."""
+    return Settings.from_env({"DATA_DIR": str(cluster.root), "JWT_SECRET": TEST_SECRET})
+
+
+async def broadcast_control(cluster: Cluster, name: str, data: dict[str, object]) -> None:
+    """Publish the control ``name`` on the cluster's channel, as a node's broadcast does."""
+    message = {"method": "emit", "event": name, "data": [data], "binary": False,
+               "namespace": FANOUT, "room": None, "skip_sid": None, "callback": None,
+               "host_id": "a-node-of-the-test"}
+    redis = Redis.from_url(cluster.redis_url)
+    try:
+        assert await redis.publish(f"{cluster.prefix}:events", OrjsonCodec.dumps(message)) >= 2
+    finally:
+        await redis.aclose()
+
+
+async def test_the_revocation_control_alone_closes_the_sessions_sockets(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    """A node that hears a session was revoked closes its sockets of that session: no second
+    control (that could be lost on its own) is needed."""
+    on_a, _ = apis
+    nodes = cluster.nodes[:2]
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    phone = await login(on_a, alice)
+    session_id = decode_claims(settings_of(cluster), alice.token, "access").session_id
+    async with AsyncExitStack() as stack:
+        gone_raws, gone_sios = await open_sockets(stack, nodes, alice.token, cid)
+        kept_raws, kept_sios = await open_sockets(stack, nodes, phone.token, cid)
+        await broadcast_control(cluster, REVOKED, {"user_id": alice.id, "session_id": session_id})
+        for client in gone_raws:
+            assert await client.closed() == 4002
+        for sio in gone_sios:
+            await asyncio.wait_for(sio.disconnected.wait(), TIMEOUT)
+        await still_open(kept_raws, kept_sios, on_a, bob, cid, "after the revocation")
+
+
+async def waiting_for_lock(database: asyncpg.Connection, table: str) -> int:
+    """How many other sessions of the database wait for a lock in a query of ``table``."""
+    # Within a transaction, PostgreSQL answers from its first look unless told to look again.
+    await database.execute("SELECT pg_stat_clear_snapshot()")
+    count = await database.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
+        f"%{table}%")
+    return int(count)
+
+
+async def test_a_logout_during_a_connect_closes_it_once_set_up(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    """A connect whose session check passed before a logout, and whose connection was
+    registered only after the logout's close ran on its node, is closed once set up: raw with
+    4002, Socket.IO disconnected."""
+    on_a, _ = apis
+    node = cluster.nodes[1]
+    alice, bob = await on_a.register(), await on_a.register()
+    cid = await group(on_a, alice, bob)
+    # A socket of the session open on the node already: its close tells the logout's close
+    # ran there.
+    witness = await Client(node.base_url, "/chat").connect({"token": alice.token})
+    sio = Client(node.base_url, "/chat")
+    database = await asyncpg.connect(cluster.database_url)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(database.close)
+        stack.push_async_callback(witness.close)
+        stack.push_async_callback(sio.close)
+        lock = database.transaction()
+        await lock.start()
+        try:
+            # Both connects stop at their read of the conversation, past the session check.
+            await database.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+            client = await stack.enter_async_context(
+                raw(f"{node.ws_url}/ws/chat/{cid}/?token={alice.token}"))
+            connecting = asyncio.ensure_future(
+                sio.connect({"token": alice.token, "conversation_id": cid}))
+            async with asyncio.timeout(TIMEOUT):
+                # PostgreSQL tells who waits for a lock only when asked.
+                while await waiting_for_lock(database, "conversations") < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            out = await on_a.http.post("/api/v1/auth/logout", json={}, headers=alice.headers)
+            assert out.status_code == 200, out.text
+            await asyncio.wait_for(witness.disconnected.wait(), TIMEOUT)
+        finally:
+            await lock.rollback()
+        await connecting
+        assert await client.closed() == 4002
+        await asyncio.wait_for(sio.disconnected.wait(), TIMEOUT)
+

@@ -21,9 +21,10 @@ from backend.auth.tokens import (
     issue_pair,
     issue_token,
 )
+from backend.service.actors import Actor
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
-from models import AuthSession
+from models import AuthSession, User
 
 
 @pytest.fixture
@@ -152,3 +153,47 @@ async def test_legacy_tokens_are_live_until_the_users_legacy_tokens_are_revoked(
     user.legacy_tokens_revoked_at = datetime.fromtimestamp(now - 10, UTC)
     assert not await sessions.is_live(user, old)  # type: ignore[arg-type]
     assert await sessions.is_live(user, Claims(7, LEGACY_SESSION, now))  # type: ignore[arg-type]
+
+
+async def test_a_revocation_heard_closes_and_a_new_connection_asks_again(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node runs its revocation handlers (the hub closes its sockets of the sessions)
+    once its memory knows; a connection asks again once registered: from that memory, or for
+    a legacy token from the user's row, read again."""
+    async def live_session(id: str) -> Any:
+        return SimpleNamespace(user_id=7, revoked_at=None)
+
+    monkeypatch.setattr(AuthSession, "get_or_none", live_session)
+    bus = FakeBus()
+    node = Sessions()
+    node.attach(bus, clustered=True)
+    told: list[tuple[int, str | None, bool]] = []
+
+    async def closing(user_id: int, session_id: str | None) -> None:
+        told.append((user_id, session_id, await node.still_live(connection)))
+
+    node.on_revoked(closing)
+    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
+    connection = Actor.of_user(user, "s1")  # type: ignore[arg-type]
+    assert await node.is_live(user, Claims(7, "s1", 0))  # type: ignore[arg-type]
+    assert await node.still_live(connection)
+    await bus.broadcast(REVOKED, {"user_id": 7, "session_id": "s1"})
+    assert told == [(7, "s1", False)]
+    assert not await node.still_live(connection)
+    await bus.broadcast(REVOKED, {"user_id": 7, "session_id": None})
+    assert told[-1] == (7, None, False)
+
+    # A legacy token's connection: revoked when the user's legacy tokens were revoked since
+    # the connect read the user.
+    stored = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
+
+    async def user_row(id: int) -> Any:
+        return stored
+
+    monkeypatch.setattr(User, "get_or_none", user_row)
+    legacy = Actor.of_user(user, LEGACY_SESSION)  # type: ignore[arg-type]
+    assert await node.still_live(legacy)
+    stored.legacy_tokens_revoked_at = datetime.now(UTC)
+    assert not await node.still_live(legacy)
+    assert await node.still_live(Actor.of_user(stored, LEGACY_SESSION))  # type: ignore[arg-type]

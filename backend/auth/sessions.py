@@ -6,6 +6,9 @@ its access token, on every request and connect. So that those hot paths do not a
 database each time, every node keeps what it learned of a session for a while (``Sessions``);
 a logout tells every node at once through the ``auth_sessions_revoked`` control, and the
 entries' lifetime bounds how long a node that missed the control (Redis away) believes it.
+The same control closes each node's sockets of the revoked sessions (``on_revoked``), and a
+connection asks again once it is registered (``still_live``): a logout made while it was being
+set up, whose control found nothing to close yet, closes it then.
 
 Tokens issued before sessions existed have no ``sid``: they are the user's one legacy session
 (``LEGACY_SESSION``), revoked as a whole by ``users.legacy_tokens_revoked_at`` (any logout of
@@ -16,10 +19,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from backend.auth.tokens import LEGACY_SESSION, Claims
+from backend.service.actors import Actor
 from backend.service.ports import ControlBus
 from models import AuthSession, User
 
@@ -33,6 +38,9 @@ LOCAL_TTL_SECONDS = 300.0
 #: Past this many sessions known, the least recently checked are forgotten.
 MAX_ENTRIES = 100_000
 
+#: Told of a revocation: ``(user_id, session_id)``, the session None for every one of the user.
+RevokedHandler = Callable[[int, str | None], Awaitable[None]]
+
 
 class Sessions:
     """This node's view of which login sessions are live."""
@@ -45,12 +53,18 @@ class Sessions:
         #: Counts the revocations heard: a read that one overtook is not remembered.
         self._revocations = 0
         self.bus: ControlBus | None = None
+        self._on_revoked: list[RevokedHandler] = []
 
     def attach(self, bus: ControlBus, *, clustered: bool) -> None:
         """Learn of revocations made on any node through ``bus``."""
         self.bus = bus
         self.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
         bus.on_control(REVOKED, self._revoked_control)
+
+    def on_revoked(self, handler: RevokedHandler) -> None:
+        """Run ``handler`` on this node whenever any node revokes sessions, once this node's
+        memory knows (the hub closes its sockets of them: one control does both)."""
+        self._on_revoked.append(handler)
 
     async def open(self, user: User) -> str:
         """A new session of ``user`` (a login): its id, for the tokens to carry."""
@@ -64,14 +78,34 @@ class Sessions:
         node read it recently."""
         if claims.session_id == LEGACY_SESSION:
             return _legacy_live(user, claims)
-        known = self._known.get(claims.session_id)
+        return await self._live(user.id, claims.session_id)
+
+    async def still_live(self, actor: Actor) -> bool:
+        """Whether the login session a connection was opened with is still live, asked again
+        once the connection is registered (where a logout's close would find it): a logout
+        whose control ran between the connect's check and the registration closed nothing.
+        Answered from this node's memory as ``is_live`` is (a revocation heard needs no
+        query)."""
+        user, session_id = actor.user, actor.session_id
+        if user is None or session_id is None:
+            return True  # a device or a customer: no login session
+        if session_id == LEGACY_SESSION:
+            # Rare (no such token is issued any more): the user's row read again; any
+            # revocation of the legacy tokens since the connect's read revoked this one.
+            row = await User.get_or_none(id=user.id)
+            return row is not None and (
+                row.legacy_tokens_revoked_at == user.legacy_tokens_revoked_at)
+        return await self._live(user.id, session_id)
+
+    async def _live(self, user_id: int, session_id: str) -> bool:
+        known = self._known.get(session_id)
         if known is not None and (known[1] or time.monotonic() - known[2] < self.ttl):
-            return known[0] == user.id and not known[1]
+            return known[0] == user_id and not known[1]
         heard = self._revocations
-        row = await AuthSession.get_or_none(id=claims.session_id)
-        revoked = row is None or row.revoked_at is not None or row.user_id != user.id
+        row = await AuthSession.get_or_none(id=session_id)
+        revoked = row is None or row.revoked_at is not None or row.user_id != user_id
         if heard == self._revocations:
-            self._remember(claims.session_id, user.id, revoked=revoked)
+            self._remember(session_id, user_id, revoked=revoked)
         return not revoked
 
     async def refresh(self, user: User, claims: Claims) -> str | None:
@@ -108,12 +142,15 @@ class Sessions:
         if not isinstance(user_id, int):
             return
         self._revocations += 1
-        if isinstance(session_id, str):
+        if not isinstance(session_id, str):
+            session_id = None
+            for known_id, (owner, _, _) in list(self._known.items()):
+                if owner == user_id:
+                    self._remember(known_id, owner, revoked=True)
+        elif session_id != LEGACY_SESSION:  # legacy tokens are checked on the user's row
             self._remember(session_id, user_id, revoked=True)
-            return
-        for known_id, (owner, _, _) in list(self._known.items()):
-            if owner == user_id:
-                self._remember(known_id, owner, revoked=True)
+        for handler in self._on_revoked:
+            await handler(user_id, session_id)
 
     def _remember(self, session_id: str, user_id: int, *, revoked: bool) -> None:
         self._known.pop(session_id, None)

@@ -29,6 +29,7 @@ from backend.doors.connections import connect_credentials, credential, rate_buck
 from backend.doors.ids import conversation_ref, resume_point
 from backend.doors.refusals import Refusal, refusal_for, server_fault
 from backend.raw.connection import RawMember, lane_for
+from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
 from backend.realtime.origins import origin_allowed
@@ -164,6 +165,10 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
     )
     await hub.attach(member)
     try:
+        if not await app_state.sessions.still_live(actor):
+            # Logged out while this connection was set up (sessions.py ``still_live``).
+            await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
+            return
         await door.welcome(session)
         # Read frames until the client leaves, or the server closed the connection (a
         # close, a cut-off: uvicorn then reports the disconnect here too). Inline: a loop

@@ -10,6 +10,9 @@ from __future__ import annotations
 CREDENTIAL_MISSING = 4001
 #: Invalid or inactive (a deactivated device's live sockets close with it too).
 CREDENTIAL_INVALID = 4002
+#: The reason of a close with CREDENTIAL_INVALID because the connection's login session was
+#: logged out.
+LOGGED_OUT = "Logged out"
 NOT_FOUND = 4003
 DENIED = 4004
 #: The node is shutting down: reconnect (to another node).

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from backend.compat.socketio import initialize_manager
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
-from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, SERVICE_RESTART
+from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, LOGGED_OUT, SERVICE_RESTART
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FanoutManager
 from backend.realtime.log_reader import LogReader, LogSource
@@ -247,14 +247,9 @@ class Realtime:
         elif actor.device is not None:
             self.manager.join(member, events.device_room(actor.device.device_id))
 
-    async def close_actor(self, key: str, code: int, reason: str,
-                          session_id: str | None = None) -> None:
-        """Close every live socket of one actor (``Actor.key``), on every node; with
-        ``session_id``, only those opened with a token of that login session."""
-        control: dict[str, Any] = {"key": key, "code": code, "reason": reason}
-        if session_id is not None:
-            control["session_id"] = session_id
-        await self.manager.broadcast("close_actor", control)
+    async def close_actor(self, key: str, code: int, reason: str) -> None:
+        """Close every live socket of one actor (``Actor.key``), on every node."""
+        await self.manager.broadcast("close_actor", {"key": key, "code": code, "reason": reason})
 
     async def close_device(self, device_id: str) -> None:
         """A deactivated device's sockets: closed with 4002 (credential inactive)."""
@@ -266,9 +261,11 @@ class Realtime:
         await self.close_actor(f"user:{user_id}", SERVICE_RESTART, "Role changed; reconnect")
 
     async def close_session(self, user_id: int, session_id: str | None) -> None:
-        """A logout: the sockets opened with the revoked session (None: every session of the
-        user) close with 4002 (credential invalid)."""
-        await self.close_actor(f"user:{user_id}", CREDENTIAL_INVALID, "Logged out", session_id)
+        """A logout, heard on this node (the sessions' revocation control, which every node
+        runs: backend/auth/sessions.py): this node's sockets opened with the revoked session
+        (None: with any session of the user) close with 4002 (credential invalid)."""
+        await self._close_actor_here({"key": f"user:{user_id}", "code": CREDENTIAL_INVALID,
+                                      "reason": LOGGED_OUT, "session_id": session_id})
 
     async def _close_actor_here(self, control: dict[str, Any]) -> None:
         key = control.get("key")

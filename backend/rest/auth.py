@@ -144,10 +144,10 @@ def register(api: Api) -> None:
                body=LogoutBody, response=LogoutOut, tags=("auth",))
     async def logout(call: Call) -> Any:
         body: LogoutBody = call.body
+        # The revocation's control closes the session's sockets on every node (the hub
+        # hears it through ``Sessions.on_revoked``, wired in backend/app.py).
         session_id = await accounts.logout(call.settings, _sessions(call), call.actor,
                                            body.refresh_token, body.all)
-        assert call.user is not None
-        await call.request.app.state.realtime.close_session(call.user.id, session_id)
         return {"ok": True, "revoked": "all" if session_id is None else "one"}
 
     @api.route("GET", "/api/v1/auth/me", summary="The current user", response=UserOut,
