@@ -2,13 +2,15 @@
 (raw: 4002, Socket.IO: disconnected) while the user's other session's stay; its refresh and
 access tokens are refused from then on on either node; ``all: true`` revokes every session,
 the tokens issued before sessions existed (no ``sid``) included. The revocation's own control
-closes the sockets, and a connect under way at the logout is closed once set up."""
+closes the sockets, and a connect under way at the logout is closed once set up. A legacy
+refresh token is exchanged for a session once (on one node of each database)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -16,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from backend.auth.sessions import REVOKED
-from backend.auth.tokens import decode_claims, issue_pair
+from backend.auth.tokens import LEGACY_SESSION, decode_claims, issue_pair
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FANOUT
 from backend.settings import Settings
@@ -289,3 +291,34 @@ async def test_a_logout_during_a_connect_closes_it_once_set_up(
         assert await client.closed() == 4002
         await asyncio.wait_for(sio.disconnected.wait(), TIMEOUT)
 
+
+async def test_a_legacy_refresh_token_is_exchanged_for_a_session_once(
+    api: Api, tmp_path: Path
+) -> None:
+    """A refresh token issued before sessions existed gets a pair of a new session, once: from
+    then on it (and the legacy access token) is refused, and of two concurrent refreshes with
+    one, one gets the session."""
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "JWT_SECRET": TEST_SECRET})
+    alice, bob = await api.register(), await api.register()
+    legacy = issue_pair(settings, alice.id)
+    exchanged = await api.http.post("/api/v1/auth/refresh",
+                                    json={"refresh_token": legacy.refresh_token})
+    assert exchanged.status_code == 200, exchanged.text
+    pair = exchanged.json()
+    assert decode_claims(settings, pair["access_token"], "access").session_id != LEGACY_SESSION
+    again = await api.http.post("/api/v1/auth/refresh",
+                                json={"refresh_token": legacy.refresh_token})
+    assert again.status_code == 401, again.text
+    for token, expected in ((legacy.access_token, 401), (pair["access_token"], 200)):
+        response = await api.http.get("/api/v1/auth/me",
+                                      headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == expected, response.text
+    renewed = await api.http.post("/api/v1/auth/refresh",
+                                  json={"refresh_token": pair["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+
+    legacy = issue_pair(settings, bob.id)
+    both = await asyncio.gather(*(
+        api.http.post("/api/v1/auth/refresh", json={"refresh_token": legacy.refresh_token})
+        for _ in range(2)))
+    assert sorted(response.status_code for response in both) == [200, 401]

@@ -12,7 +12,9 @@ set up, whose control found nothing to close yet, closes it then.
 
 Tokens issued before sessions existed have no ``sid``: they are the user's one legacy session
 (``LEGACY_SESSION``), revoked as a whole by ``users.legacy_tokens_revoked_at`` (any logout of
-such a token, and every ``all`` logout), read with the user's row the check loads anyway.
+such a token, and every ``all`` logout), read with the user's row the check loads anyway. A
+legacy refresh token is exchanged once for a session of its own: that revokes the legacy
+tokens too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from tortoise.expressions import Q
 
 from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
@@ -111,9 +115,17 @@ class Sessions:
     async def refresh(self, user: User, claims: Claims) -> str | None:
         """The session a refresh token continues: its id when live (the database asked, not
         the cache: a refresh is rare), None when revoked. A legacy token's refresh opens a
-        session of its own."""
+        session of its own, once: it revokes the legacy tokens in the same statement that
+        checks they are live, so a second refresh (or a concurrent one) is refused."""
         if claims.session_id == LEGACY_SESSION:
-            return await self.open(user) if _legacy_live(user, claims) else None
+            issued = datetime.fromtimestamp(claims.issued_at, UTC)
+            # Live as ``_legacy_live`` says: never revoked, or revoked before the token's
+            # second (``iat`` whole seconds: ``int(revoked) < iat`` is ``revoked < iat``).
+            exchanged = await User.filter(
+                Q(legacy_tokens_revoked_at__isnull=True)
+                | Q(legacy_tokens_revoked_at__lt=issued), id=user.id,
+            ).update(legacy_tokens_revoked_at=datetime.now(UTC))
+            return await self.open(user) if exchanged else None
         updated = await AuthSession.filter(
             id=claims.session_id, user_id=user.id, revoked_at=None
         ).update(refreshed_at=datetime.now(UTC))
