@@ -635,9 +635,6 @@ class EngineServer:
         finally:
             if not moved:
                 lane.stop()
-                if socket.is_in(State.UPGRADING):
-                    socket.move(State.OPEN)  # back on long-polling
-                    socket.wake(False)
         if not moved:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close"})
@@ -655,25 +652,35 @@ class EngineServer:
     async def _probe(self, socket: EngineSocket, lane: Lane, receive: Any) -> bool:
         """``2probe`` answered with ``3probe`` (and the pending GET with a NOOP, so that the
         client can pause polling), then ``5``: whether the socket moved. Pongs may come on
-        either transport meanwhile."""
-        probed = False
-        while True:
-            message = await receive()
-            if message["type"] != "websocket.receive" or socket.state not in (
-                    State.OPEN, State.UPGRADING):
-                return False
-            text = message.get("text")
-            if text == PONG:
-                self._pong(socket)
-            elif text == PING + "probe" and not probed:
-                probed = True
-                socket.move(State.UPGRADING)
-                lane.write_text(PONG + "probe")
-                socket.wake(True)
-            elif text == UPGRADE and probed:
-                return True
-            else:
-                return False
+        either transport meanwhile.
+
+        One WebSocket at a time probes a session: a ``2probe`` while another WebSocket's probe
+        is under way (the session UPGRADING) ends this one, which leaves the session as it
+        found it; only the probe that moved the session to UPGRADING moves it back (to
+        long-polling) when it fails."""
+        probed = moved = False
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or not socket.live:
+                    return False
+                text = message.get("text")
+                if text == PONG:
+                    self._pong(socket)
+                elif text == PING + "probe" and not probed and socket.is_in(State.OPEN):
+                    probed = True
+                    socket.move(State.UPGRADING)
+                    lane.write_text(PONG + "probe")
+                    socket.wake(True)
+                elif text == UPGRADE and probed:
+                    moved = True
+                    return True
+                else:
+                    return False
+        finally:
+            if probed and not moved and socket.is_in(State.UPGRADING):
+                socket.move(State.OPEN)  # back on long-polling
+                socket.wake(False)
 
     # -- long-polling -------------------------------------------------------------------------
 
@@ -859,11 +866,12 @@ class EngineServer:
         socket.timer = None
         if not socket.live or not socket.ping_sent:
             return
+        task = socket.task
         if socket.busy:
             self._arm(socket, self.ping_timeout, self._pong_overdue)
-        elif socket.transport is Transport.WEBSOCKET and socket.task is not None:
-            socket.task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
-        else:
+        elif socket.transport is Transport.WEBSOCKET and task is not None and not task.done():
+            task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
+        else:  # on long-polling, or a WebSocket whose read loop is gone without closing it
             self.start_background_task(self._close, socket, Reason.PING_TIMEOUT)
 
     # -- closing ------------------------------------------------------------------------------
