@@ -21,14 +21,16 @@ python-socketio's source at start-up by backend/compat/socketio.py):
 
 The node's own uses go further (``backend/realtime/members.py``): ``direct_wire`` hands the
 fan-out the ``Wire`` (backend/realtime/wire.py) of a socket on WebSocket, to which it writes
-one pre-encoded frame per recipient, and ``queue_message`` sends without awaiting.
+one pre-encoded frame per recipient, and ``send`` is called without awaiting (it never
+waits).
 
 A socket (``EngineSocket``) has one ``State`` (illegal moves raise) and one ``Transport``:
 
-- on WebSocket, everything sent is written at once to the connection's ``Wire`` (an ordered
-  lane with backpressure and a backlog cut-off), or, under a server where there is none, to an
-  ``AsgiLane``; inbound packets are handled one at a time in the connection's read loop
-  (python-socketio turns asynchronous handlers off: a socket's events run in order);
+- on WebSocket, everything sent is written at once to the connection's lane (a ``Wire``, or
+  under a server where there is none an ``AsgiLane``: ordered, with a bounded backlog and a
+  cut-off, backend/realtime/wire.py); inbound packets are handled one at a time in the
+  connection's read loop (python-socketio turns asynchronous handlers off: a socket's events
+  run in order);
 - on long-polling, packets wait in the socket's ``outbox`` until a GET takes them all; a POST
   carries the client's packets;
 - an upgrade (``2probe``/``3probe``, then ``5``) moves a polling socket onto a WebSocket: what
@@ -54,14 +56,14 @@ import inspect
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.realtime.queues import LeanEvent
-from backend.realtime.wire import Wire
+from backend.realtime.wire import Lane, Wire, lane_for
 
 #: How long a closing WebSocket waits for the frames before its CLOSE to leave.
 CLOSE_FLUSH_SECONDS = 2.0
@@ -133,49 +135,17 @@ class Transport(enum.Enum):
     WEBSOCKET = "websocket"
 
 
-class AsgiLane:
-    """The outbound lane of a WebSocket with no ``Wire`` (another ASGI server): messages go
-    through ASGI ``send`` in order, by one task while any wait."""
+class _Sent:
+    """What ``EngineServer.send`` returns: awaiting it finds the message already sent."""
 
-    __slots__ = ("pending", "send", "task")
+    __slots__ = ()
 
-    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        self.send = send
-        self.pending: list[dict[str, Any]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    def write_text(self, text: str) -> None:
-        self._queue({"type": "websocket.send", "text": text})
-
-    def write_bytes(self, data: bytes) -> None:
-        self._queue({"type": "websocket.send", "bytes": bytes(data)})
-
-    def _queue(self, message: dict[str, Any]) -> None:
-        self.pending.append(message)
-        if self.task is None:
-            self.task = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                message = self.pending.pop(0)
-                await self.send(message)
-        except Exception:  # the client left: nothing more reaches it
-            self.pending.clear()
-        finally:
-            self.task = None
-
-    async def flush(self) -> None:
-        while self.task is not None:
-            await asyncio.wait({self.task})
-
-    def stop(self) -> None:
-        self.pending.clear()
-        if self.task is not None:
-            self.task.cancel()
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator that ends at once
 
 
-Lane = Wire | AsgiLane
+_SENT = _Sent()
 
 
 class EngineSocket:
@@ -351,24 +321,20 @@ class EngineServer:
 
         return register if handler is None else register(handler)
 
-    async def send(self, sid: str, data: str | bytes) -> None:
-        """Send a message (text, or bytes as a binary message) to one socket."""
-        self._send(sid, data)
-
-    def queue_message(self, sid: str, text: str) -> None:
-        """``send`` without awaiting (it never waits)."""
-        self._send(sid, text)
-
-    def _send(self, sid: str, data: str | bytes) -> None:
+    def send(self, sid: str, data: str | bytes) -> Awaitable[None]:
+        """Send a message (text, or bytes as a binary message) to one socket, now: it never
+        waits, so the node's own callers need not await what it returns (python-socketio
+        does, and finds it done)."""
         socket = self.sockets.get(sid)
         if socket is not None and socket.live:
             socket.put(MESSAGE + data if isinstance(data, str) else bytes(data))
+        return _SENT
 
     async def send_packet(self, sid: str, pkt: Any) -> None:
         """Send a packet python-socketio built (its ``packet_type`` and ``data``)."""
         data = pkt.data
         if isinstance(data, bytes | bytearray):
-            self._send(sid, bytes(data))
+            self.send(sid, bytes(data))
             return
         socket = self.sockets.get(sid)
         if socket is None or not socket.live:
@@ -555,7 +521,7 @@ class EngineServer:
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
             return
-        socket.serve_on(Wire.of(scope, self.max_backlog) or AsgiLane(send), send)
+        socket.serve_on(lane_for(scope, send, self.max_backlog), send)
         socket.put(self._open_packet(socket))
         self._arm(socket, self.ping_interval, self._ping)
         await self._serve(socket, receive)
@@ -628,7 +594,7 @@ class EngineServer:
         if socket.transport is not Transport.POLLING or socket.state is not State.OPEN:
             await send({"type": "websocket.close", "code": 1008})
             return
-        lane: Lane = Wire.of(scope, self.max_backlog) or AsgiLane(send)
+        lane = lane_for(scope, send, self.max_backlog)
         moved = False
         try:
             moved = await self._probe(socket, lane, receive)
@@ -741,7 +707,8 @@ class EngineServer:
             # ``5`` once the GET is answered.
             return NOOP.encode()
         noop = False
-        while not socket.outbox and socket.state is State.OPEN:
+        while (not socket.outbox and socket.state is State.OPEN
+               and socket.transport is Transport.POLLING):
             socket.poll = asyncio.get_running_loop().create_future()
             try:
                 noop = await socket.poll
