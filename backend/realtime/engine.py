@@ -306,6 +306,8 @@ class EngineServer:
         self.handlers: dict[str, Handler] = {}
         self.sockets: dict[str, EngineSocket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: The WebSockets of closed sockets still sending their last frames and close.
+        self._endings: set[asyncio.Task[None]] = set()
 
     # -- python-socketio's surface ----------------------------------------------------------
 
@@ -350,7 +352,9 @@ class EngineServer:
         return None if socket is None else socket.direct
 
     async def disconnect(self, sid: str | None = None) -> None:
-        """Close one socket (or every one): the client is sent CLOSE."""
+        """Close one socket (or every one): the client is sent CLOSE. Returns once the
+        disconnect is handled; a WebSocket's last frames and close follow in the background
+        (``until_closed``)."""
         sockets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
         for socket in sockets:
             if socket is not None:
@@ -845,8 +849,8 @@ class EngineServer:
 
     async def _close(self, socket: EngineSocket, reason: str, tell: bool = False) -> None:
         """Close the socket once: its disconnect handled, then its transport ended (a
-        WebSocket after what was written before; a pending GET answered, with CLOSE when
-        ``tell``, else a NOOP)."""
+        WebSocket after what was written before, in the background unless this is its own
+        read loop; a pending GET answered, with CLOSE when ``tell``, else a NOOP)."""
         if not socket.live and socket.state is not State.OPENING:
             return
         if socket.state is State.OPENING:
@@ -871,19 +875,39 @@ class EngineServer:
                 socket.timer = asyncio.get_running_loop().call_later(
                     self.ping_interval + self.ping_timeout, self._finish, socket)
             return
-        lane, send = socket.lane, socket.asgi_send
         self._finish(socket)
+        if socket.task is asyncio.current_task():
+            await self._end_websocket(socket)  # its own read loop: the connection ends after
+            return
+        # Closed from elsewhere (a logout, the shutdown): the caller does not wait for a
+        # client that may not be reading.
+        ending = asyncio.ensure_future(self._end_websocket(socket))
+        self._endings.add(ending)
+        ending.add_done_callback(self._endings.discard)
+
+    async def _end_websocket(self, socket: EngineSocket) -> None:
+        """A closed socket's WebSocket: what was written before it leaves, then the close
+        (each given ``CLOSE_FLUSH_SECONDS`` at most); then its read loop, when it waits for
+        the client, is ended."""
+        lane, send = socket.lane, socket.asgi_send
         if lane is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
                     await lane.flush()
             lane.stop()
         if send is not None:
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close"})
+            with contextlib.suppress(Exception):  # TimeoutError: a client not reading
+                async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                    await send({"type": "websocket.close"})
         task = socket.task
         if task is not None and task is not asyncio.current_task() and not socket.busy:
             task.cancel(ENDED)  # its read loop, waiting for a client that may never answer
+
+    async def until_closed(self) -> None:
+        """Wait until the WebSockets of the sockets closed so far have ended (their frames
+        out, their close sent)."""
+        while self._endings:
+            await asyncio.wait(set(self._endings))
 
     def _finish(self, socket: EngineSocket) -> None:
         """The socket is gone: forgotten, its timer stopped."""
