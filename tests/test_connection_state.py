@@ -497,3 +497,20 @@ async def test_engineio_long_polling_refuses_what_the_protocol_refuses() -> None
         assert (await asyncio.wait_for(pending, 5)).text == "6"  # answered as it closes
         assert (await http.get(second)).status_code == 400
     assert gone == [server.reason.TRANSPORT_ERROR] * 2 and not server.sockets
+
+
+async def test_a_get_pending_as_its_session_leaves_long_polling_is_refused() -> None:
+    """A GET still waiting when its session moves to WebSocket is answered (400), not left
+    waiting for packets that now go to the WebSocket (the move's own steps, in process)."""
+    server = engine.EngineServer(async_mode="asgi")
+    eio_socket = engine.EngineSocket("sid", engine.Transport.POLLING)
+    eio_socket.move(engine.State.OPEN)
+    pending = asyncio.ensure_future(server._poll(eio_socket))
+    async with asyncio.timeout(5):
+        while eio_socket.poll is None:  # noqa: ASYNC110 (until the GET waits)
+            await asyncio.sleep(0)
+    eio_socket.transport, eio_socket.outbox = engine.Transport.WEBSOCKET, None
+    eio_socket.wake(False)
+    with pytest.raises(engine._Refused) as refused:
+        await asyncio.wait_for(pending, 5)
+    assert refused.value.status == 400

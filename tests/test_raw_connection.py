@@ -7,35 +7,36 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from backend.raw.connection import AsgiLane, RawMember, State
+from backend.raw.connection import RawMember, State
 from backend.realtime.dialects import WS_CHAT
-from backend.realtime.wire import SLOW_CLIENT, Outgoing
+from backend.realtime.wire import SLOW_CLIENT, AsgiLane, Outgoing
 from backend.service.actors import SYSTEM
 
 
 class FakeSocket:
-    """Records what is sent; ``stalled`` makes every send wait forever (a client not reading)."""
+    """Records what is sent through its ASGI ``send`` (and ``close``); ``stalled`` makes
+    every text sent wait forever (a client not reading), while a close is still handed on."""
 
     def __init__(self, stalled: bool = False) -> None:
         self.sent: list[str] = []
         self.closed: tuple[int, str] | None = None
         self.stalled = stalled
-        self.got = asyncio.Event()
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.close":
+            await self.close(message.get("code", 1000), message.get("reason", ""))
+            return
         if self.stalled:
             await asyncio.Event().wait()
-        self.sent.append(text)
-        self.got.set()
+        self.sent.append(message["text"])
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
-        self.got.set()
 
 
 def member(socket: Any, max_backlog: int = 10_000) -> RawMember:
     return RawMember(f"raw:test:{id(socket)}", SYSTEM, WS_CHAT, "/ws/chat/", socket,
-                     AsgiLane(socket, max_backlog))
+                     AsgiLane(socket.send, max_backlog))
 
 
 async def until(check: Any, within: float = 2.0) -> None:

@@ -115,3 +115,47 @@ async def test_a_client_close_ends_an_upgraded_session_at_once(
     assert answer == "40"
     for conn in (other, again):
         await conn.close()
+
+
+async def chat_slot_free(server: ServerProcess, token: str, within: float = 10.0,
+                         ) -> ClientConnection:
+    """Open ``/chat`` sessions until one is let in under the cap (bounded): a session the
+    server has closed frees its slot once its disconnect has been handled."""
+    async with asyncio.timeout(within):
+        while True:
+            ws, answer = await open_chat(server, token)
+            if answer == "40":
+                return ws
+            await ws.close()
+            await asyncio.sleep(0.1)
+
+
+async def test_two_upgrades_of_one_session_leave_it_closable(
+    capped_server: ServerProcess, user: TestUser
+) -> None:
+    base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
+    async with httpx.AsyncClient(timeout=10) as http:
+        sid = json.loads((await http.get(base)).text[1:])["sid"]
+        posted = await http.post(f"{base}&sid={sid}",
+                                 content="40/chat," + json.dumps({"token": user.token}))
+        assert posted.status_code == 200
+        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+    upgrade = f"{capped_server.ws_url}/socket.io/?EIO=4&transport=websocket&sid={sid}"
+    first = await websockets.connect(upgrade)
+    second = await websockets.connect(upgrade)  # both accepted before either probes
+    await first.send("2probe")
+    async with asyncio.timeout(5):
+        assert await first.recv() == "3probe"
+    await second.send("2probe")  # the session is already being upgraded: refused
+    await closed_by_server(second)
+    await first.send("5")
+    await first.send('42/chat,1["leave",{"conversation_id":1}]')
+    async with asyncio.timeout(5):  # the session now lives on the first WebSocket
+        while not str(await first.recv()).startswith("43/chat,1"):
+            pass
+
+    other = await chat_slot_free(capped_server, user.token)
+    await first.close()  # the client drops it: the session ends and frees its slot
+    again = await chat_slot_free(capped_server, user.token)
+    for ws in (other, again):
+        await ws.close()

@@ -1,5 +1,6 @@
 """The wire in isolation: frames as RFC 6455 builds them, writes in order, a backlog while the
-transport pushes back, and a client past the bound cut off alone (close 1013, then dropped)."""
+transport pushes back, and a client past the bound cut off alone (close 1013, then dropped).
+The ASGI lane (where there is no wire) bounds both doors' writes the same way."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from websockets.frames import Frame, Opcode
 
 from backend.realtime import wire as wire_module
-from backend.realtime.wire import SLOW_CLIENT, Outgoing, Wire, frame
+from backend.realtime.wire import SLOW_CLIENT, AsgiLane, Outgoing, Wire, frame, lane_for
 
 
 class FakeTransport:
@@ -122,3 +123,48 @@ async def test_nothing_is_written_once_the_connection_closed() -> None:
     protocol.close_sent = True
     wire.write(b"a")
     assert protocol.transport.written == []
+
+
+class StalledAsgi:
+    """An ASGI ``send`` whose text messages never leave (a client not reading); a close is
+    handed on."""
+
+    def __init__(self) -> None:
+        self.closed: dict[str, Any] | None = None
+        self.texts: list[str] = []
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.close":
+            self.closed = message
+            return
+        self.texts.append(message["text"])
+        await asyncio.Event().wait()
+
+
+async def test_the_asgi_lane_bounds_engineio_writes_and_cuts_off_alone() -> None:
+    stalled, reading = StalledAsgi(), []
+
+    async def read(message: dict[str, Any]) -> None:
+        reading.append(message["text"])
+
+    # Where there is no wire, lane_for gives both doors the same lane.
+    slow = lane_for({}, stalled.send, 100)
+    fast = lane_for({}, read, 100)
+    assert isinstance(slow, AsgiLane) and isinstance(fast, AsgiLane)
+    fast.put(Outgoing(['["hello"]'], "4"))  # a Socket.IO packet in an Engine.IO message
+    for n in range(10):
+        slow.write_text(f"42[{n:20}]")
+        fast.write_text(f"42[{n:20}]")
+        await asyncio.sleep(0)  # the writers' turn: the fast one empties its queue
+    assert slow.cut_off and not fast.cut_off
+    async with asyncio.timeout(1):
+        await fast.flush()
+        while stalled.closed is None:  # noqa: ASYNC110 (the close goes out in a task)
+            await asyncio.sleep(0)
+    assert stalled.closed == {"type": "websocket.close", "code": SLOW_CLIENT,
+                              "reason": "Client too slow"}
+    assert reading == ['4["hello"]', *(f"42[{n:20}]" for n in range(10))]
+    slow.write_text("late")  # ignored, never raises
+    assert stalled.texts == ["42[                   0]"]
+    slow.stop()
+    fast.stop()

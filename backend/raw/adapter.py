@@ -28,11 +28,12 @@ from backend.auth.sessions import Sessions
 from backend.doors.connections import connect_credentials, credential, rate_buckets
 from backend.doors.ids import conversation_ref, resume_point
 from backend.doors.refusals import Refusal, refusal_for, server_fault
-from backend.raw.connection import RawMember, lane_for
+from backend.raw.connection import RawMember
 from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
 from backend.realtime.origins import origin_allowed
+from backend.realtime.wire import lane_for
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -157,7 +158,8 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
         return
 
     member = RawMember(f"raw:{_node}:{next(_ids)}", actor, door.dialect, door.route, websocket,
-                       lane_for(websocket, settings.limits.max_backlog_bytes))
+                       lane_for(websocket.scope, websocket.send,
+                                settings.limits.max_backlog_bytes))
     message_rate, frame_rate = rate_buckets(settings.limits)
     session = Session(
         websocket=websocket, member=member, actor=actor, chat=chat, hub=hub, settings=settings,

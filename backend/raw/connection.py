@@ -2,25 +2,25 @@
 
 Writes never wait on the client: the lane (``backend/realtime/wire.py``) writes at once when
 the client keeps up, keeps a bounded backlog when it lags, and cuts off a client that stopped
-reading (close 1013), it alone. Where uvicorn's connection cannot be reached directly, an
-``AsgiLane`` does the same through ASGI ``send`` with a queue and one writer task.
+reading (close 1013), it alone. Where uvicorn's connection cannot be reached directly, the
+real-time layer's ``AsgiLane`` does the same through ASGI ``send`` (the Socket.IO door's
+fallback too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from backend.realtime.dialects import RawDialect
 from backend.realtime.members import Member
-from backend.realtime.wire import SLOW_CLIENT, Outgoing, Wire
+from backend.realtime.wire import Lane, Outgoing, Wire
 from backend.service.actors import Actor
 
 #: How long a close waits for the frames before it to leave.
@@ -35,85 +35,6 @@ class State(Enum):
     OPEN = "open"
     CLOSING = "closing"
     DEAD = "dead"
-
-
-class Lane(Protocol):
-    """A connection's ordered outbound lane."""
-
-    cut_off: bool
-
-    def put(self, out: Outgoing) -> None: ...
-
-    async def flush(self) -> None:
-        """Wait until everything put has been handed to the transport."""
-
-    def stop(self) -> None: ...
-
-
-class AsgiLane:
-    """The fallback lane: texts queue for one writer task sending through ASGI."""
-
-    def __init__(self, websocket: WebSocket, max_backlog: int) -> None:
-        self.websocket = websocket
-        self.max_backlog = max_backlog
-        self.cut_off = False
-        self._queue: deque[str] = deque()
-        self._pending = 0
-        self._ready = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self.writer = asyncio.ensure_future(self._write())
-
-    def put(self, out: Outgoing) -> None:
-        if self.cut_off or self.writer.done():
-            return
-        for text in out.texts:
-            self._queue.append(text)
-            self._pending += len(text)
-        if self._pending > self.max_backlog:
-            self._cut_off()
-            return
-        self._idle.clear()
-        self._ready.set()
-
-    async def _write(self) -> None:
-        websocket = self.websocket
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            while True:
-                while not self._queue:
-                    self._idle.set()
-                    self._ready.clear()
-                    await self._ready.wait()
-                text = self._queue.popleft()
-                self._pending -= len(text)
-                await websocket.send_text(text)
-        self._idle.set()
-
-    async def flush(self) -> None:
-        await self._idle.wait()
-
-    def _cut_off(self) -> None:
-        self.cut_off = True
-        self._queue.clear()
-        self._pending = 0
-        self.writer.cancel()
-        self._idle.set()
-        self.writer = asyncio.ensure_future(self._close_slow())
-
-    async def _close_slow(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.websocket.close(SLOW_CLIENT, "Client too slow"), 0.5)
-
-    def stop(self) -> None:
-        if not self.writer.done():
-            self.writer.cancel()
-
-
-def lane_for(websocket: WebSocket, max_backlog: int) -> Lane:
-    """The direct lane (a ``Wire``) when the server lets us reach the connection, else the
-    ASGI one."""
-    wire = Wire.of(websocket.scope, max_backlog)
-    return wire if wire is not None else AsgiLane(websocket, max_backlog)
 
 
 class RawMember(Member):

@@ -21,14 +21,16 @@ python-socketio's source at start-up by backend/compat/socketio.py):
 
 The node's own uses go further (``backend/realtime/members.py``): ``direct_wire`` hands the
 fan-out the ``Wire`` (backend/realtime/wire.py) of a socket on WebSocket, to which it writes
-one pre-encoded frame per recipient, and ``queue_message`` sends without awaiting.
+one pre-encoded frame per recipient, and ``send`` is called without awaiting (it never
+waits).
 
 A socket (``EngineSocket``) has one ``State`` (illegal moves raise) and one ``Transport``:
 
-- on WebSocket, everything sent is written at once to the connection's ``Wire`` (an ordered
-  lane with backpressure and a backlog cut-off), or, under a server where there is none, to an
-  ``AsgiLane``; inbound packets are handled one at a time in the connection's read loop
-  (python-socketio turns asynchronous handlers off: a socket's events run in order);
+- on WebSocket, everything sent is written at once to the connection's lane (a ``Wire``, or
+  under a server where there is none an ``AsgiLane``: ordered, with a bounded backlog and a
+  cut-off, backend/realtime/wire.py); inbound packets are handled one at a time in the
+  connection's read loop (python-socketio turns asynchronous handlers off: a socket's events
+  run in order);
 - on long-polling, packets wait in the socket's ``outbox`` until a GET takes them all; a POST
   carries the client's packets;
 - an upgrade (``2probe``/``3probe``, then ``5``) moves a polling socket onto a WebSocket: what
@@ -54,14 +56,14 @@ import inspect
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.realtime.queues import LeanEvent
-from backend.realtime.wire import Wire
+from backend.realtime.wire import Lane, Wire, lane_for
 
 #: How long a closing WebSocket waits for the frames before its CLOSE to leave.
 CLOSE_FLUSH_SECONDS = 2.0
@@ -133,49 +135,17 @@ class Transport(enum.Enum):
     WEBSOCKET = "websocket"
 
 
-class AsgiLane:
-    """The outbound lane of a WebSocket with no ``Wire`` (another ASGI server): messages go
-    through ASGI ``send`` in order, by one task while any wait."""
+class _Sent:
+    """What ``EngineServer.send`` returns: awaiting it finds the message already sent."""
 
-    __slots__ = ("pending", "send", "task")
+    __slots__ = ()
 
-    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        self.send = send
-        self.pending: list[dict[str, Any]] = []
-        self.task: asyncio.Task[None] | None = None
-
-    def write_text(self, text: str) -> None:
-        self._queue({"type": "websocket.send", "text": text})
-
-    def write_bytes(self, data: bytes) -> None:
-        self._queue({"type": "websocket.send", "bytes": bytes(data)})
-
-    def _queue(self, message: dict[str, Any]) -> None:
-        self.pending.append(message)
-        if self.task is None:
-            self.task = asyncio.ensure_future(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                message = self.pending.pop(0)
-                await self.send(message)
-        except Exception:  # the client left: nothing more reaches it
-            self.pending.clear()
-        finally:
-            self.task = None
-
-    async def flush(self) -> None:
-        while self.task is not None:
-            await asyncio.wait({self.task})
-
-    def stop(self) -> None:
-        self.pending.clear()
-        if self.task is not None:
-            self.task.cancel()
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator that ends at once
 
 
-Lane = Wire | AsgiLane
+_SENT = _Sent()
 
 
 class EngineSocket:
@@ -336,6 +306,8 @@ class EngineServer:
         self.handlers: dict[str, Handler] = {}
         self.sockets: dict[str, EngineSocket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: The WebSockets of closed sockets still sending their last frames and close.
+        self._endings: set[asyncio.Task[None]] = set()
 
     # -- python-socketio's surface ----------------------------------------------------------
 
@@ -351,24 +323,20 @@ class EngineServer:
 
         return register if handler is None else register(handler)
 
-    async def send(self, sid: str, data: str | bytes) -> None:
-        """Send a message (text, or bytes as a binary message) to one socket."""
-        self._send(sid, data)
-
-    def queue_message(self, sid: str, text: str) -> None:
-        """``send`` without awaiting (it never waits)."""
-        self._send(sid, text)
-
-    def _send(self, sid: str, data: str | bytes) -> None:
+    def send(self, sid: str, data: str | bytes) -> Awaitable[None]:
+        """Send a message (text, or bytes as a binary message) to one socket, now: it never
+        waits, so the node's own callers need not await what it returns (python-socketio
+        does, and finds it done)."""
         socket = self.sockets.get(sid)
         if socket is not None and socket.live:
             socket.put(MESSAGE + data if isinstance(data, str) else bytes(data))
+        return _SENT
 
     async def send_packet(self, sid: str, pkt: Any) -> None:
         """Send a packet python-socketio built (its ``packet_type`` and ``data``)."""
         data = pkt.data
         if isinstance(data, bytes | bytearray):
-            self._send(sid, bytes(data))
+            self.send(sid, bytes(data))
             return
         socket = self.sockets.get(sid)
         if socket is None or not socket.live:
@@ -384,7 +352,9 @@ class EngineServer:
         return None if socket is None else socket.direct
 
     async def disconnect(self, sid: str | None = None) -> None:
-        """Close one socket (or every one): the client is sent CLOSE."""
+        """Close one socket (or every one): the client is sent CLOSE. Returns once the
+        disconnect is handled; a WebSocket's last frames and close follow in the background
+        (``until_closed``)."""
         sockets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
         for socket in sockets:
             if socket is not None:
@@ -555,7 +525,7 @@ class EngineServer:
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
             return
-        socket.serve_on(Wire.of(scope, self.max_backlog) or AsgiLane(send), send)
+        socket.serve_on(lane_for(scope, send, self.max_backlog), send)
         socket.put(self._open_packet(socket))
         self._arm(socket, self.ping_interval, self._ping)
         await self._serve(socket, receive)
@@ -628,16 +598,13 @@ class EngineServer:
         if socket.transport is not Transport.POLLING or socket.state is not State.OPEN:
             await send({"type": "websocket.close", "code": 1008})
             return
-        lane: Lane = Wire.of(scope, self.max_backlog) or AsgiLane(send)
+        lane = lane_for(scope, send, self.max_backlog)
         moved = False
         try:
             moved = await self._probe(socket, lane, receive)
         finally:
             if not moved:
                 lane.stop()
-                if socket.is_in(State.UPGRADING):
-                    socket.move(State.OPEN)  # back on long-polling
-                    socket.wake(False)
         if not moved:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close"})
@@ -655,25 +622,35 @@ class EngineServer:
     async def _probe(self, socket: EngineSocket, lane: Lane, receive: Any) -> bool:
         """``2probe`` answered with ``3probe`` (and the pending GET with a NOOP, so that the
         client can pause polling), then ``5``: whether the socket moved. Pongs may come on
-        either transport meanwhile."""
-        probed = False
-        while True:
-            message = await receive()
-            if message["type"] != "websocket.receive" or socket.state not in (
-                    State.OPEN, State.UPGRADING):
-                return False
-            text = message.get("text")
-            if text == PONG:
-                self._pong(socket)
-            elif text == PING + "probe" and not probed:
-                probed = True
-                socket.move(State.UPGRADING)
-                lane.write_text(PONG + "probe")
-                socket.wake(True)
-            elif text == UPGRADE and probed:
-                return True
-            else:
-                return False
+        either transport meanwhile.
+
+        One WebSocket at a time probes a session: a ``2probe`` while another WebSocket's probe
+        is under way (the session UPGRADING) ends this one, which leaves the session as it
+        found it; only the probe that moved the session to UPGRADING moves it back (to
+        long-polling) when it fails."""
+        probed = moved = False
+        try:
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or not socket.live:
+                    return False
+                text = message.get("text")
+                if text == PONG:
+                    self._pong(socket)
+                elif text == PING + "probe" and not probed and socket.is_in(State.OPEN):
+                    probed = True
+                    socket.move(State.UPGRADING)
+                    lane.write_text(PONG + "probe")
+                    socket.wake(True)
+                elif text == UPGRADE and probed:
+                    moved = True
+                    return True
+                else:
+                    return False
+        finally:
+            if probed and not moved and socket.is_in(State.UPGRADING):
+                socket.move(State.OPEN)  # back on long-polling
+                socket.wake(False)
 
     # -- long-polling -------------------------------------------------------------------------
 
@@ -734,7 +711,8 @@ class EngineServer:
             # ``5`` once the GET is answered.
             return NOOP.encode()
         noop = False
-        while not socket.outbox and socket.state is State.OPEN:
+        while (not socket.outbox and socket.state is State.OPEN
+               and socket.transport is Transport.POLLING):
             socket.poll = asyncio.get_running_loop().create_future()
             try:
                 noop = await socket.poll
@@ -859,19 +837,20 @@ class EngineServer:
         socket.timer = None
         if not socket.live or not socket.ping_sent:
             return
+        task = socket.task
         if socket.busy:
             self._arm(socket, self.ping_timeout, self._pong_overdue)
-        elif socket.transport is Transport.WEBSOCKET and socket.task is not None:
-            socket.task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
-        else:
+        elif socket.transport is Transport.WEBSOCKET and task is not None and not task.done():
+            task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
+        else:  # on long-polling, or a WebSocket whose read loop is gone without closing it
             self.start_background_task(self._close, socket, Reason.PING_TIMEOUT)
 
     # -- closing ------------------------------------------------------------------------------
 
     async def _close(self, socket: EngineSocket, reason: str, tell: bool = False) -> None:
         """Close the socket once: its disconnect handled, then its transport ended (a
-        WebSocket after what was written before; a pending GET answered, with CLOSE when
-        ``tell``, else a NOOP)."""
+        WebSocket after what was written before, in the background unless this is its own
+        read loop; a pending GET answered, with CLOSE when ``tell``, else a NOOP)."""
         if not socket.live and socket.state is not State.OPENING:
             return
         if socket.state is State.OPENING:
@@ -896,19 +875,39 @@ class EngineServer:
                 socket.timer = asyncio.get_running_loop().call_later(
                     self.ping_interval + self.ping_timeout, self._finish, socket)
             return
-        lane, send = socket.lane, socket.asgi_send
         self._finish(socket)
+        if socket.task is asyncio.current_task():
+            await self._end_websocket(socket)  # its own read loop: the connection ends after
+            return
+        # Closed from elsewhere (a logout, the shutdown): the caller does not wait for a
+        # client that may not be reading.
+        ending = asyncio.ensure_future(self._end_websocket(socket))
+        self._endings.add(ending)
+        ending.add_done_callback(self._endings.discard)
+
+    async def _end_websocket(self, socket: EngineSocket) -> None:
+        """A closed socket's WebSocket: what was written before it leaves, then the close
+        (each given ``CLOSE_FLUSH_SECONDS`` at most); then its read loop, when it waits for
+        the client, is ended."""
+        lane, send = socket.lane, socket.asgi_send
         if lane is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
                     await lane.flush()
             lane.stop()
         if send is not None:
-            with contextlib.suppress(Exception):
-                await send({"type": "websocket.close"})
+            with contextlib.suppress(Exception):  # TimeoutError: a client not reading
+                async with asyncio.timeout(CLOSE_FLUSH_SECONDS):
+                    await send({"type": "websocket.close"})
         task = socket.task
         if task is not None and task is not asyncio.current_task() and not socket.busy:
             task.cancel(ENDED)  # its read loop, waiting for a client that may never answer
+
+    async def until_closed(self) -> None:
+        """Wait until the WebSockets of the sockets closed so far have ended (their frames
+        out, their close sent)."""
+        while self._endings:
+            await asyncio.wait(set(self._endings))
 
     def _finish(self, socket: EngineSocket) -> None:
         """The socket is gone: forgotten, its timer stopped."""

@@ -97,7 +97,7 @@ class SocketIOMember(Member):
             wire.write(out.wire)
         else:
             for text in out.texts:
-                self.eio.queue_message(self.eio_sid, text)
+                self.eio.send(self.eio_sid, text)  # never waits: not awaited
 
     async def close(self, code: int, reason: str) -> None:
         await self.eio.disconnect(self.eio_sid)

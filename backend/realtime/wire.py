@@ -12,7 +12,8 @@ bounded backlog, and a client whose backlog passes the bound is cut off, alone.
 
 Server frames are unmasked and never compressed (RSV1 clear), which RFC 7692 allows even on a
 connection that negotiated permessage-deflate. Under another server (or uvicorn's other
-WebSocket implementations) no connection is found and the doors fall back to ASGI ``send``.
+WebSocket implementations) no connection is found and the doors fall back to an ``AsgiLane``
+(``lane_for`` picks): the same ordered lane, bound and cut-off through ASGI ``send``.
 What it relies on of uvicorn's protocol is listed in backend/compat/uvicorn.py.
 """
 
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import MutableMapping
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, TypeAlias
 
 from backend.compat.uvicorn import SansIOProtocol, connection_of, transport_of
 
@@ -198,3 +200,104 @@ class Wire:
             # A reader that wakes up in time sees the close frame; otherwise it is dropped.
             # Either way uvicorn reports the disconnect to the connection's handler.
             connection.loop.call_later(CUT_OFF_GRACE_SECONDS, self.transport.abort)
+
+
+AsgiSend: TypeAlias = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class AsgiLane:
+    """The ordered outbound lane of a WebSocket with no ``Wire`` (another ASGI server): what is
+    written queues for one writer task, started while anything waits, that hands it to ASGI
+    ``send``. Like a ``Wire`` it never waits on its client: a client whose queue passes
+    ``max_backlog`` bytes is cut off (close 1013), alone; one whose ``send`` failed is gone,
+    and what is written to it afterwards is dropped."""
+
+    __slots__ = ("_closer", "_pending", "_queue", "_writer", "cut_off", "ended",
+                 "max_backlog", "send")
+
+    def __init__(self, send: AsgiSend, max_backlog: int) -> None:
+        self.send = send
+        self.max_backlog = max_backlog
+        self.cut_off = False
+        #: The connection failed under a send, or the lane was stopped.
+        self.ended = False
+        self._queue: deque[tuple[dict[str, Any], int]] = deque()
+        self._pending = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def put(self, out: Outgoing) -> None:
+        """Write an event's frames (each text with the ``Outgoing``'s prefix)."""
+        prefix = out.prefix
+        for text in out.texts:
+            self._add({"type": "websocket.send", "text": prefix + text}, len(text))
+
+    def write_text(self, text: str) -> None:
+        self._add({"type": "websocket.send", "text": text}, len(text))
+
+    def write_bytes(self, data: bytes) -> None:
+        self._add({"type": "websocket.send", "bytes": bytes(data)}, len(data))
+
+    def _add(self, message: dict[str, Any], size: int) -> None:
+        if self.cut_off or self.ended:
+            return
+        self._queue.append((message, size))
+        self._pending += size
+        if self._pending > self.max_backlog:
+            self._cut_off()
+        elif self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._queue:
+                message, size = self._queue.popleft()
+                self._pending -= size
+                await self.send(message)
+        except Exception:  # the client left: nothing more reaches it
+            self.ended = True
+            self._queue.clear()
+            self._pending = 0
+        finally:
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until what was written has been handed to ``send`` (callers bound the wait)."""
+        while self._writer is not None:
+            await asyncio.wait({self._writer})  # neither raises nor cancels it
+
+    def stop(self) -> None:
+        """The connection is over: drop what waits."""
+        self.ended = True
+        self._queue.clear()
+        self._pending = 0
+        for task in (self._writer, self._closer):
+            if task is not None and not task.done():
+                task.cancel()
+
+    def _cut_off(self) -> None:
+        """The client stopped reading: drop its queue, and close it (bounded) with why."""
+        log.warning("a client fell %d bytes behind; cutting it off", self._pending)
+        self.cut_off = True
+        self._queue.clear()
+        self._pending = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.ensure_future(self._close_slow())
+
+    async def _close_slow(self) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CUT_OFF_GRACE_SECONDS):
+                await self.send({"type": "websocket.close", "code": SLOW_CLIENT,
+                                 "reason": "Client too slow"})
+
+
+#: A WebSocket's ordered outbound lane, whichever the server allows.
+Lane: TypeAlias = Wire | AsgiLane
+
+
+def lane_for(scope: MutableMapping[str, Any], send: AsgiSend, max_backlog: int) -> Lane:
+    """The lane of an accepted WebSocket: its ``Wire`` when the server lets us reach the
+    connection, else an ``AsgiLane`` over ``send``."""
+    wire = Wire.of(scope, max_backlog)
+    return wire if wire is not None else AsgiLane(send, max_backlog)
