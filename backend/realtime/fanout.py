@@ -175,6 +175,12 @@ class FanoutManager(socketio.AsyncManager):
         skip = frozenset(envelope.get("skip") or ())
         origin = envelope.get("origin")
         rooms = envelope["rooms"]
+        position = envelope.get("position")
+        conversation_id = payload.get("conversation_id")
+        # Which conversation's position the frames carry: a member releasing a hold drops
+        # those its resume already sent (``Member.release``).
+        mark = ((conversation_id, position)
+                if isinstance(position, int) and isinstance(conversation_id, int) else None)
         encoded: dict[Dialect, Outgoing | None] = {}
         seen: set[str] | None = set() if len(rooms) > 1 else None
         delivered = 0  # counted here, reported once: the loop stays cheap
@@ -200,6 +206,7 @@ class FanoutManager(socketio.AsyncManager):
                         dialect.encode(name, payload, member))
                 if out is None:
                     continue
+                out.mark = mark
                 try:
                     member.write(out)
                     delivered += 1
