@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from backend.realtime.sequence import Delivery, RoomPositions
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.errors import ChatError
@@ -114,6 +115,51 @@ async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
     assert await chat.log_epoch() == "reset-by-an-operator"
     with pytest.raises(ChatError):
         await chat.events_since(b, cid, 8, epoch)
+
+
+# -- a node's rooms following the log (backend/realtime/sequence.py) -------------------------
+
+def delivery(cid: int, position: int) -> Delivery:
+    return ("message_delete", {
+        "payload": {"conversation_id": cid, "message_id": position, "position": position},
+        "rooms": [f"conversation:{cid}"], "skip": [], "origin": None, "position": position,
+        "published_at": None})
+
+
+class FakeLog:
+    """Conversation logs in memory, each ``top`` events long."""
+
+    def __init__(self, top: dict[int, int]) -> None:
+        self.top = top
+        self.reads: list[tuple[int, int]] = []
+
+    async def log_position(self, conversation_id: int) -> int:
+        return self.top[conversation_id]
+
+    async def replay_envelopes(self, conversation_id: int, after: int) -> list[Delivery]:
+        self.reads.append((conversation_id, after))
+        return [delivery(conversation_id, p)
+                for p in range(after + 1, self.top[conversation_id] + 1)]
+
+
+def following(log: FakeLog) -> tuple[RoomPositions, list[tuple[int, int]]]:
+    delivered: list[tuple[int, int]] = []
+    positions = RoomPositions(log, lambda name, envelope: delivered.append(
+        (envelope["payload"]["conversation_id"], envelope["position"])))
+    return positions, delivered
+
+
+async def test_a_room_starts_from_the_position_read_before_its_first_member_joined() -> None:
+    """Events committed between the joiner's read and the room's start, still on their way
+    here, are delivered (the joiner read neither), not dropped as delivered already."""
+    log = FakeLog({1: 7})  # the log is at 7 when the room starts; the joiner read 5
+    positions, _ = following(log)
+    positions.occupied("conversation:1", 5)
+    for position in (6, 7):
+        name, envelope = delivery(1, position)
+        assert positions.admit(name, envelope, position)  # delivered live, in order
+    assert not positions.admit(*delivery(1, 7), 7)  # once
+    assert log.reads == []
 
 
 # -- every door, on real servers --------------------------------------------------------------

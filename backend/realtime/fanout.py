@@ -116,12 +116,14 @@ class FanoutManager(socketio.AsyncManager):
             if self.actor_members[key] <= 0:
                 del self.actor_members[key]
 
-    def join(self, member: Member, room: str) -> None:
+    def join(self, member: Member, room: str, start: int | None = None) -> None:
+        """Put ``member`` in ``room``; ``start``: the room's log position read before the
+        join, where a room new on this node starts (``RoomPositions.occupied``)."""
         members = self.room_members.get(room)
         if members is None:
             members = self.room_members[room] = {}
             if self.positions is not None:
-                self.positions.occupied(room)
+                self.positions.occupied(room, start)
         members[member.id] = member
         member.rooms.add(room)
 

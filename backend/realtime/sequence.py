@@ -11,10 +11,10 @@ node keeps the last position it delivered there:
   commit in order, so everything below a position that reached us is in the log.
 
 When the node's subscription was lost (``recover``), or another node says its publishes were
-lost (``advanced``), every room is caught up from its last position. A room's first member
-sets its starting point to the log's position then (``occupied``): what came before, each
-member reads for itself (history or ``since`` at join), so per room the position is the
-node's, not the member's.
+lost (``advanced``), every room is caught up from its last position. A room's starting point
+is the log's position read before its first member joined (``occupied``): what came before,
+each member reads for itself after joining (history or ``since``), so per room the position
+is the node's, not the member's.
 """
 
 from __future__ import annotations
@@ -78,12 +78,16 @@ class RoomPositions:
 
     # -- members come and go ----------------------------------------------------------------
 
-    def occupied(self, room: str) -> None:
-        """``room`` has its first member here: start following it from the log's position."""
+    def occupied(self, room: str, start: int | None = None) -> None:
+        """``room`` has its first member here: start following it from ``start``, the log's
+        position read before the member joined (else from the position read now)."""
         if room in self.rooms or not room.startswith("conversation:"):
             return
         state = self.rooms[room] = _Room(int(room.removeprefix("conversation:")))
-        self._spawn(self._start(room, state))
+        if start is not None:
+            state.last = start
+        else:
+            self._spawn(self._start(room, state))
 
     def vacated(self, room: str) -> None:
         """``room`` has no member here any more: stop following it."""
