@@ -7,13 +7,15 @@ PostgreSQL); the others drive real servers.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from backend.realtime.sequence import Delivery, RoomPositions
+from backend.realtime.sequence import REPLAY_CONCURRENCY, Delivery, RoomPositions
+from backend.service import resume
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.errors import ChatError
@@ -29,6 +31,7 @@ from tests.test_message_path import (  # noqa: F401 (fixtures)
     group_of,
     users,
 )
+from tests.test_raw_connection import until
 from tests.test_raw_support import device_conversation, raw, rest_send
 from tests.test_socketio_helpers import chat_client, group, ok, refused
 
@@ -80,8 +83,8 @@ async def test_every_change_is_logged_at_the_next_position_and_published_at_it(
     page = await chat.events_since(b, cid, 3, None, limit=2)
     assert [e["position"] for e in page["events"]] == [4, 5]
     assert page["has_more"] is True and page["position"] == 5
-    assert [e.position for e in await chat.replay(cid, 5)] == [6, 7, 8]
-    assert [e.position for e in await chat.replay(cid, 5, until=6)] == [6]
+    replayed, next_after = await chat.replay_page(cid, 5)
+    assert [e.position for e in replayed] == [6, 7, 8] and next_after is None
 
 
 async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
@@ -117,6 +120,21 @@ async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
         await chat.events_since(b, cid, 8, epoch)
 
 
+async def test_a_replay_reads_the_log_a_page_at_a_time(
+        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(resume, "REPLAY_PAGE", 3)
+    chat = service()
+    cid, _, _ = await every_change(chat)
+    pages, after = [], 0
+    while True:
+        replayed, next_after = await chat.replay_page(cid, after)
+        pages.append([e.position for e in replayed])
+        if next_after is None:
+            break
+        after = next_after
+    assert pages == [[1, 2, 3], [4, 5, 6], [7, 8]]
+
+
 # -- a node's rooms following the log (backend/realtime/sequence.py) -------------------------
 
 def delivery(cid: int, position: int) -> Delivery:
@@ -127,19 +145,36 @@ def delivery(cid: int, position: int) -> Delivery:
 
 
 class FakeLog:
-    """Conversation logs in memory, each ``top`` events long."""
+    """Conversation logs in memory, each ``top`` events long, read ``page`` events at a time.
+    The first ``failures`` reads fail; while ``gate`` is set and closed, reads wait."""
 
-    def __init__(self, top: dict[int, int]) -> None:
+    def __init__(self, top: dict[int, int], page: int = 500) -> None:
         self.top = top
+        self.page = page
+        self.failures = 0
+        self.gate: asyncio.Event | None = None
         self.reads: list[tuple[int, int]] = []
+        self.reading = self.most = 0
 
     async def log_position(self, conversation_id: int) -> int:
         return self.top[conversation_id]
 
-    async def replay_envelopes(self, conversation_id: int, after: int) -> list[Delivery]:
+    async def replay_envelopes(self, conversation_id: int,
+                               after: int) -> tuple[list[Delivery], int | None]:
         self.reads.append((conversation_id, after))
-        return [delivery(conversation_id, p)
-                for p in range(after + 1, self.top[conversation_id] + 1)]
+        self.reading += 1
+        self.most = max(self.most, self.reading)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("the database is away")
+            page = list(range(after + 1, min(after + self.page, self.top[conversation_id]) + 1))
+            return ([delivery(conversation_id, p) for p in page],
+                    page[-1] if len(page) == self.page else None)
+        finally:
+            self.reading -= 1
 
 
 def following(log: FakeLog) -> tuple[RoomPositions, list[tuple[int, int]]]:
@@ -160,6 +195,38 @@ async def test_a_room_starts_from_the_position_read_before_its_first_member_join
         assert positions.admit(name, envelope, position)  # delivered live, in order
     assert not positions.admit(*delivery(1, 7), 7)  # once
     assert log.reads == []
+
+
+async def test_a_failed_catch_up_is_tried_again_until_what_waits_is_delivered() -> None:
+    """The room then goes quiet: no later event would trigger another try."""
+    log = FakeLog({1: 3})
+    log.failures = 2
+    positions, delivered = following(log)
+    positions.occupied("conversation:1", 0)
+    name, envelope = delivery(1, 3)
+    assert not positions.admit(name, envelope, 3)  # 1 and 2 were lost: 3 waits for them
+    await until(lambda: delivered == [(1, 1), (1, 2), (1, 3)], within=5)
+    assert log.failures == 0 and len(log.reads) == 3
+
+
+async def test_a_recovery_reads_a_few_rooms_at_a_time_and_delivers_page_by_page() -> None:
+    rooms = range(1, 3 * REPLAY_CONCURRENCY + 1)
+    log = FakeLog({cid: 5 for cid in rooms}, page=2)
+    positions, delivered = following(log)
+    for cid in rooms:
+        positions.occupied(f"conversation:{cid}", 0)
+    log.gate = asyncio.Event()
+    positions.recover()  # the node's subscription was lost: every room catches up
+    await until(lambda: log.reading == REPLAY_CONCURRENCY)
+    for _ in range(10):  # every catch-up has had turns to start its read
+        await asyncio.sleep(0)
+    assert log.reading == REPLAY_CONCURRENCY
+    log.gate.set()
+    await until(lambda: len(delivered) == 5 * len(rooms))
+    assert log.most == REPLAY_CONCURRENCY
+    for cid in rooms:
+        assert [p for c, p in delivered if c == cid] == [1, 2, 3, 4, 5]
+        assert [after for c, after in log.reads if c == cid] == [0, 2, 4]
 
 
 # -- every door, on real servers --------------------------------------------------------------
