@@ -21,7 +21,7 @@ from backend.service.chat import ChatService
 from backend.service.errors import ChatError
 from backend.settings import Settings
 from backend.storage import eventlog
-from models import ConversationEvent
+from models import ConversationEvent, Message, Reaction
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.server import ServerProcess, start_server
 from tests.test_message_path import (  # noqa: F401 (fixtures)
@@ -133,6 +133,56 @@ async def test_a_replay_reads_the_log_a_page_at_a_time(
             break
         after = next_after
     assert pages == [[1, 2, 3], [4, 5, 6], [7, 8]]
+
+
+async def test_a_change_racing_a_delete_sees_it_under_the_lock(
+        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Each change re-reads its message under the conversation's lock: an edit or reaction
+    of a message deleted after it was checked is refused (the content stays deleted, nothing
+    is logged after the delete), and a second delete logs nothing."""
+    chat = service()
+    sink = chat.sink
+    assert isinstance(sink, RecordingSink)
+    people = await users(2)
+    cid = await group_of(chat, people)
+    a, b = Actor.of_user(people[0]), Actor.of_user(people[1])
+    checked = chat._may_write
+    writable = chat.grants.writable
+
+    def deleting_meanwhile(message_id: int, step: Any) -> Any:
+        """``step`` of a change, after which the message is deleted (once)."""
+        async def run(actor: Actor, conversation_id: int) -> Any:
+            result = await step(actor, conversation_id)
+            monkeypatch.undo()
+            await chat.delete_message(a, message_id)
+            return result
+        return run
+
+    for attempt in ("edit", "reaction", "delete"):
+        message, _ = await chat.send_message(a, cid, {"content": attempt})
+        if attempt == "delete":
+            monkeypatch.setattr(chat.grants, "writable",
+                                deleting_meanwhile(message["id"], writable))
+        else:
+            monkeypatch.setattr(chat, "_may_write", deleting_meanwhile(message["id"], checked))
+        if attempt == "edit":
+            with pytest.raises(ChatError) as error:
+                await chat.edit_message(a, message["id"], "back again")
+            assert error.value.code == "message_deleted"
+        elif attempt == "reaction":
+            with pytest.raises(ChatError) as error:
+                await chat.toggle_reaction(b, message["id"], "+1")
+            assert error.value.code == "message_deleted"
+        else:
+            answer = await chat.delete_message(a, message["id"])
+            assert answer["is_deleted"] is True
+        stored = await Message.get(id=message["id"])
+        assert stored.is_deleted and stored.content == "" and not stored.is_edited
+        assert not await Reaction.filter(message_id=message["id"]).exists()
+        logged = [e.name for e in sink.events
+                  if e.position is not None and e.payload.get("message_id", e.payload.get(
+                      "message", {}).get("id")) == message["id"]]
+        assert logged == ["chat_message", "message_delete"], (attempt, logged)
 
 
 # -- a node's rooms following the log (backend/realtime/sequence.py) -------------------------

@@ -267,6 +267,9 @@ class MessageOps(LogOps):
         skip = await self._may_write(actor, cid)
 
         async def change() -> Event:
+            await self._current(message)
+            if message.is_deleted:  # deleted meanwhile
+                raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
             message.content = content
             message.is_edited = True
             message.edited_at = now()
@@ -288,7 +291,10 @@ class MessageOps(LogOps):
         if not message.is_deleted:
             cid = message.conversation_id
 
-            async def change() -> Event:
+            async def change() -> Event | None:
+                await self._current(message)
+                if message.is_deleted:  # deleted meanwhile: nothing to log again
+                    return None
                 message.is_deleted = True
                 message.deleted_at = now()
                 message.content = ""
@@ -312,6 +318,10 @@ class MessageOps(LogOps):
 
         async def change() -> Event:
             nonlocal action
+            await self._current(message)
+            if message.is_deleted:  # deleted meanwhile
+                raise ChatError("message_deleted", "A deleted message cannot be reacted to",
+                                409)
             removed = await Reaction.filter(
                 message_id=message.id, reactor_key=actor.key, emoji=emoji
             ).delete()
@@ -326,6 +336,14 @@ class MessageOps(LogOps):
         rendered = (await self._render([message]))[0]
         return {"action": action, "message_id": message.id, "emoji": emoji,
                 "reactions": rendered["reactions"], "message": rendered}
+
+    async def _current(self, message: Message) -> None:
+        """Bring ``message`` up to date, inside a logged change (the conversation's row is
+        locked, so no other change of it runs): what a concurrent change did shows, and is
+        neither overwritten with a stale copy nor logged twice. The answer renders it."""
+        fresh = await Message.get(id=message.id)
+        for name in ("content", "is_edited", "edited_at", "is_deleted", "deleted_at", "status"):
+            setattr(message, name, getattr(fresh, name))
 
     async def _may_write(self, actor: Actor, conversation_id: int) -> frozenset[str]:
         """Edits and reactions change a conversation: the rules of a send apply (409 when
