@@ -185,6 +185,27 @@ async def test_a_change_racing_a_delete_sees_it_under_the_lock(
         assert logged == ["chat_message", "message_delete"], (attempt, logged)
 
 
+async def test_a_status_report_that_changes_nothing_is_not_logged(
+        database: str) -> None:  # noqa: F811
+    """A client repeating "read" (or "delivered" after it) takes no position and tells no
+    one; another reader's first report still counts."""
+    chat = service()
+    sink = chat.sink
+    assert isinstance(sink, RecordingSink)
+    people = await users(3)
+    cid = await group_of(chat, people)
+    a, b, c = (Actor.of_user(person) for person in people)
+    message, _ = await chat.send_message(a, cid, {"content": "hello"})
+    answers = [(await chat.set_message_status(b, message["id"], status))["status"]
+               for status in ("delivered", "read", "read", "delivered", "read")]
+    assert answers == ["delivered", "read", "read", "read", "read"]
+    assert [e.payload["status"] for e in sink.named("message_status_update")] == [
+        "delivered", "read"]
+    assert await chat.log_position(cid) == 3
+    await chat.set_message_status(c, message["id"], "delivered")  # c's receipt is new
+    assert await chat.log_position(cid) == 4
+
+
 # -- a node's rooms following the log (backend/realtime/sequence.py) -------------------------
 
 def delivery(cid: int, position: int) -> Delivery:

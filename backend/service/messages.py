@@ -240,15 +240,26 @@ class MessageOps(LogOps):
 
     async def _record_receipt(
         self, message: Message, actor: Actor, status: MessageStatus, stamp: datetime
-    ) -> Event:
-        receipt, _ = await Receipt.get_or_create(message_id=message.id, reader_key=actor.key)
+    ) -> Event | None:
+        """Record the report; None (nothing logged or sent) when it changes neither the
+        reader's receipt nor the message's status: a client repeating "read" costs no
+        position, log row or fan-out."""
+        await self._current(message)
+        receipt, created = await Receipt.get_or_create(message_id=message.id,
+                                                       reader_key=actor.key)
+        before = (receipt.delivered_at, receipt.read_at)
         receipt.delivered_at = receipt.delivered_at or stamp
         if status == MessageStatus.READ:
             receipt.read_at = receipt.read_at or stamp
-        await receipt.save()
-        if _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]:
+        receipt_changed = created or (receipt.delivered_at, receipt.read_at) != before
+        if receipt_changed:
+            await receipt.save()
+        status_changed = _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]
+        if status_changed:
             message.status = status
             await Message.filter(id=message.id).update(status=status)
+        if not receipt_changed and not status_changed:
+            return None
         cid = message.conversation_id
         return events.message_status_update(cid, message.id, str(message.status))
 
