@@ -8,6 +8,7 @@ PostgreSQL); the others drive real servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -395,6 +396,50 @@ async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Ap
     async with raw(f"{ws}/ws/mobile/chat/{dcid}/?device_id={device_id}&since=1") as mobile:
         replayed = await mobile.next("chat_message")
         assert replayed["position"] == 2 and replayed["message"]["content"] == "to the device 1"
+
+
+async def test_a_resume_keeps_the_live_events_of_the_sockets_other_conversations(
+        postgres_server: ServerProcess) -> None:
+    """While a ``join`` with ``since`` is answered (held here on a lock of the log's epoch
+    table), an event of another conversation the socket joined is kept back, then follows
+    the ack: positions are per conversation, so the answer covers none of its events."""
+    import asyncpg
+
+    api = Api(postgres_server.base_url, await admin_of(postgres_server.base_url))
+    owner, member = await api.register(), await api.register()
+    resumed, other = await group(api, owner, member), await group(api, owner, member)
+    for n in range(3):
+        await rest_send(api, owner, resumed, f"missed {n}")
+    sio = await chat_client(api, member)
+    db = await asyncpg.connect(postgres_server.env["DATABASE_URL"])
+    lock = db.transaction()
+    try:
+        epoch = ok(await sio.call("join", {"conversation_id": other}))["epoch"]
+        await lock.start()
+        await db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+        joining = asyncio.ensure_future(sio.call("join", {
+            "conversation_id": resumed, "since": {"position": 0, "epoch": epoch}}))
+        # Polled (the server's wait has no event here): once the resume waits on the lock,
+        # the socket's live events are held.
+        async with asyncio.timeout(10):
+            while not await db.fetchval(  # noqa: ASYNC110
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
+                await asyncio.sleep(0.01)
+        live = await rest_send(api, owner, other, "meanwhile")  # position 1 of its log
+        await lock.rollback()
+        ack = ok(await joining)
+        assert [e["position"] for e in ack["events"]] == [1, 2, 3] and ack["position"] == 3
+        event = await sio.next("chat_message", lambda e: e["conversation_id"] == other,
+                               within=5)
+        assert event["message"]["id"] == live["id"] and event["position"] == 1
+    finally:
+        if not db.is_closed():
+            with contextlib.suppress(Exception):
+                await lock.rollback()
+            await db.close()
+        await sio.close()
+        await api.aclose()
 
 
 @pytest.fixture(scope="module")
