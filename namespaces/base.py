@@ -129,10 +129,12 @@ class Namespace(socketio.AsyncNamespace):
         try:
             actor = await self.authenticate(credentials, environ)
             self.realtime.admit(actor)
-            conversation_id = None
+            conversation_id: int | None = None
+            start: int | None = None
             if self.joins_at_connect and credentials.get("conversation_id") not in (None, ""):
                 conversation_id = conversation_ref(credentials["conversation_id"])
                 await self.chat.get_conversation(actor, conversation_id)
+                start = await self.realtime.room_start(conversation_id)
         except Exception as exc:
             error = exc if isinstance(exc, ChatError) else server_fault(
                 exc, log, door=self.namespace, action="connect")
@@ -143,17 +145,19 @@ class Namespace(socketio.AsyncNamespace):
                                 self.server.eio)
         socket = Socket(member, *rate_buckets(self.settings.limits))
         self.realtime.manager.after_connect(
-            sid, self.namespace, partial(self._connected, socket, conversation_id)
+            sid, self.namespace, partial(self._connected, socket, conversation_id, start)
         )
         return True
 
-    async def _connected(self, socket: Socket, conversation_id: int | None) -> None:
-        """After the CONNECT ack: register the member and join its rooms (presence events)."""
+    async def _connected(self, socket: Socket, conversation_id: int | None,
+                         start: int | None) -> None:
+        """After the CONNECT ack: register the member and join its rooms (presence events);
+        ``start``: where the conversation's room starts here (``Realtime.room_start``)."""
         member = socket.member
         if member.eio_sid not in self.server.environ:
             return  # the transport closed while the connect handler ran
         self.sockets[member.sid] = socket
-        await self.realtime.attach(member, conversation_id, inbox=self.inbox)
+        await self.realtime.attach(member, conversation_id, inbox=self.inbox, start=start)
         if not await self.app.state.sessions.still_live(member.actor):
             # Logged out while this socket was set up (sessions.py ``still_live``).
             await member.close(CREDENTIAL_INVALID, LOGGED_OUT)

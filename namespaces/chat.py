@@ -60,15 +60,15 @@ class ChatNamespace(Namespace):
         actor, member = socket.actor, socket.member
         conversation = await self.chat.get_conversation(actor, conversation_id)
         member.hold()
-        floor = -1
+        floor: int | None = None
         try:
             await self.realtime.join_conversation(member, conversation_id)
             result = await self.chat.events_since(actor, conversation_id, position, epoch)
-            floor = result["position"] if not result["has_more"] else -1
+            floor = result["position"] if not result["has_more"] else None
         finally:
             # A partial page (has_more): the client asks again from its position, and live
             # events are let through as they are (it dedupes by position).
-            after_ack(lambda: member.release(floor))
+            after_ack(lambda: member.release(conversation_id, floor))
         return {"conversation": conversation, **result}
 
     async def on_leave(self, socket: Socket, data: Any) -> Payload:

@@ -239,6 +239,56 @@ async def test_a_node_drops_its_own_publishes_before_decoding_them(redis_url: st
         await link.client.aclose()
 
 
+async def test_events_dropped_for_a_full_outbox_are_announced_once_publishing_works(
+        redis_url: str) -> None:
+    """An event the outbox had no room for is announced like a failed publish: the others
+    hear ``eventlog_advanced`` up to its position and catch its room up from the log."""
+    from redis.asyncio import Redis
+
+    from backend.cluster.link import RedisLink
+    from backend.cluster.manager import RedisFanoutManager
+    from backend.realtime.codec import OrjsonCodec
+    from backend.realtime.fanout import FANOUT, LOG_ADVANCED
+
+    link = RedisLink(redis_url, f"full-{asyncio.get_running_loop().time()}")
+    manager = RedisFanoutManager(link, heartbeat_seconds=5)
+    manager.json = OrjsonCodec
+    manager.outbox = asyncio.Queue(1)  # full after one event: the writer is not running yet
+    redis = Redis.from_url(redis_url)
+    channel = redis.pubsub()
+    await channel.subscribe(manager.channel)
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(10):  # subscribed before anything is published
+            while (await channel.get_message(timeout=1.0) or {}).get("type") != "subscribe":
+                pass
+        for position in (1, 2, 3):
+            await manager.emit("message_delete", {
+                "payload": {"conversation_id": 7, "message_id": 1, "position": position},
+                "rooms": ["conversation:7"], "skip": [], "origin": None,
+                "position": position, "published_at": None}, namespace=FANOUT)
+        assert manager.dropped == 2
+        drain = asyncio.ensure_future(manager._drain_outbox())
+        heard: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while not any(m["event"] == LOG_ADVANCED for m in heard):
+                message = await channel.get_message(ignore_subscribe_messages=True,
+                                                    timeout=1.0)
+                if message is not None:
+                    heard.append(orjson.loads(message["data"]))
+        assert [m["event"] for m in heard] == ["message_delete", LOG_ADVANCED]
+        assert heard[1]["data"] == [{"positions": {"7": 3}}]
+        assert manager.lost == {}
+    finally:
+        if drain is not None:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+        await channel.aclose()
+        await redis.aclose()
+        await link.client.aclose()
+
+
 async def test_inbox_changes_cross_redis_batched(cluster: Cluster, apis: tuple[Api, Api]) -> None:
     """Sends to several conversations at once cross Redis in shared inbox controls (one
     control names several conversations); an inbox on the other node hears of every one."""

@@ -7,18 +7,22 @@ PostgreSQL); the others drive real servers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backend.realtime.sequence import REPLAY_CONCURRENCY, Delivery, RoomPositions
+from backend.service import resume
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.errors import ChatError
 from backend.settings import Settings
 from backend.storage import eventlog
-from models import ConversationEvent
+from models import ConversationEvent, Message, Reaction
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.server import ServerProcess, start_server
 from tests.test_message_path import (  # noqa: F401 (fixtures)
@@ -28,6 +32,7 @@ from tests.test_message_path import (  # noqa: F401 (fixtures)
     group_of,
     users,
 )
+from tests.test_raw_connection import until
 from tests.test_raw_support import device_conversation, raw, rest_send
 from tests.test_socketio_helpers import chat_client, group, ok, refused
 
@@ -79,8 +84,8 @@ async def test_every_change_is_logged_at_the_next_position_and_published_at_it(
     page = await chat.events_since(b, cid, 3, None, limit=2)
     assert [e["position"] for e in page["events"]] == [4, 5]
     assert page["has_more"] is True and page["position"] == 5
-    assert [e.position for e in await chat.replay(cid, 5)] == [6, 7, 8]
-    assert [e.position for e in await chat.replay(cid, 5, until=6)] == [6]
+    replayed, next_after = await chat.replay_page(cid, 5)
+    assert [e.position for e in replayed] == [6, 7, 8] and next_after is None
 
 
 async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
@@ -114,6 +119,186 @@ async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
     assert await chat.log_epoch() == "reset-by-an-operator"
     with pytest.raises(ChatError):
         await chat.events_since(b, cid, 8, epoch)
+
+
+async def test_a_replay_reads_the_log_a_page_at_a_time(
+        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr(resume, "REPLAY_PAGE", 3)
+    chat = service()
+    cid, _, _ = await every_change(chat)
+    pages, after = [], 0
+    while True:
+        replayed, next_after = await chat.replay_page(cid, after)
+        pages.append([e.position for e in replayed])
+        if next_after is None:
+            break
+        after = next_after
+    assert pages == [[1, 2, 3], [4, 5, 6], [7, 8]]
+
+
+async def test_a_change_racing_a_delete_sees_it_under_the_lock(
+        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Each change re-reads its message under the conversation's lock: an edit or reaction
+    of a message deleted after it was checked is refused (the content stays deleted, nothing
+    is logged after the delete), and a second delete logs nothing."""
+    chat = service()
+    sink = chat.sink
+    assert isinstance(sink, RecordingSink)
+    people = await users(2)
+    cid = await group_of(chat, people)
+    a, b = Actor.of_user(people[0]), Actor.of_user(people[1])
+    checked = chat._may_write
+    writable = chat.grants.writable
+
+    def deleting_meanwhile(message_id: int, step: Any) -> Any:
+        """``step`` of a change, after which the message is deleted (once)."""
+        async def run(actor: Actor, conversation_id: int) -> Any:
+            result = await step(actor, conversation_id)
+            monkeypatch.undo()
+            await chat.delete_message(a, message_id)
+            return result
+        return run
+
+    for attempt in ("edit", "reaction", "delete"):
+        message, _ = await chat.send_message(a, cid, {"content": attempt})
+        if attempt == "delete":
+            monkeypatch.setattr(chat.grants, "writable",
+                                deleting_meanwhile(message["id"], writable))
+        else:
+            monkeypatch.setattr(chat, "_may_write", deleting_meanwhile(message["id"], checked))
+        if attempt == "edit":
+            with pytest.raises(ChatError) as error:
+                await chat.edit_message(a, message["id"], "back again")
+            assert error.value.code == "message_deleted"
+        elif attempt == "reaction":
+            with pytest.raises(ChatError) as error:
+                await chat.toggle_reaction(b, message["id"], "+1")
+            assert error.value.code == "message_deleted"
+        else:
+            answer = await chat.delete_message(a, message["id"])
+            assert answer["is_deleted"] is True
+        stored = await Message.get(id=message["id"])
+        assert stored.is_deleted and stored.content == "" and not stored.is_edited
+        assert not await Reaction.filter(message_id=message["id"]).exists()
+        logged = [e.name for e in sink.events
+                  if e.position is not None and e.payload.get("message_id", e.payload.get(
+                      "message", {}).get("id")) == message["id"]]
+        assert logged == ["chat_message", "message_delete"], (attempt, logged)
+
+
+async def test_a_status_report_that_changes_nothing_is_not_logged(
+        database: str) -> None:  # noqa: F811
+    """A client repeating "read" (or "delivered" after it) takes no position and tells no
+    one; another reader's first report still counts."""
+    chat = service()
+    sink = chat.sink
+    assert isinstance(sink, RecordingSink)
+    people = await users(3)
+    cid = await group_of(chat, people)
+    a, b, c = (Actor.of_user(person) for person in people)
+    message, _ = await chat.send_message(a, cid, {"content": "hello"})
+    answers = [(await chat.set_message_status(b, message["id"], status))["status"]
+               for status in ("delivered", "read", "read", "delivered", "read")]
+    assert answers == ["delivered", "read", "read", "read", "read"]
+    assert [e.payload["status"] for e in sink.named("message_status_update")] == [
+        "delivered", "read"]
+    assert await chat.log_position(cid) == 3
+    await chat.set_message_status(c, message["id"], "delivered")  # c's receipt is new
+    assert await chat.log_position(cid) == 4
+
+
+# -- a node's rooms following the log (backend/realtime/sequence.py) -------------------------
+
+def delivery(cid: int, position: int) -> Delivery:
+    return ("message_delete", {
+        "payload": {"conversation_id": cid, "message_id": position, "position": position},
+        "rooms": [f"conversation:{cid}"], "skip": [], "origin": None, "position": position,
+        "published_at": None})
+
+
+class FakeLog:
+    """Conversation logs in memory, each ``top`` events long, read ``page`` events at a time.
+    The first ``failures`` reads fail; while ``gate`` is set and closed, reads wait."""
+
+    def __init__(self, top: dict[int, int], page: int = 500) -> None:
+        self.top = top
+        self.page = page
+        self.failures = 0
+        self.gate: asyncio.Event | None = None
+        self.reads: list[tuple[int, int]] = []
+        self.reading = self.most = 0
+
+    async def log_position(self, conversation_id: int) -> int:
+        return self.top[conversation_id]
+
+    async def replay_envelopes(self, conversation_id: int,
+                               after: int) -> tuple[list[Delivery], int | None]:
+        self.reads.append((conversation_id, after))
+        self.reading += 1
+        self.most = max(self.most, self.reading)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("the database is away")
+            page = list(range(after + 1, min(after + self.page, self.top[conversation_id]) + 1))
+            return ([delivery(conversation_id, p) for p in page],
+                    page[-1] if len(page) == self.page else None)
+        finally:
+            self.reading -= 1
+
+
+def following(log: FakeLog) -> tuple[RoomPositions, list[tuple[int, int]]]:
+    delivered: list[tuple[int, int]] = []
+    positions = RoomPositions(log, lambda name, envelope: delivered.append(
+        (envelope["payload"]["conversation_id"], envelope["position"])))
+    return positions, delivered
+
+
+async def test_a_room_starts_from_the_position_read_before_its_first_member_joined() -> None:
+    """Events committed between the joiner's read and the room's start, still on their way
+    here, are delivered (the joiner read neither), not dropped as delivered already."""
+    log = FakeLog({1: 7})  # the log is at 7 when the room starts; the joiner read 5
+    positions, _ = following(log)
+    positions.occupied("conversation:1", 5)
+    for position in (6, 7):
+        name, envelope = delivery(1, position)
+        assert positions.admit(name, envelope, position)  # delivered live, in order
+    assert not positions.admit(*delivery(1, 7), 7)  # once
+    assert log.reads == []
+
+
+async def test_a_failed_catch_up_is_tried_again_until_what_waits_is_delivered() -> None:
+    """The room then goes quiet: no later event would trigger another try."""
+    log = FakeLog({1: 3})
+    log.failures = 2
+    positions, delivered = following(log)
+    positions.occupied("conversation:1", 0)
+    name, envelope = delivery(1, 3)
+    assert not positions.admit(name, envelope, 3)  # 1 and 2 were lost: 3 waits for them
+    await until(lambda: delivered == [(1, 1), (1, 2), (1, 3)], within=5)
+    assert log.failures == 0 and len(log.reads) == 3
+
+
+async def test_a_recovery_reads_a_few_rooms_at_a_time_and_delivers_page_by_page() -> None:
+    rooms = range(1, 3 * REPLAY_CONCURRENCY + 1)
+    log = FakeLog({cid: 5 for cid in rooms}, page=2)
+    positions, delivered = following(log)
+    for cid in rooms:
+        positions.occupied(f"conversation:{cid}", 0)
+    log.gate = asyncio.Event()
+    positions.recover()  # the node's subscription was lost: every room catches up
+    await until(lambda: log.reading == REPLAY_CONCURRENCY)
+    for _ in range(10):  # every catch-up has had turns to start its read
+        await asyncio.sleep(0)
+    assert log.reading == REPLAY_CONCURRENCY
+    log.gate.set()
+    await until(lambda: len(delivered) == 5 * len(rooms))
+    assert log.most == REPLAY_CONCURRENCY
+    for cid in rooms:
+        assert [p for c, p in delivered if c == cid] == [1, 2, 3, 4, 5]
+        assert [after for c, after in log.reads if c == cid] == [0, 2, 4]
 
 
 # -- every door, on real servers --------------------------------------------------------------
@@ -211,6 +396,50 @@ async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Ap
     async with raw(f"{ws}/ws/mobile/chat/{dcid}/?device_id={device_id}&since=1") as mobile:
         replayed = await mobile.next("chat_message")
         assert replayed["position"] == 2 and replayed["message"]["content"] == "to the device 1"
+
+
+async def test_a_resume_keeps_the_live_events_of_the_sockets_other_conversations(
+        postgres_server: ServerProcess) -> None:
+    """While a ``join`` with ``since`` is answered (held here on a lock of the log's epoch
+    table), an event of another conversation the socket joined is kept back, then follows
+    the ack: positions are per conversation, so the answer covers none of its events."""
+    import asyncpg
+
+    api = Api(postgres_server.base_url, await admin_of(postgres_server.base_url))
+    owner, member = await api.register(), await api.register()
+    resumed, other = await group(api, owner, member), await group(api, owner, member)
+    for n in range(3):
+        await rest_send(api, owner, resumed, f"missed {n}")
+    sio = await chat_client(api, member)
+    db = await asyncpg.connect(postgres_server.env["DATABASE_URL"])
+    lock = db.transaction()
+    try:
+        epoch = ok(await sio.call("join", {"conversation_id": other}))["epoch"]
+        await lock.start()
+        await db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+        joining = asyncio.ensure_future(sio.call("join", {
+            "conversation_id": resumed, "since": {"position": 0, "epoch": epoch}}))
+        # Polled (the server's wait has no event here): once the resume waits on the lock,
+        # the socket's live events are held.
+        async with asyncio.timeout(10):
+            while not await db.fetchval(  # noqa: ASYNC110
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
+                await asyncio.sleep(0.01)
+        live = await rest_send(api, owner, other, "meanwhile")  # position 1 of its log
+        await lock.rollback()
+        ack = ok(await joining)
+        assert [e["position"] for e in ack["events"]] == [1, 2, 3] and ack["position"] == 3
+        event = await sio.next("chat_message", lambda e: e["conversation_id"] == other,
+                               within=5)
+        assert event["message"]["id"] == live["id"] and event["position"] == 1
+    finally:
+        if not db.is_closed():
+            with contextlib.suppress(Exception):
+                await lock.rollback()
+            await db.close()
+        await sio.close()
+        await api.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,20 @@
-"""RawMember in isolation, on the ASGI lane (the one used where uvicorn's connection cannot be
-reached): writes never wait, a client that stops reading is cut off alone, held frames are
-released in order, and close comes after what was written."""
+"""Members in isolation. RawMember on the ASGI lane (the one used where uvicorn's connection
+cannot be reached): writes never wait, a client that stops reading is cut off alone, held frames
+are released in order, and close comes after what was written. A Socket.IO socket's hold while
+it resumes one conversation keeps its other conversations' events."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from backend.raw.connection import RawMember, State
-from backend.realtime.dialects import WS_CHAT
+from backend.realtime.dialects import CHAT, WS_CHAT
+from backend.realtime.engine import EngineServer
+from backend.realtime.fanout import FanoutManager
+from backend.realtime.members import SocketIOMember
 from backend.realtime.wire import SLOW_CLIENT, AsgiLane, Outgoing
 from backend.service.actors import SYSTEM
 
@@ -70,7 +76,7 @@ async def test_held_frames_are_released_in_order_minus_dropped() -> None:
     m.write(Outgoing(['{"type":"chat_message","message_id":1}', '{"type":"user_joined"}']))
     m.send({"type": "recent_messages"})  # direct frames pass the hold
     await until(lambda: len(socket.sent) == 1)
-    m.release(drop=lambda f: f.get("message_id") == 1)
+    m.release(1, None, drop=lambda text: orjson.loads(text).get("message_id") == 1)
     await until(lambda: len(socket.sent) == 2)
     assert socket.sent == ['{"type":"recent_messages"}', '{"type":"user_joined"}']
     await m.stop()
@@ -87,3 +93,66 @@ async def test_close_comes_after_written_frames() -> None:
     assert socket.sent == ['"a"', '"b"'] and socket.closed == (4002, "Device deactivated")
     await m.stop()
     assert m.state is State.DEAD
+
+
+class FakeEngine:
+    """What a Socket.IO member writes through: the texts it queues, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def direct_wire(self, sid: str) -> None:
+        return None
+
+    def queue_message(self, sid: str, text: str) -> None:
+        self.sent.append(text)
+
+
+def socketio_member(manager: FanoutManager, *conversations: int) -> tuple[SocketIOMember,
+                                                                            FakeEngine]:
+    eio = FakeEngine()
+    socket = SocketIOMember("s1", "e1", "/chat", SYSTEM, CHAT, cast(EngineServer, eio))
+    manager.add_member(socket)
+    for cid in conversations:
+        manager.join(socket, f"conversation:{cid}")
+    return socket, eio
+
+
+def logged(manager: FanoutManager, cid: int, position: int) -> None:
+    """A logged event of conversation ``cid`` at ``position``, as the fan-out delivers it."""
+    manager.deliver("message_delete", {
+        "payload": {"conversation_id": cid, "message_id": position, "position": position},
+        "rooms": [f"conversation:{cid}"], "skip": [], "origin": None, "position": position})
+
+
+def received(eio: FakeEngine) -> list[tuple[int, int]]:
+    frames = [orjson.loads(text[text.index("["):])[1] for text in eio.sent]
+    return [(frame["conversation_id"], frame["position"]) for frame in frames]
+
+
+def test_a_resume_drops_only_the_resumed_conversations_events_it_answered() -> None:
+    manager = FanoutManager()
+    socket, eio = socketio_member(manager, 1, 2)
+    socket.hold()  # join conversation 1 with since: its answer goes up to 500
+    logged(manager, 2, 41)  # conversation 2 goes on meanwhile (its log is far behind)
+    logged(manager, 1, 499)
+    logged(manager, 1, 501)
+    assert eio.sent == []
+    socket.release(1, 500)
+    assert received(eio) == [(2, 41), (1, 501)]
+    logged(manager, 2, 42)
+    assert received(eio)[-1] == (2, 42)
+
+
+def test_overlapping_resumes_release_together_each_dropping_its_own() -> None:
+    manager = FanoutManager()
+    socket, eio = socketio_member(manager, 1, 2)
+    socket.hold()
+    socket.hold()
+    logged(manager, 2, 41)
+    logged(manager, 1, 10)
+    logged(manager, 1, 11)
+    socket.release(1, 10)
+    assert eio.sent == []  # the other answer is not out yet
+    socket.release(2, None)  # a partial answer: nothing of conversation 2 is dropped
+    assert received(eio) == [(2, 41), (1, 11)]

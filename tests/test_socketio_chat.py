@@ -111,12 +111,19 @@ async def test_typing_reads_status_reactions_edit_delete(sqlite_api: Api) -> Non
         assert read["message_ids"] == [second["id"]]
         await b.next("read_receipt", lambda e: e["message_ids"] == [second["id"]])
 
-        # message status
+        # message status: a report that changes nothing (read already) tells no one
         status = ok(await a.call("message_status", {"message_id": first["id"],
                                                     "status": "delivered"}))
         assert status["message_id"] == first["id"] and status["status"] == "read"
-        update = await b.next("message_status_update")
-        assert update["message_id"] == first["id"] and update["conversation_id"] == cid
+        fresh = ok(await b.call("chat_message", {"conversation_id": cid,
+                                                 "content": "2b"}))["message"]
+        await a.next("chat_message", lambda e: e["message"]["id"] == fresh["id"])
+        status = ok(await a.call("message_status", {"message_id": fresh["id"],
+                                                    "status": "delivered"}))
+        assert status["status"] == "delivered"
+        update = await b.next("message_status_update")  # the first one told is this one
+        assert update["message_id"] == fresh["id"] and update["conversation_id"] == cid
+        assert update["status"] == "delivered"
         refused(await a.call("message_status", {"message_id": first["id"], "status": "lost"}),
                 "invalid")
         # the sender's report on their own message records and tells nothing

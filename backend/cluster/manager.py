@@ -100,6 +100,9 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
             self.outbox.put_nowait(data)
         except asyncio.QueueFull:
             self.dropped += 1
+            # Like a failed publish: announced once publishing works, so every node catches
+            # the rooms up from the log.
+            self._remember_lost([data])
 
     def ping(self) -> None:
         """Publish a heartbeat on the channel: every listener (ours too) hears the cluster is

@@ -313,11 +313,3 @@ async def replay_since(session: Session) -> int | None:
             frame["message_type"] = "resync_required"
         session.send(frame)
         return None
-
-
-def above(floor: int | None) -> Callable[[dict[str, Any]], bool]:
-    """A drop filter for held frames: those of events at or below ``floor``."""
-    def drop(frame: dict[str, Any]) -> bool:
-        position = frame.get("position")
-        return floor is not None and isinstance(position, int) and position <= floor
-    return drop

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
@@ -28,10 +27,9 @@ CLOSE_FLUSH_SECONDS = 5.0
 
 
 class State(Enum):
-    """HOLDING: live frames are kept back until the welcome frames are out. OPEN: frames flow.
-    CLOSING: a close is on its way, nothing more is accepted. DEAD: the connection is over."""
+    """OPEN: frames flow (live ones may be held, ``Member.hold``). CLOSING: a close is on its
+    way, nothing more is accepted. DEAD: the connection is over."""
 
-    HOLDING = "holding"
     OPEN = "open"
     CLOSING = "closing"
     DEAD = "dead"
@@ -40,7 +38,7 @@ class State(Enum):
 class RawMember(Member):
     """A raw WebSocket in rooms."""
 
-    __slots__ = ("_closer", "_held", "lane", "state", "websocket", "wire")
+    __slots__ = ("_closer", "lane", "state", "websocket", "wire")
 
     def __init__(self, member_id: str, actor: Actor, dialect: RawDialect, route: str,
                  websocket: WebSocket, lane: Lane) -> None:
@@ -50,7 +48,6 @@ class RawMember(Member):
         #: The direct wire, when the lane is one (the fan-out's fast path skips the lane).
         self.wire = lane if isinstance(lane, Wire) else None
         self.state = State.OPEN
-        self._held: list[Outgoing] = []
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -66,15 +63,14 @@ class RawMember(Member):
     # -- writing ----------------------------------------------------------------------------
 
     def write(self, out: Outgoing) -> None:
-        state = self.state
-        if state is State.OPEN:
+        if self._held is not None:
+            self._held.append(out)
+        elif self.state is State.OPEN:
             wire = self.wire
             if wire is not None:
                 wire.write(out.wire)
             else:
                 self.lane.put(out)
-        elif state is State.HOLDING:
-            self._held.append(out)
 
     def send(self, frame: dict[str, Any]) -> None:
         """One frame for this connection only (replies, welcome frames, errors), past any
@@ -83,25 +79,8 @@ class RawMember(Member):
 
     def send_frames(self, frames: list[str]) -> None:
         """Encoded frames for this connection only, past any hold."""
-        if self.state is State.OPEN or self.state is State.HOLDING:
-            self.lane.put(Outgoing(frames))
-
-    def hold(self) -> None:
-        """Keep live frames back (while the welcome frames are being prepared)."""
         if self.state is State.OPEN:
-            self.state = State.HOLDING
-
-    def release(self, drop: Callable[[dict[str, Any]], bool] | None = None) -> None:
-        """Let held frames through, in order, minus those ``drop`` rejects (given the frame)."""
-        if self.state is not State.HOLDING:
-            return
-        self.state = State.OPEN
-        held, self._held = self._held, []
-        for out in held:
-            texts = out.texts if drop is None else [
-                text for text in out.texts if not drop(orjson.loads(text))]
-            if texts:
-                self.lane.put(out if texts is out.texts else Outgoing(texts))
+            self.lane.put(Outgoing(frames))
 
     # -- closing ----------------------------------------------------------------------------
 
@@ -110,8 +89,8 @@ class RawMember(Member):
         shutting down). Returns at once; the close follows the backlog."""
         if self.state is State.CLOSING or self.state is State.DEAD:
             return
-        if self.state is State.HOLDING:
-            self.release()
+        if self._held is not None:
+            self._let_through()
         self.state = State.CLOSING
         self._closer = asyncio.ensure_future(self._close_after_backlog(code, reason[:120]))
 
@@ -125,7 +104,7 @@ class RawMember(Member):
     async def stop(self) -> None:
         """The connection is over: stop writing."""
         self.state = State.DEAD
-        self._held.clear()
+        self._held = None
         self.lane.stop()
         closer = self._closer
         if closer is not None and not closer.done():

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from backend.doors.ids import as_id, as_ids
 from backend.raw.adapter import (
     Door,
     Handler,
     Session,
-    above,
     replay_since,
     send_chat_message,
     without,
@@ -130,7 +131,11 @@ class WsChatDoor(Door):
                                                         limit=RECENT_MESSAGES)
         session.send({"type": "recent_messages", "conversation_id": cid,
                       "messages": messages, "has_more": has_more})
-        replayed = above(await replay_since(session))
+        floor = await replay_since(session)
         seen = {m["id"] for m in messages}
-        member.release(drop=lambda frame: replayed(frame) or (
-            frame.get("type") == "chat_message" and frame.get("message_id") in seen))
+
+        def in_history(text: str) -> bool:
+            frame = orjson.loads(text)
+            return frame.get("type") == "chat_message" and frame.get("message_id") in seen
+
+        member.release(cid, floor, in_history)

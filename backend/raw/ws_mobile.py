@@ -25,7 +25,6 @@ from backend.raw.adapter import (
     Door,
     Handler,
     Session,
-    above,
     replay_since,
     send_chat_message,
     without,
@@ -62,4 +61,4 @@ class WsMobileDoor(Door):
                       "device_id": session.actor.device_id, "timestamp": iso_now()})
         session.member.hold()
         await session.hub.join_conversation(session.member, cid)
-        session.member.release(drop=above(await replay_since(session)))
+        session.member.release(cid, await replay_since(session))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend.doors.refusals import Refusal
-from backend.raw.adapter import Door, Handler, Session, above, replay_since, send_chat_message
+from backend.raw.adapter import Door, Handler, Session, replay_since, send_chat_message
 from backend.realtime.dialects import WS_SESSION
 from backend.service.errors import invalid
 
@@ -77,4 +77,4 @@ class WsSessionDoor(Door):
         assert session.conversation_id is not None
         session.member.hold()
         await session.hub.join_conversation(session.member, session.conversation_id)
-        session.member.release(drop=above(await replay_since(session)))
+        session.member.release(session.conversation_id, await replay_since(session))

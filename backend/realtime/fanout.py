@@ -116,12 +116,14 @@ class FanoutManager(socketio.AsyncManager):
             if self.actor_members[key] <= 0:
                 del self.actor_members[key]
 
-    def join(self, member: Member, room: str) -> None:
+    def join(self, member: Member, room: str, start: int | None = None) -> None:
+        """Put ``member`` in ``room``; ``start``: the room's log position read before the
+        join, where a room new on this node starts (``RoomPositions.occupied``)."""
         members = self.room_members.get(room)
         if members is None:
             members = self.room_members[room] = {}
             if self.positions is not None:
-                self.positions.occupied(room)
+                self.positions.occupied(room, start)
         members[member.id] = member
         member.rooms.add(room)
 
@@ -175,6 +177,12 @@ class FanoutManager(socketio.AsyncManager):
         skip = frozenset(envelope.get("skip") or ())
         origin = envelope.get("origin")
         rooms = envelope["rooms"]
+        position = envelope.get("position")
+        conversation_id = payload.get("conversation_id")
+        # Which conversation's position the frames carry: a member releasing a hold drops
+        # those its resume already sent (``Member.release``).
+        mark = ((conversation_id, position)
+                if isinstance(position, int) and isinstance(conversation_id, int) else None)
         encoded: dict[Dialect, Outgoing | None] = {}
         seen: set[str] | None = set() if len(rooms) > 1 else None
         delivered = 0  # counted here, reported once: the loop stays cheap
@@ -200,6 +208,7 @@ class FanoutManager(socketio.AsyncManager):
                         dialect.encode(name, payload, member))
                 if out is None:
                     continue
+                out.mark = mark
                 try:
                     member.write(out)
                     delivered += 1

@@ -130,17 +130,29 @@ class Realtime:
                             f"Too many connections ({cap}) for this account; close one first",
                             429)
 
+    async def room_start(self, conversation_id: int) -> int | None:
+        """Where the conversation's room starts on this node if a member joins it next: the
+        log's position, read before the member is in the room (None when the room is
+        followed here already). What commits later reaches the member live; what came
+        before is in what it reads after joining. Read after the join, an event committed
+        in between but still on its way here would be dropped as delivered."""
+        positions = self.manager.positions
+        if positions is None or self.manager.occupied(events.conversation_room(conversation_id)):
+            return None
+        return await positions.reader.log_position(conversation_id)
+
     async def attach(self, member: Member, conversation_id: int | None = None,
-                     inbox: bool = False) -> None:
-        """Register a live connection, with its first rooms. The room table changes before
-        anything is awaited, so an event the client sends at once finds it joined."""
+                     inbox: bool = False, start: int | None = None) -> None:
+        """Register a live connection, with its first rooms (``start``: ``room_start`` of
+        ``conversation_id``, read before). The room table changes before anything is
+        awaited, so an event the client sends at once finds it joined."""
         bind_connection(member.id)
         self.manager.add_member(member)
         if inbox:
             self.join_inbox(member)
         room = None if conversation_id is None else events.conversation_room(conversation_id)
         if room is not None:
-            self.manager.join(member, room)
+            self.manager.join(member, room, start)
         await self.presence.connect(member.actor.key)
         if room is not None:
             await self._entered(member, room)
@@ -172,7 +184,10 @@ class Realtime:
             raise ChatError("too_many_joined",
                             f"A connection may join at most {cap} conversations; leave one first",
                             429)
-        self.manager.join(member, room)
+        start = await self.room_start(conversation_id)
+        if room in member.rooms:  # the same member joined meanwhile
+            return await self.presence.room_size(room)
+        self.manager.join(member, room, start)
         return await self._entered(member, room)
 
     async def _entered(self, member: Member, room: str) -> int:

@@ -14,8 +14,8 @@ class LogSource(Protocol):
 
     async def log_position(self, conversation_id: int) -> int: ...
 
-    async def replay(self, conversation_id: int, after: int,
-                     until: int | None = None) -> list[Event]: ...
+    async def replay_page(self, conversation_id: int,
+                          after: int) -> tuple[list[Event], int | None]: ...
 
 
 class LogReader:
@@ -28,12 +28,12 @@ class LogReader:
     async def log_position(self, conversation_id: int) -> int:
         return await self.source.log_position(conversation_id)
 
-    async def replay_envelopes(self, conversation_id: int,
-                               after: int) -> list[tuple[str, dict[str, Any]]]:
-        replayed = await self.source.replay(conversation_id, after)
+    async def replay_envelopes(self, conversation_id: int, after: int,
+                               ) -> tuple[list[tuple[str, dict[str, Any]]], int | None]:
+        replayed, next_after = await self.source.replay_page(conversation_id, after)
         out = []
         for event in replayed:
             envelope = envelope_of(event)
             envelope["published_at"] = None
             out.append((event.name, envelope))
-        return out
+        return out, next_after

@@ -6,9 +6,8 @@ asks the dialect to encode an event once per dialect and hands the same text to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-import orjson
 
 from backend.realtime.wire import Outgoing
 from backend.service.actors import Actor
@@ -19,9 +18,15 @@ if TYPE_CHECKING:
 
 
 class Member:
-    """A connection in rooms. ``id`` is unique across the cluster."""
+    """A connection in rooms. ``id`` is unique across the cluster.
 
-    __slots__ = ("actor", "dialect", "id", "rooms", "route")
+    While a resume is answered (``hold``), live frames are kept back; ``release`` lets them
+    through after the answer, minus the events of the resumed conversation the answer held.
+    Both doors use it: a raw connection while its welcome frames are prepared, a Socket.IO
+    socket while a ``join`` with ``since`` is acknowledged."""
+
+    __slots__ = ("_drops", "_floors", "_held", "_holds", "actor", "dialect", "id", "rooms",
+                 "route")
 
     #: Does this member receive the chat_message it sent itself? Raw routes do (their clients
     #: render from the echo); Socket.IO senders get the stored message in the ack instead.
@@ -33,6 +38,13 @@ class Member:
         self.dialect = dialect
         self.route = route
         self.rooms: set[str] = set()
+        #: Live frames kept back while a hold lasts, else None.
+        self._held: list[Outgoing] | None = None
+        #: Holds not yet released (two resumes of one socket may overlap).
+        self._holds = 0
+        #: Per conversation, the position up to which released answers sent its events.
+        self._floors: dict[int, int] = {}
+        self._drops: list[Callable[[str], bool]] = []
 
     @property
     def viewer_keys(self) -> tuple[str, ...]:
@@ -54,12 +66,53 @@ class Member:
     async def close(self, code: int, reason: str) -> None:
         raise NotImplementedError
 
+    # -- holding live frames ----------------------------------------------------------------
+
+    def hold(self) -> None:
+        """Keep live frames back until ``release``: what a resume answers must come first,
+        and what arrives live meanwhile after it, once."""
+        self._holds += 1
+        if self._held is None:
+            self._held = []
+
+    def release(self, conversation_id: int, floor: int | None = None,
+                drop: Callable[[str], bool] | None = None) -> None:
+        """End a hold: the answer for ``conversation_id`` sent its events up to position
+        ``floor`` (None: no complete answer was sent). Kept frames of that conversation's
+        events at or below ``floor`` are dropped, and texts ``drop`` rejects; frames of
+        other conversations pass (positions are per conversation). The frames go out once
+        the last overlapping hold is released."""
+        if self._held is None:
+            return
+        if floor is not None:
+            self._floors[conversation_id] = max(floor, self._floors.get(conversation_id, floor))
+        if drop is not None:
+            self._drops.append(drop)
+        self._holds -= 1
+        if self._holds <= 0:
+            self._let_through()
+
+    def _let_through(self) -> None:
+        """Write what was held (minus what the answers covered) and stop holding."""
+        held, floors, drops = self._held or [], self._floors, self._drops
+        self._held, self._holds, self._floors, self._drops = None, 0, {}, []
+        for out in held:
+            mark = out.mark
+            if mark is not None and mark[1] <= floors.get(mark[0], -1):
+                continue
+            texts = out.texts
+            if drops:
+                texts = [text for text in texts if not any(drop(text) for drop in drops)]
+                if not texts:
+                    continue
+            self.write(out if texts is out.texts else Outgoing(texts, out.prefix, out.mark))
+
 
 class SocketIOMember(Member):
     """A Socket.IO socket; frames are encoded Socket.IO packets, written straight to the
     socket's WebSocket when Engine.IO allows it, else put on Engine.IO's queue."""
 
-    __slots__ = ("eio", "eio_sid", "held", "namespace", "sid")
+    __slots__ = ("eio", "eio_sid", "namespace", "sid")
 
     echo_own = False
 
@@ -70,27 +123,10 @@ class SocketIOMember(Member):
         self.eio_sid = eio_sid
         self.namespace = namespace
         self.eio = eio
-        #: Live frames kept back while a resume is answered (``hold``), else None.
-        self.held: list[Outgoing] | None = None
-
-    def hold(self) -> None:
-        """Keep live frames back until ``release``: a ``join`` with ``since`` answers in its
-        ack what was missed, and what arrives live meanwhile must come after it, once."""
-        if self.held is None:
-            self.held = []
-
-    def release(self, floor: int) -> None:
-        """Write the frames kept back, minus those of events at or below position ``floor``
-        of ``conversation_id`` (the ack had them)."""
-        held, self.held = self.held, None
-        for out in held or ():
-            texts = [text for text in out.texts if not _covered(text, floor)]
-            if texts:
-                self.write(out if len(texts) == len(out.texts) else Outgoing(texts, out.prefix))
 
     def write(self, out: Outgoing) -> None:
-        if self.held is not None:
-            self.held.append(out)
+        if self._held is not None:
+            self._held.append(out)
             return
         wire = self.eio.direct_wire(self.eio_sid)
         if wire is not None:
@@ -101,18 +137,3 @@ class SocketIOMember(Member):
 
     async def close(self, code: int, reason: str) -> None:
         await self.eio.disconnect(self.eio_sid)
-
-
-def _covered(text: str, floor: int) -> bool:
-    """Whether a Socket.IO EVENT packet's text (``2/nsp,["name",{...}]``) carries a position
-    at or below ``floor``."""
-    start = text.find("[")
-    if start < 0:
-        return False
-    try:
-        data = orjson.loads(text[start:])
-    except orjson.JSONDecodeError:
-        return False
-    payload = data[1] if isinstance(data, list) and len(data) > 1 else None
-    position = payload.get("position") if isinstance(payload, dict) else None
-    return isinstance(position, int) and position <= floor

@@ -11,10 +11,12 @@ node keeps the last position it delivered there:
   commit in order, so everything below a position that reached us is in the log.
 
 When the node's subscription was lost (``recover``), or another node says its publishes were
-lost (``advanced``), every room is caught up from its last position. A room's first member
-sets its starting point to the log's position then (``occupied``): what came before, each
-member reads for itself (history or ``since`` at join), so per room the position is the
-node's, not the member's.
+lost (``advanced``), every room is caught up from its last position, a few rooms at a time and
+a page at a time; a catch-up that fails (the database away) is tried again with a capped
+backoff until it succeeds or the room is left. A room's starting point is the log's position
+read before its first member joined (``occupied``): what came before, each member reads for
+itself after joining (history or ``since``), so per room the position is the node's, not the
+member's.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from typing import Any, Protocol
 
 log = logging.getLogger("confab.fanout")
 
+#: Rooms read from the log at once (a recovery catches every room up).
+REPLAY_CONCURRENCY = 8
+#: The first and the longest wait before a failed catch-up is tried again.
+RETRY_FIRST_SECONDS = 0.1
+RETRY_MAX_SECONDS = 5.0
+
 #: A delivery: event name and its envelope.
 Delivery = tuple[str, dict[str, Any]]
 
@@ -39,8 +47,10 @@ class EventLogReader(Protocol):
         """The conversation's last position."""
         ...
 
-    async def replay_envelopes(self, conversation_id: int, after: int) -> list[Delivery]:
-        """The logged events after ``after``, in order, as fan-out envelopes."""
+    async def replay_envelopes(self, conversation_id: int,
+                               after: int) -> tuple[list[Delivery], int | None]:
+        """One page of the logged events after ``after``, in order, as fan-out envelopes, and
+        the position the next page starts after (None: this was the last page)."""
         ...
 
 
@@ -75,15 +85,20 @@ class RoomPositions:
         self.stats = stats
         self.rooms: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reads = asyncio.Semaphore(REPLAY_CONCURRENCY)
 
     # -- members come and go ----------------------------------------------------------------
 
-    def occupied(self, room: str) -> None:
-        """``room`` has its first member here: start following it from the log's position."""
+    def occupied(self, room: str, start: int | None = None) -> None:
+        """``room`` has its first member here: start following it from ``start``, the log's
+        position read before the member joined (else from the position read now)."""
         if room in self.rooms or not room.startswith("conversation:"):
             return
         state = self.rooms[room] = _Room(int(room.removeprefix("conversation:")))
-        self._spawn(self._start(room, state))
+        if start is not None:
+            state.last = start
+        else:
+            self._spawn(self._start(room, state))
 
     def vacated(self, room: str) -> None:
         """``room`` has no member here any more: stop following it."""
@@ -146,38 +161,60 @@ class RoomPositions:
         self._spawn(self._replay(room, state))
 
     async def _replay(self, room: str, state: _Room) -> None:
+        retry = RETRY_FIRST_SECONDS
         try:
-            while self.rooms.get(room) is state and state.last is not None:
-                state.again = False
-                started = time.perf_counter()
-                replayed = await self.reader.replay_envelopes(state.conversation_id,
-                                                              state.last)
-                if self.rooms.get(room) is not state:
+            while self.rooms.get(room) is state:
+                try:
+                    more = await self._replay_page(room, state)
+                except Exception:
+                    if self.rooms.get(room) is not state:
+                        return
+                    # The events waiting (or the ones a recovery owes) would otherwise stay
+                    # undelivered until the room's next event.
+                    log.warning("replay of %s failed; retrying in %.1f s", room, retry,
+                                exc_info=True)
+                    await asyncio.sleep(retry)
+                    retry = min(retry * 2, RETRY_MAX_SECONDS)
+                    continue
+                retry = RETRY_FIRST_SECONDS
+                if not more and not state.waiting and not state.again:
                     return
-                count = 0
-                for name, envelope in replayed:
-                    position = envelope["position"]
-                    if position > state.last:
-                        state.waiting.pop(position, None)
-                        state.last = position
-                        self.write(name, envelope)
-                        count += 1
-                # What waited and now follows (it committed after what was read).
-                while (nxt := state.waiting.pop(state.last + 1, None)) is not None:
-                    state.last += 1
-                    self.write(*nxt)
-                for position in [p for p in state.waiting if p <= state.last]:
-                    del state.waiting[position]
-                if count and self.stats is not None:
-                    self.stats.replayed(count, time.perf_counter() - started)
-                if count:
-                    log.info("replayed %d event(s) in %s up to %d", count, room, state.last)
-                if not state.waiting and not state.again:
-                    return
-        except Exception:
-            log.warning("replay of %s failed; retrying at the next event", room, exc_info=True)
         finally:
             state.busy = False
+
+    async def _replay_page(self, room: str, state: _Room) -> bool:
+        """Read one page after the room's last position and deliver it (then what waited and
+        now follows); whether another page follows."""
+        state.again = False
+        started = time.perf_counter()
+        async with self._reads:
+            assert state.last is not None
+            replayed, next_after = await self.reader.replay_envelopes(state.conversation_id,
+                                                                      state.last)
+        if self.rooms.get(room) is not state or state.last is None:
+            return False
+        count = 0
+        for name, envelope in replayed:
+            position = envelope["position"]
+            if position > state.last:
+                state.waiting.pop(position, None)
+                state.last = position
+                self.write(name, envelope)
+                count += 1
+        if next_after is not None:
+            # Rows at the page's end that were not replayed (their message is gone).
+            state.last = max(state.last, next_after)
+        # What waited and now follows (it committed after what was read).
+        while (nxt := state.waiting.pop(state.last + 1, None)) is not None:
+            state.last += 1
+            self.write(*nxt)
+        for position in [p for p in state.waiting if p <= state.last]:
+            del state.waiting[position]
+        if count and self.stats is not None:
+            self.stats.replayed(count, time.perf_counter() - started)
+        if count:
+            log.info("replayed %d event(s) in %s up to %d", count, room, state.last)
+        return next_after is not None
 
     def _spawn(self, job: Awaitable[None]) -> None:
         task = asyncio.ensure_future(job)

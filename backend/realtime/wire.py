@@ -54,13 +54,17 @@ def frame(payload: bytes, opcode: int = _TEXT) -> bytes:
 class Outgoing:
     """One event's frames in one dialect: the texts, and the same frames as wire bytes, made
     on first use and then shared by every recipient. ``prefix`` is prepended to each text on
-    the wire (Engine.IO's ``"4"``: a Socket.IO packet travels in an Engine.IO message)."""
+    the wire (Engine.IO's ``"4"``: a Socket.IO packet travels in an Engine.IO message).
+    ``mark`` is ``(conversation id, position)`` for a logged event (CONTRACT §9), else None:
+    what a member releasing a hold checks, without parsing the frames."""
 
-    __slots__ = ("_wire", "prefix", "texts")
+    __slots__ = ("_wire", "mark", "prefix", "texts")
 
-    def __init__(self, texts: list[str], prefix: str = "") -> None:
+    def __init__(self, texts: list[str], prefix: str = "",
+                 mark: tuple[int, int] | None = None) -> None:
         self.texts = texts
         self.prefix = prefix
+        self.mark = mark
         self._wire: bytes | None = None
 
     @property

@@ -240,15 +240,26 @@ class MessageOps(LogOps):
 
     async def _record_receipt(
         self, message: Message, actor: Actor, status: MessageStatus, stamp: datetime
-    ) -> Event:
-        receipt, _ = await Receipt.get_or_create(message_id=message.id, reader_key=actor.key)
+    ) -> Event | None:
+        """Record the report; None (nothing logged or sent) when it changes neither the
+        reader's receipt nor the message's status: a client repeating "read" costs no
+        position, log row or fan-out."""
+        await self._current(message)
+        receipt, created = await Receipt.get_or_create(message_id=message.id,
+                                                       reader_key=actor.key)
+        before = (receipt.delivered_at, receipt.read_at)
         receipt.delivered_at = receipt.delivered_at or stamp
         if status == MessageStatus.READ:
             receipt.read_at = receipt.read_at or stamp
-        await receipt.save()
-        if _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]:
+        receipt_changed = created or (receipt.delivered_at, receipt.read_at) != before
+        if receipt_changed:
+            await receipt.save()
+        status_changed = _STATUS_ORDER[status] > _STATUS_ORDER[MessageStatus(message.status)]
+        if status_changed:
             message.status = status
             await Message.filter(id=message.id).update(status=status)
+        if not receipt_changed and not status_changed:
+            return None
         cid = message.conversation_id
         return events.message_status_update(cid, message.id, str(message.status))
 
@@ -267,6 +278,9 @@ class MessageOps(LogOps):
         skip = await self._may_write(actor, cid)
 
         async def change() -> Event:
+            await self._current(message)
+            if message.is_deleted:  # deleted meanwhile
+                raise ChatError("message_deleted", "A deleted message cannot be edited", 409)
             message.content = content
             message.is_edited = True
             message.edited_at = now()
@@ -288,7 +302,10 @@ class MessageOps(LogOps):
         if not message.is_deleted:
             cid = message.conversation_id
 
-            async def change() -> Event:
+            async def change() -> Event | None:
+                await self._current(message)
+                if message.is_deleted:  # deleted meanwhile: nothing to log again
+                    return None
                 message.is_deleted = True
                 message.deleted_at = now()
                 message.content = ""
@@ -312,6 +329,10 @@ class MessageOps(LogOps):
 
         async def change() -> Event:
             nonlocal action
+            await self._current(message)
+            if message.is_deleted:  # deleted meanwhile
+                raise ChatError("message_deleted", "A deleted message cannot be reacted to",
+                                409)
             removed = await Reaction.filter(
                 message_id=message.id, reactor_key=actor.key, emoji=emoji
             ).delete()
@@ -326,6 +347,14 @@ class MessageOps(LogOps):
         rendered = (await self._render([message]))[0]
         return {"action": action, "message_id": message.id, "emoji": emoji,
                 "reactions": rendered["reactions"], "message": rendered}
+
+    async def _current(self, message: Message) -> None:
+        """Bring ``message`` up to date, inside a logged change (the conversation's row is
+        locked, so no other change of it runs): what a concurrent change did shows, and is
+        neither overwritten with a stale copy nor logged twice. The answer renders it."""
+        fresh = await Message.get(id=message.id)
+        for name in ("content", "is_edited", "edited_at", "is_deleted", "deleted_at", "status"):
+            setattr(message, name, getattr(fresh, name))
 
     async def _may_write(self, actor: Actor, conversation_id: int) -> frozenset[str]:
         """Edits and reactions change a conversation: the rules of a send apply (409 when

@@ -117,17 +117,15 @@ class LogOps(ServiceBase):
         bounds = await eventlog.bounds(conversation_id)
         return 0 if bounds is None else bounds.position
 
-    async def replay(self, conversation_id: int, after: int,
-                     until: int | None = None) -> list[Event]:
-        """The logged events of the conversation after ``after`` (up to ``until``), in order,
-        as they were published: what a node whose subscription lost them delivers."""
-        replayed: list[Event] = []
-        while True:
-            rows = await eventlog.read(conversation_id, after, REPLAY_PAGE, until)
-            replayed += await self._rebuild(conversation_id, rows)
-            if len(rows) < REPLAY_PAGE:
-                return replayed
-            after = rows[-1].position
+    async def replay_page(self, conversation_id: int,
+                          after: int) -> tuple[list[Event], int | None]:
+        """Up to ``REPLAY_PAGE`` logged events of the conversation after ``after``, in order,
+        as they were published (what a node whose subscription lost them delivers), and the
+        position the next page starts after (None when this page is the last): a node
+        catches a room up page by page rather than holding the whole gap."""
+        rows = await eventlog.read(conversation_id, after, REPLAY_PAGE)
+        next_after = rows[-1].position if len(rows) >= REPLAY_PAGE else None
+        return await self._rebuild(conversation_id, rows), next_after
 
     async def _rebuild(self, conversation_id: int,
                        rows: list[eventlog.LoggedEvent]) -> list[Event]:
