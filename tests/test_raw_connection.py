@@ -104,7 +104,7 @@ class FakeEngine:
     def direct_wire(self, sid: str) -> None:
         return None
 
-    def queue_message(self, sid: str, text: str) -> None:
+    def send(self, sid: str, text: str) -> None:
         self.sent.append(text)
 
 
