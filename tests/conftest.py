@@ -63,6 +63,17 @@ def cluster(work_dir: Path, cluster_database: str, redis_url: str) -> Iterator[C
         nodes.stop()
 
 
+@pytest.fixture
+async def apis(cluster: Cluster) -> AsyncIterator[tuple[Api, Api]]:
+    """REST helpers on node A and node B (one database: users made on A exist on B)."""
+    a, b = cluster.nodes[:2]
+    admin = await admin_of(a.base_url)
+    pair = (Api(a.base_url, admin), Api(b.base_url, admin))
+    yield pair
+    for api in pair:
+        await api.aclose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_server(work_dir: Path) -> Iterator[ServerProcess]:
     server = with_admin(start_server(work_dir / "sqlite"))

@@ -8,14 +8,12 @@ import asyncio
 import contextlib
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest
 
-from tests.support.client import Api, TestUser, admin_of
+from tests.support.client import Api, TestUser
 from tests.support.cluster import NODE_TTL_SECONDS, Cluster
 from tests.support.server import ServerProcess
 from tests.test_raw_support import device_conversation, raw, rest_send
@@ -24,17 +22,6 @@ from tests.test_socketio_helpers import Client, chat_client, group, ok
 # A dead node stops counting within its TTL; the reaper announces its users within one more
 # heartbeat (TTL / 3). The slack covers a loaded test machine.
 DEPARTURE_BOUND = NODE_TTL_SECONDS + NODE_TTL_SECONDS / 3 + 3
-
-
-@pytest.fixture
-async def apis(cluster: Cluster) -> AsyncIterator[tuple[Api, Api]]:
-    """REST helpers on node A and node B (one database: users made on A exist on B)."""
-    a, b = cluster.nodes[:2]
-    admin = await admin_of(a.base_url)
-    pair = (Api(a.base_url, admin), Api(b.base_url, admin))
-    yield pair
-    for api in pair:
-        await api.aclose()
 
 
 async def stats(node: ServerProcess, user: TestUser) -> dict[str, Any]:

@@ -8,13 +8,11 @@ refresh token is exchanged for a session once (on one node of each database)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from redis.asyncio import Redis
 
 from backend.auth.sessions import REVOKED
@@ -22,23 +20,13 @@ from backend.auth.tokens import LEGACY_SESSION, decode_claims, issue_pair
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FANOUT
 from backend.settings import Settings
-from tests.support.client import Api, TestUser, admin_of
+from tests.support.client import Api, TestUser
 from tests.support.cluster import Cluster
 from tests.support.server import TEST_SECRET, ServerProcess
 from tests.test_raw_support import RawClient, raw
 from tests.test_socketio_helpers import Client, group, ok
 
 TIMEOUT = 10
-
-
-@pytest.fixture
-async def apis(cluster: Cluster) -> AsyncIterator[tuple[Api, Api]]:
-    a, b = cluster.nodes[:2]
-    admin = await admin_of(a.base_url)
-    pair = (Api(a.base_url, admin), Api(b.base_url, admin))
-    yield pair
-    for api in pair:
-        await api.aclose()
 
 
 async def login(api: Api, user: TestUser) -> TestUser:
