@@ -5,6 +5,10 @@ returns the first message and is not broadcast again."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
+
+import websockets
 
 from tests.support.client import Api
 from tests.support.server import ServerProcess
@@ -143,3 +147,40 @@ async def test_oversize_frame_is_refused_and_the_socket_stays(sqlite_api: Api) -
         assert [m["content"] for m in history.json()] == ["small again"]
     finally:
         await a.close()
+
+
+async def test_an_event_packet_without_a_name_is_refused(
+    sqlite_api: Api, sqlite_server: ServerProcess
+) -> None:
+    """``42/chat,{}`` or ``42/chat,5[1]`` is no event (its data must be ``[name, ...]``): the
+    answer is an ``invalid`` error (in the ack when it asked for one), no traceback is logged,
+    and the socket carries on. Spoken as raw Engine.IO, which no client library would send."""
+    alice = await sqlite_api.register()
+    log_start = len(sqlite_server.log())
+    url = f"{sqlite_server.ws_url}/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url) as ws:
+        async with asyncio.timeout(5):
+            assert (await ws.recv()).startswith("0")
+            await ws.send("40/chat," + json.dumps({"token": alice.token}))
+            while not (await ws.recv()).startswith("40/chat,"):
+                pass
+
+            async def answer() -> list[Any]:
+                while True:
+                    frame = await ws.recv()
+                    if isinstance(frame, str) and frame.startswith(("42/chat,", "43/chat,")):
+                        return list(json.loads(frame[frame.index("[", 6):]))
+
+            await ws.send("42/chat,{}")
+            name, error = await answer()
+            assert name == "error" and error["code"] == "invalid" and error["event"] is None
+            await ws.send("42/chat,5[1]")
+            [reply] = await answer()
+            assert reply["ok"] is False and reply["error"]["code"] == "invalid"
+            await ws.send("42/chat,7[]")
+            [reply] = await answer()
+            assert reply["error"]["code"] == "invalid"
+            await ws.send('42/chat,6["no_such_event",{}]')
+            [reply] = await answer()
+            assert reply["error"]["code"] == "unknown_event"  # the socket still answers
+    assert "Traceback" not in sqlite_server.log()[log_start:]

@@ -45,6 +45,20 @@ def after_ack(hook: Callable[[], None]) -> None:
         hooks.append(hook)
 
 
+#: The refusal of an EVENT whose data is not ``[name, ...args]``.
+_NOT_AN_EVENT = {"code": "invalid", "message": "An event is a list whose first item is its name"}
+
+
+def _nameless_event(data: Any) -> bool:
+    """Whether ``data`` is an EVENT packet whose data is not ``[name, ...args]``."""
+    try:
+        pkt = _LenientPacket(encoded_packet=data)
+    except Exception:  # not even a packet
+        return False
+    return pkt.packet_type == sio_packet.EVENT and not (
+        isinstance(pkt.data, list) and pkt.data and isinstance(pkt.data[0], str))
+
+
 class _LenientPacket(sio_packet.Packet):
     """Decodes with the standard library's JSON, which takes what the codec refuses (NaN,
     Infinity, lone surrogates): enough to answer the packet's ack or event."""
@@ -91,6 +105,13 @@ class Server(ServerHooks):
             # answered like a refused event; the connection stays.
             await self._refuse_packet(eio_sid, data, {"code": "invalid",
                                                       "message": "Invalid JSON format"})
+        except (KeyError, IndexError, TypeError):
+            # The library reads an event's name as ``data[0]`` before anything checks it:
+            # ``42{}`` or ``42[]`` fail there. Such a packet is refused; any other failure
+            # is a fault of the node's own and goes on up.
+            if not _nameless_event(data):
+                raise
+            await self._refuse_packet(eio_sid, data, _NOT_AN_EVENT)
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
         await self._refuse_packet(eio_sid, data, {
@@ -103,18 +124,31 @@ class Server(ServerHooks):
             return
         if pkt.packet_type != sio_packet.EVENT:
             return
-        if pkt.id is not None:
-            reply = self.packet_class(sio_packet.ACK, namespace=pkt.namespace,
-                                      data=[{"ok": False, "error": error}], id=pkt.id)
+        await self._refuse_event(eio_sid, pkt.namespace, pkt.id, pkt.data, error)
+
+    async def _refuse_event(self, eio_sid: str, namespace: str | None, ack_id: Any, data: Any,
+                            error: dict[str, str]) -> None:
+        """Answer a refused EVENT in its ack when it asked for one, else with an ``error``
+        event naming it (CONTRACT section 4)."""
+        if ack_id is not None:
+            reply = self.packet_class(sio_packet.ACK, namespace=namespace,
+                                      data=[{"ok": False, "error": error}], id=ack_id)
         else:
-            event = pkt.data[0] if isinstance(pkt.data, list) and pkt.data else None
-            reply = self.packet_class(sio_packet.EVENT, namespace=pkt.namespace,
+            event = data[0] if isinstance(data, list) and data else None
+            if not isinstance(event, str):
+                event = None
+            reply = self.packet_class(sio_packet.EVENT, namespace=namespace,
                                       data=["error", {**error, "event": event}])
         await self.send_socketio_packet(eio_sid, reply)
 
     async def handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
+        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+            # ``42{}`` or ``42[1]``: not an event (the protocol's data is ``[name, ...args]``);
+            # answered like any refused event rather than failing inside the library.
+            await self._refuse_event(eio_sid, namespace, id, data, _NOT_AN_EVENT)
+            return
         bind_connection(f"sio:{sid}")  # this event's task logs as this connection
         token = ACK_REQUESTED.set(id is not None)
         client = CLIENT_EVENT.set(True)
