@@ -32,7 +32,7 @@ from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
-from backend.service.errors import ChatError, invalid
+from backend.service.errors import ChatError, forbidden, invalid
 from backend.service.limits import TokenBucket
 from backend.settings import Settings
 
@@ -230,8 +230,18 @@ class Namespace(socketio.AsyncNamespace):
             raise invalid("conversation_id is required")
         conversation_id = as_id(data["conversation_id"], "conversation_id")
         if conversation_id not in joined:
+            removed = socket.member.removed
+            if removed is not None and conversation_id in removed:
+                raise forbidden("You are no longer a participant of this conversation")
             raise not_joined(conversation_id)
         return conversation_id
+
+    @staticmethod
+    def rejoined(socket: Socket, conversation_id: int) -> None:
+        """The socket joined ``conversation_id`` again (its user was added back)."""
+        removed = socket.member.removed
+        if removed is not None:
+            removed.discard(conversation_id)
 
     async def message_conversation(self, socket: Socket, data: Payload, message_id: int) -> int:
         """The joined conversation a message op acts in (see ``joined_conversation``); with
