@@ -1,0 +1,31 @@
+"""Many users at once, written straight into a server's PostgreSQL database.
+
+Registering through ``/register`` hashes each password with Argon2id (on purpose slow: about
+50 ms of CPU each), so thousands of users that only need to exist (to be added to a group,
+never to log in) are inserted in one statement instead. Their password hash is not a valid
+one: they cannot log in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import asyncpg
+
+
+async def insert_users(database_url: str, count: int, *, active: bool = True) -> list[int]:
+    """Insert ``count`` users (role ``user``) and return their ids, in order."""
+    tag = uuid.uuid4().hex[:10]
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            'INSERT INTO "users" ("email", "username", "password_hash", "first_name", '
+            '"last_name", "avatar_url", "role", "is_active", "created_at") '
+            "SELECT 'bulk-' || $1 || '-' || n || '@example.com', 'bulk-' || $1 || '-' || n, "
+            "'!', 'Bulk', 'User ' || n, '', 'user', $2, $3 "
+            'FROM generate_series(1, $4::int) AS n ORDER BY n RETURNING "id"',
+            tag, active, datetime.now(UTC), count)
+    finally:
+        await connection.close()
+    return sorted(int(row["id"]) for row in rows)
