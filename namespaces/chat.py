@@ -53,7 +53,7 @@ class ChatNamespace(Namespace):
         # Join before reading history: a message committed in between arrives live (and maybe
         # in the page too; clients dedupe by id), never in neither.
         await self.realtime.join_conversation(socket.member, conversation_id)
-        self.rejoined(socket, conversation_id)
+        await self.joined_check(socket, conversation_id)
         # The log's position before the history is read: the page shows every change up to
         # it, and a later resume from it (``since``) misses nothing.
         position = await self.chat.log_position(conversation_id)
@@ -74,7 +74,7 @@ class ChatNamespace(Namespace):
         floor: int | None = None
         try:
             await self.realtime.join_conversation(member, conversation_id)
-            self.rejoined(socket, conversation_id)
+            await self.joined_check(socket, conversation_id)
             result = await self.chat.events_since(actor, conversation_id, position, epoch)
             floor = result["position"] if not result["has_more"] else None
         finally:

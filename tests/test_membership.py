@@ -1,16 +1,18 @@
-"""Group membership (CONTRACT section 10) against a real server on PostgreSQL: adding members
+"""Group membership (CONTRACT section 10) against a real server on each database: adding members
 (500 per call, up to the group's cap, lowered here to 2,001 by ``MAX_GROUP_MEMBERS``),
 removing one, leaving; the role rules; ``member_added`` / ``member_removed`` on Socket.IO,
 the raw route, the inbox and the event log; a removed member's access ending at once.
 
 The 2,000 members of the large group are inserted straight into the server's database
-(tests/support/bulk_users.py): registering them through ``/register`` would hash 2,000
-passwords with Argon2id. They are only added, never logged in.
+(tests/support/bulk_users.py: one statement on PostgreSQL, one batch on SQLite): registering
+them through ``/register`` would hash 2,000 passwords with Argon2id. They are only added, never
+logged in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,15 +29,21 @@ from tests.test_socketio_helpers import Client, chat_client, group, ok, refused
 CAP = 2001  # the owner and 2,000 members
 
 
-@pytest.fixture(scope="module")
-def members_server(work_dir: Path, postgres: Postgres) -> Iterator[ServerProcess]:
-    name, url = asyncio.run(postgres.create_database())
-    server = start_server(work_dir / "members", url, MAX_GROUP_MEMBERS=str(CAP),
+@pytest.fixture(scope="module", params=["postgres", "sqlite"])
+def members_server(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[ServerProcess]:
+    """A server of this module's own on each database, its groups capped at ``CAP``."""
+    data_dir = work_dir / f"members-{request.param}"
+    name = url = None
+    if request.param == "postgres":
+        postgres: Postgres = request.getfixturevalue("postgres")
+        name, url = asyncio.run(postgres.create_database())
+    server = start_server(data_dir, url, MAX_GROUP_MEMBERS=str(CAP),
                           SEND_RATE_PER_SECOND="1000", SEND_BURST="1000")
-    server.extra["database_url"] = url
+    server.extra["database_url"] = url or f"sqlite://{data_dir}/chat.sqlite3"
     yield server
     server.stop()
-    asyncio.run(postgres.drop_database(name))
+    if name is not None:
+        asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture
@@ -212,83 +220,109 @@ async def test_member_events_reach_every_door_and_the_removed_lose_access_at_onc
     owner, watcher, newcomer = [await api.register() for _ in range(3)]
     cid = await group(api, owner, watcher)
     ws = members_server.ws_url
-    sio = await chat_client(api, watcher, cid)
-    inbox = await Client(api.base_url, "/conversations").connect({"token": newcomer.token})
-    try:
-        async with raw(f"{ws}/ws/chat/{cid}/?token={watcher.token}") as watcher_raw:
-            await watcher_raw.next("connection_established")
+    async with contextlib.AsyncExitStack() as stack:
+        async def sio(user: TestUser, namespace: str = "/chat",
+                      conversation_id: int | None = cid) -> Client:
+            auth: dict[str, Any] = {"token": user.token}
+            if conversation_id is not None:
+                auth["conversation_id"] = conversation_id
+            client = await Client(api.base_url, namespace).connect(auth)
+            stack.push_async_callback(client.close)
+            return client
 
-            # Added: the room hears it on every door at one position, the newcomer's inbox too.
-            owner_sio = await chat_client(api, owner)  # no join needed
-            ack = ok(await owner_sio.call("add_members", {"conversation_id": cid,
-                                                          "user_ids": [newcomer.id]}))
-            await owner_sio.close()
-            assert [p["user_id"] for p in ack["participants"]] == [newcomer.id]
-            heard = await sio.next("member_added")
-            assert heard["user_id"] == newcomer.id and heard["role"] == "member"
-            assert heard["conversation_id"] == cid and isinstance(heard["position"], int)
-            frame = await watcher_raw.next("member_added")
-            assert frame["user_id"] == newcomer.id and frame["position"] == heard["position"]
-            told = await inbox.next("member_added")
-            assert told["conversation_id"] == cid and told["position"] == heard["position"]
-            listed = await inbox.next("conversation_updated",
-                                      lambda d: d["conversation_id"] == cid)
-            assert listed["conversation"]["participants_count"] == 3
+        watching = await sio(watcher)
+        watcher_raw = await stack.enter_async_context(
+            raw(f"{ws}/ws/chat/{cid}/?token={watcher.token}"))
+        await watcher_raw.next("connection_established")
+        watcher_session = await stack.enter_async_context(
+            raw(f"{ws}/api/v1/chat/ws/{cid}?token={watcher.token}"))
+        inbox = await sio(newcomer, "/conversations", None)
+        raw_inbox = await stack.enter_async_context(
+            raw(f"{ws}/ws/conversations/?token={newcomer.token}"))
 
-            # The newcomer connects on Socket.IO and raw, then is removed by the owner.
-            theirs = await chat_client(api, newcomer, cid)
-            try:
-                async with raw(f"{ws}/ws/chat/{cid}/?token={newcomer.token}") as theirs_raw:
-                    await theirs_raw.next("connection_established")
-                    expect(await api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
-                                               json={"content": "hello newcomer"},
-                                               headers=newcomer.headers), 201)
-                    expect(await remove(api, owner, cid, newcomer.id), 200)
-                    gone = await theirs.next("member_removed")
-                    assert gone["user_id"] == newcomer.id and gone["reason"] == "removed"
-                    last = await theirs_raw.next("member_removed")
-                    assert last["position"] == gone["position"]
-                    assert await theirs_raw.closed(10) == 4004
-                    assert (await sio.next("member_removed"))["position"] == gone["position"]
-                    assert (await watcher_raw.next("member_removed"))["user_id"] == newcomer.id
-                    assert (await inbox.next("member_removed"))["position"] == gone["position"]
+        # Added (over Socket.IO, by the owner's socket, which need not join): the room hears
+        # it on every door at one position, and the newcomer's inboxes too.
+        owner_sio = await sio(owner, conversation_id=None)
+        ack = ok(await owner_sio.call("add_members", {"conversation_id": cid,
+                                                      "user_ids": [newcomer.id]}))
+        assert [p["user_id"] for p in ack["participants"]] == [newcomer.id]
+        heard = await watching.next("member_added")
+        assert heard["user_id"] == newcomer.id and heard["role"] == "member"
+        assert heard["conversation_id"] == cid and heard["by_user_id"] == owner.id
+        added_at = heard["position"]
+        assert isinstance(added_at, int)
+        frame = await watcher_raw.next("member_added")
+        assert frame["user_id"] == newcomer.id and frame["position"] == added_at
+        frame = await watcher_session.next("member_added")
+        assert frame["chat_session_id"] == cid and frame["user_id"] == newcomer.id
+        assert frame["metadata"]["role"] == "member" and frame["position"] == added_at
+        assert (await inbox.next("member_added"))["position"] == added_at
+        assert (await raw_inbox.next("member_added"))["position"] == added_at
+        listed = await inbox.next("conversation_updated", lambda d: d["conversation_id"] == cid)
+        assert listed["conversation"]["participants_count"] == 3
 
-                    # From now on: nothing of the conversation, and every call refused.
-                    ok(await sio.call("chat_message", {"conversation_id": cid,
-                                                       "content": "after"}))
-                    await watcher_raw.next(lambda f: f.get("content") == "after")
-                    refused(await theirs.call("chat_message", {"conversation_id": cid,
-                                                               "content": "still here?"}),
-                            "forbidden")
-                    # (after that ack, anything written to the socket before it has arrived)
-                    assert [m for m in theirs.pending("chat_message")
-                            if m["message"]["content"] == "after"] == []
-                    refused(await theirs.call("join", {"conversation_id": cid}), "forbidden")
-                    for call in (
-                        api.http.get(f"/api/v1/chat/sessions/{cid}", headers=newcomer.headers),
-                        api.http.get(f"/api/v1/chat/sessions/{cid}/messages",
-                                     headers=newcomer.headers),
-                        api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
-                                      json={"content": "x"}, headers=newcomer.headers),
-                    ):
-                        expect(await call, 403, "forbidden")
-            finally:
-                await theirs.close()
+        # The newcomer connects on every door of the conversation, then is removed.
+        theirs = await sio(newcomer)
+        theirs_raw = await stack.enter_async_context(
+            raw(f"{ws}/ws/chat/{cid}/?token={newcomer.token}"))
+        await theirs_raw.next("connection_established")
+        theirs_session = await stack.enter_async_context(
+            raw(f"{ws}/api/v1/chat/ws/{cid}?token={newcomer.token}"))
+        expect(await api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                   json={"content": "hello newcomer"},
+                                   headers=newcomer.headers), 201)
+        await theirs_session.next(lambda f: f.get("content") == "hello newcomer")
+        expect(await remove(api, owner, cid, newcomer.id), 200)
+        gone = await theirs.next("member_removed")
+        assert gone["user_id"] == newcomer.id and gone["reason"] == "removed"
+        removed_at = gone["position"]
+        assert removed_at == added_at + 2  # after the newcomer's message
+        assert (await theirs_raw.next("member_removed"))["position"] == removed_at
+        assert await theirs_raw.closed(10) == 4004
+        frame = await theirs_session.next("member_removed")
+        assert frame["user_id"] == newcomer.id and frame["position"] == removed_at
+        assert await theirs_session.closed(10) == 4004
+        assert (await watching.next("member_removed"))["position"] == removed_at
+        assert (await watcher_raw.next("member_removed"))["user_id"] == newcomer.id
+        assert (await inbox.next("member_removed"))["position"] == removed_at
+        assert (await raw_inbox.next("member_removed"))["position"] == removed_at
 
-            # The log replays both, where the live events had them.
-            replay = [e for e in await logged(api, owner, cid)
-                      if e["event"] in ("member_added", "member_removed")]
-            assert [(e["event"], e["user_id"], e["position"]) for e in replay] == [
-                ("member_added", newcomer.id, heard["position"]),
-                ("member_removed", newcomer.id, gone["position"])]
+        # From now on: nothing of the conversation reaches them, and every call is refused.
+        ok(await watching.call("chat_message", {"conversation_id": cid, "content": "after"}))
+        await watcher_raw.next(lambda f: f.get("content") == "after")
+        refused(await theirs.call("chat_message", {"conversation_id": cid,
+                                                   "content": "still here?"}), "forbidden")
+        # (after that ack, anything written to the socket before it has arrived)
+        assert [m for m in theirs.pending("chat_message")
+                if m["message"]["content"] == "after"] == []
+        refused(await theirs.call("join", {"conversation_id": cid}), "forbidden")
+        for call in (
+            api.http.get(f"/api/v1/chat/sessions/{cid}", headers=newcomer.headers),
+            api.http.get(f"/api/v1/chat/sessions/{cid}/messages", headers=newcomer.headers),
+            api.http.post(f"/api/v1/chat/sessions/{cid}/messages", json={"content": "x"},
+                          headers=newcomer.headers),
+        ):
+            expect(await call, 403, "forbidden")
+        async with raw(f"{ws}/ws/chat/{cid}/?token={newcomer.token}") as again:
+            assert await again.closed(10) == 4004
 
-            # Leaving over Socket.IO: the watcher's own raw socket closes too.
-            ok(await sio.call("leave_conversation", {"conversation_id": cid}))
-            assert (await sio.next("member_removed"))["reason"] == "left"
-            assert await watcher_raw.closed(10) == 4004
-    finally:
-        await sio.close()
-        await inbox.close()
+        # The log replays both, where the live events had them.
+        replay = [e for e in await logged(api, owner, cid)
+                  if e["event"] in ("member_added", "member_removed")]
+        assert [(e["event"], e["user_id"], e["position"]) for e in replay] == [
+            ("member_added", newcomer.id, added_at), ("member_removed", newcomer.id, removed_at)]
+
+        # Added back: the same socket joins again and hears the room.
+        expect(await add(api, owner, cid, [newcomer.id]), 200)
+        ok(await theirs.call("join", {"conversation_id": cid}))
+        ok(await watching.call("chat_message", {"conversation_id": cid, "content": "welcome"}))
+        await theirs.next("chat_message", lambda d: d["message"]["content"] == "welcome")
+
+        # Leaving over Socket.IO: the watcher's own raw sockets close too.
+        ok(await watching.call("leave_conversation", {"conversation_id": cid}))
+        assert (await watching.next("member_removed"))["reason"] == "left"
+        assert await watcher_raw.closed(10) == 4004
+        assert await watcher_session.closed(10) == 4004
 
 
 async def test_membership_events_on_socketio_are_refused_clearly(

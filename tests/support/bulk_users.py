@@ -1,4 +1,4 @@
-"""Many users at once, written straight into a server's PostgreSQL database.
+"""Many users at once, written straight into a server's database (PostgreSQL or SQLite).
 
 Registering through ``/register`` hashes each password with Argon2id (on purpose slow: about
 50 ms of CPU each), so thousands of users that only need to exist (to be added to a group,
@@ -8,6 +8,8 @@ one: they cannot log in.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 
@@ -15,8 +17,12 @@ import asyncpg
 
 
 async def insert_users(database_url: str, count: int, *, active: bool = True) -> list[int]:
-    """Insert ``count`` users (role ``user``) and return their ids, in order."""
+    """Insert ``count`` users (role ``user``) and return their ids, in order.
+    ``database_url``: ``postgres://...`` or ``sqlite:///path/to/file``."""
     tag = uuid.uuid4().hex[:10]
+    if database_url.startswith("sqlite://"):
+        return await asyncio.to_thread(_insert_sqlite, database_url.removeprefix("sqlite://"),
+                                       tag, count, active)
     connection = await asyncpg.connect(database_url)
     try:
         rows = await connection.fetch(
@@ -29,3 +35,22 @@ async def insert_users(database_url: str, count: int, *, active: bool = True) ->
     finally:
         await connection.close()
     return sorted(int(row["id"]) for row in rows)
+
+
+def _insert_sqlite(path: str, tag: str, count: int, active: bool) -> list[int]:
+    stamp = datetime.now(UTC).isoformat(sep=" ")
+    # The server writes the same file meanwhile: wait for its locks as it does for ours.
+    connection = sqlite3.connect(path, timeout=30)
+    try:
+        with connection:
+            connection.executemany(
+                'INSERT INTO "users" ("email", "username", "password_hash", "first_name", '
+                '"last_name", "avatar_url", "role", "is_active", "created_at") '
+                "VALUES (?, ?, '!', 'Bulk', ?, '', 'user', ?, ?)",
+                [(f"bulk-{tag}-{n}@example.com", f"bulk-{tag}-{n}", f"User {n}", int(active),
+                  stamp) for n in range(1, count + 1)])
+        rows = connection.execute('SELECT "id" FROM "users" WHERE "username" LIKE ?',
+                                  (f"bulk-{tag}-%",)).fetchall()
+    finally:
+        connection.close()
+    return sorted(int(row[0]) for row in rows)
