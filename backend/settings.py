@@ -84,6 +84,8 @@ class Limits:
     presence_detail_max_members: int = 100
     #: The window over which a large room's joins and leaves are coalesced.
     presence_window_seconds: float = 1.0
+    #: The most active members a group conversation may have (adding past it is refused).
+    max_group_members: int = 10_000
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ class Settings:
             presence_detail_max_members=_int(env, "PRESENCE_DETAIL_MAX_MEMBERS",
                                              Limits.presence_detail_max_members),
             presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
+            max_group_members=_int(env, "MAX_GROUP_MEMBERS", Limits.max_group_members),
         )
         return cls(
             production=production,

@@ -12,6 +12,7 @@ of the connect handler before it, and official clients drop those.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +33,7 @@ from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
-from backend.service.errors import ChatError, invalid
+from backend.service.errors import ChatError, forbidden, invalid
 from backend.service.limits import TokenBucket
 from backend.settings import Settings
 
@@ -161,6 +162,10 @@ class Namespace(socketio.AsyncNamespace):
         if not await self.app.state.sessions.still_live(member.actor):
             # Logged out while this socket was set up (sessions.py ``still_live``).
             await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
+        elif conversation_id is not None:
+            # Refused: the socket is out of the room, and its events naming it are refused.
+            with contextlib.suppress(ChatError):
+                await self.joined_check(socket, conversation_id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.realtime.manager.forget_connect(sid, self.namespace)
@@ -230,8 +235,29 @@ class Namespace(socketio.AsyncNamespace):
             raise invalid("conversation_id is required")
         conversation_id = as_id(data["conversation_id"], "conversation_id")
         if conversation_id not in joined:
+            removed = socket.member.removed
+            if removed is not None and conversation_id in removed:
+                raise forbidden("You are no longer a participant of this conversation")
             raise not_joined(conversation_id)
         return conversation_id
+
+    async def joined_check(self, socket: Socket, conversation_id: int) -> None:
+        """After the socket joined ``conversation_id``: its user may still see it. A user
+        removed from the group while the join was under way (their ``member_removed`` came
+        before the socket was in the room, so the hub did not take it out) is taken out
+        here, and the join refused. Otherwise the socket is no longer a removed one there
+        (its user was added back)."""
+        member = socket.member
+        try:
+            await self.chat.grants.viewable(socket.actor, conversation_id)
+        except ChatError:
+            await self.realtime.leave_conversation(member, conversation_id)
+            if member.removed is None:
+                member.removed = set()
+            member.removed.add(conversation_id)
+            raise
+        if member.removed is not None:
+            member.removed.discard(conversation_id)
 
     async def message_conversation(self, socket: Socket, data: Payload, message_id: int) -> int:
         """The joined conversation a message op acts in (see ``joined_conversation``); with

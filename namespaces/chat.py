@@ -3,8 +3,10 @@
 Client events and their acks (each also answers ``{ok: false, error}`` when refused):
 ``join`` → ``{conversation, messages, has_more}``; ``leave``; ``chat_message`` →
 ``{message, duplicate}``; ``typing_indicator``; ``read_receipt``; ``message_status``;
-``message_reaction``; ``message_edit``; ``message_delete``. Server events are the canonical
-events of the conversations the socket joined; see docs/socketio.md.
+``message_reaction``; ``message_edit``; ``message_delete``; a group's membership (no join
+needed): ``add_members`` → ``{participants}``, ``remove_member``, ``leave_conversation``.
+Server events are the canonical events of the conversations the socket joined; see
+docs/socketio.md.
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from typing import Any, ClassVar
 
 from backend.auth.accounts import actor_from_token
 from backend.doors.connections import credential
-from backend.doors.ids import id_field, id_list, optional_after_id, optional_id, resume_point
+from backend.doors.ids import (
+    as_ids,
+    id_field,
+    id_list,
+    optional_after_id,
+    optional_id,
+    resume_point,
+)
 from backend.realtime.dialects import CHAT, SocketIODialect
 from backend.realtime.server import after_ack
 from backend.service.actors import Actor
+from backend.service.members import MAX_ADD_PER_CALL
 from namespaces.base import Namespace, Payload, Socket, as_object
 
 #: Messages in a ``join`` ack: the latest, or the first ones after ``after_message_id``.
@@ -43,6 +53,7 @@ class ChatNamespace(Namespace):
         # Join before reading history: a message committed in between arrives live (and maybe
         # in the page too; clients dedupe by id), never in neither.
         await self.realtime.join_conversation(socket.member, conversation_id)
+        await self.joined_check(socket, conversation_id)
         # The log's position before the history is read: the page shows every change up to
         # it, and a later resume from it (``since``) misses nothing.
         position = await self.chat.log_position(conversation_id)
@@ -63,6 +74,7 @@ class ChatNamespace(Namespace):
         floor: int | None = None
         try:
             await self.realtime.join_conversation(member, conversation_id)
+            await self.joined_check(socket, conversation_id)
             result = await self.chat.events_since(actor, conversation_id, position, epoch)
             floor = result["position"] if not result["has_more"] else None
         finally:
@@ -76,6 +88,29 @@ class ChatNamespace(Namespace):
         conversation_id = id_field(data, "conversation_id")
         await self.realtime.leave_conversation(socket.member, conversation_id)
         return {"conversation_id": conversation_id}
+
+    # -- group membership (CONTRACT section 10) ----------------------------------------------
+
+    async def on_add_members(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = id_field(data, "conversation_id")
+        user_ids = as_ids(data.get("user_ids"), "user_ids", most=MAX_ADD_PER_CALL)
+        participants = await self.chat.add_members(socket.actor, conversation_id, user_ids,
+                                                   data.get("role", "member"))
+        return {"conversation_id": conversation_id, "participants": participants}
+
+    async def on_remove_member(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        conversation_id = id_field(data, "conversation_id")
+        result = await self.chat.remove_member(socket.actor, conversation_id,
+                                               id_field(data, "user_id"))
+        return {key: result[key] for key in ("conversation_id", "user_id")}
+
+    async def on_leave_conversation(self, socket: Socket, data: Any) -> Payload:
+        data = as_object(data)
+        result = await self.chat.leave_conversation(socket.actor,
+                                                    id_field(data, "conversation_id"))
+        return {key: result[key] for key in ("conversation_id", "user_id")}
 
     # -- messages ---------------------------------------------------------------------------
 

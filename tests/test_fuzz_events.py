@@ -112,6 +112,8 @@ CHAT_EVENTS: dict[str, list[str]] = {
     "message_reaction": ["conversation_id", "message_id", "emoji"],
     "message_edit": ["conversation_id", "message_id", "content"],
     "message_delete": ["conversation_id", "message_id"],
+    # Not remove_member / leave_conversation: the user under fuzz would leave its own group.
+    "add_members": ["conversation_id", "user_ids", "role"],
 }
 INBOX_EVENTS: dict[str, list[str]] = {
     "get_conversations": ["limit", "cursor"],
@@ -122,7 +124,7 @@ RESERVED = ["connect", "disconnect", "connect_error", "message", "__disconnect_f
 #: Codes a refusal may carry (docs/socketio.md); ``internal_error`` is a server fault.
 SIO_CODES = {"invalid", "empty_content", "too_large", "not_joined", "not_found", "forbidden",
              "conversation_closed", "message_deleted", "rate_limited", "unknown_event",
-             "conflict"}
+             "conflict", "not_a_group", "group_full"}
 
 
 def sio_inputs(events: dict[str, list[str]], ids: dict[str, list[Any]]) -> Any:

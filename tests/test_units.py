@@ -1,4 +1,5 @@
-"""Small pure pieces: passwords, origins, the send-rate bucket, drafts, the inbox batcher."""
+"""Small pure pieces: passwords, origins, the send-rate bucket, drafts, the inbox batcher,
+group roles."""
 
 import asyncio
 import time
@@ -7,6 +8,7 @@ import pytest
 
 from backend.auth.passwords import hash_password, verify_password
 from backend.realtime.origins import origin_allowed
+from backend.service.access import may_add, may_remove
 from backend.service.drafts import parse_draft
 from backend.service.errors import ChatError
 from backend.service.limits import TokenBucket
@@ -84,3 +86,13 @@ async def test_batcher_runs_once_per_window_with_every_key_touched() -> None:
     batcher.touch(4)  # after the runner ended: a new one, at once
     await asyncio.wait_for(asyncio.gather(*tasks), 5)
     assert runs == [[1], [2, 3], [4]] and len(tasks) == 2
+
+
+def test_group_roles_decide_who_adds_and_removes_whom() -> None:
+    assert may_add("owner", "admin") and may_add("owner", "member")
+    assert may_add("admin", "member") and not may_add("admin", "admin")
+    assert not may_add("member", "member") and not may_add("owner", "owner")
+    assert may_remove("owner", "admin") and may_remove("owner", "member")
+    assert may_remove("admin", "member") and may_remove("admin", "agent")
+    assert not may_remove("admin", "admin") and not may_remove("admin", "owner")
+    assert not may_remove("owner", "owner") and not may_remove("member", "member")

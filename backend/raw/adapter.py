@@ -172,14 +172,20 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
             await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
             return
         await door.welcome(session)
+        if conversation_id is not None:
+            # Removed from the group while this connection was set up: its member_removed
+            # came before the connection was in the room (the hub takes out those that are).
+            await chat.grants.viewable(actor, conversation_id)
         # Read frames until the client leaves, or the server closed the connection (a
         # close, a cut-off: uvicorn then reports the disconnect here too). Inline: a loop
         # function's frame would be held for as long as the connection is open.
         while (message := await receive())["type"] != "websocket.disconnect":
             await dispatch(door, session, message)
     except Exception as exc:
-        # A database fault while welcoming (the history read) is logged once, quietly.
-        error = server_fault(exc, log, door=door.route, action="welcome")
+        # A database fault while welcoming (the history read) is logged once, quietly; a
+        # refusal (access lost meanwhile) closes with the route's code.
+        error = exc if isinstance(exc, ChatError) else server_fault(
+            exc, log, door=door.route, action="welcome")
         hub.metrics.refused("websocket", error.code)
         await member.close(door.close_code(refusal_for(error)), error.message)
     finally:

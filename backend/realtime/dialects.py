@@ -21,6 +21,9 @@ Frame = dict[str, Any]
 
 # Events that only inbox doors (/conversations, /ws/conversations/) receive.
 INBOX_EVENTS = frozenset({"conversation_updated", "new_customer_message"})
+# Events that inbox doors receive besides: they reach an inbox through its user's own room
+# only (the member added or removed learns of it; the others by ``conversation_updated``).
+INBOX_MEMBER_EVENTS = frozenset({"member_added", "member_removed"})
 
 
 class Viewer(Protocol):
@@ -128,7 +131,7 @@ class ConversationsNamespaceDialect(SocketIODialect):
             conversation = personal_conversation(payload, member)
             return [(name, {"conversation_id": conversation["id"],
                             "conversation": conversation})]
-        if name == "new_customer_message":
+        if name == "new_customer_message" or name in INBOX_MEMBER_EVENTS:
             return [(name, payload)]
         return []
 
@@ -204,7 +207,7 @@ class WsConversationsDialect(RawDialect):
             conversation = personal_conversation(payload, member)
             return [{"type": name, "conversation_id": conversation["id"],
                      "conversation": conversation}]
-        if name == "new_customer_message":
+        if name == "new_customer_message" or name in INBOX_MEMBER_EVENTS:
             return [{"type": name, **payload}]
         return []
 

@@ -45,6 +45,9 @@ class FanoutManager(socketio.AsyncManager):
         self.room_members: dict[str, dict[str, Member]] = {}
         self.connected_hooks: dict[tuple[str, str], Callable[[], Awaitable[None]]] = {}
         self.controls: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        #: Run after an event of that name was written to this node's members (live or
+        #: replayed: in its room's position order), with its envelope.
+        self.after_write: dict[str, Callable[[dict[str, Any]], None]] = {}
         self.metrics: Metrics | None = None  # set by the hub
         #: Each conversation room's last delivered position (``follow_log``); None: events
         #: are delivered as they come.
@@ -216,3 +219,6 @@ class FanoutManager(socketio.AsyncManager):
                     log.warning("delivery to %s failed", member.id, exc_info=True)
         if self.metrics is not None:
             self.metrics.delivered(name, delivered, envelope.get("published_at"))
+        after = self.after_write.get(name)
+        if after is not None:
+            after(envelope)

@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from backend.compat.socketio import initialize_manager
 from backend.observability.context import bind_connection
 from backend.observability.metrics import Metrics
-from backend.realtime.closes import CREDENTIAL_INVALID, GOING_AWAY, LOGGED_OUT, SERVICE_RESTART
+from backend.realtime.closes import (
+    CREDENTIAL_INVALID,
+    DENIED,
+    GOING_AWAY,
+    LOGGED_OUT,
+    SERVICE_RESTART,
+)
 from backend.realtime.codec import OrjsonCodec
 from backend.realtime.fanout import FanoutManager
 from backend.realtime.log_reader import LogReader, LogSource
@@ -60,6 +66,9 @@ class Realtime:
         self.presence = presence
         self.backplane = backplane
         self.manager.on_control("close_actor", self._close_actor_here)
+        self.manager.after_write["member_removed"] = self._member_removed
+        #: Presence and closes that follow sockets taken out of a conversation.
+        self._evictions: set[asyncio.Task[None]] = set()
         self.manager.metrics = self.metrics
         allowed = settings.allowed_origins
         self.sio = Server(
@@ -212,6 +221,11 @@ class Realtime:
 
     async def _leave(self, member: Member, room: str) -> None:
         self.manager.leave(member, room)
+        await self._exited(member, room)
+
+    async def _exited(self, member: Member, room: str) -> None:
+        """Presence after ``member`` left ``room``: ``user_left`` when it was its actor's
+        last connection there."""
         last, total = await self.presence.exit(room, member.actor.key)
         if last and self._coalesced(total + 1):
             self.diffs.add(room, leaves=1)
@@ -220,6 +234,43 @@ class Realtime:
             await self.sink.publish(
                 events.presence("user_left", conversation_id, member.actor, total)
             )
+
+    def _member_removed(self, envelope: dict[str, Any]) -> None:
+        """A ``member_removed`` was just written to this node's members: the removed user's
+        sockets leave the conversation's room at once, so nothing after it in the room's
+        position order reaches them (here, and through each node's own delivery, on every
+        node; a node that lost the event replays it from the log before anything later).
+        Socket.IO sockets stay connected and are refused there from now on (``forbidden``);
+        a raw route is bound to its one conversation, so its connection closes with 4004."""
+        payload = envelope.get("payload") or {}
+        conversation_id, user_id = payload.get("conversation_id"), payload.get("user_id")
+        if not isinstance(conversation_id, int) or not isinstance(user_id, int):
+            return
+        room = events.conversation_room(conversation_id)
+        removed = [member for member in self.manager.room_members.get(room, {}).values()
+                   if member.actor.user is not None and member.actor.user.id == user_id]
+        if not removed:
+            return
+        for member in removed:
+            self.manager.leave(member, room)
+            if member.removed is None:
+                member.removed = set()
+            member.removed.add(conversation_id)
+        task = asyncio.ensure_future(self._evicted(removed, room))
+        self._evictions.add(task)
+        task.add_done_callback(self._evictions.discard)
+
+    async def _evicted(self, members: list[Member], room: str) -> None:
+        """What follows sockets taken out of ``room``: presence (``user_left``), and the
+        close of the raw ones."""
+        try:
+            for member in members:
+                await self._exited(member, room)
+            await self._close_members(
+                [member for member in members if not isinstance(member, SocketIOMember)],
+                DENIED, "Removed from the conversation")
+        except Exception:
+            log.warning("after removing members from %s", room, exc_info=True)
 
     def _coalesced(self, members: int) -> bool:
         """Whether a room of ``members`` distinct actors gets counts per window rather than

@@ -25,8 +25,8 @@ class Member:
     Both doors use it: a raw connection while its welcome frames are prepared, a Socket.IO
     socket while a ``join`` with ``since`` is acknowledged."""
 
-    __slots__ = ("_drops", "_floors", "_held", "_holds", "actor", "dialect", "id", "rooms",
-                 "route")
+    __slots__ = ("_drops", "_floors", "_held", "_holds", "actor", "dialect", "id", "removed",
+                 "rooms", "route")
 
     #: Does this member receive the chat_message it sent itself? Raw routes do (their clients
     #: render from the echo); Socket.IO senders get the stored message in the ack instead.
@@ -38,6 +38,9 @@ class Member:
         self.dialect = dialect
         self.route = route
         self.rooms: set[str] = set()
+        #: Conversations the member was taken out of because its user was removed from them
+        #: (None until it happens): what it sends there is refused as ``forbidden``.
+        self.removed: set[int] | None = None
         #: Live frames kept back while a hold lasts, else None.
         self._held: list[Outgoing] | None = None
         #: Holds not yet released (two resumes of one socket may overlap).

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from backend.doors.ids import as_after_id, as_id, pydantic
 from backend.service.drafts import MessageDraft
 from backend.service.errors import MAX_ID
+from backend.service.members import MAX_ADD_PER_CALL
 
 # Ids are read as on every door (backend/doors/ids.py: an integer or a string of digits, 32-bit);
 # the bounds are repeated for the OpenAPI document.
@@ -36,6 +37,13 @@ class CreateSessionBody(_Body):
     subject: str = Field(default="", max_length=255)
     participant_ids: list[Id] | None = Field(default=None, max_length=100)
     assigned_agent_id: Id | None = None
+
+
+class AddMembersBody(_Body):
+    """Members to add to a group (CONTRACT section 10): at most 500 ids per call."""
+
+    user_ids: list[Id] = Field(min_length=1, max_length=MAX_ADD_PER_CALL)
+    role: Literal["member", "admin"] = "member"
 
 
 class MarkReadBody(_Body):
@@ -229,6 +237,17 @@ class ParticipantOut(_Out):
     is_active: bool
     last_read_message_id: int
     last_read_at: str | None
+
+
+class ParticipantsOut(_Out):
+    participants: list[ParticipantOut]
+
+
+class MemberChangeOut(_Out):
+    success: bool
+    message: str
+    conversation_id: int
+    user_id: int
 
 
 class MarkReadOut(_Out):

@@ -10,6 +10,7 @@ from typing import Any
 
 from backend.rest.api import Api, Call, ORJSONResponse
 from backend.rest.schemas import (
+    AddMembersBody,
     BlockOut,
     ClosedOut,
     ConversationOut,
@@ -20,8 +21,10 @@ from backend.rest.schemas import (
     HistoryQuery,
     MarkReadBody,
     MarkReadOut,
+    MemberChangeOut,
     MessageOut,
     ParticipantOut,
+    ParticipantsOut,
     ReactionBody,
     ReactionOut,
     SearchQuery,
@@ -155,6 +158,31 @@ def register(api: Api) -> None:
                response=list[ParticipantOut], tags=TAGS)
     async def participants(call: Call) -> Any:
         return await call.chat.participants(call.actor, call.path["session_id"])
+
+    @api.route("POST", "/api/v1/chat/sessions/{session_id}/participants",
+               summary="Add members to a group (its owner: members and admins; an admin: "
+                       "members): at most 500 ids per call; users already members are left "
+                       "as they are. Returns the rows of every user named",
+               body=AddMembersBody, response=ParticipantsOut, tags=TAGS)
+    async def add_members(call: Call) -> Any:
+        body: AddMembersBody = call.body
+        participants = await call.chat.add_members(call.actor, call.path["session_id"],
+                                                   body.user_ids, body.role)
+        return {"participants": participants}
+
+    @api.route("DELETE", "/api/v1/chat/sessions/{session_id}/participants/{user_id}",
+               summary="Remove a member from a group (its owner: admins and members; an "
+                       "admin: members); their live sockets leave the session at once",
+               response=MemberChangeOut, tags=TAGS)
+    async def remove_member(call: Call) -> Any:
+        return await call.chat.remove_member(call.actor, call.path["session_id"],
+                                             call.path["user_id"])
+
+    @api.route("POST", "/api/v1/chat/sessions/{session_id}/leave",
+               summary="Leave a group (an owner hands it to the longest-standing admin, "
+                       "else member)", response=MemberChangeOut, tags=TAGS)
+    async def leave(call: Call) -> Any:
+        return await call.chat.leave_conversation(call.actor, call.path["session_id"])
 
     # -- messages -------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
 
 from tortoise.expressions import Q
 
@@ -124,3 +125,57 @@ async def blockers_of(user_id: int) -> frozenset[int]:
 async def blocked_by(user_id: int) -> list[int]:
     """Ids of the users ``user_id`` blocked, whose messages they do not see."""
     return await int_column(Block.filter(blocker_id=user_id), "blocked_id")
+
+
+# -- group membership (CONTRACT section 10) -------------------------------------------------
+
+
+class GroupRole(StrEnum):
+    """A participant's role in a group conversation (``Participant.role``)."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+#: The roles a participant may be added with (``owner`` is only handed on, see ``next_owner``).
+ADDABLE_ROLES = frozenset({GroupRole.ADMIN, GroupRole.MEMBER})
+
+
+def ensure_group(conversation: Conversation) -> None:
+    """Members are added, removed and leave in group conversations only: a direct
+    conversation's two people and a support conversation's parties are fixed when it is made
+    (409 ``not_a_group``)."""
+    if conversation.kind != ConversationKind.GROUP:
+        raise ChatError("not_a_group",
+                        "Members are added and removed in group conversations only", 409)
+
+
+def may_add(actor_role: str, role: str) -> bool:
+    """Whether a participant with ``actor_role`` may add members with ``role``: the owner
+    adds admins and members, an admin adds members, a member adds nobody."""
+    if actor_role == GroupRole.OWNER:
+        return role in ADDABLE_ROLES
+    return actor_role == GroupRole.ADMIN and role == GroupRole.MEMBER
+
+
+def may_remove(actor_role: str, target_role: str) -> bool:
+    """Whether a participant with ``actor_role`` may remove one with ``target_role``: the
+    owner removes admins and members, an admin removes members; nobody removes the owner
+    (an owner leaves instead, handing the group on). Anyone may leave. A role other than
+    these (an agent assigned at creation) counts as a member's."""
+    if actor_role == GroupRole.OWNER:
+        return target_role != GroupRole.OWNER
+    return actor_role == GroupRole.ADMIN and target_role not in (GroupRole.OWNER,
+                                                                 GroupRole.ADMIN)
+
+
+def next_owner(candidates: Sequence[Participant]) -> Participant | None:
+    """Who becomes the owner when the owner leaves, of the active participants left (or of
+    the longest-standing of each role): the longest-standing admin, else the longest-standing
+    member (earliest ``joined_at``, then the lowest row id); None when no admin or member is
+    left (the group then has no owner)."""
+    eligible = [p for p in candidates if p.role in (GroupRole.ADMIN, GroupRole.MEMBER)]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda p: (p.role != GroupRole.ADMIN, p.joined_at, p.id))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from backend.service.conversations import ConversationOps
+from backend.service.members import MemberOps
 from backend.service.messages import MessageOps
 from backend.service.social import SocialOps
 
 
-class ChatService(ConversationOps, MessageOps, SocialOps):
+class ChatService(ConversationOps, MemberOps, MessageOps, SocialOps):
     """Every chat operation. Construct with an EventSink and the configured Limits."""

@@ -24,7 +24,7 @@ from backend.service.clock import iso, now
 from backend.service.errors import forbidden, invalid, not_found, valid_id
 from backend.service.events import Event
 from backend.service.resume import LogOps
-from backend.service.serializers import conversation_dict
+from backend.service.serializers import conversation_dict, participant_dict
 from backend.service.unread import (
     members_unread,
     read_ahead,
@@ -157,19 +157,7 @@ class ConversationOps(LogOps):
     async def participants(self, actor: Actor, conversation_id: int) -> list[dict[str, Any]]:
         conversation = await visible_conversation(actor, conversation_id)
         rows = await Participant.filter(conversation_id=conversation.id).order_by("id")
-        return [
-            {
-                "id": p.id,
-                "user_id": p.user_id,
-                "conversation_id": conversation.id,
-                "role": p.role,
-                "joined_at": iso(p.joined_at),
-                "is_active": p.is_active,
-                "last_read_message_id": p.last_read_message_id,
-                "last_read_at": iso(p.last_read_at),
-            }
-            for p in rows
-        ]
+        return [participant_dict(p) for p in rows]
 
     async def mark_read(
         self,

@@ -30,7 +30,21 @@ STAFF_ROOM = "staff"
 
 #: The events of a conversation's log (CONTRACT §9): each has a position.
 LOGGED = frozenset({"chat_message", "message_edit", "message_delete", "message_reaction",
-                    "read_receipt", "message_status_update", "conversation_closed"})
+                    "read_receipt", "message_status_update", "conversation_closed",
+                    "member_added", "member_removed"})
+#: Membership events (CONTRACT §10): addressed to the conversation's room and to the room of
+#: the user they concern, whose inbox (and sockets outside the conversation) learn of it too.
+MEMBER_EVENTS = frozenset({"member_added", "member_removed"})
+
+
+def logged_rooms(conversation_id: int, name: str, payload: dict[str, Any]) -> tuple[str, ...]:
+    """The rooms of a logged event rebuilt from the log (a replay): the conversation's room
+    first (where its position is followed), and for a membership event the user's own."""
+    room = conversation_room(conversation_id)
+    user_id = payload.get("user_id")
+    if name in MEMBER_EVENTS and isinstance(user_id, int):
+        return (room, user_room(user_id))
+    return (room,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,4 +250,37 @@ def conversation_closed(conversation_id: int) -> Event:
         "conversation_closed",
         {"conversation_id": conversation_id, "timestamp": iso_now()},
         (conversation_room(conversation_id),),
+    )
+
+
+def member_added(conversation_id: int, user_id: int, role: str, by: Actor) -> Event:
+    """``user_id`` is a member of the group with ``role`` now: added by ``by``, or (role
+    ``owner``) handed the ownership of an owner who left."""
+    return Event(
+        "member_added",
+        {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "role": role,
+            "by_user_id": by.user_id,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id), user_room(user_id)),
+    )
+
+
+def member_removed(conversation_id: int, user_id: int, by: Actor, reason: str) -> Event:
+    """``user_id`` is no longer a member: ``reason`` is ``removed`` (by ``by``) or ``left``.
+    Delivered to the conversation's room, the user's own included, before their sockets are
+    taken out of it."""
+    return Event(
+        "member_removed",
+        {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "by_user_id": by.user_id,
+            "reason": reason,
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation_id), user_room(user_id)),
     )

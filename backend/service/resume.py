@@ -74,6 +74,34 @@ class LogOps(ServiceBase):
             await self.sink.publish(logged)
         return logged
 
+    async def _logged_changes(self, conversation_id: int,
+                              change: Callable[[], Awaitable[list[Event]]], *,
+                              committed: Callable[[], Awaitable[None]] | None = None,
+                              ) -> list[Event]:
+        """``_logged_change`` for a change that makes several events (a batch of members
+        added): the conversation's row is locked first, ``change`` runs, and its events take
+        consecutive positions in the same transaction; after ``committed`` they are
+        published in order. Nothing is logged (or published) when it returns none."""
+        async with self.sequencer.hold(conversation_id):
+            async with in_transaction():
+                await eventlog.take_positions(conversation_id, 0)  # the row's lock, first
+                made = await change()
+                if made:
+                    top = await eventlog.take_positions(conversation_id, len(made))
+                    first = top - len(made) + 1
+                    await eventlog.write_many(
+                        conversation_id,
+                        [(first + i, event.name, event.payload, event.skip_actors)
+                         for i, event in enumerate(made)], stamp=now())
+            if not made:
+                return []
+            if committed is not None:
+                await committed()
+            logged = [event.at(first + i) for i, event in enumerate(made)]
+            for event in logged:
+                await self.sink.publish(event)
+        return logged
+
     # -- reading the log --------------------------------------------------------------------
 
     async def log_epoch(self) -> str:
@@ -137,7 +165,6 @@ class LogOps(ServiceBase):
             found = await Message.filter(id__in=ids).select_related(
                 "sender_user", "sender_device", "sender_customer")
             messages = {m["id"]: m for m in await self._render(found)}
-        room = (events.conversation_room(conversation_id),)
         out = []
         for row in rows:
             if row.message_id is not None:
@@ -148,7 +175,8 @@ class LogOps(ServiceBase):
                                            "message": message}
             else:
                 payload = row.payload or {"conversation_id": conversation_id}
-            out.append(Event(row.name, payload, room, frozenset(row.skip)).at(row.position))
+            rooms = events.logged_rooms(conversation_id, row.name, payload)
+            out.append(Event(row.name, payload, rooms, frozenset(row.skip)).at(row.position))
         return out
 
     async def trim_log(self) -> int:

@@ -10,11 +10,33 @@ from typing import Any
 
 from backend.service.clock import iso
 from backend.storage.sends import SentMessage
-from models import Conversation, Customer, Message, MobileSession, SenderType, User
+from models import (
+    Conversation,
+    Customer,
+    Message,
+    MobileSession,
+    Participant,
+    SenderType,
+    User,
+)
 
 #: A stored message: a model read from the database, or one just sent (built from the values
 #: inserted, see backend/storage/sends.py). Both have the same attributes.
 AnyMessage = Message | SentMessage
+
+
+def participant_dict(participant: Participant) -> dict[str, Any]:
+    """One participant row (``GET .../participants``, and what adding members returns)."""
+    return {
+        "id": participant.id,
+        "user_id": participant.user_id,
+        "conversation_id": participant.conversation_id,
+        "role": participant.role,
+        "joined_at": iso(participant.joined_at),
+        "is_active": participant.is_active,
+        "last_read_message_id": participant.last_read_message_id,
+        "last_read_at": iso(participant.last_read_at),
+    }
 
 
 def user_dict(user: User) -> dict[str, Any]:

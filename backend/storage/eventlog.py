@@ -72,6 +72,39 @@ async def take_position(conversation_id: int) -> int:
     return int(rows[0]["event_position"])
 
 
+async def take_positions(conversation_id: int, count: int) -> int:
+    """``count`` positions at once (a change that logs several events), in the caller's
+    transaction, as ``take_position`` takes one: returns the last of them (with 0, the
+    conversation's position now, its row locked all the same). Raises LookupError when the
+    conversation is gone."""
+    client = _client()
+    marks = ("$1", "$2") if _postgres(client) else ("?", "?")
+    rows = await client.execute_query_dict(
+        f'UPDATE "conversations" SET "event_position" = "event_position" + {marks[0]} '
+        f'WHERE "id" = {marks[1]} RETURNING "event_position"', [count, conversation_id])
+    if not rows:
+        raise LookupError(f"conversation {conversation_id} is gone")
+    return int(rows[0]["event_position"])
+
+
+async def write_many(conversation_id: int,
+                     entries: list[tuple[int, str, dict[str, Any], Iterable[str]]], *,
+                     stamp: datetime) -> None:
+    """Log several events (``(position, name, payload, skip)`` each, positions from
+    ``take_positions``) in the caller's transaction, in one batch."""
+    client = _client()
+    args = []
+    for position, name, payload, skip in entries:
+        skipped = sorted(skip)
+        args.append([conversation_id, position, name, None, JSON_DUMPS(payload),
+                     JSON_DUMPS(skipped) if skipped else None, stamp])
+    if _postgres(client):
+        sql = _INSERT.format(*(f"${i}" for i in range(1, 8)), json="::jsonb")
+    else:
+        sql = _INSERT.format(*("?" * 7), json="")
+    await client.execute_many(sql, args)
+
+
 async def write(conversation_id: int, position: int, name: str,
                 payload: dict[str, Any] | None, *, stamp: datetime,
                 skip: Iterable[str] = (), message_id: int | None = None) -> None:
