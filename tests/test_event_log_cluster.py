@@ -143,8 +143,7 @@ async def two_nodes(work_dir: Path, database: str, redis: PrivateRedis
     nodes = Cluster(work_dir / f"log-{uuid.uuid4().hex[:6]}", database, redis.url)
     try:
         node_a, node_b = nodes.start_node(**FAST), nodes.start_node(**FAST)
-        with contextlib.suppress(AssertionError):  # the database may have its admin already
-            with_admin(node_b)
+        with_admin(node_b)
         yield nodes, node_a, node_b
     finally:
         nodes.stop()
