@@ -23,6 +23,14 @@ Frame = dict[str, Any]
 INBOX_EVENTS = frozenset({"conversation_updated", "new_customer_message"})
 
 
+def inbox_only(name: str, payload: dict[str, Any]) -> bool:
+    """Whether the event is for inbox doors only. ``conversation_updated`` has two forms: the
+    inbox's (per-viewer unread counts, no position) and the desk's logged one for the
+    conversation's members (a position, CONTRACT section 10), which every door delivers."""
+    return name in INBOX_EVENTS and not (
+        name == "conversation_updated" and "position" in payload)
+
+
 class Viewer(Protocol):
     """What a dialect reads of the member it encodes a personal event for (``Member``)."""
 
@@ -98,7 +106,7 @@ class ChatNamespaceDialect(SocketIODialect):
         super().__init__("/chat")
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [(name, payload)]
 
@@ -110,7 +118,7 @@ class MobileNamespaceDialect(SocketIODialect):
         super().__init__("/mobile")
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [(presence_name(name, payload), payload)]
 
@@ -153,7 +161,7 @@ class WsChatDialect(RawDialect):
     name = "ws-chat"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         if name == "chat_message":
             message = payload["message"]
@@ -188,7 +196,7 @@ class WsMobileDialect(RawDialect):
     name = "ws-mobile"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [{"type": presence_name(name, payload), **payload}]
 
@@ -215,7 +223,7 @@ class WsSessionDialect(RawDialect):
     name = "ws-session"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         session = payload["conversation_id"]
         if name == "chat_message":

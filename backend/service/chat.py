@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from backend.service.conversations import ConversationOps
+from backend.service.desk import DeskOps
 from backend.service.messages import MessageOps
 from backend.service.social import SocialOps
 
 
-class ChatService(ConversationOps, MessageOps, SocialOps):
+class ChatService(DeskOps, ConversationOps, MessageOps, SocialOps):
     """Every chat operation. Construct with an EventSink and the configured Limits."""
