@@ -156,6 +156,10 @@ async def test_status_and_reopen(api: Api) -> None:
     for status in ("support_active", "marketing_active", "active"):
         changed = await done(await set_status(api, agent, cid, status))
         assert changed["status"] == status and changed["closed_at"] is None
+        if status == "marketing_active":
+            listed = await done(await call(api, customer, "GET", "/api/v1/chat/sessions",
+                                           params={"status": status}))
+            assert [c["id"] for c in listed] == [cid]
     listed = await done(await call(api, agent, "GET", "/api/v1/chat/sessions",
                                    params={"status": "active", "limit": 100}))
     assert cid in [c["id"] for c in listed]
