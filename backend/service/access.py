@@ -129,10 +129,11 @@ async def blocked_by(user_id: int) -> list[int]:
 # -- the support desk (backend/service/desk.py) ----------------------------------------------
 
 
-async def ensure_staff(actor: Actor, what: str = "the support desk") -> None:
-    """Agents and admins only, as they are now (``still_staff``): 403 otherwise."""
+async def ensure_staff(actor: Actor, action: str = "use the support desk") -> None:
+    """Agents and admins only, as they are now (``still_staff``): 403 otherwise, saying
+    that only they may do ``action``."""
     if actor.user is None or not actor.user.is_staff or not await still_staff(actor.user):
-        raise forbidden(f"Only agents and admins may use {what}")
+        raise forbidden(f"Only agents and admins may {action}")
 
 
 def ensure_support(conversation: Conversation) -> None:
@@ -158,7 +159,7 @@ async def ensure_can_reopen(actor: Actor, conversation: Conversation) -> None:
             return
         raise forbidden("Only the group's owner may reopen it")
     if conversation.kind == ConversationKind.SUPPORT:
-        await ensure_staff(actor, "reopen")
+        await ensure_staff(actor, "reopen a support conversation")
         return
     raise forbidden("A direct conversation is not reopened")
 
@@ -167,7 +168,7 @@ async def ensure_can_edit(actor: Actor, conversation: Conversation, *, priority:
     """Who edits a conversation's title and priority: staff for a support conversation; a
     group's owner or admin for its title (a group has no priority: 422)."""
     if conversation.kind == ConversationKind.SUPPORT:
-        await ensure_staff(actor, "this")
+        await ensure_staff(actor, "edit a support conversation")
         return
     if conversation.kind == ConversationKind.GROUP:
         if await group_role(actor, conversation) not in ("owner", "admin"):

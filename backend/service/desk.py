@@ -112,7 +112,7 @@ class DeskOps(ConversationOps):
                                   agent_id: int | None) -> dict[str, Any]:
         """Assign the support conversation to ``agent_id`` (an active agent or admin: take it,
         or transfer it), or to nobody (None). Staff only."""
-        await ensure_staff(actor, "assignment")
+        await ensure_staff(actor, "assign conversations")
         conversation = await load_conversation(conversation_id)
         ensure_support(conversation)
         if agent_id is not None:
@@ -148,7 +148,7 @@ class DeskOps(ConversationOps):
         """Give the support conversation one of seed 001's statuses. Closing is the close of
         ``close_conversation`` (``closed_at`` set, no more writes); leaving ``closed`` is a
         reopening into that status. Staff only."""
-        await ensure_staff(actor, "desk statuses")
+        await ensure_staff(actor, "set a desk status")
         wanted = status_of(status)
         conversation = await load_conversation(conversation_id)
         ensure_support(conversation)
@@ -250,8 +250,11 @@ class DeskOps(ConversationOps):
                          ) -> tuple[list[dict[str, Any]], str | None]:
         """Open support conversations with no agent: highest priority first, then oldest
         first; a page and the cursor of the next one. Staff only."""
-        await ensure_staff(actor, "the queue")
+        await ensure_staff(actor, "read the queue")
         limit = max(1, min(limit, QUEUE_MAX_LIMIT))
+        # No index of its own yet: the query reads the conversations table (staff open it
+        # now and then, not per message). One on (kind, status, assigned_agent_id, priority,
+        # created_at) would hold no column a send changes (migration 0004), should it grow.
         query = Conversation.filter(kind=ConversationKind.SUPPORT, assigned_agent_id=None).exclude(
             status=ConversationStatus.CLOSED)
         if cursor:
@@ -270,7 +273,7 @@ class DeskOps(ConversationOps):
                           limit: int = AUDIT_DEFAULT_LIMIT, after_id: int = 0,
                           ) -> list[dict[str, Any]]:
         """The conversation's audit entries after ``after_id``, oldest first. Staff only."""
-        await ensure_staff(actor, "the audit trail")
+        await ensure_staff(actor, "read the audit trail")
         conversation = await load_conversation(conversation_id)
         limit = max(1, min(limit, AUDIT_MAX_LIMIT))
         rows = await ConversationAudit.filter(
