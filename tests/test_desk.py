@@ -5,6 +5,7 @@ input; and each change reaching staff inboxes (Socket.IO ``/conversations`` and 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -453,3 +454,25 @@ async def test_changes_reach_inboxes_and_members_live(sqlite_api: Api) -> None:
     finally:
         for client in (sio_inbox, member_sio, device_sio):
             await client.close()
+
+
+async def test_two_takes_at_once_are_applied_in_turn(api: Api) -> None:
+    agent1, agent2 = await api.register(role="agent"), await api.register(role="agent")
+    _, cid = await support_conversation(api)
+    first, second = await asyncio.gather(assign(api, agent1, cid, agent1.id),
+                                         assign(api, agent2, cid, agent2.id))
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    final = (await done(await call(api, agent1, "GET", f"/api/v1/chat/sessions/{cid}")))[
+        "assigned_agent_id"]
+    trail = await done(await call(api, agent1, "GET", f"/api/v1/chat/sessions/{cid}/audit"))
+    assert [e["action"] for e in trail] == ["assigned", "transferred"]
+    assert trail[0]["to"] == trail[1]["from"] and trail[1]["to"] == str(final)
+    seats = await participants(api, agent1, cid)
+    assert [uid for uid, seat in seats.items() if seat["role"] == "agent" and seat["is_active"]] \
+        == [final]
+    replay = await done(await call(api, agent1, "GET", f"/api/v1/chat/sessions/{cid}/events",
+                                   params={"since": 0}))
+    updates = [e for e in replay["events"] if e["event"] == "conversation_updated"]
+    assert [e["changes"]["assigned_agent_id"]["to"] for e in updates] == [
+        int(trail[0]["to"]), final]
+    assert updates[1]["position"] == updates[0]["position"] + 1
