@@ -3,6 +3,7 @@
 The Tortoise app label is ``models``; migrations live in ``models/migrations``.
 """
 
+from models.audit import AuditAction, ConversationAudit
 from models.conversations import (
     Block,
     Connection,
@@ -17,11 +18,13 @@ from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Re
 from models.people import AuthSession, Customer, MobileSession, Role, User
 
 __all__ = [
+    "AuditAction",
     "AuthSession",
     "Block",
     "Connection",
     "ConnectionStatus",
     "Conversation",
+    "ConversationAudit",
     "ConversationEvent",
     "ConversationKind",
     "ConversationStatus",
@@ -39,4 +42,5 @@ __all__ = [
     "User",
 ]
 
-MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events"]
+MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events",
+                 "models.audit"]

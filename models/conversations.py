@@ -19,7 +19,12 @@ class ConversationKind(StrEnum):
 
 
 class ConversationStatus(StrEnum):
+    """Seed 001's statuses; every one but ``closed`` is open (may be written to). The longest,
+    ``marketing_active``, is 16 characters: the column's ``max_length``."""
+
     ACTIVE = "active"
+    SUPPORT_ACTIVE = "support_active"
+    MARKETING_ACTIVE = "marketing_active"
     CLOSED = "closed"
 
 

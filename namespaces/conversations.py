@@ -4,6 +4,10 @@
 ``{conversations, next_cursor}`` and a ``conversations_list`` event; the socket sits in the
 user's inbox rooms, so ``conversation_updated`` (with the viewer's ``unread_count``) and, for
 staff, ``new_customer_message`` are pushed.
+
+Staff also read the support desk's queue here: ``get_queue {limit?, cursor?}`` answers with an
+ack ``{conversations, next_cursor}`` (open support conversations with no agent, highest
+priority then oldest first) and a ``queue_list`` event.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from backend.doors.connections import credential
 from backend.doors.ids import page_request
 from backend.realtime.dialects import CONVERSATIONS
 from backend.service.actors import Actor
+from backend.service.desk import QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT
 from namespaces.base import Namespace, Payload, Socket, as_object
 
 DEFAULT_LIMIT = 20
@@ -37,6 +42,15 @@ class ConversationsNamespace(Namespace):
     async def on_refresh_conversations(self, socket: Socket, data: Any) -> Payload:
         as_object(data, optional=True)
         return await self._list(socket, DEFAULT_LIMIT, None)
+
+    async def on_get_queue(self, socket: Socket, data: Any) -> Payload:
+        limit, cursor = page_request(as_object(data, optional=True), QUEUE_DEFAULT_LIMIT,
+                                     QUEUE_MAX_LIMIT)
+        conversations, next_cursor = await self.chat.desk_queue(socket.actor, limit=limit,
+                                                                cursor=cursor)
+        page = {"conversations": conversations, "next_cursor": next_cursor}
+        await self.send_to(socket, "queue_list", page)
+        return page
 
     async def _list(self, socket: Socket, limit: int, cursor: str | None) -> Payload:
         conversations, next_cursor = await self.chat.list_conversations(

@@ -118,6 +118,7 @@ CHAT_EVENTS: dict[str, list[str]] = {
 INBOX_EVENTS: dict[str, list[str]] = {
     "get_conversations": ["limit", "cursor"],
     "refresh_conversations": [],
+    "get_queue": ["limit", "cursor"],
 }
 #: Names python-socketio gives a meaning of its own; a client may still send them as events.
 RESERVED = ["connect", "disconnect", "connect_error", "message", "__disconnect_final"]
@@ -261,6 +262,7 @@ WS_MOBILE_FRAMES: dict[str, list[str]] = {
 WS_INBOX_FRAMES: dict[str, list[str]] = {
     "get_conversations": ["limit", "cursor"],
     "refresh_conversations": [],
+    "get_queue": ["limit", "cursor"],
 }
 WS_SESSION_COMMON = ["content", "reply_to_id", "parent_message_id", "mentions", "metadata",
                      "client_msg_id", "is_urgent"]

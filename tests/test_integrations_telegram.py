@@ -395,3 +395,21 @@ async def test_staff_replies_without_a_platform_customer_stay_home(
     [message] = await history(api, owner, conversation["id"])
     assert message["delivery_status"] == "none"
     assert len(fake.requests) == before
+
+
+async def test_desk_statuses_keep_the_conversation_open(api: Api) -> None:
+    """A conversation an agent put in ``support_active`` or ``marketing_active`` is still the
+    customer's open one; only ``closed`` makes the next message open another."""
+    chat_id = new_id()
+    cid = await _customer_conversation(api, chat_id)
+    agent = await api.register(role="agent")
+    for status in ("support_active", "marketing_active", "closed"):
+        changed = await api.http.post(f"/api/v1/chat/sessions/{cid}/status",
+                                      json={"status": status}, headers=agent.headers)
+        assert changed.status_code == 200, changed.text
+        response = await post_telegram(api, tg_update(tg_message(chat_id, new_id(), status)))
+        assert response.status_code == 200, response.text
+        if status == "closed":
+            assert response.json()["conversation_id"] != cid
+        else:
+            assert response.json()["conversation_id"] == cid

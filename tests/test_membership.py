@@ -210,6 +210,12 @@ async def test_roles_decide_who_adds_and_removes_and_an_owner_hands_the_group_on
     # Naming oneself is leaving; the last one out leaves an empty group.
     expect(await remove(api, member, cid, member.id), 200)
     assert (await roles(api, admin, cid))[member.id] == ("member", False)
+    # The group is closed by its owner now, not by its creator who left and came back.
+    expect(await api.http.post(f"/api/v1/chat/sessions/{cid}/close", headers=owner.headers),
+           403, "forbidden")
+    closed = expect(await api.http.post(f"/api/v1/chat/sessions/{cid}/close",
+                                        headers=admin.headers), 200)
+    assert closed["status"] == "closed"
 
 
 # -- events and access on one node ----------------------------------------------------------

@@ -138,11 +138,12 @@ async def upsert_customer(profile: Profile) -> Customer:
 
 
 async def support_conversation(customer: Customer) -> Conversation:
-    """The customer's open support conversation; a new one when none is open (a closed ticket
-    stays closed and the customer's next message opens the next one)."""
+    """The customer's open support conversation (any status but ``closed``: the desk's
+    ``support_active`` and ``marketing_active`` are open too); a new one when none is open (a
+    closed ticket stays closed and the customer's next message opens the next one)."""
     found = await Conversation.filter(
-        customer_id=customer.id, kind=ConversationKind.SUPPORT, status=ConversationStatus.ACTIVE
-    ).order_by("-id").first()
+        customer_id=customer.id, kind=ConversationKind.SUPPORT
+    ).exclude(status=ConversationStatus.CLOSED).order_by("-id").first()
     if found is not None:
         return found
     # Seed 001's titles read "telegram - John Doe".

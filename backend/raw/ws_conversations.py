@@ -6,6 +6,8 @@ Inbound table (frame ``type`` → service call):
 ``get_conversations``      ``list_conversations`` (``limit``, ``cursor``) →
                            ``conversations_list {conversations, next_cursor}``
 ``refresh_conversations``  the same
+``get_queue``              ``desk_queue`` (staff; ``limit``, ``cursor``) →
+                           ``queue_list {conversations, next_cursor}``
 ========================= =========================================================
 
 The connection is in the user's inbox rooms, so ``conversation_updated`` (with the viewer's
@@ -20,6 +22,7 @@ from backend.doors.ids import page_request
 from backend.raw.adapter import Door, Handler, Session
 from backend.realtime.dialects import WS_CONVERSATIONS
 from backend.service.clock import iso_now
+from backend.service.desk import QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -34,6 +37,15 @@ async def get_conversations(session: Session, frame: dict[str, Any]) -> None:
                   "next_cursor": next_cursor})
 
 
+async def get_queue(session: Session, frame: dict[str, Any]) -> None:
+    limit, cursor = page_request(frame, QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT)
+    conversations, next_cursor = await session.chat.desk_queue(
+        session.actor, limit=limit, cursor=cursor
+    )
+    session.send({"type": "queue_list", "conversations": conversations,
+                  "next_cursor": next_cursor})
+
+
 class WsConversationsDoor(Door):
     route = "/ws/conversations/"
     dialect = WS_CONVERSATIONS
@@ -41,6 +53,7 @@ class WsConversationsDoor(Door):
     handlers: dict[str, Handler] = {
         "get_conversations": get_conversations,
         "refresh_conversations": get_conversations,
+        "get_queue": get_queue,
     }
 
     async def welcome(self, session: Session) -> None:

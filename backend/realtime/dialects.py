@@ -26,6 +26,14 @@ INBOX_EVENTS = frozenset({"conversation_updated", "new_customer_message"})
 INBOX_MEMBER_EVENTS = frozenset({"member_added", "member_removed"})
 
 
+def inbox_only(name: str, payload: dict[str, Any]) -> bool:
+    """Whether the event is for inbox doors only. ``conversation_updated`` has two forms: the
+    inbox's (per-viewer unread counts, no position) and the desk's logged one for the
+    conversation's members (a position, CONTRACT section 10), which every door delivers."""
+    return name in INBOX_EVENTS and not (
+        name == "conversation_updated" and "position" in payload)
+
+
 class Viewer(Protocol):
     """What a dialect reads of the member it encodes a personal event for (``Member``)."""
 
@@ -101,7 +109,7 @@ class ChatNamespaceDialect(SocketIODialect):
         super().__init__("/chat")
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [(name, payload)]
 
@@ -113,7 +121,7 @@ class MobileNamespaceDialect(SocketIODialect):
         super().__init__("/mobile")
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [(presence_name(name, payload), payload)]
 
@@ -156,7 +164,7 @@ class WsChatDialect(RawDialect):
     name = "ws-chat"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         if name == "chat_message":
             message = payload["message"]
@@ -191,7 +199,7 @@ class WsMobileDialect(RawDialect):
     name = "ws-mobile"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         return [{"type": presence_name(name, payload), **payload}]
 
@@ -218,7 +226,7 @@ class WsSessionDialect(RawDialect):
     name = "ws-session"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if name in INBOX_EVENTS:
+        if inbox_only(name, payload):
             return []
         session = payload["conversation_id"]
         if name == "chat_message":

@@ -101,7 +101,7 @@ class SessionListQuery(_Body):
     limit: int = Field(default=20, ge=1, le=100)
     offset: Offset = 0
     cursor: str | None = Field(default=None, max_length=200)
-    status: Literal["active", "closed"] | None = None
+    status: Literal["active", "support_active", "marketing_active", "closed"] | None = None
 
 
 class HistoryQuery(_Body):

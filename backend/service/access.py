@@ -8,7 +8,7 @@ from enum import StrEnum
 from tortoise.expressions import Q
 
 from backend.service.actors import Actor
-from backend.service.errors import ChatError, forbidden, not_found, valid_id
+from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.storage.columns import int_column
 from models import (
     Block,
@@ -96,6 +96,9 @@ async def can_close(actor: Actor, conversation: Conversation) -> bool:
         return await can_view(actor, conversation)  # a device may close its own ticket
     if actor.user.is_staff:
         return True
+    if conversation.kind == ConversationKind.GROUP:
+        # Its owner now: the creator, or whom an owner who left handed the group to.
+        return await group_role(actor, conversation) == GroupRole.OWNER
     if conversation.initiator_id == actor.user.id:
         return True
     return conversation.kind == ConversationKind.DIRECT and await can_view(actor, conversation)
@@ -179,3 +182,56 @@ def next_owner(candidates: Sequence[Participant]) -> Participant | None:
     if not eligible:
         return None
     return min(eligible, key=lambda p: (p.role != GroupRole.ADMIN, p.joined_at, p.id))
+
+
+# -- the support desk (backend/service/desk.py) ----------------------------------------------
+
+
+async def ensure_staff(actor: Actor, action: str = "use the support desk") -> None:
+    """Agents and admins only, as they are now (``still_staff``): 403 otherwise, saying
+    that only they may do ``action``."""
+    if actor.user is None or not actor.user.is_staff or not await still_staff(actor.user):
+        raise forbidden(f"Only agents and admins may {action}")
+
+
+def ensure_support(conversation: Conversation) -> None:
+    """Assignment and seed 001's statuses belong to support conversations: 409 otherwise."""
+    if conversation.kind != ConversationKind.SUPPORT:
+        raise ChatError("not_support",
+                        "Only support conversations are assigned or given a desk status", 409)
+
+
+async def group_role(actor: Actor, conversation: Conversation) -> str | None:
+    """The actor's role in a group (``owner``, ``admin``, ``member``), None when not in it."""
+    if actor.user is None or conversation.kind != ConversationKind.GROUP:
+        return None
+    row = await Participant.get_or_none(conversation_id=conversation.id, user_id=actor.user.id,
+                                        is_active=True)
+    return None if row is None else row.role
+
+
+async def ensure_can_reopen(actor: Actor, conversation: Conversation) -> None:
+    """Staff reopen support conversations; a group's owner reopens the group."""
+    if conversation.kind == ConversationKind.GROUP:
+        if await group_role(actor, conversation) == "owner":
+            return
+        raise forbidden("Only the group's owner may reopen it")
+    if conversation.kind == ConversationKind.SUPPORT:
+        await ensure_staff(actor, "reopen a support conversation")
+        return
+    raise forbidden("A direct conversation is not reopened")
+
+
+async def ensure_can_edit(actor: Actor, conversation: Conversation, *, priority: bool) -> None:
+    """Who edits a conversation's title and priority: staff for a support conversation; a
+    group's owner or admin for its title (a group has no priority: 422)."""
+    if conversation.kind == ConversationKind.SUPPORT:
+        await ensure_staff(actor, "edit a support conversation")
+        return
+    if conversation.kind == ConversationKind.GROUP:
+        if await group_role(actor, conversation) not in ("owner", "admin"):
+            raise forbidden("Only the group's owner or admins may edit it")
+        if priority:
+            raise invalid("priority applies to support conversations only")
+        return
+    raise forbidden("A direct conversation has no title to edit")

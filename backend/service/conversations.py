@@ -34,7 +34,9 @@ from backend.service.unread import (
 )
 from backend.storage.columns import int_column
 from models import (
+    AuditAction,
     Conversation,
+    ConversationAudit,
     ConversationKind,
     ConversationStatus,
     Message,
@@ -143,9 +145,15 @@ class ConversationOps(LogOps):
             raise forbidden("You may not close this conversation")
         if conversation.status != ConversationStatus.CLOSED:
             async def change() -> Event:
+                before = str(conversation.status)
                 conversation.status = ConversationStatus.CLOSED
                 conversation.closed_at = now()
                 await conversation.save(update_fields=["status", "closed_at", "updated_at"])
+                # The desk's audit trail (desk.py) records every status change, this one too.
+                await ConversationAudit.create(
+                    conversation_id=conversation.id, actor_id=actor.user_id,
+                    action=AuditAction.STATUS, from_value=before,
+                    to_value=str(ConversationStatus.CLOSED), created_at=conversation.closed_at)
                 return events.conversation_closed(conversation.id)
 
             # No more writes to it: grants dropped after the commit, before the event.

@@ -31,7 +31,11 @@ STAFF_ROOM = "staff"
 #: The events of a conversation's log (CONTRACT §9): each has a position.
 LOGGED = frozenset({"chat_message", "message_edit", "message_delete", "message_reaction",
                     "read_receipt", "message_status_update", "conversation_closed",
-                    "member_added", "member_removed"})
+                    "member_added", "member_removed",
+                    # The desk's changes (assignment, status, priority, title): the logged
+                    # form, with a position, to the conversation's members; the inbox form
+                    # of the same name (``conversation_updated`` above) has none.
+                    "conversation_updated"})
 #: Membership events (CONTRACT §10): addressed to the conversation's room and to the room of
 #: the user they concern, whose inbox (and sockets outside the conversation) learn of it too.
 MEMBER_EVENTS = frozenset({"member_added", "member_removed"})
@@ -283,4 +287,25 @@ def member_removed(conversation_id: int, user_id: int, by: Actor, reason: str) -
             "timestamp": iso_now(),
         },
         (conversation_room(conversation_id), user_room(user_id)),
+    )
+
+
+def conversation_changed(
+    conversation: dict[str, Any], changes: dict[str, dict[str, Any]], actor: Actor
+) -> Event:
+    """``conversation_updated`` as the conversation's members get it on every door, logged
+    (CONTRACT §10): the conversation after a desk change (``unread_count`` left out: it is
+    each viewer's own, which the inbox doors carry) and ``changes``, ``{field: {from, to}}``
+    for each of ``assigned_agent_id``, ``status``, ``priority``, ``title`` that changed."""
+    shown = {k: v for k, v in conversation.items() if k != "unread_count"}
+    return Event(
+        "conversation_updated",
+        {
+            "conversation_id": conversation["id"],
+            "conversation": shown,
+            "changes": changes,
+            **_actor_fields(actor),
+            "timestamp": iso_now(),
+        },
+        (conversation_room(conversation["id"]),),
     )

@@ -11,6 +11,12 @@
  * and nothing is applied twice. When the log cannot serve the gap (`resync_required`), the
  * conversation is loaded afresh. See docs/dashboard.md.
  *
+ * Agents and admins also get the support desk: the unassigned queue (`get_queue` on
+ * `/conversations`, asked again whenever a conversation enters or leaves it), and, on an open
+ * support conversation, take / transfer / unassign and its status (REST, docs/rest.md). Each
+ * change comes back as `conversation_updated`, on `/conversations` for the list and the queue
+ * and on `/chat` (logged, with its position) for the open conversation.
+ *
  * User content is only ever put in the page with textContent (never innerHTML).
  */
 (function () {
@@ -42,7 +48,11 @@
     inbox: null,             // the /conversations socket
     current: null,           // the open conversation, see openConversation()
     typingSent: null,        // {since, idleTimer} while we announce typing
+    queue: [],               // the unassigned queue, in its order (staff)
   };
+
+  const QUEUE_PAGE = 100;
+  const QUEUE_DEBOUNCE_MS = 150;  // several changes at once: one get_queue
 
   function newCurrent(id) {
     return {
@@ -228,10 +238,12 @@
       socket.timeout(ACK_TIMEOUT_MS).emitWithAck("refresh_conversations", {})
         .then((ack) => { if (ack && ack.ok) mergeConversations(ack.conversations, true); })
         .catch(() => {});
+      loadQueue();
     });
-    socket.on("conversation_updated", (event) => upsertConversation(event.conversation));
+    socket.on("conversation_updated", (event) => conversationChanged(event.conversation));
     socket.on("new_customer_message", (event) => {
       if (!state.conversations.has(event.conversation_id)) loadConversations();
+      if (!state.queue.some((c) => c.id === event.conversation_id)) scheduleQueue();
     });
   }
 
@@ -324,8 +336,11 @@
     },
     conversation_closed: (event) => {
       const conversation = state.conversations.get(event.conversation_id);
-      if (conversation) upsertConversation({ ...conversation, status: "closed" });
+      if (conversation) conversationChanged({ ...conversation, status: "closed" });
     },
+    // A desk change (assignment, status, title, priority): the conversation as it is now
+    // (without an unread count: the list keeps the one it has).
+    conversation_updated: (event) => conversationChanged(event.conversation),
   };
 
   function isMine(message) {
@@ -359,6 +374,114 @@
     if (!conversation || conversation.id === undefined) return;
     mergeConversations([conversation], true);
     if (state.current && state.current.id === conversation.id) renderChatHead();
+  }
+
+  // -- the support desk: queue, assignment, status ------------------------------------------
+
+  function isStaff() {
+    return !!state.me && (state.me.role === "agent" || state.me.role === "admin");
+  }
+
+  /** Whether the queue holds ``conversation``: open, support, nobody assigned. */
+  function queued(conversation) {
+    return conversation.kind === "support" && conversation.status !== "closed"
+      && (conversation.assigned_agent_id === null || conversation.assigned_agent_id === undefined);
+  }
+
+  /** A conversation changed (an inbox update, a desk event, a desk call's answer): update the
+   * list and the open chat, and ask for the queue again when its place there changed. */
+  function conversationChanged(conversation) {
+    if (!conversation || conversation.id === undefined) return;
+    const shown = state.queue.find((c) => c.id === conversation.id);
+    upsertConversation(conversation);
+    if (!isStaff()) return;
+    if (!!shown !== queued(conversation) || (shown && shown.priority !== conversation.priority)) {
+      scheduleQueue();
+    } else if (shown) {
+      Object.assign(shown, conversation);
+      renderQueue();
+    }
+  }
+
+  let queueTimer = null;
+  function scheduleQueue() {
+    if (!isStaff()) return;
+    clearTimeout(queueTimer);
+    queueTimer = setTimeout(loadQueue, QUEUE_DEBOUNCE_MS);
+  }
+
+  async function loadQueue() {
+    const socket = state.inbox;
+    if (!isStaff() || !socket || !socket.connected) return;
+    try {
+      const ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("get_queue", { limit: QUEUE_PAGE });
+      if (state.inbox !== socket || !ack || !ack.ok) return;
+      state.queue = ack.conversations;
+      renderQueue();
+    } catch (e) {
+      // Timed out or disconnected: the next connect asks again.
+    }
+  }
+
+  function renderQueue() {
+    $("queue").hidden = !isStaff();
+    const items = state.queue.map((conversation) => {
+      const item = el("li", "conversation queued");
+      item.dataset.conversationId = conversation.id;
+      item.dataset.priority = conversation.priority || 0;
+      item.tabIndex = 0;
+      item.append(el("span", "title", conversationTitle(conversation)));
+      item.append(el("span", "priority", `P${conversation.priority || 0}`));
+      const take = el("button", "take", "Take");
+      take.type = "button";
+      item.append(take);
+      const last = conversation.last_message;
+      item.append(el("span", "preview", last ? last.content || "…" : conversation.status));
+      return item;
+    });
+    $("queue-list").replaceChildren(...items);
+    $("queue-empty").hidden = items.length > 0;
+  }
+
+  function showDeskError(error) {
+    const node = $("desk-error");
+    const detail = error instanceof ApiError ? error.detail : null;
+    node.textContent = typeof detail === "string" ? detail
+      : Array.isArray(detail) && detail.length && detail[0].msg ? detail[0].msg
+        : "The change was refused.";
+    node.hidden = false;
+  }
+
+  /** A desk call (REST) on conversation ``id``; its answer is the conversation after it. */
+  async function deskCall(id, action, body) {
+    $("desk-error").hidden = true;
+    try {
+      const { data } = await api(`/api/v1/chat/sessions/${id}/${action}`, { method: "POST", body });
+      conversationChanged(data);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 401) showDeskError(e);
+      if (state.current && state.current.id === id) renderChatHead();  // undo the select
+    }
+  }
+
+  function assign(id, agentId) {
+    return deskCall(id, "assign", { agent_id: agentId });
+  }
+
+  function renderDesk(conversation) {
+    const desk = $("desk");
+    desk.hidden = !(conversation && conversation.kind === "support" && isStaff());
+    if (desk.hidden) return;
+    const agent = conversation.assigned_agent_id;
+    const closed = conversation.status === "closed";
+    desk.dataset.assignedAgentId = agent === null || agent === undefined ? "" : String(agent);
+    desk.dataset.status = conversation.status;
+    $("chat-assignee").textContent = agent === null || agent === undefined ? "Unassigned"
+      : agent === state.me.id ? "Assigned to you" : `Assigned to agent #${agent}`;
+    $("desk-take").disabled = closed || agent === state.me.id;
+    $("desk-unassign").disabled = closed || agent === null || agent === undefined;
+    $("desk-transfer").disabled = closed;
+    $("desk-status").value = conversation.status;
   }
 
   function activity(conversation) {
@@ -412,6 +535,7 @@
     $("typing").hidden = true;
     $("load-older").hidden = true;
     $("chat-error").hidden = true;
+    $("desk-error").hidden = true;
     $("chat-placeholder").hidden = true;
     $("chat-view").hidden = false;
     renderChatHead();
@@ -434,6 +558,7 @@
     $("chat-status").textContent = conversation ? `${conversation.kind} · ${conversation.status}` : "";
     $("composer-input").disabled = !!closed;
     $("composer-send").disabled = !!closed;
+    renderDesk(conversation);
   }
 
   /** Join the open conversation on this connection: the latest page the first time, then
@@ -846,6 +971,8 @@
     $("app").hidden = false;
     everConnected = false;
     updateConnectionState();
+    state.queue = [];
+    renderQueue();
     loadConversations();
     connectSockets();
   }
@@ -857,6 +984,9 @@
     state.me = null;
     state.current = null;
     state.conversations.clear();
+    state.queue = [];
+    $("queue").hidden = true;
+    $("queue-list").replaceChildren();
     $("conversation-list").replaceChildren();
     $("messages").replaceChildren();
     $("chat-view").hidden = true;
@@ -889,6 +1019,37 @@
     $("login-form").addEventListener("submit", signIn);
     $("logout").addEventListener("click", () => signOut());
     $("refresh-list").addEventListener("click", loadConversations);
+    $("refresh-queue").addEventListener("click", loadQueue);
+
+    const queueList = $("queue-list");
+    const pickQueued = (event) => {
+      const item = event.target.closest("li.conversation");
+      if (!item) return;
+      const id = Number(item.dataset.conversationId);
+      if (event.target.closest("button.take")) assign(id, state.me.id);
+      else openConversation(id);
+    };
+    queueList.addEventListener("click", pickQueued);
+    queueList.addEventListener("keydown", (event) => { if (event.key === "Enter") pickQueued(event); });
+
+    $("desk-take").addEventListener("click", () => {
+      if (state.current) assign(state.current.id, state.me.id);
+    });
+    $("desk-unassign").addEventListener("click", () => {
+      if (state.current) assign(state.current.id, null);
+    });
+    $("desk-transfer").addEventListener("click", () => {
+      const value = $("desk-transfer-id").value.trim();
+      if (!state.current) return;
+      if (!/^[0-9]+$/.test(value)) {
+        showDeskError(new ApiError(422, "Give the id of the agent to transfer to."));
+        return;
+      }
+      assign(state.current.id, Number(value));
+    });
+    $("desk-status").addEventListener("change", () => {
+      if (state.current) deskCall(state.current.id, "status", { status: $("desk-status").value });
+    });
     $("load-older").addEventListener("click", loadOlder);
 
     const list = $("conversation-list");
