@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> Any:
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
     sessions = Sessions()
-    sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
+    sessions.attach(realtime.manager, clustered=realtime.backplane is not None,
+                    recheck_seconds=settings.session_recheck_seconds)
     sessions.on_revoked(realtime.close_session)
     if realtime.backplane is not None:
         # Alone, a node delivers what it publishes in position order and loses nothing.
@@ -77,11 +78,14 @@ def create_app(settings: Settings | None = None) -> Any:
         await realtime.start()
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
-        trimmer = asyncio.ensure_future(_trim_event_log(chat, settings))
+        chores = [asyncio.ensure_future(_trim_event_log(chat, settings))]
+        if realtime.backplane is not None:
+            chores.append(asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings)))
         try:
             yield
         finally:
-            trimmer.cancel()
+            for chore in chores:
+                chore.cancel()
             await outbound.close()
             await chat.drain()
             await realtime.stop()
@@ -121,6 +125,21 @@ async def _trim_event_log(chat: ChatService, settings: Settings) -> None:
         else:
             if trimmed:
                 log.info("event log: %d event(s) past the retention deleted", trimmed)
+
+
+async def _recheck_sessions(realtime: Realtime, sessions: Sessions, settings: Settings) -> None:
+    """In a cluster, now and then close this node's sockets of sessions revoked since: a
+    logout's control that Redis lost (an outage) closes them within this period."""
+    while True:
+        await asyncio.sleep(settings.session_recheck_seconds)
+        try:
+            closed = await realtime.close_revoked_sessions(sessions.revoked_among)
+        except Exception as exc:  # the database away: try again next time
+            log.warning("session recheck failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+        else:
+            if closed:
+                log.info("session recheck: %d socket(s) of revoked sessions closed", closed,
+                         extra={"event": "revoked_sockets_closed"})
 
 
 def require_compatible_libraries() -> None:

@@ -148,6 +148,10 @@ class Settings:
     #: A node that has not renewed its heartbeat for this long is dead: its sockets stop
     #: counting and its users go offline for the others (heartbeats run every third of it).
     node_ttl_seconds: float
+    #: In a cluster, how long a node believes a login session live without asking again, and
+    #: how often it checks the sessions of its sockets: the bound of a logout whose control a
+    #: node missed (Redis away).
+    session_recheck_seconds: float
     jwt_secret: str
     jwt_issuer: str | None
     jwt_audience: str | None
@@ -222,6 +226,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             redis_prefix=env.get("REDIS_PREFIX", "confab"),
             node_ttl_seconds=_node_ttl(env),
+            session_recheck_seconds=_at_least_one(env, "SESSION_RECHECK_SECONDS", 30.0),
             jwt_secret=secret,
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
@@ -241,6 +246,13 @@ def _db_timeout(env: Mapping[str, str]) -> float:
     if not timeout > 0:
         raise ConfigurationError(f"DB_TIMEOUT_SECONDS must be above 0, got {timeout}")
     return timeout
+
+
+def _at_least_one(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 1:
+        raise ConfigurationError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 def _node_ttl(env: Mapping[str, str]) -> float:

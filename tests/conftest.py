@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from tests.support.cluster import Cluster
 from tests.support.fake_platform import FakePlatform
 from tests.support.fuzz import FUZZ_WEBHOOK_SECRET
 from tests.support.server import ServerProcess, start_server
-from tests.support.services import Postgres, find_postgres, find_redis
+from tests.support.services import (
+    Postgres,
+    PrivateRedis,
+    find_postgres,
+    find_redis,
+    free_port,
+)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +48,15 @@ def redis_url(work_dir: Path) -> Iterator[str]:
     yield url
     if private is not None:
         private.stop()
+
+
+@pytest.fixture
+def redis(work_dir: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of the test's own, which it may kill (SIGKILL) and start again."""
+    server = PrivateRedis(free_port(), str(work_dir / f"redis-{uuid.uuid4().hex[:6]}"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

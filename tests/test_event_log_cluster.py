@@ -15,30 +15,20 @@ import asyncio
 import contextlib
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.support.client import Api, TestUser, admin_of, with_admin
 from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess
-from tests.support.services import PrivateRedis, free_port
+from tests.support.services import PrivateRedis
 from tests.test_raw_support import RawClient, device_conversation, raw
 from tests.test_socketio_helpers import Client, chat_client, ok
 
 MESSAGES = 300
 PER_SECOND = 120
 FAST = {"SEND_RATE_PER_SECOND": "1000", "SEND_BURST": "1000"}
-
-
-@pytest.fixture
-def redis(work_dir: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(free_port(), str(work_dir / f"log-redis-{uuid.uuid4().hex[:6]}"))
-    server.start()
-    yield server
-    server.stop()
 
 
 class Sender:

@@ -8,6 +8,7 @@ refresh token is exchanged for a session once (on one node of each database)."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from backend.settings import Settings
 from tests.support.client import Api, TestUser
 from tests.support.cluster import Cluster
 from tests.support.server import TEST_SECRET, ServerProcess
+from tests.support.services import PrivateRedis
 from tests.test_raw_support import RawClient, raw
 from tests.test_socketio_helpers import Client, group, ok
 
@@ -310,3 +312,45 @@ async def test_a_legacy_refresh_token_is_exchanged_for_a_session_once(
         api.http.post("/api/v1/auth/refresh", json={"refresh_token": legacy.refresh_token})
         for _ in range(2)))
     assert sorted(response.status_code for response in both) == [200, 401]
+
+
+async def test_a_logout_while_redis_is_down_closes_the_sockets_of_every_node(
+    work_dir: Path, cluster_database: str, redis: PrivateRedis
+) -> None:
+    """Redis killed (SIGKILL) before the logout, so its control reaches no node through it:
+    the node that made the logout closes its own sockets of the session at once, and the other
+    node closes its own at its next check of its sockets' sessions (every
+    ``SESSION_RECHECK_SECONDS``, 2 here), and refuses the access token from then on."""
+    nodes = Cluster(work_dir / f"logout-{uuid.uuid4().hex[:6]}", cluster_database, redis.url)
+    try:
+        node_a, node_b = (nodes.start_node(SESSION_RECHECK_SECONDS="2"),
+                          nodes.start_node(SESSION_RECHECK_SECONDS="2"))
+        on_a = Api(node_a.base_url)
+        alice, bob = await on_a.register(), await on_a.register()
+        cid = await group(on_a, alice, bob)
+        phone = await login(on_a, alice)  # a second session, which stays
+        async with AsyncExitStack() as stack:
+            gone_raws, gone_sios = await open_sockets(stack, [node_a, node_b], alice.token, cid)
+            kept_raws, kept_sios = await open_sockets(stack, [node_a, node_b], phone.token, cid)
+            assert await status(node_b, "GET", "/api/v1/auth/me", alice.token) == 200
+
+            redis.stop()
+            async with httpx.AsyncClient(base_url=node_a.base_url, timeout=TIMEOUT) as http:
+                out = await http.post("/api/v1/auth/logout",
+                                      json={"refresh_token": alice.refresh_token},
+                                      headers=alice.headers)
+            assert out.status_code == 200, out.text
+
+            # Node A's own: at once (its raw socket's close comes before B's could).
+            assert await gone_raws[0].closed() == 4002
+            await asyncio.wait_for(gone_sios[0].disconnected.wait(), TIMEOUT)
+            # Node B's: at its next check, with no word from Redis.
+            assert await gone_raws[1].closed(TIMEOUT) == 4002
+            await asyncio.wait_for(gone_sios[1].disconnected.wait(), TIMEOUT)
+            assert await status(node_b, "GET", "/api/v1/auth/me", alice.token) == 401
+
+            redis.start()
+            await still_open(kept_raws, kept_sios, on_a, bob, cid, "the phone stays")
+        await on_a.aclose()
+    finally:
+        nodes.stop()

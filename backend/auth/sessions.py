@@ -8,7 +8,10 @@ a logout tells every node at once through the ``auth_sessions_revoked`` control,
 entries' lifetime bounds how long a node that missed the control (Redis away) believes it.
 The same control closes each node's sockets of the revoked sessions (``on_revoked``), and a
 connection asks again once it is registered (``still_live``): a logout made while it was being
-set up, whose control found nothing to close yet, closes it then.
+set up, whose control found nothing to close yet, closes it then. The node that makes the
+revocation runs the control itself at once (it does not wait for Redis to bring it back), and
+every node of a cluster asks, once per entry lifetime, which of its sockets' sessions were
+revoked (``revoked_among``): a control missed in an outage closes them within that bound too.
 
 Tokens issued before sessions existed have no ``sid``: they are the user's one legacy session
 (``LEGACY_SESSION``), revoked as a whole by ``users.legacy_tokens_revoked_at`` (any logout of
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +44,8 @@ TTL_SECONDS = 30.0
 LOCAL_TTL_SECONDS = 300.0
 #: Past this many sessions known, the least recently checked are forgotten.
 MAX_ENTRIES = 100_000
+#: Session ids asked of the database in one query by ``revoked_among``.
+CHECK_CHUNK = 500
 
 #: Told of a revocation: ``(user_id, session_id)``, the session None for every one of the user.
 RevokedHandler = Callable[[int, str | None], Awaitable[None]]
@@ -59,10 +64,12 @@ class Sessions:
         self.bus: ControlBus | None = None
         self._on_revoked: list[RevokedHandler] = []
 
-    def attach(self, bus: ControlBus, *, clustered: bool) -> None:
-        """Learn of revocations made on any node through ``bus``."""
+    def attach(self, bus: ControlBus, *, clustered: bool,
+               recheck_seconds: float = TTL_SECONDS) -> None:
+        """Learn of revocations made on any node through ``bus``; in a cluster, believe what
+        was read for ``recheck_seconds`` at most."""
         self.bus = bus
-        self.ttl = TTL_SECONDS if clustered else LOCAL_TTL_SECONDS
+        self.ttl = recheck_seconds if clustered else LOCAL_TTL_SECONDS
         bus.on_control(REVOKED, self._revoked_control)
 
     def on_revoked(self, handler: RevokedHandler) -> None:
@@ -143,10 +150,30 @@ class Sessions:
         elif session_id != LEGACY_SESSION:
             await AuthSession.filter(id=session_id, user_id=user.id).update(revoked_at=now)
         control = {"user_id": user.id, "session_id": session_id}
+        # Here first, whatever Redis does: the control is idempotent, and this node hears it
+        # again from the bus with the others.
+        await self._revoked_control(control)
         if self.bus is not None:
             await self.bus.broadcast(REVOKED, control)
-        else:
-            await self._revoked_control(control)
+
+    async def revoked_among(self, session_ids: Collection[str]) -> set[str]:
+        """Which of ``session_ids`` are revoked (or gone), asked of the database in chunks,
+        and remembered: the periodic check of a node's sockets (see the module's docstring).
+        The legacy session is not among them (it is checked on the user's row)."""
+        ids = sorted({i for i in session_ids if i != LEGACY_SESSION})
+        revoked: set[str] = set()
+        for start in range(0, len(ids), CHECK_CHUNK):
+            chunk = ids[start:start + CHECK_CHUNK]
+            heard = self._revocations
+            rows = await AuthSession.filter(id__in=chunk).values_list(
+                "id", "user_id", "revoked_at")
+            found = {row[0]: row for row in rows}
+            revoked.update(i for i in chunk if i not in found or found[i][2] is not None)
+            if heard == self._revocations:
+                for session_id, user_id, revoked_at in found.values():
+                    self._remember(str(session_id), int(user_id),
+                                   revoked=revoked_at is not None)
+        return revoked
 
     async def _revoked_control(self, control: dict[str, Any]) -> None:
         """The ``auth_sessions_revoked`` control, run on every node (this one included)."""
