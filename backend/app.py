@@ -78,9 +78,8 @@ def create_app(settings: Settings | None = None) -> Any:
         await realtime.start()
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
-        chores = [asyncio.ensure_future(_trim_event_log(chat, settings))]
-        if realtime.backplane is not None:
-            chores.append(asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings)))
+        chores = [asyncio.ensure_future(_trim_event_log(chat, settings)),
+                  asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings))]
         try:
             yield
         finally:
@@ -128,8 +127,9 @@ async def _trim_event_log(chat: ChatService, settings: Settings) -> None:
 
 
 async def _recheck_sessions(realtime: Realtime, sessions: Sessions, settings: Settings) -> None:
-    """In a cluster, now and then close this node's sockets of sessions revoked since: a
-    logout's control that Redis lost (an outage) closes them within this period."""
+    """Now and then close this node's sockets of sessions revoked since, or of users
+    deactivated: a logout's control that Redis lost (an outage), or a deactivation made by the
+    command line, closes them within this period."""
     while True:
         await asyncio.sleep(settings.session_recheck_seconds)
         try:

@@ -1,4 +1,5 @@
-"""The command line: ``confab serve``, ``confab migrate``, ``confab create-user``."""
+"""The command line: ``confab serve``, ``confab migrate``, ``confab create-user``,
+``confab deactivate-user``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--username")
     create.add_argument("--first-name", default="")
     create.add_argument("--last-name", default="")
+
+    deactivate = commands.add_parser(
+        "deactivate-user", help="Deactivate a user and revoke their sessions; the running "
+        "nodes close their sockets within SESSION_RECHECK_SECONDS.")
+    deactivate.add_argument("--email", required=True)
 
     args = parser.parse_args(argv)
     try:
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate(settings))
         print("migrations applied")
         return 0
+    if args.command == "deactivate-user":
+        return asyncio.run(_deactivate_user(settings, args.email))
     return asyncio.run(_create_user(settings, args))
 
 
@@ -88,6 +96,24 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await close_database()
     print(f"created user {user.id} <{user.email}> with role {user.role}")
+    return 0
+
+
+async def _deactivate_user(settings: Settings, email: str) -> int:
+    from backend.auth.accounts import deactivate_user
+    from backend.auth.sessions import Sessions
+    from backend.service.errors import ChatError
+    from backend.storage.database import close_database, open_database
+
+    await open_database(settings, apply_migrations=not settings.production)
+    try:
+        user = await deactivate_user(Sessions(), email)
+    except ChatError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await close_database()
+    print(f"deactivated user {user.id} <{user.email}>; every session of theirs revoked")
     return 0
 
 

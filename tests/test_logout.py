@@ -23,7 +23,7 @@ from backend.realtime.fanout import FANOUT
 from backend.settings import Settings
 from tests.support.client import Api, TestUser
 from tests.support.cluster import Cluster
-from tests.support.server import TEST_SECRET, ServerProcess
+from tests.support.server import TEST_SECRET, ServerProcess, start_server
 from tests.support.services import PrivateRedis
 from tests.test_raw_support import RawClient, raw
 from tests.test_socketio_helpers import Client, group, ok
@@ -354,3 +354,32 @@ async def test_a_logout_while_redis_is_down_closes_the_sockets_of_every_node(
         await on_a.aclose()
     finally:
         nodes.stop()
+
+
+async def test_a_user_deactivated_on_the_command_line_loses_their_sockets(
+    work_dir: Path,
+) -> None:
+    """``confab deactivate-user`` runs in a process of its own, with no word to the node: the
+    node closes the user's sockets (4002) at its next session check and refuses the user's
+    tokens at once; another user's socket stays."""
+    node = start_server(work_dir / f"deactivate-{uuid.uuid4().hex[:6]}",
+                        SESSION_RECHECK_SECONDS="2")
+    api = Api(node.base_url)
+    try:
+        alice, bob = await api.register(), await api.register()
+        cid = await group(api, alice, bob)
+        async with AsyncExitStack() as stack:
+            gone_raws, gone_sios = await open_sockets(stack, [node], alice.token, cid)
+            kept_raws, kept_sios = await open_sockets(stack, [node], bob.token, cid)
+            result = node.cli("deactivate-user", "--email", alice.email)
+            assert result.returncode == 0, result.stderr
+            assert await status(node, "GET", "/api/v1/auth/me", alice.token) == 401
+            assert await refresh_status(node, alice.refresh_token) == 401
+            assert await gone_raws[0].closed(TIMEOUT) == 4002
+            await asyncio.wait_for(gone_sios[0].disconnected.wait(), TIMEOUT)
+            await still_open(kept_raws, kept_sios, api, bob, cid, "bob stays")
+        missing = node.cli("deactivate-user", "--email", "nobody@example.com")
+        assert missing.returncode == 1 and "not found" in missing.stderr
+    finally:
+        await api.aclose()
+        node.stop()

@@ -82,6 +82,19 @@ async def login(email: str, password: str) -> User:
     return user
 
 
+async def deactivate_user(sessions: Sessions, email: str) -> User:
+    """Deactivate the user of ``email`` and revoke every session of theirs: refused from now on
+    (REST at once; sockets on every node at once through ``sessions``' control, or at the
+    nodes' next session check when it runs elsewhere: the command line)."""
+    user = await User.get_or_none(email=email.strip().lower())
+    if user is None:
+        raise not_found("User")
+    user.is_active = False
+    await user.save(update_fields=["is_active"])
+    await sessions.revoke(user, None)
+    return user
+
+
 async def actor_from_token(settings: Settings, sessions: Sessions, token: str | None) -> Actor:
     """The active user an access token of a live session names, with the session; raises
     CredentialMissing / CredentialInvalid otherwise."""

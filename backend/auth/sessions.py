@@ -157,22 +157,24 @@ class Sessions:
             await self.bus.broadcast(REVOKED, control)
 
     async def revoked_among(self, session_ids: Collection[str]) -> set[str]:
-        """Which of ``session_ids`` are revoked (or gone), asked of the database in chunks,
-        and remembered: the periodic check of a node's sockets (see the module's docstring).
-        The legacy session is not among them (it is checked on the user's row)."""
+        """Which of ``session_ids`` are revoked (or gone, or their user deactivated), asked of
+        the database in chunks and remembered: the periodic check of a node's sockets (see the
+        module's docstring). The legacy session is not among them (checked on the user's row)."""
         ids = sorted({i for i in session_ids if i != LEGACY_SESSION})
         revoked: set[str] = set()
         for start in range(0, len(ids), CHECK_CHUNK):
             chunk = ids[start:start + CHECK_CHUNK]
             heard = self._revocations
             rows = await AuthSession.filter(id__in=chunk).values_list(
-                "id", "user_id", "revoked_at")
-            found = {row[0]: row for row in rows}
-            revoked.update(i for i in chunk if i not in found or found[i][2] is not None)
+                "id", "user_id", "revoked_at", "user__is_active")
+            # A deactivated user's sessions count as revoked here: their close control, too,
+            # may have been lost.
+            over = {str(i): (int(user_id), revoked_at is not None or not active)
+                    for i, user_id, revoked_at, active in rows}
+            revoked.update(i for i in chunk if i not in over or over[i][1])
             if heard == self._revocations:
-                for session_id, user_id, revoked_at in found.values():
-                    self._remember(str(session_id), int(user_id),
-                                   revoked=revoked_at is not None)
+                for session_id, (user_id, gone) in over.items():
+                    self._remember(session_id, user_id, revoked=gone)
         return revoked
 
     async def _revoked_control(self, control: dict[str, Any]) -> None:
