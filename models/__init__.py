@@ -15,6 +15,7 @@ from models.conversations import (
 from models.events import ConversationEvent, EventLogEpoch
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
 from models.people import AuthSession, Customer, MobileSession, Role, User
+from models.uploads import Upload, UploadState
 
 __all__ = [
     "AuthSession",
@@ -36,7 +37,10 @@ __all__ = [
     "Receipt",
     "Role",
     "SenderType",
+    "Upload",
+    "UploadState",
     "User",
 ]
 
-MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events"]
+MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events",
+                 "models.uploads"]
