@@ -39,9 +39,13 @@ from backend.rest.auth import AuthLimits
 from backend.rest.routes import build_api
 from backend.service.chat import ChatService
 from backend.service.faults import database_fault
-from backend.settings import Settings
+from backend.service.ports import FileStore
+from backend.service.uploads import Uploads
+from backend.settings import Settings, StorageKind
 from backend.shutdown import install_graceful_shutdown
 from backend.storage.database import close_database, open_database
+from backend.storage.files_local import LocalFiles
+from backend.storage.files_s3 import S3Files
 from namespaces import register_namespaces
 
 log = logging.getLogger("confab.app")
@@ -60,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
+    chat.attach_uploads(Uploads(_file_store(settings), settings.uploads, settings.jwt_secret))
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
     sessions.on_revoked(realtime.close_session)
@@ -145,6 +150,13 @@ def _realtime(settings: Settings, metrics: Metrics) -> Realtime:
     return realtime
 
 
+def _file_store(settings: Settings) -> FileStore:
+    """Where uploaded files are kept: ``DATA_DIR/uploads`` unless ``UPLOAD_STORAGE=s3``."""
+    if settings.uploads.storage == StorageKind.S3:
+        return S3Files(settings.uploads)
+    return LocalFiles(settings.data_dir / "uploads")
+
+
 def _cors(settings: Settings) -> list[Middleware]:
     """REST answers browsers of the allowed origins only (none listed: same origin only).
     Tokens travel in the Authorization header, never in cookies, so no credentials mode."""
@@ -153,9 +165,11 @@ def _cors(settings: Settings) -> list[Middleware]:
     return [Middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID"],
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Upload-Offset",
+                       "Content-Range"],
+        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID", "Upload-Offset",
+                        "Upload-Length"],
         max_age=600,
     )]
 

@@ -97,6 +97,11 @@ class Operation:
     auth: AuthKind = "user"
     tags: tuple[str, ...] = ()
     str_params: frozenset[str] = field(default_factory=frozenset)
+    #: OpenAPI ``content`` of a body the handler reads itself (not JSON: a multipart form,
+    #: raw bytes); ``body`` is then None.
+    raw_body: dict[str, Any] | None = None
+    #: OpenAPI ``content`` of a success that is not JSON (a file, a redirect).
+    produces: dict[str, Any] | None = None
 
 
 class Api:
@@ -120,11 +125,13 @@ class Api:
         auth: AuthKind = "user",
         tags: tuple[str, ...] = (),
         str_params: tuple[str, ...] = (),
+        raw_body: dict[str, Any] | None = None,
+        produces: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(method.upper(), path, handler, summary, body, query, response, status,
-                          auth, tags, frozenset(str_params))
+                          auth, tags, frozenset(str_params), raw_body, produces)
             )
             return handler
 

@@ -59,7 +59,8 @@ def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
             "responses": {
                 str(op.status): {
                     "description": "Success",
-                    "content": {"application/json": {"schema": _schema(op.response, components)}},
+                    "content": op.produces if op.produces is not None else {
+                        "application/json": {"schema": _schema(op.response, components)}},
                 },
                 "default": {
                     "description": "Error",
@@ -70,6 +71,8 @@ def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
         }
         if op.auth == "user":
             entry["security"] = [{"bearer": []}]
+        if op.raw_body is not None:
+            entry["requestBody"] = {"required": True, "content": op.raw_body}
         if op.body is not None:
             entry["requestBody"] = {
                 "required": True,
