@@ -52,7 +52,8 @@ class FileStore(Protocol):
     Keys are made by the service (``files/…``, ``parts/…``): never a client's text."""
 
     async def put(self, key: str, source: BinaryIO, content_type: str) -> None:
-        """Store the whole of ``source`` (from its start) under ``key``."""
+        """Store the whole of ``source`` (from its start) under ``key``. ``source`` may be
+        closed afterwards (boto3's transfers close it)."""
         ...
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:

@@ -127,13 +127,13 @@ class Uploads:
         kind = sniff(head)
         if not allowed(kind, self.settings.allowed_types):
             raise unsupported_type(kind)
+        thumb = None
+        if is_image(kind):  # before the store has it: a store may close ``source``
+            thumb = await asyncio.to_thread(thumbnail, source, self.settings.thumbnail_pixels)
         key = f"files/{secrets.token_hex(16)}"
         keys = [key]
         try:
             await self.store.put(key, source, kind)
-            thumb = None
-            if is_image(kind):
-                thumb = await asyncio.to_thread(thumbnail, source, self.settings.thumbnail_pixels)
             if thumb is not None:
                 keys.append(f"{key}-thumbnail")
                 await self.store.put_bytes(keys[1], thumb, THUMBNAIL_TYPE)

@@ -13,6 +13,8 @@ from botocore.config import Config
 from backend.settings import Uploads
 from backend.storage.stored import StoredFile
 
+_CHUNK = 1024 * 1024
+
 
 class S3Files:
     """A ``FileStore`` in one bucket, under ``S3_PREFIX``. A boto3 client is safe to share
@@ -42,8 +44,17 @@ class S3Files:
                                 Body=data, ContentType=content_type)
 
     async def copy_into(self, key: str, target: BinaryIO) -> None:
-        await asyncio.to_thread(self.client.download_fileobj, self.bucket, self._key(key),
-                                target)
+        await asyncio.to_thread(self._copy_into, key, target)
+
+    def _copy_into(self, key: str, target: BinaryIO) -> None:
+        # Not download_fileobj: its ranged parts seek to their offset in the object, and the
+        # object is appended at ``target``'s position here.
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        try:
+            for chunk in body.iter_chunks(_CHUNK):
+                target.write(chunk)
+        finally:
+            body.close()
 
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # the most one request may name
