@@ -371,6 +371,24 @@ async def test_a_file_message_reaches_every_door_with_the_file(
                                "message_type": "file"})
             refused = await mobile.next("error", within=10)
             assert "upload" in refused["message"]
+
+            # A device uploads with its device_id and sends its own file over seed 000.
+            photo = png(30, 20)
+            own = await files_api.http.post(
+                "/api/v1/chat/uploads", params={"device_id": device_id},
+                files={"file": ("photo.png", photo, "image/png")})
+            assert own.status_code == 201, own.text
+            await mobile.send({"type": "chat_message", "upload_id": own.json()["id"],
+                               "message_type": "image", "content": "my photo"})
+            echo = await mobile.next(lambda f: f.get("type") == "chat_message"
+                                     and f["message"]["content"] == "my photo", within=10)
+            assert echo["message"]["file"]["name"] == "photo.png"
+            from_device = await session.next(lambda f: f.get("message_type") == "message"
+                                             and f.get("file_name") == "photo.png", within=10)
+            assert (await fetch(files_api, from_device["file_url"])).content == photo
+            by_device = await files_api.http.get(
+                f"/api/v1/chat/uploads/{body['id']}", params={"device_id": device_id})
+            assert by_device.status_code == 200 and by_device.content == image
     finally:
         await sio.disconnect()
 

@@ -18,20 +18,22 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
-from backend.auth.accounts import actor_from_token
+from backend.auth.accounts import actor_from_token, device_actor
 from backend.doors.connections import bearer_token
-from backend.rest.api import Api, Call, ORJSONResponse, error_response, refusal_response
+from backend.rest.api import Api, AuthKind, Call, ORJSONResponse, error_response, refusal_response
 from backend.rest.schemas import (
     DownloadQuery,
     UploadOut,
     UploadSessionBody,
     UploadSessionOut,
 )
+from backend.service.actors import Actor
 from backend.service.errors import invalid
 from backend.service.signing import Variant
 from backend.service.uploads import Download, OffsetMismatch, Uploads
 
 TAGS = ("files",)
+USER_OR_DEVICE: AuthKind = "user_or_device"
 #: What a multipart body may hold beyond the file itself (boundaries, part headers).
 FORM_OVERHEAD = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,18})-(\d{1,18})/(\d{1,18}|\*)")
@@ -99,7 +101,7 @@ def file_response(download: Download) -> Response:
 
 def register(api: Api) -> None:
     @api.route("POST", "/api/v1/chat/uploads", summary="Upload a file (multipart field `file`)",
-               response=UploadOut, status=201, tags=TAGS, raw_body=MULTIPART)
+               response=UploadOut, status=201, auth=USER_OR_DEVICE, tags=TAGS, raw_body=MULTIPART)
     async def upload(call: Call) -> Any:
         uploads = _uploads(call)
         request = call.request
@@ -127,7 +129,8 @@ def register(api: Api) -> None:
 
     @api.route("POST", "/api/v1/chat/uploads/sessions",
                summary="Start a resumable upload (then send chunks at its offset)",
-               body=UploadSessionBody, response=UploadSessionOut, status=201, tags=TAGS)
+               body=UploadSessionBody, response=UploadSessionOut, status=201,
+               auth=USER_OR_DEVICE, tags=TAGS)
     async def open_session(call: Call) -> Any:
         body: UploadSessionBody = call.body
         session = await _uploads(call).open_session(call.actor, body.name, body.size)
@@ -135,7 +138,7 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/api/v1/chat/uploads/sessions/{upload_id}",
                summary="Where a resumable upload stands (also HEAD: `Upload-Offset`)",
-               response=UploadSessionOut, tags=TAGS)
+               response=UploadSessionOut, auth=USER_OR_DEVICE, tags=TAGS)
     async def session(call: Call) -> Any:
         state = await _uploads(call).session(call.actor, call.path["upload_id"])
         return ORJSONResponse(state, headers=_offset_headers(state))
@@ -172,20 +175,22 @@ def register(api: Api) -> None:
 
     api.route("PATCH", "/api/v1/chat/uploads/sessions/{upload_id}",
               summary="Send a chunk at `Upload-Offset` (tus style)",
-              response=UploadSessionOut, tags=TAGS, raw_body=CHUNK)(chunk)
+              response=UploadSessionOut, auth=USER_OR_DEVICE, tags=TAGS,
+              raw_body=CHUNK)(chunk)
     api.route("PUT", "/api/v1/chat/uploads/sessions/{upload_id}",
               summary="Send a chunk at `Content-Range: bytes start-end/size`",
-              response=UploadSessionOut, tags=TAGS, raw_body=CHUNK)(chunk)
+              response=UploadSessionOut, auth=USER_OR_DEVICE, tags=TAGS,
+              raw_body=CHUNK)(chunk)
 
     @api.route("POST", "/api/v1/chat/uploads/sessions/{upload_id}/finish",
                summary="Finish a fully received resumable upload", response=UploadOut,
-               status=201, tags=TAGS)
+               status=201, auth=USER_OR_DEVICE, tags=TAGS)
     async def finish(call: Call) -> Any:
         return await _uploads(call).finish(call.actor, call.path["upload_id"])
 
     @api.route("GET", "/api/v1/chat/uploads/{upload_id}/links",
                summary="Fresh signed links to an upload you may see", response=UploadOut,
-               tags=TAGS)
+               auth=USER_OR_DEVICE, tags=TAGS)
     async def links(call: Call) -> Any:
         return await _uploads(call).links(call.actor, call.path["upload_id"])
 
@@ -196,10 +201,7 @@ def register(api: Api) -> None:
         if query.signature is not None or query.expires is not None:
             return file_response(await uploads.signed(
                 upload_id, variant, query.expires or "", query.signature or ""))
-        state = call.request.app.state
-        token = bearer_token(call.request.headers.get("authorization", ""))
-        actor = await actor_from_token(state.settings, state.sessions, token)
-        return file_response(await uploads.fetch(actor, upload_id, variant))
+        return file_response(await uploads.fetch(await _caller(call), upload_id, variant))
 
     @api.route("GET", "/api/v1/chat/uploads/{upload_id}",
                summary="The file: by its signed link (`url`), or with a bearer token",
@@ -213,6 +215,17 @@ def register(api: Api) -> None:
                produces={"image/webp": FILE["application/octet-stream"]})
     async def get_thumbnail(call: Call) -> Any:
         return await download(call, Variant.THUMBNAIL)
+
+
+async def _caller(call: Call) -> Actor:
+    """A download's caller without a signed link: a bearer token, else a device's
+    ``device_id`` (the rule of ``user_or_device`` operations)."""
+    request = call.request
+    if "authorization" not in request.headers and "device_id" in request.query_params:
+        return await device_actor(request.query_params.get("device_id"))
+    state = request.app.state
+    token = bearer_token(request.headers.get("authorization", ""))
+    return await actor_from_token(state.settings, state.sessions, token)
 
 
 def _offset_headers(state: dict[str, Any]) -> dict[str, str]:
