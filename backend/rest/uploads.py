@@ -43,7 +43,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 MULTIPART: dict[str, Any] = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"}}}}}
-CHUNK: dict[str, Any] = {"application/offset+octet-stream": {
+CHUNK: dict[str, Any] = {"application/octet-stream": {  # any type is taken
     "schema": {"type": "string", "format": "binary"}}}
 FILE: dict[str, Any] = {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}
