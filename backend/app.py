@@ -64,7 +64,8 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
-    chat.attach_uploads(Uploads(_file_store(settings), settings.uploads, settings.jwt_secret))
+    uploads = Uploads(_file_store(settings), settings.uploads, settings.jwt_secret)
+    chat.attach_uploads(uploads)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
     sessions.on_revoked(realtime.close_session)
@@ -83,10 +84,12 @@ def create_app(settings: Settings | None = None) -> Any:
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
         trimmer = asyncio.ensure_future(_trim_event_log(chat, settings))
+        sweeper = asyncio.ensure_future(_sweep_uploads(uploads, settings))
         try:
             yield
         finally:
             trimmer.cancel()
+            sweeper.cancel()
             await outbound.close()
             await chat.drain()
             await realtime.stop()
@@ -126,6 +129,20 @@ async def _trim_event_log(chat: ChatService, settings: Settings) -> None:
         else:
             if trimmed:
                 log.info("event log: %d event(s) past the retention deleted", trimmed)
+
+
+async def _sweep_uploads(uploads: Uploads, settings: Settings) -> None:
+    """Now and then, delete the uploads no message named in time (every node does; the
+    deletes are idempotent)."""
+    while True:
+        await asyncio.sleep(settings.uploads.sweep_seconds)
+        try:
+            swept = await uploads.sweep()
+        except Exception as exc:  # the database away: try again next time
+            log.warning("upload sweep failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+        else:
+            if swept:
+                log.info("uploads: %d never attached in time deleted", swept)
 
 
 def require_compatible_libraries() -> None:

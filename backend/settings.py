@@ -161,6 +161,11 @@ class Uploads:
     chunk_max_bytes: int = 8 * 1024 * 1024
     #: The longest side of an image's thumbnail, in pixels.
     thumbnail_pixels: int = 320
+    #: Uploads no message names after this long (and resumable uploads not finished) are
+    #: deleted, with their bytes.
+    unattached_seconds: int = 24 * 3600
+    #: How often a node looks for them.
+    sweep_seconds: float = 600.0
     #: Prefixed to the download links when set (``https://chat.example.com``); else they are
     #: paths on the server's own origin.
     public_url: str = ""
@@ -190,6 +195,8 @@ class Uploads:
             url_seconds=_int(env, "UPLOAD_URL_SECONDS", cls.url_seconds),
             chunk_max_bytes=_int(env, "UPLOAD_CHUNK_MAX_BYTES", cls.chunk_max_bytes),
             thumbnail_pixels=_int(env, "UPLOAD_THUMBNAIL_PIXELS", cls.thumbnail_pixels),
+            unattached_seconds=_int(env, "UPLOAD_UNATTACHED_SECONDS", cls.unattached_seconds),
+            sweep_seconds=_float(env, "UPLOAD_SWEEP_SECONDS", cls.sweep_seconds),
             public_url=env.get("PUBLIC_URL", "").rstrip("/"),
             s3_bucket=bucket,
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
@@ -201,9 +208,13 @@ class Uploads:
         for name, value in (("UPLOAD_MAX_BYTES", uploads.max_bytes),
                             ("UPLOAD_URL_SECONDS", uploads.url_seconds),
                             ("UPLOAD_CHUNK_MAX_BYTES", uploads.chunk_max_bytes),
-                            ("UPLOAD_THUMBNAIL_PIXELS", uploads.thumbnail_pixels)):
+                            ("UPLOAD_THUMBNAIL_PIXELS", uploads.thumbnail_pixels),
+                            ("UPLOAD_UNATTACHED_SECONDS", uploads.unattached_seconds)):
             if value < 1:
                 raise ConfigurationError(f"{name} must be at least 1, got {value}")
+        if not uploads.sweep_seconds > 0:
+            raise ConfigurationError(
+                f"UPLOAD_SWEEP_SECONDS must be above 0, got {uploads.sweep_seconds}")
         return uploads
 
 

@@ -182,6 +182,28 @@ async def test_limits_are_refused_with_a_reason(files_api: Api) -> None:
     assert (await upload(files_api, user, text(MAX_BYTES))).status_code == 201
 
 
+async def test_a_body_without_length_is_cut_off_at_the_limit(files_api: Api) -> None:
+    """Chunked transfer encoding: no Content-Length to refuse up front; the body is counted
+    while it is read and refused once past the limit."""
+    user = await files_api.register()
+    boundary = "confab-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"big.txt\"\r\nContent-Type: text/plain\r\n\r\n").encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head
+        for _ in range(40):  # 40 chunks of 16 KiB: twice the limit and more
+            yield text(16_384)
+        yield tail
+
+    response = await files_api.http.post(
+        "/api/v1/chat/uploads", content=body(), headers={
+            **user.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413, response.text
+    assert "larger than" in response.json()["detail"]
+
+
 # -- resumable uploads --------------------------------------------------------------------
 
 
@@ -468,6 +490,43 @@ async def test_deleting_the_message_makes_its_file_unreachable(
     assert not stored_files(files_server, "files", image)
     last = (await files_api.history(member, group["id"]))[-1]
     assert (last["file"], last["media_url"], last["is_deleted"]) == (None, "", True)
+
+
+async def test_uploads_never_attached_are_swept(work_dir: Path) -> None:
+    server = with_admin(start_server(work_dir / "uploads-sweep", **LIMITS,
+                                     UPLOAD_UNATTACHED_SECONDS="5", UPLOAD_SWEEP_SECONDS="0.3"))
+    api = Api(server.base_url)
+    try:
+        user = await api.register()
+        left, kept = text(700), text(800)
+        lonely = await uploaded(api, user, left)
+        sent = await uploaded(api, user, kept)
+        conversation = await api.conversation(user)
+        assert (await send_file(api, user, conversation["id"], sent["id"])).status_code == 201
+        opened = await api.http.post("/api/v1/chat/uploads/sessions",
+                                     json={"name": "half", "size": 2000}, headers=user.headers)
+        url = opened.json()["url"]
+        chunk = await api.http.patch(url, content=text(1000),
+                                     headers={**user.headers, "Upload-Offset": "0"})
+        assert chunk.status_code == 200, chunk.text
+        assert stored_files(server, "files", left) and stored_files(server, "parts")
+
+        deadline = time.monotonic() + 60
+        bearer = f"/api/v1/chat/uploads/{lonely['id']}"
+        while (await api.http.get(bearer, headers=user.headers)).status_code != 404:
+            assert time.monotonic() < deadline, "the unattached upload was never swept"
+            await asyncio.sleep(0.2)
+        while (await api.http.get(url, headers=user.headers)).status_code != 404:
+            assert time.monotonic() < deadline, "the unfinished upload was never swept"
+            await asyncio.sleep(0.2)
+        assert not stored_files(server, "files", left)
+        assert not stored_files(server, "parts")
+        history = await api.history(user, conversation["id"])
+        assert (await fetch(api, history[-1]["file"]["url"])).content == kept
+        assert "never attached in time deleted" in server.log()
+    finally:
+        await api.aclose()
+        server.stop()
 
 
 # -- the S3-compatible store --------------------------------------------------------------

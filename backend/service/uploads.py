@@ -15,10 +15,12 @@ import secrets
 import tempfile
 import unicodedata
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, BinaryIO
 
 from backend.service.access import ensure_upload_visible
 from backend.service.actors import Actor
+from backend.service.clock import now
 from backend.service.errors import ChatError, conflict, invalid, not_found, too_large, unavailable
 from backend.service.filetypes import HEAD_BYTES, allowed, is_image, sniff
 from backend.service.ports import FileStore
@@ -294,6 +296,25 @@ class Uploads:
             return
         await Upload.filter(id=upload_id).update(state=UploadState.DELETED)
         await self._discard([k for k in (upload.storage_key, upload.thumbnail_key) if k])
+
+    # -- what no message names -------------------------------------------------------------
+
+    async def sweep(self, batch: int = 500) -> int:
+        """Delete uploads no message named within ``UPLOAD_UNATTACHED_SECONDS`` and resumable
+        uploads not finished by then, with their objects; returns how many. Each row goes only
+        while it is still unattached: a send claiming it at the same moment wins or loses
+        whole (every node runs this; the deletes are idempotent)."""
+        cutoff = now() - timedelta(seconds=self.settings.unattached_seconds)
+        stale = await Upload.filter(state__in=(UploadState.RECEIVING, UploadState.READY),
+                                    created_at__lt=cutoff).order_by("id").limit(batch)
+        swept = 0
+        for upload in stale:
+            if not await Upload.filter(id=upload.id, state=upload.state).delete():
+                continue  # claimed, finished or swept meanwhile
+            swept += 1
+            await self._discard([k for k in (upload.storage_key, upload.thumbnail_key) if k]
+                                + list(upload.parts))
+        return swept
 
     # -- downloads --------------------------------------------------------------------------
 
