@@ -326,6 +326,18 @@ async def test_a_session_refuses_the_wrong_type_and_size_early(files_api: Api) -
                                                               "Upload-Offset": "0"})
     assert past.status_code == 422, past.text
 
+    # Text at first, binary after: refused when finished as a whole, and gone with its chunks.
+    opened = await http.post("/api/v1/chat/uploads/sessions", json={"name": "y", "size": 2000},
+                             headers=user.headers)
+    url = opened.json()["url"]
+    for offset, chunk in ((0, b"hello"), (5, bytes(1995))):
+        sent = await http.patch(url, content=chunk, headers={**user.headers,
+                                                             "Upload-Offset": str(offset)})
+        assert sent.status_code == 200, sent.text
+    finished = await http.post(f"{url}/finish", headers=user.headers)
+    assert finished.status_code == 415, finished.text
+    assert (await http.get(url, headers=user.headers)).status_code == 404
+
 
 # -- file messages on every door ----------------------------------------------------------
 

@@ -239,7 +239,13 @@ class Uploads:
             except Exception as exc:
                 log.warning("file store failed: %s: %s", type(exc).__name__, str(exc)[:200])
                 raise unavailable("The file store is unavailable; retry later") from exc
-            await self._ingest(upload, assembled)
+            try:
+                await self._ingest(upload, assembled)
+            except ChatError as refused:
+                if refused.code != "unavailable":  # nothing to resume: the file is refused
+                    await Upload.filter(id=upload.id, state=UploadState.RECEIVING).delete()
+                    await self._discard(parts)
+                raise
         done = await Upload.filter(id=upload.id, state=UploadState.RECEIVING).update(
             state=UploadState.READY, size=upload.size, sha256=upload.sha256,
             content_type=upload.content_type, storage_key=upload.storage_key,
