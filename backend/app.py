@@ -39,9 +39,13 @@ from backend.rest.auth import AuthLimits
 from backend.rest.routes import build_api
 from backend.service.chat import ChatService
 from backend.service.faults import database_fault
-from backend.settings import Settings
+from backend.service.ports import FileStore
+from backend.service.uploads import Uploads
+from backend.settings import Settings, StorageKind
 from backend.shutdown import install_graceful_shutdown
 from backend.storage.database import close_database, open_database
+from backend.storage.files_local import LocalFiles
+from backend.storage.files_s3 import S3Files
 from namespaces import register_namespaces
 
 log = logging.getLogger("confab.app")
@@ -60,6 +64,8 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
+    uploads = Uploads(_file_store(settings), settings.uploads, settings.jwt_secret)
+    chat.attach_uploads(uploads)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None,
                     recheck_seconds=settings.session_recheck_seconds)
@@ -79,7 +85,8 @@ def create_app(settings: Settings | None = None) -> Any:
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
         chores = [asyncio.ensure_future(_trim_event_log(chat, settings)),
-                  asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings))]
+                  asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings)),
+                  asyncio.ensure_future(_sweep_uploads(uploads, settings))]
         try:
             yield
         finally:
@@ -142,6 +149,20 @@ async def _recheck_sessions(realtime: Realtime, sessions: Sessions, settings: Se
                          extra={"event": "revoked_sockets_closed"})
 
 
+async def _sweep_uploads(uploads: Uploads, settings: Settings) -> None:
+    """Now and then, delete the uploads no message named in time (every node does; the
+    deletes are idempotent)."""
+    while True:
+        await asyncio.sleep(settings.uploads.sweep_seconds)
+        try:
+            swept = await uploads.sweep()
+        except Exception as exc:  # the database away: try again next time
+            log.warning("upload sweep failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+        else:
+            if swept:
+                log.info("uploads: %d never attached in time deleted", swept)
+
+
 def require_compatible_libraries() -> None:
     """Refuse to start (``SystemExit``, logged) when an installed library is not what the
     project's compat modules were written for (backend/compat): no node serves on internals
@@ -164,6 +185,13 @@ def _realtime(settings: Settings, metrics: Metrics) -> Realtime:
     return realtime
 
 
+def _file_store(settings: Settings) -> FileStore:
+    """Where uploaded files are kept: ``DATA_DIR/uploads`` unless ``UPLOAD_STORAGE=s3``."""
+    if settings.uploads.storage == StorageKind.S3:
+        return S3Files(settings.uploads)
+    return LocalFiles(settings.data_dir / "uploads")
+
+
 def _cors(settings: Settings) -> list[Middleware]:
     """REST answers browsers of the allowed origins only (none listed: same origin only).
     Tokens travel in the Authorization header, never in cookies, so no credentials mode."""
@@ -172,9 +200,11 @@ def _cors(settings: Settings) -> list[Middleware]:
     return [Middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID"],
+        allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Upload-Offset",
+                       "Content-Range"],
+        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID", "Upload-Offset",
+                        "Upload-Length"],
         max_age=600,
     )]
 

@@ -11,6 +11,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 
@@ -134,6 +135,91 @@ class Integrations:
         )
 
 
+class StorageKind(StrEnum):
+    """Where uploaded files are kept (docs/files.md)."""
+
+    LOCAL = "local"
+    S3 = "s3"
+
+
+#: What may be uploaded unless ``UPLOAD_ALLOWED_TYPES`` says otherwise: types told by the
+#: file's first bytes (backend/service/filetypes.py); ``image/*`` names every image type.
+DEFAULT_UPLOAD_TYPES = (
+    "image/*", "application/pdf", "text/plain", "application/zip", "audio/mpeg",
+    "audio/ogg", "audio/wav", "video/mp4",
+)
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """Uploaded files (docs/files.md): limits, signed links and the storage backend."""
+
+    storage: StorageKind = StorageKind.LOCAL
+    max_bytes: int = 25 * 1024 * 1024
+    allowed_types: tuple[str, ...] = DEFAULT_UPLOAD_TYPES
+    #: How long a signed download link stays valid.
+    url_seconds: int = 900
+    #: The largest chunk of a resumable upload.
+    chunk_max_bytes: int = 8 * 1024 * 1024
+    #: The longest side of an image's thumbnail, in pixels.
+    thumbnail_pixels: int = 320
+    #: Uploads no message names after this long (and resumable uploads not finished) are
+    #: deleted, with their bytes.
+    unattached_seconds: int = 24 * 3600
+    #: How often a node looks for them.
+    sweep_seconds: float = 600.0
+    #: Prefixed to the download links when set (``https://chat.example.com``); else they are
+    #: paths on the server's own origin.
+    public_url: str = ""
+    s3_bucket: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_prefix: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Uploads:
+        """Read the ``UPLOAD_*`` and ``S3_*`` variables of ``env``."""
+        raw = (env.get("UPLOAD_STORAGE") or StorageKind.LOCAL).strip().lower()
+        try:
+            storage = StorageKind(raw)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"UPLOAD_STORAGE must be 'local' or 's3', got {raw!r}") from exc
+        bucket = env.get("S3_BUCKET", "")
+        if storage == StorageKind.S3 and not bucket:
+            raise ConfigurationError("S3_BUCKET must be set when UPLOAD_STORAGE=s3")
+        uploads = cls(
+            storage=storage,
+            max_bytes=_int(env, "UPLOAD_MAX_BYTES", cls.max_bytes),
+            allowed_types=_list(env, "UPLOAD_ALLOWED_TYPES") or DEFAULT_UPLOAD_TYPES,
+            url_seconds=_int(env, "UPLOAD_URL_SECONDS", cls.url_seconds),
+            chunk_max_bytes=_int(env, "UPLOAD_CHUNK_MAX_BYTES", cls.chunk_max_bytes),
+            thumbnail_pixels=_int(env, "UPLOAD_THUMBNAIL_PIXELS", cls.thumbnail_pixels),
+            unattached_seconds=_int(env, "UPLOAD_UNATTACHED_SECONDS", cls.unattached_seconds),
+            sweep_seconds=_float(env, "UPLOAD_SWEEP_SECONDS", cls.sweep_seconds),
+            public_url=env.get("PUBLIC_URL", "").rstrip("/"),
+            s3_bucket=bucket,
+            s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
+            s3_region=env.get("S3_REGION") or None,
+            s3_access_key=env.get("S3_ACCESS_KEY_ID") or None,
+            s3_secret_key=env.get("S3_SECRET_ACCESS_KEY") or None,
+            s3_prefix=env.get("S3_PREFIX", ""),
+        )
+        for name, value in (("UPLOAD_MAX_BYTES", uploads.max_bytes),
+                            ("UPLOAD_URL_SECONDS", uploads.url_seconds),
+                            ("UPLOAD_CHUNK_MAX_BYTES", uploads.chunk_max_bytes),
+                            ("UPLOAD_THUMBNAIL_PIXELS", uploads.thumbnail_pixels),
+                            ("UPLOAD_UNATTACHED_SECONDS", uploads.unattached_seconds)):
+            if value < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {value}")
+        if not uploads.sweep_seconds > 0:
+            raise ConfigurationError(
+                f"UPLOAD_SWEEP_SECONDS must be above 0, got {uploads.sweep_seconds}")
+        return uploads
+
+
 @dataclass(frozen=True)
 class Settings:
     """The whole configuration of one node."""
@@ -167,6 +253,7 @@ class Settings:
     #: then gets ``unavailable`` (503) instead of waiting on a hung database. On SQLite it is
     #: the busy timeout (how long to wait for another process's lock).
     db_timeout_seconds: float = 5.0
+    uploads: Uploads = Uploads()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -238,6 +325,7 @@ class Settings:
             api_title=env.get("API_TITLE", "Confab Chat API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
+            uploads=Uploads.from_env(env),
         )
 
 

@@ -16,6 +16,7 @@ from models.conversations import (
 from models.events import ConversationEvent, EventLogEpoch
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
 from models.people import AuthSession, Customer, MobileSession, Role, User
+from models.uploads import Upload, UploadState
 
 __all__ = [
     "AuditAction",
@@ -39,8 +40,10 @@ __all__ = [
     "Receipt",
     "Role",
     "SenderType",
+    "Upload",
+    "UploadState",
     "User",
 ]
 
 MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events",
-                 "models.audit"]
+                 "models.audit", "models.uploads"]

@@ -7,12 +7,15 @@ message it already had (resumed from its event position)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import re
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.support.client import Api
 from tests.support.debian import ensure_package
@@ -161,3 +164,32 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
     assert len(shown2) == 50 + 4 and shown2 == stored[-len(shown2):]
     assert not any(m["pending"] for m in result["messages1"] + result["messages2"])
     assert [m["mine"] for m in result["messages2"][-5:]] == [False] * 5
+
+
+# -- attaching a file -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(1200)  # a first run may install chromium (bounded in the fixture)
+async def test_attach_button_uploads_and_sends_a_file(sqlite_api: Api, chromium: str) -> None:
+    api = sqlite_api
+    agent = await api.register(role="agent", first_name="Ann", last_name="Agent")
+    other = await api.register(role="agent")
+    cid = await group(api, agent, other)
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 120, 200)).save(out, "PNG")
+    image = out.getvalue()
+    config = {"chromium": chromium, "conversation_id": cid,
+              "agent": {"email": agent.email, "password": agent.password},
+              "png_base64": base64.b64encode(image).decode()}
+    result = await asyncio.to_thread(run_node, "dashboard_attach.js", api.base_url,
+                                     json.dumps(config), timeout=120)
+
+    assert result["problems"] == []  # no CSP violation, no script error
+    assert result["linkText"].startswith("chart.png (")
+    assert result["thumbnailWidth"] == 320
+    assert "Not uploaded" in result["refusal"] and "application/octet-stream" in result["refusal"]
+    stored = (await api.history(other, cid))[-1]
+    assert stored["id"] == result["messageId"]
+    assert (stored["message_type"], stored["file"]["name"]) == ("image", "chart.png")
+    got = await api.http.get(result["linkHref"])
+    assert got.status_code == 200 and got.content == image

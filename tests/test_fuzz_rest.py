@@ -256,8 +256,11 @@ def _body_routes() -> list[tuple[str, str, list[str]]]:
             body = entry.get("requestBody")
             if body is None:
                 continue
-            schema_ = body["content"]["application/json"]["schema"]
-            routes.append((method.upper(), path, body_fields(schema_, components)))
+            # A route taking another body (a multipart form, raw chunks) gets JSON all the
+            # same: it must refuse it with a 4xx and a detail.
+            json_body = body["content"].get("application/json")
+            fields = body_fields(json_body["schema"], components) if json_body else []
+            routes.append((method.upper(), path, fields))
     return sorted(routes)
 
 

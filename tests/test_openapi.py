@@ -92,3 +92,23 @@ async def test_openapi_lists_every_route(api: Api) -> None:
     history = paths["/api/v1/chat/sessions/{session_id}/messages"]["get"]
     assert {p["name"] for p in history["parameters"] if p["in"] == "query"} == {
         "limit", "offset", "before_id", "after_id"}
+    assert "upload_id" in _resolve(document, send["requestBody"]["content"][
+        "application/json"]["schema"])["properties"]
+
+    # Files (CONTRACT section 11): a multipart body, raw chunks, files out.
+    upload = paths["/api/v1/chat/uploads"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["file"] == {"type": "string", "format": "binary"}
+    assert upload["security"] == [{"bearer": []}, {}]  # or a device's device_id
+    assert "device_id" in {p["name"] for p in upload["parameters"]}
+    out = _resolve(document, upload["responses"]["201"]["content"]["application/json"]["schema"])
+    assert {"id", "name", "size", "type", "sha256", "url", "thumbnail_url"} <= out[
+        "properties"].keys()
+    chunks = paths["/api/v1/chat/uploads/sessions/{upload_id}"]
+    assert {"get", "patch", "put"} <= chunks.keys()
+    assert "application/octet-stream" in chunks["patch"]["requestBody"]["content"]
+    download = paths["/api/v1/chat/uploads/{upload_id}"]["get"]
+    assert "application/octet-stream" in download["responses"]["200"]["content"]
+    assert {p["name"] for p in download["parameters"] if p["in"] == "query"} == {
+        "expires", "signature"}
+    assert "/api/v1/chat/uploads/{upload_id}/thumbnail" in paths

@@ -5,7 +5,8 @@ Inbound table (frame ``message_type`` → service call):
 =========== ==========================================================================
 ``text``     ``send_message`` (content, reply_to_id, mentions, metadata, client_msg_id)
 ``file``     ``send_message`` with ``file {url, name, size, type}`` from ``file_url``,
-             ``file_name``, ``file_size``, ``file_type``
+             ``file_name``, ``file_size``, ``file_type``; or with ``upload_id`` (an upload
+             of the sender's, docs/files.md)
 ``image``    the same, as an image (``media_url`` = ``file_url``)
 ``typing``   ``typing``: ``content`` ``"true"`` / ``"false"``
 =========== ==========================================================================
@@ -25,7 +26,7 @@ from backend.realtime.dialects import WS_SESSION
 from backend.service.errors import invalid
 
 _COMMON = ("content", "reply_to_id", "parent_message_id", "mentions", "metadata",
-           "client_msg_id", "is_urgent")
+           "client_msg_id", "is_urgent", "upload_id")
 
 
 def _common(frame: dict[str, Any]) -> dict[str, Any]:
@@ -38,6 +39,9 @@ async def text(session: Session, frame: dict[str, Any]) -> None:
 
 async def file(session: Session, frame: dict[str, Any]) -> None:
     data = _common(frame)
+    if "upload_id" in data:  # a file uploaded here: the message shows it with signed links
+        await send_chat_message(session, {**data, "message_type": frame["message_type"]})
+        return
     url = frame.get("file_url")
     attachment = {"url": url, "name": frame.get("file_name") or "",
                   "size": frame.get("file_size") or 0, "type": frame.get("file_type") or ""}

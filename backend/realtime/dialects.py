@@ -220,6 +220,12 @@ class WsConversationsDialect(RawDialect):
         return []
 
 
+def _file_fields(attached: dict[str, Any]) -> dict[str, Any]:
+    """Seed 003's names of a file message's attachment."""
+    return {"file_url": attached.get("url"), "file_name": attached.get("name"),
+            "file_size": attached.get("size"), "file_type": attached.get("type")}
+
+
 class WsSessionDialect(RawDialect):
     """``/api/v1/chat/ws/{session_id}``: seed 003's ``message_type`` frames with ``metadata``."""
 
@@ -231,6 +237,7 @@ class WsSessionDialect(RawDialect):
         session = payload["conversation_id"]
         if name == "chat_message":
             message = payload["message"]
+            attached = message["file"]
             return [{
                 "message_type": "message",
                 "chat_session_id": session,
@@ -249,6 +256,7 @@ class WsSessionDialect(RawDialect):
                     "client_msg_id": message["client_msg_id"],
                 },
                 "message": message,
+                **(_file_fields(attached) if attached else {}),
                 **_position(payload),
             }]
         rest = {k: v for k, v in payload.items()

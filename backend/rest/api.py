@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.auth.accounts import actor_from_token
+from backend.auth.accounts import actor_from_token, device_actor
 from backend.doors.connections import bearer_token
 from backend.doors.ids import named_id
 from backend.doors.refusals import refusal_for
@@ -35,7 +35,9 @@ from models import User
 
 log = logging.getLogger("confab.rest")
 
-AuthKind = Literal["user", "none"]
+#: ``user``: a bearer token; ``user_or_device``: a bearer token, else seed 000's ``device_id``
+#: in the query string (a mobile device); ``none``: the handler decides.
+AuthKind = Literal["user", "user_or_device", "none"]
 _PARAM = re.compile(r"{(\w+)}")
 
 
@@ -64,6 +66,8 @@ class Call:
     user: User | None
     #: The login session of the access token (backend/auth/sessions.py).
     session_id: str | None = None
+    #: The mobile device of a ``user_or_device`` operation called without a bearer token.
+    device: Actor | None = None
 
     @property
     def chat(self) -> ChatService:
@@ -77,6 +81,8 @@ class Call:
 
     @property
     def actor(self) -> Actor:
+        if self.device is not None:
+            return self.device
         assert self.user is not None, "operation declared without auth"
         return Actor.of_user(self.user, self.session_id)
 
@@ -97,6 +103,11 @@ class Operation:
     auth: AuthKind = "user"
     tags: tuple[str, ...] = ()
     str_params: frozenset[str] = field(default_factory=frozenset)
+    #: OpenAPI ``content`` of a body the handler reads itself (not JSON: a multipart form,
+    #: raw bytes); ``body`` is then None.
+    raw_body: dict[str, Any] | None = None
+    #: OpenAPI ``content`` of a success that is not JSON (a file, a redirect).
+    produces: dict[str, Any] | None = None
 
 
 class Api:
@@ -120,11 +131,13 @@ class Api:
         auth: AuthKind = "user",
         tags: tuple[str, ...] = (),
         str_params: tuple[str, ...] = (),
+        raw_body: dict[str, Any] | None = None,
+        produces: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
                 Operation(method.upper(), path, handler, summary, body, query, response, status,
-                          auth, tags, frozenset(str_params))
+                          auth, tags, frozenset(str_params), raw_body, produces)
             )
             return handler
 
@@ -187,12 +200,15 @@ async def _run(op: Operation, request: Request) -> Response:
     if isinstance(path, Response):
         return path
     reject_nul([*path.values(), *request.query_params.values()])
-    user = session_id = None
-    if op.auth == "user":
+    user = session_id = device = None
+    if op.auth == "user" or (op.auth == "user_or_device"
+                             and "authorization" in request.headers):
         token = bearer_token(request.headers.get("authorization", ""))
         state = request.app.state
         actor = await actor_from_token(state.settings, state.sessions, token)
         user, session_id = actor.user, actor.session_id
+    elif op.auth == "user_or_device":
+        device = await device_actor(request.query_params.get("device_id"))
     query = None
     if op.query is not None:
         try:
@@ -208,7 +224,7 @@ async def _run(op: Operation, request: Request) -> Response:
             body = op.body.model_validate(parsed)
         except ValidationError as exc:
             return error_response(422, _errors(exc))
-    result = await op.handler(Call(request, path, body, query, user, session_id))
+    result = await op.handler(Call(request, path, body, query, user, session_id, device))
     if isinstance(result, Response):
         return result
     return ORJSONResponse(result, status_code=op.status)

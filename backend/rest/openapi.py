@@ -59,7 +59,8 @@ def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
             "responses": {
                 str(op.status): {
                     "description": "Success",
-                    "content": {"application/json": {"schema": _schema(op.response, components)}},
+                    "content": op.produces if op.produces is not None else {
+                        "application/json": {"schema": _schema(op.response, components)}},
                 },
                 "default": {
                     "description": "Error",
@@ -70,6 +71,13 @@ def build_document(api: Api, title: str, version: str) -> dict[str, Any]:
         }
         if op.auth == "user":
             entry["security"] = [{"bearer": []}]
+        elif op.auth == "user_or_device":  # or no token at all, with seed 000's device_id
+            entry["security"] = [{"bearer": []}, {}]
+            parameters.append({"name": "device_id", "in": "query", "required": False,
+                               "schema": {"type": "string"},
+                               "description": "A mobile device's id, when no bearer token"})
+        if op.raw_body is not None:
+            entry["requestBody"] = {"required": True, "content": op.raw_body}
         if op.body is not None:
             entry["requestBody"] = {
                 "required": True,

@@ -11,12 +11,14 @@ from backend.rest import (
     metrics,
     mobile,
     sessions,
+    uploads,
 )
 from backend.rest.api import Api
 
 
 def build_api() -> Api:
     api = Api()
-    for family in (health, metrics, auth, sessions, desk, connections, mobile, integrations):
+    for family in (health, metrics, auth, sessions, desk, uploads, connections, mobile,
+                   integrations):
         family.register(api)
     return api

@@ -150,6 +150,20 @@ class DeviceListQuery(DeviceQuery):
     offset: Offset = 0
 
 
+class UploadSessionBody(_Body):
+    """A resumable upload to start: the file's name and its whole size in bytes."""
+
+    name: str = Field(default="", max_length=1024)
+    size: int = Field(gt=0, le=2**62)
+
+
+class DownloadQuery(_Body):
+    """A signed link's query (``url`` of an upload); without it, a bearer token is needed."""
+
+    expires: str | None = Field(default=None, max_length=20)
+    signature: str | None = Field(default=None, max_length=128)
+
+
 # -- responses (documentation only) --------------------------------------------------------
 
 
@@ -303,3 +317,24 @@ class WsStatsOut(_Out):
     total_connections: int
     average_users_per_session: float
     sessions: dict[str, Any]
+
+
+class UploadOut(_Out):
+    id: int
+    name: str
+    size: int
+    type: str
+    sha256: str
+    state: str
+    url: str
+    thumbnail_url: str | None = None
+
+
+class UploadSessionOut(_Out):
+    id: int
+    name: str
+    size: int
+    offset: int
+    state: str
+    chunk_max: int
+    url: str

@@ -17,6 +17,8 @@ from models import (
     ConversationStatus,
     Participant,
     Role,
+    Upload,
+    UploadState,
     User,
 )
 
@@ -117,6 +119,21 @@ def visible_filter(actor: Actor) -> Q:
     if user.role in (Role.AGENT, Role.ADMIN):
         return mine | Q(kind=ConversationKind.SUPPORT)
     return mine | Q(initiator_id=user.id, kind=ConversationKind.SUPPORT)
+
+
+async def ensure_upload_visible(actor: Actor, upload: Upload) -> None:
+    """An upload is its uploader's alone until a message names it; from then on, whoever may
+    see that message's conversation may have it (the uploader too, as long as they may). A
+    deleted one, and one of someone else not attached yet, does not exist for anyone (404);
+    one attached in a conversation the actor may not see is 403."""
+    if upload.state == UploadState.ATTACHED and upload.conversation_id is not None:
+        await visible_conversation(actor, upload.conversation_id)
+        return
+    if upload.state in (UploadState.READY, UploadState.RECEIVING) and (
+        upload.owner_key == actor.key
+    ):
+        return
+    raise not_found("Upload")
 
 
 async def blockers_of(user_id: int) -> frozenset[int]:

@@ -13,6 +13,7 @@ from backend.service.inbox import Batcher, Coalescer
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
 from backend.service.ports import ControlBus, EventSink, Occupancy
+from backend.service.uploads import Uploads
 from backend.settings import Limits
 
 if TYPE_CHECKING:
@@ -47,6 +48,13 @@ class ServiceBase:
         self.occupancy: Occupancy | None = None
         #: Whether events leave this node (Redis): then its room table is not everyone's.
         self.clustered = False
+        #: Uploaded files, once attached (``attach_uploads``); None for tools without a
+        #: file store: a message naming an upload is then refused.
+        self.uploads: Uploads | None = None
+
+    def attach_uploads(self, uploads: Uploads) -> None:
+        """Take files in and out through ``uploads`` (its store, limits and link signer)."""
+        self.uploads = uploads
 
     def attach_nodes(self, bus: ControlBus, occupancy: Occupancy, *, clustered: bool) -> None:
         """Use ``occupancy`` to address inbox updates to the rooms this node holds, and

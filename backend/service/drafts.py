@@ -28,6 +28,9 @@ class MessageDraft(BaseModel):
     message_type: Literal["text", "image", "file"] = "text"
     media_url: str = Field(default="", max_length=2048)
     file: FileInfo | None = None
+    #: An upload of the sender's (POST /api/v1/chat/uploads): the message then carries it as
+    #: its ``file`` (and ``media_url``), with signed links (backend/service/uploads.py).
+    upload_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     # ids are 32-bit integer columns: a larger one cannot exist and must not reach the database
     parent_message_id: int | None = Field(default=None, gt=0, le=MAX_ID)
     reply_to_id: int | None = Field(default=None, gt=0, le=MAX_ID)
@@ -67,8 +70,10 @@ def parse_draft(data: Any, limits: Limits) -> MessageDraft:
         draft = MessageDraft.model_validate(data)
     except ValidationError as exc:
         raise invalid(describe(exc)) from exc
-    check_content(draft.content, limits, allow_empty=draft.message_type != "text"
-                  and bool(draft.media_url or draft.file))
+    if draft.upload_id is not None and (draft.file is not None or draft.media_url):
+        raise invalid("A message names a file by upload_id or by file/media_url, not both")
+    check_content(draft.content, limits, allow_empty=draft.upload_id is not None or (
+        draft.message_type != "text" and bool(draft.media_url or draft.file)))
     return draft
 
 

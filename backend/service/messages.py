@@ -25,6 +25,7 @@ from backend.service.events import Event
 from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
+from backend.service.uploads import Uploads
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -84,6 +85,15 @@ class MessageOps(LogOps):
         if rate is not None:
             rate.take()
         await self._check_references(conversation.id, draft)
+        content, message_type = draft.content, draft.message_type
+        media_url = draft.media_url or (draft.file.url if draft.file else "")
+        file = draft.file.model_dump() if draft.file else None
+        upload = None
+        if draft.upload_id is not None:  # the only extra queries, for a message with a file
+            upload = await self._uploads().claim(actor, draft.upload_id, conversation.id)
+            file, media_url, content = Uploads.attachment(upload), "", content or upload.name
+            if message_type == "text":
+                message_type = "image" if upload.content_type.startswith("image/") else "file"
         skip = await self.grants.skip_keys(actor)
         message = SentMessage(
             id=0,
@@ -93,10 +103,10 @@ class MessageOps(LogOps):
             sender_user=actor.user,
             sender_device=actor.device,
             sender_customer=actor.customer,
-            content=draft.content,
-            message_type=draft.message_type,
-            media_url=draft.media_url or (draft.file.url if draft.file else ""),
-            file=draft.file.model_dump() if draft.file else None,
+            content=content,
+            message_type=message_type,
+            media_url=media_url,
+            file=file,
             parent_message_id=draft.parent_message_id,
             reply_to_id=draft.reply_to_id,
             mentions=draft.mentions,
@@ -116,7 +126,8 @@ class MessageOps(LogOps):
         async with self.sequencer.hold(conversation.id):
             message.created_at = now()  # stamped in id order too
             try:
-                message.id = await insert_message(message, counters)
+                message.id = await (insert_message(message, counters) if upload is None
+                                    else self._insert_claimed(message, counters, upload.id))
             except IntegrityError:
                 # A concurrent retry with the same client_msg_id won the race: return its
                 # message.
@@ -127,12 +138,41 @@ class MessageOps(LogOps):
             for hook in self.sent_hooks:
                 hook(conversation, message, actor)
             payload = message_dict(message, customer=actor.customer)
+            if upload is not None:
+                self._show_file(payload, file)
             await self.sink.publish(
                 events.chat_message(payload, skip, origin).at(message.position))
             if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
                 await self.sink.publish(events.new_customer_message(payload))
         self._inbox_changed(conversation.id)
+        if upload is not None:
+            await self._uploads().bind(upload.id, message.id)
         return payload, True
+
+    def _uploads(self) -> Uploads:
+        if self.uploads is None:
+            raise invalid("This server takes no uploads")
+        return self.uploads
+
+    async def _insert_claimed(self, message: SentMessage, counters: Counters,
+                              upload_id: int) -> int:
+        """``insert_message`` for a message naming an upload: a failed insert hands the
+        upload back to its uploader."""
+        try:
+            return await insert_message(message, counters)
+        except Exception:
+            await self._uploads().release(upload_id)
+            raise
+
+    def _show_file(self, payload: dict[str, Any], stored: dict[str, Any] | None,
+                   deleted: bool = False) -> None:
+        """A message naming an upload shows it with fresh signed links (``file`` and
+        ``media_url``); a deleted one shows none."""
+        if deleted or self.uploads is None or stored is None:
+            payload["file"], payload["media_url"] = None, ""
+            return
+        shown = self.uploads.present(stored)
+        payload["file"], payload["media_url"] = shown, shown["url"]
 
     async def _earlier_send(
         self, actor: Actor, conversation_id: int, client_msg_id: str | None
@@ -208,10 +248,14 @@ class MessageOps(LogOps):
                 n=Count("id")
             ).group_by("message_id").values("message_id", "n"):
                 read_counts[row["message_id"]] = row["n"]
-        return [
+        rendered = [
             message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
             for m in rows
         ]
+        for message, payload in zip(rows, rendered, strict=True):
+            if isinstance(message.file, dict) and "upload_id" in message.file:
+                self._show_file(payload, message.file, message.is_deleted)
+        return rendered
 
     async def _visible_message(self, actor: Actor, message_id: int) -> Message:
         if not valid_id(message_id):
@@ -313,6 +357,8 @@ class MessageOps(LogOps):
                 return events.message_delete(cid, message.id)
 
             await self._logged_change(cid, change)
+            if self.uploads is not None and isinstance(message.file, dict):
+                await self.uploads.message_deleted(message.file)
         return (await self._render([message]))[0]
 
     async def toggle_reaction(

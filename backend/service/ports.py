@@ -8,9 +8,10 @@ imports a transport, the cluster or a door.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from backend.service.events import Event
+from backend.storage.stored import StoredFile
 
 #: A control's handler: run on every node with the control's data.
 ControlHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -44,3 +45,29 @@ class Occupancy(Protocol):
         """Whether a connection of this node is in ``room``."""
         ...
 
+
+
+class FileStore(Protocol):
+    """Where uploaded files' bytes are kept (backend/storage/files_local.py, files_s3.py).
+    Keys are made by the service (``files/…``, ``parts/…``): never a client's text."""
+
+    async def put(self, key: str, source: BinaryIO, content_type: str) -> None:
+        """Store the whole of ``source`` (from its start) under ``key``. ``source`` may be
+        closed afterwards (boto3's transfers close it)."""
+        ...
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        """Store ``data`` under ``key``."""
+        ...
+
+    async def copy_into(self, key: str, target: BinaryIO) -> None:
+        """Write the object ``key`` at ``target``'s position (assembling chunks)."""
+        ...
+
+    async def delete(self, keys: list[str]) -> None:
+        """Delete the objects ``keys``; a missing one is no error."""
+        ...
+
+    def serve(self, key: str, *, name: str, content_type: str, seconds: int) -> StoredFile:
+        """How to hand the object ``key`` to a client who may have it for ``seconds``."""
+        ...

@@ -558,6 +558,7 @@
     $("chat-status").textContent = conversation ? `${conversation.kind} · ${conversation.status}` : "";
     $("composer-input").disabled = !!closed;
     $("composer-send").disabled = !!closed;
+    $("composer-attach").disabled = !!closed;
     renderDesk(conversation);
   }
 
@@ -683,6 +684,7 @@
       meta.append(receipt);
     }
     const content = el("div", "content", message.is_deleted ? "Message deleted" : contentText(message));
+    const attachment = message.is_deleted ? null : renderAttachment(message.file);
     const reactions = el("div", "reactions");
     for (const [emoji, users] of Object.entries(message.reactions || {})) {
       if (!users || !users.length) continue;
@@ -702,8 +704,61 @@
         bar.append(button);
       }
     }
-    item.replaceChildren(meta, content, reactions, bar);
+    item.replaceChildren(...[meta, content, attachment, reactions, bar].filter(Boolean));
     if (fresh) insertInOrder(list, item, message.id);
+  }
+
+  /** A file of the server's (signed links, docs/files.md): its thumbnail and a link to it. */
+  function renderAttachment(file) {
+    if (!file || !file.url || !file.upload_id) return null;
+    const box = el("div", "attachment");
+    if (file.thumbnail_url) {
+      const image = document.createElement("img");
+      image.src = file.thumbnail_url;
+      image.alt = file.name || "image";
+      image.loading = "lazy";
+      box.append(image);
+    }
+    const link = el("a", "file-link", `${file.name || "file"} (${formatSize(file.size)})`);
+    link.href = file.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    box.append(link);
+    return box;
+  }
+
+  function formatSize(bytes) {
+    if (!(bytes >= 0)) return "?";
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+    return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  }
+
+  /** Upload a file (POST /api/v1/chat/uploads), then send it as a message of its own. */
+  async function attach(file) {
+    const current = state.current;
+    if (!current || !file) return;
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const upload = async () => fetch("/api/v1/chat/uploads", {
+      method: "POST", body: form, credentials: "omit", cache: "no-store",
+      headers: { Authorization: `Bearer ${state.tokens ? state.tokens.access_token : ""}` },
+    });
+    $("composer-attach").disabled = true;
+    try {
+      let response = await upload();
+      if (response.status === 401 && (await refreshTokens())) response = await upload();
+      const data = await response.json().catch(() => null);
+      if (!response.ok) {
+        showChatError(`Not uploaded: ${(data && data.detail) || `HTTP ${response.status}`}`);
+        return;
+      }
+      if (state.current === current) send(file.name, data.id);
+    } catch (e) {
+      showChatError("Not uploaded: the server could not be reached.");
+    } finally {
+      $("composer-attach").disabled = false;
+    }
   }
 
   function contentText(message) {
@@ -749,11 +804,11 @@
 
   // -- sending (queued until acknowledged; retried with the same client_msg_id) ---------------
 
-  function send(content) {
+  function send(content, uploadId) {
     const current = state.current;
     if (!current) return;
     const id = clientMsgId();
-    current.pending.set(id, { content, state: "queued" });
+    current.pending.set(id, { content, uploadId, state: "queued" });
     renderPending(current, id);
     scrollToBottom(true);
     stopTyping();
@@ -797,9 +852,9 @@
         renderPending(current, id);
         let ack;
         try {
-          ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat_message", {
-            conversation_id: current.id, content: entry.content, client_msg_id: id,
-          });
+          const outgoing = { conversation_id: current.id, content: entry.content, client_msg_id: id };
+          if (entry.uploadId) outgoing.upload_id = entry.uploadId;
+          ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat_message", outgoing);
         } catch (e) {
           entry.state = "queued";     // no ack: resent after the next (re)join, same id
           renderPending(current, id);
@@ -1070,6 +1125,13 @@
         const entry = state.current.pending.get(item.dataset.clientMsgId);
         if (entry) { entry.state = "queued"; renderPending(state.current, item.dataset.clientMsgId); flushPending(); }
       }
+    });
+
+    $("composer-attach").addEventListener("click", () => $("composer-file").click());
+    $("composer-file").addEventListener("change", (event) => {
+      const [file] = event.target.files;
+      event.target.value = "";
+      attach(file);
     });
 
     const input = $("composer-input");
