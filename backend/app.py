@@ -24,6 +24,7 @@ from backend.collector import tune_after_startup
 from backend.compat import IncompatibleLibrary, check_all
 from backend.dashboard.routes import dashboard_routes
 from backend.integrations.outbound import OutboundSender
+from backend.integrations.outside import Outside
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import Metrics
 from backend.observability.request_ids import RequestIds
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None) -> Any:
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
     metrics.watch(realtime.connection_doors, realtime.dropped_events)
-    chat = ChatService(TypistCounter(realtime.sink, realtime.presence), settings.limits)
+    outside = Outside(settings.delivery, metrics, realtime.sink)
+    chat = ChatService(TypistCounter(outside.events, realtime.presence), settings.limits)
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
@@ -78,12 +80,14 @@ def create_app(settings: Settings | None = None) -> Any:
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
         trimmer = asyncio.ensure_future(_trim_event_log(chat, settings))
+        outside.start()
         try:
             yield
         finally:
             trimmer.cancel()
             await outbound.close()
             await chat.drain()
+            await outside.stop()
             await realtime.stop()
             await close_database()
 
@@ -98,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.realtime = realtime
     app.state.sessions = sessions
     app.state.metrics = metrics
+    app.state.outside = outside
     app.state.auth_limits = AuthLimits(settings.limits)
     app.state.api = api
     app.state.version = VERSION

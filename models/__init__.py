@@ -13,8 +13,11 @@ from models.conversations import (
     Participant,
 )
 from models.events import ConversationEvent, EventLogEpoch
+from models.hooks import WebhookEndpoint
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
+from models.outbox import OutboxItem, OutboxKind, OutboxStatus
 from models.people import AuthSession, Customer, MobileSession, Role, User
+from models.push import ConversationMute, PushKind, PushSubscription
 
 __all__ = [
     "AuthSession",
@@ -24,6 +27,7 @@ __all__ = [
     "Conversation",
     "ConversationEvent",
     "ConversationKind",
+    "ConversationMute",
     "ConversationStatus",
     "Customer",
     "DeliveryStatus",
@@ -31,12 +35,19 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MobileSession",
+    "OutboxItem",
+    "OutboxKind",
+    "OutboxStatus",
     "Participant",
+    "PushKind",
+    "PushSubscription",
     "Reaction",
     "Receipt",
     "Role",
     "SenderType",
     "User",
+    "WebhookEndpoint",
 ]
 
-MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events"]
+MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events",
+                 "models.hooks", "models.outbox", "models.push"]

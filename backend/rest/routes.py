@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from backend.rest import auth, connections, health, integrations, metrics, mobile, sessions
+from backend.rest import (
+    auth,
+    connections,
+    health,
+    integrations,
+    metrics,
+    mobile,
+    sessions,
+    webhooks,
+)
 from backend.rest.api import Api
 
 
 def build_api() -> Api:
     api = Api()
-    for family in (health, metrics, auth, sessions, connections, mobile, integrations):
+    for family in (health, metrics, auth, sessions, connections, mobile, integrations,
+                   webhooks):
         family.register(api)
     return api

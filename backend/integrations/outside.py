@@ -1,0 +1,83 @@
+"""Deliveries to the outside, put together: the outbox's worker, the HTTP client, outgoing
+webhooks and push notifications, and the ``EventSink`` through which they see the events.
+
+``OutsideEvents`` sits in front of the real-time sink (as ``TypistCounter`` does): an event
+goes on to the fan-out first, then each observer looks at it and, only when there is
+something to deliver, queues rows in the background. The send path itself writes nothing
+more. What that costs: an event published in the instant before the node dies may miss its
+webhook or push (its rows were not yet written); once written, a row is delivered at least
+once, whatever node dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+
+from backend.integrations.outbox import Outbox
+from backend.integrations.webhooks import Webhooks
+from backend.observability.metrics import Metrics
+from backend.service.events import Event
+from backend.service.ports import EventSink
+from backend.settings import Delivery
+from models import OutboxKind
+
+Observer = Callable[[Event], None]
+
+
+class OutsideEvents:
+    """An ``EventSink`` in front of another: every event goes on unchanged, then the
+    observers see it (events published on this node only are not theirs)."""
+
+    __slots__ = ("observers", "sink")
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.observers: list[Observer] = []
+
+    async def publish(self, event: Event, *, here_only: bool = False) -> None:
+        await self.sink.publish(event, here_only=here_only)
+        if not here_only:
+            for observe in self.observers:
+                observe(event)
+
+
+class Outside:
+    """The node's outbox, client and webhooks (push joins them, backend/integrations/push.py)."""
+
+    def __init__(self, config: Delivery, metrics: Metrics, sink: EventSink) -> None:
+        self.config = config
+        self.events = OutsideEvents(sink)
+        self.outbox = Outbox(config, metrics)
+        self.webhooks = Webhooks(config, self.outbox.enqueue, lambda: self.client)
+        self.outbox.handle(OutboxKind.WEBHOOK, self.webhooks.deliver)
+        self.events.observers.append(self.webhooks.observe)
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client of every delivery, made on first use inside the running loop."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.config.timeout_seconds,
+                                             follow_redirects=False)
+        return self._client
+
+    def start(self) -> None:
+        """Start the worker and the endpoints' refresh (after the database is open)."""
+        self.outbox.start()
+        self._tasks.append(asyncio.ensure_future(self.webhooks.refresh_forever()))
+
+    async def stop(self) -> None:
+        """Queue what is being queued, stop the worker, close the client."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.webhooks.drain()
+        await self.outbox.stop()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
