@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: The longest wait for a host name's addresses.
+RESOLVE_SECONDS = 5.0
 
 
 class RefusedAddress(Exception):
@@ -62,7 +64,10 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> IPAddress:
     else:
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS)
+        except TimeoutError:
+            raise RefusedAddress(f"cannot resolve {host}: no answer in time") from None
         except OSError as exc:
             raise RefusedAddress(f"cannot resolve {host}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]

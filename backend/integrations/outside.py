@@ -16,8 +16,11 @@ from collections.abc import Callable
 
 import httpx
 
+from backend.integrations.fcm import FcmSender
 from backend.integrations.outbox import Outbox
+from backend.integrations.push import Push
 from backend.integrations.webhooks import Webhooks
+from backend.integrations.webpush import WebPushSender
 from backend.observability.metrics import Metrics
 from backend.service.events import Event
 from backend.service.ports import EventSink
@@ -45,15 +48,26 @@ class OutsideEvents:
 
 
 class Outside:
-    """The node's outbox, client and webhooks (push joins them, backend/integrations/push.py)."""
+    """The node's outbox, HTTP client, webhooks and push senders."""
 
     def __init__(self, config: Delivery, metrics: Metrics, sink: EventSink) -> None:
         self.config = config
         self.events = OutsideEvents(sink)
         self.outbox = Outbox(config, metrics)
-        self.webhooks = Webhooks(config, self.outbox.enqueue, lambda: self.client)
+        self.webhooks = Webhooks(config, self.outbox.enqueue, self.current_client)
         self.outbox.handle(OutboxKind.WEBHOOK, self.webhooks.deliver)
         self.events.observers.append(self.webhooks.observe)
+        self.webpush = (WebPushSender(config, self.current_client)
+                        if config.vapid_private_key else None)
+        self.fcm = (FcmSender(config, self.current_client)
+                    if config.fcm_service_account else None)
+        if self.webpush is not None:
+            self.outbox.handle(OutboxKind.WEBPUSH, self.webpush.deliver)
+        if self.fcm is not None:
+            self.outbox.handle(OutboxKind.FCM, self.fcm.deliver)
+        self.push = Push(config, metrics, self.outbox.enqueue, webpush=self.webpush is not None,
+                         fcm=self.fcm is not None)
+        self.events.observers.append(self.push.observe)
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -65,10 +79,14 @@ class Outside:
                                              follow_redirects=False)
         return self._client
 
+    def current_client(self) -> httpx.AsyncClient:
+        return self.client
+
     def start(self) -> None:
         """Start the worker and the endpoints' refresh (after the database is open)."""
         self.outbox.start()
         self._tasks.append(asyncio.ensure_future(self.webhooks.refresh_forever()))
+        self._tasks.append(asyncio.ensure_future(self.push.refresh_forever()))
 
     async def stop(self) -> None:
         """Queue what is being queued, stop the worker, close the client."""
@@ -77,6 +95,7 @@ class Outside:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.webhooks.drain()
+        await self.push.drain()
         await self.outbox.stop()
         if self._client is not None:
             await self._client.aclose()

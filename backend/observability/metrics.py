@@ -78,6 +78,10 @@ class Metrics:
         self.outbox_outcomes = Counter(
             "confab_outbox_attempts", "Outbox delivery attempts by kind and outcome "
             "(delivered, retry, dead).", ["kind", "outcome"], registry=registry)
+        self.push_decisions = Counter(
+            "confab_push_decisions", "Recipients of messages looked at for a push notification, "
+            "by outcome (queued, online, muted, collapsed, rate_limited).", ["outcome"],
+            registry=registry)
         #: The last health checks (set just before each exposition).
         self.checks: dict[str, bool] = {}
         # Each label set's child, found once: ``labels()`` validates and locks at every call,
@@ -123,6 +127,10 @@ class Metrics:
     def outbox_outcome(self, kind: str, outcome: str) -> None:
         """An outbox attempt ended: ``delivered``, ``retry`` or ``dead``."""
         self.outbox_outcomes.labels(kind, outcome).inc()
+
+    def push_decided(self, outcome: str) -> None:
+        """A recipient of a message was looked at for a push notification."""
+        self.push_decisions.labels(outcome).inc()
 
     def refused(self, transport: str, code: str) -> None:
         """A client was answered with error ``code`` (``internal_error`` for a 5xx)."""

@@ -9,6 +9,7 @@ from backend.rest import (
     integrations,
     metrics,
     mobile,
+    push,
     sessions,
     webhooks,
 )
@@ -18,6 +19,6 @@ from backend.rest.api import Api
 def build_api() -> Api:
     api = Api()
     for family in (health, metrics, auth, sessions, connections, mobile, integrations,
-                   webhooks):
+                   webhooks, push):
         family.register(api)
     return api

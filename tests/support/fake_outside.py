@@ -152,7 +152,8 @@ class FakeOutside:
                                               timeout=within)
 
         if not await asyncio.to_thread(wait):
-            raise AssertionError(f"timed out waiting for {describe}; got {self.received}")
+            got = [(r.path, r.status, r.error) for r in self.received]
+            raise AssertionError(f"timed out waiting for {describe}; got {got}")
         with self._changed:
             return list(self.received)
 
