@@ -88,22 +88,22 @@ class Push:
         user = _user(actor)
         push_kind = PushKind(kind)
         if push_kind not in self.kinds:
-            raise ChatError("unavailable", f"{kind} push is not configured on this server",
-                            409)
+            raise ChatError("push_unavailable",
+                            f"{kind} push is not configured on this server", 409)
         fields: dict[str, Any]
         if push_kind == PushKind.WEBPUSH:
             if not endpoint or not keys or not keys.get("p256dh") or not keys.get("auth"):
                 raise invalid("a webpush subscription needs endpoint and keys {p256dh, auth}")
-            try:
-                await check_target(endpoint, allow_private=self.config.allow_private_networks)
-            except RefusedAddress as exc:
-                raise invalid(f"endpoint refused: {exc}") from None
             info = {"endpoint": endpoint, "keys": {"p256dh": keys["p256dh"],
                                                    "auth": keys["auth"]}}
             try:
                 WebPusher(info)  # decodes the keys: a broken one is refused now
             except Exception:
                 raise invalid("keys.p256dh and keys.auth must be the browser's keys") from None
+            try:
+                await check_target(endpoint, allow_private=self.config.allow_private_networks)
+            except RefusedAddress as exc:
+                raise invalid(f"endpoint refused: {exc}") from None
             fields = {"endpoint": endpoint, "p256dh": keys["p256dh"], "auth": keys["auth"]}
             identity = endpoint
         else:
