@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None) -> Any:
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
-    outside.push.attach(chat, realtime.presence.is_online)
+    outside.attach(chat, realtime.presence.is_online)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None)
     sessions.on_revoked(realtime.close_session)

@@ -155,6 +155,12 @@ class Delivery:
     keep_done_seconds: float = 7 * 24 * 3600.0
     #: Webhook and Web Push URLs may name private, loopback or link-local addresses.
     allow_private_networks: bool = False
+    #: How often a node reads the webhook endpoints again (those registered on others).
+    webhook_refresh_seconds: float = 5.0
+    #: How often the catch-up over the event log runs, and how old a logged event must be
+    #: before it looks at it (every transaction that took a smaller id has ended by then).
+    webhook_catch_up_seconds: float = 10.0
+    webhook_catch_up_delay_seconds: float = 30.0
     #: Web Push (VAPID, RFC 8292): the application server's private key (base64url of the
     #: raw 32-byte P-256 key, or PEM) and its contact. None: Web Push is off.
     vapid_private_key: str | None = None
@@ -198,6 +204,12 @@ class Delivery:
             concurrency=max(1, _int(env, "OUTBOX_CONCURRENCY", cls.concurrency)),
             keep_done_seconds=_float(env, "OUTBOX_KEEP_DONE_SECONDS", cls.keep_done_seconds),
             allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
+            webhook_refresh_seconds=_float(env, "WEBHOOK_REFRESH_SECONDS",
+                                           cls.webhook_refresh_seconds),
+            webhook_catch_up_seconds=_float(env, "WEBHOOK_CATCH_UP_SECONDS",
+                                            cls.webhook_catch_up_seconds),
+            webhook_catch_up_delay_seconds=_float(env, "WEBHOOK_CATCH_UP_DELAY_SECONDS",
+                                                  cls.webhook_catch_up_delay_seconds),
             vapid_private_key=vapid,
             vapid_subject=env.get("VAPID_SUBJECT") or cls.vapid_subject,
             push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", cls.push_ttl_seconds),

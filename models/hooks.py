@@ -21,6 +21,9 @@ class WebhookEndpoint(Model):
     events: fields.Field[list[str]] = fields.JSONField()
     secret = fields.CharField(max_length=128)
     is_active = fields.BooleanField(default=True)
+    #: The id of the last event-log row the catch-up has looked at for this endpoint
+    #: (backend/integrations/webhooks.py): events logged after it and missed live are queued.
+    log_cursor = fields.BigIntField(default=0)
     created_by: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="webhook_endpoints", null=True, on_delete=fields.SET_NULL)
     created_by_id: int | None

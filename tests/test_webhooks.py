@@ -231,3 +231,47 @@ async def test_private_addresses_are_refused_without_the_setting(
         json={"url": target, "events": ["chat_message"]})
     assert response.status_code == 422, response.text
     assert "refused" in response.json()["detail"]
+
+
+async def test_the_catch_up_delivers_what_the_live_path_missed_once(
+        work_dir: Path, postgres: Postgres, outside: FakeOutside) -> None:
+    """Two nodes on one database. B never reloads the endpoints (its live path does not know
+    the one registered on A after it started), as a node that died before queuing would
+    miss it: the catch-up over the event log queues B's event; A's, queued live, is not
+    queued again."""
+    name, url = await postgres.create_database()
+    common = {"WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "OUTBOX_POLL_SECONDS": "0.2",
+              "WEBHOOK_CATCH_UP_SECONDS": "0.5", "WEBHOOK_CATCH_UP_DELAY_SECONDS": "1"}
+    a = with_admin(start_server(work_dir / "catch-up-a", url, **common))
+    b = start_server(work_dir / "catch-up-b", url, WEBHOOK_REFRESH_SECONDS="3600", **common)
+    try:
+        api_a = Api(a.base_url, await admin_of(a.base_url))
+        api_b = Api(b.base_url, api_a.admin)
+        hook = outside.webhook(SECRET)
+        await register(api_a, hook, ["chat_message"])
+        owner = await api_a.register()
+        conversation = await api_a.conversation(owner, kind="group")
+        cid = conversation["id"]
+        sent = []
+        for api, text in ((api_a, "live on A"), (api_b, "missed live on B")):
+            response = await api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                           headers=owner.headers, json={"content": text})
+            assert response.status_code == 201, response.text
+            sent.append(response.json()["id"])
+        received = await outside.wait(
+            lambda rs: {r.content["data"]["message"]["id"] for r in rs
+                        if hook.endswith(r.path) and r.ok} >= set(sent),
+            describe="both messages' webhooks")
+        ok = [r.content for r in received if hook.endswith(r.path) and r.ok]
+        assert sorted(r["data"]["message"]["id"] for r in ok) == sorted(sent), ok
+        assert ok[-1]["data"]["message"]["content"] == "missed live on B"
+        assert len({r["id"] for r in ok}) == 2
+        rows = [d for d in (await deliveries(api_a, limit=200))["deliveries"]
+                if d["event_id"].startswith(f"evt_{cid}_")]
+        assert len(rows) == 2, rows
+        await api_a.aclose()
+        await api_b.aclose()
+    finally:
+        a.stop()
+        b.stop()
+        await postgres.drop_database(name)

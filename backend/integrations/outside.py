@@ -18,10 +18,11 @@ import httpx
 
 from backend.integrations.fcm import FcmSender
 from backend.integrations.outbox import Outbox
-from backend.integrations.push import Push
+from backend.integrations.push import Online, Push
 from backend.integrations.webhooks import Webhooks
 from backend.integrations.webpush import WebPushSender
 from backend.observability.metrics import Metrics
+from backend.service.chat import ChatService
 from backend.service.events import Event
 from backend.service.ports import EventSink
 from backend.settings import Delivery
@@ -79,6 +80,11 @@ class Outside:
                                              follow_redirects=False)
         return self._client
 
+    def attach(self, chat: ChatService, online: Online) -> None:
+        """The chat service (conversations, the event log) and the cluster's presence."""
+        self.webhooks.attach(chat)
+        self.push.attach(chat, online)
+
     def current_client(self) -> httpx.AsyncClient:
         return self.client
 
@@ -86,6 +92,7 @@ class Outside:
         """Start the worker and the endpoints' refresh (after the database is open)."""
         self.outbox.start()
         self._tasks.append(asyncio.ensure_future(self.webhooks.refresh_forever()))
+        self._tasks.append(asyncio.ensure_future(self.webhooks.catch_up_forever()))
         self._tasks.append(asyncio.ensure_future(self.push.refresh_forever()))
 
     async def stop(self) -> None:

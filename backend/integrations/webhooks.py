@@ -5,9 +5,23 @@ Each delivery is a POST of JSON ``{id, event, created_at, conversation_id, posit
 where ``id`` is the event's id (the same on every retry: receivers dedupe with it) and
 ``data`` the event's Socket.IO payload, signed ``X-Confab-Signature: t=UNIX_SECONDS,
 v1=hex(HMAC-SHA256(secret, "t." + body))``. Endpoints may subscribe to the events of the
-conversations' logs (``events.LOGGED``). Each node keeps the active endpoints in memory,
-reloaded every ``REFRESH_SECONDS`` and at once on its own changes: an endpoint registered on
-another node gets events from this one within that time.
+conversations' logs (``events.LOGGED``).
+
+Two paths queue a delivery, both idempotent (a row is unique per endpoint and event id):
+
+- live: the node that publishes an event queues it at once for the endpoints it knows (each
+  node keeps the active endpoints in memory, reloaded every ``WEBHOOK_REFRESH_SECONDS`` and at
+  once on its own changes);
+- catch-up: every ``WEBHOOK_CATCH_UP_SECONDS`` a node reads the event log past each endpoint's
+  cursor (``log_cursor``, a row id) up to events ``WEBHOOK_CATCH_UP_DELAY_SECONDS`` old, and
+  queues what is not queued yet: an event whose node died before queuing it, or published by
+  a node that did not know the endpoint yet. Row ids are given at insert and, on PostgreSQL,
+  may commit out of order; the delay keeps the reader behind every transaction still open
+  (far longer than any statement may run), so no row is passed over before it commits.
+
+Together: every logged event an endpoint wants is delivered at least once, whatever node dies
+when, as long as the log still holds it (its retention: ``EVENT_LOG_MAX_*``). An endpoint gets
+the events logged after it was registered.
 """
 
 from __future__ import annotations
@@ -19,7 +33,8 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -33,14 +48,19 @@ from backend.service.clock import iso_now
 from backend.service.errors import invalid, not_found
 from backend.service.events import Event
 from backend.settings import Delivery
+from backend.storage import eventlog
 from models import OutboxItem, OutboxKind, WebhookEndpoint
+
+if TYPE_CHECKING:
+    from backend.service.chat import ChatService
 
 log = logging.getLogger("confab.webhooks")
 
 #: The events an endpoint may ask for: those of the conversations' logs, each with a
 #: position (so an event id that is the same wherever and whenever it is computed).
 WEBHOOK_EVENTS = tuple(sorted(events.LOGGED))
-REFRESH_SECONDS = 5.0
+#: Log rows read per page of the catch-up.
+CATCH_UP_PAGE = 500
 SIGNATURE_HEADER = "X-Confab-Signature"
 
 Enqueue = Callable[[list[NewDelivery]], Awaitable[None]]
@@ -72,6 +92,11 @@ class Webhooks:
         self.wanted: dict[str, tuple[int, ...]] = {}
         self.loaded_at = 0.0
         self.tasks: set[asyncio.Future[None]] = set()
+        self.chat: ChatService | None = None
+
+    def attach(self, chat: ChatService) -> None:
+        """The service that rebuilds logged events for the catch-up."""
+        self.chat = chat
 
     # -- the endpoints ----------------------------------------------------------------------
 
@@ -89,11 +114,12 @@ class Webhooks:
             raise invalid(f"url refused: {exc}") from None
         secret = secret or f"whsec_{secrets.token_urlsafe(32)}"
         endpoint = await WebhookEndpoint.create(
-            url=url, events=sorted(set(wanted)), secret=secret, created_by_id=actor.user_id)
+            url=url, events=sorted(set(wanted)), secret=secret, created_by_id=actor.user_id,
+            log_cursor=await eventlog.last_id())
         await self.reload()
         return {**_view(endpoint), "secret": secret}
 
-    async def list(self, actor: Actor) -> list[dict[str, Any]]:
+    async def endpoints(self, actor: Actor) -> list[dict[str, Any]]:
         """Every active endpoint (admins); secrets are not shown again."""
         await access.ensure_admin(actor)
         return [_view(e) for e in await WebhookEndpoint.filter(is_active=True).order_by("id")]
@@ -124,7 +150,87 @@ class Webhooks:
             except Exception as exc:  # the database away: keep what is known
                 log.warning("webhook endpoints not reloaded (%s: %s)", type(exc).__name__,
                             str(exc)[:200])
-            await asyncio.sleep(REFRESH_SECONDS)
+            await asyncio.sleep(self.config.webhook_refresh_seconds)
+
+    async def catch_up_forever(self) -> None:
+        """Now and then, queue what the live path missed (see the module's docstring)."""
+        while True:
+            await asyncio.sleep(self.config.webhook_catch_up_seconds)
+            try:
+                queued = await self.catch_up()
+            except Exception as exc:  # the database away: the cursors wait
+                log.warning("webhook catch-up failed (%s: %s)", type(exc).__name__,
+                            str(exc)[:200])
+            else:
+                if queued:
+                    log.warning("webhook catch-up: %d delivery(ies) missed live, queued now",
+                                queued)
+
+    async def catch_up(self) -> int:
+        """Queue the logged events past each endpoint's cursor, old enough to be settled,
+        that are not queued yet; move the cursors. Returns the deliveries queued."""
+        assert self.chat is not None, "attach() first"
+        endpoints = list(await WebhookEndpoint.filter(is_active=True))
+        if not endpoints:
+            return 0
+        settled_before = datetime.now(UTC) - timedelta(
+            seconds=self.config.webhook_catch_up_delay_seconds)
+        after = min(e.log_cursor for e in endpoints)
+        queued = 0
+        while True:
+            rows = await eventlog.read_all(after, CATCH_UP_PAGE)
+            settled = []
+            for row in rows:
+                if row.event.created_at >= settled_before:
+                    break
+                settled.append(row)
+            if not settled:
+                return queued
+            queued += await self._queue_missed(endpoints, settled)
+            after = settled[-1].id
+            for endpoint in endpoints:
+                if endpoint.log_cursor < after:
+                    await WebhookEndpoint.filter(id=endpoint.id, log_cursor__lt=after).update(
+                        log_cursor=after)
+                    endpoint.log_cursor = after
+            if len(settled) < len(rows) or len(rows) < CATCH_UP_PAGE:
+                return queued
+
+    async def _queue_missed(self, endpoints: list[WebhookEndpoint],
+                            rows: list[eventlog.GlobalRow]) -> int:
+        assert self.chat is not None
+        due: dict[tuple[int, int], list[int]] = {}  # (conversation, position) -> endpoints
+        for row in rows:
+            for endpoint in endpoints:
+                if row.id > endpoint.log_cursor and row.event.name in (endpoint.events or ()):
+                    due.setdefault((row.conversation_id, row.event.position), []).append(
+                        endpoint.id)
+        if not due:
+            return 0
+        queued = set(await OutboxItem.filter(
+            kind=OutboxKind.WEBHOOK,
+            event_id__in=[f"evt_{cid}_{pos}" for cid, pos in due]).values_list(
+                "target_id", "event_id"))
+        missing: dict[int, list[eventlog.GlobalRow]] = {}
+        for row in rows:
+            key = (row.conversation_id, row.event.position)
+            ident = f"evt_{key[0]}_{key[1]}"
+            if any((target, ident) not in queued for target in due.get(key, ())):
+                missing.setdefault(row.conversation_id, []).append(row)
+        deliveries: list[NewDelivery] = []
+        for cid, of_conversation in missing.items():
+            stamps = {r.event.position: r.event.created_at for r in of_conversation}
+            for event in await self.chat.rebuild_logged(cid, [r.event for r in
+                                                              of_conversation]):
+                ident = event_id(event)
+                stamp = stamps[event.position or 0].astimezone(UTC).isoformat()
+                body = _body(event, ident, stamp.replace("+00:00", "Z"))
+                deliveries.extend(
+                    NewDelivery(OutboxKind.WEBHOOK, target, ident, event.name, body)
+                    for target in due[(cid, event.position or 0)]
+                    if (target, ident) not in queued)
+        await self.enqueue(deliveries)
+        return len(deliveries)
 
     # -- the events -------------------------------------------------------------------------
 
@@ -135,9 +241,7 @@ class Webhooks:
         if not targets:
             return
         ident = event_id(event)
-        body = {"id": ident, "event": event.name, "created_at": iso_now(),
-                "conversation_id": event.payload.get("conversation_id"),
-                "position": event.position, "data": event.payload}
+        body = _body(event, ident, iso_now())
         rows = [NewDelivery(OutboxKind.WEBHOOK, target, ident, event.name, body)
                 for target in targets]
         task = asyncio.ensure_future(self.enqueue(rows))
@@ -182,6 +286,13 @@ class Webhooks:
                                 retryable=False)
         raise http_failure(response.status_code, response.text[:120],
                            _retry_after(response))
+
+
+def _body(event: Event, ident: str, created_at: str) -> dict[str, Any]:
+    """What an endpoint receives of ``event``."""
+    return {"id": ident, "event": event.name, "created_at": created_at,
+            "conversation_id": event.payload.get("conversation_id"),
+            "position": event.position, "data": event.payload}
 
 
 def _retry_after(response: httpx.Response) -> float | None:

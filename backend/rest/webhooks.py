@@ -85,7 +85,7 @@ def register(api: Api) -> None:
     @api.route("GET", "/api/v1/webhooks/endpoints", summary="The webhook endpoints (admins)",
                response=list[EndpointOut], tags=TAGS)
     async def list_endpoints(call: Call) -> Any:
-        return await outside(call).webhooks.list(call.actor)
+        return await outside(call).webhooks.endpoints(call.actor)
 
     @api.route("DELETE", "/api/v1/webhooks/endpoints/{endpoint_id}",
                summary="Remove a webhook endpoint (admins)", tags=TAGS)

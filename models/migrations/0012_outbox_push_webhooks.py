@@ -50,6 +50,7 @@ class Migration(migrations.Migration):
                 ('events', fields.JSONField(encoder=JSON_DUMPS, decoder=loads)),
                 ('secret', fields.CharField(max_length=128)),
                 ('is_active', fields.BooleanField(default=True)),
+                ('log_cursor', fields.BigIntField(default=0)),
                 ('created_by', fields.ForeignKeyField('models.User', source_field='created_by_id', null=True, db_constraint=True, to_field='id', related_name='webhook_endpoints', on_delete=OnDelete.SET_NULL)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
