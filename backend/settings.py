@@ -182,6 +182,12 @@ class Delivery:
         attempts = _int(env, "OUTBOX_ATTEMPTS", cls.attempts)
         if attempts < 1:
             raise ConfigurationError(f"OUTBOX_ATTEMPTS must be at least 1, got {attempts}")
+        keep = _float(env, "OUTBOX_KEEP_DONE_SECONDS", cls.keep_done_seconds)
+        if keep < 3600:
+            # The webhook catch-up finds a delivered event by its row: kept shorter, an event
+            # could be queued again.
+            raise ConfigurationError(
+                f"OUTBOX_KEEP_DONE_SECONDS must be at least 3600, got {keep}")
         vapid = env.get("VAPID_PRIVATE_KEY") or None
         if vapid is None and not production:
             vapid = _persistent_dev_vapid_key(data_dir)
@@ -202,7 +208,7 @@ class Delivery:
             poll_seconds=_float(env, "OUTBOX_POLL_SECONDS", cls.poll_seconds),
             timeout_seconds=_float(env, "OUTBOX_TIMEOUT_SECONDS", cls.timeout_seconds),
             concurrency=max(1, _int(env, "OUTBOX_CONCURRENCY", cls.concurrency)),
-            keep_done_seconds=_float(env, "OUTBOX_KEEP_DONE_SECONDS", cls.keep_done_seconds),
+            keep_done_seconds=keep,
             allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
             webhook_refresh_seconds=_float(env, "WEBHOOK_REFRESH_SECONDS",
                                            cls.webhook_refresh_seconds),

@@ -18,10 +18,14 @@ from typing import Any
 
 import pytest
 import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.client import Api, TestUser, admin_of, with_admin
+from tests.support.cluster import Cluster
 from tests.support.fake_outside import FCM_PROJECT, FakeOutside, Received
 from tests.support.server import ServerProcess, start_server
+from tests.support.services import Postgres
 
 FCM_SEND = f"/v1/projects/{FCM_PROJECT}/messages:send"
 
@@ -307,3 +311,49 @@ async def test_a_pending_push_survives_a_killed_node_and_is_delivered_once(
         await api.aclose()
     finally:
         server.stop()
+
+
+async def test_a_socket_on_another_node_counts_as_online(
+        work_dir: Path, postgres: Postgres, redis_url: str, outside: FakeOutside) -> None:
+    """Two nodes over Redis with one VAPID key: the recipient connected to B gets no push
+    for a message sent on A; the one connected nowhere does."""
+    name, url = await postgres.create_database()
+    key = ec.generate_private_key(ec.SECP256R1())
+    vapid = key.private_bytes(serialization.Encoding.PEM,
+                              serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()).decode()
+    nodes = Cluster(work_dir / "push-cluster", url, redis_url)
+    try:
+        a = with_admin(nodes.start_node(**push_env(outside, VAPID_PRIVATE_KEY=vapid)))
+        b = nodes.start_node(**push_env(outside, VAPID_PRIVATE_KEY=vapid))
+        api_a, api_b = Api(a.base_url), Api(b.base_url)
+        sender, offline, online = [await api_a.register() for _ in range(3)]
+        config = (await api_b.http.get("/api/v1/push/config", headers=online.headers)).json()
+        assert config == (await api_a.http.get("/api/v1/push/config",
+                                               headers=online.headers)).json()
+        off_endpoint, _ = await webpush_device(api_b, outside, offline)
+        on_endpoint, _ = await webpush_device(api_b, outside, online)
+        cid = await group(api_a, sender, offline, online)
+        async with websockets.connect(
+                f"{b.ws_url}/ws/chat/{cid}/?token={online.token}") as socket:
+            first = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert first["type"] == "connection_established", first
+            before = await decisions(api_a)
+            # Subscriptions made on B are known on A within its reload (5 s).
+            deadline = time.monotonic() + 30
+            while True:
+                await send(api_a, sender, cid, "across nodes")
+                grown = {k: v - before.get(k, 0) for k, v in (await decisions(api_a)).items()}
+                if grown.get("online", 0) >= 1:
+                    break
+                assert time.monotonic() < deadline, grown
+                await asyncio.sleep(0.5)
+            await outside.wait(lambda _: bool(ok_to(outside, off_endpoint)),
+                               describe="the offline recipient's push")
+        assert ok_to(outside, off_endpoint)[0].content["body"] == "across nodes"
+        assert outside.to(on_endpoint) == []
+        await api_a.aclose()
+        await api_b.aclose()
+    finally:
+        nodes.stop()
+        await postgres.drop_database(name)
