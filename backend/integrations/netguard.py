@@ -1,11 +1,14 @@
 """Outbound HTTP to addresses that users and admins choose (webhook URLs, Web Push
 endpoints), kept off the node's own networks (SSRF).
 
-The host is resolved once here; every address it resolves to must be public (no private,
-loopback, link-local, multicast, reserved or unspecified address, IPv4 or IPv6, an
-IPv4-mapped IPv6 address judged as its IPv4 one), and the request then connects to that very
-address, with the original ``Host`` header and TLS server name: a DNS answer that changes
-between the check and the connect (rebinding) cannot move it. Redirects are never followed.
+The host is resolved when a connection is opened, inside the HTTP client's network backend;
+every address it resolves to must be public (no private, loopback, link-local, multicast,
+reserved or unspecified address, IPv4 or IPv6, an IPv4-mapped IPv6 address judged as its
+IPv4 one), and the socket is then opened to that very address: a DNS answer that changes
+between the check and the connect (rebinding) cannot move it. The request keeps its URL, so
+its ``Host`` header and TLS server name (and certificate check) are the host name's, and a
+kept-alive connection serves only the host name it was opened for. Redirects are never
+followed.
 ``WEBHOOK_ALLOW_PRIVATE_NETWORKS=true`` lifts the address rule (one-host set-ups, tests).
 """
 
@@ -14,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -88,16 +94,99 @@ async def check_target(url: str, *, allow_private: bool) -> None:
     await resolve(host, port, allow_private=allow_private)
 
 
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with the address rule at every connect: the host is
+    resolved and checked here, and the socket is opened to that checked address (TLS still
+    verifies the host name: httpcore hands it over as the server name)."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self.inner = httpcore.AnyIOBackend()
+
+    # The signatures are httpcore's interface (hence its ``timeout`` parameter).
+    async def connect_tcp(self, host: str, port: int,
+                          timeout: float | None = None,  # noqa: ASYNC109
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        address = await resolve(host, port, allow_private=self.allow_private)
+        return await self.inner.connect_tcp(str(address), port, timeout, local_address,
+                                            socket_options)
+
+    async def connect_unix_socket(self, path: str,
+                                  timeout: float | None = None,  # noqa: ASYNC109
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise RefusedAddress("unix sockets are not reachable")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport on a connection pool of ``GuardedBackend`` (what httpx's own
+    transport does, with the backend it does not let one choose). Connections are pooled
+    per host name, so each is reused only for the name it was checked and verified for."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(), max_connections=100,
+            keepalive_expiry=30.0, network_backend=GuardedBackend(allow_private=allow_private))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        core = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                             port=request.url.port, target=request.url.raw_path),
+            headers=request.headers.raw, content=request.stream,
+            extensions=request.extensions)
+        try:
+            response = await self.pool.handle_async_request(core)
+        except httpcore.TimeoutException as exc:
+            raise httpx.TimeoutException(str(exc) or type(exc).__name__) from None
+        except httpcore.ConnectError as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from None
+        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
+            raise httpx.TransportError(str(exc) or type(exc).__name__) from None
+        assert isinstance(response.stream, AsyncIterable)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_Body(response.stream), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read from httpcore."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self.stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for part in self.stream:
+                yield part
+        except (httpcore.NetworkError, httpcore.ProtocolError,
+                httpcore.TimeoutException) as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__) from None
+
+    async def aclose(self) -> None:
+        close = getattr(self.stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def guarded_client(*, allow_private: bool, timeout: float) -> httpx.AsyncClient:
+    """An HTTP client for addresses that users and admins choose: the address rule at every
+    connect, and no redirect followed."""
+    return httpx.AsyncClient(transport=GuardedTransport(allow_private=allow_private),
+                             timeout=timeout, follow_redirects=False)
+
+
 async def guarded_post(client: httpx.AsyncClient, url: str, *, content: bytes,
-                       headers: dict[str, str], allow_private: bool) -> httpx.Response:
-    """POST ``content`` to ``url`` through the checked address (see the module's
-    docstring). The client must not follow redirects."""
-    scheme, host, port = check_url(url)
-    address = await resolve(host, port, allow_private=allow_private)
-    target = httpx.URL(url)
-    request = client.build_request(
-        "POST", target.copy_with(host=str(address)), content=content,
-        headers={**headers, "Host": target.netloc.decode("ascii")},
-        # TLS: the certificate is checked against the name, not the address.
-        extensions={"sni_hostname": host} if scheme == "https" else {})
-    return await client.send(request, follow_redirects=False)
+                       headers: dict[str, str]) -> httpx.Response:
+    """POST ``content`` to ``url`` with a ``guarded_client``: the URL's form is checked
+    here, its address at the connect."""
+    check_url(url)
+    return await client.post(url, content=content, headers=headers, follow_redirects=False)

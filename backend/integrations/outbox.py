@@ -95,8 +95,8 @@ class Outbox:
             self._loop_task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
-        """Stop claiming; deliveries in flight get a short grace, then their rows are left to
-        their lease (another node, or this one restarted, takes them)."""
+        """Stop claiming; deliveries in flight get a short grace, then are cancelled and
+        their rows given back."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -106,6 +106,15 @@ class Outbox:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                # Given back at once rather than at the lease's end: the next claimer (a
+                # node, or this one restarted) retries them now. Sent, maybe: at least once.
+                try:
+                    await OutboxItem.filter(claimed_by=self.node_id,
+                                            status=OutboxStatus.PENDING).update(lease_ms=None)
+                except Exception as exc:
+                    log.warning("outbox leases not released (%s: %s)", type(exc).__name__,
+                                str(exc)[:200])
 
     async def _run(self) -> None:
         cleaned = 0.0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import httpx
 
 from backend.integrations.fcm import FcmSender
+from backend.integrations.netguard import guarded_client
 from backend.integrations.outbox import Outbox
 from backend.integrations.push import Online, Push
 from backend.integrations.webhooks import Webhooks
@@ -49,18 +50,18 @@ class OutsideEvents:
 
 
 class Outside:
-    """The node's outbox, HTTP client, webhooks and push senders."""
+    """The node's outbox, HTTP clients, webhooks and push senders."""
 
     def __init__(self, config: Delivery, metrics: Metrics, sink: EventSink) -> None:
         self.config = config
         self.events = OutsideEvents(sink)
         self.outbox = Outbox(config, metrics)
-        self.webhooks = Webhooks(config, self.outbox.enqueue, self.current_client)
+        self.webhooks = Webhooks(config, self.outbox.enqueue, self.guarded_client)
         self.outbox.handle(OutboxKind.WEBHOOK, self.webhooks.deliver)
         self.events.observers.append(self.webhooks.observe)
-        self.webpush = (WebPushSender(config, self.current_client)
+        self.webpush = (WebPushSender(config, self.guarded_client)
                         if config.vapid_private_key else None)
-        self.fcm = (FcmSender(config, self.current_client)
+        self.fcm = (FcmSender(config, self.plain_client)
                     if config.fcm_service_account else None)
         if self.webpush is not None:
             self.outbox.handle(OutboxKind.WEBPUSH, self.webpush.deliver)
@@ -69,24 +70,31 @@ class Outside:
         self.push = Push(config, metrics, self.outbox.enqueue, webpush=self.webpush is not None,
                          fcm=self.fcm is not None)
         self.events.observers.append(self.push.observe)
-        self._client: httpx.AsyncClient | None = None
+        self._guarded: httpx.AsyncClient | None = None
+        self._plain: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The HTTP client of every delivery, made on first use inside the running loop."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.config.timeout_seconds,
-                                             follow_redirects=False)
-        return self._client
 
     def attach(self, chat: ChatService, online: Online) -> None:
         """The chat service (conversations, the event log) and the cluster's presence."""
         self.webhooks.attach(chat)
         self.push.attach(chat, online)
 
-    def current_client(self) -> httpx.AsyncClient:
-        return self.client
+    def guarded_client(self) -> httpx.AsyncClient:
+        """The client for URLs users and admins choose (webhooks, Web Push endpoints):
+        private addresses refused at every connect (netguard.py). Made on first use, in the
+        running loop."""
+        if self._guarded is None:
+            self._guarded = guarded_client(
+                allow_private=self.config.allow_private_networks,
+                timeout=self.config.timeout_seconds)
+        return self._guarded
+
+    def plain_client(self) -> httpx.AsyncClient:
+        """The client for URLs the operator configures (FCM's API and token URI)."""
+        if self._plain is None:
+            self._plain = httpx.AsyncClient(timeout=self.config.timeout_seconds,
+                                            follow_redirects=False)
+        return self._plain
 
     def start(self) -> None:
         """Start the worker and the endpoints' refresh (after the database is open)."""
@@ -104,6 +112,7 @@ class Outside:
         await self.webhooks.drain()
         await self.push.drain()
         await self.outbox.stop()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._guarded, self._plain):
+            if client is not None:
+                await client.aclose()
+        self._guarded = self._plain = None

@@ -273,8 +273,7 @@ class Webhooks:
         }
         try:
             response = await guarded_post(
-                self.client(), endpoint.url, content=body, headers=headers,
-                allow_private=self.config.allow_private_networks)
+                self.client(), endpoint.url, content=body, headers=headers)
         except RefusedAddress as exc:
             raise DeliveryError(f"refused: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:

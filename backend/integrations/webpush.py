@@ -65,8 +65,7 @@ class WebPushSender:
             del headers["Topic"]
         try:
             response = await guarded_post(self.client(), sub.endpoint, content=body,
-                                          headers=headers,
-                                          allow_private=self.config.allow_private_networks)
+                                          headers=headers)
         except RefusedAddress as exc:
             raise DeliveryError(f"refused: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
