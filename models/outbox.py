@@ -48,7 +48,7 @@ class OutboxItem(Model):
     attempts = fields.IntField(default=0)
     #: When the row may next be tried (ms since the epoch).
     due_ms = fields.BigIntField()
-    #: A node claimed it until then; past it another node may take it (its claimer died).
+    #: A node claimed it until then, and past it another node may take it (its claimer died).
     lease_ms = fields.BigIntField(null=True)
     claimed_by = fields.CharField(max_length=64, null=True)
     last_error = fields.CharField(max_length=255, default="")

@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
                 ('status', fields.CharEnumField(default=OutboxStatus.PENDING, description='PENDING: pending\nDONE: done\nDEAD: dead', enum_type=OutboxStatus, max_length=16)),
                 ('attempts', fields.IntField(default=0)),
                 ('due_ms', fields.BigIntField(description='When the row may next be tried (ms since the epoch).')),
-                ('lease_ms', fields.BigIntField(null=True, description='A node claimed it until then; past it another node may take it (its claimer died).')),
+                ('lease_ms', fields.BigIntField(null=True, description='A node claimed it until then, and past it another node may take it (its claimer died).')),
                 ('claimed_by', fields.CharField(null=True, max_length=64)),
                 ('last_error', fields.CharField(default='', max_length=255)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
