@@ -137,4 +137,3 @@ async def blockers_of(user_id: int) -> frozenset[int]:
 async def blocked_by(user_id: int) -> list[int]:
     """Ids of the users ``user_id`` blocked, whose messages they do not see."""
     return await int_column(Block.filter(blocker_id=user_id), "blocked_id")
-
