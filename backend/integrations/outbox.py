@@ -153,16 +153,20 @@ class Outbox:
         client: BaseDBAsyncClient = connections.get("default")
         now = now_ms()
         lease = now + int(self.config.lease_seconds * 1000)
-        if client.capabilities.dialect == "postgres":
-            marks, lock = ("$1", "$2", "$3", "$4"), " FOR UPDATE SKIP LOCKED"
-        else:
-            marks, lock = ("?",) * 4, ""
+        pg = client.capabilities.dialect == "postgres"
+        # A read first: an idle poll (most of them) takes no write lock (SQLite's is the
+        # whole database's, which the send path would then find taken).
+        _, found = await client.execute_query(
+            f'SELECT 1 FROM "outbox" WHERE {_due(pg, 1)} LIMIT 1', [now, now])
+        if not found:
+            return []
+        marks = ("$1", "$2") if pg else ("?", "?")
+        lock = " FOR UPDATE SKIP LOCKED" if pg else ""
         rows = await client.execute_query_dict(
             f'UPDATE "outbox" SET "lease_ms" = {marks[0]}, "claimed_by" = {marks[1]}, '
             f'"attempts" = "attempts" + 1 WHERE "id" IN (SELECT "id" FROM "outbox" '
-            f"WHERE \"status\" = 'pending' AND \"due_ms\" <= {marks[2]} AND "
-            f'("lease_ms" IS NULL OR "lease_ms" <= {marks[3]}) ORDER BY "due_ms" '
-            f'LIMIT {int(limit)}{lock}) RETURNING "id"', [lease, self.node_id, now, now])
+            f'WHERE {_due(pg, 3)} ORDER BY "due_ms" LIMIT {int(limit)}{lock}) '
+            f'RETURNING "id"', [lease, self.node_id, now, now])
         if not rows:
             return []
         return list(await OutboxItem.filter(id__in=[int(row["id"]) for row in rows]))
@@ -228,6 +232,14 @@ class Outbox:
             await OutboxItem.filter(status=OutboxStatus.DONE, finished_at__lt=cutoff).delete()
         except Exception as exc:
             log.warning("outbox clean-up failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+
+
+def _due(pg: bool, first: int) -> str:
+    """The condition of a claimable row, its two parameters (now, now) numbered from
+    ``first`` on PostgreSQL."""
+    now, again = (f"${first}", f"${first + 1}") if pg else ("?", "?")
+    return (f"\"status\" = 'pending' AND \"due_ms\" <= {now} AND "
+            f'("lease_ms" IS NULL OR "lease_ms" <= {again})')
 
 
 async def listing(*, kind: OutboxKind | None, status: OutboxStatus | None, limit: int,
