@@ -24,6 +24,7 @@ from backend.collector import tune_after_startup
 from backend.compat import IncompatibleLibrary, check_all
 from backend.dashboard.routes import dashboard_routes
 from backend.integrations.outbound import OutboundSender
+from backend.integrations.outside import Outside
 from backend.observability.logs import configure_logging
 from backend.observability.metrics import Metrics
 from backend.observability.request_ids import RequestIds
@@ -60,12 +61,14 @@ def create_app(settings: Settings | None = None) -> Any:
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
     metrics.watch(realtime.connection_doors, realtime.dropped_events)
-    chat = ChatService(TypistCounter(realtime.sink, realtime.presence), settings.limits)
+    outside = Outside(settings.delivery, metrics, realtime.sink)
+    chat = ChatService(TypistCounter(outside.events, realtime.presence), settings.limits)
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
     chat.on_message_sent(metrics.message_sent)
     uploads = Uploads(_file_store(settings), settings.uploads, settings.jwt_secret)
     chat.attach_uploads(uploads)
+    outside.attach(chat, realtime.presence.is_online)
     sessions = Sessions()
     sessions.attach(realtime.manager, clustered=realtime.backplane is not None,
                     recheck_seconds=settings.session_recheck_seconds)
@@ -87,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Any:
         chores = [asyncio.ensure_future(_trim_event_log(chat, settings)),
                   asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings)),
                   asyncio.ensure_future(_sweep_uploads(uploads, settings))]
+        outside.start()
         try:
             yield
         finally:
@@ -94,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Any:
                 chore.cancel()
             await outbound.close()
             await chat.drain()
+            await outside.stop()
             await realtime.stop()
             await close_database()
 
@@ -108,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Any:
     app.state.realtime = realtime
     app.state.sessions = sessions
     app.state.metrics = metrics
+    app.state.outside = outside
     app.state.auth_limits = AuthLimits(settings.limits)
     app.state.api = api
     app.state.version = VERSION

@@ -7,12 +7,15 @@ default (no variables at all) is one node on an SQLite file under ``DATA_DIR``; 
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
 
 
 class ConfigurationError(RuntimeError):
@@ -221,6 +224,119 @@ class Uploads:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """The outbox (deliveries to the outside: webhooks and push, docs/push-and-webhooks.md):
+    retries, leases, the network guard, and the push services' credentials."""
+
+    #: Attempts per delivery before it is dead-lettered.
+    attempts: int = 8
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 3600.0
+    #: How long a node holds a claimed delivery: past it, another node takes it over.
+    lease_seconds: float = 60.0
+    #: How often an idle worker looks for due deliveries (new ones wake it at once).
+    poll_seconds: float = 1.0
+    timeout_seconds: float = 10.0
+    #: Deliveries one node runs at once.
+    concurrency: int = 16
+    #: Delivered rows are deleted this long after (dead ones are kept for staff).
+    keep_done_seconds: float = 7 * 24 * 3600.0
+    #: Webhook and Web Push URLs may name private, loopback or link-local addresses.
+    allow_private_networks: bool = False
+    #: How often a node reads the webhook endpoints again (those registered on others).
+    webhook_refresh_seconds: float = 5.0
+    #: How often the catch-up over the event log runs, and how old a logged event must be
+    #: before it looks at it (every transaction that took a smaller id has ended by then).
+    webhook_catch_up_seconds: float = 10.0
+    webhook_catch_up_delay_seconds: float = 30.0
+    #: Web Push (VAPID, RFC 8292): the application server's private key (base64url of the
+    #: raw 32-byte P-256 key, or PEM) and its contact. None: Web Push is off.
+    vapid_private_key: str | None = None
+    vapid_subject: str = "mailto:admin@localhost"
+    #: How long a push service keeps an undelivered notification.
+    push_ttl_seconds: int = 86400
+    #: At most one notification per user and conversation this often (the rest collapse).
+    push_min_interval_seconds: float = 30.0
+    #: At most this many notifications per user per minute (per node).
+    push_per_user_per_minute: int = 10
+    #: FCM HTTP v1: the service account's JSON (its text). None: FCM is off.
+    fcm_service_account: str | None = None
+    fcm_api_base: str = "https://fcm.googleapis.com"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], data_dir: Path, production: bool) -> Delivery:
+        """Read the ``OUTBOX_*``, ``WEBHOOK_*``, ``VAPID_*``, ``PUSH_*`` and ``FCM_*``
+        variables. Outside production a VAPID key is made once and kept in ``data_dir``."""
+        attempts = _int(env, "OUTBOX_ATTEMPTS", cls.attempts)
+        if attempts < 1:
+            raise ConfigurationError(f"OUTBOX_ATTEMPTS must be at least 1, got {attempts}")
+        keep = _float(env, "OUTBOX_KEEP_DONE_SECONDS", cls.keep_done_seconds)
+        if keep < 3600:
+            # The webhook catch-up finds a delivered event by its row: kept shorter, an event
+            # could be queued again.
+            raise ConfigurationError(
+                f"OUTBOX_KEEP_DONE_SECONDS must be at least 3600, got {keep}")
+        vapid = env.get("VAPID_PRIVATE_KEY") or None
+        if vapid is None and not production:
+            vapid = _persistent_dev_vapid_key(data_dir)
+        account = env.get("FCM_SERVICE_ACCOUNT_JSON") or None
+        account_file = env.get("FCM_SERVICE_ACCOUNT_FILE")
+        if account is None and account_file:
+            try:
+                account = Path(account_file).read_text()
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"FCM_SERVICE_ACCOUNT_FILE cannot be read: {exc}") from exc
+        return cls(
+            attempts=attempts,
+            backoff_seconds=_float(env, "OUTBOX_BACKOFF_SECONDS", cls.backoff_seconds),
+            backoff_max_seconds=_float(env, "OUTBOX_BACKOFF_MAX_SECONDS",
+                                       cls.backoff_max_seconds),
+            lease_seconds=_float(env, "OUTBOX_LEASE_SECONDS", cls.lease_seconds),
+            poll_seconds=_float(env, "OUTBOX_POLL_SECONDS", cls.poll_seconds),
+            timeout_seconds=_float(env, "OUTBOX_TIMEOUT_SECONDS", cls.timeout_seconds),
+            concurrency=max(1, _int(env, "OUTBOX_CONCURRENCY", cls.concurrency)),
+            keep_done_seconds=keep,
+            allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
+            webhook_refresh_seconds=_float(env, "WEBHOOK_REFRESH_SECONDS",
+                                           cls.webhook_refresh_seconds),
+            webhook_catch_up_seconds=_float(env, "WEBHOOK_CATCH_UP_SECONDS",
+                                            cls.webhook_catch_up_seconds),
+            webhook_catch_up_delay_seconds=_float(env, "WEBHOOK_CATCH_UP_DELAY_SECONDS",
+                                                  cls.webhook_catch_up_delay_seconds),
+            vapid_private_key=vapid,
+            vapid_subject=env.get("VAPID_SUBJECT") or cls.vapid_subject,
+            push_ttl_seconds=_int(env, "PUSH_TTL_SECONDS", cls.push_ttl_seconds),
+            push_min_interval_seconds=_float(env, "PUSH_MIN_INTERVAL_SECONDS",
+                                             cls.push_min_interval_seconds),
+            push_per_user_per_minute=_int(env, "PUSH_PER_USER_PER_MINUTE",
+                                          cls.push_per_user_per_minute),
+            fcm_service_account=account,
+            fcm_api_base=(env.get("FCM_API_BASE") or cls.fcm_api_base).rstrip("/"),
+        )
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _persistent_dev_vapid_key(data_dir: Path) -> str:
+    """A development VAPID key (base64url of the raw P-256 private key), made once and kept
+    beside the JWT secret: browsers' subscriptions are bound to it."""
+    path = data_dir / "vapid_private_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = ec.generate_private_key(ec.SECP256R1())
+    raw = key.private_numbers().private_value.to_bytes(32, "big")
+    return _keep(path, base64.urlsafe_b64encode(raw).rstrip(b"=").decode())
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one node."""
 
@@ -247,6 +363,7 @@ class Settings:
     limits: Limits
     integrations: Integrations
     api_title: str
+    delivery: Delivery = Delivery()
     #: When set, ``GET /metrics`` requires ``Authorization: Bearer <token>``.
     metrics_token: str | None = None
     #: The longest one database statement (and one connect) may take before it fails; a client
@@ -322,6 +439,7 @@ class Settings:
             allowed_origins=_list(env, "ALLOWED_ORIGINS"),
             limits=limits,
             integrations=Integrations.from_env(env),
+            delivery=Delivery.from_env(env, data_dir, production),
             api_title=env.get("API_TITLE", "Confab Chat API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
@@ -355,13 +473,17 @@ def _persistent_dev_secret(data_dir: Path) -> str:
     path = data_dir / "jwt_secret"
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    # Write atomically with owner-only permissions; another process may race us, so re-read.
+    return _keep(path, secrets.token_urlsafe(48))
+
+
+def _keep(path: Path, value: str) -> str:
+    """Write ``value`` to ``path`` once, atomically and owner-only; another process may race
+    us, so the file is read back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(secret)
+        handle.write(value)
     try:
         os.link(tmp, path)
     except FileExistsError:

@@ -14,8 +14,11 @@ from models.conversations import (
     Participant,
 )
 from models.events import ConversationEvent, EventLogEpoch
+from models.hooks import WebhookEndpoint
 from models.messages import DeliveryStatus, Message, MessageStatus, Reaction, Receipt, SenderType
+from models.outbox import OutboxItem, OutboxKind, OutboxStatus
 from models.people import AuthSession, Customer, MobileSession, Role, User
+from models.push import ConversationMute, PushKind, PushSubscription
 from models.uploads import Upload, UploadState
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "ConversationAudit",
     "ConversationEvent",
     "ConversationKind",
+    "ConversationMute",
     "ConversationStatus",
     "Customer",
     "DeliveryStatus",
@@ -35,7 +39,12 @@ __all__ = [
     "Message",
     "MessageStatus",
     "MobileSession",
+    "OutboxItem",
+    "OutboxKind",
+    "OutboxStatus",
     "Participant",
+    "PushKind",
+    "PushSubscription",
     "Reaction",
     "Receipt",
     "Role",
@@ -43,7 +52,9 @@ __all__ = [
     "Upload",
     "UploadState",
     "User",
+    "WebhookEndpoint",
 ]
 
 MODEL_MODULES = ["models.people", "models.conversations", "models.messages", "models.events",
-                 "models.audit", "models.uploads"]
+                 "models.audit", "models.uploads", "models.hooks", "models.outbox",
+                 "models.push"]

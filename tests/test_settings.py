@@ -70,3 +70,28 @@ def test_several_workers_need_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["serve", "--workers", "2"]) == 2
     assert "REDIS_URL" in capsys.readouterr().err
+
+
+def test_a_development_vapid_key_is_made_once_and_none_in_production(tmp_path: Path) -> None:
+    first = Settings.from_env({"DATA_DIR": str(tmp_path)}).delivery
+    second = Settings.from_env({"DATA_DIR": str(tmp_path)}).delivery
+    assert first.vapid_private_key and first.vapid_private_key == second.vapid_private_key
+    assert (tmp_path / "vapid_private_key").stat().st_mode & 0o077 == 0
+    production = Settings.from_env({"ENVIRONMENT": "production", "JWT_SECRET": "s" * 40,
+                                    "DATA_DIR": str(tmp_path / "prod")}).delivery
+    assert production.vapid_private_key is None  # never a made-up key in production
+    assert not (tmp_path / "prod" / "vapid_private_key").exists()
+    given = Settings.from_env({"DATA_DIR": str(tmp_path), "VAPID_PRIVATE_KEY": "k" * 43})
+    assert given.delivery.vapid_private_key == "k" * 43
+
+
+@pytest.mark.parametrize(("name", "value", "match"), [
+    ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "maybe", "true or false"),
+    ("OUTBOX_ATTEMPTS", "0", "at least 1"),
+    ("OUTBOX_KEEP_DONE_SECONDS", "60", "at least 3600"),
+    ("FCM_SERVICE_ACCOUNT_FILE", "/nonexistent/account.json", "cannot be read"),
+])
+def test_delivery_settings_refuse_bad_values(tmp_path: Path, name: str, value: str,
+                                             match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Settings.from_env({"DATA_DIR": str(tmp_path), name: value})

@@ -33,7 +33,7 @@ from tortoise.expressions import Q
 from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
 from backend.service.ports import ControlBus
-from models import AuthSession, User
+from models import AuthSession, PushSubscription, User
 
 #: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
 #: session id None: every session of the user).
@@ -149,6 +149,11 @@ class Sessions:
             await AuthSession.filter(user_id=user.id, revoked_at=None).update(revoked_at=now)
         elif session_id != LEGACY_SESSION:
             await AuthSession.filter(id=session_id, user_id=user.id).update(revoked_at=now)
+        # The devices subscribed to push notifications in what is logged out stop getting them.
+        devices = PushSubscription.filter(user_id=user.id)
+        if session_id is not None:
+            devices = devices.filter(session_id=session_id)
+        await devices.delete()
         control = {"user_id": user.id, "session_id": session_id}
         # Here first, whatever Redis does: the control is idempotent, and this node hears it
         # again from the bus with the others.

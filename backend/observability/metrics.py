@@ -72,6 +72,16 @@ class Metrics:
         self.replay_latency = Histogram(
             "confab_replay_seconds", "How long a room's catch-up from the event log took.",
             buckets=LATENCY_BUCKETS, registry=registry)
+        self.outbox_queued = Counter(
+            "confab_outbox_enqueued", "Deliveries to the outside queued in the outbox, by kind "
+            "(webhook, webpush, fcm).", ["kind"], registry=registry)
+        self.outbox_outcomes = Counter(
+            "confab_outbox_attempts", "Outbox delivery attempts by kind and outcome "
+            "(delivered, retry, dead).", ["kind", "outcome"], registry=registry)
+        self.push_decisions = Counter(
+            "confab_push_decisions", "Recipients of messages looked at for a push notification, "
+            "by outcome (queued, online, muted, collapsed, rate_limited).", ["outcome"],
+            registry=registry)
         #: The last health checks (set just before each exposition).
         self.checks: dict[str, bool] = {}
         # Each label set's child, found once: ``labels()`` validates and locks at every call,
@@ -109,6 +119,18 @@ class Metrics:
     def gap(self) -> None:
         """A live event arrived past a gap in its room's positions."""
         self.gaps.inc()
+
+    def outbox_enqueued(self, kind: str) -> None:
+        """A delivery of ``kind`` was queued in the outbox."""
+        self.outbox_queued.labels(kind).inc()
+
+    def outbox_outcome(self, kind: str, outcome: str) -> None:
+        """An outbox attempt ended: ``delivered``, ``retry`` or ``dead``."""
+        self.outbox_outcomes.labels(kind, outcome).inc()
+
+    def push_decided(self, outcome: str) -> None:
+        """A recipient of a message was looked at for a push notification."""
+        self.push_decisions.labels(outcome).inc()
 
     def refused(self, transport: str, code: str) -> None:
         """A client was answered with error ``code`` (``internal_error`` for a 5xx)."""

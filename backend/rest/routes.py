@@ -10,8 +10,10 @@ from backend.rest import (
     integrations,
     metrics,
     mobile,
+    push,
     sessions,
     uploads,
+    webhooks,
 )
 from backend.rest.api import Api
 
@@ -19,6 +21,6 @@ from backend.rest.api import Api
 def build_api() -> Api:
     api = Api()
     for family in (health, metrics, auth, sessions, desk, uploads, connections, mobile,
-                   integrations):
+                   integrations, webhooks, push):
         family.register(api)
     return api

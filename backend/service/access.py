@@ -70,6 +70,13 @@ async def still_staff(user: User) -> bool:
     return await User.exists(id=user.id, role__in=(Role.AGENT, Role.ADMIN), is_active=True)
 
 
+async def ensure_admin(actor: Actor) -> None:
+    """Admins only (outgoing webhooks), by the role the database holds now."""
+    if actor.user is None or not await User.exists(id=actor.user.id, role=Role.ADMIN,
+                                                   is_active=True):
+        raise forbidden("Only admins may do this")
+
+
 async def visible_conversation(actor: Actor, conversation_id: int) -> Conversation:
     """The conversation if ``actor`` may see it; 404 if it does not exist, 403 otherwise."""
     conversation = await load_conversation(conversation_id)

@@ -155,6 +155,12 @@ class LogOps(ServiceBase):
         next_after = rows[-1].position if len(rows) >= REPLAY_PAGE else None
         return await self._rebuild(conversation_id, rows), next_after
 
+    async def rebuild_logged(self, conversation_id: int,
+                             rows: list[eventlog.LoggedEvent]) -> list[Event]:
+        """The events of log rows of one conversation, as they were published (a message
+        as it is now; one deleted since is left out)."""
+        return await self._rebuild(conversation_id, rows)
+
     async def _rebuild(self, conversation_id: int,
                        rows: list[eventlog.LoggedEvent]) -> list[Event]:
         """Events from log rows; a ``chat_message``'s payload from its message as it is

@@ -158,6 +158,39 @@ async def read(conversation_id: int, after: int, limit: int,
             for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class GlobalRow:
+    """A row of the log with its place among every conversation's rows (its id)."""
+
+    id: int
+    conversation_id: int
+    event: LoggedEvent
+
+
+async def read_all(after_id: int, limit: int) -> list[GlobalRow]:
+    """Rows of every conversation with an id past ``after_id``, in id order, at most
+    ``limit``. Ids are given at insert: on PostgreSQL one may commit after a larger one, so a
+    reader that must miss nothing keeps away from the newest rows (see the webhooks'
+    catch-up)."""
+    client = _client()
+    mark = "$1" if _postgres(client) else "?"
+    _, rows = await client.execute_query(
+        f'SELECT "id", "conversation_id", "position", "name", "message_id", "payload", '
+        f'"skip", "created_at" FROM "conversation_events" WHERE "id" > {mark} '
+        f'ORDER BY "id" LIMIT {int(limit)}', [after_id])
+    return [GlobalRow(int(row["id"]), int(row["conversation_id"]), LoggedEvent(
+        int(row["position"]), str(row["name"]), row["message_id"], _json(row["payload"]),
+        tuple(_json(row["skip"]) or ()), _stamp(row["created_at"]))) for row in rows]
+
+
+async def last_id() -> int:
+    """The largest row id of the log (0 when empty)."""
+    _, rows = await _client().execute_query(
+        'SELECT MAX("id") AS "top" FROM "conversation_events"')
+    top = rows[0]["top"] if rows else None
+    return int(top) if top is not None else 0
+
+
 def _stamp(value: Any) -> datetime:
     """A timestamp column as an aware datetime (SQLite hands back text)."""
     stamp = datetime.fromisoformat(value) if isinstance(value, str) else value
