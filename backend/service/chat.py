@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from backend.service.conversations import ConversationOps
 from backend.service.messages import MessageOps
+from backend.service.search import SearchOps
 from backend.service.social import SocialOps
 
 
-class ChatService(ConversationOps, MessageOps, SocialOps):
+class ChatService(ConversationOps, SearchOps, MessageOps, SocialOps):
     """Every chat operation. Construct with an EventSink and the configured Limits."""
