@@ -3,10 +3,18 @@ ranking, snippets, filters, pages, edits and deletes, who sees what, hostile que
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.client import Api, TestUser
+from tests.support.server import start_server
+from tests.support.services import Postgres
 from tests.test_rest_sessions import V1, send, shared
 
 SEARCH = f"{V1}/search"
@@ -232,3 +240,64 @@ async def test_search_reaches_no_other_database_error(api: Api) -> None:
                    {"q": "a", "sender_id": "99999999999999999999"}):
         response = await api.http.get(SEARCH, params=params, headers=owner.headers)
         assert response.status_code == 422, (params, response.text)
+
+
+#: What undoes migration 0010, making the database one that had messages before search.
+UNDO_SEARCH = {
+    "sqlite": ['DROP TRIGGER "message_search_insert"', 'DROP TRIGGER "message_search_update"',
+               'DROP TRIGGER "message_search_delete"', 'DROP TABLE "message_search"'],
+    "postgres": ['DROP TRIGGER "message_search_vector" ON "messages"',
+                 'DROP FUNCTION "message_search_vector"()',
+                 'ALTER TABLE "messages" DROP COLUMN "search_vector"'],
+}
+FORGET_0010 = "DELETE FROM \"tortoise_migrations\" WHERE \"name\" = '0010_message_search'"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[tuple[str, str | None]]:
+    """An engine and a database of this test's own (None: SQLite in the server's folder)."""
+    if request.param == "sqlite":
+        yield "sqlite", None
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    name, url = asyncio.run(postgres.create_database())
+    yield "postgres", url
+    asyncio.run(postgres.drop_database(name))
+
+
+async def test_the_migration_indexes_the_messages_already_there(
+        fresh_database: tuple[str, str | None], work_dir: Path) -> None:
+    engine, url = fresh_database
+    data_dir = work_dir / f"search-backfill-{engine}-{uuid.uuid4().hex[:6]}"
+    server = start_server(data_dir, url)
+    try:
+        api = Api(server.base_url)
+        owner = await api.register()
+        sid = (await api.conversation(owner))["id"]
+        w = word()
+        before = [await send(api, owner, sid, f"{w} number {n}") for n in range(3)]
+        await api.aclose()
+        server.stop()
+        statements = [*UNDO_SEARCH[engine], FORGET_0010]
+        if url is None:
+            with sqlite3.connect(data_dir / "chat.sqlite3") as db:
+                for statement in statements:
+                    db.execute(statement)
+        else:
+            import asyncpg
+
+            connection = await asyncpg.connect(url)
+            try:
+                for statement in statements:
+                    await connection.execute(statement)
+            finally:
+                await connection.close()
+        server = start_server(data_dir, url)  # migrates again: 0010 and its backfill
+        api = Api(server.base_url)
+        assert set(await found(api, owner, w)) == {m["id"] for m in before}
+        assert await found(api, owner, f"{w} number 1") == [before[1]["id"]]
+        after = await send(api, owner, sid, f"{w} sent after")
+        assert await found(api, owner, f"{w} sent") == [after["id"]]
+        await api.aclose()
+    finally:
+        server.stop()

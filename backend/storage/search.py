@@ -51,7 +51,8 @@ class HasFile(StrEnum):
 class SearchQuery:
     """One page of a search. ``conversations``: the only conversations to look in;
     ``hidden_senders``: user ids whose messages are left out; ``resume``: the (rank, id) of
-    the previous page's last hit."""
+    the previous page's last hit; ``window``: how many of the newest matches are ranked (the
+    cost of a ranked page grows with it, not with how many messages match)."""
 
     words: tuple[str, ...]
     conversations: Sequence[int]
@@ -63,6 +64,8 @@ class SearchQuery:
     order: SearchOrder = SearchOrder.RANK
     limit: int = 20
     resume: tuple[float, int] | None = None
+    #: Ranking looks at the newest this many matches (each costs a score).
+    window: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +155,15 @@ def _conditions(query: SearchQuery, p: _Params) -> list[str]:
     return where
 
 
-def _after_resume(query: SearchQuery, p: _Params, rank: str) -> list[str]:
+def _after_resume(query: SearchQuery, p: _Params, rank: str, row_id: str) -> list[str]:
     """The keyset condition placing a row after the previous page's last hit."""
     if query.resume is None:
         return []
     last_rank, last_id = query.resume
     if query.order == SearchOrder.NEWEST:
-        return [f'"m"."id" < {p(last_id, "int")}']
+        return [f"{row_id} < {p(last_id, 'int')}"]
     r1, r2, i = p(last_rank, "float8"), p(last_rank, "float8"), p(last_id, "int")
-    return [f'({rank} < {r1} OR ({rank} = {r2} AND "m"."id" < {i}))']
-
-
-def _order(query: SearchQuery) -> str:
-    if query.order == SearchOrder.NEWEST:
-        return '"id" DESC'
-    return '"rank" DESC, "id" DESC'
+    return [f"({rank} < {r1} OR ({rank} = {r2} AND {row_id} < {i}))"]
 
 
 async def find(query: SearchQuery) -> list[Hit]:
@@ -182,15 +179,25 @@ async def find(query: SearchQuery) -> list[Hit]:
 async def _find_sqlite(client: BaseDBAsyncClient, query: SearchQuery) -> list[Hit]:
     p = _Params(False)
     match = fts5_query(query.words)
-    rank = '(-bm25("message_search"))'
-    where = [f'"message_search" MATCH {p(match)}', *_conditions(query, p),
-             *_after_resume(query, p, rank)]
-    rows = await client.execute_query_dict(
-        f'SELECT "m"."id" AS "id", "m"."conversation_id" AS "conversation_id", '
-        f'{rank} AS "rank" FROM "message_search" '
+    # The newest matches first: FTS5 walks its rowids backwards, and stops at the window.
+    where = [f'"message_search" MATCH {p(match)}', *_conditions(query, p)]
+    newest = query.order == SearchOrder.NEWEST
+    if newest:
+        where += _after_resume(query, p, "", '"m"."id"')
+    window = (
+        'SELECT "m"."id" AS "id", "m"."conversation_id" AS "conversation_id", '
+        '-bm25("message_search") AS "rank" FROM "message_search" '
         'JOIN "messages" AS "m" ON "m"."id" = "message_search"."rowid" '
-        f'WHERE {" AND ".join(where)} ORDER BY {_order(query)} LIMIT {p(query.limit)}',
-        p.values)
+        f'WHERE {" AND ".join(where)} ORDER BY "message_search"."rowid" DESC '
+        f'LIMIT {p(query.limit if newest else query.window)}')
+    if newest:
+        sql = window
+    else:
+        resume = _after_resume(query, p, '"rank"', '"id"')
+        sql = (f'SELECT "id", "conversation_id", "rank" FROM ({window}) '
+               f'{"WHERE " + resume[0] if resume else ""} '
+               f'ORDER BY "rank" DESC, "id" DESC LIMIT {p(query.limit)}')
+    rows = await client.execute_query_dict(sql, p.values)
     if not rows:
         return []
     # The snippets of this page only: snippet() reads and tokenizes each row's text.
@@ -211,18 +218,29 @@ _HEADLINE = (f'StartSel="{MARK_START}", StopSel="{MARK_END}", MaxWords=24, MinWo
 
 async def _find_postgres(client: BaseDBAsyncClient, query: SearchQuery) -> list[Hit]:
     p = _Params(True)
-    q = p(tsquery(query.words))
-    rank = f"ts_rank(\"m\".\"search_vector\", to_tsquery('simple', {q}))::float8"
-    where = [f"\"m\".\"search_vector\" @@ to_tsquery('simple', {q})", *_conditions(query, p),
-             *_after_resume(query, p, rank)]
-    headline = p(_HEADLINE)
+    q = f"to_tsquery('simple', {p(tsquery(query.words))})"
+    # The newest matches first (the planner may walk the primary key backwards testing each
+    # row, or collect the GIN index's matches and keep the newest), then the scores of those.
+    where = [f'"m"."search_vector" @@ {q}', *_conditions(query, p)]
+    newest = query.order == SearchOrder.NEWEST
+    if newest:
+        where += _after_resume(query, p, "", '"m"."id"')
+    window = (
+        'SELECT "m"."id", "m"."conversation_id", "m"."content", "m"."search_vector" '
+        f'FROM "messages" AS "m" WHERE {" AND ".join(where)} ORDER BY "m"."id" DESC '
+        f'LIMIT {p(query.limit if newest else query.window, "int")}')
+    ranked = (f'SELECT "w"."id", "w"."conversation_id", "w"."content", '
+              f'ts_rank("w"."search_vector", {q})::float8 AS "rank" FROM ({window}) AS "w"')
+    if newest:
+        page = ranked
+    else:
+        resume = _after_resume(query, p, '"r"."rank"', '"r"."id"')
+        page = (f'SELECT * FROM ({ranked}) AS "r" {"WHERE " + resume[0] if resume else ""} '
+                f'ORDER BY "rank" DESC, "id" DESC LIMIT {p(query.limit, "int")}')
+    order = '"id" DESC' if newest else '"rank" DESC, "id" DESC'
     rows = await client.execute_query_dict(
         'SELECT "page"."id", "page"."conversation_id", "page"."rank", '
-        f"ts_headline('simple', \"page\".\"content\", to_tsquery('simple', {q}), {headline}) "
-        'AS "snippet" FROM ('
-        f'SELECT "m"."id", "m"."conversation_id", "m"."content", {rank} AS "rank" '
-        f'FROM "messages" AS "m" WHERE {" AND ".join(where)} '
-        f'ORDER BY {_order(query)} LIMIT {p(query.limit, "int")}) AS "page" '
-        f'ORDER BY {_order(query)}', p.values)
+        f"ts_headline('simple', \"page\".\"content\", {q}, {p(_HEADLINE)}) AS \"snippet\" "
+        f'FROM ({page}) AS "page" ORDER BY {order}', p.values)
     return [Hit(row["id"], row["conversation_id"], float(row["rank"]), row["snippet"])
             for row in rows]
