@@ -301,3 +301,32 @@ async def test_the_migration_indexes_the_messages_already_there(
         await api.aclose()
     finally:
         server.stop()
+
+
+async def test_ranking_looks_at_the_newest_matches_of_its_window(
+        fresh_database: tuple[str, str | None], work_dir: Path) -> None:
+    engine, url = fresh_database
+    server = start_server(work_dir / f"search-window-{engine}-{uuid.uuid4().hex[:6]}", url,
+                          SEARCH_RANK_WINDOW="3")
+    try:
+        api = Api(server.base_url)
+        owner = await api.register()
+        sid = (await api.conversation(owner))["id"]
+        w = word()
+        best = await send(api, owner, sid, f"{w} {w} {w} {w}")
+        sent = [await send(api, owner, sid, f"{w} among other words number {n}")
+                for n in range(4)]
+        other = await send(api, owner, sid, "nothing to find")
+        ranked = await search(api, owner, w)
+        assert {hit["message"]["id"] for hit in ranked["results"]} == {
+            m["id"] for m in sent[-3:]}
+        assert ranked["next_cursor"] is None
+        newest = [hit["message"]["id"] for page in await pages(api, owner, w, limit=2,
+                                                                 sort="newest") for hit in page]
+        assert newest == [m["id"] for m in reversed([best, *sent])]
+        assert other["id"] not in newest
+        # Narrower filters reach the older matches.
+        assert await found(api, owner, w, before=sent[0]["created_at"]) == [best["id"]]
+        await api.aclose()
+    finally:
+        server.stop()

@@ -110,7 +110,8 @@ class SearchOps(MessageOps):
     ) -> dict[str, Any]:
         """A page of ``{results: [{message, conversation_id, snippet, rank}], next_cursor}``:
         messages ``actor`` may read whose content holds every word of ``text`` (the last one
-        also as a prefix), best match first (``order=rank``) or newest first."""
+        also as a prefix), best match first (``order=rank``, among the newest
+        ``search_rank_window`` matches) or newest first."""
         filters = filters or SearchFilters()
         if not isinstance(text, str) or not text.strip():
             raise invalid("q must not be empty")
@@ -137,7 +138,8 @@ class SearchOps(MessageOps):
             sender_id=filters.sender_id, after=filters.after, before=filters.before,
             has_file=(HasFile.ANY if filters.has_file is None
                       else HasFile.YES if filters.has_file else HasFile.NO),
-            order=order, limit=limit + 1, resume=resume))
+            order=order, limit=limit + 1, resume=resume,
+            window=max(1, self.limits.search_rank_window)))
         page = hits[:limit]
         rows = {m.id: m for m in await Message.filter(
             id__in=[hit.message_id for hit in page]).select_related(*self.RELATIONS)}
