@@ -330,3 +330,22 @@ async def test_ranking_looks_at_the_newest_matches_of_its_window(
         await api.aclose()
     finally:
         server.stop()
+
+
+def test_sqlite_excerpts_mark_the_words_and_cut_around_them() -> None:
+    from backend.storage.search import ELLIPSIS, MARK_END, MARK_START, excerpt
+
+    def shown(text: str, *words: str) -> str:
+        return excerpt(text, words).replace(MARK_START, "[").replace(MARK_END, "]")
+
+    assert shown("Where is my Wallet, café?", "wallet", "cafe") == "Where is my [Wallet], [café]?"
+    assert shown("walletful wallets", "wall") == "[walletful] [wallets]"  # the last: a prefix
+    assert shown("walletful wallets", "wall", "x") == "walletful wallets"
+    long = " ".join(f"w{n}" for n in range(40))
+    # Sixteen words, from a little before the match, or the last sixteen.
+    assert shown(long, "w30") == f"{ELLIPSIS}w24 w25 w26 w27 w28 w29 [w30] " + " ".join(
+        f"w{n}" for n in range(31, 40))
+    cut = shown(long + " end", "w20")
+    assert cut.startswith(f"{ELLIPSIS}w17 ") and cut.endswith(f"w32{ELLIPSIS}")
+    assert shown("a b c w1 w1 w1", "w1") == "a b c [w1] [w1] [w1]"
+    assert shown("", "x") == ""

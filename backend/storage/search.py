@@ -1,8 +1,9 @@
 """Full-text search over messages in each database's own engine (models/migrations/0010).
 
 SQLite: the FTS5 table ``message_search``, ranked by ``bm25`` (negated: higher is better),
-snippets by ``snippet()``. PostgreSQL: ``messages.search_vector`` with its GIN index, ranked
-by ``ts_rank``, snippets by ``ts_headline``. Snippets are computed for the page's rows only.
+snippets made from the page's text (``excerpt``). PostgreSQL: ``messages.search_vector`` with
+its GIN index, ranked by ``ts_rank``, snippets by ``ts_headline``. Snippets are computed for
+the page's rows only.
 
 User text never reaches either query language as written: it is cut into words (letters and
 digits), each quoted as a literal term, all required, the last one also matching as a prefix.
@@ -13,6 +14,7 @@ passes); this module only turns that into SQL.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -186,7 +188,8 @@ async def _find_sqlite(client: BaseDBAsyncClient, query: SearchQuery) -> list[Hi
         where += _after_resume(query, p, "", '"m"."id"')
     window = (
         'SELECT "m"."id" AS "id", "m"."conversation_id" AS "conversation_id", '
-        '-bm25("message_search") AS "rank" FROM "message_search" '
+        '"m"."content" AS "content", -bm25("message_search") AS "rank" '
+        'FROM "message_search" '
         'JOIN "messages" AS "m" ON "m"."id" = "message_search"."rowid" '
         f'WHERE {" AND ".join(where)} ORDER BY "message_search"."rowid" DESC '
         f'LIMIT {p(query.limit if newest else query.window)}')
@@ -194,21 +197,54 @@ async def _find_sqlite(client: BaseDBAsyncClient, query: SearchQuery) -> list[Hi
         sql = window
     else:
         resume = _after_resume(query, p, '"rank"', '"id"')
-        sql = (f'SELECT "id", "conversation_id", "rank" FROM ({window}) '
+        sql = (f'SELECT "id", "conversation_id", "content", "rank" FROM ({window}) '
                f'{"WHERE " + resume[0] if resume else ""} '
                f'ORDER BY "rank" DESC, "id" DESC LIMIT {p(query.limit)}')
     rows = await client.execute_query_dict(sql, p.values)
-    if not rows:
-        return []
-    # The snippets of this page only: snippet() reads and tokenizes each row's text.
-    p = _Params(False)
-    snippets = {row["rowid"]: row["snippet"] for row in await client.execute_query_dict(
-        'SELECT "rowid", snippet("message_search", 0, '
-        f"{p(MARK_START)}, {p(MARK_END)}, {p(ELLIPSIS)}, 16) AS \"snippet\" "
-        f'FROM "message_search" WHERE "message_search" MATCH {p(match)} '
-        f'AND "rowid" IN {p.ids([row["id"] for row in rows])}', p.values)}
     return [Hit(row["id"], row["conversation_id"], float(row["rank"]),
-                snippets.get(row["id"], "")) for row in rows]
+                excerpt(row["content"], query.words)) for row in rows]
+
+
+def _fold(token: str) -> str:
+    """A token as FTS5's ``unicode61 remove_diacritics 2`` compares it."""
+    decomposed = unicodedata.normalize("NFKD", token)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def excerpt(text: str, words: Sequence[str], *, tokens: int = 16) -> str:
+    """Up to ``tokens`` words of ``text`` around its matches of ``words`` (the last one also
+    as a prefix), each match between ``MARK_START`` and ``MARK_END``, ``ELLIPSIS`` where text
+    is left out.
+
+    SQLite's snippets are made here, from the page's text, rather than by FTS5's snippet():
+    that needs the query run again for each row, and a prefix term makes FTS5 merge the
+    whole doclist of every word it starts each time (seconds for a common word)."""
+    spans = [m.span() for m in _WORD.finditer(text)]
+    if not words or not spans:
+        return text[:200]
+    folded = [_fold(word) for word in words]
+    exact, prefix = set(folded), folded[-1]
+    hits = [i for i, (a, b) in enumerate(spans)
+            if (token := _fold(text[a:b])) in exact or token.startswith(prefix)]
+    # The run of ``tokens`` words holding the most matches, starting a little before one.
+    first = 0
+    if hits:
+        starts = {max(0, min(h - 3, len(spans) - tokens)) for h in hits}
+        first = max(sorted(starts), key=lambda s: sum(s <= h < s + tokens for h in hits))
+    last = min(len(spans), first + tokens) - 1
+    start = spans[first][0] if first > 0 else 0
+    end = spans[last][1] if last < len(spans) - 1 else len(text)
+    parts = [ELLIPSIS] if first > 0 else []
+    at = start
+    for i in hits:
+        if first <= i <= last:
+            a, b = spans[i]
+            parts += [text[at:a], MARK_START, text[a:b], MARK_END]
+            at = b
+    parts.append(text[at:end])
+    if last < len(spans) - 1:
+        parts.append(ELLIPSIS)
+    return "".join(parts)
 
 
 #: ts_headline's options: up to two fragments of about 8 to 24 words around the matches.
