@@ -61,6 +61,9 @@ class Limits:
     send_rate_per_second: float = 20.0
     send_burst: int = 40
     history_page_max: int = 200
+    #: Full-text search ranks the newest this many matches a reader may see (each costs a
+    #: score; older matches are reached with ``sort=newest`` or narrower filters).
+    search_rank_window: int = 10_000
     #: Per node and per email (six times as many per client address): password checks are
     #: costly on purpose. Production default; development allows far more (tests, demos).
     login_attempts_per_minute: int = 10
@@ -398,6 +401,7 @@ class Settings:
             send_rate_per_second=_float(env, "SEND_RATE_PER_SECOND", Limits.send_rate_per_second),
             send_burst=_int(env, "SEND_BURST", Limits.send_burst),
             history_page_max=_int(env, "HISTORY_PAGE_MAX", Limits.history_page_max),
+            search_rank_window=_int(env, "SEARCH_RANK_WINDOW", Limits.search_rank_window),
             login_attempts_per_minute=_int(
                 env, "LOGIN_ATTEMPTS_PER_MINUTE",
                 Limits.login_attempts_per_minute * (1 if production else DEVELOPMENT_FACTOR)),

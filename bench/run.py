@@ -18,6 +18,8 @@ Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
   join-storm  500 clients of one conversation connecting all at once: seconds until every
           client has been told the room holds them all (total_users), presence frames
           received in all (user_joined, user_left, user_status, presence_diff).
+  search  (only when named) 1,000,000 messages loaded with direct SQL, then a set of queries
+          through GET /api/v1/chat/search: p50/p95/max milliseconds (bench/search.py).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="bench/run.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "search", "all"], default="all",
+                        help="all: every scenario but search, which runs only when named")
     parser.add_argument("--transport", choices=[*TRANSPORTS, "both", "ref"], default="both",
                         help="sio: Socket.IO /chat; raw: /ws/chat/{id}/; ref: the bare "
                              "websockets reference server (bench/reference.py), raw dialect")
@@ -138,6 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the first node during each measured window (slows it; "
                              "the run is marked profiled)")
+    parser.add_argument("--messages", type=int, default=1_000_000,
+                        help="search: messages loaded")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="search: times each query is asked by each reader")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/...)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (server logs)")
     args = parser.parse_args(argv)
@@ -453,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.nodes import RAISED_LIMITS, UVICORN_FLAGS
 
     args = parse_args(argv)
+    if args.scenario == "search":
+        return search_main(args)
     shapes = shapes_of(args)
     transports = TRANSPORTS if args.transport == "both" else (args.transport,)
     dbs = DATABASES if args.db == "both" else (args.db,)
@@ -518,6 +527,47 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     say(report.text_table([r for r in runs if "error" not in r]))
     say("")
+    say(f"bench: results written to {out}")
+    return 1 if failed else 0
+
+
+def search_main(args: argparse.Namespace) -> int:
+    """The search scenario (bench/search.py) on each selected database."""
+    from bench import search, services
+
+    dbs = DATABASES if args.db == "both" else (args.db,)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"search-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    results = {"meta": {**machine(), "args": {k: (str(v) if isinstance(v, Path) else v)
+                                              for k, v in vars(args).items()},
+                        "pinned_cpus": args.server_cpus}, "runs": runs}
+    load = os.getloadavg()
+    if load[0] > 0.5:
+        say(f"bench: note: load average {load[0]:.2f} before starting: other work is running, "
+            "figures will be noisy")
+    run_root = Path(tempfile.mkdtemp(prefix="confab-bench-search-"))
+    secret = secrets.token_urlsafe(48)
+    failed = False
+    try:
+        for db in dbs:
+            with services.database(db, run_root) as database_url:
+                try:
+                    figures = search.run(args, db, database_url, run_root, secret, say)
+                except Exception as exc:
+                    failed = True
+                    say(f"[search {db}] FAILED: {exc}")
+                    figures = {"scenario": "search", "db": db, "error": str(exc)[:2000]}
+                runs.append(figures)
+                out.write_text(json.dumps(results, indent=2))
+                if "error" not in figures:
+                    say(f"[search {db}] done: {search.summary(figures)}")
+    finally:
+        if args.keep or failed:
+            say(f"bench: run folder (server logs) kept at {run_root}")
+        else:
+            shutil.rmtree(run_root, ignore_errors=True)
     say(f"bench: results written to {out}")
     return 1 if failed else 0
 

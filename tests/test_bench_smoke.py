@@ -58,3 +58,22 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
         assert run["unacked"] == 0, where
         assert run["duplicates"] == 0, where
         assert run["send_errors"] == 0, (where, run["error_samples"])
+
+
+def test_bench_search_scenario_at_tiny_scale(tmp_path: Path) -> None:
+    """``--scenario search`` on both databases: the messages loaded by SQL are found through
+    the route, and every query of the set has its figures."""
+    out = tmp_path / "search.json"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--scenario", "search", "--db", "both",
+         "--messages", "5000", "--rounds", "1", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    data = json.loads(out.read_text())
+    assert [run["db"] for run in data["runs"]] == ["sqlite", "postgres"]
+    for run in data["runs"]:
+        assert run["messages"] == 5000 and run["queries"] == 2 * len(run["per_query"])
+        assert run["p50_ms"] <= run["p95_ms"] <= run["max_ms"]
+        # The frequent words match through every reader's conversations.
+        assert run["per_query"]["most common word"]["first_page_hits"] == {"member": 50, "wide": 50}

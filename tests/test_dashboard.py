@@ -193,3 +193,40 @@ async def test_attach_button_uploads_and_sends_a_file(sqlite_api: Api, chromium:
     assert (stored["message_type"], stored["file"]["name"]) == ("image", "chart.png")
     got = await api.http.get(result["linkHref"])
     assert got.status_code == 200 and got.content == image
+
+
+async def test_search_box_in_the_browser(sqlite_api: Api, chromium: str) -> None:
+    """The sidebar's search: ranked hits with their matches marked, more pages, nothing
+    found, refused text, and a hit opening its conversation; a message's own markup shows as
+    text (the page keeps only the snippet's text and marks)."""
+    import uuid
+
+    api = sqlite_api
+    agent = await api.register(role="agent", first_name="Sam", last_name="Searcher")
+    other = await api.register()
+    cid = await group(api, agent, other)
+    word = "zq" + "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
+    contents = [f"note {n} about {word}" for n in range(23)]
+    contents += [f'<img src=x onerror="alert(1)"> {word}', f"<b>bold</b> {word} {word}"]
+    for content in contents:
+        sent = await api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                   json={"content": content}, headers=agent.headers)
+        assert sent.status_code == 201, sent.text
+    config = {"chromium": chromium, "agent": {"email": agent.email, "password": agent.password},
+              "word": word, "conversation_id": cid}
+    result = await asyncio.to_thread(run_node, "dashboard_search.js", api.base_url,
+                                     json.dumps(config), timeout=120)
+    assert result["problems"] == []  # no script error, no CSP violation, no alert
+    assert result["panelHiddenAtFirst"] is True
+    assert len(result["firstPage"]) == 20
+    every = result["allHits"]
+    assert len(every) == len(contents) == len({hit["message_id"] for hit in every})
+    assert result["summary"] == f"{len(contents)} found"
+    assert {hit["conversation_id"] for hit in every} == {cid}
+    assert all(hit["marks"] and set(hit["marks"]) == {word} for hit in every)
+    assert all(set(hit["elements"]) == {"MARK"} for hit in every)
+    assert any('<img src=x onerror="alert(1)">' in hit["snippet_text"] for hit in every)
+    assert "<b>bold</b>" in every[0]["snippet_text"]  # the best match: the word twice
+    assert result["emptyCount"] == 0
+    assert result["refusedSummary"].startswith("Search: ")
+    assert result["opened"] == cid

@@ -127,7 +127,7 @@ async def test_strangers_and_unknown_sessions(api: Api) -> None:
     assert sid not in [c["id"] for c in listed.json()]
     found = await api.http.get(f"{V1}/search", params={"q": "private"},
                                headers=stranger.headers)
-    assert message["id"] not in [m["id"] for m in found.json()]
+    assert message["id"] not in [hit["message"]["id"] for hit in found.json()["results"]]
     for path in (f"{V1}/sessions/2000000000", f"{V1}/sessions/abc",
                  f"{V1}/sessions/0/messages", f"{V1}/sessions/99999999999999999999"):
         response = await api.http.get(path, headers=owner.headers)
@@ -483,7 +483,8 @@ async def test_search(api: Api) -> None:
     hit = await send(api, owner, sid, f"a {token.upper()} in a haystack")
     await send(api, owner, sid, "nothing here")
     found = await api.http.get(f"{V1}/search", params={"q": token}, headers=owner.headers)
-    assert found.status_code == 200 and [m["id"] for m in found.json()] == [hit["id"]]
+    assert found.status_code == 200
+    assert [h["message"]["id"] for h in found.json()["results"]] == [hit["id"]]
     for params in ({}, {"q": ""}, {"q": "   "}):
         response = await api.http.get(f"{V1}/search", params=params, headers=owner.headers)
         assert response.status_code == 422, params

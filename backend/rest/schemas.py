@@ -7,6 +7,7 @@ OpenAPI document: they list the canonical fields and allow the extra ones each f
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
@@ -127,8 +128,22 @@ class EventsOut(_Body):
 
 
 class SearchQuery(_Body):
-    q: str = Field(min_length=1, max_length=200)
+    """Full-text search (CONTRACT section 11): the words of ``q``, all required, the last
+    also as a prefix; dates are ISO 8601 (UTC when no offset is given)."""
+
+    q: str = Field(min_length=1, max_length=200,
+                   description="Free text: its words (letters and digits) must all match")
     limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=200,
+                               description="The previous page's next_cursor")
+    conversation_id: Id | None = None
+    sender_id: Id | None = Field(default=None, description="The sending user's id")
+    after: datetime | None = Field(default=None, description="Sent at or after this moment")
+    before: datetime | None = Field(default=None, description="Sent before this moment")
+    has_file: bool | None = Field(default=None,
+                                  description="true: only messages with a file; false: none")
+    sort: Literal["rank", "newest"] = Field(
+        default="rank", description="rank: best match first; newest: newest first")
 
 
 class PageQuery(_Body):
@@ -240,6 +255,18 @@ class MessageOut(_Out):
     read_by_count: int
     client_msg_id: str | None
     created_at: str | None
+
+
+class SearchHitOut(_Out):
+    message: MessageOut
+    conversation_id: int
+    snippet: str = Field(description="HTML: the text escaped, each match in <mark>...</mark>")
+    rank: float = Field(description="Higher is a better match (within one search)")
+
+
+class SearchOut(_Out):
+    results: list[SearchHitOut]
+    next_cursor: str | None
 
 
 class ParticipantOut(_Out):

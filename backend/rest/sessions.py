@@ -27,12 +27,14 @@ from backend.rest.schemas import (
     ParticipantsOut,
     ReactionBody,
     ReactionOut,
+    SearchOut,
     SearchQuery,
     SendMessageBody,
     SessionListQuery,
     UserRefBody,
     WsStatsOut,
 )
+from backend.service.search import SearchFilters, SearchOrder
 
 TAGS = ("chat",)
 
@@ -204,10 +206,16 @@ def register(api: Api) -> None:
                                                call.body.emoji)
 
     @api.route("GET", "/api/v1/chat/search",
-               summary="Search the caller's visible messages (newest first)",
-               query=SearchQuery, response=list[MessageOut], tags=TAGS)
+               summary="Full-text search of the messages the caller may read: ranked hits "
+                       "with highlighted snippets, filters and a cursor",
+               query=SearchQuery, response=SearchOut, tags=TAGS)
     async def search(call: Call) -> Any:
-        return await call.chat.search(call.actor, call.query.q, limit=call.query.limit)
+        q: SearchQuery = call.query
+        filters = SearchFilters(conversation_id=q.conversation_id, sender_id=q.sender_id,
+                                after=q.after, before=q.before, has_file=q.has_file)
+        return await call.chat.search(call.actor, q.q, filters=filters,
+                                      order=SearchOrder(q.sort), limit=q.limit,
+                                      cursor=q.cursor)
 
     # -- blocks and stats -----------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Message operations: send, history, status, edit, delete, react, typing, search."""
+"""Message operations: send, history, status, edit, delete, react, typing."""
 
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 from tortoise.functions import Count
 
 from backend.service import events
 from backend.service.access import (
     blocked_by,
     visible_conversation,
-    visible_filter,
 )
 from backend.service.actors import Actor
 from backend.service.clock import iso, now
@@ -53,6 +51,8 @@ class MessageOps(LogOps):
     """Mixin of ChatService: everything about single messages."""
 
     sent_hooks: tuple[SentHook, ...] = ()
+    #: The relations a rendered message needs loaded.
+    RELATIONS = _RELATIONS
 
     def on_message_sent(self, hook: SentHook) -> None:
         """Register ``hook`` (see ``SentHook``)."""
@@ -432,21 +432,3 @@ class MessageOps(LogOps):
         skip = await self.grants.skip_keys(actor)
         await self.sink.publish(events.typing_indicator(conversation_id, actor, is_typing, skip))
         return True
-
-    async def search(self, actor: Actor, text: str, *, limit: int = 50) -> list[dict[str, Any]]:
-        """Messages the actor can see whose content contains ``text`` (case-insensitive)."""
-        text = text.strip()
-        if not text:
-            raise invalid("q must not be empty")
-        visible = Conversation.filter(visible_filter(actor)).distinct().values_list(
-            "id", flat=True
-        )
-        query = Message.filter(
-            Q(conversation_id__in=await visible), content__icontains=text, is_deleted=False
-        )
-        if actor.user is not None and (hidden := await blocked_by(actor.user.id)):
-            query = query.exclude(sender_user_id__in=hidden)
-        rows = await query.order_by("-id").limit(max(1, min(limit, 200))).select_related(
-            *_RELATIONS
-        )
-        return await self._render(rows)

@@ -520,6 +520,80 @@
     $("list-empty").hidden = items.length > 0;
   }
 
+  // -- search ----------------------------------------------------------------------------------
+
+  const search = { q: "", cursor: null, busy: false };
+
+  /** A snippet (HTML from the server: text escaped, matches in <mark>) as DOM nodes: only its
+   * text and its <mark> elements are kept, so nothing in it can run or load. */
+  function snippetNodes(html) {
+    const doc = new DOMParser().parseFromString(`<body>${html}</body>`, "text/html");
+    return [...doc.body.childNodes].map((node) =>
+      node.nodeName === "MARK" ? el("mark", null, node.textContent)
+        : document.createTextNode(node.textContent));
+  }
+
+  function renderHit(hit) {
+    const item = el("li", "search-hit");
+    item.dataset.messageId = hit.message.id;
+    item.dataset.conversationId = hit.conversation_id;
+    item.tabIndex = 0;
+    const conversation = state.conversations.get(hit.conversation_id);
+    item.append(el("span", "title", conversation ? conversationTitle(conversation)
+      : `Conversation #${hit.conversation_id}`));
+    item.append(el("span", "when", formatTime(hit.message.created_at)));
+    const snippet = el("span", "snippet");
+    snippet.append(...snippetNodes(hit.snippet));
+    item.append(snippet);
+    return item;
+  }
+
+  async function runSearch(more) {
+    if (search.busy) return;
+    const q = more ? search.q : $("search-input").value.trim();
+    if (!q) { clearSearch(); return; }
+    if (!/[\p{L}\p{N}]/u.test(q)) {   // only words are searched (the server says 422)
+      $("search-panel").hidden = false;
+      $("search-results").replaceChildren();
+      $("search-more").hidden = true;
+      $("search-summary").textContent = "Search: type a letter or a digit.";
+      return;
+    }
+    search.busy = true;
+    const params = new URLSearchParams({ q, limit: "20" });
+    if (more && search.cursor) params.set("cursor", search.cursor);
+    $("search-panel").hidden = false;
+    try {
+      const { data } = await api(`/api/v1/chat/search?${params}`);
+      const items = data.results.map(renderHit);
+      if (more) $("search-results").append(...items); else $("search-results").replaceChildren(...items);
+      search.q = q;
+      search.cursor = data.next_cursor;
+      const shown = $("search-results").children.length;
+      $("search-summary").textContent = shown ? `${shown}${data.next_cursor ? "+" : ""} found`
+        : "No messages found.";
+      $("search-more").hidden = !data.next_cursor;
+    } catch (e) {
+      $("search-results").replaceChildren();
+      $("search-more").hidden = true;
+      $("search-summary").textContent = e instanceof ApiError && e.status === 422 && e.detail
+        ? `Search: ${typeof e.detail === "string" ? e.detail : "invalid query"}` : "Search failed.";
+    } finally {
+      search.busy = false;
+    }
+  }
+
+  function clearSearch() {
+    search.q = ""; search.cursor = null;
+    $("search-results").replaceChildren();
+    $("search-panel").hidden = true;
+  }
+
+  function pickHit(event) {
+    const item = event.target.closest("li.search-hit");
+    if (item) openConversation(Number(item.dataset.conversationId));
+  }
+
   // -- the open conversation -----------------------------------------------------------------
 
   function openConversation(id) {
@@ -1106,6 +1180,11 @@
       if (state.current) deskCall(state.current.id, "status", { status: $("desk-status").value });
     });
     $("load-older").addEventListener("click", loadOlder);
+    $("search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(false); });
+    $("search-input").addEventListener("input", () => { if (!$("search-input").value) clearSearch(); });
+    $("search-more").addEventListener("click", () => runSearch(true));
+    $("search-results").addEventListener("click", pickHit);
+    $("search-results").addEventListener("keydown", (event) => { if (event.key === "Enter") pickHit(event); });
 
     const list = $("conversation-list");
     const pick = (event) => {
