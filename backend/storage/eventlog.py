@@ -180,11 +180,16 @@ async def trim(max_events: int, max_age_seconds: float, now: datetime) -> int:
     await client.execute_query(
         f'UPDATE "conversations" SET "event_floor" = "event_position" - {marks[0]} '
         f'WHERE "event_position" - {marks[1]} > "event_floor"', [max_events, max_events])
-    # Driven by the conversations: each one's rows at or below its floor are a range of the
-    # (conversation, position) index, so this reads what it deletes and no more (a subquery
-    # per row of the log read the whole log every time).
-    count, _ = await client.execute_query(
-        'DELETE FROM "conversation_events" WHERE "id" IN (SELECT "e"."id" FROM '
-        '"conversations" AS "c" CROSS JOIN "conversation_events" AS "e" WHERE '
-        '"e"."conversation_id" = "c"."id" AND "e"."position" <= "c"."event_floor")')
+    count, _ = await client.execute_query(BELOW_FLOORS)
     return deleted + count
+
+
+#: Deletes every row at or below its conversation's floor. Driven by the conversations (SQLite
+#: takes CROSS JOIN's order as given): each one's rows below its floor are a range of the
+#: (conversation, position) index, so the trim reads what it deletes and no more; a subquery
+#: per row read the whole log at every trim (on PostgreSQL, one subplan per row).
+BELOW_FLOORS = (
+    'DELETE FROM "conversation_events" WHERE "id" IN (SELECT "e"."id" FROM '
+    '"conversations" AS "c" CROSS JOIN "conversation_events" AS "e" WHERE '
+    '"e"."conversation_id" = "c"."id" AND "e"."position" <= "c"."event_floor")'
+)
