@@ -30,8 +30,9 @@ at work (a Tortoise transaction), the send goes to aiosqlite's thread instead an
 turn there, with the other sends waiting at that moment (group commit, ``GroupCommit``: one
 job for all of them). Each send of a batch has a savepoint of its own (it fails alone); a send
 alone in its transaction, the usual case below saturation, has none. The message's stamp,
-four of a send's parameters, is formatted once (not by the driver's adapter each time). The SQL is built once per dialect; the ORM's query building and model
-hydration, 23-28 % of the CPU of the benchmark's rooms scenario before, are not on this path.
+four of a send's parameters, is formatted once (not by the driver's adapter each time). The
+SQL is built once per dialect; the ORM's query building and model hydration, 23-28 % of the
+CPU of the benchmark's rooms scenario before, are not on this path.
 """
 
 from __future__ import annotations
