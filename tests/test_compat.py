@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,17 @@ def test_another_installed_version_is_named() -> None:
     (failure,) = check([version(Pin("uvicorn", "0.1.0"))])
     assert str(failure) == ("uvicorn 0.54.0 (pinned 0.1.0): installed version: "
                             "installed 0.54.0, not 0.1.0")
+
+
+def test_another_datetime_adapter_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The send path stores its stamp as text already formatted the way the ORM's adapter
+    would: an adapter storing another text (the ORM would read it back otherwise) fails."""
+    assert failures() == []
+    monkeypatch.setitem(sqlite3.adapters, (datetime, sqlite3.PrepareProtocol),
+                        lambda value: value.isoformat())
+    found = [str(failure) for failure in failures()]
+    assert ["tortoise-orm 1.1.9 (pinned 1.1.9): its SQLite executor stores a datetime as "
+            "isoformat(' '): registers another sqlite3 adapter for datetime"] == found, found
 
 
 class _RenamedLock:

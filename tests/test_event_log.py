@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tortoise import connections
 
 from backend.realtime.sequence import REPLAY_CONCURRENCY, Delivery, RoomPositions
 from backend.service import resume
@@ -30,6 +31,7 @@ from tests.test_message_path import (  # noqa: F401 (fixtures)
     database,
     database_url,
     group_of,
+    sqlite_database,
     users,
 )
 from tests.test_raw_connection import until
@@ -119,6 +121,20 @@ async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
     assert await chat.log_epoch() == "reset-by-an-operator"
     with pytest.raises(ChatError):
         await chat.events_since(b, cid, 8, epoch)
+
+
+async def test_the_count_trim_reads_the_log_only_where_it_deletes(
+        sqlite_database: str) -> None:  # noqa: F811
+    _, rows = await connections.get("default").execute_query(
+        "EXPLAIN QUERY PLAN " + eventlog.BELOW_FLOORS)
+    plan = [str(row["detail"]) for row in rows]
+    # The conversations are scanned; the log is only searched, by its (conversation,
+    # position) index under each one's floor, and by id to delete.
+    assert "SCAN c" in plan, plan
+    assert [step for step in plan if step.startswith("SEARCH e USING COVERING INDEX")
+            and "conversation_id=? AND position<?" in step], plan
+    assert not [step for step in plan if step.startswith("SCAN")
+                and ("conversation_events" in step or step.startswith("SCAN e"))], plan
 
 
 async def test_a_replay_reads_the_log_a_page_at_a_time(

@@ -139,19 +139,14 @@ async def bounds(conversation_id: int) -> LogBounds | None:
     return LogBounds(int(rows[0]["event_position"]), int(rows[0]["event_floor"]))
 
 
-async def read(conversation_id: int, after: int, limit: int,
-               until: int | None = None) -> list[LoggedEvent]:
-    """The events after position ``after`` (up to ``until`` when given), oldest first, at
-    most ``limit``."""
+async def read(conversation_id: int, after: int, limit: int) -> list[LoggedEvent]:
+    """The events after position ``after``, oldest first, at most ``limit``."""
     client = _client()
-    marks = ("$1", "$2", "$3", "$4") if _postgres(client) else ("?",) * 4
-    ceiling = f' AND "position" <= {marks[2]}' if until is not None else ""
-    args: list[Any] = [conversation_id, after] + ([until] if until is not None else [])
+    marks = ("$1", "$2") if _postgres(client) else ("?", "?")
     sql = (f'SELECT "position", "name", "message_id", "payload", "skip", "created_at" '
            f'FROM "conversation_events" WHERE "conversation_id" = {marks[0]} '
-           f'AND "position" > {marks[1]}{ceiling} ORDER BY "position" '
-           f'LIMIT {int(limit)}')
-    _, rows = await client.execute_query(sql, args)
+           f'AND "position" > {marks[1]} ORDER BY "position" LIMIT {int(limit)}')
+    _, rows = await client.execute_query(sql, [conversation_id, after])
     return [LoggedEvent(int(row["position"]), str(row["name"]), row["message_id"],
                         _json(row["payload"]), tuple(_json(row["skip"]) or ()),
                         _stamp(row["created_at"]))
@@ -251,7 +246,16 @@ async def trim(max_events: int, max_age_seconds: float, now: datetime) -> int:
     await client.execute_query(
         f'UPDATE "conversations" SET "event_floor" = "event_position" - {marks[0]} '
         f'WHERE "event_position" - {marks[1]} > "event_floor"', [max_events, max_events])
-    count, _ = await client.execute_query(
-        'DELETE FROM "conversation_events" WHERE "position" <= (SELECT "event_floor" FROM '
-        '"conversations" AS "c" WHERE "c"."id" = "conversation_events"."conversation_id")')
+    count, _ = await client.execute_query(BELOW_FLOORS)
     return deleted + count
+
+
+#: Deletes every row at or below its conversation's floor. Driven by the conversations (SQLite
+#: takes CROSS JOIN's order as given): each one's rows below its floor are a range of the
+#: (conversation, position) index, so the trim reads what it deletes and no more; a subquery
+#: per row read the whole log at every trim (on PostgreSQL, one subplan per row).
+BELOW_FLOORS = (
+    'DELETE FROM "conversation_events" WHERE "id" IN (SELECT "e"."id" FROM '
+    '"conversations" AS "c" CROSS JOIN "conversation_events" AS "e" WHERE '
+    '"e"."conversation_id" = "c"."id" AND "e"."position" <= "c"."event_floor")'
+)
