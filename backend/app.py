@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from starlette.applications import Starlette
@@ -87,9 +88,7 @@ def create_app(settings: Settings | None = None) -> Any:
         await realtime.start()
         install_graceful_shutdown(realtime, chat)
         tune_after_startup()
-        chores = [asyncio.ensure_future(_trim_event_log(chat, settings)),
-                  asyncio.ensure_future(_recheck_sessions(realtime, sessions, settings)),
-                  asyncio.ensure_future(_sweep_uploads(uploads, settings))]
+        chores = _chores(settings, chat, realtime, sessions, uploads)
         outside.start()
         try:
             yield
@@ -125,48 +124,36 @@ def create_app(settings: Settings | None = None) -> Any:
     return DirectWires(RequestIds(doors))
 
 
-async def _trim_event_log(chat: ChatService, settings: Settings) -> None:
-    """Now and then, delete what the event log's retention no longer keeps (every node does;
-    the deletes are idempotent)."""
+async def _now_and_then(seconds: float, what: str, job: Callable[[], Awaitable[int]],
+                        done: str) -> None:
+    """Run ``job`` every ``seconds`` for as long as the node lives; a failure (the database
+    away) is logged and tried again next time; ``done`` logs how many it dealt with, if any.
+    Every node runs its own: each job is idempotent."""
     while True:
-        await asyncio.sleep(settings.limits.event_log_trim_seconds)
+        await asyncio.sleep(seconds)
         try:
-            trimmed = await chat.trim_log()
-        except Exception as exc:  # the database away: try again next time
-            log.warning("event log trim failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+            count = await job()
+        except Exception as exc:
+            log.warning("%s failed (%s: %s)", what, type(exc).__name__, str(exc)[:200])
         else:
-            if trimmed:
-                log.info("event log: %d event(s) past the retention deleted", trimmed)
+            if count:
+                log.info(done, count, extra={"event": what.replace(" ", "_")})
 
 
-async def _recheck_sessions(realtime: Realtime, sessions: Sessions, settings: Settings) -> None:
-    """Now and then close this node's sockets of sessions revoked since, or of users
-    deactivated: a logout's control that Redis lost (an outage), or a deactivation made by the
-    command line, closes them within this period."""
-    while True:
-        await asyncio.sleep(settings.session_recheck_seconds)
-        try:
-            closed = await realtime.close_revoked_sessions(sessions.revoked_among)
-        except Exception as exc:  # the database away: try again next time
-            log.warning("session recheck failed (%s: %s)", type(exc).__name__, str(exc)[:200])
-        else:
-            if closed:
-                log.info("session recheck: %d socket(s) of revoked sessions closed", closed,
-                         extra={"event": "revoked_sockets_closed"})
-
-
-async def _sweep_uploads(uploads: Uploads, settings: Settings) -> None:
-    """Now and then, delete the uploads no message named in time (every node does; the
-    deletes are idempotent)."""
-    while True:
-        await asyncio.sleep(settings.uploads.sweep_seconds)
-        try:
-            swept = await uploads.sweep()
-        except Exception as exc:  # the database away: try again next time
-            log.warning("upload sweep failed (%s: %s)", type(exc).__name__, str(exc)[:200])
-        else:
-            if swept:
-                log.info("uploads: %d never attached in time deleted", swept)
+def _chores(settings: Settings, chat: ChatService, realtime: Realtime, sessions: Sessions,
+            uploads: Uploads) -> list[asyncio.Future[None]]:
+    """The node's periodic work: the event log's retention, closing the sockets of sessions
+    revoked (or users deactivated) whose control this node missed (Redis away, the command
+    line), and deleting uploads no message named in time."""
+    return [asyncio.ensure_future(coroutine) for coroutine in (
+        _now_and_then(settings.limits.event_log_trim_seconds, "event log trim", chat.trim_log,
+                      "event log: %d event(s) past the retention deleted"),
+        _now_and_then(settings.session_recheck_seconds, "session recheck",
+                      partial(realtime.close_revoked_sessions, sessions.revoked_among),
+                      "session recheck: %d socket(s) of revoked sessions closed"),
+        _now_and_then(settings.uploads.sweep_seconds, "upload sweep", uploads.sweep,
+                      "uploads: %d never attached in time deleted"),
+    )]
 
 
 def require_compatible_libraries() -> None:
