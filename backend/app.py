@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from backend.auth import passwords
 from backend.auth.sessions import Sessions
 from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Any:
     settings = settings or Settings.from_env()
     configure_logging(json_lines=settings.production)
     require_compatible_libraries()
+    passwords.use(settings.password_hashing)
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
     metrics.watch(realtime.connection_doors, realtime.dropped_events)

@@ -80,11 +80,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.auth import passwords
     from backend.auth.accounts import create_user
     from backend.service.errors import ChatError
     from backend.storage.database import close_database, open_database
     from models import Role
 
+    passwords.use(settings.password_hashing)
     await open_database(settings, apply_migrations=not settings.production)
     try:
         user = await create_user(args.email, args.password, role=Role(args.role),

@@ -340,6 +340,40 @@ def _persistent_dev_vapid_key(data_dir: Path) -> str:
 
 
 @dataclass(frozen=True)
+class PasswordHashing:
+    """Argon2id's parameters for new password hashes (a stored hash keeps its own, so a change
+    applies to hashes made from then on). The defaults are argon2-cffi's (RFC 9106's second
+    recommendation); production refuses less than OWASP's minimum (19 MiB, two passes)."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 4
+
+    #: OWASP's Password Storage Cheat Sheet: at least m=19 MiB, t=2, p=1 for Argon2id.
+    PRODUCTION_MIN_MEMORY_KIB = 19 * 1024
+    PRODUCTION_MIN_TIME_COST = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], production: bool) -> PasswordHashing:
+        """Read ``ARGON2_TIME_COST``, ``ARGON2_MEMORY_KIB`` and ``ARGON2_PARALLELISM``."""
+        hashing = cls(time_cost=_int(env, "ARGON2_TIME_COST", cls.time_cost),
+                      memory_kib=_int(env, "ARGON2_MEMORY_KIB", cls.memory_kib),
+                      parallelism=_int(env, "ARGON2_PARALLELISM", cls.parallelism))
+        if hashing.time_cost < 1 or hashing.parallelism < 1 or (
+                hashing.memory_kib < 8 * hashing.parallelism):
+            raise ConfigurationError(
+                "ARGON2_TIME_COST and ARGON2_PARALLELISM must be at least 1, and "
+                "ARGON2_MEMORY_KIB at least 8 per unit of parallelism")
+        if production and (hashing.memory_kib < cls.PRODUCTION_MIN_MEMORY_KIB
+                           or hashing.time_cost < cls.PRODUCTION_MIN_TIME_COST):
+            raise ConfigurationError(
+                "Argon2id below OWASP's minimum (ARGON2_MEMORY_KIB >= "
+                f"{cls.PRODUCTION_MIN_MEMORY_KIB}, ARGON2_TIME_COST >= "
+                f"{cls.PRODUCTION_MIN_TIME_COST}) is refused in production")
+        return hashing
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one node."""
 
@@ -374,6 +408,7 @@ class Settings:
     #: the busy timeout (how long to wait for another process's lock).
     db_timeout_seconds: float = 5.0
     uploads: Uploads = Uploads()
+    password_hashing: PasswordHashing = PasswordHashing()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -448,6 +483,7 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
             uploads=Uploads.from_env(env),
+            password_hashing=PasswordHashing.from_env(env, production),
         )
 
 

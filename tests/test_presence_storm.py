@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.support.bulk_users import insert_users, with_tokens
 from tests.support.client import Api, TestUser, admin_of, with_admin
 from tests.support.server import ServerProcess, start_server
 
@@ -89,13 +90,10 @@ async def _room(server: ServerProcess) -> Room:
     api = Api(server.base_url, await admin_of(server.base_url))
     try:
         customer = await api.register()
-        gate = asyncio.Semaphore(8)  # password hashing is slow on purpose
-
-        async def agent() -> TestUser:
-            async with gate:
-                return await api.register("agent")
-
-        agents = await asyncio.gather(*(agent() for _ in range(N - 1)))
+        # Written straight into the database: registering hashes each password (slow on
+        # purpose), and these agents only connect.
+        agents = with_tokens(await insert_users(str(server.extra["database_url"]), N - 1,
+                                                role="agent"), "agent")
         conversation = await api.conversation(customer)
     finally:
         await api.aclose()
@@ -116,6 +114,7 @@ async def _storm(room: Room) -> list[str]:
 def coalescing_server(work_dir: Path) -> Iterator[ServerProcess]:
     server = with_admin(start_server(work_dir / "presence-coalescing",
                                      PRESENCE_WINDOW_MS="200"))
+    server.extra["database_url"] = f"sqlite://{work_dir}/presence-coalescing/chat.sqlite3"
     yield server
     server.stop()
 
@@ -125,6 +124,7 @@ def detailed_server(work_dir: Path) -> Iterator[ServerProcess]:
     """The previous behaviour: every room is small enough for per-user events."""
     server = with_admin(start_server(work_dir / "presence-detailed",
                                      PRESENCE_DETAIL_MAX_MEMBERS="100000"))
+    server.extra["database_url"] = f"sqlite://{work_dir}/presence-detailed/chat.sqlite3"
     yield server
     server.stop()
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import ConfigurationError, Settings
+from backend.auth.passwords import Passwords
+from backend.settings import ConfigurationError, PasswordHashing, Settings
 
 
 def test_production_requires_a_jwt_secret(tmp_path: Path) -> None:
@@ -95,3 +96,29 @@ def test_delivery_settings_refuse_bad_values(tmp_path: Path, name: str, value: s
                                              match: str) -> None:
     with pytest.raises(ConfigurationError, match=match):
         Settings.from_env({"DATA_DIR": str(tmp_path), name: value})
+
+
+def test_password_hashing_is_configurable_and_production_keeps_owasps_minimum(
+        tmp_path: Path) -> None:
+    """ARGON2_* set the parameters of new hashes; production refuses less than OWASP's
+    minimum, development takes any valid set; a hash made with one set verifies under
+    another (each hash names its own)."""
+    base = {"DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).password_hashing == PasswordHashing(3, 65536, 4)
+    cheap = {**base, "ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64",
+             "ARGON2_PARALLELISM": "1"}
+    assert Settings.from_env(cheap).password_hashing == PasswordHashing(1, 64, 1)
+    production = {**cheap, "ENVIRONMENT": "production", "JWT_SECRET": "s" * 40}
+    with pytest.raises(ConfigurationError, match="OWASP"):
+        Settings.from_env(production)
+    with pytest.raises(ConfigurationError, match="ARGON2"):
+        Settings.from_env({**base, "ARGON2_TIME_COST": "0"})
+    enough = {**production, "ARGON2_TIME_COST": "2", "ARGON2_MEMORY_KIB": str(19 * 1024)}
+    assert Settings.from_env(enough).password_hashing.memory_kib == 19 * 1024
+
+    stored = Passwords(PasswordHashing(1, 64, 1)).hash("password123")
+    assert "m=64,t=1,p=1" in stored
+    strong = Passwords(PasswordHashing())
+    assert strong.verify("password123", stored) and not strong.verify("nope", stored)
+    assert "m=65536,t=3,p=4" in strong.hash("password123")
+    assert not strong.verify("password123", None)

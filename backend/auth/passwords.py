@@ -1,22 +1,56 @@
-"""Password hashing with Argon2id (argon2-cffi's recommended parameters)."""
+"""Password hashing with Argon2id, with the node's parameters (``PasswordHashing``)."""
 
 from __future__ import annotations
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
-# A hash to verify against when the account does not exist, so that the time taken does not
-# tell an attacker whether an email is registered.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+from backend.settings import PasswordHashing
+
+
+class Passwords:
+    """Hashes new passwords with the configured parameters and verifies any stored hash (each
+    names its own parameters)."""
+
+    def __init__(self, hashing: PasswordHashing) -> None:
+        self._hasher = PasswordHasher(time_cost=hashing.time_cost,
+                                      memory_cost=hashing.memory_kib,
+                                      parallelism=hashing.parallelism)
+        # Verified against when the account does not exist, so that the time taken does not
+        # tell an attacker whether an email is registered.
+        self._dummy_hash = self._hasher.hash("not-a-real-password")
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password: str, password_hash: str | None) -> bool:
+        try:
+            return (self._hasher.verify(password_hash or self._dummy_hash, password)
+                    and password_hash is not None)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+_passwords: Passwords | None = None
+
+
+def use(hashing: PasswordHashing) -> None:
+    """Hash new passwords with ``hashing`` from now on (the app and the command line set it
+    from their settings)."""
+    global _passwords
+    _passwords = Passwords(hashing)
+
+
+def _current() -> Passwords:
+    if _passwords is None:
+        use(PasswordHashing())
+    assert _passwords is not None
+    return _passwords
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _current().hash(password)
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
-    try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    return _current().verify(password, password_hash)

@@ -67,6 +67,12 @@ def start_server(data_dir: Path, database_url: str | None = None,
         "JWT_SECRET": TEST_SECRET,
         "PYTHONUNBUFFERED": "1",
     })
+    if overrides.get("ENVIRONMENT") != "production":
+        # Argon2id at its cheapest: the suite registers and logs in thousands of users, and
+        # at the real cost (64 MiB, three passes) their hashing alone took minutes. Production
+        # refuses these (tests/test_settings.py); the tests that run in production keep them.
+        env.update({"ARGON2_TIME_COST": "1", "ARGON2_MEMORY_KIB": "64",
+                    "ARGON2_PARALLELISM": "1"})
     if database_url:
         env["DATABASE_URL"] = database_url
     env.update(overrides)
