@@ -357,3 +357,31 @@ async def test_a_socket_on_another_node_counts_as_online(
     finally:
         nodes.stop()
         await postgres.drop_database(name)
+
+
+async def test_an_agent_assigned_while_offline_is_notified(
+        push_api: Api, outside: FakeOutside) -> None:
+    """A support conversation assigned to an agent by someone else notifies that agent (no
+    live socket); taking it oneself notifies nobody."""
+    customer = await push_api.register()
+    lead, agent = await push_api.register(role="agent"), await push_api.register(role="agent")
+    endpoint, _ = await webpush_device(push_api, outside, agent)
+    lead_endpoint, _ = await webpush_device(push_api, outside, lead)
+    conversation = await push_api.conversation(customer, title="Refund for order 7")
+    cid = int(conversation["id"])
+    taken = await push_api.http.post(f"/api/v1/chat/sessions/{cid}/assign",
+                                     headers=lead.headers, json={"agent_id": lead.id})
+    assert taken.status_code == 200, taken.text
+    before = await decisions(push_api)
+    moved = await push_api.http.post(f"/api/v1/chat/sessions/{cid}/assign",
+                                     headers=lead.headers, json={"agent_id": agent.id})
+    assert moved.status_code == 200, moved.text
+    await wait_decisions(push_api, before, queued=1)
+    await outside.wait(lambda _: bool(ok_to(outside, endpoint)),
+                       describe="the assigned agent's push")
+    [push] = ok_to(outside, endpoint)
+    assert push.content["title"] == "Assigned to you"
+    assert push.content["body"] == "Refund for order 7"
+    assert push.content["conversation_id"] == cid and push.content["assignment"] is True
+    assert push.headers["topic"] == f"conversation-{cid}"
+    assert outside.to(lead_endpoint) == []  # who took it themselves was told nothing

@@ -1,6 +1,9 @@
 """Push notifications for users with no live socket (CONTRACT section 11): their
 subscriptions, their mutes, and who gets a notification when a message is sent.
 
+A support conversation assigned to an agent by someone else notifies that agent the same
+way, when they have no live socket (a desk change's logged ``conversation_updated``).
+
 When a ``chat_message`` is published, the recipients are the conversation's members (and a
 support conversation's initiator and assigned agent), less its author, less those who blocked
 the author (the event's ``skip_actors``, as for the live event), less those who muted the
@@ -158,9 +161,15 @@ class Push:
     def observe(self, event: Event) -> None:
         """An event was published: a message may call for notifications (in the
         background; nothing at all while no user has a subscription)."""
-        if event.name != "chat_message" or not self.users or not self.kinds:
+        if not self.users or not self.kinds:
             return
-        task = asyncio.ensure_future(self._plan(event))
+        if event.name == "chat_message":
+            plan = self._plan(event)
+        elif (assignee := _assigned_to(event)) is not None and assignee in self.users:
+            plan = self._plan_assignment(event, assignee)
+        else:
+            return
+        task = asyncio.ensure_future(plan)
         self.tasks.add(task)
         task.add_done_callback(self._planned)
 
@@ -214,6 +223,32 @@ class Push:
             for sub in subscriptions]
         await self.enqueue(rows)
 
+    async def _plan_assignment(self, event: Event, agent_id: int) -> None:
+        """A support conversation assigned to ``agent_id`` by someone else: one notification
+        to the agent when they have no live socket (not muted; not collapsed, like a
+        mention: it asks for them by name)."""
+        assert self.online is not None, "attach() first"
+        cid = int(event.payload["conversation_id"])
+        if await ConversationMute.exists(conversation_id=cid, user_id=agent_id):
+            self.metrics.push_decided("muted")
+            return
+        if await self.online(f"user:{agent_id}"):
+            self.metrics.push_decided("online")
+            return
+        outcome = self._allowed(agent_id, cid, mentioned=True)
+        self.metrics.push_decided(outcome)
+        if outcome != "queued":
+            return
+        title = str(event.payload["conversation"].get("title") or "")
+        body = {"title": "Assigned to you", "body": title or f"Conversation {cid}",
+                "conversation_id": cid, "conversation_title": title, "message_id": None,
+                "topic": topic(cid), "mention": False, "assignment": True}
+        subscriptions = await PushSubscription.filter(user_id=agent_id,
+                                                      kind__in=list(self.kinds))
+        await self.enqueue([NewDelivery(
+            OutboxKind(sub.kind.value), sub.id, f"push_{cid}_{event.position}",
+            "conversation_updated", body) for sub in subscriptions])
+
     def _allowed(self, user_id: int, conversation_id: int, *, mentioned: bool) -> str:
         """The per-user limits: one per conversation per interval (a mention excepted),
         and so many a minute. Returns ``queued``, ``collapsed`` or ``rate_limited``."""
@@ -233,6 +268,18 @@ class Push:
             for key in list(self._last)[:50_000]:
                 del self._last[key]
         return "queued"
+
+
+def _assigned_to(event: Event) -> int | None:
+    """The agent a desk change assigned the conversation to, when someone else made it (the
+    logged ``conversation_updated`` names its ``changes``); None otherwise."""
+    if event.name != "conversation_updated" or event.position is None:
+        return None
+    change = event.payload.get("changes", {}).get("assigned_agent_id")
+    agent_id = change.get("to") if isinstance(change, dict) else None
+    if not isinstance(agent_id, int) or agent_id == event.payload.get("user_id"):
+        return None
+    return agent_id
 
 
 def notification(title: str, message: dict[str, Any], *, mentioned: bool) -> dict[str, Any]:
