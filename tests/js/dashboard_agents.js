@@ -6,39 +6,22 @@
 // Prints one JSON document (what the pages showed) as its last line; exits 1 on a failed wait.
 "use strict";
 
-const { chromium } = require("playwright-core");
+const { launch, signIn, watch } = require("./dashboard_page");
 
 const [baseUrl, configJson] = process.argv.slice(2);
 const config = JSON.parse(configJson);
 const cid = config.conversation_id;
-const WAIT = 15000;
-
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 let step = "start";
 const problems = [];   // console errors, page errors, CSP violations
 
-function watch(page, who) {
-  page.on("console", (msg) => {
-    if (msg.type() === "error" || /Content Security Policy/i.test(msg.text())) {
-      problems.push(`${who} console: ${msg.text()}`);
-    }
-  });
-  page.on("pageerror", (err) => problems.push(`${who} pageerror: ${err.message}`));
-  page.setDefaultTimeout(WAIT);
+function watchPage(page, who) {
+  watch(page, problems, who);
 }
 
 async function login(page, agent) {
   step = `login ${agent.email}`;
-  await page.goto(`${baseUrl}/`, { waitUntil: "load" });
-  await page.fill("#login-email", agent.email);
-  await page.fill("#login-password", agent.password);
-  await page.click("#login-submit");
-  await page.waitForSelector("#app:not([hidden])");
-  await page.waitForSelector('#connection-state[data-state="connected"]');
+  await signIn(page, baseUrl, agent);
 }
 
 async function openConversation(page) {
@@ -67,12 +50,7 @@ async function messageList(page) {
 const messageById = (id) => `#messages li.message[data-message-id="${id}"]`;
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: config.chromium || "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 30000,
-  });
+  const browser = await launch(config);
   const result = {};
   try {
     // Separate contexts: separate sessionStorage, and agent 2 can go offline alone.
@@ -80,8 +58,8 @@ async function main() {
     const context2 = await browser.newContext();
     const page1 = await context1.newPage();
     const page2 = await context2.newPage();
-    watch(page1, "agent1");
-    watch(page2, "agent2");
+    watchPage(page1, "agent1");
+    watchPage(page2, "agent2");
 
     await login(page1, config.agent1);
     await login(page2, config.agent2);

@@ -6,40 +6,22 @@
 // Prints one JSON document (what the pages showed) as its last line; exits 1 on a failed wait.
 "use strict";
 
-const { chromium } = require("playwright-core");
+const { launch, signIn, watch } = require("./dashboard_page");
 
 const [baseUrl, configJson] = process.argv.slice(2);
 const config = JSON.parse(configJson);
-const WAIT = 15000;
-
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 
 let step = "start";
 const problems = [];   // console errors, page errors, CSP violations
 
-function watch(page, who) {
-  page.on("console", (msg) => {
-    // A refused desk call is an expected 4xx the page shows; the browser logs it as an error.
-    if (/status of 4\d\d/.test(msg.text())) return;
-    if (msg.type() === "error" || /Content Security Policy/i.test(msg.text())) {
-      problems.push(`${who} console: ${msg.text()}`);
-    }
-  });
-  page.on("pageerror", (err) => problems.push(`${who} pageerror: ${err.message}`));
-  page.setDefaultTimeout(WAIT);
+function watchPage(page, who) {
+  // A refused desk call is an expected 4xx the page shows; the browser logs it as an error.
+  watch(page, problems, who, /status of 4\d\d/);
 }
 
 async function login(page, agent) {
   step = `login ${agent.email}`;
-  await page.goto(`${baseUrl}/`, { waitUntil: "load" });
-  await page.fill("#login-email", agent.email);
-  await page.fill("#login-password", agent.password);
-  await page.click("#login-submit");
-  await page.waitForSelector("#app:not([hidden])");
-  await page.waitForSelector('#connection-state[data-state="connected"]');
+  await signIn(page, baseUrl, agent);
 }
 
 const queued = (id) => `#queue-list li[data-conversation-id="${id}"]`;
@@ -57,12 +39,7 @@ async function open(page, cid) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: config.chromium || "/usr/bin/chromium",
-    headless: true,
-    args: CHROMIUM_ARGS,
-    timeout: 30000,
-  });
+  const browser = await launch(config);
   const result = {};
   const [first] = config.queued;
   const a1 = config.agent1.id;
@@ -70,8 +47,8 @@ async function main() {
   try {
     const page1 = await (await browser.newContext()).newPage();
     const page2 = await (await browser.newContext()).newPage();
-    watch(page1, "agent1");
-    watch(page2, "agent2");
+    watchPage(page1, "agent1");
+    watchPage(page2, "agent2");
     await login(page1, config.agent1);
     await login(page2, config.agent2);
 

@@ -5,16 +5,10 @@
 // Prints one JSON document (what the page showed) as its last line; exits 1 on a failed wait.
 "use strict";
 
-const { chromium } = require("playwright-core");
+const { launch, signIn, watch } = require("./dashboard_page");
 
 const [baseUrl, configJson] = process.argv.slice(2);
 const config = JSON.parse(configJson);
-const WAIT = 15000;
-const CHROMIUM_ARGS = [
-  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
-
 let step = "start";
 const problems = [];
 
@@ -30,28 +24,14 @@ async function hits(page) {
 }
 
 async function main() {
-  const browser = await chromium.launch({
-    executablePath: config.chromium || "/usr/bin/chromium", headless: true,
-    args: CHROMIUM_ARGS, timeout: 30000,
-  });
+  const browser = await launch(config);
   const result = {};
   try {
     const page = await (await browser.newContext()).newPage();
-    page.on("console", (msg) => {
-      if (msg.type() === "error" || /Content Security Policy/i.test(msg.text())) {
-        problems.push(`console: ${msg.text()}`);
-      }
-    });
-    page.on("pageerror", (err) => problems.push(`pageerror: ${err.message}`));
-    page.on("dialog", (dialog) => { problems.push(`dialog: ${dialog.message()}`); dialog.dismiss(); });
-    page.setDefaultTimeout(WAIT);
+    watch(page, problems);
 
     step = "login";
-    await page.goto(`${baseUrl}/`, { waitUntil: "load" });
-    await page.fill("#login-email", config.agent.email);
-    await page.fill("#login-password", config.agent.password);
-    await page.click("#login-submit");
-    await page.waitForSelector("#app:not([hidden])");
+    await signIn(page, baseUrl, config.agent);
     result.panelHiddenAtFirst = await page.isHidden("#search-panel");
 
     step = "search: the first page";
