@@ -148,14 +148,21 @@ class Node:
 
 
 def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
-               reference: bool = False, server_root: Path | None = None) -> Node:
-    """Start one node (or, with ``reference``, the bare server of ``bench/reference.py``) and
-    wait (bounded) until ``/readyz`` answers 200. ``server_root``: another checkout of the
-    project, whose own .venv runs the node (to compare with an earlier version)."""
+               reference: bool = False, server_root: Path | None = None,
+               node_reference: bool = False) -> Node:
+    """Start one node (or, with ``reference``, the bare server of ``bench/reference.py``; with
+    ``node_reference``, Node's socket.io with PostgreSQL of ``bench/js/reference-sio.js``, on
+    the PostgreSQL database of ``env["DATABASE_URL"]``) and wait (bounded) until ``/readyz``
+    answers 200. ``server_root``: another checkout of the project, whose own .venv runs the
+    node (to compare with an earlier version)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
-    if reference:
+    if node_reference:
+        command = [*pin_prefix(cpus), "node", str(ROOT / "bench" / "js" / "reference-sio.js"),
+                   str(port)]
+        server_root = None
+    elif reference:
         command = [*pin_prefix(cpus), sys.executable, str(ROOT / "bench" / "reference.py"),
                    str(port)]
     else:

@@ -1,4 +1,5 @@
-"""The final table: one row per measured run, as text for the terminal or as Markdown."""
+"""The final table: one row per measured run, as text for the terminal or as Markdown.
+Columns no run has a figure for are left out."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("clients", "clients"),
     ("deliveries_per_s", "deliv/s"),
     ("us_per_delivery", "µs/deliv"),
+    ("node_cpu_pct", "CPU % by node"),
+    ("us_per_stored_message", "µs/stored msg"),
     ("p50_ms", "p50 ms"),
     ("p90_ms", "p90 ms"),
     ("p99_ms", "p99 ms"),
@@ -22,12 +25,17 @@ COLUMNS: list[tuple[str, str]] = [
     ("generator_cpu_pct", "gen CPU %"),
     ("kb_per_connection", "KB/conn"),
     ("connections_per_s", "conn/s"),
+    ("server_connect_cpu_us_per_connection", "µs/conn"),
+    ("connect_p50_ms", "conn p50 ms"),
+    ("connect_p99_ms", "conn p99 ms"),
+    ("server_rss_growth_kb", "RSS +KB"),
     ("all_joined_s", "joined s"),
     ("presence_frames", "presence frames"),
 ]
 
 TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/",
-                   "ref": "reference: bare websockets"}
+                   "ref": "reference: bare websockets",
+                   "node": "reference: Node socket.io + PostgreSQL"}
 
 
 def _cell(value: Any) -> str:
@@ -41,12 +49,22 @@ def _cell(value: Any) -> str:
         return f"{value:.2f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
+    if isinstance(value, list):  # one figure per node
+        return "/".join(_cell(item) for item in value)
     return str(value)
 
 
-def row(run: dict[str, Any]) -> list[str]:
+def columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The columns at least one run has a figure for (all of them when there is no run)."""
+    if not runs:
+        return COLUMNS
+    return [(key, title) for key, title in COLUMNS
+            if any(run.get(key) is not None for run in runs)]
+
+
+def row(run: dict[str, Any], shown: list[tuple[str, str]] | None = None) -> list[str]:
     values = []
-    for key, _title in COLUMNS:
+    for key, _title in shown or COLUMNS:
         value = run.get(key)
         if key == "transport":
             value = TRANSPORT_NAMES.get(str(value), value)
@@ -55,8 +73,9 @@ def row(run: dict[str, Any]) -> list[str]:
 
 
 def text_table(runs: list[dict[str, Any]]) -> str:
-    header = [title for _key, title in COLUMNS]
-    rows = [row(run) for run in runs]
+    shown = columns(runs)
+    header = [title for _key, title in shown]
+    rows = [row(run, shown) for run in runs]
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
               for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -68,9 +87,10 @@ def text_table(runs: list[dict[str, Any]]) -> str:
 
 
 def markdown_table(runs: list[dict[str, Any]]) -> str:
-    header = [title for _key, title in COLUMNS]
+    shown = columns(runs)
+    header = [title for _key, title in shown]
     lines = ["| " + " | ".join(header) + " |",
              "|" + "|".join("---" for _ in header) + "|"]
     for run in runs:
-        lines.append("| " + " | ".join(row(run)) + " |")
+        lines.append("| " + " | ".join(row(run, shown)) + " |")
     return "\n".join(lines)

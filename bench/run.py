@@ -7,6 +7,12 @@ then for each database, scenario and transport: starts the server node(s) pinned
 runs the Node load generator pinned to the other, reads the nodes' CPU time and memory from
 /proc around the measured window, and prints a table and writes JSON at the end.
 
+Transports: sio (Socket.IO /chat), raw (/ws/chat/{id}/), both (those two), ref (the bare
+websockets broadcast of bench/reference.py, raw dialect, nothing stored), node (Node's
+socket.io 4.8 with every message stored in PostgreSQL by pg, bench/js/reference-sio.js, on a
+fresh PostgreSQL database of its own even with --db sqlite, one node, run once per scenario),
+all (the four).
+
 Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
   fanout  1 conversation x 500 clients; 1 sender, 20 messages in flight, 64-byte messages,
           5 s warm-up then 20 s measured: deliveries/s, server CPU µs per delivery, latency
@@ -18,6 +24,14 @@ Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
   join-storm  500 clients of one conversation connecting all at once: seconds until every
           client has been told the room holds them all (total_users), presence frames
           received in all (user_joined, user_left, user_status, presence_diff).
+  connect 5,000 clients in conversations of 2, connecting --connect-concurrency (100) at a
+          time: connects/s, server CPU µs per connect, connect latency p50/p99 (opening to
+          recent_messages on raw, to one's own user_joined on Socket.IO), server RSS growth.
+
+Every traffic run reports the server's CPU per message persisted in the window (rows counted
+in the database); with --nodes 2 (one conversation's receivers alternating between the two
+nodes, the sender on the first) the CPU per delivery is both nodes' CPU summed, and each
+node's own CPU is reported beside it.
   search  (only when named) 1,000,000 messages loaded with direct SQL, then a set of queries
           through GET /api/v1/chat/search: p50/p95/max milliseconds (bench/search.py).
 """
@@ -26,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -37,6 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +63,17 @@ VENV = ROOT / ".venv"
 VENV_PYTHON = VENV / "bin" / "python"
 NEEDED_MODULES = "backend, uvicorn, uvloop, httptools, asyncpg, redis, httpx, tortoise"
 
-SCENARIOS = ("fanout", "rooms", "idle", "join-storm")
+SCENARIOS = ("fanout", "rooms", "idle", "join-storm", "connect")
 TRANSPORTS = ("sio", "raw")
+#: ``--transport all``: the project's two, then the references.
+ALL_TRANSPORTS = ("sio", "raw", "node", "ref")
 DATABASES = ("sqlite", "postgres")
-DEFAULT_CLIENTS = {"fanout": 500, "rooms": 500, "idle": 5000, "join-storm": 500}
+DEFAULT_CLIENTS = {"fanout": 500, "rooms": 500, "idle": 5000, "join-storm": 500,
+                   "connect": 5000}
 PER_CONVERSATION: dict[str, int | None] = {"fanout": None, "rooms": 2, "idle": 10,
-                                           "join-storm": None}
+                                           "join-storm": None, "connect": 2}
+#: The table each server stores a message in (the bare reference stores none).
+STORED_TABLES = {"sio": "messages", "raw": "messages", "node": "ref_messages"}
 
 
 # -- installing what the benchmark needs ---------------------------------------------------------
@@ -107,15 +128,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scenario", choices=[*SCENARIOS, "search", "all"], default="all",
                         help="all: every scenario but search, which runs only when named")
-    parser.add_argument("--transport", choices=[*TRANSPORTS, "both", "ref"], default="both",
-                        help="sio: Socket.IO /chat; raw: /ws/chat/{id}/; ref: the bare "
-                             "websockets reference server (bench/reference.py), raw dialect")
+    parser.add_argument("--transport", choices=[*TRANSPORTS, "both", "ref", "node", "all"],
+                        default="both",
+                        help="sio: Socket.IO /chat; raw: /ws/chat/{id}/; both: sio and raw; "
+                             "ref: the bare websockets reference server (bench/reference.py), "
+                             "raw dialect; node: Node socket.io 4.8 + PostgreSQL "
+                             "(bench/js/reference-sio.js; always PostgreSQL, one node, once "
+                             "per scenario); all: sio, raw, node and ref")
     parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
     parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
                         help="2: two nodes over Redis (REDIS_URL or 127.0.0.1:6379)")
     parser.add_argument("--clients", type=int,
                         help="clients of every selected scenario (default: fanout 500, rooms "
-                             "500 in pairs, idle 5000 in tens)")
+                             "500 in pairs, idle 5000 in tens, join-storm 500, connect 5000 "
+                             "in pairs)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds")
     parser.add_argument("--inflight", type=int, default=20, help="fanout: messages in flight")
@@ -161,7 +187,7 @@ def shapes_of(args: argparse.Namespace) -> dict[str, Any]:
     for name in scenarios:
         clients = args.clients or DEFAULT_CLIENTS[name]
         per = PER_CONVERSATION[name] or clients
-        if name == "rooms":
+        if name in ("rooms", "connect"):
             clients += clients % 2
         shapes[name] = Shape(clients, per)
     return shapes
@@ -199,11 +225,12 @@ class Run:
         env = nodes_mod.node_env(self.database_url, self.secret, self.redis, prefix)
         nodes: list[Any] = []
         try:
-            reference = self.transport == "ref"
+            reference = self.transport in ("ref", "node")
             for i in range(self.args.nodes):
                 nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
-                                                  self.args.server_cpus, reference,
-                                                  self.args.server_root))
+                                                  self.args.server_cpus, self.transport == "ref",
+                                                  self.args.server_root,
+                                                  node_reference=self.transport == "node"))
             self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
             if not reference:
                 self.check_api(nodes[0])
@@ -239,7 +266,7 @@ class Run:
             specs.append(client.spec(node=0 if sender else i % count, sender=sender))
         return {
             "scenario": self.scenario,
-            "transport": "raw" if self.transport == "ref" else self.transport,
+            "transport": {"ref": "raw", "node": "sio"}.get(self.transport, self.transport),
             "sio_receivers": self.sio_receivers,
             "nodes": [n.base_url for n in nodes],
             "clients": specs,
@@ -273,7 +300,8 @@ class Run:
         profiler: subprocess.Popen[bytes] | None = None
         db_pids: list[int] = []
         redis_pid: int | None = None
-        with open(stderr_path, "wb") as stderr:
+        counter = self.stored_counter()
+        with open(stderr_path, "wb") as stderr, contextlib.closing(counter):
             generator = subprocess.Popen(command, cwd=JS, stdout=subprocess.PIPE, stderr=stderr,
                                          text=True, preexec_fn=nodes_mod.raise_fd_limit)
             assert generator.stdout is not None
@@ -299,11 +327,16 @@ class Run:
                     elif kind == "window_start":
                         marks["t0"] = now
                         marks["cpu0"] = nodes_mod.total_cpu(pids)
+                        marks["cpu0_each"] = [nodes_mod.total_cpu([p]) for p in pids]
+                        counter.start()
                         marks["wait0"] = nodes_mod.runqueue_wait_seconds(pids)
                         marks["psi0"] = nodes_mod.cpu_pressure_seconds()
                         # The database's and Redis's CPU, when they run on this machine.
-                        if self.db == "postgres" and services.is_local(self.database_url):
-                            db_pids = asyncio.run(services.postgres_backends(self.database_url))
+                        if (self.database_url.startswith("postgres")
+                                and services.is_local(self.database_url)):
+                            db_pids = [pid for pid in asyncio.run(
+                                services.postgres_backends(self.database_url))
+                                if pid != counter.backend_pid]
                             marks["db_cpu0"] = nodes_mod.total_cpu(db_pids)
                         if self.redis and services.is_local(self.redis):
                             redis_pid = asyncio.run(services.redis_pid(self.redis))
@@ -314,6 +347,8 @@ class Run:
                     elif kind == "window_end":
                         marks["t1"] = now
                         marks["cpu1"] = nodes_mod.total_cpu(pids)
+                        marks["cpu1_each"] = [nodes_mod.total_cpu([p]) for p in pids]
+                        marks["stored_in_window"] = counter.stop()
                         marks["wait1"] = nodes_mod.runqueue_wait_seconds(pids)
                         marks["psi1"] = nodes_mod.cpu_pressure_seconds()
                         if db_pids:
@@ -341,6 +376,14 @@ class Run:
                                + stderr_path.read_text(errors="replace")[-3000:])
         return self.figures(result, nodes)
 
+    def stored_counter(self) -> Any:
+        """Counts the messages the server stores in the measured window (bench/stored.py)."""
+        from bench.stored import StoredCounter
+
+        counter = StoredCounter(self.database_url, STORED_TABLES.get(self.transport))
+        counter.open()
+        return counter
+
     def start_profiler(self, pid: int) -> subprocess.Popen[bytes]:
         from bench import nodes as nodes_mod
 
@@ -354,6 +397,8 @@ class Run:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def figures(self, result: dict[str, Any], nodes: list[Any]) -> dict[str, Any]:
+        from bench import costs
+
         marks = self.marks
         clients = result["clients"]
         figures: dict[str, Any] = {
@@ -362,14 +407,20 @@ class Run:
             "db": self.db,
             "nodes": len(nodes),
             "clients": clients,
-            **({"sio_receivers": self.sio_receivers} if self.transport == "sio" else {}),
+            **({"sio_receivers": self.sio_receivers} if self.transport in ("sio", "node")
+               else {}),
+            **({"store": "PostgreSQL (its own fresh database, whatever --db)"}
+               if self.transport == "node" else {}),
             "connections_per_s": round(result["connections_per_second"], 1),
             "server_connect_cpu_us_per_connection": round(
                 (marks["cpu_connect1"] - marks["cpu_connect0"]) * 1e6 / clients, 1),
+            **costs.connect_figures(result, marks),
             "generator": {k: result.get(k) for k in (
                 "generator_cpu_s", "generator_cpu_pct", "generator_loop_delay_p99_ms")},
             "profiled": "profile" in marks,
         }
+        if self.scenario == "connect":
+            return figures
         if self.scenario == "join-storm":
             figures.update({
                 "all_joined_s": round(result["all_joined_s"], 2),
@@ -415,6 +466,8 @@ class Run:
             "send_errors": result["send_errors"],
             "error_samples": result["error_samples"],
             "generator_cpu_pct": round(result["generator_cpu_pct"], 1),
+            **costs.stored_figures(marks, cpu),
+            **costs.per_node_figures(marks, delivered, window),
         })
         # Contention: the node(s) waiting for their CPU while runnable (other work on it),
         # and the machine's CPU pressure over the window.
@@ -463,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "search":
         return search_main(args)
     shapes = shapes_of(args)
-    transports = TRANSPORTS if args.transport == "both" else (args.transport,)
+    transports = transports_of(args)
     dbs = DATABASES if args.db == "both" else (args.db,)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or RESULTS / f"results-{stamp}.json"
@@ -485,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         f"to CPU {args.loadgen_cpu or '(not pinned)'}")
     say("bench: limits raised for the benchmark: "
         + " ".join(f"{k}={v}" for k, v in RAISED_LIMITS.items()))
+    if "node" in transports:
+        say("bench: node = Node socket.io 4.8 + PostgreSQL (bench/js/reference-sio.js), pinned "
+            "like a node, on a fresh PostgreSQL database of its own whatever --db, once per "
+            "scenario")
     load = os.getloadavg()
     if load[0] > 0.5:
         say(f"bench: note: load average {load[0]:.2f} before starting: other work is running, "
@@ -495,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     run_root = Path(tempfile.mkdtemp(prefix="confab-bench-"))
     secret = secrets.token_urlsafe(48)
     failed = False
+    node_done: set[str] = set()  # scenarios the Node reference has run (once each)
     try:
         for db in dbs:
             with services.database(db, run_root) as database_url:
@@ -506,18 +564,26 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"bench: [{db}] fixtures ready in {time.monotonic() - started:.1f} s")
                 for scenario in shapes:
                     for transport in transports:
-                        run = Run(args, scenario, transport, db, database_url,
-                                  made.scenarios[scenario], run_root, secret, redis)
+                        if transport == "node":
+                            if scenario in node_done:
+                                continue
+                            node_done.add(scenario)
+                        tag = f"[{scenario} {transport} {db} {args.nodes}n]"
                         try:
-                            figures = run.execute()
+                            with server_database(transport, db, database_url,
+                                                 run_root) as (run_db, run_url):
+                                run = Run(args, scenario, transport, run_db, run_url,
+                                          made.scenarios[scenario], run_root, secret, redis)
+                                tag = run.tag
+                                figures = run.execute()
                         except Exception as exc:
                             failed = True
-                            say(f"{run.tag} FAILED: {exc}")
+                            say(f"{tag} FAILED: {exc}")
                             figures = {"scenario": scenario, "transport": transport, "db": db,
                                        "nodes": args.nodes, "error": str(exc)[:2000]}
                         runs.append(figures)
                         out.write_text(json.dumps(results, indent=2))
-                        say(f"{run.tag} done: " + summary(figures))
+                        say(f"{tag} done: " + summary(figures))
     finally:
         if args.keep or failed:
             say(f"bench: run folder (server logs) kept at {run_root}")
@@ -529,6 +595,29 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     say(f"bench: results written to {out}")
     return 1 if failed else 0
+
+
+def transports_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The transports ``--transport`` names; the Node reference runs on one node only."""
+    named = {"both": TRANSPORTS, "all": ALL_TRANSPORTS}.get(args.transport, (args.transport,))
+    if args.nodes > 1 and "node" in named:
+        say("bench: the Node reference runs on one node only (no Redis adapter): left out")
+        named = tuple(t for t in named if t != "node")
+    return named
+
+
+@contextlib.contextmanager
+def server_database(transport: str, db: str, database_url: str,
+                    run_root: Path) -> Iterator[tuple[str, str]]:
+    """The database a run's server uses, and its kind: the pass's, but a fresh PostgreSQL
+    database for the Node reference, which stores in PostgreSQL whatever ``--db`` says."""
+    from bench import services
+
+    if transport != "node":
+        yield db, database_url
+        return
+    with services.database("postgres", run_root) as url:
+        yield "postgres", url
 
 
 def search_main(args: argparse.Namespace) -> int:
@@ -582,12 +671,22 @@ def summary(figures: dict[str, Any]) -> str:
     if figures["scenario"] == "idle":
         return (f"{figures['kb_per_connection']} KB/connection, "
                 f"{figures['connections_per_s']} connections/s")
+    if figures["scenario"] == "connect":
+        return (f"{figures['connections_per_s']} connections/s, "
+                f"{figures['server_connect_cpu_us_per_connection']} µs server CPU per connect, "
+                f"connect p50/p99 {figures['connect_p50_ms']}/{figures['connect_p99_ms']} ms, "
+                f"server RSS +{figures.get('server_rss_growth_kb')} KB "
+                f"({figures.get('kb_per_connection_at_connect')} KB/connection)")
     return (f"{figures['deliveries_per_s']:.0f} deliveries/s, {figures['us_per_delivery']} µs/"
             f"delivery, p50/p99 {figures['p50_ms']}/{figures['p99_ms']} ms, "
             f"lost {figures['lost']}, unacked {figures['unacked']}, server CPU "
             f"{figures['server_cpu_pct']} % (waited for CPU "
             f"{figures['server_runqueue_wait_pct']} %), generator CPU "
-            f"{figures['generator_cpu_pct']} %")
+            f"{figures['generator_cpu_pct']} %"
+            + (f", {figures['us_per_stored_message']} µs per stored message"
+               if figures.get("us_per_stored_message") is not None else "")
+            + (f", CPU by node {figures['node_cpu_pct']} %" if "node_cpu_pct" in figures
+               else ""))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@
 //   settled                       presence events of the ramp are over
 //   window_start / window_end     the measured window (the orchestrator reads server CPU)
 //   hold_end                      idle: the clients have been held connected
+// connect: the ramp is the measurement (connect_latency: from opening a client's connection to
+// the frame that shows it is in, recent_messages on raw, its own user_joined on Socket.IO).
 // join-storm: every client connects at once; the result says when each had been told the room
 // holds them all (total_users) and how many presence frames came in all.
 //   result {...}                  everything measured; then the process exits
@@ -328,11 +330,15 @@ function connectSioLean(client, onReady, onFail) {
   });
 }
 
+const connectHist = new Histogram(); // ms from opening a connection to being in
+
 function connectOne(client) {
+  const opened = now();
   return new Promise((resolve, reject) => {
     const onReady = () => {
       if (client.ready) return;
       client.ready = true;
+      connectHist.add(now() - opened);
       resolve();
     };
     const onFail = (why) => {
@@ -523,7 +529,9 @@ async function main() {
   await settle();
   line({ event: 'settled' });
   let measured = {};
-  if (cfg.scenario === 'idle' || cfg.scenario === 'join-storm') {
+  if (cfg.scenario === 'connect') {
+    // Nothing more: the ramp was the measurement.
+  } else if (cfg.scenario === 'idle' || cfg.scenario === 'join-storm') {
     await sleep(cfg.hold_s * 1000);
     line({ event: 'hold_end' });
   } else {
@@ -552,6 +560,7 @@ async function main() {
     presence_frames: stats.presence_frames,
     all_joined_s: allJoinedAt === null ? null : (allJoinedAt - connectStart) / 1000,
     latency: hist.summary(),
+    connect_latency: connectHist.summary(),
   };
   line(result);
   setTimeout(() => process.exit(0), 200);
