@@ -5,9 +5,13 @@ what the benchmark itself measures (README, "Benchmark")."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from tests.support.services import Postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,6 +20,35 @@ TRAFFIC_FIELDS = ("deliveries_per_s", "us_per_delivery", "p50_ms", "p90_ms", "p9
                   "messages_sent", "deliveries_in_window", "connections_per_s")
 IDLE_FIELDS = ("kb_per_connection", "connections_per_s", "server_rss_kb_before",
                "server_rss_kb_after")
+CONNECT_FIELDS = ("connections_per_s", "server_connect_cpu_us_per_connection", "connect_p50_ms",
+                  "connect_p99_ms", "server_rss_growth_kb", "kb_per_connection_at_connect")
+
+
+def run_bench(*args: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """``bench/run.py ARGS``; its JSON once it exited 0."""
+    out = Path(args[args.index("--out") + 1])
+    result = subprocess.run([sys.executable, "bench/run.py", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout, check=False,
+                            env={**os.environ, **(env or {})})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "conn/s" in result.stdout  # the final table
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def assert_traffic(where: str, run: dict[str, Any]) -> None:
+    """A traffic run's figures: all there, nothing lost, and every message stored."""
+    for name in TRAFFIC_FIELDS:
+        assert run[name] is not None, (where, name)
+    assert run["messages_sent"] > 0, where
+    assert run["deliveries_in_window"] > 0, where
+    assert run["lost"] == 0, where
+    assert run["unacked"] == 0, where
+    assert run["duplicates"] == 0, where
+    assert run["send_errors"] == 0, (where, run["error_samples"])
+    # Counted in the database: the server stored what was sent in the window.
+    assert run["messages_stored_in_window"] > 0, where
+    assert run["us_per_stored_message"] is not None, where
 
 
 def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
@@ -24,14 +57,14 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
         [sys.executable, "bench/run.py", "--scenario", "all", "--transport", "both",
          "--db", "sqlite", "--clients", "4", "--duration", "1", "--warmup", "0.5",
          "--hold", "0.5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=110, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=150, check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "µs/deliv" in result.stdout  # the final table
     data = json.loads(out.read_text())
     assert data["meta"]["server"]["raised_limits"]["SEND_RATE_PER_SECOND"]
     runs = {(run["scenario"], run["transport"]): run for run in data["runs"]}
-    assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle", "join-storm")
+    assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle", "join-storm", "connect")
                          for t in ("sio", "raw")}
     # Fanout's Socket.IO receivers are the lean ones (its sender and every other scenario's
     # clients are the official client): they received every message above too.
@@ -50,14 +83,52 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
             for name in IDLE_FIELDS:
                 assert run[name] is not None, (where, name)
             continue
-        for name in TRAFFIC_FIELDS:
-            assert run[name] is not None, (where, name)
-        assert run["messages_sent"] > 0, where
-        assert run["deliveries_in_window"] > 0, where
-        assert run["lost"] == 0, where
-        assert run["unacked"] == 0, where
-        assert run["duplicates"] == 0, where
-        assert run["send_errors"] == 0, (where, run["error_samples"])
+        if scenario == "connect":
+            for name in CONNECT_FIELDS:
+                assert run[name] is not None, (where, name)
+            assert run["connect_p50_ms"] <= run["connect_p99_ms"], where
+            continue
+        assert_traffic(where, run)
+
+
+def test_bench_node_reference_runs_every_scenario(tmp_path: Path, postgres: Postgres) -> None:
+    """``--transport node``: Node's socket.io storing in PostgreSQL answers the generator's
+    Socket.IO clients in every scenario, on PostgreSQL even when ``--db`` is SQLite."""
+    out = tmp_path / "node.json"
+    data = run_bench("--scenario", "all", "--transport", "node", "--db", "sqlite",
+                     "--clients", "4", "--duration", "1", "--warmup", "0.5", "--hold", "0.5",
+                     "--out", str(out), timeout=150,
+                     env={"DATABASE_URL": postgres.admin_url})
+    runs = {run["scenario"]: run for run in data["runs"]}
+    assert set(runs) == {"fanout", "rooms", "idle", "join-storm", "connect"}
+    for scenario, run in runs.items():
+        assert "error" not in run, (scenario, run)
+        assert (run["transport"], run["db"], run["clients"]) == ("node", "postgres", 4), scenario
+    assert runs["fanout"]["sio_receivers"] == "lean"
+    assert_traffic("fanout", runs["fanout"])
+    assert_traffic("rooms", runs["rooms"])
+    assert runs["join-storm"]["all_joined_s"] is not None
+    for name in CONNECT_FIELDS:
+        assert runs["connect"][name] is not None, name
+
+
+def test_bench_fanout_across_two_nodes(tmp_path: Path, postgres: Postgres,
+                                       redis_url: str) -> None:
+    """``--nodes 2``: one conversation's receivers on both nodes; the CPU per delivery is both
+    nodes' CPU, and each node's own is reported beside it."""
+    out = tmp_path / "two.json"
+    data = run_bench("--scenario", "fanout", "--nodes", "2", "--db", "postgres",
+                     "--transport", "raw", "--clients", "6", "--duration", "1",
+                     "--warmup", "0.5", "--out", str(out), timeout=120,
+                     env={"DATABASE_URL": postgres.admin_url, "REDIS_URL": redis_url})
+    [run] = data["runs"]
+    assert "error" not in run, run
+    assert run["nodes"] == 2
+    assert_traffic("fanout/2 nodes", run)
+    assert len(run["node_cpu_s"]) == len(run["node_cpu_pct"]) == 2
+    assert len(run["node_us_per_delivery"]) == 2
+    # The same readings, taken one node at a time (a clock tick apart at most).
+    assert abs(sum(run["node_cpu_s"]) - run["server_cpu_s"]) <= 0.05
 
 
 def test_bench_search_scenario_at_tiny_scale(tmp_path: Path) -> None:
