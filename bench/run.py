@@ -137,7 +137,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "per scenario); all: sio, raw, node and ref")
     parser.add_argument("--db", choices=[*DATABASES, "both"], default="both")
     parser.add_argument("--nodes", type=int, choices=[1, 2], default=1,
-                        help="2: two nodes over Redis (REDIS_URL or 127.0.0.1:6379)")
+                        help="2: two nodes over Redis (REDIS_URL or 127.0.0.1:6379), clients "
+                             "alternating between them; CPU per delivery sums both, each "
+                             "node's own CPU is reported too")
     parser.add_argument("--clients", type=int,
                         help="clients of every selected scenario (default: fanout 500, rooms "
                              "500 in pairs, idle 5000 in tens, join-storm 500, connect 5000 "
@@ -156,7 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "always use the official client")
     parser.add_argument("--message-bytes", type=int, default=64)
     parser.add_argument("--connect-concurrency", type=int, default=100,
-                        help="connections the generator opens at once")
+                        help="connections the generator opens at once (the connect scenario's "
+                             "load; join-storm opens all at once)")
     parser.add_argument("--server-cpus", default="0", help="taskset CPU list of the node(s)")
     parser.add_argument("--loadgen-cpu", default="1", help="taskset CPU list of the generator")
     parser.add_argument("--no-pin", action="store_true", help="do not pin anything")
@@ -466,7 +469,7 @@ class Run:
             "send_errors": result["send_errors"],
             "error_samples": result["error_samples"],
             "generator_cpu_pct": round(result["generator_cpu_pct"], 1),
-            **costs.stored_figures(marks, cpu),
+            **costs.stored_figures(marks, cpu, result["window_sent"]),
             **costs.per_node_figures(marks, delivered, window),
         })
         # Contention: the node(s) waiting for their CPU while runnable (other work on it),
