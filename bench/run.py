@@ -27,13 +27,13 @@ Scenarios (defaults; ``--clients``, ``--duration``, ``--warmup`` shrink them):
   connect 5,000 clients in conversations of 2, connecting --connect-concurrency (100) at a
           time: connects/s, server CPU µs per connect, connect latency p50/p99 (opening to
           recent_messages on raw, to one's own user_joined on Socket.IO), server RSS growth.
-
-Every traffic run reports the server's CPU per message persisted in the window (rows counted
-in the database); with --nodes 2 (one conversation's receivers alternating between the two
-nodes, the sender on the first) the CPU per delivery is both nodes' CPU summed, and each
-node's own CPU is reported beside it.
   search  (only when named) 1,000,000 messages loaded with direct SQL, then a set of queries
           through GET /api/v1/chat/search: p50/p95/max milliseconds (bench/search.py).
+
+Every traffic run (fanout, rooms) reports the server's CPU per message persisted in the window
+(rows counted in the database). With --nodes 2 the clients alternate between the two nodes
+(fanout's sender on the first): the CPU per delivery is both nodes' CPU summed, and each
+node's own CPU is reported beside it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.stored import StoredCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -379,7 +382,7 @@ class Run:
                                + stderr_path.read_text(errors="replace")[-3000:])
         return self.figures(result, nodes)
 
-    def stored_counter(self) -> Any:
+    def stored_counter(self) -> StoredCounter:
         """Counts the messages the server stores in the measured window (bench/stored.py)."""
         from bench.stored import StoredCounter
 
