@@ -426,6 +426,8 @@ class Run:
             "profiled": "profile" in marks,
         }
         if self.scenario == "connect":
+            # Its memory figure is the ramp's (idle's is read after the hold).
+            figures["kb_per_connection"] = figures.get("kb_per_connection_at_connect")
             return figures
         if self.scenario == "join-storm":
             figures.update({

@@ -21,7 +21,8 @@ TRAFFIC_FIELDS = ("deliveries_per_s", "us_per_delivery", "p50_ms", "p90_ms", "p9
 IDLE_FIELDS = ("kb_per_connection", "connections_per_s", "server_rss_kb_before",
                "server_rss_kb_after")
 CONNECT_FIELDS = ("connections_per_s", "server_connect_cpu_us_per_connection", "connect_p50_ms",
-                  "connect_p99_ms", "server_rss_growth_kb", "kb_per_connection_at_connect")
+                  "connect_p99_ms", "server_rss_growth_kb", "kb_per_connection_at_connect",
+                  "kb_per_connection")
 
 
 def run_bench(*args: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
         [sys.executable, "bench/run.py", "--scenario", "all", "--transport", "both",
          "--db", "sqlite", "--clients", "4", "--duration", "1", "--warmup", "0.5",
          "--hold", "0.5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=150, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "µs/deliv" in result.stdout  # the final table
@@ -97,7 +98,7 @@ def test_bench_node_reference_runs_every_scenario(tmp_path: Path, postgres: Post
     out = tmp_path / "node.json"
     data = run_bench("--scenario", "all", "--transport", "node", "--db", "sqlite",
                      "--clients", "4", "--duration", "1", "--warmup", "0.5", "--hold", "0.5",
-                     "--out", str(out), timeout=150,
+                     "--out", str(out), timeout=240,
                      env={"DATABASE_URL": postgres.admin_url})
     runs = {run["scenario"]: run for run in data["runs"]}
     assert set(runs) == {"fanout", "rooms", "idle", "join-storm", "connect"}
@@ -119,7 +120,7 @@ def test_bench_fanout_across_two_nodes(tmp_path: Path, postgres: Postgres,
     out = tmp_path / "two.json"
     data = run_bench("--scenario", "fanout", "--nodes", "2", "--db", "postgres",
                      "--transport", "raw", "--clients", "6", "--duration", "1",
-                     "--warmup", "0.5", "--out", str(out), timeout=120,
+                     "--warmup", "0.5", "--out", str(out), timeout=180,
                      env={"DATABASE_URL": postgres.admin_url, "REDIS_URL": redis_url})
     [run] = data["runs"]
     assert "error" not in run, run
