@@ -134,7 +134,9 @@ class Namespace(socketio.AsyncNamespace):
             start: int | None = None
             if self.joins_at_connect and credentials.get("conversation_id") not in (None, ""):
                 conversation_id = conversation_ref(credentials["conversation_id"])
-                await self.chat.get_conversation(actor, conversation_id)
+                # The access check only (the CONNECT ack carries no view): the cached facts,
+                # as the raw routes' handshake; ``joined_check`` asks again once joined.
+                await self.chat.grants.viewable(actor, conversation_id)
                 start = await self.realtime.room_start(conversation_id)
         except Exception as exc:
             error = exc if isinstance(exc, ChatError) else server_fault(
