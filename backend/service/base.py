@@ -95,21 +95,26 @@ class ServiceBase:
     # -- what changed -----------------------------------------------------------------------
 
     async def _changed(self, *, conversation_id: int | None = None,
-                       blocked_user_id: int | None = None) -> None:
+                       blocked_user_id: int | None = None,
+                       blocker_user_id: int | None = None) -> None:
         """After a commit that changes who may write where (a close, a block): drop the
         stale grants here at once, and on the other nodes through the fan-out."""
-        self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id)
+        self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id,
+                           blocker_user_id=blocker_user_id)
         if self.bus is not None and self.clustered:
             await self.bus.broadcast(INVALIDATE, {"conversation_id": conversation_id,
-                                                  "blocked_user_id": blocked_user_id})
+                                                  "blocked_user_id": blocked_user_id,
+                                                  "blocker_user_id": blocker_user_id})
 
     async def _invalidated(self, control: dict[str, Any]) -> None:
         """The ``service_invalidate`` control, run on every node."""
         conversation_id = control.get("conversation_id")
         blocked_user_id = control.get("blocked_user_id")
+        blocker_user_id = control.get("blocker_user_id")
         self.grants.forget(
             conversation_id=conversation_id if isinstance(conversation_id, int) else None,
-            blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None)
+            blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None,
+            blocker_user_id=blocker_user_id if isinstance(blocker_user_id, int) else None)
 
     def _inbox_changed(self, conversation_id: int) -> None:
         """What inboxes show of ``conversation_id`` changed: each node publishes it to the

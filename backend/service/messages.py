@@ -12,7 +12,6 @@ from tortoise.functions import Count
 
 from backend.service import events
 from backend.service.access import (
-    blocked_by,
     visible_conversation,
 )
 from backend.service.actors import Actor
@@ -211,9 +210,9 @@ class MessageOps(LogOps):
         limit = max(1, min(limit, self.limits.history_page_max))
         query = Message.filter(conversation_id=conversation_id)
         if actor.user is not None:
-            hidden = await blocked_by(actor.user.id)
+            hidden = await self.grants.blocked(actor.user.id)
             if hidden:
-                query = query.exclude(sender_user_id__in=hidden)
+                query = query.exclude(sender_user_id__in=sorted(hidden))
         newest_first = latest or before_id is not None
         if after_id is not None:
             query = query.filter(id__gt=after_id)
