@@ -13,6 +13,7 @@ from backend.service.inbox import Batcher, Coalescer
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
 from backend.service.ports import ControlBus, EventSink, Occupancy
+from backend.service.shared_reads import SharedReads
 from backend.service.uploads import Uploads
 from backend.settings import Limits
 
@@ -37,6 +38,8 @@ class ServiceBase:
         self.background: set[asyncio.Future[Any]] = set()
         self.log = logging.getLogger("confab.service")
         self.grants = Grants()
+        #: History pages read once for the readers who ask together (``history(shared=)``).
+        self.page_reads: SharedReads[tuple[list[dict[str, Any]], bool]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every

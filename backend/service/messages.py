@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
@@ -201,18 +202,42 @@ class MessageOps(LogOps):
         before_id: int | None = None,
         after_id: int | None = None,
         latest: bool = False,
+        shared: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """A page of messages, oldest first, and whether more lie beyond it.
 
         ``after_id``: the ones right after; ``before_id``: the ones right before; ``latest``:
-        the newest ``limit``; otherwise ``offset`` from the oldest."""
+        the newest ``limit``; otherwise ``offset`` from the oldest. ``shared``: the caller
+        only sends the page on, unchanged: readers of the same page who ask together (the
+        clients of a conversation connecting at once) then share one read begun after each
+        asked (shared_reads.py)."""
         await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
-        query = Message.filter(conversation_id=conversation_id)
+        hidden: frozenset[int] = frozenset()
         if actor.user is not None:
             hidden = await self.grants.blocked(actor.user.id)
-            if hidden:
-                query = query.exclude(sender_user_id__in=sorted(hidden))
+        if shared and not hidden and not offset and before_id is None:
+            key = (conversation_id, limit, after_id, latest)
+            return await self.page_reads.read(key, functools.partial(
+                self._page, conversation_id, limit, after_id=after_id, latest=latest))
+        return await self._page(conversation_id, limit, hidden=hidden, offset=offset,
+                                before_id=before_id, after_id=after_id, latest=latest)
+
+    async def _page(
+        self,
+        conversation_id: int,
+        limit: int,
+        *,
+        hidden: frozenset[int] = frozenset(),
+        offset: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        latest: bool = False,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """``history``'s read, the senders in ``hidden`` left out."""
+        query = Message.filter(conversation_id=conversation_id)
+        if hidden:
+            query = query.exclude(sender_user_id__in=sorted(hidden))
         newest_first = latest or before_id is not None
         if after_id is not None:
             query = query.filter(id__gt=after_id)
