@@ -62,3 +62,23 @@ async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
     broken._connection.close()
     assert broken.rows(client, "SELECT 1", []) is None
     assert (await lookups.user_by_id(made.id)) is not None
+
+
+async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from tortoise import connections
+
+    client = connections.get("default")
+    reads = lookups.InlineReads()
+
+    def busy(client: object) -> dict[str, object]:
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lookups, "sqlite_pragmas", busy)
+        assert reads.rows(client, "SELECT 1", []) is None
+    assert reads.rows(client, "SELECT 1", []) == [{"1": 1}]
+    reads.close()

@@ -63,10 +63,15 @@ class InlineReads:
             if path in ("", ":memory:") or "mode=memory" in path:
                 return None
             connection = sqlite3.connect(path, isolation_level=None)
-            connection.row_factory = sqlite3.Row
-            pragmas = {**sqlite_pragmas(client), "busy_timeout": 0, "query_only": 1}
-            for pragma, value in pragmas.items():
-                connection.execute(f"PRAGMA {pragma}={value}")
+            try:
+                connection.row_factory = sqlite3.Row
+                pragmas = {**sqlite_pragmas(client), "busy_timeout": 0, "query_only": 1}
+                for pragma, value in pragmas.items():
+                    connection.execute(f"PRAGMA {pragma}={value}")
+            except sqlite3.Error:  # busy now (a pragma that writes): set up at the next read
+                connection.close()
+                self._client = None
+                return None
             self._connection = connection
         return self._connection
 
