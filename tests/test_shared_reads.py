@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
 from backend.service.shared_reads import SharedReads
+from backend.settings import Settings
+from backend.storage.database import close_database, open_database
+from models import User
 
 
 async def turns() -> None:
@@ -90,3 +98,54 @@ async def test_a_failed_read_fails_each_of_its_readers_and_not_the_next() -> Non
         with pytest.raises(RuntimeError, match="database away"):
             await reader
     assert await reads.read("k", load) == 3
+
+
+@pytest.fixture
+async def chat(tmp_path: Path) -> AsyncIterator[tuple[ChatService, Actor, int]]:
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}",
+                                  "JWT_SECRET": "s" * 40, "DATA_DIR": str(tmp_path)})
+    await open_database(settings, apply_migrations=True)
+    try:
+        service = ChatService(_Sink(), settings.limits)
+        people = [await User.create(email=f"u{i}@example.com", username=f"u{i}",
+                                    password_hash="x") for i in range(2)]
+        actor = Actor.of_user(people[0])
+        view = await service.create_conversation(actor, title="g", kind="group",
+                                                 participant_ids=[people[1].id])
+        for n in range(3):
+            await service.send_message(actor, int(view["id"]), {"content": f"m{n}"})
+        yield service, actor, int(view["id"])
+    finally:
+        await close_database()
+
+
+class _Sink:
+    async def publish(self, event: object, *, here_only: bool = False) -> None:
+        return None
+
+
+async def test_connects_and_resumes_asking_together_share_reads(
+    chat: tuple[ChatService, Actor, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three clients asking at once for the latest page, and three resuming from the same
+    position: the first reads alone, the two who asked while it read share the next."""
+    service, actor, cid = chat
+    counted: dict[str, int] = {"_page": 0, "_missed": 0}
+    for name in counted:
+        original = getattr(service, name)
+
+        async def counting(*args: Any, _name: str = name, _original: Any = original,
+                           **kwargs: Any) -> Any:
+            counted[_name] += 1
+            return await _original(*args, **kwargs)
+
+        monkeypatch.setattr(service, name, counting)
+    pages = await asyncio.gather(*(service.history(actor, cid, latest=True, shared=True)
+                                   for _ in range(3)))
+    assert counted["_page"] == 2
+    assert all([m["content"] for m in page[0]] == ["m0", "m1", "m2"] for page in pages)
+    epoch = await service.log_epoch()
+    missed = await asyncio.gather(*(service.events_since(actor, cid, 1, epoch)
+                                    for _ in range(3)))
+    assert counted["_missed"] == 2
+    assert all(len(result["events"]) == 2 for result in missed)

@@ -19,6 +19,7 @@ from backend.settings import Limits
 
 if TYPE_CHECKING:
     from backend.service.actors import Actor
+    from backend.service.events import Event
     from models import Conversation, Message
 
 #: The fan-out control every node runs when a grant it may hold went stale.
@@ -40,6 +41,9 @@ class ServiceBase:
         self.grants = Grants()
         #: History pages read once for the readers who ask together (``history(shared=)``).
         self.page_reads: SharedReads[tuple[list[dict[str, Any]], bool]] = SharedReads()
+        #: What resuming readers missed, read once for those who ask together
+        #: (``events_since``).
+        self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every
