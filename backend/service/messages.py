@@ -24,6 +24,7 @@ from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.service.uploads import Uploads
+from backend.storage.message_pages import message_page
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -235,10 +236,20 @@ class MessageOps(LogOps):
         latest: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """``history``'s read, the senders in ``hidden`` left out."""
+        newest_first = latest or before_id is not None
+        if not hidden and before_id is None and (not offset or newest_first
+                                                 or after_id is not None):
+            # The pages every connect reads: plain statements (storage/message_pages.py).
+            rows = await message_page(conversation_id, limit + 1, after_id=after_id,
+                                      newest_first=newest_first)
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+            if newest_first:
+                rows.reverse()
+            return await self._render(rows), has_more
         query = Message.filter(conversation_id=conversation_id)
         if hidden:
             query = query.exclude(sender_user_id__in=sorted(hidden))
-        newest_first = latest or before_id is not None
         if after_id is not None:
             query = query.filter(id__gt=after_id)
         if before_id is not None:
