@@ -11,9 +11,10 @@ import pytest
 from backend.auth.accounts import register_device
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
+from backend.service.serializers import reactions_map
 from backend.settings import Settings
 from backend.storage.database import close_database, open_database
-from models import Message, Role, User
+from models import Message, Reaction, Receipt, Role, User
 
 
 class _Sink:
@@ -70,6 +71,18 @@ async def test_a_page_read_plainly_renders_as_the_orm_s(chat: ChatService) -> No
                           (50, {"after_id": sent[-1]})):
         plain = await chat._page(cid, limit, **kwargs)  # type: ignore[arg-type]
         assert plain == await orm_page(limit, **kwargs), kwargs  # type: ignore[arg-type]
+    # Reactions and read counts, as the ORM's queries count them.
+    page, _ = await chat._page(cid, 50, latest=True)
+    for message in page:
+        reactions = await Reaction.filter(message_id=message["id"]).order_by("id").values_list(
+            "emoji", "reactor_key")
+        grouped: dict[str, list[str]] = {}
+        for emoji, key in reactions:
+            grouped.setdefault(emoji, []).append(key)
+        assert message["reactions"] == reactions_map(grouped)
+        assert message["read_by_count"] == await Receipt.filter(
+            message_id=message["id"], read_at__isnull=False).count()
+    assert any(m["reactions"] for m in page) and any(m["read_by_count"] for m in page)
     latest, has_more = await chat._page(cid, 3, latest=True)
     assert [m["id"] for m in latest] == sent[-3:] and has_more
     assert {m["sender_type"] for m in (await chat._page(cid, 50, latest=True))[0]} == {

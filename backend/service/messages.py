@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.functions import Count
 
 from backend.service import events
 from backend.service.access import (
@@ -24,7 +23,8 @@ from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.service.uploads import Uploads
-from backend.storage.message_pages import message_page
+from backend.storage.message_pages import message_page, reactions_of
+from backend.storage.message_pages import read_counts as read_counts_of
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -272,17 +272,9 @@ class MessageOps(LogOps):
         """Canonical dicts with reactions and read counts, in two queries for the whole page."""
         ids = [m.id for m in rows]
         reactions: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        if ids:
-            for message_id, emoji, key in await Reaction.filter(message_id__in=ids).order_by(
-                "id"
-            ).values_list("message_id", "emoji", "reactor_key"):
-                reactions[message_id][emoji].append(key)
-        read_counts: dict[int, int] = {}
-        if ids:
-            for row in await Receipt.filter(message_id__in=ids, read_at__isnull=False).annotate(
-                n=Count("id")
-            ).group_by("message_id").values("message_id", "n"):
-                read_counts[row["message_id"]] = row["n"]
+        for message_id, emoji, key in await reactions_of(ids):
+            reactions[message_id][emoji].append(key)
+        read_counts = await read_counts_of(ids)
         rendered = [
             message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
             for m in rows

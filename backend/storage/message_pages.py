@@ -18,7 +18,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
-from models import Customer, Message, MobileSession, User
+from models import Customer, Message, MobileSession, Reaction, Receipt, User
 
 #: The message's relations a page loads: (relation, its id column, its model).
 SENDERS: tuple[tuple[str, str, type[Model]], ...] = (
@@ -67,3 +67,28 @@ async def message_page(conversation_id: int, limit: int, *, after_id: int | None
         for message in messages:
             attach_related(message, relation, found.get(getattr(message, column)))
     return messages
+
+
+async def reactions_of(message_ids: list[int]) -> list[tuple[int, str, str]]:
+    """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first."""
+    if not message_ids:
+        return []
+    client: BaseDBAsyncClient = connections.get("default")
+    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
+    rows = await client.execute_query_dict(
+        f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
+        f'WHERE "message_id" IN ({marks}) ORDER BY "id"', message_ids)
+    return [(row["message_id"], row["emoji"], row["reactor_key"]) for row in rows]
+
+
+async def read_counts(message_ids: list[int]) -> dict[int, int]:
+    """How many have read each of the messages (the ones read by nobody left out)."""
+    if not message_ids:
+        return {}
+    client: BaseDBAsyncClient = connections.get("default")
+    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
+    rows = await client.execute_query_dict(
+        f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '
+        f'WHERE "message_id" IN ({marks}) AND "read_at" IS NOT NULL GROUP BY "message_id"',
+        message_ids)
+    return {row["message_id"]: int(row["n"]) for row in rows}
