@@ -2,7 +2,8 @@
 """What one connect costs the node: CPU µs (or, under callgrind, instructions) per connection.
 
 ``python3 bench/connect_cost.py [--transport raw|sio] [--conversations M]
-[--per-conversation P] [--concurrency C] [--rounds R] [--callgrind] [--server-root DIR]``
+[--per-conversation P] [--messages K] [--concurrency C] [--rounds R] [--callgrind]
+[--server-root DIR]``
 
 One node on a fresh SQLite database (the benchmark's fixtures: users in group conversations of
 P, tokens as the idle scenario's), then R rounds, each of M fresh conversations' P clients
@@ -12,7 +13,9 @@ connecting, C at a time, each until the client is ready (raw ``/ws/chat/{id}/``:
 then closed. The first client of each conversation connects first, outside the measured
 window (the conversation's facts and statements cached as on a node that has been up for a
 while); the other M*(P-1) connects are measured. Reports the node's CPU time (``/proc``) per
-connect of the measured window, per round and the median.
+connect of the measured window, per round and the median. With ``--messages K`` each
+conversation first gets K messages over REST, so that the history a connect reads is not
+empty.
 
 With ``--profile FILE`` py-spy samples the node during each measured window.
 With ``--callgrind`` the node runs under ``valgrind --tool=callgrind`` with instrumentation
@@ -122,6 +125,24 @@ async def close_all(opened: list[Any]) -> None:
     await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
 
 
+async def fill(base: str, clients: list[dict[str, Any]], per_conversation: int,
+               messages: int) -> None:
+    """``messages`` messages in each conversation, sent over REST by its first client."""
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+
+        async def one(client: dict[str, Any]) -> None:
+            url = f"/api/v1/chat/sessions/{client['conversation_id']}/messages"
+            headers = {"Authorization": f"Bearer {client['token']}"}
+            for n in range(messages):
+                async with gate:
+                    response = await http.post(url, headers=headers,
+                                               json={"content": f"message {n} " + "x" * 40})
+                response.raise_for_status()
+
+        await asyncio.gather(*(one(c) for c in clients[::per_conversation]))
+
+
 def callgrind(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,6 +201,9 @@ async def run(args: argparse.Namespace) -> None:
                     "conversation_id": c.conversation_id} for c in made.scenarios["connect"]]
         process, port = start(args, data_dir, node_env(url, secret))
         base = f"ws://127.0.0.1:{port}"
+        if args.messages:
+            await fill(f"http://127.0.0.1:{port}", clients, args.per_conversation,
+                       args.messages)
         figures: list[float] = []
         try:
             for round_ in range(args.rounds):
@@ -239,6 +263,8 @@ def main() -> None:
     parser.add_argument("--per-conversation", type=int, default=10,
                         help="clients per conversation; the first of each is the warm-up")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=0,
+                        help="messages sent (over REST) in each conversation before connecting")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--server-cpu", default="0")
