@@ -83,6 +83,9 @@ async def test_a_page_read_plainly_renders_as_the_orm_s(chat: ChatService) -> No
         assert message["read_by_count"] == await Receipt.filter(
             message_id=message["id"], read_at__isnull=False).count()
     assert any(m["reactions"] for m in page) and any(m["read_by_count"] for m in page)
+    # A reader who blocked the agent sees the device's messages, not the agent's.
+    shown, _ = await chat._page(cid, 50, latest=True, hidden=frozenset({agent.id}))
+    assert [m["id"] for m in shown] == sent[1::2]
     latest, has_more = await chat._page(cid, 3, latest=True)
     assert [m["id"] for m in latest] == sent[-3:] and has_more
     assert {m["sender_type"] for m in (await chat._page(cid, 50, latest=True))[0]} == {

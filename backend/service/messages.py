@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from backend.service import events
 from backend.service.access import (
@@ -249,7 +250,10 @@ class MessageOps(LogOps):
             return await self._render(rows), has_more
         query = Message.filter(conversation_id=conversation_id)
         if hidden:
-            query = query.exclude(sender_user_id__in=sorted(hidden))
+            # Messages without a user sender (a device's, a customer's) are no one's to hide:
+            # NOT IN alone would drop them (NULL is not NOT IN anything).
+            query = query.filter(Q(sender_user_id__isnull=True)
+                                 | ~Q(sender_user_id__in=sorted(hidden)))
         if after_id is not None:
             query = query.filter(id__gt=after_id)
         if before_id is not None:
