@@ -127,6 +127,8 @@ class Namespace(socketio.AsyncNamespace):
         query = {key: values[0]
                  for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
         credentials = connect_credentials(query, environ.get("HTTP_AUTHORIZATION", ""), auth)
+        # Revocations heard before the credential is checked (``Sessions.still_live``).
+        heard = self.app.state.sessions.heard
         try:
             actor = await self.authenticate(credentials, environ)
             self.realtime.admit(actor)
@@ -134,7 +136,9 @@ class Namespace(socketio.AsyncNamespace):
             start: int | None = None
             if self.joins_at_connect and credentials.get("conversation_id") not in (None, ""):
                 conversation_id = conversation_ref(credentials["conversation_id"])
-                await self.chat.get_conversation(actor, conversation_id)
+                # The access check only (the CONNECT ack carries no view): the cached facts,
+                # as the raw routes' handshake; ``joined_check`` asks again once joined.
+                await self.chat.grants.viewable(actor, conversation_id)
                 start = await self.realtime.room_start(conversation_id)
         except Exception as exc:
             error = exc if isinstance(exc, ChatError) else server_fault(
@@ -146,20 +150,21 @@ class Namespace(socketio.AsyncNamespace):
                                 self.server.eio)
         socket = Socket(member, *rate_buckets(self.settings.limits))
         self.realtime.manager.after_connect(
-            sid, self.namespace, partial(self._connected, socket, conversation_id, start)
+            sid, self.namespace, partial(self._connected, socket, conversation_id, start, heard)
         )
         return True
 
     async def _connected(self, socket: Socket, conversation_id: int | None,
-                         start: int | None) -> None:
+                         start: int | None, heard: int) -> None:
         """After the CONNECT ack: register the member and join its rooms (presence events);
-        ``start``: where the conversation's room starts here (``Realtime.room_start``)."""
+        ``start``: where the conversation's room starts here (``Realtime.room_start``);
+        ``heard``: the revocations heard before the credential was checked."""
         member = socket.member
         if member.eio_sid not in self.server.environ:
             return  # the transport closed while the connect handler ran
         self.sockets[member.sid] = socket
         await self.realtime.attach(member, conversation_id, inbox=self.inbox, start=start)
-        if not await self.app.state.sessions.still_live(member.actor):
+        if not await self.app.state.sessions.still_live(member.actor, heard):
             # Logged out while this socket was set up (sessions.py ``still_live``).
             await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
         elif conversation_id is not None:

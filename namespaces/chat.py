@@ -58,7 +58,8 @@ class ChatNamespace(Namespace):
         # it, and a later resume from it (``since``) misses nothing.
         position = await self.chat.log_position(conversation_id)
         messages, has_more = await self.chat.history(
-            actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None
+            actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None,
+            shared=True,
         )
         return {"conversation": conversation, "messages": messages, "has_more": has_more,
                 "position": position, "epoch": await self.chat.log_epoch()}

@@ -249,7 +249,9 @@ async def test_a_logout_during_a_connect_closes_it_once_set_up(
     on_a, _ = apis
     node = cluster.nodes[1]
     alice, bob = await on_a.register(), await on_a.register()
-    cid = await group(on_a, alice, bob)
+    # Two conversations: the node loads each one's facts once for every connect that asks,
+    # and each connect must wait on a read of its own.
+    cid, other = await group(on_a, alice, bob), await group(on_a, alice, bob)
     # A socket of the session open on the node already: its close tells the logout's close
     # ran there.
     witness = await Client(node.base_url, "/chat").connect({"token": alice.token})
@@ -267,7 +269,7 @@ async def test_a_logout_during_a_connect_closes_it_once_set_up(
             client = await stack.enter_async_context(
                 raw(f"{node.ws_url}/ws/chat/{cid}/?token={alice.token}"))
             connecting = asyncio.ensure_future(
-                sio.connect({"token": alice.token, "conversation_id": cid}))
+                sio.connect({"token": alice.token, "conversation_id": other}))
             async with asyncio.timeout(TIMEOUT):
                 # PostgreSQL tells who waits for a lock only when asked.
                 while await waiting_for_lock(database, "conversations") < 2:  # noqa: ASYNC110

@@ -764,6 +764,10 @@ async def test_a_change_on_one_node_revokes_grants_on_the_other(cluster: Cluster
         refused(await on_b_alice.call("chat_message", {"conversation_id": cid,
                                                         "content": "x"}),
                 "conversation_closed")
+        # Alice's history on B shows Bob's message (and B remembers whom she blocked).
+        history = f"{V1}/sessions/{direct}/messages"
+        seen = (await on_b.http.get(history, headers=alice.headers)).json()
+        assert "x" in [m["content"] for m in seen]
         # Blocked on A: a message published on A after it is the barrier.
         blocked = await on_a.http.post(f"{V1}/block", json={"user_id": bob.id},
                                        headers=alice.headers)
@@ -773,6 +777,8 @@ async def test_a_change_on_one_node_revokes_grants_on_the_other(cluster: Cluster
                             == "after the block")
         refused(await on_b_bob.call("chat_message", {"conversation_id": direct,
                                                       "content": "x"}), "forbidden")
+        seen = (await on_b.http.get(history, headers=alice.headers)).json()
+        assert [m["content"] for m in seen] == ["after the block"]
     finally:
         for client in (on_b_alice, on_b_bob):
             await client.close()

@@ -31,6 +31,8 @@ class Watcher:
     total_users: int | None = None
     seen: list[str] = field(default_factory=list)
     barriers: list[str] = field(default_factory=list)
+    #: Users this client was told are online (``user_status``).
+    online: set[int] = field(default_factory=set)
     ws: Any = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -61,6 +63,8 @@ class Room:
                     watcher.frames += 1
                     watcher.seen.append(kind)
                     watcher.total_users = frame.get("total_users", watcher.total_users)
+                    if kind == "user_status" and frame.get("status") == "online":
+                        watcher.online.add(frame["user_id"])
                 elif kind == "recent_messages":
                     watcher.seen.append(kind)
                 watcher.changed.set()
@@ -140,15 +144,23 @@ async def test_a_join_storm_costs_frames_linear_in_the_room(
         assert total <= 100 * 101 + 60 * N, total
         assert "presence_diff" in names
 
-        # Half of them leave at once: the others are told in diffs, and end knowing N/2.
-        stay, leave = room.watchers[:N // 2], room.watchers[N // 2:]
+        # Half of them leave at once, the first arrivals among them (the clients connected
+        # in this order; the first one stays, it sends the barriers): the others are told in
+        # diffs, and end knowing N/2; nobody by name, not even that those told online when
+        # the room was small are offline now (the room is past the limit).
+        leave = room.watchers[1:N // 2 + 1]
+        stay = [room.watchers[0], *room.watchers[N // 2 + 1:]]
+        told_online = set.union(*(w.online for w in stay))
+        assert told_online & {w.user.id for w in leave}
         before = sum(w.frames for w in stay)
+        statuses = [w.seen.count("user_status") for w in stay]
         for watcher in leave:
             await watcher.ws.close()
         await room.until(stay, lambda w: w.total_users == N // 2)
         await room.barrier(stay, "after leaving")
         assert sum(w.frames for w in stay) - before <= 60 * len(stay)
         assert all(w.seen.count("user_left") == 0 for w in stay)
+        assert [w.seen.count("user_status") for w in stay] == statuses
     finally:
         await room.close()
 

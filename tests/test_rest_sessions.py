@@ -496,6 +496,9 @@ async def test_block_in_direct_conversation(api: Api) -> None:
     a, b = await api.register(), await api.register()
     cid = await direct_conversation(api, a, b)
     early = await send(api, b, cid, "before the block")
+    # Read before the block: what the node remembers of whom a blocked must not stay.
+    seen = await api.http.get(f"{V1}/sessions/{cid}/messages", headers=a.headers)
+    assert early["id"] in [m["id"] for m in seen.json()]
     blocked = await api.http.post(f"{V1}/block", json={"user_id": b.id}, headers=a.headers)
     assert blocked.status_code == 200
     assert blocked.json() == {"success": True, "message": "User blocked", "user_id": b.id}
@@ -525,6 +528,8 @@ async def test_block_in_direct_conversation(api: Api) -> None:
     unblocked = await api.http.post(f"{V1}/unblock", json={"user_id": b.id}, headers=a.headers)
     assert unblocked.status_code == 200 and unblocked.json()["message"] == "User unblocked"
     await send(api, b, cid, "thanks")
+    seen = await api.http.get(f"{V1}/sessions/{cid}/messages", headers=a.headers)
+    assert early["id"] in [m["id"] for m in seen.json()]
 
 
 async def test_ws_stats(api: Api) -> None:

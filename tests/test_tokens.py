@@ -197,3 +197,29 @@ async def test_a_revocation_heard_closes_and_a_new_connection_asks_again(
     stored.legacy_tokens_revoked_at = datetime.now(UTC)
     assert not await node.still_live(legacy)
     assert await node.still_live(Actor.of_user(stored, LEGACY_SESSION))  # type: ignore[arg-type]
+
+
+async def test_no_revocation_heard_since_the_connect_check_asks_nothing_again(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection registered with no revocation heard since its credential was checked is
+    live without another read (a revocation heard later finds it registered and closes it);
+    once one was heard, the session is asked again."""
+    reads: list[object] = []
+
+    async def user_row(id: int) -> Any:
+        reads.append(id)
+        return SimpleNamespace(id=7, legacy_tokens_revoked_at=datetime.now(UTC))
+
+    monkeypatch.setattr(User, "get_or_none", user_row)
+    bus = FakeBus()
+    node = Sessions()
+    node.attach(bus, clustered=True)
+    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
+    legacy = Actor.of_user(user, LEGACY_SESSION)  # type: ignore[arg-type]
+    heard = node.heard
+    assert await node.still_live(legacy, heard)
+    assert reads == []
+    await bus.broadcast(REVOKED, {"user_id": 7, "session_id": None})
+    assert not await node.still_live(legacy, heard)
+    assert reads == [7]

@@ -15,6 +15,7 @@ from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
 from backend.service.serializers import user_dict
 from backend.settings import Settings
+from backend.storage.lookups import user_by_id
 from models import MobileSession, Role, User
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -104,7 +105,7 @@ async def actor_from_token(settings: Settings, sessions: Sessions, token: str | 
         claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await User.get_or_none(id=claims.user_id)
+    user = await user_by_id(claims.user_id)
     if user is None or not user.is_active:
         raise CredentialInvalid("The token's user does not exist or is inactive")
     if not await sessions.is_live(user, claims):

@@ -91,15 +91,25 @@ class Sessions:
             return _legacy_live(user, claims)
         return await self._live(user.id, claims.session_id)
 
-    async def still_live(self, actor: Actor) -> bool:
+    @property
+    def heard(self) -> int:
+        """How many revocations this node has heard: taken before a connect's check and given
+        to ``still_live`` once the connection is registered."""
+        return self._revocations
+
+    async def still_live(self, actor: Actor, heard: int | None = None) -> bool:
         """Whether the login session a connection was opened with is still live, asked again
         once the connection is registered (where a logout's close would find it): a logout
         whose control ran between the connect's check and the registration closed nothing.
         Answered from this node's memory as ``is_live`` is (a revocation heard needs no
-        query)."""
+        query). ``heard``: ``self.heard`` taken before the connect's check; when no
+        revocation was heard since, the check's answer stands without asking again (one
+        heard from now on finds the connection registered and closes it)."""
         user, session_id = actor.user, actor.session_id
         if user is None or session_id is None:
             return True  # a device or a customer: no login session
+        if heard is not None and heard == self._revocations:
+            return True
         if session_id == LEGACY_SESSION:
             # Rare (no such token is issued any more): the user's row read again; any
             # revocation of the legacy tokens since the connect's read revoked this one.

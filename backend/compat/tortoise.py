@@ -14,6 +14,11 @@ The project relies on:
   is one job on the thread (``run_on_sqlite_thread``, ``GroupCommit``);
 - asyncpg's ``Connection.fetchmany(query, args)`` (public), on the connection Tortoise's
   PostgreSQL client hands out (``PostgresTurns``);
+- ``Model._init_from_db(**row)``: a model instance from a row read with a plain statement, as
+  its executors make one (saved, every field converted), for the single-row reads of every
+  connect (``model_from_row``, backend/storage/lookups.py): the ORM's query building costs
+  more than the read; and a relation's object kept in the instance's ``_<relation>``, where
+  ``select_related`` puts it (``attach_related``), for the pages of history read the same way;
 - the text its SQLite executor stores for a datetime (the ``sqlite3`` adapter it registers):
   the send path formats a message's stamp once (``sqlite_stamp``) instead of the adapter
   formatting it for each of its four parameters.
@@ -24,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,8 +37,10 @@ import aiosqlite
 import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.executor import BaseExecutor
 from tortoise.backends.sqlite import executor as sqlite_executor
 from tortoise.backends.sqlite.client import SqliteClient
+from tortoise.models import Model
 
 from backend.compat.assumptions import (
     Assumption,
@@ -52,9 +59,10 @@ ASYNCPG = Pin("asyncpg", "0.32.0")
 PINS = [TORTOISE, AIOSQLITE, ASYNCPG]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 
-__all__ = ["init_orm", "run_on_sqlite_thread", "sqlite_file", "sqlite_lock", "sqlite_pragmas",
-           "sqlite_stamp"]
+__all__ = ["attach_related", "init_orm", "model_from_row", "run_on_sqlite_thread", "sqlite_file",
+           "sqlite_lock", "sqlite_pragmas", "sqlite_stamp"]
 
 
 async def init_orm(config: dict[str, Any]) -> None:
@@ -89,6 +97,30 @@ def sqlite_stamp(stamp: datetime) -> str:
     the ORM reads it back alike): a parameter that is already text skips the adapter, ~1 µs
     of CPU each."""
     return stamp.isoformat(" ")
+
+
+def model_from_row(model: type[M], row: Mapping[str, Any]) -> M:
+    """An instance of ``model`` from ``row`` (every column, by column name), as the ORM's
+    executors build one from what they read: saved in the database, fields converted."""
+    return model._init_from_db(**row)
+
+
+def attach_related(instance: Model, relation: str, related: Model | None) -> None:
+    """Give ``instance`` its loaded ``relation`` (a foreign key's object, or None), as the
+    ORM's ``select_related`` does: reading ``instance.<relation>`` then returns it."""
+    object.__setattr__(instance, f"_{relation}", related)
+
+
+def _select_related_sets_the_private_attribute() -> bool:
+    source = inspect.getsource(BaseExecutor.execute_select)
+    return 'object.__setattr__(target, f"_{attr}", obj)' in source
+
+
+def _init_from_db_builds_a_saved_instance() -> bool:
+    # Marks the instance saved (a later ``save`` updates its row) and takes the row's
+    # columns as keyword arguments.
+    source = inspect.getsource(Model._init_from_db)
+    return "self._saved_in_db = True" in source and "**kwargs" in source
 
 
 def _sqlite_connection_is_aiosqlite() -> bool:
@@ -128,6 +160,11 @@ ASSUMPTIONS: list[Assumption] = [
           _sqlite3_connection_on_thread, "is no longer a property returning sqlite3.Connection"),
     holds(TORTOISE, "its SQLite executor stores a datetime as isoformat(' ')",
           _datetime_adapter_is_isoformat, "registers another sqlite3 adapter for datetime"),
+    present(TORTOISE, Model, "_init_from_db"),
+    holds(TORTOISE, "select_related keeps a relation's object in the instance's _<relation>",
+          _select_related_sets_the_private_attribute, "no longer sets it there"),
+    holds(TORTOISE, "Model._init_from_db(**row) builds a saved instance from a row",
+          _init_from_db_builds_a_saved_instance, "no longer builds one"),
     signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
               ("self", "query", "args", "timeout", "record_class")),
 ]

@@ -148,6 +148,8 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
     hub: Realtime = app_state.realtime
     chat: ChatService = app_state.chat
     await websocket.accept()
+    # Revocations heard before the credential is checked (``Sessions.still_live`` below).
+    heard = app_state.sessions.heard
     try:
         # The handshake reads the headers and query through a view of its own: the parsed
         # copies it caches go with it instead of staying on the connection's WebSocket.
@@ -167,7 +169,7 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
     )
     await hub.attach(member)
     try:
-        if not await app_state.sessions.still_live(actor):
+        if not await app_state.sessions.still_live(actor, heard):
             # Logged out while this connection was set up (sessions.py ``still_live``).
             await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
             return

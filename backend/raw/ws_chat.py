@@ -128,7 +128,7 @@ class WsChatDoor(Door):
         member.hold()
         await session.hub.join_conversation(member, cid)
         messages, has_more = await session.chat.history(session.actor, cid, latest=True,
-                                                        limit=RECENT_MESSAGES)
+                                                        limit=RECENT_MESSAGES, shared=True)
         session.send({"type": "recent_messages", "conversation_id": cid,
                       "messages": messages, "has_more": has_more})
         floor = await replay_since(session)

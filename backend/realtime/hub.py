@@ -279,7 +279,14 @@ class Realtime:
         return members > self.settings.limits.presence_detail_max_members
 
     async def _announce_offline(self, user_id: int, conversation_ids: list[int]) -> None:
+        """``user_status`` offline in the conversations told the user was online, except
+        those now past the detail limit: a large room hears of no one by name (its diff
+        counted the leave), or a reconnect storm would cost each of the first arrivals one
+        frame per member there."""
         for conversation_id in conversation_ids:
+            room = events.conversation_room(conversation_id)
+            if self._coalesced(await self.presence.room_size(room) + 1):
+                continue
             await self.sink.publish(events.user_status(conversation_id, user_id, "offline"))
 
     async def departed(self, departures: Departures) -> None:

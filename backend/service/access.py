@@ -10,6 +10,7 @@ from tortoise.expressions import Q
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.storage.columns import int_column
+from backend.storage.lookups import blocked_ids
 from models import (
     Block,
     Conversation,
@@ -151,7 +152,7 @@ async def blockers_of(user_id: int) -> frozenset[int]:
 
 async def blocked_by(user_id: int) -> list[int]:
     """Ids of the users ``user_id`` blocked, whose messages they do not see."""
-    return await int_column(Block.filter(blocker_id=user_id), "blocked_id")
+    return await blocked_ids(user_id)
 
 
 # -- group membership (CONTRACT section 10) -------------------------------------------------

@@ -13,11 +13,13 @@ from backend.service.inbox import Batcher, Coalescer
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
 from backend.service.ports import ControlBus, EventSink, Occupancy
+from backend.service.shared_reads import SharedReads
 from backend.service.uploads import Uploads
 from backend.settings import Limits
 
 if TYPE_CHECKING:
     from backend.service.actors import Actor
+    from backend.service.events import Event
     from models import Conversation, Message
 
 #: The fan-out control every node runs when a grant it may hold went stale.
@@ -37,6 +39,11 @@ class ServiceBase:
         self.background: set[asyncio.Future[Any]] = set()
         self.log = logging.getLogger("confab.service")
         self.grants = Grants()
+        #: History pages read once for the readers who ask together (``history(shared=)``).
+        self.page_reads: SharedReads[tuple[list[dict[str, Any]], bool]] = SharedReads()
+        #: What resuming readers missed, read once for those who ask together
+        #: (``events_since``).
+        self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every
@@ -95,21 +102,26 @@ class ServiceBase:
     # -- what changed -----------------------------------------------------------------------
 
     async def _changed(self, *, conversation_id: int | None = None,
-                       blocked_user_id: int | None = None) -> None:
+                       blocked_user_id: int | None = None,
+                       blocker_user_id: int | None = None) -> None:
         """After a commit that changes who may write where (a close, a block): drop the
         stale grants here at once, and on the other nodes through the fan-out."""
-        self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id)
+        self.grants.forget(conversation_id=conversation_id, blocked_user_id=blocked_user_id,
+                           blocker_user_id=blocker_user_id)
         if self.bus is not None and self.clustered:
             await self.bus.broadcast(INVALIDATE, {"conversation_id": conversation_id,
-                                                  "blocked_user_id": blocked_user_id})
+                                                  "blocked_user_id": blocked_user_id,
+                                                  "blocker_user_id": blocker_user_id})
 
     async def _invalidated(self, control: dict[str, Any]) -> None:
         """The ``service_invalidate`` control, run on every node."""
         conversation_id = control.get("conversation_id")
         blocked_user_id = control.get("blocked_user_id")
+        blocker_user_id = control.get("blocker_user_id")
         self.grants.forget(
             conversation_id=conversation_id if isinstance(conversation_id, int) else None,
-            blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None)
+            blocked_user_id=blocked_user_id if isinstance(blocked_user_id, int) else None,
+            blocker_user_id=blocker_user_id if isinstance(blocker_user_id, int) else None)
 
     def _inbox_changed(self, conversation_id: int) -> None:
         """What inboxes show of ``conversation_id`` changed: each node publishes it to the

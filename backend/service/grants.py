@@ -9,7 +9,8 @@ they hold changes:
 - ``ConversationFacts`` per conversation: the row (with its device and customer; only fields
   that never change, and ``status``, are read from it) and its participants' user ids. Dropped
   when the conversation is closed or its participants change.
-- the blockers of each user (who blocked them). Dropped on block and unblock.
+- the blockers of each user (who blocked them), and whom each user blocked (whose messages
+  their history pages leave out: every connect reads one). Dropped on block and unblock.
 
 The rules themselves are those of ``access.py``, applied to the cached facts. A staff member's
 reach into support conversations still asks the database for the role at every event (roles
@@ -32,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TypeVar
 
+from backend.service.access import blocked_by as load_blocked
 from backend.service.access import blockers_of as load_blockers
 from backend.service.access import can_view, ensure_open, ensure_unblocked, load_conversation
 from backend.service.actors import Actor
@@ -78,6 +80,7 @@ class Grants:
         #: Loads under way: the generation each began in, and its outcome.
         self._loading: dict[int, tuple[int, asyncio.Future[ConversationFacts]]] = {}
         self._blockers: dict[int, tuple[frozenset[int], float]] = {}
+        self._blocked: dict[int, tuple[frozenset[int], float]] = {}
         self._generation = 0
 
     # -- reads ------------------------------------------------------------------------------
@@ -153,6 +156,18 @@ class Grants:
                  self.max_entries)
         return blockers
 
+    async def blocked(self, user_id: int) -> frozenset[int]:
+        """Ids of the users ``user_id`` blocked (whose messages they do not see)."""
+        held = self._blocked.get(user_id)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        generation = self._generation
+        blocked = frozenset(await load_blocked(user_id))
+        if generation == self._generation:
+            _put(self._blocked, user_id, (blocked, time.monotonic() + self.ttl),
+                 self.max_entries)
+        return blocked
+
     async def skip_keys(self, actor: Actor) -> frozenset[str]:
         """Actor keys that must not receive what ``actor`` publishes (who blocked them)."""
         if actor.user is None:
@@ -162,13 +177,15 @@ class Grants:
     # -- invalidation -----------------------------------------------------------------------
 
     def forget(self, *, conversation_id: int | None = None,
-               blocked_user_id: int | None = None) -> None:
+               blocked_user_id: int | None = None, blocker_user_id: int | None = None) -> None:
         """Drop what a change made stale (call after its commit)."""
         self._generation += 1
         if conversation_id is not None:
             self._conversations.pop(conversation_id, None)
         if blocked_user_id is not None:
             self._blockers.pop(blocked_user_id, None)
+        if blocker_user_id is not None:
+            self._blocked.pop(blocker_user_id, None)
 
 
 def _put(cache: dict[int, V], key: int, value: V, limit: int) -> None:

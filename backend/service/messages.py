@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
-from tortoise.functions import Count
+from tortoise.expressions import Q
 
 from backend.service import events
 from backend.service.access import (
-    blocked_by,
     visible_conversation,
 )
 from backend.service.actors import Actor
@@ -24,6 +24,8 @@ from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.service.uploads import Uploads
+from backend.storage.message_pages import message_page, reactions_of
+from backend.storage.message_pages import read_counts as read_counts_of
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -202,19 +204,56 @@ class MessageOps(LogOps):
         before_id: int | None = None,
         after_id: int | None = None,
         latest: bool = False,
+        shared: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """A page of messages, oldest first, and whether more lie beyond it.
 
         ``after_id``: the ones right after; ``before_id``: the ones right before; ``latest``:
-        the newest ``limit``; otherwise ``offset`` from the oldest."""
+        the newest ``limit``; otherwise ``offset`` from the oldest. ``shared``: the caller
+        only sends the page on, unchanged: readers of the same page who ask together (the
+        clients of a conversation connecting at once) then share one read begun after each
+        asked (shared_reads.py)."""
         await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
-        query = Message.filter(conversation_id=conversation_id)
+        hidden: frozenset[int] = frozenset()
         if actor.user is not None:
-            hidden = await blocked_by(actor.user.id)
-            if hidden:
-                query = query.exclude(sender_user_id__in=hidden)
+            hidden = await self.grants.blocked(actor.user.id)
+        if shared and not hidden and not offset and before_id is None:
+            key = (conversation_id, limit, after_id, latest)
+            return await self.page_reads.read(key, functools.partial(
+                self._page, conversation_id, limit, after_id=after_id, latest=latest))
+        return await self._page(conversation_id, limit, hidden=hidden, offset=offset,
+                                before_id=before_id, after_id=after_id, latest=latest)
+
+    async def _page(
+        self,
+        conversation_id: int,
+        limit: int,
+        *,
+        hidden: frozenset[int] = frozenset(),
+        offset: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        latest: bool = False,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """``history``'s read, the senders in ``hidden`` left out."""
         newest_first = latest or before_id is not None
+        if not hidden and before_id is None and (not offset or newest_first
+                                                 or after_id is not None):
+            # The pages every connect reads: plain statements (storage/message_pages.py).
+            rows = await message_page(conversation_id, limit + 1, after_id=after_id,
+                                      newest_first=newest_first)
+            has_more = len(rows) > limit
+            rows = rows[:limit]
+            if newest_first:
+                rows.reverse()
+            return await self._render(rows), has_more
+        query = Message.filter(conversation_id=conversation_id)
+        if hidden:
+            # Messages without a user sender (a device's, a customer's) are no one's to hide:
+            # NOT IN alone would drop them (NULL is not NOT IN anything).
+            query = query.filter(Q(sender_user_id__isnull=True)
+                                 | ~Q(sender_user_id__in=sorted(hidden)))
         if after_id is not None:
             query = query.filter(id__gt=after_id)
         if before_id is not None:
@@ -237,17 +276,9 @@ class MessageOps(LogOps):
         """Canonical dicts with reactions and read counts, in two queries for the whole page."""
         ids = [m.id for m in rows]
         reactions: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        if ids:
-            for message_id, emoji, key in await Reaction.filter(message_id__in=ids).order_by(
-                "id"
-            ).values_list("message_id", "emoji", "reactor_key"):
-                reactions[message_id][emoji].append(key)
-        read_counts: dict[int, int] = {}
-        if ids:
-            for row in await Receipt.filter(message_id__in=ids, read_at__isnull=False).annotate(
-                n=Count("id")
-            ).group_by("message_id").values("message_id", "n"):
-                read_counts[row["message_id"]] = row["n"]
+        for message_id, emoji, key in await reactions_of(ids):
+            reactions[message_id][emoji].append(key)
+        read_counts = await read_counts_of(ids)
         rendered = [
             message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
             for m in rows

@@ -9,6 +9,7 @@ SQL lives in backend/storage/eventlog.py (and, for a send, backend/storage/sends
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -116,6 +117,20 @@ class LogOps(ServiceBase):
         naming it. Raises ``resync_required`` past the retention or across an epoch."""
         await self.grants.viewable(actor, conversation_id)
         limit = max(1, min(limit, RESUME_PAGE_MAX))
+        # The clients of a conversation resuming at once (a reconnect storm) mostly resume
+        # from the same position: they share one read begun after each asked (shared_reads.py).
+        replayed, has_more, position, current = await self.missed_reads.read(
+            (conversation_id, since, epoch, limit),
+            functools.partial(self._missed, conversation_id, since, epoch, limit))
+        visible = [{"event": event.name, **event.payload} for event in replayed
+                   if actor.key not in event.skip_actors]
+        return {"events": visible, "has_more": has_more, "position": position,
+                "epoch": current}
+
+    async def _missed(self, conversation_id: int, since: int, epoch: str | None,
+                      limit: int) -> tuple[list[Event], bool, int, str]:
+        """``events_since``'s read, for every reader: the events after ``since``, whether more
+        follow, the position reached and the log's epoch."""
         current = await eventlog.epoch()
         bounds = await eventlog.bounds(conversation_id)
         top = bounds.position if bounds is not None else 0
@@ -135,10 +150,7 @@ class LogOps(ServiceBase):
         rows = rows[:limit]
         replayed = await self._rebuild(conversation_id, rows)
         position = rows[-1].position if has_more else max(top, rows[-1].position if rows else 0)
-        visible = [{"event": event.name, **event.payload} for event in replayed
-                   if actor.key not in event.skip_actors]
-        return {"events": visible, "has_more": has_more, "position": position,
-                "epoch": current}
+        return replayed, has_more, position, current
 
     async def log_position(self, conversation_id: int) -> int:
         """The conversation's last position (0 when it has none, or is gone)."""

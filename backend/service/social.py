@@ -112,12 +112,13 @@ class SocialOps(ServiceBase):
         me = _require_user(actor)
         other = await _other_user(me, user_id)
         await Block.get_or_create(blocker_id=me.id, blocked_id=other.id)
-        await self._changed(blocked_user_id=other.id)  # they can no longer write to me
+        # They can no longer write to me, and my history pages leave them out.
+        await self._changed(blocked_user_id=other.id, blocker_user_id=me.id)
         return {"success": True, "message": "User blocked", "user_id": other.id}
 
     async def unblock(self, actor: Actor, user_id: int) -> dict[str, Any]:
         me = _require_user(actor)
         other = await _other_user(me, user_id)
         await Block.filter(blocker_id=me.id, blocked_id=other.id).delete()
-        await self._changed(blocked_user_id=other.id)
+        await self._changed(blocked_user_id=other.id, blocker_user_id=me.id)
         return {"success": True, "message": "User unblocked", "user_id": other.id}

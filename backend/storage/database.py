@@ -11,7 +11,7 @@ from tortoise.migrations.api import migrate as run_migrations
 
 from backend.compat.tortoise import init_orm
 from backend.settings import Settings
-from backend.storage import sends
+from backend.storage import lookups, sends
 from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
 from models import MODEL_MODULES
 
@@ -145,6 +145,7 @@ async def close_database() -> None:
         await _checkpointer.stop()
         _checkpointer = None
     sends.close()
+    lookups.close()
     await Tortoise.close_connections()
 
 

@@ -1,0 +1,111 @@
+"""The single-row reads of every connect, as plain statements: a user by id (the token's
+user) and whom a user blocked (their history's filter).
+
+Through the ORM each of these cost more to build (the query's objects, its SQL text) than to
+run; here the statement is written once and the row becomes a model as the ORM's own reads
+make it (``model_from_row``), so what callers get is the same. On SQLite they run on the event
+loop's thread, on a read-only connection of their own (``InlineReads``): a lookup by key is a
+few microseconds there, against the hand-over to aiosqlite's worker thread and back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, cast
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+
+from backend.compat.tortoise import model_from_row, sqlite_file, sqlite_pragmas
+from models import Block, User
+
+_USER_COLUMNS = ", ".join(f'"{column}"' for column in User._meta.fields_db_projection.values())
+
+
+def _statements(mark: str) -> tuple[str, str]:
+    return (
+        f'SELECT {_USER_COLUMNS} FROM "{User._meta.db_table}" WHERE "id" = {mark}',
+        f'SELECT "blocked_id" FROM "{Block._meta.db_table}" WHERE "blocker_id" = {mark}',
+    )
+
+
+_SQLITE = _statements("?")
+_POSTGRES = _statements("$1")
+
+
+class InlineReads:
+    """SQLite reads on the event loop's thread, by a read-only connection of their own (as
+    Tortoise's: autocommit, rows as ``sqlite3.Row``). In WAL mode a reader waits for no
+    writer; a read that finds the database busy anyway (or fails in any way) returns None
+    and the caller asks Tortoise's connection, whose errors are the ones callers know. Not
+    for an in-memory database, where a second connection would open another database."""
+
+    def __init__(self) -> None:
+        self._client: BaseDBAsyncClient | None = None
+        self._connection: sqlite3.Connection | None = None
+
+    def rows(self, client: BaseDBAsyncClient, sql: str,
+             params: Sequence[Any]) -> list[dict[str, Any]] | None:
+        connection = self._connection_for(client)
+        if connection is None:
+            return None
+        try:
+            return [dict(row) for row in connection.execute(sql, params).fetchall()]
+        except sqlite3.Error:
+            return None
+
+    def _connection_for(self, client: BaseDBAsyncClient) -> sqlite3.Connection | None:
+        if client is not self._client:  # the first read, or the database was reopened
+            self.close()
+            self._client = client
+            path = sqlite_file(client)
+            if path in ("", ":memory:") or "mode=memory" in path:
+                return None
+            connection = sqlite3.connect(path, isolation_level=None)
+            try:
+                connection.row_factory = sqlite3.Row
+                pragmas = {**sqlite_pragmas(client), "busy_timeout": 0, "query_only": 1}
+                for pragma, value in pragmas.items():
+                    connection.execute(f"PRAGMA {pragma}={value}")
+            except sqlite3.Error:  # busy now (a pragma that writes): set up at the next read
+                connection.close()
+                self._client = None
+                return None
+            self._connection = connection
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._client = self._connection = None
+
+
+_inline = InlineReads()
+
+
+def close() -> None:
+    """Close the inline connection (the database is closing)."""
+    _inline.close()
+
+
+async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
+    client: BaseDBAsyncClient = connections.get("default")
+    if client.capabilities.dialect == "postgres":
+        return await client.execute_query_dict(_POSTGRES[which], params)
+    rows = _inline.rows(client, _SQLITE[which], params)
+    if rows is None:
+        rows = await client.execute_query_dict(_SQLITE[which], params)
+    return rows
+
+
+async def user_by_id(user_id: int) -> User | None:
+    """The user ``user_id``, or None (``User.get_or_none(id=user_id)``)."""
+    rows = await _rows(0, [user_id])
+    return model_from_row(User, rows[0]) if rows else None
+
+
+async def blocked_ids(blocker_id: int) -> list[int]:
+    """Ids of the users ``blocker_id`` blocked."""
+    rows = await _rows(1, [blocker_id])
+    return [cast(int, row["blocked_id"]) for row in rows]

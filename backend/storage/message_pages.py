@@ -1,0 +1,94 @@
+"""A page of a conversation's messages with their senders, as plain statements: what every
+connect sends (the latest page, or the page after a message).
+
+The ORM's ``select_related`` read of a page cost more to build and to split into models than
+to run (an empty page included). Here the statements are written once per dialect, each row
+becomes a model as the ORM's reads make it (``model_from_row``), and each message gets its
+sender loaded as ``select_related`` gives it (``attach_related``): the same instances, so the
+same rendering.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from tortoise import connections
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.models import Model
+
+from backend.compat.tortoise import attach_related, model_from_row
+from models import Customer, Message, MobileSession, Reaction, Receipt, User
+
+#: The message's relations a page loads: (relation, its id column, its model).
+SENDERS: tuple[tuple[str, str, type[Model]], ...] = (
+    ("sender_user", "sender_user_id", User),
+    ("sender_device", "sender_device_id", MobileSession),
+    ("sender_customer", "sender_customer_id", Customer),
+)
+
+
+@functools.cache
+def _columns(model: type[Model]) -> str:
+    # Read once the ORM is up: foreign keys' columns join the projection then.
+    return ", ".join(f'"{column}"' for column in model._meta.fields_db_projection.values())
+
+
+def _marks(postgres: bool, first: int, count: int) -> list[str]:
+    return [f"${i}" if postgres else "?" for i in range(first, first + count)]
+
+
+async def message_page(conversation_id: int, limit: int, *, after_id: int | None,
+                       newest_first: bool) -> list[Message]:
+    """Up to ``limit`` messages of the conversation, in id order (newest first when asked),
+    after ``after_id`` when given, each with its sender loaded."""
+    client: BaseDBAsyncClient = connections.get("default")
+    postgres = client.capabilities.dialect == "postgres"
+    params: list[Any] = [conversation_id]
+    where = '"conversation_id" = {}'
+    if after_id is not None:
+        params.append(after_id)
+        where += ' AND "id" > {}'
+    params.append(limit)
+    marks = _marks(postgres, 1, len(params))
+    sql = (f'SELECT {_columns(Message)} FROM "{Message._meta.db_table}" WHERE '
+           f'{where.format(*marks[:-1])} ORDER BY "id" {"DESC" if newest_first else "ASC"} '
+           f"LIMIT {marks[-1]}")
+    messages = [model_from_row(Message, row)
+                for row in await client.execute_query_dict(sql, params)]
+    for relation, column, model in SENDERS:
+        ids = sorted({getattr(m, column) for m in messages} - {None})
+        found: dict[Any, Model] = {}
+        if ids:
+            rows = await client.execute_query_dict(
+                f'SELECT {_columns(model)} FROM "{model._meta.db_table}" WHERE "id" IN '
+                f'({", ".join(_marks(postgres, 1, len(ids)))})', ids)
+            found = {row["id"]: model_from_row(model, row) for row in rows}
+        for message in messages:
+            attach_related(message, relation, found.get(getattr(message, column)))
+    return messages
+
+
+async def reactions_of(message_ids: list[int]) -> list[tuple[int, str, str]]:
+    """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first."""
+    if not message_ids:
+        return []
+    client: BaseDBAsyncClient = connections.get("default")
+    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
+    rows = await client.execute_query_dict(
+        f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
+        f'WHERE "message_id" IN ({marks}) ORDER BY "id"', message_ids)
+    return [(row["message_id"], row["emoji"], row["reactor_key"]) for row in rows]
+
+
+async def read_counts(message_ids: list[int]) -> dict[int, int]:
+    """How many have read each of the messages (the ones read by nobody left out)."""
+    if not message_ids:
+        return {}
+    client: BaseDBAsyncClient = connections.get("default")
+    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
+    rows = await client.execute_query_dict(
+        f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '
+        f'WHERE "message_id" IN ({marks}) AND "read_at" IS NOT NULL GROUP BY "message_id"',
+        message_ids)
+    return {row["message_id"]: int(row["n"]) for row in rows}

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""What one connect costs the node: CPU µs (or, under callgrind, instructions) per connection.
+
+``python3 bench/connect_cost.py [--transport raw|sio] [--conversations M]
+[--per-conversation P] [--messages K] [--concurrency C] [--rounds R] [--callgrind]
+[--server-root DIR]``
+
+One node on a fresh SQLite database (the benchmark's fixtures: users in group conversations of
+P, tokens as the idle scenario's), then R rounds, each of M fresh conversations' P clients
+connecting, C at a time, each until the client is ready (raw ``/ws/chat/{id}/``: its
+``recent_messages``; Socket.IO ``/chat`` with ``auth.conversation_id``: its own
+``user_joined`` or a ``presence_diff``), the connections held open until the round ends and
+then closed. The first client of each conversation connects first, outside the measured
+window (the conversation's facts and statements cached as on a node that has been up for a
+while); the other M*(P-1) connects are measured. Reports the node's CPU time (``/proc``) per
+connect of the measured window, per round and the median. With ``--messages K`` each
+conversation first gets K messages over REST, so that the history a connect reads is not
+empty.
+
+With ``--profile FILE`` py-spy samples the node during each measured window.
+With ``--callgrind`` the node runs under ``valgrind --tool=callgrind`` with instrumentation
+switched on only for the measured window (``callgrind_control``): instructions per connect,
+a count that does not depend on what else the machine runs. Slow: keep N in the hundreds.
+
+The client is Python's ``websockets`` on the other CPU; it reads frames the way the Node load
+generator does (only what it needs to know the connection is ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.fixtures import Shape, build_in_subprocess
+from bench.nodes import (
+    UVICORN_FLAGS,
+    cpu_seconds,
+    free_port,
+    node_env,
+    raise_fd_limit,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def connect_raw(base: str, client: dict[str, Any]) -> Any:
+    ws = await websockets.connect(
+        f"{base}/ws/chat/{client['conversation_id']}/?token={client['token']}",
+        max_size=None, compression=None, open_timeout=300, ping_interval=None)
+    while True:
+        text = await ws.recv()
+        if isinstance(text, str) and text.startswith('{"type":"recent_messages"'):
+            return ws
+        if isinstance(text, str) and '"type":"error"' in text[:20]:
+            raise RuntimeError(text[:200])
+
+
+async def connect_sio(base: str, client: dict[str, Any]) -> Any:
+    ws = await websockets.connect(f"{base}/socket.io/?EIO=4&transport=websocket",
+                                  max_size=None, compression=None, open_timeout=300,
+                                  ping_interval=None)
+    mine = f'"user_id":{client["user_id"]},'
+    while True:
+        text = await ws.recv()
+        if not isinstance(text, str):
+            continue
+        if text == "2":
+            await ws.send("3")
+        elif text.startswith("0{"):
+            auth = {"token": client["token"], "conversation_id": client["conversation_id"]}
+            await ws.send(f"40/chat,{json.dumps(auth)}")
+        elif text.startswith("44/chat,"):
+            raise RuntimeError(text[:200])
+        elif text.startswith('42/chat,["presence_diff"') or (
+                text.startswith('42/chat,["user_joined"') and mine in text):
+            return ws
+
+
+async def keep_reading(ws: Any) -> None:
+    """Read (and answer pings) until closed, so that frames do not pile up unread."""
+    try:
+        async for text in ws:
+            if text == "2":
+                await ws.send("3")
+    except websockets.ConnectionClosed:
+        pass
+
+
+async def connect_all(base: str, transport: str, clients: list[dict[str, Any]],
+                      concurrency: int) -> list[Any]:
+    connect = connect_raw if transport == "raw" else connect_sio
+    gate = asyncio.Semaphore(concurrency)
+    opened: list[Any] = []
+
+    async def one(client: dict[str, Any]) -> None:
+        async with gate:
+            ws = await connect(base, client)
+        opened.append(ws)
+        readers.append(asyncio.ensure_future(keep_reading(ws)))
+
+    readers: list[asyncio.Future[None]] = []
+    await asyncio.gather(*(one(c) for c in clients))
+    return opened
+
+
+async def close_all(opened: list[Any]) -> None:
+    await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+
+
+async def fill(base: str, clients: list[dict[str, Any]], per_conversation: int,
+               messages: int) -> None:
+    """``messages`` messages in each conversation, sent over REST by its first client."""
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=base, timeout=300) as http:
+
+        async def one(client: dict[str, Any]) -> None:
+            url = f"/api/v1/chat/sessions/{client['conversation_id']}/messages"
+            headers = {"Authorization": f"Bearer {client['token']}"}
+            for n in range(messages):
+                async with gate:
+                    response = await http.post(url, headers=headers,
+                                               json={"content": f"message {n} " + "x" * 40})
+                response.raise_for_status()
+
+        await asyncio.gather(*(one(c) for c in clients[::per_conversation]))
+
+
+def callgrind(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def dumped_instructions(out_dir: Path, before: set[Path]) -> int:
+    """Instructions of the newest callgrind dump in ``out_dir`` not in ``before``."""
+    fresh = sorted(set(out_dir.glob("callgrind.out.*")) - before,
+                   key=lambda p: p.stat().st_mtime)
+    for path in reversed(fresh):
+        for line in path.read_text(errors="replace").splitlines():
+            match = re.match(r"totals:\s+(\d+)", line)
+            if match:
+                return int(match.group(1))
+    raise RuntimeError(f"no callgrind dump found in {out_dir}")
+
+
+def start(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> tuple[Any, int]:
+    port = free_port()
+    root = Path(args.server_root) if args.server_root else ROOT
+    python = str(root / ".venv" / "bin" / "python") if args.server_root else sys.executable
+    command = [python, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1",
+               "--port", str(port), *UVICORN_FLAGS]
+    if args.callgrind:
+        command = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                   f"--callgrind-out-file={data_dir}/callgrind.out.%p", *command]
+    elif shutil.which("taskset"):
+        command = ["taskset", "-c", args.server_cpu, *command]
+    log = open(data_dir / "server.log", "wb")  # lives as long as the node
+    process = subprocess.Popen(command, cwd=root,
+                               env={**env, "DATA_DIR": str(data_dir), "PYTHONHASHSEED": "0"},
+                               stdout=log, stderr=subprocess.STDOUT, preexec_fn=raise_fd_limit)
+    deadline = time.monotonic() + (900 if args.callgrind else 60)
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError((data_dir / "server.log").read_text(errors="replace"))
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return process, port
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("node did not become ready")
+
+
+async def run(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="connect-cost-") as work:
+        data_dir = Path(work)
+        url = f"sqlite://{data_dir / 'bench.sqlite3'}"
+        secret = secrets.token_urlsafe(32)
+        per_round = args.conversations * args.per_conversation
+        made = build_in_subprocess(url, data_dir, secret, {
+            "connect": Shape(per_round * args.rounds, args.per_conversation)})
+        clients = [{"user_id": c.user_id, "token": c.token,
+                    "conversation_id": c.conversation_id} for c in made.scenarios["connect"]]
+        process, port = start(args, data_dir, node_env(url, secret))
+        base = f"ws://127.0.0.1:{port}"
+        if args.messages:
+            await fill(f"http://127.0.0.1:{port}", clients, args.per_conversation,
+                       args.messages)
+        figures: list[float] = []
+        try:
+            for round_ in range(args.rounds):
+                batch = clients[round_ * per_round:(round_ + 1) * per_round]
+                # The warm-up: one client of each conversation first, so that every measured
+                # connect finds its conversation's facts cached, as most connects do.
+                firsts = batch[::args.per_conversation]
+                measured = [c for i, c in enumerate(batch) if i % args.per_conversation]
+                warm = await connect_all(base, args.transport, firsts, args.concurrency)
+                before = set(data_dir.glob("callgrind.out.*"))  # noqa: ASYNC240 (a few files)
+                if args.callgrind:
+                    callgrind(process.pid, "-z")
+                    callgrind(process.pid, "-i", "on")
+                spy = None
+                if args.profile:
+                    spy = subprocess.Popen(  # noqa: ASYNC220 (started, not awaited)
+                        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                         str(process.pid), "--format", "raw", "--rate", "250", "--nonblocking",
+                         "--output", f"{args.profile}.{round_ + 1}"],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    await asyncio.sleep(1)
+                cpu0 = cpu_seconds(process.pid)
+                opened = await connect_all(base, args.transport, measured,
+                                           args.concurrency)
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(timeout=60)
+                if args.callgrind:
+                    callgrind(process.pid, "-i", "off")
+                    callgrind(process.pid, "-d")
+                    await asyncio.sleep(1)
+                    figure = dumped_instructions(data_dir, before) / len(measured)
+                    unit = "instructions"
+                else:
+                    figure = (cpu_seconds(process.pid) - cpu0) * 1e6 / len(measured)
+                    unit = "CPU µs"
+                figures.append(figure)
+                print(f"round {round_ + 1}: {figure:,.0f} {unit} per connect", flush=True)
+                await close_all(opened + warm)
+                await asyncio.sleep(0.5)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        print(f"median: {statistics.median(figures):,.0f} per connect "
+              f"({args.transport}, {args.conversations * (args.per_conversation - 1)} measured "
+              "connects per round)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--transport", choices=["raw", "sio"], default="raw")
+    parser.add_argument("--conversations", type=int, default=50,
+                        help="conversations per round")
+    parser.add_argument("--per-conversation", type=int, default=10,
+                        help="clients per conversation; the first of each is the warm-up")
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--messages", type=int, default=0,
+                        help="messages sent (over REST) in each conversation before connecting")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--server-cpu", default="0")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="py-spy over each measured window, to FILE.<round> (raw format; "
+                        "bench/profile_summary.py reads it)")
+    parser.add_argument("--server-root", default=None,
+                        help="another checkout whose .venv runs the node")
+    args = parser.parse_args()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()

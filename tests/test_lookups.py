@@ -1,0 +1,84 @@
+"""The connect path's plain-statement reads give what the ORM's reads give."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from backend.settings import Settings
+from backend.storage import lookups
+from backend.storage.database import close_database, open_database
+from models import Block, Role, User
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[None]:
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}",
+                                  "JWT_SECRET": "s" * 40, "DATA_DIR": str(tmp_path)})
+    await open_database(settings, apply_migrations=True)
+    try:
+        yield
+    finally:
+        await close_database()
+
+
+async def test_a_user_read_by_id_is_the_orm_s_user(database: None) -> None:
+    made = await User.create(email="a@example.com", username="a", password_hash="x",
+                             first_name="Ann", role=Role.AGENT)
+    other = await User.create(email="b@example.com", username="b", password_hash="x")
+    read = await lookups.user_by_id(made.id)
+    orm = await User.get(id=made.id)
+    assert read is not None
+    fields = list(User._meta.fields_db_projection)
+    assert [getattr(read, name, None) for name in fields] == [
+        getattr(orm, name, None) for name in fields]
+    assert read.role == Role.AGENT and read.is_active is True
+    assert await lookups.user_by_id(other.id + 1000) is None
+    # A saved instance: saving it updates its row (an unsaved one would be inserted).
+    read.first_name = "Anne"
+    await read.save(update_fields=["first_name"])
+    assert (await User.get(id=made.id)).first_name == "Anne"
+    assert await User.all().count() == 2
+
+    await Block.create(blocker_id=made.id, blocked_id=other.id)
+    assert await lookups.blocked_ids(made.id) == [other.id]
+    assert await lookups.blocked_ids(other.id) == []
+
+
+async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
+    database: None
+) -> None:
+    made = await User.create(email="c@example.com", username="c", password_hash="x")
+    lookups.close()
+    # A connection that can read nothing (closed): the read goes through Tortoise's.
+    broken = lookups.InlineReads()
+    from tortoise import connections
+
+    client = connections.get("default")
+    assert broken.rows(client, "SELECT 1", []) == [{"1": 1}]
+    assert broken._connection is not None
+    broken._connection.close()
+    assert broken.rows(client, "SELECT 1", []) is None
+    assert (await lookups.user_by_id(made.id)) is not None
+
+
+async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from tortoise import connections
+
+    client = connections.get("default")
+    reads = lookups.InlineReads()
+
+    def busy(client: object) -> dict[str, object]:
+        raise sqlite3.OperationalError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lookups, "sqlite_pragmas", busy)
+        assert reads.rows(client, "SELECT 1", []) is None
+    assert reads.rows(client, "SELECT 1", []) == [{"1": 1}]
+    reads.close()
