@@ -36,7 +36,7 @@ from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
 from backend.realtime import engine
 from backend.realtime.codec import Packet
-from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
+from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol, keepalive_wheel
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.server import Server
 from backend.realtime.wire import DirectWires
@@ -208,8 +208,10 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
     assert protocol.read_paused  # uvicorn reads no further until the app takes "hi"
     try:
         protocol.send_keepalive_ping()
+        wheel = keepalive_wheel(protocol)
+        assert wheel.scheduled(protocol) and protocol.pong_timer is None  # no timer of its own
         protocol.keepalive_timeout()  # the pong's deadline passes while reading is paused
-        assert not transport.closing and protocol.pong_timer is not None
+        assert not transport.closing and wheel.scheduled(protocol)  # a new deadline
         go.set()
         await asyncio.wait_for(taken.wait(), 5)
         assert not protocol.read_paused
@@ -219,6 +221,61 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
         protocol.stop_keepalive()
         for task in list(protocol.tasks):
             task.cancel()
+
+
+async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_answering(
+) -> None:
+    """Many connections, one loop timer: each connection's next ping and pong deadline are
+    entries of the loop's keepalive wheel. A pong brings the next ping; a ping left
+    unanswered fails the connection (1011) as uvicorn's keepalive does."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await asyncio.Event().wait()
+
+    connections = [upgraded(Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                                   lifespan="off", ws_ping_interval=0.1, ws_ping_timeout=0.2))
+                   for _ in range(20)]
+    answering, silent = connections[0], connections[1]
+    loop = asyncio.get_running_loop()
+    timers = len(loop._scheduled)  # type: ignore[attr-defined]  # asyncio's own loop here
+
+    async def pinged(transport: FakeTransport, after: int) -> bytes:
+        """The payload of the first ping written past byte ``after``."""
+        async with asyncio.timeout(5):
+            while (start := transport.written.find(b"\x89\x04", after)) < 0:  # noqa: ASYNC110 (until it is written)
+                await asyncio.sleep(0.01)
+        return bytes(transport.written[start + 2:start + 6])
+
+    try:
+        await asyncio.sleep(0)
+        for protocol, _ in connections:
+            assert protocol.ping_timer is None and keepalive_wheel(protocol).scheduled(protocol)
+        assert len(keepalive_wheel(answering[0])) == 20
+        # One loop timer (the wheel's) for the 20 connections' deadlines.
+        assert len(loop._scheduled) <= timers + 1  # type: ignore[attr-defined]
+        protocol, transport = answering
+        seen = 0
+        for _ in range(3):  # each pong answered: another ping follows, the connection stays
+            payload = await pinged(transport, seen)
+            seen = len(transport.written)
+            protocol.data_received(Frame(Opcode.PONG, payload).serialize(mask=True,
+                                                                          extensions=[]))
+            assert protocol.pending_ping_payload is None and not transport.closing
+        protocol, transport = silent
+        await pinged(transport, 0)
+        async with asyncio.timeout(5):
+            while not transport.closing:  # noqa: ASYNC110 (until the pong's deadline)
+                await asyncio.sleep(0.01)
+        assert b"keepalive ping timeout" in transport.written
+        assert not keepalive_wheel(protocol).scheduled(protocol)
+    finally:
+        for protocol, _ in connections:
+            protocol.connection_lost(None)
+            for task in list(protocol.tasks):
+                task.cancel()
+    assert len(keepalive_wheel(answering[0])) == 0  # gone connections leave nothing behind
 
 
 # -- Engine.IO ------------------------------------------------------------------------------
@@ -273,7 +330,8 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
             assert await asyncio.wait_for(client.recv(), 5) == "2"
             assert len(asyncio.all_tasks()) == tasks
             await client.send("3")
-        assert eio_socket.timer is not None  # the next ping's timer
+        # The next ping's deadline, in the engine's one wheel: no loop timer of its own.
+        assert server.heartbeats.scheduled(eio_socket) and len(server.heartbeats) == 1
         # The next ping goes unanswered: within ping_timeout the server ends the connection.
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         with pytest.raises(websockets.ConnectionClosed):

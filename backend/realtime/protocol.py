@@ -14,6 +14,12 @@ the wire, minus what an idle connection kept without using it:
   scope: websockets' parser keeps the request in a local of its generator for as long as the
   connection lives (2 to 3 KB of headers), and reads it no more after the handshake.
 
+The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
+pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
+ping or the pong awaited, in one ``TimerWheel`` per event loop (backend/realtime/
+timer_wheel.py: one loop timer for every connection, buckets at most a second wide), not in a
+loop timer per connection (uvicorn's ``ping_timer`` and ``pong_timer``, re-made at every ping).
+
 One behaviour differs: the keepalive does not close a connection whose reading uvicorn has
 paused (``keepalive_timeout``). uvicorn reads one message ahead of the app and then stops
 reading until the app takes it; on a node over capacity, a handler can take longer than the
@@ -40,15 +46,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.frames import Frame
 from websockets.http11 import Request
 
-from backend.compat.uvicorn import SansIOProtocol, deliver_text, forget_response, use_flow_control
+from backend.compat.uvicorn import (
+    SansIOProtocol,
+    deliver_text,
+    forget_response,
+    pong_answers,
+    send_ping,
+    use_flow_control,
+)
 from backend.compat.websockets import swap_parser
 from backend.realtime.queues import LeanEvent, LeanQueue
+from backend.realtime.timer_wheel import TimerWheel, resolution_for
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -67,7 +83,11 @@ log = logging.getLogger("confab.protocol")
 
 class WebSocketProtocol(SansIOProtocol):
     """``WebSocketsSansIOProtocol`` with a lean receive queue and writable flag, letting the
-    handshake's request headers and response go once used (see the module doc)."""
+    handshake's request headers and response go once used, its keepalive on a shared timer
+    wheel (see the module doc)."""
+
+    #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
+    due = 0
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -82,15 +102,49 @@ class WebSocketProtocol(SansIOProtocol):
         # headers: nothing reads these again, though websockets' parser keeps the request.
         event.headers.clear()
 
+    # -- the keepalive, on the loop's wheel ------------------------------------------------
+
+    def schedule_ping(self) -> None:
+        """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""
+        assert self.ping_interval is not None
+        keepalive_wheel(self).schedule(self, max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def send_keepalive_ping(self) -> None:
+        """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
+        if not send_ping(self):
+            return
+        if self.ping_timeout is not None:
+            keepalive_wheel(self).schedule(self, self.ping_timeout)
+        else:
+            self.schedule_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        """The ping's answer: the next ping is due (with no ``ping_timeout`` it already is)."""
+        if pong_answers(self, event.data) and self.ping_timeout is not None:
+            self.schedule_ping()
+
+    def keepalive_due(self) -> None:
+        """The wheel's call: the pong's deadline when a ping is in flight, else the next ping."""
+        if self.pending_ping_payload is not None:
+            self.keepalive_timeout()
+        else:
+            self.send_keepalive_ping()
+
     def keepalive_timeout(self) -> None:
         """The pong is late. While reading is paused (the app has not taken the last message),
         it may be waiting unread behind the app's own backlog: the deadline moves on by
         another ``ping_timeout``, and the verdict waits until reading resumes."""
         if (self.read_paused and self.ping_timeout is not None
                 and not (self.close_sent or self.transport.is_closing())):
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            keepalive_wheel(self).schedule(self, self.ping_timeout)
             return
         super().keepalive_timeout()
+
+    def stop_keepalive(self) -> None:
+        wheel = _WHEELS.get(self.loop)
+        if wheel is not None:
+            wheel.cancel(self)
+        super().stop_keepalive()
 
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, but a text message that is not UTF-8 is logged as one warning line
@@ -114,6 +168,22 @@ class WebSocketProtocol(SansIOProtocol):
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)
+
+
+#: The keepalive wheel of each event loop (a node has one loop; tests may run several).
+_WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel[WebSocketProtocol]] = (
+    weakref.WeakKeyDictionary())
+
+
+def keepalive_wheel(protocol: WebSocketProtocol) -> TimerWheel[WebSocketProtocol]:
+    """The wheel of the protocol's loop, made by its first connection (its buckets sized
+    for that connection's keepalive: every connection of a server has the same)."""
+    wheel = _WHEELS.get(protocol.loop)
+    if wheel is None:
+        wheel = _WHEELS[protocol.loop] = TimerWheel(
+            WebSocketProtocol.keepalive_due,
+            resolution_for(protocol.ping_interval, protocol.ping_timeout), loop=protocol.loop)
+    return wheel
 
 
 def _address(client: tuple[str, int] | None) -> str:
