@@ -397,6 +397,7 @@ async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_re
         assert environ["QUERY_STRING"].endswith("&token=t")
         assert environ["HTTP_AUTHORIZATION"] == "Bearer b"
         assert "HTTP_USER_AGENT" not in environ and set(environ) <= engine.ENVIRON_KEPT
+        assert environ["asgi.scope"]["headers"] == []  # copied above, not held twice
 
 
 def awaited_chain(task: asyncio.Task[Any]) -> list[str]:
