@@ -11,7 +11,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   deadline in a shared timer wheel instead of ``ping_timer`` and ``pong_timer``; uvicorn's
   ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
-  its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``response`` go;
+  its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``request`` and
+  ``response`` go;
 - ``backend/realtime/wire.py`` finds the connection behind the ASGI ``send`` uvicorn hands the
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
@@ -48,7 +49,8 @@ PINS = [PIN]
 SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["ASGISendEvent", "SansIOProtocol", "connection_of", "deliver_text",
-           "forget_response", "pong_answers", "send_ping", "transport_of", "use_flow_control"]
+           "forget_request", "forget_response", "pong_answers", "send_ping", "transport_of",
+           "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -82,7 +84,7 @@ ASSUMPTIONS: list[Assumption] = [
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
-        "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type",
+        "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type", "request",
         "read_paused", "close_sent", "disconnected", "handshake_complete", "response",
         "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
         "ping_sent_at", "last_ping_rtt", "loop", "client")),
@@ -115,6 +117,12 @@ def forget_response(protocol: WebSocketsSansIOProtocol) -> None:
     """Let the handshake's response go once sent (uvicorn does not read it again)."""
     if protocol.handshake_complete and protocol.response is not None:
         protocol.response = None  # type: ignore[assignment]  # let go once sent
+
+
+def forget_request(protocol: WebSocketsSansIOProtocol) -> None:
+    """Let the handshake's request go once ``handle_connect`` has copied it into the scope
+    (uvicorn does not read it again)."""
+    protocol.request = None  # type: ignore[assignment]  # let go once read
 
 
 def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | None:

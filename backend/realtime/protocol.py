@@ -10,9 +10,11 @@ the wire, minus what an idle connection kept without using it:
   and waits on the flag (so does ``Wire``);
 - the handshake's HTTP response object, with its headers, is let go once it has been sent;
   uvicorn does not read it again;
-- the handshake request's headers are emptied once uvicorn has copied them into the ASGI
-  scope: websockets' parser keeps the request in a local of its generator for as long as the
-  connection lives (2 to 3 KB of headers), and reads it no more after the handshake.
+- the handshake's request is let go once uvicorn has copied it into the ASGI scope: uvicorn
+  kept it as ``request``, and websockets' parser in a local of its generator for as long as
+  the connection lives (2 to 3 KB of headers, and the path with its query): the request's
+  headers are emptied, and the parser's generator restarted past it
+  (``restart_frame_parser``); nothing reads the request after the handshake.
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
 pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
@@ -57,12 +59,13 @@ from websockets.http11 import Request
 from backend.compat.uvicorn import (
     SansIOProtocol,
     deliver_text,
+    forget_request,
     forget_response,
     pong_answers,
     send_ping,
     use_flow_control,
 )
-from backend.compat.websockets import swap_parser
+from backend.compat.websockets import restart_frame_parser, swap_parser
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
 
@@ -99,8 +102,12 @@ class WebSocketProtocol(SansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         # The handshake is answered (or refused) and the scope has its own copy of the
-        # headers: nothing reads these again, though websockets' parser keeps the request.
+        # request: nothing reads it again. Its headers are emptied in case anything still
+        # holds it (a parser that could not be restarted).
         event.headers.clear()
+        forget_request(self)
+        if self.response.status_code == 101:
+            restart_frame_parser(self.conn)
 
     # -- the keepalive, on the loop's wheel ------------------------------------------------
 
