@@ -30,8 +30,8 @@ from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Protocol
 
+from backend.compat.websockets import parse_frames
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
@@ -178,12 +178,13 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.startswith(b"HTTP/1.1 101")
     assert protocol.response is None  # sent, and let go
     assert protocol.request is None  # let go, by uvicorn's protocol and websockets' parser:
-    assert protocol.conn.parser.gi_code is Protocol.parse.__code__  # frames only, past it
+    assert protocol.conn.parser.gi_code is parse_frames.__code__  # frames only, past it
     # A masked client text frame, as a client sends it.
     protocol.pause_writing()  # the transport pushes back: the app's send waits
     protocol.data_received(Frame(Opcode.TEXT, b"ping").serialize(mask=True, extensions=[]))
     await asyncio.sleep(0.01)
     assert received == [{"type": "websocket.receive", "text": "ping"}]
+    assert "frame" not in protocol.conn.parser.gi_frame.f_locals  # handed on, not kept
     assert not transport.written.endswith(b"\x81\x04pong")
     protocol.resume_writing()
     await asyncio.sleep(0.01)

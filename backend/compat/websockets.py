@@ -14,16 +14,23 @@ protocol's ``conn``:
   request is parsed: ``ServerProtocol.parse`` reads the request, then delegates to
   ``Protocol.parse`` for frames, keeping the request (its path, with a token in the query)
   in a local of its own frame for the connection's life. It reads that delegation from the
-  generators' ``gi_yieldfrom`` and the delegate's wait from ``StreamReader.at_eof``.
+  generators' ``gi_yieldfrom`` and the delegate's wait from ``StreamReader.at_eof``. The new
+  generator is ``parse_frames``, ``Protocol.parse`` copied, which lets each frame go once it
+  is handed on (upstream's keeps the last frame received, a client's last message, in a
+  local while it waits for the next); it reads the parser's private ``reader``,
+  ``current_size``, ``max_message_size``, ``max_fragment_size``, ``side``, ``extensions``,
+  ``debug`` and ``parser_exc``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
-from websockets.frames import Frame, Opcode
+from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import Protocol
+from websockets.protocol import SERVER, Protocol
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -40,7 +47,7 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["ClosableMidMessage", "restart_frame_parser", "swap_parser"]
+__all__ = ["ClosableMidMessage", "parse_frames", "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -74,11 +81,64 @@ def restart_frame_parser(parser: ServerProtocol) -> bool:
             or getattr(inner, "gi_code", None) is not _FRAME_PARSE
             or getattr(waiting, "gi_code", None) is not _AT_EOF or parser.reader.buffer):
         return False
-    fresh = Protocol.parse(parser)
+    fresh = parse_frames(parser)
     next(fresh)  # to its wait for the first frame, as the delegate was
     parser.parser = fresh
     outer.close()  # GeneratorExit: caught by neither generator
     return True
+
+
+def parse_frames(self: Protocol) -> Generator[None, None, None]:
+    """``Protocol.parse`` (copied from 17.4): frames from the parser's reader, each handed to
+    ``recv_frame``, errors turned into a failed connection. One change: the frame is not
+    kept while the next is awaited."""
+    try:
+        while True:
+            if (yield from self.reader.at_eof()):
+                if self.debug:
+                    self.logger.debug("< EOF")
+                raise EOFError("unexpected end of stream")
+            max_size = None
+            if self.max_message_size is not None:
+                if self.current_size is None:
+                    max_size = self.max_message_size
+                else:
+                    max_size = self.max_message_size - self.current_size
+            if self.max_fragment_size is not None:
+                if max_size is None:
+                    max_size = self.max_fragment_size
+                else:
+                    max_size = min(max_size, self.max_fragment_size)
+            frame = yield from Frame.parse(
+                self.reader.read_exact,
+                mask=self.side is SERVER,
+                max_size=max_size,
+                extensions=self.extensions,
+            )
+            if self.debug:
+                self.logger.debug("< %s", frame)
+            self.recv_frame(frame)
+            del frame  # the change: not held while the next frame is awaited
+    except ProtocolError as exc:
+        self.fail(CloseCode.PROTOCOL_ERROR, str(exc))
+        self.parser_exc = exc
+    except EOFError as exc:
+        self.fail(CloseCode.ABNORMAL_CLOSURE, str(exc))
+        self.parser_exc = exc
+    except UnicodeDecodeError as exc:
+        self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
+        self.parser_exc = exc
+    except PayloadTooBig as exc:
+        exc.set_current_size(self.current_size)
+        self.fail(CloseCode.MESSAGE_TOO_BIG, str(exc))
+        self.parser_exc = exc
+    except Exception as exc:
+        self.logger.error("parser failed", exc_info=True)
+        # Don't include exception details, which may be security-sensitive.
+        self.fail(CloseCode.INTERNAL_ERROR)
+        self.parser_exc = exc
+    yield
+    raise AssertionError("parse() shouldn't step after error")
 
 
 _SERVER_PARSE = ServerProtocol.parse.__code__
@@ -119,8 +179,11 @@ ASSUMPTIONS: list[Assumption] = [
     holds(PIN, "ServerProtocol().__class__ = ClosableMidMessage", _swappable,
           "the parser's class cannot be swapped"),
     # restart_frame_parser: the request parsed by one generator, frames by its delegate.
-    assigned(PIN, Protocol, "parser"),
-    assigned(PIN, Protocol, "reader"),
+    # (``max_message_size`` is assigned with ``max_fragment_size`` in one tuple; the copy's
+    # reading of both is the fingerprinted Protocol.parse's, and the check below parses.)
+    *(assigned(PIN, Protocol, name) for name in (
+        "parser", "reader", "current_size", "max_fragment_size", "side", "extensions",
+        "debug", "parser_exc")),
     unchanged(PIN, ServerProtocol, "parse", "8c4d10340de4d32f"),
     unchanged(PIN, Protocol, "parse", "45aaf900644b63c4"),
     unchanged(PIN, StreamReader, "at_eof", "106a9f1e43abf91f"),
