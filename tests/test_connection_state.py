@@ -438,10 +438,11 @@ async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
             served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            # The engine's two frames, between the app's middleware and uvicorn's receive.
-            first = chain.index("EngineServer.serve_websocket")
-            assert chain[first - 1:first + 3] == [
-                "DirectWires.__call__", "EngineServer.serve_websocket", "EngineServer._serve",
+            # The engine's one frame (its opening steps leave none), between the app's
+            # outermost middleware and uvicorn's receive.
+            first = chain.index("EngineServer._serve")
+            assert chain[first - 1:first + 2] == [
+                "DirectWires.__call__", "EngineServer._serve",
                 "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered

@@ -515,9 +515,16 @@ class EngineServer:
 
     # -- WebSocket ------------------------------------------------------------------------------
 
-    async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A session that opens on WebSocket, served until it closes, in this one frame (and
-        ``_serve``'s)."""
+    def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A session that opens on WebSocket, served until it closes: ``_serve``'s coroutine,
+        one frame under the connection for its life (its opening steps, ``_open_websocket``,
+        end before its read loop starts)."""
+        return self._serve(None, receive, scope, send)
+
+    async def _open_websocket(self, scope: Scope, receive: Receive, send: Send,
+                              ) -> EngineSocket | None:
+        """A session opening on WebSocket: checked, connected, accepted, sent its OPEN packet
+        and its first ping's deadline; None when refused or gone."""
         environ = make_environ(scope)
         try:
             self._check_query(parse_qs(environ["QUERY_STRING"]), "websocket")
@@ -525,29 +532,38 @@ class EngineServer:
         except _Refused as refused:
             self.logger.info("WebSocket refused: %s", refused.message)
             await send({"type": "websocket.close"})
-            return
+            return None
         if (await receive())["type"] != "websocket.connect":
-            return
+            return None
         socket = EngineSocket(self.generate_id(), Transport.WEBSOCKET)
         if not await self._connect(socket, environ):
             self.logger.warning("Application rejected connection")
             await send({"type": "websocket.close"})
-            return
+            return None
         keep_needed(environ)
         try:
             await send({"type": "websocket.accept"})
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
-            return
+            return None
         socket.serve_on(lane_for(scope, send, self.max_backlog), send)
         socket.put(self._open_packet(socket))
         self.heartbeats.schedule(socket, self.ping_due)
-        await self._serve(socket, receive)
+        return socket
 
-    async def _serve(self, socket: EngineSocket, receive: Any) -> None:
-        """The read loop of a socket on WebSocket: each packet handled before the next is
-        read; ends when the client leaves or sends CLOSE, a frame exceeds the payload cap,
-        the socket is closed, or a ping goes unanswered (``_pong_overdue`` cancels it)."""
+    async def _serve(self, socket: EngineSocket | None, receive: Any, scope: Scope | None = None,
+                     send: Send | None = None) -> None:
+        """The read loop of a socket on WebSocket (with None, of the socket that
+        ``_open_websocket`` opens on ``scope`` and ``send`` first): each packet handled before
+        the next is read; ends when the client leaves or sends CLOSE, a frame exceeds the
+        payload cap, the socket is closed, or a ping goes unanswered (``_pong_overdue``
+        cancels it)."""
+        if socket is None:
+            assert scope is not None and send is not None
+            socket = await self._open_websocket(scope, receive, send)
+            if socket is None:
+                return
+            scope = send = None  # not held while the socket is served
         reason = Reason.TRANSPORT_CLOSE
         cap = self.max_http_buffer_size
         try:
