@@ -335,6 +335,9 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
             await client.send("3")
         # The next ping's deadline, in the engine's one wheel: no loop timer of its own.
         assert server.heartbeats.scheduled(eio_socket) and len(server.heartbeats) == 1
+        # The heartbeat is the engine's alone: the server's WebSocket keepalive is stopped.
+        connection = eio_socket.lane.connection
+        assert not keepalive_wheel(connection).scheduled(connection)
         # The next ping goes unanswered: within ping_timeout the server ends the connection.
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         with pytest.raises(websockets.ConnectionClosed):

@@ -10,6 +10,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   ``pong_answers``), ``keepalive_timeout`` and ``stop_keepalive`` keep the connection's one
   deadline in a shared timer wheel instead of ``ping_timer`` and ``pong_timer``; uvicorn's
   ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
+  ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
+  has a heartbeat of its own (Engine.IO);
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
   its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``request`` and
   ``response`` go;

@@ -43,6 +43,10 @@ a second), not a loop timer per socket. A client that leaves a ping unanswered f
 ``ping_timeout`` is closed, but not while one of its own handlers runs (``busy``): its pong
 may be waiting unread behind it, on a node that has fallen behind.
 
+On WebSocket, the server's own WebSocket keepalive (uvicorn's pings, backend/realtime/
+protocol.py) is stopped for the connection: the engine's heartbeat already pings the client
+and closes it when it stops answering, and one ping per interval is half the idle work.
+
 A socket opened on WebSocket (socket.io-client with ``transports: ["websocket"]``, the mobile
 SDKs) is served by ``serve_websocket`` in one coroutine frame under the connection, and its
 environ keeps only what the namespaces' connect reads (``keep_needed``). ``EngineEntry`` sends
@@ -546,7 +550,10 @@ class EngineServer:
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
             return None
-        socket.serve_on(lane_for(scope, send, self.max_backlog), send)
+        lane = lane_for(scope, send, self.max_backlog)
+        if type(lane) is Wire:
+            lane.without_keepalive()  # the socket's heartbeat is this engine's
+        socket.serve_on(lane, send)
         socket.put(self._open_packet(socket))
         self.heartbeats.schedule(socket, self.ping_due)
         return socket
@@ -640,6 +647,8 @@ class EngineServer:
                 await send({"type": "websocket.close"})
             return
         # Moved: what waited for a GET leaves first, on the WebSocket.
+        if type(lane) is Wire:
+            lane.without_keepalive()  # the socket's heartbeat is this engine's
         socket.transport = Transport.WEBSOCKET
         socket.serve_on(lane, send)
         waiting, socket.outbox = socket.outbox or [], None
