@@ -259,13 +259,15 @@ async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_
         # One loop timer (the wheel's) for the 20 connections' deadlines.
         assert len(loop._scheduled) <= timers + 1  # type: ignore[attr-defined]
         protocol, transport = answering
-        seen = 0
+        seen, payloads = 0, set()
         for _ in range(3):  # each pong answered: another ping follows, the connection stays
             payload = await pinged(transport, seen)
+            payloads.add(payload)  # each ping its own payload: a stale pong answers none
             seen = len(transport.written)
             protocol.data_received(Frame(Opcode.PONG, payload).serialize(mask=True,
                                                                           extensions=[]))
             assert protocol.pending_ping_payload is None and not transport.closing
+        assert len(payloads) == 3
         protocol, transport = silent
         await pinged(transport, 0)
         async with asyncio.timeout(5):

@@ -51,8 +51,8 @@ PINS = [PIN]
 SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["ASGISendEvent", "SansIOProtocol", "connection_of", "deliver_text",
-           "forget_request", "forget_response", "pong_answers", "send_ping", "transport_of",
-           "use_flow_control"]
+           "forget_request", "forget_response", "ping_payload", "pong_answers", "send_ping",
+           "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -146,17 +146,23 @@ def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | Non
     return None
 
 
-def send_ping(protocol: WebSocketsSansIOProtocol) -> bool:
+def ping_payload() -> bytes:
+    """A keepalive ping's payload as ``send_keepalive_ping`` makes it: 4 random bytes."""
+    return struct.pack("!I", random.getrandbits(32))
+
+
+def send_ping(protocol: WebSocketsSansIOProtocol, payload: bytes, frame: bytes) -> bool:
     """The ping of ``WebSocketsSansIOProtocol.send_keepalive_ping`` (copied from 0.54.0),
-    without arming a timer: whether it was sent (not on a connection closing). Its random
-    payload is what ``pong_answers`` expects back."""
+    without arming a timer: whether it was sent (not on a connection closing). ``payload``
+    (``ping_payload``) is what ``pong_answers`` expects back, ``frame`` the ping frame that
+    carries it, already built (a server's frame is unmasked: every connection pinged in one
+    turn is written the same bytes, as websockets' ``send_ping`` would frame them)."""
     protocol.ping_timer = None
     if protocol.close_sent or protocol.transport.is_closing():
         return False
-    protocol.pending_ping_payload = struct.pack("!I", random.getrandbits(32))
+    protocol.pending_ping_payload = payload
     protocol.ping_sent_at = protocol.loop.time()
-    protocol.conn.send_ping(protocol.pending_ping_payload)
-    protocol.transport.write(b"".join(protocol.conn.data_to_send()))
+    protocol.transport.write(frame)
     return True
 
 

@@ -61,6 +61,7 @@ from backend.compat.uvicorn import (
     deliver_text,
     forget_request,
     forget_response,
+    ping_payload,
     pong_answers,
     send_ping,
     use_flow_control,
@@ -68,6 +69,7 @@ from backend.compat.uvicorn import (
 from backend.compat.websockets import restart_frame_parser, swap_parser
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
+from backend.realtime.wire import frame
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -118,7 +120,8 @@ class WebSocketProtocol(SansIOProtocol):
 
     def send_keepalive_ping(self) -> None:
         """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
-        if not send_ping(self):
+        payload, frame = _shared_ping(self.loop)
+        if not send_ping(self, payload, frame):
             return
         if self.ping_timeout is not None:
             keepalive_wheel(self).schedule(self, self.ping_timeout)
@@ -191,6 +194,26 @@ def keepalive_wheel(protocol: WebSocketProtocol) -> TimerWheel[WebSocketProtocol
             WebSocketProtocol.keepalive_due,
             resolution_for(protocol.ping_interval, protocol.ping_timeout), loop=protocol.loop)
     return wheel
+
+
+#: The ping of the current turn: (loop time, payload, frame).
+_ping: tuple[float, bytes, bytes] = (-1.0, b"", b"")
+
+
+def _shared_ping(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:
+    """The payload and frame of a keepalive ping: one random payload per turn of the loop
+    (a wheel's tick pings its whole bucket in one turn), framed once for every connection
+    pinged in it. A connection's successive pings are turns apart, so each differs from
+    its last, which is what tells a stale pong from the answer."""
+    global _ping
+    now = loop.time()
+    if _ping[0] != now:
+        payload = ping_payload()
+        _ping = (now, payload, frame(payload, _PING))
+    return _ping[1], _ping[2]
+
+
+_PING = 0x89  # FIN + ping
 
 
 def _address(client: tuple[str, int] | None) -> str:
