@@ -14,13 +14,17 @@ the wire, minus what an idle connection kept without using it:
   kept it as ``request``, and websockets' parser in a local of its generator for as long as
   the connection lives (2 to 3 KB of headers, and the path with its query): the request's
   headers are emptied, and the parser's generator restarted past it
-  (``restart_frame_parser``); nothing reads the request after the handshake.
+  (``restart_frame_parser``); nothing reads the request after the handshake. The restarted
+  generator lets each frame go once handed on (upstream's kept the last one received).
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
 pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
 ping or the pong awaited, in one ``TimerWheel`` per event loop (backend/realtime/
 timer_wheel.py: one loop timer for every connection, buckets at most a second wide), not in a
 loop timer per connection (uvicorn's ``ping_timer`` and ``pong_timer``, re-made at every ping).
+The connections pinged in one turn of the loop share one random payload and one ping frame,
+built once. A connection whose application has a heartbeat of its own (Engine.IO) has its
+keepalive stopped (``Wire.without_keepalive``).
 
 One behaviour differs: the keepalive does not close a connection whose reading uvicorn has
 paused (``keepalive_timeout``). uvicorn reads one message ahead of the app and then stops
