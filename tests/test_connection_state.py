@@ -260,12 +260,21 @@ async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_
         assert len(loop._scheduled) <= timers + 1  # type: ignore[attr-defined]
         protocol, transport = answering
         seen, payloads = 0, set()
-        for _ in range(3):  # each pong answered: another ping follows, the connection stays
+        parsed: list[bytes] = []
+        parse = protocol.conn.receive_data
+        protocol.conn.receive_data = lambda data: (parsed.append(data), parse(data))  # type: ignore[method-assign]
+        for n in range(3):  # each pong answered: another ping follows, the connection stays
             payload = await pinged(transport, seen)
             payloads.add(payload)  # each ping its own payload: a stale pong answers none
             seen = len(transport.written)
-            protocol.data_received(Frame(Opcode.PONG, payload).serialize(mask=True,
-                                                                          extensions=[]))
+            pong = Frame(Opcode.PONG, payload).serialize(mask=True, extensions=[])
+            if n < 2:  # alone in its read: taken without websockets' parser
+                protocol.data_received(pong)
+                assert parsed == []
+            else:  # split across reads: parsed as any frame
+                protocol.data_received(pong[:3])
+                protocol.data_received(pong[3:])
+                assert parsed == [pong[:3], pong[3:]]
             assert protocol.pending_ping_payload is None and not transport.closing
         assert len(payloads) == 3
         protocol, transport = silent

@@ -83,6 +83,9 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, _P, "start_keepalive", "6d83bdbc3db82b86"),
     unchanged(PIN, _P, "connection_lost", "dd116afc4d8034e1"),
     unchanged(PIN, _P, "shutdown", "e8ace796ada616b7"),
+    # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
+    signature(PIN, _P, "data_received", ("self", "data")),
+    unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (

@@ -47,7 +47,8 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["ClosableMidMessage", "parse_frames", "restart_frame_parser", "swap_parser"]
+__all__ = ["ClosableMidMessage", "lone_pong", "parse_frames", "restart_frame_parser",
+           "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -141,6 +142,20 @@ def parse_frames(self: Protocol) -> Generator[None, None, None]:
     raise AssertionError("parse() shouldn't step after error")
 
 
+def lone_pong(parser: ServerProtocol, data: bytes) -> bytes | None:
+    """The payload of ``data`` when it is exactly one masked, final pong frame of 4 bytes (a
+    keepalive ping's answer) arriving while the parser waits for a frame's first byte with
+    nothing buffered: the frame ``Protocol.parse`` would read and ``Protocol.recv_frame``
+    would only list as an event (it does nothing else with a pong), read without them. None
+    otherwise: the caller hands ``data`` to the parser."""
+    if (len(data) != 10 or data[0] != 0x8A or data[1] != 0x84 or parser.reader.buffer
+            or getattr(getattr(parser.parser, "gi_yieldfrom", None), "gi_code", None)
+            is not _AT_EOF):
+        return None
+    mask = int.from_bytes(data[2:6], "big")
+    return (int.from_bytes(data[6:10], "big") ^ mask).to_bytes(4, "big")
+
+
 _SERVER_PARSE = ServerProtocol.parse.__code__
 _FRAME_PARSE = Protocol.parse.__code__
 _AT_EOF = StreamReader.at_eof.__code__
@@ -187,6 +202,8 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, ServerProtocol, "parse", "8c4d10340de4d32f"),
     unchanged(PIN, Protocol, "parse", "45aaf900644b63c4"),
     unchanged(PIN, StreamReader, "at_eof", "106a9f1e43abf91f"),
+    # lone_pong: what recv_frame does with a pong (nothing but list it) is read from it.
+    unchanged(PIN, Protocol, "recv_frame", "4f83d3b90ea62428"),
     holds(PIN, "a ServerProtocol's parser restarts after the request", _restartable,
           "the frame parser cannot be restarted after the handshake"),
 ]
