@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -58,6 +59,10 @@ VERSION = "0.1.0"
 def create_app(settings: Settings | None = None) -> Any:
     """Build the ASGI app. Socket.IO answers at ``/socket.io/``; Starlette serves the rest."""
     settings = settings or Settings.from_env()
+    # The decimal context of this (the server's main) task, inherited by every connection's
+    # task: one that first parses a datetime (iso8601 uses Decimal) would otherwise get a
+    # context of its own, about 400 bytes held for the connection's life.
+    decimal.getcontext()
     configure_logging(json_lines=settings.production)
     require_compatible_libraries()
     passwords.use(settings.password_hashing)

@@ -226,6 +226,80 @@ async def test_a_node_drops_its_own_publishes_before_decoding_them(redis_url: st
         await link.client.aclose()
 
 
+async def test_an_event_from_another_node_is_decoded_and_framed_once_for_all_its_members(
+        redis_url: str, monkeypatch: Any) -> None:
+    """An event published by another node reaches this node's listener as one message on the
+    channel: it is decoded once and encoded once per dialect, whatever the number of members
+    it reaches here, and every member of a dialect is handed the same frames."""
+    from backend.cluster.link import RedisLink
+    from backend.cluster.manager import RedisFanoutManager
+    from backend.realtime import dialects
+    from backend.realtime.codec import OrjsonCodec
+    from backend.realtime.fanout import FANOUT
+    from backend.realtime.members import Member
+    from backend.realtime.wire import Outgoing
+    from backend.service.actors import SYSTEM
+    from tests.test_raw_connection import until
+
+    decoded: list[Any] = []
+    encoded: Counter[str] = Counter()
+
+    class Counting(OrjsonCodec):
+        @staticmethod
+        def loads(text: str | bytes, **_: Any) -> Any:
+            decoded.append(text)
+            return orjson.loads(text)
+
+    def counting(encode: Any) -> Any:
+        def wrapper(self: Any, name: str, payload: Any, member: Any) -> Any:
+            encoded[type(self).__name__] += 1
+            return encode(self, name, payload, member)
+        return wrapper
+
+    used = (dialects.WS_CHAT, dialects.WS_SESSION, dialects.CHAT)
+    for dialect in used:
+        monkeypatch.setattr(type(dialect), "encode", counting(type(dialect).encode))
+
+    class Recorder(Member):
+        __slots__ = ("got",)
+
+        def __init__(self, n: int, dialect: Any) -> None:
+            super().__init__(f"test:{n}", SYSTEM, dialect, "test")
+            self.got: list[Outgoing] = []
+
+        def write(self, out: Outgoing) -> None:
+            self.got.append(out)
+
+    link = RedisLink(redis_url, f"once-{asyncio.get_running_loop().time()}")
+    manager = RedisFanoutManager(link, heartbeat_seconds=5)
+    manager.json = Counting
+    members = [Recorder(n, used[n % len(used)]) for n in range(300)]
+    for member in members:
+        manager.add_member(member)
+        manager.join(member, "conversation:7")
+    listener = asyncio.ensure_future(manager._thread())  # the stock listener loop
+    try:
+        await until(lambda: manager.listening, within=10)
+        envelope = {"payload": {"conversation_id": 7, "message_id": 1}, "rooms":
+                    ["conversation:7"], "skip": [], "origin": None, "published_at": None}
+        await link.client.publish(manager.channel, OrjsonCodec.dumps({
+            "method": "emit", "event": "message_delete", "data": [envelope], "binary": False,
+            "namespace": FANOUT, "room": None, "skip_sid": None, "callback": None,
+            "host_id": "another-node"}))
+        await until(lambda: all(member.got for member in members), within=10)
+        assert len(decoded) == 1
+        assert encoded == {type(dialect).__name__: 1 for dialect in used}
+        for dialect in used:
+            outs = {id(member.got[0]) for member in members if member.dialect is dialect}
+            assert len(outs) == 1  # one Outgoing, its frame bytes built once, for them all
+        assert all(len(member.got) == 1 for member in members)
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await link.client.aclose()
+
+
 async def test_events_dropped_for_a_full_outbox_are_announced_once_publishing_works(
         redis_url: str) -> None:
     """An event the outbox had no room for is announced like a failed publish: the others

@@ -31,12 +31,13 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
+from backend.compat.websockets import parse_frames
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
 from backend.realtime import engine
 from backend.realtime.codec import Packet
-from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol
+from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol, keepalive_wheel
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.server import Server
 from backend.realtime.wire import DirectWires
@@ -176,12 +177,14 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     await asyncio.sleep(0.01)
     assert transport.written.startswith(b"HTTP/1.1 101")
     assert protocol.response is None  # sent, and let go
-    assert not protocol.request.headers  # emptied (websockets' parser still holds it)
+    assert protocol.request is None  # let go, by uvicorn's protocol and websockets' parser:
+    assert protocol.conn.parser.gi_code is parse_frames.__code__  # frames only, past it
     # A masked client text frame, as a client sends it.
     protocol.pause_writing()  # the transport pushes back: the app's send waits
     protocol.data_received(Frame(Opcode.TEXT, b"ping").serialize(mask=True, extensions=[]))
     await asyncio.sleep(0.01)
     assert received == [{"type": "websocket.receive", "text": "ping"}]
+    assert "frame" not in protocol.conn.parser.gi_frame.f_locals  # handed on, not kept
     assert not transport.written.endswith(b"\x81\x04pong")
     protocol.resume_writing()
     await asyncio.sleep(0.01)
@@ -208,8 +211,10 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
     assert protocol.read_paused  # uvicorn reads no further until the app takes "hi"
     try:
         protocol.send_keepalive_ping()
+        wheel = keepalive_wheel(protocol)
+        assert wheel.scheduled(protocol) and protocol.pong_timer is None  # no timer of its own
         protocol.keepalive_timeout()  # the pong's deadline passes while reading is paused
-        assert not transport.closing and protocol.pong_timer is not None
+        assert not transport.closing and wheel.scheduled(protocol)  # a new deadline
         go.set()
         await asyncio.wait_for(taken.wait(), 5)
         assert not protocol.read_paused
@@ -219,6 +224,72 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
         protocol.stop_keepalive()
         for task in list(protocol.tasks):
             task.cancel()
+
+
+async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_answering(
+) -> None:
+    """Many connections, one loop timer: each connection's next ping and pong deadline are
+    entries of the loop's keepalive wheel. A pong brings the next ping; a ping left
+    unanswered fails the connection (1011) as uvicorn's keepalive does."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await asyncio.Event().wait()
+
+    connections = [upgraded(Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                                   lifespan="off", ws_ping_interval=0.1, ws_ping_timeout=0.2))
+                   for _ in range(20)]
+    answering, silent = connections[0], connections[1]
+    loop = asyncio.get_running_loop()
+    timers = len(loop._scheduled)  # type: ignore[attr-defined]  # asyncio's own loop here
+
+    async def pinged(transport: FakeTransport, after: int) -> bytes:
+        """The payload of the first ping written past byte ``after``."""
+        async with asyncio.timeout(5):
+            while (start := transport.written.find(b"\x89\x04", after)) < 0:  # noqa: ASYNC110 (until it is written)
+                await asyncio.sleep(0.01)
+        return bytes(transport.written[start + 2:start + 6])
+
+    try:
+        await asyncio.sleep(0)
+        for protocol, _ in connections:
+            assert protocol.ping_timer is None and keepalive_wheel(protocol).scheduled(protocol)
+        assert len(keepalive_wheel(answering[0])) == 20
+        # One loop timer (the wheel's) for the 20 connections' deadlines.
+        assert len(loop._scheduled) <= timers + 1  # type: ignore[attr-defined]
+        protocol, transport = answering
+        seen, payloads = 0, set()
+        parsed: list[bytes] = []
+        parse = protocol.conn.receive_data
+        protocol.conn.receive_data = lambda data: (parsed.append(data), parse(data))  # type: ignore[method-assign]
+        for n in range(3):  # each pong answered: another ping follows, the connection stays
+            payload = await pinged(transport, seen)
+            payloads.add(payload)  # each ping its own payload: a stale pong answers none
+            seen = len(transport.written)
+            pong = Frame(Opcode.PONG, payload).serialize(mask=True, extensions=[])
+            if n < 2:  # alone in its read: taken without websockets' parser
+                protocol.data_received(pong)
+                assert parsed == []
+            else:  # split across reads: parsed as any frame
+                protocol.data_received(pong[:3])
+                protocol.data_received(pong[3:])
+                assert parsed == [pong[:3], pong[3:]]
+            assert protocol.pending_ping_payload is None and not transport.closing
+        assert len(payloads) == 3
+        protocol, transport = silent
+        await pinged(transport, 0)
+        async with asyncio.timeout(5):
+            while not transport.closing:  # noqa: ASYNC110 (until the pong's deadline)
+                await asyncio.sleep(0.01)
+        assert b"keepalive ping timeout" in transport.written
+        assert not keepalive_wheel(protocol).scheduled(protocol)
+    finally:
+        for protocol, _ in connections:
+            protocol.connection_lost(None)
+            for task in list(protocol.tasks):
+                task.cancel()
+    assert len(keepalive_wheel(answering[0])) == 0  # gone connections leave nothing behind
 
 
 # -- Engine.IO ------------------------------------------------------------------------------
@@ -273,7 +344,11 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
             assert await asyncio.wait_for(client.recv(), 5) == "2"
             assert len(asyncio.all_tasks()) == tasks
             await client.send("3")
-        assert eio_socket.timer is not None  # the next ping's timer
+        # The next ping's deadline, in the engine's one wheel: no loop timer of its own.
+        assert server.heartbeats.scheduled(eio_socket) and len(server.heartbeats) == 1
+        # The heartbeat is the engine's alone: the server's WebSocket keepalive is stopped.
+        connection = eio_socket.lane.connection
+        assert not keepalive_wheel(connection).scheduled(connection)
         # The next ping goes unanswered: within ping_timeout the server ends the connection.
         assert await asyncio.wait_for(client.recv(), 5) == "2"
         with pytest.raises(websockets.ConnectionClosed):
@@ -339,6 +414,7 @@ async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_re
         assert environ["QUERY_STRING"].endswith("&token=t")
         assert environ["HTTP_AUTHORIZATION"] == "Bearer b"
         assert "HTTP_USER_AGENT" not in environ and set(environ) <= engine.ENVIRON_KEPT
+        assert environ["asgi.scope"]["headers"] == []  # copied above, not held twice
 
 
 def awaited_chain(task: asyncio.Task[Any]) -> list[str]:
@@ -376,10 +452,11 @@ async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
             served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            # The engine's two frames, between the app's middleware and uvicorn's receive.
-            first = chain.index("EngineServer.serve_websocket")
-            assert chain[first - 1:first + 3] == [
-                "DirectWires.__call__", "EngineServer.serve_websocket", "EngineServer._serve",
+            # The engine's one frame (its opening steps leave none), between the app's
+            # outermost middleware and uvicorn's receive.
+            first = chain.index("EngineServer._serve")
+            assert chain[first - 1:first + 2] == [
+                "DirectWires.__call__", "EngineServer._serve",
                 "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered

@@ -4,10 +4,17 @@ The project relies on ``uvicorn.protocols.websockets.websockets_sansio_impl.
 WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
 
 - ``backend/realtime/protocol.py`` subclasses it, overriding ``handle_connect``,
-  ``keepalive_timeout`` (mirroring the re-arm of ``send_keepalive_ping``),
-  ``send_receive_event_to_app`` (its text path is copied here: ``deliver_text``) and ``send``;
+  ``send_receive_event_to_app`` (its text path is copied here: ``deliver_text``) and ``send``,
+  and the keepalive's timers: ``schedule_ping``, ``send_keepalive_ping`` (its ping is copied
+  here: ``send_ping``), ``handle_pong`` (its check of the answer is copied here:
+  ``pong_answers``), ``keepalive_timeout`` and ``stop_keepalive`` keep the connection's one
+  deadline in a shared timer wheel instead of ``ping_timer`` and ``pong_timer``; uvicorn's
+  ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
+  ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
+  has a heartbeat of its own (Engine.IO);
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
-  its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``response`` go;
+  its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``request`` and
+  ``response`` go;
 - ``backend/realtime/wire.py`` finds the connection behind the ASGI ``send`` uvicorn hands the
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
@@ -18,6 +25,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
 from __future__ import annotations
 
 import asyncio
+import random
+import struct
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -42,7 +51,8 @@ PINS = [PIN]
 SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["ASGISendEvent", "SansIOProtocol", "connection_of", "deliver_text",
-           "forget_response", "transport_of", "use_flow_control"]
+           "forget_request", "forget_response", "ping_payload", "pong_answers", "send_ping",
+           "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -61,12 +71,28 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, _P, "send_keepalive_ping", "02da3945b3e6b110"),
     unchanged(PIN, _P, "handle_connect", "fc648c2161ff8e13"),
     unchanged(PIN, _P, "send", "d4919ed760ce9f7b"),
+    # The keepalive: its timers are replaced (backend/realtime/protocol.py), its ping and
+    # pong check copied (``send_ping``, ``pong_answers``), and uvicorn's own callers of these
+    # names (``start_keepalive``, ``connection_lost``, ``shutdown``) reach the overrides.
+    *(signature(PIN, _P, name, ("self",)) for name in (
+        "schedule_ping", "send_keepalive_ping", "stop_keepalive", "start_keepalive")),
+    signature(PIN, _P, "handle_pong", ("self", "event")),
+    unchanged(PIN, _P, "schedule_ping", "002da2050fd25224"),
+    unchanged(PIN, _P, "handle_pong", "b20c68cc7e4f9bca"),
+    unchanged(PIN, _P, "stop_keepalive", "bbb91b997b37b77c"),
+    unchanged(PIN, _P, "start_keepalive", "6d83bdbc3db82b86"),
+    unchanged(PIN, _P, "connection_lost", "dd116afc4d8034e1"),
+    unchanged(PIN, _P, "shutdown", "e8ace796ada616b7"),
+    # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
+    signature(PIN, _P, "data_received", ("self", "data")),
+    unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
-        "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type",
+        "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type", "request",
         "read_paused", "close_sent", "disconnected", "handshake_complete", "response",
-        "pong_timer", "ping_timeout", "loop", "client")),
+        "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
+        "ping_sent_at", "last_ping_rtt", "loop", "client")),
 ]
 
 
@@ -98,6 +124,12 @@ def forget_response(protocol: WebSocketsSansIOProtocol) -> None:
         protocol.response = None  # type: ignore[assignment]  # let go once sent
 
 
+def forget_request(protocol: WebSocketsSansIOProtocol) -> None:
+    """Let the handshake's request go once ``handle_connect`` has copied it into the scope
+    (uvicorn does not read it again)."""
+    protocol.request = None  # type: ignore[assignment]  # let go once read
+
+
 def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | None:
     """The text path of ``WebSocketsSansIOProtocol.send_receive_event_to_app`` (copied from
     0.54.0): the message's frames, decoded, go to the app's receive queue and reading pauses
@@ -115,3 +147,34 @@ def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | Non
         protocol.read_paused = True
         protocol.transport.pause_reading()
     return None
+
+
+def ping_payload() -> bytes:
+    """A keepalive ping's payload as ``send_keepalive_ping`` makes it: 4 random bytes."""
+    return struct.pack("!I", random.getrandbits(32))
+
+
+def send_ping(protocol: WebSocketsSansIOProtocol, payload: bytes, frame: bytes) -> bool:
+    """The ping of ``WebSocketsSansIOProtocol.send_keepalive_ping`` (copied from 0.54.0),
+    without arming a timer: whether it was sent (not on a connection closing). ``payload``
+    (``ping_payload``) is what ``pong_answers`` expects back, ``frame`` the ping frame that
+    carries it, already built (a server's frame is unmasked: every connection pinged in one
+    turn is written the same bytes, as websockets' ``send_ping`` would frame them)."""
+    protocol.ping_timer = None
+    if protocol.close_sent or protocol.transport.is_closing():
+        return False
+    protocol.pending_ping_payload = payload
+    protocol.ping_sent_at = protocol.loop.time()
+    protocol.transport.write(frame)
+    return True
+
+
+def pong_answers(protocol: WebSocketsSansIOProtocol, data: bytes | bytearray | memoryview) -> bool:
+    """The check of ``WebSocketsSansIOProtocol.handle_pong`` (copied from 0.54.0): whether a
+    pong carrying ``data`` answers the ping in flight (then recorded: its round trip, no ping
+    pending). Unsolicited and stale pongs are ignored."""
+    if protocol.pending_ping_payload is None or bytes(data) != protocol.pending_ping_payload:
+        return False
+    protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
+    protocol.pending_ping_payload = None
+    return True

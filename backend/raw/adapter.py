@@ -178,6 +178,7 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
             # Removed from the group while this connection was set up: its member_removed
             # came before the connection was in the room (the hub takes out those that are).
             await chat.grants.viewable(actor, conversation_id)
+        forget_upgrade_request(websocket.scope)
         # Read frames until the client leaves, or the server closed the connection (a
         # close, a cut-off: uvicorn then reports the disconnect here too). Inline: a loop
         # function's frame would be held for as long as the connection is open.
@@ -287,12 +288,21 @@ async def send_chat_message(session: Session, data: dict[str, Any]) -> None:
                            {"conversation_id": session.conversation_id, "message": message})
 
 
+def forget_upgrade_request(scope: Scope) -> None:
+    """The handshake and the welcome are done: nothing reads the upgrade request's headers
+    and query (with its token) again, and the connection's WebSocket holds its scope for its
+    life (about 1.3 KB of them per connection)."""
+    scope["headers"] = []
+    scope["query_string"] = b""
+
+
 async def replay_since(session: Session) -> int | None:
     """``?since=POSITION&epoch=EPOCH`` on connect (CONTRACT §9): the events missed after that
     position, as this route's own frames, before live ones (the caller holds the member and
     drops held frames at or below the position returned). Past the retention or across an
     epoch: a ``resync_required`` frame. None when nothing was replayed."""
-    query = session.websocket.query_params
+    # A view of its own: the WebSocket would cache the parsed query for the connection's life.
+    query = HTTPConnection(session.websocket.scope).query_params
     if query.get("since") in (None, ""):
         return None
     assert session.conversation_id is not None

@@ -36,9 +36,16 @@ A socket (``EngineSocket``) has one ``State`` (illegal moves raise) and one ``Tr
 - an upgrade (``2probe``/``3probe``, then ``5``) moves a polling socket onto a WebSocket: what
   waited in its outbox leaves first, on the WebSocket, then everything after.
 
-Heartbeats: one timer per socket, the next ping or the deadline of the last one. A client that
-leaves a ping unanswered for ``ping_timeout`` is closed, but not while one of its own handlers
-runs (``busy``): its pong may be waiting unread behind it, on a node that has fallen behind.
+Heartbeats: one deadline per socket, the next ping or the deadline of the last one, kept in
+the engine's one ``TimerWheel`` (backend/realtime/timer_wheel.py: one loop timer for every
+socket, buckets a tenth of the shorter of ``ping_interval`` and ``ping_timeout`` wide, at most
+a second), not a loop timer per socket. A client that leaves a ping unanswered for
+``ping_timeout`` is closed, but not while one of its own handlers runs (``busy``): its pong
+may be waiting unread behind it, on a node that has fallen behind.
+
+On WebSocket, the server's own WebSocket keepalive (uvicorn's pings, backend/realtime/
+protocol.py) is stopped for the connection: the engine's heartbeat already pings the client
+and closes it when it stops answering, and one ping per interval is half the idle work.
 
 A socket opened on WebSocket (socket.io-client with ``transports: ["websocket"]``, the mobile
 SDKs) is served by ``serve_websocket`` in one coroutine frame under the connection, and its
@@ -63,6 +70,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from backend.realtime.queues import LeanEvent
+from backend.realtime.timer_wheel import TimerWheel, resolution_for
 from backend.realtime.wire import Lane, Wire, lane_for
 
 #: How long a closing WebSocket waits for the frames before its CLOSE to leave.
@@ -151,8 +159,8 @@ _SENT = _Sent()
 class EngineSocket:
     """One Engine.IO session (see the module doc)."""
 
-    __slots__ = ("asgi_send", "busy", "direct", "lane", "outbox", "ping_sent", "poll",
-                 "posting", "session", "sid", "state", "task", "timer", "transport")
+    __slots__ = ("asgi_send", "busy", "direct", "due", "lane", "outbox", "ping_sent", "poll",
+                 "posting", "session", "sid", "state", "task", "transport")
 
     def __init__(self, sid: str, transport: Transport) -> None:
         self.sid = sid
@@ -170,9 +178,10 @@ class EngineSocket:
         self.outbox: list[Outbound] | None = [] if transport is Transport.POLLING else None
         self.poll: asyncio.Future[bool] | None = None
         self.posting = False
-        #: The next ping's timer, or the last ping's deadline; when that ping was sent (loop
-        #: time, 0.0 once answered); whether the socket's handlers are running.
-        self.timer: asyncio.TimerHandle | None = None
+        #: Its deadline's bucket in the engine's wheel (0: none): the next ping, the last
+        #: ping's deadline, or (closing on long-polling) the wait for a last GET; when that
+        #: ping was sent (loop time, 0.0 once answered); whether its handlers are running.
+        self.due = 0
         self.ping_sent = 0.0
         self.busy = False
         self.session: dict[str, Any] | None = None
@@ -232,11 +241,16 @@ class EngineSocket:
 
 def keep_needed(environ: dict[str, Any]) -> None:
     """Drop what nothing reads again from a served WebSocket's environ, in place (python-
-    socketio keeps it for the connection's life): its other headers. A dict does not shrink
-    when keys are deleted: it is rebuilt."""
+    socketio keeps it for the connection's life): its other headers, and the scope's list of
+    them (the scope stays, held by the server too; its headers were copied into the environ,
+    and about 1 KB of them per connection was never read again). A dict does not shrink when
+    keys are deleted: it is rebuilt."""
     kept = {key: environ[key] for key in ENVIRON_KEPT if key in environ}
     environ.clear()
     environ.update(kept)
+    scope = kept.get("asgi.scope")
+    if scope is not None:
+        scope["headers"] = []
 
 
 def make_environ(scope: Scope) -> dict[str, Any]:
@@ -305,6 +319,13 @@ class EngineServer:
         self.max_backlog = 4 * 1024 * 1024
         self.handlers: dict[str, Handler] = {}
         self.sockets: dict[str, EngineSocket] = {}
+        #: Every socket's heartbeat deadline (``_due``).
+        self.heartbeats: TimerWheel[EngineSocket] = TimerWheel(
+            self._due, resolution_for(self.ping_interval, self.ping_timeout))
+        #: When the next ping is asked for: a bucket early, so that it leaves by
+        #: ``ping_interval`` at the latest (the wheel hands a deadline over up to a bucket
+        #: late), as a client that counts its own deadline from the interval expects.
+        self.ping_due = max(0.0, self.ping_interval - self.heartbeats.resolution)
         self._tasks: set[asyncio.Task[Any]] = set()
         #: The WebSockets of closed sockets still sending their last frames and close.
         self._endings: set[asyncio.Task[None]] = set()
@@ -411,10 +432,7 @@ class EngineServer:
 
     async def shutdown(self) -> None:
         """Stop the heartbeats (the sockets themselves end with their connections)."""
-        for socket in self.sockets.values():
-            if socket.timer is not None:
-                socket.timer.cancel()
-                socket.timer = None
+        self.heartbeats.close()
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -501,9 +519,16 @@ class EngineServer:
 
     # -- WebSocket ------------------------------------------------------------------------------
 
-    async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A session that opens on WebSocket, served until it closes, in this one frame (and
-        ``_serve``'s)."""
+    def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """A session that opens on WebSocket, served until it closes: ``_serve``'s coroutine,
+        one frame under the connection for its life (its opening steps, ``_open_websocket``,
+        end before its read loop starts)."""
+        return self._serve(None, receive, scope, send)
+
+    async def _open_websocket(self, scope: Scope, receive: Receive, send: Send,
+                              ) -> EngineSocket | None:
+        """A session opening on WebSocket: checked, connected, accepted, sent its OPEN packet
+        and its first ping's deadline; None when refused or gone."""
         environ = make_environ(scope)
         try:
             self._check_query(parse_qs(environ["QUERY_STRING"]), "websocket")
@@ -511,29 +536,41 @@ class EngineServer:
         except _Refused as refused:
             self.logger.info("WebSocket refused: %s", refused.message)
             await send({"type": "websocket.close"})
-            return
+            return None
         if (await receive())["type"] != "websocket.connect":
-            return
+            return None
         socket = EngineSocket(self.generate_id(), Transport.WEBSOCKET)
         if not await self._connect(socket, environ):
             self.logger.warning("Application rejected connection")
             await send({"type": "websocket.close"})
-            return
+            return None
         keep_needed(environ)
         try:
             await send({"type": "websocket.accept"})
         except Exception:  # the client left before its upgrade was answered
             await self._close(socket, Reason.TRANSPORT_CLOSE)
-            return
-        socket.serve_on(lane_for(scope, send, self.max_backlog), send)
+            return None
+        lane = lane_for(scope, send, self.max_backlog)
+        if type(lane) is Wire:
+            lane.without_keepalive()  # the socket's heartbeat is this engine's
+        socket.serve_on(lane, send)
         socket.put(self._open_packet(socket))
-        self._arm(socket, self.ping_interval, self._ping)
-        await self._serve(socket, receive)
+        self.heartbeats.schedule(socket, self.ping_due)
+        return socket
 
-    async def _serve(self, socket: EngineSocket, receive: Any) -> None:
-        """The read loop of a socket on WebSocket: each packet handled before the next is
-        read; ends when the client leaves or sends CLOSE, a frame exceeds the payload cap,
-        the socket is closed, or a ping goes unanswered (``_pong_overdue`` cancels it)."""
+    async def _serve(self, socket: EngineSocket | None, receive: Any, scope: Scope | None = None,
+                     send: Send | None = None) -> None:
+        """The read loop of a socket on WebSocket (with None, of the socket that
+        ``_open_websocket`` opens on ``scope`` and ``send`` first): each packet handled before
+        the next is read; ends when the client leaves or sends CLOSE, a frame exceeds the
+        payload cap, the socket is closed, or a ping goes unanswered (``_pong_overdue``
+        cancels it)."""
+        if socket is None:
+            assert scope is not None and send is not None
+            socket = await self._open_websocket(scope, receive, send)
+            if socket is None:
+                return
+            scope = send = None  # not held while the socket is served
         reason = Reason.TRANSPORT_CLOSE
         cap = self.max_http_buffer_size
         try:
@@ -610,6 +647,8 @@ class EngineServer:
                 await send({"type": "websocket.close"})
             return
         # Moved: what waited for a GET leaves first, on the WebSocket.
+        if type(lane) is Wire:
+            lane.without_keepalive()  # the socket's heartbeat is this engine's
         socket.transport = Transport.WEBSOCKET
         socket.serve_on(lane, send)
         waiting, socket.outbox = socket.outbox or [], None
@@ -692,7 +731,7 @@ class EngineServer:
         if not await self._connect(socket, environ):
             self.logger.warning("Application rejected connection")
             raise _Refused(403, FORBIDDEN, "Forbidden")
-        self._arm(socket, self.ping_interval, self._ping)
+        self.heartbeats.schedule(socket, self.ping_due)
         await self._respond(send, environ, 200, self._open_packet(socket).encode(),
                             "text/plain; charset=UTF-8")
 
@@ -805,25 +844,26 @@ class EngineServer:
 
     # -- heartbeats ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _arm(socket: EngineSocket, delay: float, callback: Callable[[EngineSocket], None],
-             ) -> None:
-        """The socket's one timer: the next ping, or the deadline of the last one."""
-        if socket.timer is not None:
-            socket.timer.cancel()
-        socket.timer = asyncio.get_running_loop().call_later(delay, callback, socket)
+    def _due(self, socket: EngineSocket) -> None:
+        """The socket's deadline came (the wheel's callback): what it was for follows from
+        its state."""
+        if socket.state is _CLOSING:
+            self._finish(socket)  # a last GET that never came
+        elif socket.ping_sent:
+            self._pong_overdue(socket)
+        else:
+            self._ping(socket)
 
     def _ping(self, socket: EngineSocket) -> None:
-        socket.timer = None
         if socket.live:
             socket.ping_sent = asyncio.get_running_loop().time()
             socket.put(PING)
-            self._arm(socket, self.ping_timeout, self._pong_overdue)
+            self.heartbeats.schedule(socket, self.ping_timeout)
 
     def _pong(self, socket: EngineSocket) -> None:
         if socket.ping_sent:  # an answer (an unasked pong is ignored)
             socket.ping_sent = 0.0
-            self._arm(socket, self.ping_interval, self._ping)
+            self.heartbeats.schedule(socket, self.ping_due)
 
     def _overdue(self, socket: EngineSocket) -> bool:
         """The last ping's deadline has passed, with no handler of the socket running."""
@@ -834,12 +874,11 @@ class EngineServer:
         """No pong within ``ping_timeout``: the socket closes, unless one of its handlers is
         running, behind which the pong may wait unread: asked again a ``ping_timeout``
         later."""
-        socket.timer = None
         if not socket.live or not socket.ping_sent:
             return
         task = socket.task
         if socket.busy:
-            self._arm(socket, self.ping_timeout, self._pong_overdue)
+            self.heartbeats.schedule(socket, self.ping_timeout)
         elif socket.transport is Transport.WEBSOCKET and task is not None and not task.done():
             task.cancel(PING_TIMEOUT)  # ends its read loop, which closes it
         else:  # on long-polling, or a WebSocket whose read loop is gone without closing it
@@ -858,9 +897,7 @@ class EngineServer:
             self._finish(socket)
             return
         socket.move(State.CLOSING)
-        if socket.timer is not None:
-            socket.timer.cancel()
-            socket.timer = None
+        self.heartbeats.cancel(socket)
         if tell:
             socket.put(CLOSE)
         try:
@@ -872,8 +909,7 @@ class EngineServer:
                 socket.wake(not tell)
                 self._finish(socket)
             else:  # CLOSE waits for the client's next GET, for one heartbeat at most
-                socket.timer = asyncio.get_running_loop().call_later(
-                    self.ping_interval + self.ping_timeout, self._finish, socket)
+                self.heartbeats.schedule(socket, self.ping_interval + self.ping_timeout)
             return
         self._finish(socket)
         if socket.task is asyncio.current_task():
@@ -910,13 +946,11 @@ class EngineServer:
             await asyncio.wait(set(self._endings))
 
     def _finish(self, socket: EngineSocket) -> None:
-        """The socket is gone: forgotten, its timer stopped."""
+        """The socket is gone: forgotten, its deadline dropped."""
         if socket.state is State.CLOSED:
             return
         socket.move(State.CLOSED)
-        if socket.timer is not None:
-            socket.timer.cancel()
-            socket.timer = None
+        self.heartbeats.cancel(socket)
         if self.sockets.get(socket.sid) is socket:
             del self.sockets[socket.sid]
         socket.session = None

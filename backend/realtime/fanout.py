@@ -128,7 +128,8 @@ class FanoutManager(socketio.AsyncManager):
             if self.positions is not None:
                 self.positions.occupied(room, start)
         members[member.id] = member
-        member.rooms.add(room)
+        if room not in member.rooms:
+            member.rooms = (*member.rooms, room)
 
     def leave(self, member: Member, room: str) -> None:
         members = self.room_members.get(room)
@@ -138,7 +139,8 @@ class FanoutManager(socketio.AsyncManager):
                 del self.room_members[room]
                 if self.positions is not None:
                     self.positions.vacated(room)
-        member.rooms.discard(room)
+        if room in member.rooms:
+            member.rooms = tuple(r for r in member.rooms if r != room)
 
     # -- delivery ---------------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ class Member:
         self.actor = actor
         self.dialect = dialect
         self.route = route
-        self.rooms: set[str] = set()
+        #: The rooms it is in: a tuple (a connection is in one or a few; an empty set is
+        #: 216 bytes on every connection, a tuple of one 48), replaced on join and leave.
+        self.rooms: tuple[str, ...] = ()
         #: Conversations the member was taken out of because its user was removed from them
         #: (None until it happens): what it sends there is refused as ``forbidden``.
         self.removed: set[int] | None = None

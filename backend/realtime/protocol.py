@@ -10,9 +10,21 @@ the wire, minus what an idle connection kept without using it:
   and waits on the flag (so does ``Wire``);
 - the handshake's HTTP response object, with its headers, is let go once it has been sent;
   uvicorn does not read it again;
-- the handshake request's headers are emptied once uvicorn has copied them into the ASGI
-  scope: websockets' parser keeps the request in a local of its generator for as long as the
-  connection lives (2 to 3 KB of headers), and reads it no more after the handshake.
+- the handshake's request is let go once uvicorn has copied it into the ASGI scope: uvicorn
+  kept it as ``request``, and websockets' parser in a local of its generator for as long as
+  the connection lives (2 to 3 KB of headers, and the path with its query): the request's
+  headers are emptied, and the parser's generator restarted past it
+  (``restart_frame_parser``); nothing reads the request after the handshake. The restarted
+  generator lets each frame go once handed on (upstream's kept the last one received).
+
+The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
+pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
+ping or the pong awaited, in one ``TimerWheel`` per event loop (backend/realtime/
+timer_wheel.py: one loop timer for every connection, buckets at most a second wide), not in a
+loop timer per connection (uvicorn's ``ping_timer`` and ``pong_timer``, re-made at every ping).
+The connections pinged in one turn of the loop share one random payload and one ping frame,
+built once. A connection whose application has a heartbeat of its own (Engine.IO) has its
+keepalive stopped (``Wire.without_keepalive``).
 
 One behaviour differs: the keepalive does not close a connection whose reading uvicorn has
 paused (``keepalive_timeout``). uvicorn reads one message ahead of the app and then stops
@@ -40,15 +52,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.frames import Frame
 from websockets.http11 import Request
 
-from backend.compat.uvicorn import SansIOProtocol, deliver_text, forget_response, use_flow_control
-from backend.compat.websockets import swap_parser
+from backend.compat.uvicorn import (
+    SansIOProtocol,
+    deliver_text,
+    forget_request,
+    forget_response,
+    ping_payload,
+    pong_answers,
+    send_ping,
+    use_flow_control,
+)
+from backend.compat.websockets import lone_pong, restart_frame_parser, swap_parser
 from backend.realtime.queues import LeanEvent, LeanQueue
+from backend.realtime.timer_wheel import TimerWheel, resolution_for
+from backend.realtime.wire import frame
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -67,7 +92,11 @@ log = logging.getLogger("confab.protocol")
 
 class WebSocketProtocol(SansIOProtocol):
     """``WebSocketsSansIOProtocol`` with a lean receive queue and writable flag, letting the
-    handshake's request headers and response go once used (see the module doc)."""
+    handshake's request headers and response go once used, its keepalive on a shared timer
+    wheel (see the module doc)."""
+
+    #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
+    due = 0
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -79,8 +108,51 @@ class WebSocketProtocol(SansIOProtocol):
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         # The handshake is answered (or refused) and the scope has its own copy of the
-        # headers: nothing reads these again, though websockets' parser keeps the request.
+        # request: nothing reads it again. Its headers are emptied in case anything still
+        # holds it (a parser that could not be restarted).
         event.headers.clear()
+        forget_request(self)
+        if self.response.status_code == 101:
+            restart_frame_parser(self.conn)
+
+    # -- the keepalive, on the loop's wheel ------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, but a keepalive pong alone in its read (nearly every read of an idle
+        connection) is taken as the pong it is without websockets' frame parser, half the
+        CPU of a ping's round trip on an idle node."""
+        payload = lone_pong(self.conn, data) if len(data) == 10 else None
+        if payload is None:
+            super().data_received(data)
+        elif pong_answers(self, payload) and self.ping_timeout is not None:
+            self.schedule_ping()
+
+    def schedule_ping(self) -> None:
+        """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""
+        assert self.ping_interval is not None
+        keepalive_wheel(self).schedule(self, max(0.0, self.ping_interval - self.last_ping_rtt))
+
+    def send_keepalive_ping(self) -> None:
+        """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
+        payload, frame = _shared_ping(self.loop)
+        if not send_ping(self, payload, frame):
+            return
+        if self.ping_timeout is not None:
+            keepalive_wheel(self).schedule(self, self.ping_timeout)
+        else:
+            self.schedule_ping()
+
+    def handle_pong(self, event: Frame) -> None:
+        """The ping's answer: the next ping is due (with no ``ping_timeout`` it already is)."""
+        if pong_answers(self, event.data) and self.ping_timeout is not None:
+            self.schedule_ping()
+
+    def keepalive_due(self) -> None:
+        """The wheel's call: the pong's deadline when a ping is in flight, else the next ping."""
+        if self.pending_ping_payload is not None:
+            self.keepalive_timeout()
+        else:
+            self.send_keepalive_ping()
 
     def keepalive_timeout(self) -> None:
         """The pong is late. While reading is paused (the app has not taken the last message),
@@ -88,9 +160,15 @@ class WebSocketProtocol(SansIOProtocol):
         another ``ping_timeout``, and the verdict waits until reading resumes."""
         if (self.read_paused and self.ping_timeout is not None
                 and not (self.close_sent or self.transport.is_closing())):
-            self.pong_timer = self.loop.call_later(self.ping_timeout, self.keepalive_timeout)
+            keepalive_wheel(self).schedule(self, self.ping_timeout)
             return
         super().keepalive_timeout()
+
+    def stop_keepalive(self) -> None:
+        wheel = _WHEELS.get(self.loop)
+        if wheel is not None:
+            wheel.cancel(self)
+        super().stop_keepalive()
 
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, but a text message that is not UTF-8 is logged as one warning line
@@ -114,6 +192,42 @@ class WebSocketProtocol(SansIOProtocol):
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)
+
+
+#: The keepalive wheel of each event loop (a node has one loop; tests may run several).
+_WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel[WebSocketProtocol]] = (
+    weakref.WeakKeyDictionary())
+
+
+def keepalive_wheel(protocol: WebSocketProtocol) -> TimerWheel[WebSocketProtocol]:
+    """The wheel of the protocol's loop, made by its first connection (its buckets sized
+    for that connection's keepalive: every connection of a server has the same)."""
+    wheel = _WHEELS.get(protocol.loop)
+    if wheel is None:
+        wheel = _WHEELS[protocol.loop] = TimerWheel(
+            WebSocketProtocol.keepalive_due,
+            resolution_for(protocol.ping_interval, protocol.ping_timeout), loop=protocol.loop)
+    return wheel
+
+
+#: The ping of the current turn: (loop time, payload, frame).
+_ping: tuple[float, bytes, bytes] = (-1.0, b"", b"")
+
+
+def _shared_ping(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:
+    """The payload and frame of a keepalive ping: one random payload per turn of the loop
+    (a wheel's tick pings its whole bucket in one turn), framed once for every connection
+    pinged in it. A connection's successive pings are turns apart, so each differs from
+    its last, which is what tells a stale pong from the answer."""
+    global _ping
+    now = loop.time()
+    if _ping[0] != now:
+        payload = ping_payload()
+        _ping = (now, payload, frame(payload, _PING))
+    return _ping[1], _ping[2]
+
+
+_PING = 0x89  # FIN + ping
 
 
 def _address(client: tuple[str, int] | None) -> str:

@@ -143,6 +143,11 @@ class Wire:
         """Write an event's frames (the ``Lane`` interface of raw members)."""
         self.write(out.wire)
 
+    def without_keepalive(self) -> None:
+        """The application runs a heartbeat of its own on this connection (Engine.IO's pings
+        and their timeout): the server's WebSocket keepalive stops pinging it."""
+        self.connection.stop_keepalive()
+
     def write_text(self, text: str) -> None:
         self.write(frame(text.encode()))
 

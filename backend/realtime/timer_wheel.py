@@ -1,0 +1,180 @@
+"""One timer for many deadlines: the heartbeats of every connection of a node.
+
+Each connection has a deadline most of its life: its next keepalive ping, or the pong it
+waits for. One ``loop.call_later`` per connection is a timer handle (and, under uvloop, a
+libuv timer) per connection, re-made at every ping; at 100,000 idle connections those are
+100,000 handles in the loop's timer heap. A ``TimerWheel`` keeps instead one loop timer for
+all of them: deadlines fall into coarse buckets (``resolution`` seconds wide, a set of
+entries each) and one tick, armed for the earliest bucket, hands each due entry to the
+wheel's one ``callback``. An entry costs its place in one set and one int attribute.
+
+A deadline is rounded up to its bucket's end: an entry is never handed over before its
+deadline (less the loop's own clock resolution) and at most ``resolution`` later, or later
+still when the loop is behind. Heartbeats are coarse: a ping a fraction of a second late
+changes nothing clients see, as long as ``resolution`` is small beside the intervals, which
+the owners ensure (``resolution_for``).
+
+An entry is any object with a writable ``due`` attribute (``Timed``): the wheel's bookkeeping,
+0 while the entry is not scheduled. An entry is in one wheel at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger("confab.timers")
+
+#: The coarsest bucket a heartbeat wheel uses, and its share of the shortest interval it
+#: serves (so that tests with intervals of a few hundred milliseconds keep their shape).
+MAX_RESOLUTION = 1.0
+SHARE = 10
+#: How early the loop may run a timer (its clock's resolution): a bucket whose end is this
+#: close counts as reached.
+EARLY = 1e-3
+
+
+class Timed(Protocol):
+    """What the wheel keeps on an entry: its bucket, 0 when not scheduled."""
+
+    due: int
+
+
+T = TypeVar("T", bound=Timed)
+
+
+def resolution_for(*intervals: float | None) -> float:
+    """A bucket width for deadlines of these intervals: a tenth of the shortest, at most
+    ``MAX_RESOLUTION`` (None and non-positive intervals are ignored)."""
+    given = [interval for interval in intervals if interval is not None and interval > 0]
+    return min([MAX_RESOLUTION, *(interval / SHARE for interval in given)])
+
+
+class TimerWheel(Generic[T]):
+    """Deadlines in buckets, one loop timer for all of them (see the module doc).
+
+    Bound to ``loop``, or else to the running loop of its first ``schedule`` (once empty it
+    may then be used on another)."""
+
+    __slots__ = ("_armed", "_buckets", "_callback", "_fixed", "_handle", "_loop", "_order",
+                 "_size", "resolution")
+
+    def __init__(self, callback: Callable[[T], object], resolution: float,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if resolution <= 0:
+            raise ValueError("a wheel's resolution must be positive")
+        self.resolution = resolution
+        self._callback = callback
+        #: Bucket number -> its entries; the bucket numbers in a heap (an emptied bucket
+        #: stays until its time comes, found empty).
+        self._buckets: dict[int, set[T]] = {}
+        self._order: list[int] = []
+        self._size = 0
+        self._fixed = loop is not None
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed = 0  # the bucket the loop timer is set for
+
+    def __len__(self) -> int:
+        """Entries scheduled."""
+        return self._size
+
+    def schedule(self, entry: T, delay: float) -> None:
+        """Hand ``entry`` to the callback ``delay`` seconds from now (rounded up to its
+        bucket; at least the next bucket), replacing its deadline if it had one."""
+        loop = self._loop
+        if loop is None or (not self._fixed and not self._size and loop is not _running()):
+            loop = self._loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Never a bucket already reached: a tick hands over only what was due before it ran.
+        bucket = max(math.ceil((now + delay) / self.resolution),
+                     math.floor((now + EARLY) / self.resolution) + 1)
+        old = entry.due
+        if old == bucket:
+            return
+        if old:
+            self._take(entry, old)
+        entry.due = bucket
+        members = self._buckets.get(bucket)
+        if members is None:
+            members = self._buckets[bucket] = set()
+            heapq.heappush(self._order, bucket)
+        members.add(entry)
+        self._size += 1
+        if self._handle is None or bucket < self._armed:
+            self._arm(bucket)
+
+    def cancel(self, entry: T) -> None:
+        """Forget ``entry``'s deadline, if it has one."""
+        old = entry.due
+        if old:
+            self._take(entry, old)
+            entry.due = 0
+
+    def scheduled(self, entry: T) -> bool:
+        """Whether ``entry`` has a deadline in this wheel."""
+        members = self._buckets.get(entry.due) if entry.due else None
+        return members is not None and entry in members
+
+    def close(self) -> None:
+        """Forget every deadline and stop the loop timer."""
+        for members in self._buckets.values():
+            for entry in members:
+                entry.due = 0
+        self._buckets.clear()
+        self._order.clear()
+        self._size = 0
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _take(self, entry: T, bucket: int) -> None:
+        members = self._buckets.get(bucket)
+        if members is not None and entry in members:
+            members.discard(entry)
+            self._size -= 1
+
+    def _arm(self, bucket: int) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        assert self._loop is not None
+        self._armed = bucket
+        self._handle = self._loop.call_at(bucket * self.resolution, self._tick)
+
+    def _tick(self) -> None:
+        """Hand every entry of the buckets now due to the callback, then arm for the next
+        bucket that holds any."""
+        self._handle = None
+        assert self._loop is not None
+        reached = math.floor((self._loop.time() + EARLY) / self.resolution)
+        order, buckets = self._order, self._buckets
+        callback = self._callback
+        while order and order[0] <= reached:
+            bucket = heapq.heappop(order)
+            members = buckets.pop(bucket, None)
+            if not members:
+                continue
+            self._size -= len(members)
+            for entry in members:
+                if entry.due != bucket:
+                    continue  # cancelled or moved by an earlier entry's callback
+                entry.due = 0
+                try:
+                    callback(entry)
+                except Exception:  # one entry's failure must not stop the others'
+                    log.exception("a timer wheel's callback failed")
+        while order and order[0] not in buckets:
+            heapq.heappop(order)
+        if order:
+            self._arm(order[0])
+
+
+def _running() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
