@@ -564,6 +564,33 @@ async def test_sequencer_orders_holders_and_forgets_idle_keys() -> None:
     assert len(sequencer) == 0
 
 
+async def test_sequencer_skips_cancelled_waiters_and_passes_a_handed_slot_on() -> None:
+    sequencer, order = Sequencer(), []
+    release = asyncio.Event()
+
+    async def hold(n: int, wait: asyncio.Event | None = None) -> None:
+        async with sequencer.hold(1):
+            order.append(n)
+            if wait is not None:
+                await wait.wait()
+
+    first = asyncio.ensure_future(hold(0, release))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(hold(1))  # cancelled while it waits
+    handed = asyncio.ensure_future(hold(2))  # cancelled once the slot is handed to it
+    last = asyncio.ensure_future(hold(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.sleep(0)  # the first holder leaves: the slot is handed to the next waiter
+    handed.cancel()
+    await asyncio.gather(first, last)
+    assert gone.cancelled() and handed.cancelled()
+    assert order == [0, 3]
+    assert len(sequencer) == 0
+
+
 async def test_migration_carries_unread_counts_over(database_url: str, work_dir: Path) -> None:
     from tortoise import Tortoise
     from tortoise.migrations.api.migrate import migrate

@@ -141,7 +141,7 @@ class MessageOps(LogOps):
             if upload is not None:
                 self._show_file(payload, file)
             await self.sink.publish(
-                events.chat_message(payload, skip, origin).at(message.position))
+                events.chat_message(payload, skip, origin, message.position))
             if actor.kind in (SenderType.CUSTOMER, SenderType.MOBILE):
                 await self.sink.publish(events.new_customer_message(payload))
         self._inbox_changed(conversation.id)
