@@ -542,6 +542,27 @@ async def test_grants_are_dropped_by_a_change_and_bounded_in_time(database: str)
     assert refused_fresh.value.code == refused_held.value.code == "conversation_closed"
 
 
+async def test_grants_answer_from_memory_as_they_would_after_a_wait(database: str) -> None:
+    people = await users(3)
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    cid = await group_of(chat, people[:2])
+    member, outsider = Actor.of_user(people[0]), Actor.of_user(people[2])
+    grants = Grants(ttl=3600)
+    assert grants.writable_now(member, cid) is None  # nothing held yet: ask writable
+    assert grants.skip_keys_now(member) is None
+    facts = await grants.writable(member, cid)
+    assert await grants.skip_keys(member) == frozenset()
+    assert grants.writable_now(member, cid) is facts
+    assert grants.skip_keys_now(member) == frozenset()
+    assert grants.writable_now(outsider, cid) is None  # not a member: writable decides
+    await Conversation.filter(id=cid).update(status=ConversationStatus.CLOSED)
+    grants.forget(conversation_id=cid)
+    await grants.conversation(cid)  # held again, closed
+    with pytest.raises(ChatError) as refused:
+        grants.writable_now(member, cid)
+    assert refused.value.code == "conversation_closed"
+
+
 async def test_sequencer_orders_holders_and_forgets_idle_keys() -> None:
     sequencer, order = Sequencer(), []
 
