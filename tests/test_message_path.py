@@ -426,6 +426,25 @@ async def test_postgres_sends_of_one_turn_share_one_round_trip(
     assert isinstance(gone, OperationalError) and isinstance(kept, int)
 
 
+async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
+        postgres_database: str) -> None:
+    """Tortoise acquires and releases a pool connection for every query; released, a
+    connection sends nothing more (asyncpg's default reset query was a round trip each)."""
+    import asyncpg
+
+    client = connections.get("default")
+    await asyncio.gather(*(client.execute_query(f"SELECT {n} AS marker") for n in range(3)))
+    watcher = await asyncpg.connect(postgres_database)
+    try:
+        rows = await watcher.fetch(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    finally:
+        await watcher.close()
+    last = [row["query"] for row in rows]
+    assert last and all("AS marker" in query for query in last), last
+
+
 class PipelineClient:
     """A stand-in for Tortoise's asyncpg client (this module's unit test): its pipelined
     batch fails with ``failure``; single statements answer with the next id."""

@@ -16,7 +16,10 @@ The project relies on:
   PostgreSQL client hands out (``PostgresTurns``);
 - the text its SQLite executor stores for a datetime (the ``sqlite3`` adapter it registers):
   the send path formats a message's stamp once (``sqlite_stamp``) instead of the adapter
-  formatting it for each of its four parameters.
+  formatting it for each of its four parameters;
+- the PostgreSQL client hands the credentials it does not know to ``asyncpg.create_pool``,
+  whose ``reset`` (public, asyncpg 0.30+) replaces the reset query a connection handed back
+  to the pool runs otherwise (``pool_reset``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ PINS = [TORTOISE, AIOSQLITE, ASYNCPG]
 
 T = TypeVar("T")
 
-__all__ = ["init_orm", "run_on_sqlite_thread", "sqlite_file", "sqlite_lock", "sqlite_pragmas",
-           "sqlite_stamp"]
+__all__ = ["init_orm", "pool_reset", "release_as_is", "run_on_sqlite_thread", "sqlite_file",
+           "sqlite_lock", "sqlite_pragmas", "sqlite_stamp"]
 
 
 async def init_orm(config: dict[str, Any]) -> None:
@@ -89,6 +92,33 @@ def sqlite_stamp(stamp: datetime) -> str:
     the ORM reads it back alike): a parameter that is already text skips the adapter, ~1 µs
     of CPU each."""
     return stamp.isoformat(" ")
+
+
+async def release_as_is(connection: asyncpg.connection.Connection) -> None:
+    """The pool's ``reset``: run on a connection handed back to the pool, after asyncpg's own
+    clean-up (an open transaction rolled back, listeners dropped); nothing more.
+
+    asyncpg's default sends a query of four statements (advisory locks, cursors, LISTEN,
+    settings) in a round trip of its own at every release, and Tortoise acquires and releases
+    for every query it runs: a second round trip for each, the send's included, awaited
+    before the query's result is returned. The node leaves none of that state on a pooled
+    connection: its one advisory lock is taken on a connection of its own (the migration's),
+    its settings are ``SET LOCAL`` (a search's plan mode), it declares no cursor and listens
+    to nothing through PostgreSQL."""
+
+
+def pool_reset() -> dict[str, Any]:
+    """The PostgreSQL client's credentials that set the pool's ``reset`` (see
+    ``release_as_is``)."""
+    return {"reset": release_as_is}
+
+
+def _postgres_client_passes_extra_to_pool() -> bool:
+    from tortoise.backends.asyncpg.client import AsyncpgDBClient
+
+    source = inspect.getsource(AsyncpgDBClient.create_connection)
+    return "**self._template" in source and "**self.extra" in inspect.getsource(
+        AsyncpgDBClient)
 
 
 def _sqlite_connection_is_aiosqlite() -> bool:
@@ -130,4 +160,7 @@ ASSUMPTIONS: list[Assumption] = [
           _datetime_adapter_is_isoformat, "registers another sqlite3 adapter for datetime"),
     signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
               ("self", "query", "args", "timeout", "record_class")),
+    accepts(ASYNCPG, asyncpg, "create_pool", "reset"),
+    holds(TORTOISE, "the PostgreSQL client passes its other credentials to create_pool",
+          _postgres_client_passes_extra_to_pool, "no longer passes them on"),
 ]
