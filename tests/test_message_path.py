@@ -482,6 +482,46 @@ async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
         assert client.singles == [] and results == [failure] * 3
 
 
+class CountingPool:
+    """A stand-in for Tortoise's asyncpg client (this module's unit test): counts the
+    connections taken from its pool and handed back; each send answers with the next id."""
+
+    def __init__(self, size: int) -> None:
+        self.pool_maxsize = size
+        self.taken = self.returned = 0
+        self.sent = 0
+        self.log = logging.getLogger("test.pool")
+
+    @contextlib.asynccontextmanager
+    async def acquire_connection(self) -> AsyncIterator[Any]:
+        self.taken += 1
+        try:
+            yield self
+        finally:
+            self.returned += 1
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def fetchrow(self, query: str, *args: Any) -> dict[str, int]:
+        self.sent += 1
+        return {"id": 100 + self.sent, "position": self.sent}
+
+
+@pytest.mark.parametrize(("size", "taken"), [(10, 1), (1, 3)])
+async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken: int) -> None:
+    client = CountingPool(size)
+    turns = sends.PostgresTurns()
+    for cid in (1, 2, 3):  # one after the other, each alone in its turn
+        await turns.submit(client, [cid, "rest"])  # type: ignore[arg-type]
+    # Kept between sends (a pool's acquire and release cost about a round trip's CPU),
+    # except from a pool of one, which everything else needs too.
+    assert (client.sent, client.taken) == (3, taken)
+    assert client.returned == client.taken - (1 if size > 1 else 0)
+    await turns.close()  # the database closes: handed back, or the pool's close would wait
+    assert client.returned == client.taken
+
+
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
         sqlite_database: str) -> None:
     chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)

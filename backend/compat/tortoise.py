@@ -17,6 +17,8 @@ The project relies on:
 - the text its SQLite executor stores for a datetime (the ``sqlite3`` adapter it registers):
   the send path formats a message's stamp once (``sqlite_stamp``) instead of the adapter
   formatting it for each of its four parameters;
+- the PostgreSQL client's ``pool_maxsize`` (the send path holds a connection only from a
+  pool of two or more, ``pool_size``);
 - the PostgreSQL client hands the credentials it does not know to ``asyncpg.create_pool``,
   whose ``reset`` (public, asyncpg 0.30+) replaces the reset query a connection handed back
   to the pool runs otherwise (``pool_reset``).
@@ -35,6 +37,7 @@ import aiosqlite
 import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base_postgres.client import BasePostgresClient
 from tortoise.backends.sqlite import executor as sqlite_executor
 from tortoise.backends.sqlite.client import SqliteClient
 
@@ -56,8 +59,8 @@ PINS = [TORTOISE, AIOSQLITE, ASYNCPG]
 
 T = TypeVar("T")
 
-__all__ = ["init_orm", "pool_reset", "release_as_is", "run_on_sqlite_thread", "sqlite_file",
-           "sqlite_lock", "sqlite_pragmas", "sqlite_stamp"]
+__all__ = ["init_orm", "pool_reset", "pool_size", "release_as_is", "run_on_sqlite_thread",
+           "sqlite_file", "sqlite_lock", "sqlite_pragmas", "sqlite_stamp"]
 
 
 async def init_orm(config: dict[str, Any]) -> None:
@@ -105,6 +108,11 @@ async def release_as_is(connection: asyncpg.connection.Connection) -> None:
     connection: its one advisory lock is taken on a connection of its own (the migration's),
     its settings are ``SET LOCAL`` (a search's plan mode), it declares no cursor and listens
     to nothing through PostgreSQL."""
+
+
+def pool_size(client: BaseDBAsyncClient) -> int:
+    """The most connections the PostgreSQL client's pool opens (1 for any other client)."""
+    return int(getattr(client, "pool_maxsize", 1))
 
 
 def pool_reset() -> dict[str, Any]:
@@ -161,6 +169,7 @@ ASSUMPTIONS: list[Assumption] = [
     signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
               ("self", "query", "args", "timeout", "record_class")),
     accepts(ASYNCPG, asyncpg, "create_pool", "reset"),
+    assigned(TORTOISE, BasePostgresClient, "pool_maxsize"),
     holds(TORTOISE, "the PostgreSQL client passes its other credentials to create_pool",
           _postgres_client_passes_extra_to_pool, "no longer passes them on"),
 ]

@@ -147,7 +147,7 @@ async def close_database() -> None:
     if _checkpointer is not None:
         await _checkpointer.stop()
         _checkpointer = None
-    sends.close()
+    await sends.close()
     await Tortoise.close_connections()
 
 
