@@ -183,14 +183,17 @@ _PG_SEND = (
 def _row(message: SentMessage) -> list[Any]:
     """The message's column values, as the database drivers take them."""
     file = None if message.file is None else JSON_DUMPS(message.file)
+    mentions, metadata = message.mentions, message.metadata
     return [
         message.conversation_id, message.sender_type.value, message.sender_key,
         message.sender_user.id if message.sender_user is not None else None,
         message.sender_device.id if message.sender_device is not None else None,
         message.sender_customer.id if message.sender_customer is not None else None,
         message.content, message.message_type, message.media_url, file,
-        message.parent_message_id, message.reply_to_id, JSON_DUMPS(message.mentions),
-        JSON_DUMPS(message.metadata), message.is_urgent, message.status.value,
+        message.parent_message_id, message.reply_to_id,
+        # Most messages mention no one and carry no metadata: their JSON is a constant.
+        JSON_DUMPS(mentions) if mentions else "[]", JSON_DUMPS(metadata) if metadata else "{}",
+        message.is_urgent, message.status.value,
         message.is_edited, message.is_deleted, message.client_msg_id,
         message.delivery_status.value, message.delivery_error, message.created_at,
     ]
