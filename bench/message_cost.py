@@ -14,7 +14,7 @@ copy; Socket.IO: the sender's ack and the other client's copy); ``--concurrency`
 distinct conversations) are in flight at once. Then the node is counted as long again with
 nothing sent (its timers, its checkpoint thread: under valgrind a message takes ~50 times
 longer, so what runs per second weighs ~50 times more per message than at full speed), and
-that is taken off.
+that is taken off; the node's periodic reads are put far apart for the run (``QUIET``).
 
 It prints instructions per message for the event loop's thread and for the whole process
 (every thread), raw and with the idle count taken off. The clients run outside valgrind (plain
@@ -60,6 +60,13 @@ def say(message: str) -> None:
 
 # -- the node under valgrind -------------------------------------------------------------------
 
+#: The node's periodic reads (the outbox's poll, the webhooks' refresh and catch-up: ORM queries
+#: every second or few) put far apart: they do not depend on the messages sent, and under
+#: valgrind, where a message takes ~50 times longer, they would weigh ~50 times more per message
+#: and make the idle count taken off noisy.
+QUIET = {"OUTBOX_POLL_SECONDS": "3600", "WEBHOOK_REFRESH_SECONDS": "3600",
+         "WEBHOOK_CATCH_UP_SECONDS": "3600"}
+
 
 class CountedNode:
     """A node under callgrind, counting nothing until ``control("-i", "on")``; with ``cpu``,
@@ -82,7 +89,7 @@ class CountedNode:
         self.log_path = data_dir / "node.log"
         with open(self.log_path, "wb") as log_file:
             self.process = subprocess.Popen(
-                command, cwd=root, env={**env, "DATA_DIR": str(data_dir),
+                command, cwd=root, env={**env, **QUIET, "DATA_DIR": str(data_dir),
                                         "PYTHONHASHSEED": "0"},
                 stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=nodes.raise_fd_limit)
         self.dumps = 0
