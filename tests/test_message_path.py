@@ -491,20 +491,29 @@ class CountingPool:
         self.taken = self.returned = 0
         self.sent = 0
         self.log = logging.getLogger("test.pool")
+        #: While set, a send waits for it (a write under way), having set ``waiting``.
+        self.hold: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
 
-    @contextlib.asynccontextmanager
-    async def acquire_connection(self) -> AsyncIterator[Any]:
+    def acquire_connection(self) -> CountingPool:
+        # As Tortoise's pool wrapper: a plain object, handed back only by its __aexit__.
+        return self
+
+    async def __aenter__(self) -> CountingPool:
         self.taken += 1
-        try:
-            yield self
-        finally:
-            self.returned += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.returned += 1
 
     def is_closed(self) -> bool:
         return False
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, int]:
         self.sent += 1
+        if self.hold is not None:
+            self.waiting.set()
+            await self.hold.wait()
         return {"id": 100 + self.sent, "position": self.sent}
 
 
@@ -520,6 +529,21 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
     assert client.returned == client.taken - (1 if size > 1 else 0)
     await turns.close()  # the database closes: handed back, or the pool's close would wait
     assert client.returned == client.taken
+
+
+async def test_a_postgres_connection_in_use_at_close_goes_back_after_its_write() -> None:
+    client = CountingPool(10)
+    turns = sends.PostgresTurns()
+    await turns.submit(client, [1, "rest"])  # type: ignore[arg-type]  # now held
+    client.hold = asyncio.Event()
+    writing = turns.submit(client, [2, "rest"])  # type: ignore[arg-type]
+    await client.waiting.wait()  # the write is under way on the held connection
+    await turns.close()
+    assert client.returned == 0  # still in use: not handed back under the write
+    client.hold.set()
+    assert await writing == (102, 2)
+    await turns.close()  # waits for what is being handed back
+    assert client.returned == client.taken == 1  # handed back once the write ended
 
 
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(

@@ -398,6 +398,9 @@ class HeldConnection:
         self._used = False
         self._timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        #: The connection (and its pool wrapper) a write was using when the database
+        #: closed: handed back when that write ends.
+        self._orphan: tuple[Any, Any] | None = None
 
     async def take(self, client: BaseDBAsyncClient) -> Any:
         """The held connection, now this caller's, or None (busy, being taken, or not
@@ -427,13 +430,21 @@ class HeldConnection:
         """The caller is done with it."""
         if connection is self._connection:
             self._busy = False
+        elif self._orphan is not None and self._orphan[0] is connection:
+            self._release_later(self._take_orphan())
 
     async def drop(self, connection: Any) -> None:
         """It failed under the caller: back to the pool, which closes it if it is broken."""
         if connection is self._connection:
-            wrapper = self._forget()
-            with contextlib.suppress(Exception):
-                await wrapper.__aexit__(None, None, None)
+            await self._release(self._forget())
+        elif self._orphan is not None and self._orphan[0] is connection:
+            await self._release(self._take_orphan())
+
+    def _take_orphan(self) -> Any:
+        assert self._orphan is not None
+        wrapper = self._orphan[1]
+        self._orphan = None
+        return wrapper
 
     def _idle(self) -> None:
         """The linger timer: hand the connection back if no send used it since the last
@@ -455,8 +466,9 @@ class HeldConnection:
         self._busy = self._used = False
         return wrapper
 
-    def _release_later(self) -> None:
-        wrapper = self._forget()
+    def _release_later(self, wrapper: Any = None) -> None:
+        if wrapper is None:
+            wrapper = self._forget()
         task = asyncio.ensure_future(self._release(wrapper))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -469,7 +481,8 @@ class HeldConnection:
     async def close(self) -> None:
         """Hand the connection back now (the pool's close waits for every connection)."""
         if self._connection is not None:
-            if self._busy:  # a write is under way: it hands it back itself
+            if self._busy:  # a write is under way: it hands the connection back when done
+                self._orphan = (self._connection, self._wrapper)
                 self._forget()
             else:
                 self._release_later()
