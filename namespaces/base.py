@@ -29,7 +29,7 @@ from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
 from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
-from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT
+from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT, NUL_FREE
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -195,7 +195,8 @@ class Namespace(socketio.AsyncNamespace):
                        else None)
             if handler is None:
                 raise ChatError("unknown_event", f"Unknown event: {event}", 400)
-            reject_nul(data)
+            if not NUL_FREE.get():
+                reject_nul(data)
             result = await handler(socket, data)
             return {"ok": True, **(result or {})}
         except ChatError as error:

@@ -426,6 +426,25 @@ async def test_postgres_sends_of_one_turn_share_one_round_trip(
     assert isinstance(gone, OperationalError) and isinstance(kept, int)
 
 
+async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
+        postgres_database: str) -> None:
+    """Tortoise acquires and releases a pool connection for every query; released, a
+    connection sends nothing more (asyncpg's default reset query was a round trip each)."""
+    import asyncpg
+
+    client = connections.get("default")
+    await asyncio.gather(*(client.execute_query(f"SELECT {n} AS marker") for n in range(3)))
+    watcher = await asyncpg.connect(postgres_database)
+    try:
+        rows = await watcher.fetch(
+            "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")
+    finally:
+        await watcher.close()
+    last = [row["query"] for row in rows]
+    assert last and all("AS marker" in query for query in last), last
+
+
 class PipelineClient:
     """A stand-in for Tortoise's asyncpg client (this module's unit test): its pipelined
     batch fails with ``failure``; single statements answer with the next id."""
@@ -461,6 +480,70 @@ async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
         assert client.singles == [1, 2, 3] and results == [(103, 3), (101, 1), (102, 2)]
     else:  # it may have committed: no second write, every sender hears the failure
         assert client.singles == [] and results == [failure] * 3
+
+
+class CountingPool:
+    """A stand-in for Tortoise's asyncpg client (this module's unit test): counts the
+    connections taken from its pool and handed back; each send answers with the next id."""
+
+    def __init__(self, size: int) -> None:
+        self.pool_maxsize = size
+        self.taken = self.returned = 0
+        self.sent = 0
+        self.log = logging.getLogger("test.pool")
+        #: While set, a send waits for it (a write under way), having set ``waiting``.
+        self.hold: asyncio.Event | None = None
+        self.waiting = asyncio.Event()
+
+    def acquire_connection(self) -> CountingPool:
+        # As Tortoise's pool wrapper: a plain object, handed back only by its __aexit__.
+        return self
+
+    async def __aenter__(self) -> CountingPool:
+        self.taken += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.returned += 1
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def fetchrow(self, query: str, *args: Any) -> dict[str, int]:
+        self.sent += 1
+        if self.hold is not None:
+            self.waiting.set()
+            await self.hold.wait()
+        return {"id": 100 + self.sent, "position": self.sent}
+
+
+@pytest.mark.parametrize(("size", "taken"), [(10, 1), (1, 3)])
+async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken: int) -> None:
+    client = CountingPool(size)
+    turns = sends.PostgresTurns()
+    for cid in (1, 2, 3):  # one after the other, each alone in its turn
+        await turns.submit(client, [cid, "rest"])  # type: ignore[arg-type]
+    # Kept between sends (a pool's acquire and release cost about a round trip's CPU),
+    # except from a pool of one, which everything else needs too.
+    assert (client.sent, client.taken) == (3, taken)
+    assert client.returned == client.taken - (1 if size > 1 else 0)
+    await turns.close()  # the database closes: handed back, or the pool's close would wait
+    assert client.returned == client.taken
+
+
+async def test_a_postgres_connection_in_use_at_close_goes_back_after_its_write() -> None:
+    client = CountingPool(10)
+    turns = sends.PostgresTurns()
+    await turns.submit(client, [1, "rest"])  # type: ignore[arg-type]  # now held
+    client.hold = asyncio.Event()
+    writing = turns.submit(client, [2, "rest"])  # type: ignore[arg-type]
+    await client.waiting.wait()  # the write is under way on the held connection
+    await turns.close()
+    assert client.returned == 0  # still in use: not handed back under the write
+    client.hold.set()
+    assert await writing == (102, 2)
+    await turns.close()  # waits for what is being handed back
+    assert client.returned == client.taken == 1  # handed back once the write ended
 
 
 async def test_sqlite_sends_wait_for_another_writer_in_one_group_commit(
@@ -542,6 +625,27 @@ async def test_grants_are_dropped_by_a_change_and_bounded_in_time(database: str)
     assert refused_fresh.value.code == refused_held.value.code == "conversation_closed"
 
 
+async def test_grants_answer_from_memory_as_they_would_after_a_wait(database: str) -> None:
+    people = await users(3)
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    cid = await group_of(chat, people[:2])
+    member, outsider = Actor.of_user(people[0]), Actor.of_user(people[2])
+    grants = Grants(ttl=3600)
+    assert grants.writable_now(member, cid) is None  # nothing held yet: ask writable
+    assert grants.skip_keys_now(member) is None
+    facts = await grants.writable(member, cid)
+    assert await grants.skip_keys(member) == frozenset()
+    assert grants.writable_now(member, cid) is facts
+    assert grants.skip_keys_now(member) == frozenset()
+    assert grants.writable_now(outsider, cid) is None  # not a member: writable decides
+    await Conversation.filter(id=cid).update(status=ConversationStatus.CLOSED)
+    grants.forget(conversation_id=cid)
+    await grants.conversation(cid)  # held again, closed
+    with pytest.raises(ChatError) as refused:
+        grants.writable_now(member, cid)
+    assert refused.value.code == "conversation_closed"
+
+
 async def test_sequencer_orders_holders_and_forgets_idle_keys() -> None:
     sequencer, order = Sequencer(), []
 
@@ -561,6 +665,33 @@ async def test_sequencer_orders_holders_and_forgets_idle_keys() -> None:
     ready.set()
     await asyncio.gather(first, *later)
     assert order == [(2, 0), (1, 0), (1, 1), (1, 2)]
+    assert len(sequencer) == 0
+
+
+async def test_sequencer_skips_cancelled_waiters_and_passes_a_handed_slot_on() -> None:
+    sequencer, order = Sequencer(), []
+    release = asyncio.Event()
+
+    async def hold(n: int, wait: asyncio.Event | None = None) -> None:
+        async with sequencer.hold(1):
+            order.append(n)
+            if wait is not None:
+                await wait.wait()
+
+    first = asyncio.ensure_future(hold(0, release))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(hold(1))  # cancelled while it waits
+    handed = asyncio.ensure_future(hold(2))  # cancelled once the slot is handed to it
+    last = asyncio.ensure_future(hold(3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    release.set()
+    await asyncio.sleep(0)  # the first holder leaves: the slot is handed to the next waiter
+    handed.cancel()
+    await asyncio.gather(first, last)
+    assert gone.cancelled() and handed.cancelled()
+    assert order == [0, 3]
     assert len(sequencer) == 0
 
 

@@ -21,7 +21,12 @@ The project relies on:
   ``select_related`` puts it (``attach_related``), for the pages of history read the same way;
 - the text its SQLite executor stores for a datetime (the ``sqlite3`` adapter it registers):
   the send path formats a message's stamp once (``sqlite_stamp``) instead of the adapter
-  formatting it for each of its four parameters.
+  formatting it for each of its four parameters;
+- the PostgreSQL client's ``pool_maxsize`` (the send path holds a connection only from a
+  pool of two or more, ``pool_size``);
+- the PostgreSQL client hands the credentials it does not know to ``asyncpg.create_pool``,
+  whose ``reset`` (public, asyncpg 0.30+) replaces the reset query a connection handed back
+  to the pool runs otherwise (``pool_reset``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.executor import BaseExecutor
+from tortoise.backends.base_postgres.client import BasePostgresClient
 from tortoise.backends.sqlite import executor as sqlite_executor
 from tortoise.backends.sqlite.client import SqliteClient
 from tortoise.models import Model
@@ -61,8 +67,9 @@ PINS = [TORTOISE, AIOSQLITE, ASYNCPG]
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
 
-__all__ = ["attach_related", "init_orm", "model_from_row", "run_on_sqlite_thread", "sqlite_file",
-           "sqlite_lock", "sqlite_pragmas", "sqlite_stamp"]
+__all__ = ["attach_related", "init_orm", "model_from_row", "pool_reset", "pool_size",
+           "release_as_is", "run_on_sqlite_thread", "sqlite_file", "sqlite_lock",
+           "sqlite_pragmas", "sqlite_stamp"]
 
 
 async def init_orm(config: dict[str, Any]) -> None:
@@ -123,6 +130,38 @@ def _init_from_db_builds_a_saved_instance() -> bool:
     return "self._saved_in_db = True" in source and "**kwargs" in source
 
 
+async def release_as_is(connection: asyncpg.connection.Connection) -> None:
+    """The pool's ``reset``: run on a connection handed back to the pool, after asyncpg's own
+    clean-up (an open transaction rolled back, listeners dropped); nothing more.
+
+    asyncpg's default sends a query of four statements (advisory locks, cursors, LISTEN,
+    settings) in a round trip of its own at every release, and Tortoise acquires and releases
+    for every query it runs: a second round trip for each, the send's included, awaited
+    before the query's result is returned. The node leaves none of that state on a pooled
+    connection: its one advisory lock is taken on a connection of its own (the migration's),
+    its settings are ``SET LOCAL`` (a search's plan mode), it declares no cursor and listens
+    to nothing through PostgreSQL."""
+
+
+def pool_size(client: BaseDBAsyncClient) -> int:
+    """The most connections the PostgreSQL client's pool opens (1 for any other client)."""
+    return int(getattr(client, "pool_maxsize", 1))
+
+
+def pool_reset() -> dict[str, Any]:
+    """The PostgreSQL client's credentials that set the pool's ``reset`` (see
+    ``release_as_is``)."""
+    return {"reset": release_as_is}
+
+
+def _postgres_client_passes_extra_to_pool() -> bool:
+    from tortoise.backends.asyncpg.client import AsyncpgDBClient
+
+    source = inspect.getsource(AsyncpgDBClient.create_connection)
+    return "**self._template" in source and "**self.extra" in inspect.getsource(
+        AsyncpgDBClient)
+
+
 def _sqlite_connection_is_aiosqlite() -> bool:
     # ``acquire_connection`` yields the client's aiosqlite connection (opened in
     # ``create_connection``); the send path hands that connection's thread its own job.
@@ -167,4 +206,8 @@ ASSUMPTIONS: list[Assumption] = [
           _init_from_db_builds_a_saved_instance, "no longer builds one"),
     signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
               ("self", "query", "args", "timeout", "record_class")),
+    accepts(ASYNCPG, asyncpg, "create_pool", "reset"),
+    assigned(TORTOISE, BasePostgresClient, "pool_maxsize"),
+    holds(TORTOISE, "the PostgreSQL client passes its other credentials to create_pool",
+          _postgres_client_passes_extra_to_pool, "no longer passes them on"),
 ]

@@ -31,6 +31,10 @@ ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
 #: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
 #: ``disconnect`` is then not the lifecycle event of that name.
 CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
+#: True while the packet being handled is text holding no ``\u0000``: JSON carries U+0000
+#: only escaped (the codec refuses it raw), so its data holds none and the namespaces need
+#: not walk every value for one (``reject_nul``).
+NUL_FREE: ContextVar[bool] = ContextVar("nul_free", default=False)
 #: What a handler asks to run once its ack is sent (``after_ack``).
 _AFTER_ACK: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_ack", default=None)
 
@@ -98,6 +102,7 @@ class Server(ServerHooks):
         ):
             await self._refuse_oversize(eio_sid, data)
             return
+        nul_free = NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
         try:
             await super().handle_engineio_message(eio_sid, data)
         except ValueError:
@@ -112,6 +117,8 @@ class Server(ServerHooks):
             if not _nameless_event(data):
                 raise
             await self._refuse_packet(eio_sid, data, _NOT_AN_EVENT)
+        finally:
+            NUL_FREE.reset(nul_free)
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
         await self._refuse_packet(eio_sid, data, {

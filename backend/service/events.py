@@ -76,15 +76,22 @@ def _actor_fields(actor: Actor) -> dict[str, Any]:
 
 
 def chat_message(
-    message: dict[str, Any], skip_actors: frozenset[str], origin: str | None = None
+    message: dict[str, Any], skip_actors: frozenset[str], origin: str | None = None,
+    position: int | None = None,
 ) -> Event:
+    """``position``: the message's place in its conversation's log, once stored (built at it
+    directly, as ``Event.at`` would, without a second copy: this is every send's event)."""
     cid = message["conversation_id"]
+    payload: dict[str, Any] = {"conversation_id": cid, "message": message}
+    if position is not None:
+        payload["position"] = position
     return Event(
         "chat_message",
-        {"conversation_id": cid, "message": message},
+        payload,
         (conversation_room(cid),),
         skip_actors,
         origin,
+        position,
     )
 
 

@@ -9,6 +9,8 @@ wait on each other. Across nodes see docs/architecture.md ("Order of messages").
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from collections.abc import Awaitable, Generator
 from types import TracebackType
 
 
@@ -29,30 +31,66 @@ class Sequencer:
         return len(self._locks)
 
     def _release(self, slot: _Slot) -> None:
-        if slot.users == 0 and self._locks.get(slot.key) is slot:
+        if not slot.held and not slot.waiters and self._locks.get(slot.key) is slot:
             del self._locks[slot.key]
 
 
 class _Slot:
-    __slots__ = ("key", "lock", "owner", "users")
+    """A FIFO lock for one key. Uncontended (a conversation's sends one at a time, the usual
+    case) it is a flag: no ``asyncio.Lock`` and no coroutine per send; a holder that finds it
+    taken waits on a future of its own, and a release hands the slot to the first waiter."""
+
+    __slots__ = ("held", "key", "owner", "waiters")
 
     def __init__(self, owner: Sequencer, key: int) -> None:
         self.owner = owner
         self.key = key
-        self.lock = asyncio.Lock()
-        self.users = 0  # holders and waiters
+        self.held = False
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
-    async def __aenter__(self) -> None:
-        self.users += 1
+    def __aenter__(self) -> Awaitable[None]:
+        if not self.held:
+            self.held = True
+            return _TAKEN
+        return self._wait()
+
+    async def _wait(self) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self.waiters.append(future)
         try:
-            await self.lock.acquire()
+            await future
         except BaseException:
-            self.users -= 1
-            self.owner._release(self)
+            if future.done() and not future.cancelled():
+                self._hand_on()  # it was handed the slot as it was cancelled: pass it on
+            else:
+                self.waiters.remove(future)
+                self.owner._release(self)
             raise
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.lock.release()
-        self.users -= 1
+    def __aexit__(self, exc_type: type[BaseException] | None,
+                  exc: BaseException | None, tb: TracebackType | None) -> Awaitable[None]:
+        self._hand_on()
+        return _TAKEN  # None: an exception goes on
+
+    def _hand_on(self) -> None:
+        """Give the slot to the first waiter still waiting, or free it."""
+        while self.waiters:
+            future = self.waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # still held: it is the waiter's now
+                return
+        self.held = False
         self.owner._release(self)
+
+
+class _Taken:
+    """What ``__aenter__`` returns when the slot was free: an awaitable done at once."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator that finishes without suspending
+
+
+_TAKEN = _Taken()

@@ -9,7 +9,7 @@ from typing import Any
 from tortoise import Tortoise, connections
 from tortoise.migrations.api import migrate as run_migrations
 
-from backend.compat.tortoise import init_orm
+from backend.compat.tortoise import init_orm, pool_reset
 from backend.settings import Settings
 from backend.storage import lookups, sends
 from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, JOURNAL_SIZE_LIMIT, Checkpointer
@@ -35,6 +35,9 @@ def tortoise_config(settings: Settings, *, migrating: bool = False) -> dict[str,
             # Also bounds asyncpg's cancel of a timed-out query; past it the connection is
             # dropped rather than returned to the pool half-way through a statement.
             "command_timeout": None if migrating else timeout,
+            # A connection goes back to the pool without a reset query of its own (a round
+            # trip after every query): backend/compat/tortoise.py, ``release_as_is``.
+            **pool_reset(),
         }
         connection: Any = _postgres_connection(f"postgres://{rest}", credentials)
     else:
@@ -144,7 +147,7 @@ async def close_database() -> None:
     if _checkpointer is not None:
         await _checkpointer.stop()
         _checkpointer = None
-    sends.close()
+    await sends.close()
     lookups.close()
     await Tortoise.close_connections()
 

@@ -38,6 +38,7 @@ CPU of the benchmark's rooms scenario before, are not on this path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.fields.data import JSON_DUMPS
 
 from backend.compat.tortoise import (
+    pool_size,
     run_on_sqlite_thread,
     sqlite_file,
     sqlite_lock,
@@ -181,14 +183,17 @@ _PG_SEND = (
 def _row(message: SentMessage) -> list[Any]:
     """The message's column values, as the database drivers take them."""
     file = None if message.file is None else JSON_DUMPS(message.file)
+    mentions, metadata = message.mentions, message.metadata
     return [
         message.conversation_id, message.sender_type.value, message.sender_key,
         message.sender_user.id if message.sender_user is not None else None,
         message.sender_device.id if message.sender_device is not None else None,
         message.sender_customer.id if message.sender_customer is not None else None,
         message.content, message.message_type, message.media_url, file,
-        message.parent_message_id, message.reply_to_id, JSON_DUMPS(message.mentions),
-        JSON_DUMPS(message.metadata), message.is_urgent, message.status.value,
+        message.parent_message_id, message.reply_to_id,
+        # Most messages mention no one and carry no metadata: their JSON is a constant.
+        JSON_DUMPS(mentions) if mentions else "[]", JSON_DUMPS(metadata) if metadata else "{}",
+        message.is_urgent, message.status.value,
         message.is_edited, message.is_deleted, message.client_msg_id,
         message.delivery_status.value, message.delivery_error, message.created_at,
     ]
@@ -277,13 +282,17 @@ def _postgres_id(args: list[Any], row: Any) -> Stored:
 
 class PostgresTurns:
     """PostgreSQL sends of one turn of the event loop, written together: one pipelined round
-    trip on one pool connection, one implicit transaction, so one commit (one WAL flush) for
-    all of them (asyncpg's ``fetchmany``). A lone send is its statement, as before.
+    trip on one connection, one implicit transaction, so one commit (one WAL flush) for all
+    of them (asyncpg's ``fetchmany``). A lone send is its statement, as before.
 
     The sends of a turn are in distinct conversations (``Sequencer`` holds a conversation
     from its insert to its publish); they run in conversation id order, so two nodes' batches
     lock conversation rows in the same order. When the batch fails (a duplicate
     ``client_msg_id`` rolls it all back), each send runs again alone, with its own outcome.
+
+    The connection is one the send path holds (``HeldConnection``) when it is free, else
+    one from the pool as any query's: a pool's acquire and release cost about as much CPU as
+    the round trip itself (asyncpg's release is a task of its own).
     """
 
     def __init__(self) -> None:
@@ -291,6 +300,7 @@ class PostgresTurns:
         self._turn: Turn[list[Any], Stored] = Turn(self._start)
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
+        self.held = HeldConnection()
 
     def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[Stored]:
         """A future of the send's id and position, or of its own error."""
@@ -307,30 +317,177 @@ class PostgresTurns:
         try:
             if len(batch) > 1:
                 batch.sort(key=lambda send: int(send[0][0]))
-                try:
-                    async with client.acquire_connection() as connection:
-                        client.log.debug("%s (x%d)", _PG_SEND, len(batch))
-                        rows = await connection.fetchmany(_PG_SEND, [a for a, _ in batch])
-                except _ROLLED_BACK:  # one send's error rolled them all back: each alone
-                    pass
-                except Exception as exc:  # the connection failed: the batch may have committed
-                    _fail(batch, exc)
-                    return
-                else:
-                    for (args, future), row in zip(batch, rows, strict=True):
-                        _settle(future, args, row)
-                    return
+            try:
+                client.log.debug("%s (x%d)", _PG_SEND, len(batch))
+                rows = await self._fetch(client, [a for a, _ in batch])
+            except _ROLLED_BACK:  # one send's error rolled them all back: each alone
+                pass
+            except Exception as exc:  # the connection failed: the batch may have committed
+                _fail(batch, exc)
+                return
+            else:
+                for (args, future), row in zip(batch, rows, strict=True):
+                    _settle(future, args, row)
+                return
+            # Each alone, through Tortoise's client: its errors as Tortoise raises them.
             for args, future in batch:
                 try:
-                    _, rows = await client.execute_query(_PG_SEND, args)
+                    _, alone = await client.execute_query(_PG_SEND, args)
                 except Exception as exc:
                     if not future.done():
                         future.set_exception(exc)
                 else:
-                    _settle(future, args, rows[0])
+                    _settle(future, args, alone[0])
         except BaseException as exc:  # cancelled (the node stops): nobody waits forever
             _fail(batch, exc)
             raise
+
+    async def _fetch(self, client: BaseDBAsyncClient, sends: list[list[Any]]) -> list[Any]:
+        """The sends' rows, in one round trip: on the held connection when it is free."""
+        connection = await self.held.take(client)
+        if connection is None:
+            async with client.acquire_connection() as pooled:
+                return await _pipelined(pooled, sends)
+        try:
+            rows = await _pipelined(connection, sends)
+        except _ROLLED_BACK:
+            self.held.give_back(connection)
+            raise
+        except BaseException:
+            await self.held.drop(connection)  # it may be broken: the pool decides
+            raise
+        self.held.give_back(connection)
+        return rows
+
+    async def close(self) -> None:
+        await self.held.close()
+
+
+async def _pipelined(connection: Any, sends: list[list[Any]]) -> list[Any]:
+    if len(sends) == 1:
+        return [await connection.fetchrow(_PG_SEND, *sends[0])]
+    return list(await connection.fetchmany(_PG_SEND, sends))
+
+
+def _usable(connection: Any) -> bool:
+    """Whether the held connection can run a query: not closed (a cut connection is, once
+    asyncpg saw it go), and still the pool's (a pool closed after an outage, and made anew,
+    takes its connections back from whoever holds them)."""
+    try:
+        return not connection.is_closed()
+    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
+        return False
+
+
+class HeldConnection:
+    """One pool connection the send path keeps while sends keep coming: taken from the pool
+    at the first send, handed back once no send has used it for ``LINGER_SECONDS``, when it
+    fails, and when the database closes. Not held at all from a pool of one connection,
+    which everything else needs too. Used by one write at a time: a write that finds it busy
+    takes a pool connection, as before."""
+
+    #: How long it stays out of the pool unused.
+    LINGER_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._client: BaseDBAsyncClient | None = None
+        self._wrapper: Any = None
+        self._connection: Any = None
+        self._busy = False
+        self._taking = False
+        self._used = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        #: The connection (and its pool wrapper) a write was using when the database
+        #: closed: handed back when that write ends.
+        self._orphan: tuple[Any, Any] | None = None
+
+    async def take(self, client: BaseDBAsyncClient) -> Any:
+        """The held connection, now this caller's, or None (busy, being taken, or not
+        held for this pool): then use the pool."""
+        if self._busy or self._taking:
+            return None
+        if self._connection is not None and self._client is client and _usable(
+                self._connection):
+            self._busy = self._used = True
+            return self._connection
+        if self._connection is not None:  # closed, its pool gone, or the database reopened
+            self._release_later()
+        if pool_size(client) < 2:
+            return None
+        self._taking = True
+        try:
+            wrapper = client.acquire_connection()
+            connection = await wrapper.__aenter__()
+        finally:
+            self._taking = False
+        self._client, self._wrapper, self._connection = client, wrapper, connection
+        self._busy = self._used = True
+        self._timer = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._idle)
+        return connection
+
+    def give_back(self, connection: Any) -> None:
+        """The caller is done with it."""
+        if connection is self._connection:
+            self._busy = False
+        elif self._orphan is not None and self._orphan[0] is connection:
+            self._release_later(self._take_orphan())
+
+    async def drop(self, connection: Any) -> None:
+        """It failed under the caller: back to the pool, which closes it if it is broken."""
+        if connection is self._connection:
+            await self._release(self._forget())
+        elif self._orphan is not None and self._orphan[0] is connection:
+            await self._release(self._take_orphan())
+
+    def _take_orphan(self) -> Any:
+        assert self._orphan is not None
+        wrapper = self._orphan[1]
+        self._orphan = None
+        return wrapper
+
+    def _idle(self) -> None:
+        """The linger timer: hand the connection back if no send used it since the last
+        tick (and none is using it now)."""
+        self._timer = None
+        if self._connection is None:
+            return
+        if self._used or self._busy:
+            self._used = False
+            self._timer = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._idle)
+            return
+        self._release_later()
+
+    def _forget(self) -> Any:
+        wrapper = self._wrapper
+        if self._timer is not None:
+            self._timer.cancel()
+        self._client = self._wrapper = self._connection = self._timer = None
+        self._busy = self._used = False
+        return wrapper
+
+    def _release_later(self, wrapper: Any = None) -> None:
+        if wrapper is None:
+            wrapper = self._forget()
+        task = asyncio.ensure_future(self._release(wrapper))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _release(wrapper: Any) -> None:
+        with contextlib.suppress(Exception):  # its pool closed meanwhile: nothing to hand back
+            await wrapper.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        """Hand the connection back now (the pool's close waits for every connection)."""
+        if self._connection is not None:
+            if self._busy:  # a write is under way: it hands the connection back when done
+                self._orphan = (self._connection, self._wrapper)
+                self._forget()
+            else:
+                self._release_later()
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
 
 #: A batch that failed with one of these was not written at all: PostgreSQL refused a statement
@@ -361,9 +518,11 @@ def _settle(future: asyncio.Future[Stored], args: list[Any], row: Any) -> None:
 _PG_TURNS = PostgresTurns()
 
 
-def close() -> None:
-    """The database is closing: close the send path's own SQLite connection."""
+async def close() -> None:
+    """The database is closing: close the send path's own SQLite connection, and hand the
+    PostgreSQL connection it holds back to the pool."""
     _INLINE.close()
+    await _PG_TURNS.close()
 
 
 # -- SQLite: on the loop's thread, or group commit in the worker thread ------------------------
