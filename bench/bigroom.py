@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.fixtures import Shape
-from bench.scale import specs, window_cpu
+from bench.scale import PER_ADDRESS, specs, window_cpu
 
 DEFAULT_CLIENTS = 10_000
 SMALL = 500
@@ -33,7 +33,7 @@ def config(run: Any, nodes: list[Any], base: dict[str, Any]) -> dict[str, Any]:
     groups = [{"label": str(len(small)), "clients": specs(run, small, sender_pos=0)},
               {"label": str(len(run.clients)), "clients": specs(run, run.clients, sender_pos=0)}]
     return {**base, "clients": [], "groups": groups, "big_rate": run.args.big_rate,
-            "drain_s": 3, "clients_per_address": 25_000}
+            "drain_s": 3, "clients_per_address": PER_ADDRESS}
 
 
 def on_event(run: Any, event: dict[str, Any], nodes: list[Any], generator: Any) -> None:

@@ -1,7 +1,7 @@
 """The ``idle-100k`` scenario's figures (generator: bench/js/idle100k.js).
 
 100,000 idle connections on one node in conversations of 10, opened from loopback source
-addresses 127.0.0.2 and up (25,000 each; one address gives about 28,000 ephemeral ports), held
+addresses 127.0.0.2 and up (10,000 each; one address gives about 28,000 ephemeral ports), held
 ``--hold`` seconds (60 by default: two Engine.IO pings at 25 s, three raw keepalive pings at
 20 s), then a light load while they stay connected: positions 0 and 1 of 50 conversations each
 send 1 msg/s (100 msg/s in all), ``--warmup`` then ``--duration`` seconds.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.fixtures import Shape
-from bench.scale import server_side, specs
+from bench.scale import PER_ADDRESS, server_side, specs
 
 DEFAULT_CLIENTS = 100_000
 PER_CONVERSATION = 10
@@ -32,7 +32,7 @@ def shapes(clients: int | None) -> dict[str, Shape]:
 
 def config(run: Any, nodes: list[Any], base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "clients": specs(run, run.clients), "hold_s": hold_s(run),
-            "load_pairs": LOAD_PAIRS, "load_rate": LOAD_RATE, "clients_per_address": 25_000,
+            "load_pairs": LOAD_PAIRS, "load_rate": LOAD_RATE, "clients_per_address": PER_ADDRESS,
             "connect_concurrency": run.args.connect_concurrency}
 
 

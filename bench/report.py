@@ -24,6 +24,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("connections_per_s", "conn/s"),
     ("all_joined_s", "joined s"),
     ("presence_frames", "presence frames"),
+    ("all_caught_up_s", "caught up s"),
+    ("server_peak_rss_mb", "srv peak MB"),
 ]
 
 TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/",

@@ -23,6 +23,11 @@ MODULES = {"idle-100k": "bench.idle100k", "big-room": "bench.bigroom", "storm": 
 #: costs its client a 1 s, then 3 s retransmit. The kernel caps it at ``net.core.somaxconn``.
 BACKLOG = 16384
 
+#: Clients per loopback source address (127.0.0.2 and up): each address gives about 28,000
+#: ephemeral ports (``net.ipv4.ip_local_port_range`` 32768-60999); 10,000 leaves room for the
+#: sockets a restart leaves in TIME_WAIT.
+PER_ADDRESS = 10_000
+
 #: The generator's Node flags: 100,000 clients need more than Node's default heap.
 NODE_FLAGS = ["--max-old-space-size=8192"]
 

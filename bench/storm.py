@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from bench.fixtures import Shape
-from bench.scale import server_side, specs, uvicorn_flags
+from bench.scale import PER_ADDRESS, server_side, specs, uvicorn_flags
 
 DEFAULT_CLIENTS = 20_000
 PER_CONVERSATION = 5_000
@@ -47,7 +47,7 @@ def log_epoch(run: Any, node: Any) -> str | None:
 def config(run: Any, nodes: list[Any], base: dict[str, Any]) -> dict[str, Any]:
     return {**base, "clients": specs(run, run.clients, sender_pos=0),
             "epoch": log_epoch(run, nodes[0]), "storm_rate": run.args.storm_rate,
-            "spread_s": SPREAD_S, "storm_max_s": 300, "clients_per_address": 25_000,
+            "spread_s": SPREAD_S, "storm_max_s": 300, "clients_per_address": PER_ADDRESS,
             "drain_s": 3}
 
 
@@ -90,8 +90,8 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         **base,
         "rooms": result["rooms"],
         "complete": result["complete"],
-        "all_joined_s": result["all_joined_s"],
-        "all_caught_up_s": result["all_caught_up_s"],
+        "all_joined_s": _round(result["all_joined_s"]),
+        "all_caught_up_s": _round(result["all_caught_up_s"]),
         "joined": result["joined"],
         "caught_up": result["caught_up"],
         "node_stop_s": round(marks.get("stop_s", 0.0), 2),
@@ -111,11 +111,16 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         "unacked": result["unconfirmed"],
         "members_missing_any": result["members_missing_any"],
         "duplicates": result["duplicates"],
+        "duplicates_to_senders": result["duplicates_to_senders"],
         "send_errors": result["send_errors"],
         "error_samples": result["error_samples"],
         "generator_peak_rss_mb": round(result["generator_peak_rss_kb"] / 1024, 1),
         "server": server_side(run),
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def summary(figures: dict[str, Any]) -> str:
@@ -124,5 +129,6 @@ def summary(figures: dict[str, Any]) -> str:
             f"s after the new node answered (down {figures['node_down_s']} s); frames: "
             f"{frames['presence']} presence, {frames['messages']} live, {frames['replays']} "
             f"replayed, {frames['other']} other; node peak {figures['server_peak_rss_mb']} MB; "
-            f"lost {figures['lost']}, duplicates {figures['duplicates']}, unacked "
+            f"lost {figures['lost']}, duplicates {figures['duplicates']} "
+            f"({figures['duplicates_to_senders']} to senders), unacked "
             f"{figures['unacked']}")

@@ -246,7 +246,8 @@ class Ledger {
     }
     this.byRoom = new Map(); // conversation id -> records, in send order
     this.sent = new Map(); // sender index -> records by sequence number
-    this.stats = { sent: 0, confirmed: 0, failed: 0, deliveries: 0, duplicates: 0, unknown: 0 };
+    this.stats = { sent: 0, confirmed: 0, failed: 0, deliveries: 0, duplicates: 0,
+      duplicates_to_senders: 0, unknown: 0 };
     this.onDelivery = null; // (receiver, record, latency ms, receive time, first time)
     this.onConfirm = null; // (record): a message acknowledged (raw: echoed to its sender)
   }
@@ -284,7 +285,11 @@ class Ledger {
       return undefined;
     }
     const first = record.got[receiver.pos]++ === 0;
-    if (!first) this.stats.duplicates += 1;
+    if (!first) {
+      this.stats.duplicates += 1;
+      // A sender's own message twice: a retried client_msg_id is echoed to its sender again.
+      if (record.pos === receiver.pos) this.stats.duplicates_to_senders += 1;
+    }
     if (this.onDelivery) this.onDelivery(receiver, record, t - record.t, t, first);
     if (this.echo && record.pos === receiver.pos && first) this.confirm(record, t);
     return record;

@@ -238,6 +238,7 @@ async function run(cfg, { line, progress }) {
     confirmed: ledger.stats.confirmed,
     deliveries: ledger.stats.deliveries,
     duplicates: ledger.stats.duplicates,
+    duplicates_to_senders: ledger.stats.duplicates_to_senders,
     unknown: ledger.stats.unknown,
     lost: drained.lost,
     unconfirmed: drained.unconfirmed,
