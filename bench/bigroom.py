@@ -24,8 +24,10 @@ SMALL_SHAPE = "big-room-small"
 
 
 def shapes(clients: int | None) -> dict[str, Shape]:
+    """The large room, and the room of 500 (half the large one when that is under 1,000)."""
     big = clients or DEFAULT_CLIENTS
-    return {"big-room": Shape(big, big), SMALL_SHAPE: Shape(SMALL, SMALL)}
+    small = min(SMALL, max(2, big // 2))
+    return {"big-room": Shape(big, big), SMALL_SHAPE: Shape(small, small)}
 
 
 def config(run: Any, nodes: list[Any], base: dict[str, Any]) -> dict[str, Any]:

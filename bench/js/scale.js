@@ -14,6 +14,9 @@ const WebSocket = require('ws');
 const now = () => performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const B = 66; // 'B'
+// This run's mark on its client_msg_ids: a server keeps them, and a run on the same database
+// must not be taken for a retry of an earlier one's.
+const RUN = require('crypto').randomBytes(6).toString('hex');
 
 // The source address of the i-th client: loopback addresses from 127.0.0.2 up, `perAddress`
 // clients each (an address gives ~28,000 ephemeral ports; 127.0.0.1 is left to everything else).
@@ -60,15 +63,18 @@ class LeanClient {
     this.epoch = opts.epoch || null;
     this.acks = new Map();
     this.nextAck = 1;
+    this.connects = 0; // a resume (since) from the second connect on
   }
 
   connect() {
     const { transport, url, localAddress } = this.opts;
     const base = url.replace(/^http/, 'ws');
+    this.resuming = this.opts.resume && this.connects > 0;
+    this.connects += 1;
     let path;
     if (transport === 'raw') {
       path = `/ws/chat/${this.c.conversation_id}/?token=${this.c.token}`;
-      if (this.opts.resume) {
+      if (this.resuming) {
         path += `&since=${this.position}`;
         if (this.epoch) path += `&epoch=${encodeURIComponent(this.epoch)}`;
       }
@@ -179,11 +185,15 @@ class LeanClient {
     on.other(this.c, text);
   }
 
-  // Socket.IO: join the conversation from the last position seen; the ack holds what was missed.
+  // Socket.IO: join the conversation; again from the last position seen, where the ack holds
+  // what was missed (the first join's ack tells where the log stands).
   join() {
-    const since = { position: this.position };
-    if (this.epoch) since.epoch = this.epoch;
-    this.emit('join', { conversation_id: this.c.conversation_id, since }, (ack) => {
+    const data = { conversation_id: this.c.conversation_id };
+    if (this.resuming) {
+      data.since = { position: this.position };
+      if (this.epoch) data.since.epoch = this.epoch;
+    }
+    this.emit('join', data, (ack) => {
       if (!ack || !ack.ok) {
         this.opts.on.other(this.c, `join refused: ${JSON.stringify(ack).slice(0, 200)}`);
         if (this.ws) this.ws.close();
@@ -258,7 +268,7 @@ class Ledger {
     const seq = list.length;
     const head = `B${sender.index}.${seq}.${t.toFixed(3)}|`;
     const content = head + 'x'.repeat(Math.max(0, bytes - head.length));
-    const record = { t, seq, content, clientMsgId: `bench-${sender.index}-${seq}`,
+    const record = { t, seq, content, clientMsgId: `bench-${RUN}-${sender.index}-${seq}`,
       got: new Uint8Array(this.members.get(sender.conversation_id)), confirmed: false,
       confirmedAt: null, failed: false, pos: sender.pos, conversation_id: sender.conversation_id };
     list.push(record);
@@ -278,8 +288,10 @@ class Ledger {
 
   // A delivery to `receiver`; returns the record (undefined for an unknown content).
   deliver(receiver, content, t = now()) {
-    const record = this.lookup(content);
+    let record = this.lookup(content);
     this.stats.deliveries += 1;
+    // Only this run's messages: an earlier run on the same database reused the numbers.
+    if (record !== undefined && record.content !== content) record = undefined;
     if (record === undefined) {
       this.stats.unknown += 1;
       return undefined;

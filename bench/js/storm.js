@@ -85,7 +85,8 @@ async function run(cfg, { line, progress }) {
     },
     other(c, text) {
       if (phase === 'storm') frames.other += 1;
-      if (text.includes('"error"') || text.startsWith('join refused') || text.startsWith('44')) {
+      if (text.includes('"error"') || text.includes('resync_required') || text.startsWith('join refused')
+          || text.startsWith('44')) {
         note('frame', text.slice(0, 200));
       }
     },
@@ -204,6 +205,27 @@ async function run(cfg, { line, progress }) {
     for (let pos = 0; pos < r.gotAt.length; pos += 1) if (r.gotAt[pos] > lastBacklogAt) lastBacklogAt = r.gotAt[pos];
   }
   const tCaught = complete ? Math.max(lastCaughtAt || tUp, lastBacklogAt) : null;
+  // When it did not end: who still waits for what (the first few), to read in the JSON.
+  const stuck = [];
+  if (!complete) {
+    for (const c of clients) {
+      if (stuck.length >= 5) break;
+      if (c.caught) continue;
+      stuck.push({ client: c.index, conversation_id: c.conversation_id, pos: c.pos,
+        up: c.conn.up, position: c.conn.position, last_error: c.conn.lastError || null,
+        owed: c.owed ? [...c.owed].slice(0, 5).map((r) => r.clientMsgId) : null });
+    }
+    for (const r of backlog) {
+      if (stuck.length >= 10) break;
+      const absent = [];
+      for (let pos = 0; pos < r.got.length; pos += 1) {
+        if ((echo || pos !== r.pos) && r.got[pos] === 0) absent.push(pos);
+      }
+      if (!r.confirmed || absent.length) {
+        stuck.push({ backlog: r.clientMsgId, confirmed: r.confirmed, absent: absent.slice(0, 10) });
+      }
+    }
+  }
   line({ event: 'storm_end', complete });
   const stormFrames = { ...frames };
   phase = 'after';
@@ -233,6 +255,7 @@ async function run(cfg, { line, progress }) {
     caught_up: caught,
     backlog_messages: backlog.length,
     owed_at_join: spread(owedSizes),
+    stuck,
     storm_frames: stormFrames,
     sent: ledger.stats.sent,
     confirmed: ledger.stats.confirmed,
