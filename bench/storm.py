@@ -113,6 +113,9 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         "members_missing_any": result["members_missing_any"],
         "duplicates": result["duplicates"],
         "duplicates_to_senders": result["duplicates_to_senders"],
+        # Messages sent again after having been written once (in flight at the restart): the
+        # server knows their client_msg_id and echoes them to their sender again.
+        "resent_in_flight": result["resent_in_flight"],
         "send_errors": result["send_errors"],
         "error_samples": result["error_samples"],
         "generator_peak_rss_mb": round(result["generator_peak_rss_kb"] / 1024, 1),

@@ -100,7 +100,10 @@ async function run(cfg, { line, progress }) {
   // -- senders: one per room; what is not acknowledged is sent again after a reconnect ------
   const senders = clients.filter((c) => c.sender);
   for (const s of senders) s.pending = [];
+  let resentInFlight = 0; // resent after having reached the socket once (in flight at the restart)
   const transmit = (s, record) => {
+    record.transmits = (record.transmits || 0) + 1;
+    if (record.transmits === 2) resentInFlight += 1;
     s.conn.send(record.content, record.clientMsgId, (acked, detail) => {
       if (acked) ledger.confirm(record);
       else if (detail !== 'connection closed') note('send', detail);
@@ -262,6 +265,7 @@ async function run(cfg, { line, progress }) {
     deliveries: ledger.stats.deliveries,
     duplicates: ledger.stats.duplicates,
     duplicates_to_senders: ledger.stats.duplicates_to_senders,
+    resent_in_flight: resentInFlight,
     unknown: ledger.stats.unknown,
     lost: drained.lost,
     unconfirmed: drained.unconfirmed,
