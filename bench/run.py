@@ -136,7 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "big-room 10000 in one room (beside one of 500), storm 20000 in "
                              "4 rooms)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="warm-up seconds (storm: seconds of sending before the restart)")
     parser.add_argument("--inflight", type=int, default=20, help="fanout: messages in flight")
     parser.add_argument("--rate", type=float, default=2.0, help="rooms: messages/s per client")
     parser.add_argument("--hold", type=float,
