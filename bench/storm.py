@@ -100,6 +100,8 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         "storm_frames_per_client": {k: round(v / result["clients"], 2)
                                     for k, v in result["storm_frames"].items()},
         "backlog_messages": result["backlog_messages"],
+        "closed_after_join": result["closed_after_join"],
+        "failed_connects": result["failed_connects"],
         "owed_at_join": result["owed_at_join"],
         **({"stuck": result["stuck"]} if result["stuck"] else {}),
         "server_rss_before_mb": round(marks.get("storm_rss_before_kb", 0) / 1024, 1),

@@ -37,7 +37,10 @@ async function run(cfg, { line, progress }) {
   let lastCaughtAt = null;
   const backlog = []; // records in flight at the restart or made while their sender was down
 
+  // Counted once per client: a client closed again in the storm (a failed handshake, a
+  // keepalive timeout) counts again only once it is back.
   const caughtUp = (c) => {
+    if (c.caught) return;
     c.caught = true;
     caught += 1;
     lastCaughtAt = now();
@@ -56,7 +59,8 @@ async function run(cfg, { line, progress }) {
   const on = {
     ready(c) {
       if (c.resolve) { c.resolve(); c.resolve = null; }
-      if (phase === 'storm') {
+      if (phase === 'storm' && !c.stormJoined) {
+        c.stormJoined = true;
         joined += 1;
         lastJoinAt = now();
         // What it must get now: every acknowledged message of its room it does not hold.
@@ -80,6 +84,12 @@ async function run(cfg, { line, progress }) {
     },
     close(c, code, reason) {
       if (c.reject) { const reject = c.reject; c.reject = null; reject(new Error(`closed ${code} ${reason}`)); }
+      if (phase === 'storm' && c.stormJoined) {
+        c.stormJoined = false;
+        joined -= 1;
+        c.reconnects = (c.reconnects || 0) + 1;
+        if (c.caught) { c.caught = false; caught -= 1; }
+      }
       if (phase === 'storm' && tUp !== null && !c.retrying) retry(c);
       else if (phase !== 'storm' && phase !== 'done') note('connection', `client ${c.index} closed ${code} ${reason}`);
     },
@@ -160,7 +170,9 @@ async function run(cfg, { line, progress }) {
   for (const s of senders) for (const r of s.pending) if (!r.confirmed) markBacklog(r);
   tRestart = now();
   line({ event: 'restart' });
+  let failedConnects = 0;
   function retry(c) {
+    failedConnects += 1;
     c.retrying = true;
     setTimeout(() => {
       c.retrying = false;
@@ -257,6 +269,9 @@ async function run(cfg, { line, progress }) {
     joined,
     caught_up: caught,
     backlog_messages: backlog.length,
+    // Clients that were closed again after joining in the storm, and connects that failed.
+    closed_after_join: clients.filter((c) => c.reconnects).length,
+    failed_connects: failedConnects,
     owed_at_join: spread(owedSizes),
     stuck,
     storm_frames: stormFrames,
