@@ -9,7 +9,9 @@
 // starves. Events for bench/run.py: connecting, connected, settled (per size), phase_start /
 // phase_end {label} (the node's CPU is read around each window), result.
 
-const { LeanClient, Ledger, connectMany, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+
+const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function runSize(cfg, group, tools) {
   const { Histogram, line, progress } = tools;
@@ -33,13 +35,14 @@ async function runSize(cfg, group, tools) {
     win.perMember[receiver.pos].push(latency);
   };
   const on = {
-    ready(c) { if (c.resolve) c.resolve(); c.resolve = null; },
+    ready(c) { c.ready = true; if (c.resolve) c.resolve(); c.resolve = null; },
     message(c, content) { ledger.deliver(c, content); },
     replay(c, content) { ledger.deliver(c, content); },
     presence() { presence += 1; lastPresenceAt = now(); },
     close(c, code, reason) {
-      if (c.reject) c.reject(new Error(`client ${c.index}: closed ${code} ${reason}`));
-      else if (!closing) note('connection', `closed ${code} ${reason}`);
+      // Before it was ready: the ramp fails; after: counted and told.
+      if (c.reject && !c.ready) c.reject(new Error(`client ${c.index}: closed ${code} ${reason}`));
+      else if (!closing) note('connection', `client ${c.index} closed ${code} ${reason}`);
       c.reject = null;
     },
     other(c, text) {
@@ -51,12 +54,7 @@ async function runSize(cfg, group, tools) {
     c.conn = new LeanClient(c, { transport, url: cfg.nodes[0], localAddress, on });
   }
   line({ event: 'connecting', clients: clients.length, label: group.label });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) =>
-    new Promise((resolve, reject) => {
-      c.resolve = resolve;
-      c.reject = reject;
-      c.conn.connect();
-    }), progress);
+  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
   line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
   const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
   lastPresenceAt = Math.max(lastPresenceAt, now());

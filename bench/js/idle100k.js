@@ -6,7 +6,9 @@
 // Events for bench/run.py: connecting, connected, settled, hold_end (the node's memory and
 // idle CPU are read around the hold), window_start / window_end (the light load), result.
 
-const { LeanClient, Ledger, connectMany, sourceAddress, peakRssKb, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, now, sleep } = require('./scale');
+
+const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function run(cfg, { Histogram, line, progress }) {
   const transport = cfg.transport;
@@ -26,13 +28,14 @@ async function run(cfg, { Histogram, line, progress }) {
     if (t >= windowStart && t < windowEnd) hist.add(latency);
   };
   const on = {
-    ready(c) { if (c.resolve) c.resolve(); c.resolve = null; },
+    ready(c) { c.ready = true; if (c.resolve) c.resolve(); c.resolve = null; },
     message(c, content) { ledger.deliver(c, content); },
     replay(c, content) { ledger.deliver(c, content); },
     presence() { stats.presence_frames += 1; lastPresenceAt = now(); },
     close(c, code, reason) {
-      if (c.reject) c.reject(new Error(`client ${c.index}: closed ${code} ${reason}`));
-      else if (phase !== 'done') note('connection', `closed ${code} ${reason}`);
+      // Before it was ready: the ramp fails; after (the ramp, the hold): counted and told.
+      if (c.reject && !c.ready) c.reject(new Error(`client ${c.index}: closed ${code} ${reason}`));
+      else if (phase !== 'done') note('connection', `client ${c.index} closed ${code} ${reason}`);
       c.reject = null;
     },
     other(c, text) {
@@ -48,12 +51,7 @@ async function run(cfg, { Histogram, line, progress }) {
     c.conn = new LeanClient(c, { transport, url: cfg.nodes[0], localAddress, on });
   }
   line({ event: 'connecting', clients: clients.length, source_addresses: [...addresses] });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) =>
-    new Promise((resolve, reject) => {
-      c.resolve = resolve;
-      c.reject = reject;
-      c.conn.connect();
-    }), progress);
+  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
   line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
   const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
   lastPresenceAt = Math.max(lastPresenceAt, now());

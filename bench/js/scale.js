@@ -388,6 +388,22 @@ async function connectMany(clients, concurrency, open, progress) {
   return { seconds, per_second: clients.length / seconds };
 }
 
+// Connect `c` (its handlers call c.resolve when ready, c.reject when closed first); fails when
+// it is not ready within `ms`, so that a stalled ramp ends with a message instead of waiting.
+function readyWithin(c, ms) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      c.resolve = null;
+      c.reject = null;
+      reject(new Error(`client ${c.index}: not ready ${ms / 1000} s after connecting ` +
+        `(socket ${c.conn.ws ? 'open' : 'closed'})`));
+    }, ms);
+    c.resolve = () => { clearTimeout(timer); resolve(); };
+    c.reject = (err) => { clearTimeout(timer); reject(err); };
+    c.conn.connect();
+  });
+}
+
 // Percentiles of a list of numbers (sorted here).
 function spread(values) {
   if (values.length === 0) return null;
@@ -399,5 +415,5 @@ function spread(values) {
 }
 
 module.exports = {
-  LeanClient, Ledger, connectMany, sourceAddress, peakRssKb, spread, now, sleep,
+  LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep,
 };

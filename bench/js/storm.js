@@ -14,7 +14,9 @@
 // Events for bench/run.py: connecting, connected, settled, restart, storm_up, storm_end,
 // result.
 
-const { LeanClient, Ledger, connectMany, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+
+const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function run(cfg, { line, progress }) {
   const transport = cfg.transport;
@@ -139,12 +141,7 @@ async function run(cfg, { line, progress }) {
 
   // -- connect, settle, send a while -------------------------------------------------------
   line({ event: 'connecting', clients: clients.length });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) =>
-    new Promise((resolve, reject) => {
-      c.resolve = resolve;
-      c.reject = reject;
-      c.conn.connect();
-    }), progress);
+  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
   line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
   const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
   lastPresenceAt = Math.max(lastPresenceAt, now());
