@@ -271,6 +271,8 @@ class Run:
     @property
     def sio_receivers(self) -> str:
         """Which Socket.IO client the receiving clients use (see ``--sio-receivers``)."""
+        if self.extra is not None:
+            return "lean"  # the scale scenarios' clients, senders included (bench/js/scale.js)
         if self.args.sio_receivers != "auto":
             return str(self.args.sio_receivers)
         return "lean" if self.scenario == "fanout" else "official"
