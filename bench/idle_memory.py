@@ -36,6 +36,7 @@ import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,16 +103,16 @@ async def hold_clients(port: int, transport: str, specs: list[dict[str, object]]
             ws = await websockets.connect(
                 f"ws://127.0.0.1:{port}/ws/chat/{spec['conversation_id']}/?token="
                 f"{spec['token']}", max_size=None, ping_interval=None)
-            while not (await ws.recv()).startswith('{"type":"recent_messages"'):
+            while not str(await ws.recv()).startswith('{"type":"recent_messages"'):
                 pass
         else:
             ws = await websockets.connect(
                 f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
                 max_size=None, ping_interval=None)
-            assert (await ws.recv()).startswith("0{")
+            assert str(await ws.recv()).startswith("0{")
             auth = {"token": spec["token"], "conversation_id": spec["conversation_id"]}
             await ws.send(f"40/chat,{json.dumps(auth)}")
-            while not (await ws.recv()).startswith("40/chat,"):
+            while not str(await ws.recv()).startswith("40/chat,"):
                 pass
         # Read on, as a client does (an unread client stops answering the node's pings).
         readers.append(asyncio.ensure_future(read(ws)))
@@ -271,7 +272,8 @@ def report(args: argparse.Namespace, before: dict[str, object], after: dict[str,
         print(f"  {stat.size_diff / n:8.1f} B {stat.count_diff / n:6.2f}")
         for frame in list(stat.traceback)[-3:]:
             print(f"        {_short(frame.filename)}:{frame.lineno}")
-    grown = Counter(after["types"]) - Counter(before["types"])  # type: ignore[arg-type]
+    grown = (Counter(cast(dict[str, int], after["types"]))
+             - Counter(cast(dict[str, int], before["types"])))
     print("\nobjects that grew, per connection (gc-tracked types):")
     for name, count in grown.most_common(args.top):
         print(f"  {count / n:6.2f}  {name}")

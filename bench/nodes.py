@@ -46,12 +46,47 @@ def pin_prefix(cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus]
 
 
+#: Open files wanted by the node and the generator: idle-100k holds 100,000 sockets on each
+#: side (plus the node's database files and the generator's own).
+WANTED_FILES = 262_144
+
+
 def raise_fd_limit() -> None:
-    """Children inherit the soft limit on open files: raise it to the hard limit (idle opens
-    thousands of sockets on each side)."""
+    """Children inherit the limit on open files: raise the soft AND hard limits to
+    ``WANTED_FILES`` (capped by the kernel's ``fs.nr_open``) where the process may (root, or
+    CAP_SYS_RESOURCE), else the soft limit to the hard one (README: raising it by hand)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(WANTED_FILES, nr_open())
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return
+        except (ValueError, PermissionError, OSError):
+            pass  # not allowed to raise the hard limit: up to it, then
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def nr_open() -> int:
+    """The kernel's ceiling on one process's open files (``fs.nr_open``)."""
+    try:
+        return int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        return 1_048_576
+
+
+def kernel_limits() -> dict[str, str]:
+    """Kernel settings that bound many connections on one machine, as read now (recorded in
+    the JSON of the scale scenarios; the README says how to raise them)."""
+    names = ["net/core/somaxconn", "net/ipv4/tcp_max_syn_backlog", "net/ipv4/ip_local_port_range",
+             "net/ipv4/tcp_mem", "fs/nr_open", "fs/file-max"]
+    found = {}
+    for name in names:
+        try:
+            found[name.replace("/", ".")] = " ".join(Path(f"/proc/sys/{name}").read_text().split())
+        except OSError:
+            continue
+    return found
 
 
 # -- /proc ------------------------------------------------------------------------------------
@@ -73,6 +108,15 @@ def rss_kb(pid: int) -> int:
             if row.startswith("VmRSS:"):
                 return int(row.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def peak_rss_kb(pid: int) -> int:
+    """Peak resident memory of a process over its life (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for row in handle:
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1])
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def runqueue_wait_seconds(pids: list[int]) -> float:
@@ -149,15 +193,22 @@ class Node:
 
 def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
                reference: bool = False, server_root: Path | None = None,
-               node_reference: bool = False) -> Node:
+               node_reference: bool = False, port: int | None = None,
+               extra_flags: list[str] | None = None) -> Node:
     """Start one node (or, with ``reference``, the bare server of ``bench/reference.py``; with
     ``node_reference``, Node's socket.io with PostgreSQL of ``bench/js/reference-sio.js``, on
     the PostgreSQL database of ``env["DATABASE_URL"]``) and wait (bounded) until ``/readyz``
     answers 200. ``server_root``: another checkout of the project, whose own .venv runs the
-    node (to compare with an earlier version)."""
+    node (to compare with an earlier version). ``port``: a fixed one (a node restarted in
+    place, as behind a proxy), else a free one; ``extra_flags``: more uvicorn flags (e.g.
+    ``--backlog``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir / f"server-{port}.log"
+    restarts = 1
+    while log_path.exists():  # the same port again: a restarted node keeps its own log
+        restarts += 1
+        log_path = data_dir / f"server-{port}-{restarts}.log"
     if node_reference:
         command = [*pin_prefix(cpus), "node", str(ROOT / "bench" / "js" / "reference-sio.js"),
                    str(port)]
@@ -168,7 +219,8 @@ def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
     else:
         python = str(server_root / ".venv" / "bin" / "python") if server_root else sys.executable
         command = [*pin_prefix(cpus), python, "-m", "uvicorn", "backend.main:app",
-                   "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS]
+                   "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS,
+                   *(extra_flags or [])]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, cwd=server_root or ROOT,
                                    env={**env, "DATA_DIR": str(data_dir)},

@@ -31,6 +31,8 @@ COLUMNS: list[tuple[str, str]] = [
     ("server_rss_growth_kb", "RSS +KB"),
     ("all_joined_s", "joined s"),
     ("presence_frames", "presence frames"),
+    ("all_caught_up_s", "caught up s"),
+    ("server_peak_rss_mb", "srv peak MB"),
 ]
 
 TRANSPORT_NAMES = {"sio": "Socket.IO /chat", "raw": "/ws/chat/",

@@ -34,6 +34,19 @@ Every traffic run (fanout, rooms) reports the server's CPU per message persisted
 (rows counted in the database). With --nodes 2 the clients alternate between the two nodes
 (fanout's sender on the first): the CPU per delivery is both nodes' CPU summed, and each
 node's own CPU is reported beside it.
+
+Scale scenarios, only when named (bench/scale.py; each has a module of its own beside this one
+and a generator module in bench/js/; the node gets uvicorn --backlog 16384):
+  idle-100k  100,000 clients in conversations of 10, from loopback source addresses 127.0.0.2
+          and up, held 60 s (--hold), then 50 pairs sending 1 msg/s each: KB per connection,
+          connections/s, idle CPU % of the node, the light load's p99, generator peak memory.
+  big-room  1 conversation of 10,000 members, and one of 500 in the same run: one sender at
+          the maximum rate, then at 10 msg/s (--big-rate): µs per delivery of each and their
+          ratio, the spread of members' median latency, members missing any message.
+  storm   20,000 clients in 4 conversations of 5,000, senders at 5 msg/s (--storm-rate); the
+          node is restarted (SIGTERM, new process on the same port) and every client
+          reconnects within 1 s, resuming from its last position: seconds until all are
+          joined and caught up, frames received in the storm, node peak memory, lost, duplicates.
 """
 
 from __future__ import annotations
@@ -67,6 +80,8 @@ VENV_PYTHON = VENV / "bin" / "python"
 NEEDED_MODULES = "backend, uvicorn, uvloop, httptools, asyncpg, redis, httpx, tortoise"
 
 SCENARIOS = ("fanout", "rooms", "idle", "join-storm", "connect")
+#: Run only when named (bench/scale.py).
+SCALE_SCENARIOS = ("idle-100k", "big-room", "storm")
 TRANSPORTS = ("sio", "raw")
 #: ``--transport all``: the project's two, then the references.
 ALL_TRANSPORTS = ("sio", "raw", "node", "ref")
@@ -129,8 +144,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="bench/run.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "search", "all"], default="all",
-                        help="all: every scenario but search, which runs only when named")
+    parser.add_argument("--scenario", choices=[*SCENARIOS, *SCALE_SCENARIOS, "search", "all"],
+                        default="all",
+                        help="all: every scenario but search, idle-100k, big-room and storm, "
+                             "which run only when named")
     parser.add_argument("--transport", choices=[*TRANSPORTS, "both", "ref", "node", "all"],
                         default="both",
                         help="sio: Socket.IO /chat; raw: /ws/chat/{id}/; both: sio and raw; "
@@ -146,13 +163,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int,
                         help="clients of every selected scenario (default: fanout 500, rooms "
                              "500 in pairs, idle 5000 in tens, join-storm 500, connect 5000 "
-                             "in pairs)")
+                             "in pairs, idle-100k 100000 in tens, big-room 10000 in one room "
+                             "(beside one of 500), storm 20000 in 4 rooms)")
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="warm-up seconds (storm: seconds of sending before the restart)")
     parser.add_argument("--inflight", type=int, default=20, help="fanout: messages in flight")
     parser.add_argument("--rate", type=float, default=2.0, help="rooms: messages/s per client")
-    parser.add_argument("--hold", type=float, default=5.0,
-                        help="idle: seconds the clients stay connected before memory is read")
+    parser.add_argument("--hold", type=float,
+                        help="idle, idle-100k: seconds the clients stay connected before memory "
+                             "is read (default 5; idle-100k 60: two heartbeat intervals)")
+    parser.add_argument("--big-rate", type=float, default=10.0,
+                        help="big-room: messages/s of the fixed-rate phase")
+    parser.add_argument("--storm-rate", type=float, default=5.0,
+                        help="storm: messages/s of each room's sender")
     parser.add_argument("--sio-receivers", choices=["auto", "official", "lean"], default="auto",
                         help="Socket.IO clients that only receive: the official socket.io-client, "
                              "or lean ones (Engine.IO/Socket.IO frames on ws, half its CPU per "
@@ -186,11 +210,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def shapes_of(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import scale
     from bench.fixtures import Shape
 
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     shapes = {}
     for name in scenarios:
+        extra = scale.module_for(name)
+        if extra is not None:
+            shapes.update(extra.shapes(args.clients))
+            continue
         clients = args.clients or DEFAULT_CLIENTS[name]
         per = PER_CONVERSATION[name] or clients
         if name in ("rooms", "connect"):
@@ -219,6 +248,13 @@ class Run:
         self.redis = redis
         self.tag = f"[{scenario} {transport} {db} {args.nodes}n]"
         self.marks: dict[str, Any] = {}
+        self.env: dict[str, str] = {}
+        #: Every scenario's clients (big-room also uses another scenario's room).
+        self.all_clients: dict[str, list[Any]] = {}
+        from bench import scale
+
+        #: The scenario's own module (bench/scale.py), for the scale scenarios.
+        self.extra = scale.module_for(scenario)
 
     def say(self, message: str) -> None:
         say(f"{self.tag} {message}")
@@ -228,15 +264,22 @@ class Run:
         from bench import services
 
         prefix = f"confab-bench-{uuid.uuid4().hex[:10]}" if self.args.nodes > 1 else None
+        from bench import scale
+
         env = nodes_mod.node_env(self.database_url, self.secret, self.redis, prefix)
+        self.env = env
         nodes: list[Any] = []
+        extra_flags = scale.uvicorn_flags() if self.extra is not None else None
+        if self.extra is not None:
+            scale.check_open_files(len(self.clients))
         try:
             reference = self.transport in ("ref", "node")
             for i in range(self.args.nodes):
                 nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
                                                   self.args.server_cpus, self.transport == "ref",
                                                   self.args.server_root,
-                                                  node_reference=self.transport == "node"))
+                                                  node_reference=self.transport == "node",
+                                                  extra_flags=extra_flags))
             self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
             if not reference:
                 self.check_api(nodes[0])
@@ -260,6 +303,8 @@ class Run:
     @property
     def sio_receivers(self) -> str:
         """Which Socket.IO client the receiving clients use (see ``--sio-receivers``)."""
+        if self.extra is not None:
+            return "lean"  # the scale scenarios' clients, senders included (bench/js/scale.js)
         if self.args.sio_receivers != "auto":
             return str(self.args.sio_receivers)
         return "lean" if self.scenario == "fanout" else "official"
@@ -270,7 +315,7 @@ class Run:
         for i, client in enumerate(self.clients):
             sender = self.scenario == "fanout" and client.pos == 0
             specs.append(client.spec(node=0 if sender else i % count, sender=sender))
-        return {
+        base = {
             "scenario": self.scenario,
             "transport": {"ref": "raw", "node": "sio"}.get(self.transport, self.transport),
             "sio_receivers": self.sio_receivers,
@@ -280,7 +325,7 @@ class Run:
             "duration_s": self.args.duration,
             "inflight": self.args.inflight,
             "rate_per_client": self.args.rate,
-            "hold_s": self.args.hold,
+            "hold_s": 5.0 if self.args.hold is None else self.args.hold,
             "message_bytes": self.args.message_bytes,
             # A join storm: every client at once.
             "connect_concurrency": (len(specs) if self.scenario == "join-storm"
@@ -290,6 +335,7 @@ class Run:
             "drain_max_s": 120,
             "settle_max_s": 120,
         }
+        return base if self.extra is None else dict(self.extra.config(self, nodes, base))
 
     def drive(self, nodes: list[Any]) -> dict[str, Any]:
         from bench import nodes as nodes_mod
@@ -298,7 +344,10 @@ class Run:
         pids = [n.pid for n in nodes]
         config_path = self.dir / "loadgen.json"
         config_path.write_text(json.dumps(self.config(nodes)))
-        command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), "node",
+        from bench import scale
+
+        node_flags = scale.NODE_FLAGS if self.extra is not None else []
+        command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), "node", *node_flags,
                    str(JS / "loadgen.js"), str(config_path)]
         stderr_path = self.dir / "loadgen.stderr"
         marks = self.marks
@@ -309,7 +358,8 @@ class Run:
         counter = self.stored_counter()
         with open(stderr_path, "wb") as stderr, contextlib.closing(counter):
             generator = subprocess.Popen(command, cwd=JS, stdout=subprocess.PIPE, stderr=stderr,
-                                         text=True, preexec_fn=nodes_mod.raise_fd_limit)
+                                         stdin=subprocess.PIPE, text=True,
+                                         preexec_fn=nodes_mod.raise_fd_limit)
             assert generator.stdout is not None
             try:
                 for text in generator.stdout:
@@ -369,6 +419,8 @@ class Run:
                         result = event
                     elif kind == "failed":
                         raise RuntimeError(f"load generator failed: {event['message']}")
+                    elif self.extra is not None:
+                        self.extra.on_event(self, event, nodes, generator)
                 generator.wait(timeout=60)
                 if profiler is not None:
                     profiler.wait(timeout=120)  # py-spy writes its file when its time is up
@@ -425,6 +477,8 @@ class Run:
                 "generator_cpu_s", "generator_cpu_pct", "generator_loop_delay_p99_ms")},
             "profiled": "profile" in marks,
         }
+        if self.extra is not None:
+            return dict(self.extra.figures(self, result, figures))
         if self.scenario == "connect":
             # Its memory figure is the ramp's (idle's is read after the hold).
             figures["kb_per_connection"] = figures.get("kb_per_connection_at_connect")
@@ -525,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         return search_main(args)
     shapes = shapes_of(args)
     transports = transports_of(args)
+    # Shapes that are another scenario's fixtures (big-room's room of 500) are not run.
+    runnable = SCENARIOS if args.scenario == "all" else (args.scenario,)
     dbs = DATABASES if args.db == "both" else (args.db,)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or RESULTS / f"results-{stamp}.json"
@@ -550,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         say("bench: node = Node socket.io 4.8 + PostgreSQL (bench/js/reference-sio.js), pinned "
             "like a node, on a fresh PostgreSQL database of its own whatever --db, once per "
             "scenario")
+    if any(name in SCALE_SCENARIOS for name in runnable):
+        scale_notes()
     load = os.getloadavg()
     if load[0] > 0.5:
         say(f"bench: note: load average {load[0]:.2f} before starting: other work is running, "
@@ -571,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     secret, shapes)
                 say(f"bench: [{db}] fixtures ready in {time.monotonic() - started:.1f} s")
                 for scenario in shapes:
+                    if scenario not in runnable:
+                        continue
                     for transport in transports:
                         if transport == "node":
                             if scenario in node_done:
@@ -582,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  run_root) as (run_db, run_url):
                                 run = Run(args, scenario, transport, run_db, run_url,
                                           made.scenarios[scenario], run_root, secret, redis)
+                                run.all_clients = made.scenarios
                                 tag = run.tag
                                 figures = run.execute()
                         except Exception as exc:
@@ -628,6 +689,23 @@ def server_database(transport: str, db: str, database_url: str,
         yield "postgres", url
 
 
+def scale_notes() -> None:
+    """The limits the scale scenarios meet: open files of the node and the generator, and the
+    accept queue the kernel allows."""
+    import resource
+
+    from bench import scale
+    from bench.nodes import raise_fd_limit
+
+    raise_fd_limit()  # what the node and the generator inherit
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    say(f"bench: open files for the node and the generator: soft {soft}, hard {hard}; node "
+        f"started with uvicorn --backlog {scale.BACKLOG}")
+    note = scale.backlog_note()
+    if note:
+        say(f"bench: note: {note}")
+
+
 def search_main(args: argparse.Namespace) -> int:
     """The search scenario (bench/search.py) on each selected database."""
     from bench import search, services
@@ -670,8 +748,13 @@ def search_main(args: argparse.Namespace) -> int:
 
 
 def summary(figures: dict[str, Any]) -> str:
+    from bench import scale
+
     if "error" in figures:
         return "error"
+    extra = scale.module_for(str(figures["scenario"]))
+    if extra is not None:
+        return str(extra.summary(figures))
     if figures["scenario"] == "join-storm":
         return (f"all told the room's size in {figures['all_joined_s']} s, "
                 f"{figures['presence_frames']} presence frames "

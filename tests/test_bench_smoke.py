@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.services import Postgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +151,45 @@ def test_bench_search_scenario_at_tiny_scale(tmp_path: Path) -> None:
         assert run["p50_ms"] <= run["p95_ms"] <= run["max_ms"]
         # The frequent words match through every reader's conversations.
         assert run["per_query"]["most common word"]["first_page_hits"] == {"member": 50, "wide": 50}
+
+
+SCALE_FIELDS = {
+    "idle-100k": ("kb_per_connection", "connections_per_s", "server_cpu_pct", "p99_ms",
+                  "generator_peak_rss_mb"),
+    "big-room": ("deliveries_per_s", "us_per_delivery", "p99_ms", "us_per_delivery_ratio"),
+    "storm": ("all_joined_s", "all_caught_up_s", "storm_frames", "server_peak_rss_mb"),
+}
+
+
+@pytest.mark.timeout(420)  # two runs, each with its fixtures and nodes (storm: a restart)
+@pytest.mark.parametrize("scenario", sorted(SCALE_FIELDS))
+def test_bench_runs_a_scale_scenario_at_tiny_scale(scenario: str, tmp_path: Path) -> None:
+    """idle-100k, big-room and storm (a node restarted under its clients) on both transports:
+    every client connected (storm: reconnected and caught up), nothing lost, every figure
+    there."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--scenario", scenario, "--transport", "both",
+         "--db", "sqlite", "--clients", "8", "--duration", "1", "--warmup", "1",
+         "--hold", "0.5", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    runs = {run["transport"]: run for run in json.loads(out.read_text())["runs"]}
+    assert set(runs) == {"sio", "raw"}
+    for transport, run in runs.items():
+        assert "error" not in run, (transport, run)
+        for name in SCALE_FIELDS[scenario]:
+            assert run[name] is not None, (transport, name)
+        assert run["lost"] == 0, transport
+        assert run["unacked"] == 0, transport
+        if scenario == "idle-100k":
+            assert run["up_after_hold"] == 8, transport
+            assert run["source_addresses"] == ["127.0.0.2"], transport
+        if scenario == "big-room":
+            assert run["members_missing_any"] == 0, transport
+            assert run["duplicates"] == 0, transport
+        if scenario == "storm":
+            assert run["complete"] is True, transport
+            assert run["caught_up"] == 8, transport
+            assert run["members_missing_any"] == 0, transport

@@ -17,6 +17,7 @@
 // join-storm: every client connects at once; the result says when each had been told the room
 // holds them all (total_users) and how many presence frames came in all.
 //   result {...}                  everything measured; then the process exits
+// idle-100k, big-room and storm: see idle100k.js, bigroom.js and storm.js.
 // The send timestamp travels in the message content; sender and receivers share this
 // process's monotonic clock, so latency is receive time minus send time.
 
@@ -566,7 +567,15 @@ async function main() {
   setTimeout(() => process.exit(0), 200);
 }
 
-main().catch((err) => {
+// The scale scenarios live in modules of their own (lean clients of both transports, see
+// scale.js); they share this file's histogram and output.
+const SCALE = { 'idle-100k': './idle100k', 'big-room': './bigroom', storm: './storm' };
+const scenarioMain = SCALE[cfg.scenario]
+  ? () => require(SCALE[cfg.scenario]).run(cfg, { Histogram, line, progress })
+      .then(() => setTimeout(() => process.exit(0), 200))
+  : main;
+
+scenarioMain().catch((err) => {
   line({ event: 'failed', message: String(err && err.stack ? err.stack : err) });
   process.exit(1);
 });
