@@ -8,6 +8,7 @@ from typing import Any
 COLUMNS: list[tuple[str, str]] = [
     ("scenario", "scenario"),
     ("transport", "transport"),
+    ("version", "version"),
     ("db", "db"),
     ("nodes", "nodes"),
     ("clients", "clients"),

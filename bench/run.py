@@ -194,6 +194,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run the node(s) from this other checkout of the project, with its "
                              "own .venv (e.g. the previous commit, in a git worktree), to "
                              "compare; fixtures and generator stay this checkout's")
+    parser.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                        help="before/after in one run: every scenario x transport runs first "
+                             "on a node of CHECKOUT (another checkout with its own .venv, e.g. "
+                             "the previous commit in a git worktree), then on this checkout's "
+                             "(or --server-root's), back to back on the same fixtures; each "
+                             "run's `version` names the commit it ran")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the first node during each measured window (slows it; "
                              "the run is marked profiled)")
@@ -248,6 +254,9 @@ class Run:
         self.redis = redis
         self.tag = f"[{scenario} {transport} {db} {args.nodes}n]"
         self.marks: dict[str, Any] = {}
+        #: The checkout whose node runs (None: this one), and the commit it is at.
+        self.server_root: Path | None = args.server_root
+        self.version: str | None = None
         self.env: dict[str, str] = {}
         #: Every scenario's clients (big-room also uses another scenario's room).
         self.all_clients: dict[str, list[Any]] = {}
@@ -277,7 +286,7 @@ class Run:
             for i in range(self.args.nodes):
                 nodes.append(nodes_mod.start_node(self.dir / f"node{i}", env,
                                                   self.args.server_cpus, self.transport == "ref",
-                                                  self.args.server_root,
+                                                  self.server_root,
                                                   node_reference=self.transport == "node",
                                                   extra_flags=extra_flags))
             self.say("node(s) up: " + ", ".join(f"{n.base_url} (pid {n.pid})" for n in nodes))
@@ -462,6 +471,7 @@ class Run:
         figures: dict[str, Any] = {
             "scenario": self.scenario,
             "transport": self.transport,
+            **({"version": self.version} if self.version else {}),
             "db": self.db,
             "nodes": len(nodes),
             "clients": clients,
@@ -619,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
     secret = secrets.token_urlsafe(48)
     failed = False
     node_done: set[str] = set()  # scenarios the Node reference has run (once each)
+    versions = versions_of(args)
+    if args.compare:
+        say("bench: before/after: each run on " + ", then on ".join(
+            f"{version} ({root or ROOT})" for root, version in versions))
     try:
         for db in dbs:
             with services.database(db, run_root) as database_url:
@@ -636,23 +650,31 @@ def main(argv: list[str] | None = None) -> int:
                             if scenario in node_done:
                                 continue
                             node_done.add(scenario)
-                        tag = f"[{scenario} {transport} {db} {args.nodes}n]"
-                        try:
-                            with server_database(transport, db, database_url,
-                                                 run_root) as (run_db, run_url):
-                                run = Run(args, scenario, transport, run_db, run_url,
-                                          made.scenarios[scenario], run_root, secret, redis)
-                                run.all_clients = made.scenarios
-                                tag = run.tag
-                                figures = run.execute()
-                        except Exception as exc:
-                            failed = True
-                            say(f"{tag} FAILED: {exc}")
-                            figures = {"scenario": scenario, "transport": transport, "db": db,
-                                       "nodes": args.nodes, "error": str(exc)[:2000]}
-                        runs.append(figures)
-                        out.write_text(json.dumps(results, indent=2))
-                        say(f"{tag} done: " + summary(figures))
+                        # The references are no version of the project: run once.
+                        mine = versions if transport in TRANSPORTS else versions[-1:]
+                        for server_root, version in mine:
+                            tag = f"[{scenario} {transport} {db} {args.nodes}n]"
+                            try:
+                                with server_database(transport, db, database_url,
+                                                     run_root) as (run_db, run_url):
+                                    run = Run(args, scenario, transport, run_db, run_url,
+                                              made.scenarios[scenario], run_root, secret, redis)
+                                    run.all_clients = made.scenarios
+                                    if version is not None and transport in TRANSPORTS:
+                                        run.server_root, run.version = server_root, version
+                                        run.tag = tag = f"{tag[:-1]} {version}]"
+                                        run.dir = run.dir.with_name(f"{run.dir.name}-{version}")
+                                    tag = run.tag
+                                    figures = run.execute()
+                            except Exception as exc:
+                                failed = True
+                                say(f"{tag} FAILED: {exc}")
+                                figures = {"scenario": scenario, "transport": transport,
+                                           "db": db, "nodes": args.nodes,
+                                           "error": str(exc)[:2000]}
+                            runs.append(figures)
+                            out.write_text(json.dumps(results, indent=2))
+                            say(f"{tag} done: " + summary(figures))
     finally:
         if args.keep or failed:
             say(f"bench: run folder (server logs) kept at {run_root}")
@@ -664,6 +686,26 @@ def main(argv: list[str] | None = None) -> int:
     say("")
     say(f"bench: results written to {out}")
     return 1 if failed else 0
+
+
+def versions_of(args: argparse.Namespace) -> list[tuple[Path | None, str | None]]:
+    """The checkouts whose nodes run, in order, with the commit each is at (``--compare``):
+    the compared one first, then this one (or ``--server-root``); without ``--compare`` just
+    the latter, unnamed."""
+    if args.compare is None:
+        return [(args.server_root, None)]
+    return [(args.compare, commit_of(args.compare)),
+            (args.server_root, commit_of(args.server_root or ROOT))]
+
+
+def commit_of(root: Path) -> str:
+    """The short commit a checkout is at, marked ``+`` when its tree has changes."""
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    return f"{head}+" if dirty else head
 
 
 def transports_of(args: argparse.Namespace) -> tuple[str, ...]:

@@ -65,7 +65,7 @@ def on_event(run: Any, event: dict[str, Any], nodes: list[Any], generator: Any) 
         run.say(f"node stopped in {marks['stop_s']:.1f} s (SIGTERM); starting a new one on "
                 f"port {old.port}")
         new = nodes_mod.start_node(run.dir / "node0", run.env, run.args.server_cpus,
-                                   server_root=run.args.server_root, port=old.port,
+                                   server_root=run.server_root, port=old.port,
                                    extra_flags=uvicorn_flags())
         nodes[0] = new
         marks["restart_s"] = time.monotonic() - started

@@ -199,3 +199,23 @@ def test_bench_runs_a_scale_scenario_at_tiny_scale(scenario: str, tmp_path: Path
             assert run["complete"] is True, transport
             assert run["caught_up"] == 8, transport
             assert run["members_missing_any"] == 0, transport
+
+
+def test_bench_compare_runs_the_compared_checkout_first(tmp_path: Path) -> None:
+    """``--compare CHECKOUT``: its node first, then this checkout's, each named by its commit
+    (``+`` when its tree has changes)."""
+    from bench.run import commit_of, parse_args, versions_of
+
+    other = tmp_path / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    (other / "f").write_text("one")
+    subprocess.run(["git", "-C", str(other), "add", "f"], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=b", "-c", "user.email=b@e",
+                    "commit", "-qm", "one"], check=True)
+    head = subprocess.run(["git", "-C", str(other), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    versions = versions_of(parse_args(["--compare", str(other)]))
+    assert versions == [(other, head), (None, commit_of(ROOT))]
+    (other / "f").write_text("two")
+    assert commit_of(other) == f"{head}+"
+    assert versions_of(parse_args([])) == [(None, None)]
