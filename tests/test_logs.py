@@ -27,6 +27,7 @@ from backend.observability.logs import (
     JsonFormatter,
     RedactSecrets,
     TextFormatter,
+    WebSocketAccessLines,
     redact,
 )
 from backend.observability.request_ids import RequestIds, incoming_id
@@ -271,3 +272,28 @@ async def test_a_websocket_keeps_its_request_id_for_its_life_and_gets_it_echoed(
     await asyncio.ensure_future(connection())
     assert seen == ["ws-1"] and REQUEST_ID.get() is None  # set in the connection's task only
     assert sent == [{"type": "websocket.accept", "headers": [(b"x-request-id", b"ws-1")]}]
+
+
+def test_websocket_handshake_lines_follow_the_access_log_switch() -> None:
+    """uvicorn's per-handshake line on ``uvicorn.error`` is kept while the access log is on
+    and dropped with ``--no-access-log`` (no handler, not propagating); other lines stay."""
+    access = logging.getLogger("uvicorn.access")
+    saved = (access.propagate, list(access.handlers))
+    lines = WebSocketAccessLines()
+
+    def record(msg: str, *args: object) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, msg, args, None)
+
+    accepted = record('%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/ws/chat/1/")
+    refused = record('%s - "WebSocket %s" %d', "127.0.0.1:5", "/ws/chat/1/", 403)
+    other = record("Started server process [%d]", 1)
+    try:
+        access.propagate = True
+        assert lines.filter(accepted) and lines.filter(refused) and lines.filter(other)
+        access.propagate, access.handlers = False, []
+        assert not lines.filter(accepted) and not lines.filter(refused)
+        assert lines.filter(other)
+        access.handlers = [logging.NullHandler()]
+        assert lines.filter(accepted)
+    finally:
+        access.propagate, access.handlers = saved[0], saved[1]

@@ -66,6 +66,23 @@ class AccessFields(logging.Filter):
         return True
 
 
+class WebSocketAccessLines(logging.Filter):
+    """uvicorn logs each WebSocket handshake's outcome (``"WebSocket /path" [accepted]``, or
+    its status) through ``uvicorn.error``: an access line by what it says, written whatever
+    ``--no-access-log`` says. On ``uvicorn.error`` this drops those lines while the access
+    log is switched off (uvicorn then leaves ``uvicorn.access`` with no handler and not
+    propagating): a node that accepts thousands of sockets a second with its access log off
+    wrote, and formatted, one line for each."""
+
+    PREFIX = '%s - "WebSocket %s"'
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (isinstance(record.msg, str) and record.msg.startswith(self.PREFIX)):
+            return True
+        access = logging.getLogger("uvicorn.access")
+        return access.propagate or bool(access.handlers)
+
+
 class RedactSecrets(logging.Filter):
     """Mask credentials in the formatted message (see ``redact``)."""
 
@@ -162,6 +179,10 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
         quiet = logging.getLogger(name)
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.ERROR)
+    error_log = logging.getLogger("uvicorn.error")
+    for old_filter in [f for f in error_log.filters if isinstance(f, WebSocketAccessLines)]:
+        error_log.removeFilter(old_filter)
+    error_log.addFilter(WebSocketAccessLines())
     for name in _REROUTED:
         logger = logging.getLogger(name)
         # A logger without handlers is left alone: it already reaches the root, or it was
