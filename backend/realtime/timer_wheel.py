@@ -30,8 +30,12 @@ from typing import Generic, Protocol, TypeVar
 log = logging.getLogger("confab.timers")
 
 #: The coarsest bucket a heartbeat wheel uses, and its share of the shortest interval it
-#: serves (so that tests with intervals of a few hundred milliseconds keep their shape).
-MAX_RESOLUTION = 1.0
+#: serves (so that tests with intervals of a few hundred milliseconds keep their shape). A
+#: bucket's entries are handed over in one turn of the loop, which messages then wait behind:
+#: with 1 s buckets, 18,000 connections pinged every 20 s made bursts of 900 pings, and the
+#: p99 of a light message load held beside them went from 5 to 27 ms; a tenth of a second
+#: makes each burst a tenth as long, for ten wake-ups a second.
+MAX_RESOLUTION = 0.1
 SHARE = 10
 #: How early the loop may run a timer (its clock's resolution): a bucket whose end is this
 #: close counts as reached.
