@@ -1,6 +1,10 @@
 """The benchmark harness (bench/) end to end at a tiny scale: every scenario on both transports
 runs, nothing is lost, and the JSON carries every figure. No speed is asserted here: speed is
-what the benchmark itself measures (README, "Benchmark")."""
+what the benchmark itself measures (README, "Benchmark").
+
+The invocations are started together (``launched``) and each test waits for its own: each
+spends most of its time waiting (nodes starting and stopping, warm-ups, holds), and one after
+the other they took over two minutes of the suite."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +33,74 @@ CONNECT_FIELDS = ("connections_per_s", "server_connect_cpu_us_per_connection", "
                   "kb_per_connection")
 
 
-def run_bench(*args: str, timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """``bench/run.py ARGS``; its JSON once it exited 0."""
-    out = Path(args[args.index("--out") + 1])
-    result = subprocess.run([sys.executable, "bench/run.py", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout, check=False,
-                            env={**os.environ, **(env or {})})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "conn/s" in result.stdout  # the final table
-    data: dict[str, Any] = json.loads(out.read_text())
-    return data
+@dataclass
+class Launch:
+    """One ``bench/run.py`` invocation under way: its process, its JSON and its output."""
+
+    process: subprocess.Popen[str]
+    out: Path
+    log: Path
+
+    def finish(self, timeout: float = 400) -> str:
+        """Its output, once it exited 0."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        text = self.log.read_text(errors="replace")
+        assert self.process.returncode == 0, text[-8000:]
+        return text
+
+    def data(self, timeout: float = 400) -> dict[str, Any]:
+        """Its JSON, once it exited 0 (and printed its final table)."""
+        assert "conn/s" in self.finish(timeout)  # the final table
+        data: dict[str, Any] = json.loads(self.out.read_text())
+        return data
+
+
+TINY = ["--duration", "1", "--warmup", "0.5", "--hold", "0.5"]
+
+
+def invocations(postgres: Postgres, redis_url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Every invocation of this module: its arguments and the environment it adds. All but the
+    first run unpinned (they run together; only the first checks the pinning path)."""
+    pg = {"DATABASE_URL": postgres.admin_url}
+    found = {
+        "all": (["--scenario", "all", "--transport", "both", "--db", "sqlite", "--clients", "4",
+                 *TINY], {}),
+        "node": (["--scenario", "all", "--transport", "node", "--db", "sqlite", "--clients",
+                  "4", *TINY, "--no-pin"], pg),
+        "two-nodes": (["--scenario", "fanout", "--nodes", "2", "--db", "postgres", "--transport",
+                       "raw", "--clients", "6", "--duration", "1", "--warmup", "0.5",
+                       "--no-pin"], {**pg, "REDIS_URL": redis_url}),
+        "search": (["--scenario", "search", "--db", "both", "--messages", "5000", "--rounds",
+                    "1", "--no-pin"], {}),
+    }
+    for scenario, transport in SCALE_TRANSPORTS.items():
+        found[f"scale-{scenario}"] = (
+            ["--scenario", scenario, "--transport", transport, "--db", "sqlite", "--clients",
+             "8", "--duration", "1", "--warmup", "1", "--hold", "0.5", "--no-pin"], {})
+    return found
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
+             redis_url: str) -> Iterator[dict[str, Launch]]:
+    folder = tmp_path_factory.mktemp("bench-smoke")
+    launches: dict[str, Launch] = {}
+    for name, (args, env) in invocations(postgres, redis_url).items():
+        out, log = folder / f"{name}.json", folder / f"{name}.log"
+        with open(log, "w") as handle:
+            process = subprocess.Popen([sys.executable, "bench/run.py", *args, "--out", str(out)],
+                                       cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT,
+                                       text=True, env={**os.environ, **env})
+        launches[name] = Launch(process, out, log)
+    yield launches
+    for launch in launches.values():
+        if launch.process.poll() is None:
+            launch.process.kill()
+            launch.process.wait()
 
 
 def assert_traffic(where: str, run: dict[str, Any]) -> None:
@@ -54,17 +118,11 @@ def assert_traffic(where: str, run: dict[str, Any]) -> None:
     assert run["us_per_stored_message"] is not None, where
 
 
-def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--scenario", "all", "--transport", "both",
-         "--db", "sqlite", "--clients", "4", "--duration", "1", "--warmup", "0.5",
-         "--hold", "0.5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "µs/deliv" in result.stdout  # the final table
-    data = json.loads(out.read_text())
+@pytest.mark.timeout(420)
+def test_bench_runs_every_scenario_at_tiny_scale(launched: dict[str, Launch]) -> None:
+    output = launched["all"].finish()
+    assert "µs/deliv" in output  # the final table
+    data = json.loads(launched["all"].out.read_text())
     assert data["meta"]["server"]["raised_limits"]["SEND_RATE_PER_SECOND"]
     runs = {(run["scenario"], run["transport"]): run for run in data["runs"]}
     assert set(runs) == {(s, t) for s in ("fanout", "rooms", "idle", "join-storm", "connect")
@@ -94,14 +152,11 @@ def test_bench_runs_every_scenario_at_tiny_scale(tmp_path: Path) -> None:
         assert_traffic(where, run)
 
 
-def test_bench_node_reference_runs_every_scenario(tmp_path: Path, postgres: Postgres) -> None:
+@pytest.mark.timeout(420)
+def test_bench_node_reference_runs_every_scenario(launched: dict[str, Launch]) -> None:
     """``--transport node``: Node's socket.io storing in PostgreSQL answers the generator's
     Socket.IO clients in every scenario, on PostgreSQL even when ``--db`` is SQLite."""
-    out = tmp_path / "node.json"
-    data = run_bench("--scenario", "all", "--transport", "node", "--db", "sqlite",
-                     "--clients", "4", "--duration", "1", "--warmup", "0.5", "--hold", "0.5",
-                     "--out", str(out), timeout=240,
-                     env={"DATABASE_URL": postgres.admin_url})
+    data = launched["node"].data()
     runs = {run["scenario"]: run for run in data["runs"]}
     assert set(runs) == {"fanout", "rooms", "idle", "join-storm", "connect"}
     for scenario, run in runs.items():
@@ -115,15 +170,11 @@ def test_bench_node_reference_runs_every_scenario(tmp_path: Path, postgres: Post
         assert runs["connect"][name] is not None, name
 
 
-def test_bench_fanout_across_two_nodes(tmp_path: Path, postgres: Postgres,
-                                       redis_url: str) -> None:
+@pytest.mark.timeout(420)
+def test_bench_fanout_across_two_nodes(launched: dict[str, Launch]) -> None:
     """``--nodes 2``: one conversation's receivers on both nodes; the CPU per delivery is both
     nodes' CPU, and each node's own is reported beside it."""
-    out = tmp_path / "two.json"
-    data = run_bench("--scenario", "fanout", "--nodes", "2", "--db", "postgres",
-                     "--transport", "raw", "--clients", "6", "--duration", "1",
-                     "--warmup", "0.5", "--out", str(out), timeout=180,
-                     env={"DATABASE_URL": postgres.admin_url, "REDIS_URL": redis_url})
+    data = launched["two-nodes"].data()
     [run] = data["runs"]
     assert "error" not in run, run
     assert run["nodes"] == 2
@@ -134,17 +185,12 @@ def test_bench_fanout_across_two_nodes(tmp_path: Path, postgres: Postgres,
     assert abs(sum(run["node_cpu_s"]) - run["server_cpu_s"]) <= 0.05
 
 
-def test_bench_search_scenario_at_tiny_scale(tmp_path: Path) -> None:
+@pytest.mark.timeout(420)
+def test_bench_search_scenario_at_tiny_scale(launched: dict[str, Launch]) -> None:
     """``--scenario search`` on both databases: the messages loaded by SQL are found through
     the route, and every query of the set has its figures."""
-    out = tmp_path / "search.json"
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--scenario", "search", "--db", "both",
-         "--messages", "5000", "--rounds", "1", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    data = json.loads(out.read_text())
+    launched["search"].finish()
+    data = json.loads(launched["search"].out.read_text())
     assert [run["db"] for run in data["runs"]] == ["sqlite", "postgres"]
     for run in data["runs"]:
         assert run["messages"] == 5000 and run["queries"] == 2 * len(run["per_query"])
@@ -167,21 +213,16 @@ SCALE_FIELDS = {
 SCALE_TRANSPORTS = {"idle-100k": "sio", "big-room": "raw", "storm": "both"}
 
 
-@pytest.mark.timeout(420)  # up to two runs, each with its fixtures and nodes
+@pytest.mark.timeout(420)
 @pytest.mark.parametrize("scenario", sorted(SCALE_FIELDS))
-def test_bench_runs_a_scale_scenario_at_tiny_scale(scenario: str, tmp_path: Path) -> None:
+def test_bench_runs_a_scale_scenario_at_tiny_scale(scenario: str,
+                                                   launched: dict[str, Launch]) -> None:
     """idle-100k, big-room and storm: every client connected (storm: reconnected and caught
     up), nothing lost, every figure there."""
-    out = tmp_path / "bench.json"
     transport = SCALE_TRANSPORTS[scenario]
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--scenario", scenario, "--transport", transport,
-         "--db", "sqlite", "--clients", "8", "--duration", "1", "--warmup", "1",
-         "--hold", "0.5", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=400, check=False,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    runs = {run["transport"]: run for run in json.loads(out.read_text())["runs"]}
+    launch = launched[f"scale-{scenario}"]
+    launch.finish()
+    runs = {run["transport"]: run for run in json.loads(launch.out.read_text())["runs"]}
     assert set(runs) == ({"sio", "raw"} if transport == "both" else {transport})
     for transport, run in runs.items():
         assert "error" not in run, (transport, run)
