@@ -88,6 +88,12 @@ def invocations(postgres: Postgres, redis_url: str) -> dict[str, tuple[list[str]
 def launched(tmp_path_factory: pytest.TempPathFactory, postgres: Postgres,
              redis_url: str) -> Iterator[dict[str, Launch]]:
     folder = tmp_path_factory.mktemp("bench-smoke")
+    # The generator's npm packages, installed once before the invocations start together
+    # (each would run ``npm ci`` into the same folder otherwise): ``--help`` installs, then
+    # prints the help.
+    installed = subprocess.run([sys.executable, "bench/run.py", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert installed.returncode == 0, installed.stdout[-4000:] + installed.stderr[-4000:]
     launches: dict[str, Launch] = {}
     for name, (args, env) in invocations(postgres, redis_url).items():
         out, log = folder / f"{name}.json", folder / f"{name}.log"
