@@ -71,6 +71,8 @@ async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read
 
     from tortoise import connections
 
+    from backend.storage import side_connections
+
     client = connections.get("default")
     reads = lookups.InlineReads()
 
@@ -78,7 +80,7 @@ async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read
         raise sqlite3.OperationalError("database is locked")
 
     with monkeypatch.context() as patch:
-        patch.setattr(lookups, "sqlite_pragmas", busy)
+        patch.setattr(side_connections, "sqlite_pragmas", busy)
         assert reads.rows(client, "SELECT 1", []) is None
     assert reads.rows(client, "SELECT 1", []) == [{"1": 1}]
     reads.close()

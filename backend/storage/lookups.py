@@ -17,7 +17,8 @@ from typing import Any, cast
 from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from backend.compat.tortoise import model_from_row, sqlite_file, sqlite_pragmas
+from backend.compat.tortoise import model_from_row
+from backend.storage.side_connections import open_beside
 from models import Block, User
 
 _USER_COLUMNS = ", ".join(f'"{column}"' for column in User._meta.fields_db_projection.values())
@@ -59,19 +60,14 @@ class InlineReads:
         if client is not self._client:  # the first read, or the database was reopened
             self.close()
             self._client = client
-            path = sqlite_file(client)
-            if path in ("", ":memory:") or "mode=memory" in path:
-                return None
-            connection = sqlite3.connect(path, isolation_level=None)
             try:
-                connection.row_factory = sqlite3.Row
-                pragmas = {**sqlite_pragmas(client), "busy_timeout": 0, "query_only": 1}
-                for pragma, value in pragmas.items():
-                    connection.execute(f"PRAGMA {pragma}={value}")
+                connection = open_beside(client, query_only=1)
             except sqlite3.Error:  # busy now (a pragma that writes): set up at the next read
-                connection.close()
                 self._client = None
                 return None
+            if connection is None:
+                return None
+            connection.row_factory = sqlite3.Row
             self._connection = connection
         return self._connection
 

@@ -54,11 +54,10 @@ from tortoise.fields.data import JSON_DUMPS
 from backend.compat.tortoise import (
     pool_size,
     run_on_sqlite_thread,
-    sqlite_file,
     sqlite_lock,
-    sqlite_pragmas,
     sqlite_stamp,
 )
+from backend.storage.side_connections import open_beside
 from models import Customer, DeliveryStatus, MessageStatus, MobileSession, SenderType, User
 
 
@@ -640,13 +639,9 @@ class InlineWrites:
         if client is not self._client:  # the first send, or the database was reopened
             self.close()
             self._client = client
-            path = sqlite_file(client)
-            if path in ("", ":memory:") or "mode=memory" in path:
+            connection = open_beside(client)
+            if connection is None:
                 return None
-            connection = sqlite3.connect(path, isolation_level=None)
-            pragmas = {**sqlite_pragmas(client), "busy_timeout": 0}
-            for pragma, value in pragmas.items():
-                connection.execute(f"PRAGMA {pragma}={value}")
             self._connection = connection
         return self._connection
 
