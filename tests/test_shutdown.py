@@ -100,16 +100,21 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
         assert await close_frame(reader) == 1001  # the node is saying goodbye
 
         ws, token = server.ws_url, alice.token
-        for url in (f"{ws}/ws/chat/{cid}/?token={token}",
-                    f"{ws}/ws/mobile/chat/{device_cid}/?device_id={device_id}",
-                    f"{ws}/ws/conversations/?token={token}",
-                    f"{ws}/api/v1/chat/ws/{cid}?token={token}"):
-            assert await close_code(url) == 1001, url
-        for namespace, auth in (("/chat", {"token": token, "conversation_id": cid}),
-                                ("/mobile", {"device_id": device_id,
-                                             "conversation_id": device_cid}),
-                                ("/conversations", {"token": token})):
-            refused = await Client(server.base_url, namespace).refused(auth)
+        urls = (f"{ws}/ws/chat/{cid}/?token={token}",
+                f"{ws}/ws/mobile/chat/{device_cid}/?device_id={device_id}",
+                f"{ws}/ws/conversations/?token={token}",
+                f"{ws}/api/v1/chat/ws/{cid}?token={token}")
+        doors = (("/chat", {"token": token, "conversation_id": cid}),
+                 ("/mobile", {"device_id": device_id, "conversation_id": device_cid}),
+                 ("/conversations", {"token": token}))
+        # All at once: the node keeps refusing only while its goodbye lasts (up to 5 s).
+        codes, refusals = await asyncio.gather(
+            asyncio.gather(*(close_code(url) for url in urls)),
+            asyncio.gather(*(Client(server.base_url, namespace).refused(auth)
+                             for namespace, auth in doors)))
+        for url, code in zip(urls, codes, strict=True):
+            assert code == 1001, url
+        for (namespace, _auth), refused in zip(doors, refusals, strict=True):
             assert refused["code"] == 1001, (namespace, refused)
             assert refused["message"] == "Server shutting down"
         writer.close()
