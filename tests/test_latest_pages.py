@@ -8,6 +8,7 @@ from typing import Any
 
 from backend.service.latest_pages import LatestPages, Page
 from tests.support.client import Api
+from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess
 from tests.test_raw_chat import chat_url
 from tests.test_raw_support import raw, support_conversation
@@ -140,3 +141,36 @@ async def test_a_connect_after_any_change_gets_the_changed_page(
         await me.next("message_delete")
         page = await recent()
         assert page[0]["is_deleted"] is True and page[0]["content"] == ""
+
+
+async def test_a_change_made_on_another_node_drops_the_kept_page(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    on_a, _ = apis
+    node_a, node_b = cluster.nodes[:2]
+    owner, cid = await support_conversation(on_a)
+    agent = await on_a.register(role="agent")
+
+    async def recent_on_b() -> list[dict[str, Any]]:
+        async with raw(chat_url(node_b, cid, agent.token)) as late:
+            return (await late.next("recent_messages"))["messages"]  # type: ignore[no-any-return]
+
+    async with (
+        raw(chat_url(node_a, cid, owner.token)) as on_a_ws,
+        raw(chat_url(node_b, cid, owner.token)) as on_b_ws,  # B follows the room
+    ):
+        await on_a_ws.next("recent_messages")
+        await on_b_ws.next("recent_messages")
+        await on_a_ws.send({"type": "chat_message", "content": "first"})
+        message_id = (await on_b_ws.next("chat_message"))["message_id"]
+        assert [m["content"] for m in await recent_on_b()] == ["first"]  # kept on B
+
+        await on_a_ws.send({"type": "message_edit", "message_id": message_id,
+                            "content": "Edited on A"})
+        await on_b_ws.next("message_edit")  # B delivered it: its kept page is gone
+        assert [m["content"] for m in await recent_on_b()] == ["Edited on A"]
+
+        await on_a_ws.send({"type": "chat_message", "content": "second"})
+        await on_b_ws.next(lambda f: f.get("type") == "chat_message"
+                           and f["content"] == "second")
+        assert [m["content"] for m in await recent_on_b()] == ["Edited on A", "second"]
