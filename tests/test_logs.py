@@ -147,6 +147,9 @@ async def test_serve_logs_json_with_request_ids_and_no_secrets(served: ServerPro
     assert sockets and all("request_id" in r for r in sockets)
     assert any("?token=***" in r["message"] for r in sockets)
     assert any("?device_id=***" in r["message"] for r in sockets)
+    # With the access log on, websockets' per-connection lines are written too.
+    assert any(r["message"] == "connection open" and r["logger"] == "uvicorn.error"
+               for r in lines)
     assert any(r["logger"] == "uvicorn.error" and "Started server process" in r["message"]
                for r in lines)
 
@@ -167,6 +170,9 @@ async def test_bare_uvicorn_in_production_logs_json_too(work_dir: Path) -> None:
         assert secret not in log
     # Started with --no-access-log: uvicorn's per-handshake access lines are off too.
     assert not any('"WebSocket /' in r["message"] for r in lines)
+    # and so are websockets' own per-connection lines (on uvicorn's loggers).
+    assert not [r for r in lines if r["message"] in ("connection open", "connection closed")
+                and r["logger"].startswith("uvicorn")]
     assert any(r["logger"] == "confab.database" for r in lines)
 
 

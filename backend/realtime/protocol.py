@@ -70,7 +70,12 @@ from backend.compat.uvicorn import (
     send_ping,
     use_flow_control,
 )
-from backend.compat.websockets import lone_pong, restart_frame_parser, swap_parser
+from backend.compat.websockets import (
+    lone_pong,
+    quiet_connection_lines,
+    restart_frame_parser,
+    swap_parser,
+)
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
 from backend.realtime.wire import frame
@@ -104,6 +109,10 @@ class WebSocketProtocol(SansIOProtocol):
         use_flow_control(self, LeanQueue(), LeanEvent())
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
+        if not config.access_log:
+            # Its "connection open" and "connection closed" are access lines, one per
+            # connection: with the access log off they cost each connect a formatted write.
+            quiet_connection_lines(self.conn)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
