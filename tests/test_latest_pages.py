@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+
 from backend.service.latest_pages import LatestPages, Page
 from tests.support.client import Api
 from tests.support.cluster import Cluster
@@ -94,6 +96,12 @@ async def test_kept_pages_are_bounded() -> None:
     for conversation_id in range(10):
         await pages.page(conversation_id, 50, reads)
     assert len(pages) == 3
+
+
+def test_a_page_is_encoded_once_for_all_its_readers() -> None:
+    page = Page([{"id": 1, "content": "é"}], False)
+    assert page.json() == orjson.dumps(page.messages)
+    assert page.json() is page.json()
 
 
 # -- the real server --------------------------------------------------------------------------

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
 
 #: How long a kept page may be shown without a change (see the module doc).
 KEEP_SECONDS = 5.0
@@ -41,7 +43,7 @@ KEEPS_PAGE = frozenset({"typing_indicator", "user_joined", "user_left", "presenc
                         "user_status"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Page:
     """A rendered page. Its dicts are shared by every reader: never changed.
 
@@ -51,6 +53,24 @@ class Page:
     messages: list[dict[str, Any]]
     has_more: bool
     uploads: tuple[tuple[int, dict[str, Any], bool], ...] = ()
+    _json: bytes | None = field(default=None, repr=False, compare=False)
+
+    def json(self) -> bytes:
+        """The messages as JSON, encoded once for every reader (of a page without uploads:
+        the same bytes for everyone)."""
+        if self._json is None:
+            self._json = orjson.dumps(self.messages)
+        return self._json
+
+
+class Recent(NamedTuple):
+    """The latest page as one reader gets it: its messages (never to be changed), whether more
+    lie before them, and the messages as JSON when that is the same for every reader (None:
+    encode ``messages``)."""
+
+    messages: list[dict[str, Any]]
+    has_more: bool
+    json: bytes | None
 
 
 class LatestPages:

@@ -20,7 +20,7 @@ from backend.service.clock import iso, now
 from backend.service.drafts import MessageDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.events import Event
-from backend.service.latest_pages import Page
+from backend.service.latest_pages import Page, Recent
 from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
@@ -218,22 +218,41 @@ class MessageOps(LogOps):
         only sends the page on, unchanged: readers of the same page who ask together (the
         clients of a conversation connecting at once) then share one read begun after each
         asked (shared_reads.py)."""
-        await self.grants.viewable(actor, conversation_id)  # every connect reads a page
+        if shared and latest and after_id is None and not offset and before_id is None:
+            page = await self.recent(actor, conversation_id, limit)
+            return page.messages, page.has_more
+        await self.grants.viewable(actor, conversation_id)
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
         if actor.user is not None:
             hidden = await self.grants.blocked(actor.user.id)
         if shared and not hidden and not offset and before_id is None:
-            if latest and after_id is None:
-                page = await self.latest_pages.page(conversation_id, limit, functools.partial(
-                    self.latest_reads.read, (conversation_id, limit),
-                    functools.partial(self._latest_page, conversation_id, limit)))
-                return self._presented(page), page.has_more
             key = (conversation_id, limit, after_id, latest)
             return await self.page_reads.read(key, functools.partial(
                 self._page, conversation_id, limit, after_id=after_id, latest=latest))
         return await self._page(conversation_id, limit, hidden=hidden, offset=offset,
                                 before_id=before_id, after_id=after_id, latest=latest)
+
+    async def recent(self, actor: Actor, conversation_id: int, limit: int) -> Recent:
+        """``history(latest=True, shared=True)``: the latest page, for a caller that only
+        sends it on, unchanged (every connect). Readers who hide no one share it: one read
+        for those who ask together (shared_reads.py), kept for the next while nothing in the
+        conversation changes (latest_pages.py), and encoded once when it has no links."""
+        await self.grants.viewable(actor, conversation_id)  # every connect reads a page
+        limit = max(1, min(limit, self.limits.history_page_max))
+        hidden: frozenset[int] = frozenset()
+        if actor.user is not None:
+            hidden = await self.grants.blocked(actor.user.id)
+        if hidden:
+            messages, has_more = await self._page(conversation_id, limit, hidden=hidden,
+                                                  latest=True)
+            return Recent(messages, has_more, None)
+        page = await self.latest_pages.page(conversation_id, limit, functools.partial(
+            self.latest_reads.read, (conversation_id, limit),
+            functools.partial(self._latest_page, conversation_id, limit)))
+        if page.uploads:
+            return Recent(self._presented(page), page.has_more, None)
+        return Recent(page.messages, page.has_more, page.json())
 
     async def _page(
         self,
@@ -260,8 +279,6 @@ class MessageOps(LogOps):
 
     def _presented(self, page: Page) -> list[dict[str, Any]]:
         """A shared page's messages with download links made for this reader."""
-        if not page.uploads:
-            return page.messages
         messages = list(page.messages)
         for index, stored, deleted in page.uploads:
             messages[index] = shown = dict(messages[index])
