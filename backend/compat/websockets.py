@@ -51,8 +51,8 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["ClosableMidMessage", "lone_pong", "parse_frames", "quiet_connection_lines",
-           "restart_frame_parser", "swap_parser"]
+__all__ = ["CONNECTION_LINES", "ClosableMidMessage", "lone_pong", "parse_frames",
+           "quiet_connection_lines", "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -166,7 +166,8 @@ _AT_EOF = StreamReader.at_eof.__code__
 
 
 #: Where a parser quieted by ``quiet_connection_lines`` logs: its warnings and errors only.
-CONNECTION_LINES = logging.getLogger("uvicorn.error.connections")
+#: (Not under ``uvicorn``: uvicorn's logging set-up resets its loggers' children.)
+CONNECTION_LINES = logging.getLogger("confab.connections")
 CONNECTION_LINES.setLevel(logging.WARNING)
 
 
