@@ -41,7 +41,7 @@ def test_each_compat_module_pins_what_pyproject_pins() -> None:
         pinned[re.sub(r"\[.*\]", "", name).lower()] = pin
     assert {pin.distribution for pin in pins()} == {
         "uvicorn", "websockets", "starlette", "tortoise-orm", "aiosqlite", "asyncpg",
-        "python-socketio", "python-engineio"}
+        "python-socketio", "python-engineio", "pyjwt"}
     for pin in pins():
         assert pinned.get(pin.distribution) == pin.version, pin
 
@@ -237,3 +237,18 @@ def test_tortoise_parses_sqlite_datetimes_with_ciso8601() -> None:
     import iso8601
 
     assert ciso8601.parse_datetime(stamp) == iso8601.parse_date(stamp, default_timezone=None)
+
+
+def test_the_lean_segment_decoder_answers_as_upstream() -> None:
+    """backend/compat/jwt.py's copy of PyJWT's segment decoder refuses and keeps what
+    upstream's does, on segments of every kind, and tokens decode through it."""
+    from jwt.api_jws import PyJWS
+
+    from backend.compat.jwt import _SAMPLES, DECODER, LeanJWS, _answer
+
+    samples = [*_SAMPLES, b"eyJzdWIiOiIxIn0", b"eyJzdWIiOiIxIn0=", b"ab\ncd", b"abc\x00",
+               b"=", b"==", b"a===", b"Zm9v", b"Zm9vYg", b"Zm9vYg=", b"Zm9vYh"]
+    for segment in samples:
+        assert _answer(LeanJWS._decode_base64url_segment, segment) == _answer(
+            PyJWS._decode_base64url_segment, segment), segment
+    assert isinstance(DECODER._jws, LeanJWS)

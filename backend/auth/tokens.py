@@ -13,6 +13,7 @@ from typing import Literal
 
 import jwt
 
+from backend.compat.jwt import DECODER
 from backend.settings import Settings
 
 TokenType = Literal["access", "refresh"]
@@ -132,7 +133,7 @@ def _decode(settings: Settings, token: str,
             expected_type: TokenType) -> tuple[Claims, tuple[float, float]]:
     """``decode_claims`` by PyJWT, and when the token is valid (``Verified``'s times)."""
     try:
-        claims = jwt.decode(
+        claims = DECODER.decode(
             token,
             settings.jwt_secret,
             algorithms=[ALGORITHM],
