@@ -252,3 +252,25 @@ def test_the_lean_segment_decoder_answers_as_upstream() -> None:
         assert _answer(LeanJWS._decode_base64url_segment, segment) == _answer(
             PyJWS._decode_base64url_segment, segment), segment
     assert isinstance(DECODER._jws, LeanJWS)
+
+
+def test_hmac_keys_are_prepared_once_and_bad_ones_still_refused() -> None:
+    """backend/compat/jwt.py's ``KeyOnce``: the node's secret is prepared at its first decode
+    only; a key PyJWT refuses as HMAC secret (asymmetric-looking) is refused every time."""
+    import jwt as pyjwt
+
+    from backend.compat.jwt import DECODER, KeyOnce
+
+    algorithm = DECODER._jws.get_algorithm_by_name("HS256")
+    assert isinstance(algorithm, KeyOnce)
+    key = "test-secret-" + "x" * 32
+    token = pyjwt.encode({"sub": "7"}, key, algorithm="HS256")
+    assert DECODER.decode(token, key, algorithms=["HS256"]) == {"sub": "7"}
+    assert key in algorithm.prepared
+    with pytest.raises(pyjwt.InvalidSignatureError):
+        DECODER.decode(token, key + "y", algorithms=["HS256"])
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"
+    for _ in range(2):
+        with pytest.raises(pyjwt.InvalidKeyError):
+            DECODER.decode(token, pem, algorithms=["HS256"])
+    assert pem not in algorithm.prepared
