@@ -36,8 +36,9 @@ import orjson
 
 #: How long a kept page may be shown without a change (see the module doc).
 KEEP_SECONDS = 5.0
-#: Pages kept at most (each is up to a page of rendered messages); the oldest goes first.
-MAX_PAGES = 512
+#: Pages kept at most (a full one, its dicts and JSON, holds about 150 KB); the oldest goes
+#: first. A conversation's clients reconnecting together need theirs for a moment only.
+MAX_PAGES = 128
 #: Events that change no stored message: a kept page stays.
 KEEPS_PAGE = frozenset({"typing_indicator", "user_joined", "user_left", "presence_diff",
                         "user_status"})
