@@ -130,7 +130,7 @@ async def test_connects_and_resumes_asking_together_share_reads(
     """Three clients asking at once for the latest page, and three resuming from the same
     position: the first reads alone, the two who asked while it read share the next."""
     service, actor, cid = chat
-    counted: dict[str, int] = {"_latest_page": 0, "_missed": 0}
+    counted: dict[str, int] = {"_page": 0, "_missed": 0}
     for name in counted:
         original = getattr(service, name)
 
@@ -142,7 +142,7 @@ async def test_connects_and_resumes_asking_together_share_reads(
         monkeypatch.setattr(service, name, counting)
     pages = await asyncio.gather(*(service.history(actor, cid, latest=True, shared=True)
                                    for _ in range(3)))
-    assert counted["_latest_page"] == 2
+    assert counted["_page"] == 2
     assert all([m["content"] for m in page[0]] == ["m0", "m1", "m2"] for page in pages)
     epoch = await service.log_epoch()
     missed = await asyncio.gather(*(service.events_since(actor, cid, 1, epoch)

@@ -1,11 +1,15 @@
 """The latest history page of each conversation this node follows, kept rendered between the
 connects that send it.
 
-Every connect on ``/ws/chat/`` sends its conversation's latest page (and a Socket.IO ``join``
-without ``after_message_id`` answers with one). Rendering a full page (its rows made into
-models, then into dicts) is most of what such a connect costs; the clients of a conversation
-reconnecting after a restart would each pay it. Here the page read for one is kept for the
-next, as long as nothing in the conversation changed.
+Every connect on ``/ws/chat/`` sends its conversation's latest page. Rendering a full page
+(its rows made into models, then into dicts) is most of what such a connect costs; the
+clients of a conversation reconnecting after a restart would each pay it. Here the page read
+for one is kept for the next, as long as nothing in the conversation changed.
+
+The kept page may predate an event still on its way to this node (it then reaches the reader
+live): it is for readers who are told no log position the page is current to. Socket.IO's
+``join`` tells one, and reads its page through ``history`` (shared reads begun after it
+asked, after it read the position).
 
 Why a reader never gets a page older than what it must see. A reader joins the
 conversation's room, then asks for the page (as for a shared read, shared_reads.py): what

@@ -218,10 +218,7 @@ class MessageOps(LogOps):
         only sends the page on, unchanged: readers of the same page who ask together (the
         clients of a conversation connecting at once) then share one read begun after each
         asked (shared_reads.py)."""
-        if shared and latest and after_id is None and not offset and before_id is None:
-            page = await self.recent(actor, conversation_id, limit)
-            return page.messages, page.has_more
-        await self.grants.viewable(actor, conversation_id)
+        await self.grants.viewable(actor, conversation_id)  # every join reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
         if actor.user is not None:
@@ -234,10 +231,15 @@ class MessageOps(LogOps):
                                 before_id=before_id, after_id=after_id, latest=latest)
 
     async def recent(self, actor: Actor, conversation_id: int, limit: int) -> Recent:
-        """``history(latest=True, shared=True)``: the latest page, for a caller that only
-        sends it on, unchanged (every connect). Readers who hide no one share it: one read
+        """The latest page, for a caller that only sends it on, unchanged, and tells the
+        reader no log position it is current to (a ``/ws/chat/`` connect: its client learns
+        positions from the events themselves). Readers who hide no one share it: one read
         for those who ask together (shared_reads.py), kept for the next while nothing in the
-        conversation changes (latest_pages.py), and encoded once when it has no links."""
+        conversation changes (latest_pages.py), and encoded once when it has no links.
+
+        A kept page may predate an event still on its way to this node, which then reaches
+        the reader live: a caller that reads the log's position and tells it as the page's
+        (Socket.IO's ``join``) uses ``history``, whose shared reads begin after it asked."""
         await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
