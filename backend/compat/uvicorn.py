@@ -12,6 +12,7 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
   ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
   has a heartbeat of its own (Engine.IO);
+  it gives every attribute an instance of it is assigned a slot (``PROTOCOL_ATTRIBUTES``);
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
   its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``request`` and
   ``response`` go;
@@ -25,7 +26,9 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
+import re
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +38,7 @@ from backend.compat.assumptions import (
     Assumption,
     Pin,
     assigned,
+    holds,
     importable,
     signature,
     unchanged,
@@ -50,15 +54,43 @@ PINS = [PIN]
 #: uvicorn's sans-I/O WebSocket protocol, the base of ``backend.realtime.protocol``.
 SansIOProtocol = WebSocketsSansIOProtocol
 
-__all__ = ["ASGISendEvent", "SansIOProtocol", "connection_of", "deliver_text",
-           "forget_request", "forget_response", "ping_payload", "pong_answers", "send_ping",
-           "transport_of", "use_flow_control"]
+__all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "SansIOProtocol", "connection_of",
+           "deliver_text", "forget_request", "forget_response", "ping_payload", "pong_answers",
+           "send_ping", "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
+
+#: Every attribute ``WebSocketsSansIOProtocol`` assigns on its instances (0.54.0: in
+#: ``__init__``, ``connection_made``, ``handle_connect`` and ``send``), for the slots of
+#: ``backend.realtime.protocol``'s subclass: in slots, not in an instance dict, they take
+#: 8 bytes each; the dict of their 40 names was 1.6 KB on every open connection.
+PROTOCOL_ATTRIBUTES = (
+    "app", "app_state", "asgi_version", "client", "close_sent", "close_timeout", "close_timer",
+    "config", "conn", "connections", "curr_msg_data_type", "default_headers", "disconnected",
+    "frames", "handshake_complete", "handshake_initiated", "initial_response", "last_ping_rtt",
+    "logger", "loop", "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout",
+    "ping_timer", "pong_timer", "queue", "read_paused", "request", "response", "root_path",
+    "scheme", "scope", "server", "tasks", "transport", "writable",
+)
+
+
+def _assigned_names() -> set[str]:
+    """The names of the ``self.name = ...`` assignments in upstream's class."""
+    source = inspect.getsource(_P)
+    return set(re.findall(r"\bself\.(\w+)\s*(?::[^=\n]+)?=[^=]", source))
+
+
+def _unslotted() -> set[str]:
+    return _assigned_names() - set(PROTOCOL_ATTRIBUTES)
 
 ASSUMPTIONS: list[Assumption] = [
     version(PIN),
     importable(PIN, "uvicorn._types", "ASGISendEvent"),
+    # Its instances' attributes have slots in backend/realtime/protocol.py's subclass.
+    holds(PIN, "WebSocketsSansIOProtocol's instance attributes",
+          lambda: not _unslotted(),
+          "assigns attributes that PROTOCOL_ATTRIBUTES does not list (each open connection "
+          "would hold an instance dict again): add them"),
     # Overridden by backend/realtime/protocol.py.
     signature(PIN, _P, "__init__", ("self", "config", "server_state", "app_state", "_loop")),
     signature(PIN, _P, "handle_connect", ("self", "event")),
