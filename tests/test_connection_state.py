@@ -31,7 +31,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
-from backend.compat.websockets import parse_frames
+from backend.compat.websockets import SHARED_ID, parse_frames
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
@@ -179,6 +179,9 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert protocol.response is None  # sent, and let go
     assert protocol.request is None  # let go, by uvicorn's protocol and websockets' parser:
     assert protocol.conn.parser.gi_code is parse_frames.__code__  # frames only, past it
+    # uvicorn's attributes are in slots (no instance dict), and the parser's id is shared.
+    assert not vars(protocol)
+    assert protocol.conn.id is SHARED_ID
     # A masked client text frame, as a client sends it.
     protocol.pause_writing()  # the transport pushes back: the app's send waits
     protocol.data_received(Frame(Opcode.TEXT, b"ping").serialize(mask=True, extensions=[]))
