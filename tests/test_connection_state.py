@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -192,6 +193,41 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     protocol.resume_writing()
     await asyncio.sleep(0.01)
     assert transport.written.endswith(b"\x81\x04pong")
+
+
+async def test_proxy_headers_are_applied_without_a_middleware_frame_under_the_connection(
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append({"client": scope["client"], "scheme": scope["scheme"],
+                     "frames": _callers()})
+        await send({"type": "websocket.close"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    protocol.connection_made(FakeTransport())  # from 127.0.0.1, a trusted proxy
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        # Lower case, as uvicorn's HTTP protocol hands the upgrade on.
+        f"x-forwarded-for: 203.0.113.9\r\nx-forwarded-proto: https\r\n\r\n".encode())
+    await asyncio.sleep(0.01)
+    assert seen == [{"client": ("203.0.113.9", 0), "scheme": "wss",
+                     "frames": ["run_asgi"]}]
+
+
+def _callers() -> list[str]:
+    """The functions of the frames under the caller's, up to uvicorn's ``run_asgi``."""
+    names: list[str] = []
+    frame = sys._getframe(2)
+    while frame is not None and not names[-1:] == ["run_asgi"]:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names[::-1]
 
 
 async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -> None:

@@ -20,18 +20,29 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
   ``handshake_complete``, ``conn``, ``loop`` and ``client``;
+- ``ProxyHeadersAhead`` runs ``uvicorn.middleware.proxy_headers.ProxyHeadersMiddleware``'s
+  ``__call__`` (its scope rewrite: ``X-Forwarded-For`` and ``-Proto`` from trusted hosts)
+  to its end against an app that returns at once, then returns the real app's coroutine:
+  the rewrite is upstream's, and no frame of the middleware stays under each WebSocket
+  connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
+  wrapped the app in); it relies on that ``__call__`` awaiting nothing but its app, and on
+  the middleware's ``app`` attribute;
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import random
 import re
 import struct
+import weakref
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from backend.compat.assumptions import (
@@ -54,9 +65,10 @@ PINS = [PIN]
 #: uvicorn's sans-I/O WebSocket protocol, the base of ``backend.realtime.protocol``.
 SansIOProtocol = WebSocketsSansIOProtocol
 
-__all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "SansIOProtocol", "connection_of",
-           "deliver_text", "forget_request", "forget_response", "ping_payload", "pong_answers",
-           "send_ping", "transport_of", "use_flow_control"]
+__all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
+           "connection_of", "deliver_text", "forget_request", "forget_response", "ping_payload",
+           "pong_answers", "proxy_headers_ahead", "send_ping", "transport_of",
+           "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -82,6 +94,57 @@ def _assigned_names() -> set[str]:
 
 def _unslotted() -> set[str]:
     return _assigned_names() - set(PROTOCOL_ATTRIBUTES)
+
+class ProxyHeadersAhead:
+    """uvicorn's ``ProxyHeadersMiddleware`` (``middleware``), its scope rewrite done before
+    the app's coroutine is returned rather than in a coroutine of its own awaiting it: the
+    same rewrite, and no frame held under each connection for the connection's life."""
+
+    __slots__ = ("__weakref__", "app", "rewrite")
+
+    def __init__(self, middleware: ProxyHeadersMiddleware) -> None:
+        self.app = middleware.app
+        #: The middleware, around an app that returns at once.
+        self.rewrite = copy.copy(middleware)
+        self.rewrite.app = _returns
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        step = self.rewrite(scope, receive, send)
+        try:
+            step.send(None)
+        except StopIteration:
+            return self.app(scope, receive, send)
+        step.close()
+        raise RuntimeError("ProxyHeadersMiddleware waited for something besides its app")
+
+
+async def _returns(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+_AHEAD: weakref.WeakKeyDictionary[ProxyHeadersMiddleware, ProxyHeadersAhead] = (
+    weakref.WeakKeyDictionary())
+
+
+def proxy_headers_ahead(app: Any) -> Any:
+    """``app`` (uvicorn's loaded app), or when it is a ``ProxyHeadersMiddleware``, its
+    ``ProxyHeadersAhead`` (one per middleware, shared by the connections)."""
+    if type(app) is not ProxyHeadersMiddleware:
+        return app
+    ahead = _AHEAD.get(app)
+    if ahead is None:
+        ahead = _AHEAD[app] = ProxyHeadersAhead(app)
+    return ahead
+
+
+def _rewrites_at_once() -> bool:
+    scope = {"type": "websocket", "client": ("127.0.0.1", 1), "scheme": "ws",
+             "headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]}
+    ahead = ProxyHeadersAhead(ProxyHeadersMiddleware(_returns, "127.0.0.1"))
+    step = ahead(scope, None, None)
+    step.close()  # type: ignore[attr-defined]  # _returns's coroutine, never run
+    return scope["client"] == ("203.0.113.9", 0) and scope["scheme"] == "wss"
+
 
 ASSUMPTIONS: list[Assumption] = [
     version(PIN),
@@ -118,6 +181,11 @@ ASSUMPTIONS: list[Assumption] = [
     # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
     signature(PIN, _P, "data_received", ("self", "data")),
     unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
+    # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
+    unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
+    assigned(PIN, ProxyHeadersMiddleware, "app"),
+    holds(PIN, "ProxyHeadersMiddleware rewrites a scope without waiting", _rewrites_at_once,
+          "ProxyHeadersAhead could not run the middleware's rewrite to its end"),
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
@@ -210,3 +278,4 @@ def pong_answers(protocol: WebSocketsSansIOProtocol, data: bytes | bytearray | m
     protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
     protocol.pending_ping_payload = None
     return True
+
