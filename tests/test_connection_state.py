@@ -41,7 +41,7 @@ from backend.realtime.codec import Packet
 from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol, keepalive_wheel
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.server import Server
-from backend.realtime.wire import DirectWires
+from backend.realtime.wire import CONNECTION_KEY, DirectWires
 
 # -- LeanQueue --------------------------------------------------------------------------------
 
@@ -195,17 +195,19 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.endswith(b"\x81\x04pong")
 
 
-async def test_proxy_headers_are_applied_without_a_middleware_frame_under_the_connection(
+async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(
 ) -> None:
     seen: list[dict[str, Any]] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         seen.append({"client": scope["client"], "scheme": scope["scheme"],
-                     "frames": _callers()})
+                     "connection": scope["extensions"][CONNECTION_KEY], "frames": _callers()})
         await send({"type": "websocket.close"})
 
-    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
-                    ws_ping_interval=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    # The node's app is wrapped in DirectWires, and uvicorn wraps it in its proxy headers.
+    config = Config(app=DirectWires(app), ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                    lifespan="off", ws_ping_interval=None, proxy_headers=True,
+                    forwarded_allow_ips="127.0.0.1")
     config.load()
     protocol = WebSocketProtocol(config, ServerState(), {})
     protocol.connection_made(FakeTransport())  # from 127.0.0.1, a trusted proxy
@@ -216,7 +218,7 @@ async def test_proxy_headers_are_applied_without_a_middleware_frame_under_the_co
         # Lower case, as uvicorn's HTTP protocol hands the upgrade on.
         f"x-forwarded-for: 203.0.113.9\r\nx-forwarded-proto: https\r\n\r\n".encode())
     await asyncio.sleep(0.01)
-    assert seen == [{"client": ("203.0.113.9", 0), "scheme": "wss",
+    assert seen == [{"client": ("203.0.113.9", 0), "scheme": "wss", "connection": protocol,
                      "frames": ["run_asgi"]}]
 
 
@@ -491,11 +493,12 @@ async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
             served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            # The engine's one frame (its opening steps leave none), between the app's
-            # outermost middleware and uvicorn's receive.
+            # The engine's one frame (its opening steps leave none), right under uvicorn's
+            # task (no middleware frame: the protocol's ``connection_app``) and above its
+            # receive.
             first = chain.index("EngineServer._serve")
             assert chain[first - 1:first + 2] == [
-                "DirectWires.__call__", "EngineServer._serve",
+                "WebSocketsSansIOProtocol.run_asgi", "EngineServer._serve",
                 "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered

@@ -25,8 +25,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   to its end against an app that returns at once, then returns the real app's coroutine:
   the rewrite is upstream's, and no frame of the middleware stays under each WebSocket
   connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
-  wrapped the app in); it relies on that ``__call__`` awaiting nothing but its app, and on
-  the middleware's ``app`` attribute;
+  wrapped the app in, ``is_proxy_headers``); it relies on that ``__call__`` awaiting nothing
+  but its app, and on the middleware's ``app`` attribute;
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
@@ -38,7 +38,6 @@ import inspect
 import random
 import re
 import struct
-import weakref
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -66,8 +65,8 @@ PINS = [PIN]
 SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
-           "connection_of", "deliver_text", "forget_request", "forget_response", "ping_payload",
-           "pong_answers", "proxy_headers_ahead", "send_ping", "transport_of",
+           "connection_of", "deliver_text", "forget_request", "forget_response",
+           "is_proxy_headers", "ping_payload", "pong_answers", "send_ping", "transport_of",
            "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
@@ -96,14 +95,15 @@ def _unslotted() -> set[str]:
     return _assigned_names() - set(PROTOCOL_ATTRIBUTES)
 
 class ProxyHeadersAhead:
-    """uvicorn's ``ProxyHeadersMiddleware`` (``middleware``), its scope rewrite done before
-    the app's coroutine is returned rather than in a coroutine of its own awaiting it: the
-    same rewrite, and no frame held under each connection for the connection's life."""
+    """uvicorn's ``ProxyHeadersMiddleware`` (``middleware``) in front of ``app`` (its own app,
+    or what runs in its place), its scope rewrite done before ``app``'s coroutine is returned
+    rather than in a coroutine of its own awaiting it: the same rewrite, and no frame held
+    under each connection for the connection's life."""
 
-    __slots__ = ("__weakref__", "app", "rewrite")
+    __slots__ = ("app", "rewrite")
 
-    def __init__(self, middleware: ProxyHeadersMiddleware) -> None:
-        self.app = middleware.app
+    def __init__(self, middleware: ProxyHeadersMiddleware, app: Any) -> None:
+        self.app = app
         #: The middleware, around an app that returns at once.
         self.rewrite = copy.copy(middleware)
         self.rewrite.app = _returns
@@ -113,7 +113,7 @@ class ProxyHeadersAhead:
         try:
             step.send(None)
         except StopIteration:
-            return self.app(scope, receive, send)
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
         step.close()
         raise RuntimeError("ProxyHeadersMiddleware waited for something besides its app")
 
@@ -122,25 +122,16 @@ async def _returns(scope: Any, receive: Any, send: Any) -> None:
     return None
 
 
-_AHEAD: weakref.WeakKeyDictionary[ProxyHeadersMiddleware, ProxyHeadersAhead] = (
-    weakref.WeakKeyDictionary())
-
-
-def proxy_headers_ahead(app: Any) -> Any:
-    """``app`` (uvicorn's loaded app), or when it is a ``ProxyHeadersMiddleware``, its
-    ``ProxyHeadersAhead`` (one per middleware, shared by the connections)."""
-    if type(app) is not ProxyHeadersMiddleware:
-        return app
-    ahead = _AHEAD.get(app)
-    if ahead is None:
-        ahead = _AHEAD[app] = ProxyHeadersAhead(app)
-    return ahead
+def is_proxy_headers(app: Any) -> bool:
+    """Is ``app`` uvicorn's ``ProxyHeadersMiddleware`` (``--proxy-headers``)? Its own app is
+    its ``app``."""
+    return type(app) is ProxyHeadersMiddleware
 
 
 def _rewrites_at_once() -> bool:
     scope = {"type": "websocket", "client": ("127.0.0.1", 1), "scheme": "ws",
              "headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]}
-    ahead = ProxyHeadersAhead(ProxyHeadersMiddleware(_returns, "127.0.0.1"))
+    ahead = ProxyHeadersAhead(ProxyHeadersMiddleware(_returns, "127.0.0.1"), _returns)
     step = ahead(scope, None, None)
     step.close()  # type: ignore[attr-defined]  # _returns's coroutine, never run
     return scope["client"] == ("203.0.113.9", 0) and scope["scheme"] == "wss"
