@@ -407,6 +407,9 @@ class Settings:
     #: then gets ``unavailable`` (503) instead of waiting on a hung database. On SQLite it is
     #: the busy timeout (how long to wait for another process's lock).
     db_timeout_seconds: float = 5.0
+    #: On SIGTERM, how long the node waits for its clients to be told and closed (and its
+    #: background publishes to finish) before it stops regardless.
+    shutdown_goodbye_seconds: float = 5.0
     uploads: Uploads = Uploads()
     password_hashing: PasswordHashing = PasswordHashing()
 
@@ -482,6 +485,8 @@ class Settings:
             api_title=env.get("API_TITLE", "Confab Chat API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
+            shutdown_goodbye_seconds=_at_least_zero(env, "SHUTDOWN_GOODBYE_SECONDS",
+                                                    Settings.shutdown_goodbye_seconds),
             uploads=Uploads.from_env(env),
             password_hashing=PasswordHashing.from_env(env, production),
         )
@@ -492,6 +497,13 @@ def _db_timeout(env: Mapping[str, str]) -> float:
     if not timeout > 0:
         raise ConfigurationError(f"DB_TIMEOUT_SECONDS must be above 0, got {timeout}")
     return timeout
+
+
+def _at_least_zero(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < 0:
+        raise ConfigurationError(f"{name} must not be negative, got {value}")
+    return value
 
 
 def _at_least_one(env: Mapping[str, str], name: str, default: float) -> float:

@@ -7,7 +7,8 @@ connection after the frames already queued for it (raw WebSockets with 1001 "goi
 Socket.IO connections at the Engine.IO level, which official clients answer by reconnecting, to
 another node behind a load balancer, where a Socket.IO DISCONNECT would stop their
 auto-reconnect), waits for the in-flight background publishes, and then lets uvicorn finish its
-own shutdown. A second SIGTERM skips the wait.
+own shutdown; all of that within ``SHUTDOWN_GOODBYE_SECONDS`` (5 by default). A second SIGTERM
+skips the wait.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ from backend.service.chat import ChatService
 
 log = logging.getLogger("confab.shutdown")
 
-#: How long clients get to be told before the server goes on stopping regardless.
-GOODBYE_SECONDS = 5.0
 
-
-def install_graceful_shutdown(realtime: Realtime, chat: ChatService) -> None:
-    """Put the goodbye in front of the SIGTERM handler in place (uvicorn's, when it serves the
-    app from the main thread; elsewhere there is nothing to wrap and nothing changes)."""
+def install_graceful_shutdown(realtime: Realtime, chat: ChatService,
+                              goodbye_seconds: float) -> None:
+    """Put the goodbye (at most ``goodbye_seconds``) in front of the SIGTERM handler in place
+    (uvicorn's, when it serves the app from the main thread; elsewhere there is nothing to wrap
+    and nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals belong to the main thread (e.g. an app run inside a test client)
     previous = signal.getsignal(signal.SIGTERM)
@@ -47,19 +47,20 @@ def install_graceful_shutdown(realtime: Realtime, chat: ChatService) -> None:
             return
         started = True
         loop.call_soon_threadsafe(
-            lambda: loop.create_task(_goodbye_then(realtime, chat, previous, signum))
+            lambda: loop.create_task(_goodbye_then(realtime, chat, goodbye_seconds, previous,
+                                                   signum))
         )
 
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-async def _goodbye_then(realtime: Realtime, chat: ChatService,
+async def _goodbye_then(realtime: Realtime, chat: ChatService, seconds: float,
                         then: Callable[[int, Any], Any], signum: int) -> None:
     try:
         closing = await realtime.close_all()
         log.info("shutting down: closing %d connections", closing,
                  extra={"event": "shutdown", "connections": closing})
-        async with asyncio.timeout(GOODBYE_SECONDS):
+        async with asyncio.timeout(seconds):
             await realtime.until_no_members()
             await chat.drain()
     except TimeoutError:

@@ -720,12 +720,14 @@ def transports_of(args: argparse.Namespace) -> tuple[str, ...]:
 @contextlib.contextmanager
 def server_database(transport: str, db: str, database_url: str,
                     run_root: Path) -> Iterator[tuple[str, str]]:
-    """The database a run's server uses, and its kind: the pass's, but a fresh PostgreSQL
+    """The database a run's server uses, and its kind: a copy of the pass's fixtures, so that
+    every run (and both sides of ``--compare``) starts from the same state; a fresh PostgreSQL
     database for the Node reference, which stores in PostgreSQL whatever ``--db`` says."""
     from bench import services
 
     if transport != "node":
-        yield db, database_url
+        with services.copy_of(db, database_url) as url:
+            yield db, url
         return
     with services.database("postgres", run_root) as url:
         yield "postgres", url

@@ -2,8 +2,11 @@
 
 SQLite: a fresh file in the run's folder. PostgreSQL: ``DATABASE_URL`` when it names PostgreSQL,
 else ``postgres://postgres@127.0.0.1:5432/test`` (trust); a fresh database is created on it for
-the run and dropped afterwards. Redis (``--nodes 2``): ``REDIS_URL``, else 127.0.0.1:6379, with a
-unique ``REDIS_PREFIX`` per server start, so runs never see each other's keys.
+the run and dropped afterwards. Each server run gets a copy of the fixtures' database
+(``copy_of``), so that every run starts from the same state: what an earlier run stored (tens
+of thousands of messages and their search index) must not slow a later one.
+Redis (``--nodes 2``): ``REDIS_URL``, else 127.0.0.1:6379, with a unique ``REDIS_PREFIX`` per
+server start, so runs never see each other's keys.
 """
 
 from __future__ import annotations
@@ -50,6 +53,35 @@ def database(kind: str, run_dir: Path) -> Iterator[str]:
     admin = postgres_admin_url()
     name = f"confab_bench_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(admin, name)
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def copy_of(kind: str, url: str) -> Iterator[str]:
+    """Yield the URL of a copy of the database at ``url``, dropped afterwards: a SQLite file
+    copied by SQLite's online backup (WAL included), or a PostgreSQL database made with the
+    fixtures' database as its template (no session may be connected to it meanwhile)."""
+    if kind == "sqlite":
+        import sqlite3
+
+        source = Path(url.removeprefix("sqlite://"))
+        target = source.with_name(f"run-{uuid.uuid4().hex[:8]}.sqlite3")
+        with contextlib.closing(sqlite3.connect(source)) as src, \
+                contextlib.closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+        try:
+            yield f"sqlite://{target}"
+        finally:
+            for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+                path.unlink(missing_ok=True)
+        return
+    admin = postgres_admin_url()
+    template = urlsplit(url).path.lstrip("/")
+    name = f"confab_bench_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield _with_database(admin, name)
     finally:

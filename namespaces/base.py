@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 import socketio
 from socketio import packet as sio_packet
 
-from backend.doors.connections import connect_credentials, rate_buckets
+from backend.doors.connections import Rate, connect_credentials, rate_bucket
 from backend.doors.ids import as_id, conversation_ref
 from backend.doors.refusals import refusal_for, server_fault
 from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
@@ -35,7 +35,7 @@ from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError, forbidden, invalid
 from backend.service.limits import TokenBucket
-from backend.settings import Settings
+from backend.settings import Limits, Settings
 
 log = logging.getLogger("confab.namespaces")
 
@@ -47,10 +47,25 @@ class Socket:
     """One connected socket of a namespace."""
 
     member: SocketIOMember
-    #: Chat messages sent.
-    bucket: TokenBucket
-    #: Every event (typing, reads, reactions... are cheap, not free).
-    event_rate: TokenBucket
+    limits: Limits
+    _bucket: TokenBucket | None = field(default=None, init=False, repr=False)
+    _event_rate: TokenBucket | None = field(default=None, init=False, repr=False)
+
+    @property
+    def bucket(self) -> TokenBucket:
+        """Chat messages sent (made at the first: an idle socket holds no bucket)."""
+        bucket = self._bucket
+        if bucket is None:
+            bucket = self._bucket = rate_bucket(self.limits, Rate.MESSAGES)
+        return bucket
+
+    @property
+    def event_rate(self) -> TokenBucket:
+        """Every event (typing, reads, reactions... are cheap, not free); made at the first."""
+        bucket = self._event_rate
+        if bucket is None:
+            bucket = self._event_rate = rate_bucket(self.limits, Rate.EVENTS)
+        return bucket
 
     @property
     def actor(self) -> Actor:
@@ -148,7 +163,7 @@ class Namespace(socketio.AsyncNamespace):
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
         member = SocketIOMember(sid, eio_sid, self.namespace, actor, self.dialect,
                                 self.server.eio)
-        socket = Socket(member, *rate_buckets(self.settings.limits))
+        socket = Socket(member, self.settings.limits)
         self.realtime.manager.after_connect(
             sid, self.namespace, partial(self._connected, socket, conversation_id, start, heard)
         )

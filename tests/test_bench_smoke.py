@@ -266,3 +266,51 @@ def test_bench_compare_runs_the_compared_checkout_first(tmp_path: Path) -> None:
     (other / "f").write_text("two")
     assert commit_of(other) == f"{head}+"
     assert versions_of(parse_args([])) == [(None, None)]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_every_run_starts_on_a_copy_of_the_fixtures(kind: str, tmp_path: Path,
+                                                     postgres: Postgres,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server run's database is a copy of the fixtures' (``services.copy_of``): it holds what
+    the fixtures hold, and what a run stores never reaches the next run's copy."""
+    import asyncio
+    import sqlite3
+
+    import asyncpg
+
+    from bench import services
+    from bench.run import server_database
+
+    monkeypatch.setenv("DATABASE_URL", postgres.admin_url)
+
+    async def sql(url: str, statement: str) -> list[Any]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await conn.fetch(statement)]
+        finally:
+            await conn.close()
+
+    def run_sql(url: str, statement: str) -> list[Any]:
+        if kind == "sqlite":
+            with sqlite3.connect(url.removeprefix("sqlite://")) as conn:
+                return conn.execute(statement).fetchall()
+        return asyncio.run(sql(url, statement))
+
+    with services.database(kind, tmp_path) as fixtures_url:
+        run_sql(fixtures_url, "CREATE TABLE t (n INTEGER)")
+        run_sql(fixtures_url, "INSERT INTO t VALUES (1)")
+        with server_database("sio", kind, fixtures_url, tmp_path) as (db, first):
+            assert (db, first != fixtures_url) == (kind, True)
+            assert run_sql(first, "SELECT n FROM t") == [(1,)]
+            run_sql(first, "INSERT INTO t VALUES (2)")
+            assert run_sql(first, "SELECT n FROM t ORDER BY n") == [(1,), (2,)]
+        with services.copy_of(kind, fixtures_url) as second:
+            assert run_sql(second, "SELECT n FROM t") == [(1,)]
+        assert run_sql(fixtures_url, "SELECT n FROM t") == [(1,)]
+        if kind == "sqlite":
+            assert not Path(first.removeprefix("sqlite://")).exists()
+        else:
+            name = first.rsplit("/", 1)[1]
+            assert asyncio.run(sql(postgres.admin_url,
+                                   f"SELECT 1 FROM pg_database WHERE datname = '{name}'")) == []

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +32,7 @@ from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
-from backend.compat.websockets import parse_frames
+from backend.compat.websockets import SHARED_ID, parse_frames
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
@@ -40,7 +41,7 @@ from backend.realtime.codec import Packet
 from backend.realtime.protocol import WS_PROTOCOL, WebSocketProtocol, keepalive_wheel
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.server import Server
-from backend.realtime.wire import DirectWires
+from backend.realtime.wire import CONNECTION_KEY, DirectWires
 
 # -- LeanQueue --------------------------------------------------------------------------------
 
@@ -179,6 +180,9 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert protocol.response is None  # sent, and let go
     assert protocol.request is None  # let go, by uvicorn's protocol and websockets' parser:
     assert protocol.conn.parser.gi_code is parse_frames.__code__  # frames only, past it
+    # uvicorn's attributes are in slots (no instance dict), and the parser's id is shared.
+    assert not vars(protocol)
+    assert protocol.conn.id is SHARED_ID
     # A masked client text frame, as a client sends it.
     protocol.pause_writing()  # the transport pushes back: the app's send waits
     protocol.data_received(Frame(Opcode.TEXT, b"ping").serialize(mask=True, extensions=[]))
@@ -189,6 +193,43 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     protocol.resume_writing()
     await asyncio.sleep(0.01)
     assert transport.written.endswith(b"\x81\x04pong")
+
+
+async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(
+) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append({"client": scope["client"], "scheme": scope["scheme"],
+                     "connection": scope["extensions"][CONNECTION_KEY], "frames": _callers()})
+        await send({"type": "websocket.close"})
+
+    # The node's app is wrapped in DirectWires, and uvicorn wraps it in its proxy headers.
+    config = Config(app=DirectWires(app), ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                    lifespan="off", ws_ping_interval=None, proxy_headers=True,
+                    forwarded_allow_ips="127.0.0.1")
+    config.load()
+    protocol = WebSocketProtocol(config, ServerState(), {})
+    protocol.connection_made(FakeTransport())  # from 127.0.0.1, a trusted proxy
+    key = base64.b64encode(os.urandom(16)).decode()
+    protocol.data_received(
+        f"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        # Lower case, as uvicorn's HTTP protocol hands the upgrade on.
+        f"x-forwarded-for: 203.0.113.9\r\nx-forwarded-proto: https\r\n\r\n".encode())
+    await asyncio.sleep(0.01)
+    assert seen == [{"client": ("203.0.113.9", 0), "scheme": "wss", "connection": protocol,
+                     "frames": ["run_asgi"]}]
+
+
+def _callers() -> list[str]:
+    """The functions of the frames under the caller's, up to uvicorn's ``run_asgi``."""
+    names: list[str] = []
+    frame = sys._getframe(2)
+    while frame is not None and not names[-1:] == ["run_asgi"]:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names[::-1]
 
 
 async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -> None:
@@ -452,11 +493,12 @@ async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
             served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            # The engine's one frame (its opening steps leave none), between the app's
-            # outermost middleware and uvicorn's receive.
+            # The engine's one frame (its opening steps leave none), right under uvicorn's
+            # task (no middleware frame: the protocol's ``connection_app``) and above its
+            # receive.
             first = chain.index("EngineServer._serve")
             assert chain[first - 1:first + 2] == [
-                "DirectWires.__call__", "EngineServer._serve",
+                "WebSocketsSansIOProtocol.run_asgi", "EngineServer._serve",
                 "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered

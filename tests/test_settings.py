@@ -122,3 +122,12 @@ def test_password_hashing_is_configurable_and_production_keeps_owasps_minimum(
     assert strong.verify("password123", stored) and not strong.verify("nope", stored)
     assert "m=65536,t=3,p=4" in strong.hash("password123")
     assert not strong.verify("password123", None)
+
+
+def test_the_shutdown_goodbye_is_a_setting() -> None:
+    base = {"JWT_SECRET": "x" * 40}
+    assert Settings.from_env(base).shutdown_goodbye_seconds == 5.0
+    assert Settings.from_env({**base, "SHUTDOWN_GOODBYE_SECONDS": "12.5"}
+                             ).shutdown_goodbye_seconds == 12.5
+    with pytest.raises(ConfigurationError, match="SHUTDOWN_GOODBYE_SECONDS"):
+        Settings.from_env({**base, "SHUTDOWN_GOODBYE_SECONDS": "-1"})

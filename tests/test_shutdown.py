@@ -89,7 +89,9 @@ async def close_frame(reader: asyncio.StreamReader, within: float = 10) -> int:
 async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_door(
     work_dir: Path,
 ) -> None:
-    server = start_server(work_dir / "shutdown-refusals")
+    # A goodbye long enough for every refusal below however slow the machine: the node keeps
+    # refusing as long as it lasts (the silent client keeps it waiting).
+    server = start_server(work_dir / "shutdown-refusals", SHUTDOWN_GOODBYE_SECONDS="60")
     api = Api(server.base_url)
     try:
         alice = await api.register()
@@ -107,7 +109,6 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
         doors = (("/chat", {"token": token, "conversation_id": cid}),
                  ("/mobile", {"device_id": device_id, "conversation_id": device_cid}),
                  ("/conversations", {"token": token}))
-        # All at once: the node keeps refusing only while its goodbye lasts (up to 5 s).
         codes, refusals = await asyncio.gather(
             asyncio.gather(*(close_code(url) for url in urls)),
             asyncio.gather(*(Client(server.base_url, namespace).refused(auth)
@@ -117,6 +118,28 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
         for (namespace, _auth), refused in zip(doors, refusals, strict=True):
             assert refused["code"] == 1001, (namespace, refused)
             assert refused["message"] == "Server shutting down"
+        assert server.process.poll() is None  # still saying goodbye
+        writer.close()
+    finally:
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+
+
+async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers(
+    work_dir: Path,
+) -> None:
+    """``SHUTDOWN_GOODBYE_SECONDS`` bounds the goodbye: a client that never answers the close
+    keeps the node from stopping only that long."""
+    server = start_server(work_dir / "shutdown-bounded", SHUTDOWN_GOODBYE_SECONDS="0.5")
+    api = Api(server.base_url)
+    try:
+        alice = await api.register()
+        reader, writer = await silent_client(server, f"/ws/conversations/?token={alice.token}")
+        server.process.send_signal(signal.SIGTERM)
+        assert await close_frame(reader) == 1001
+        # Stopped (uvicorn ends by the signal it was given) while the default goodbye of 5 s
+        # would still be waiting on the silent client.
+        assert await asyncio.to_thread(server.process.wait, 4) == -signal.SIGTERM
         writer.close()
     finally:
         await api.aclose()

@@ -12,6 +12,7 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
   ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
   has a heartbeat of its own (Engine.IO);
+  it gives every attribute an instance of it is assigned a slot (``PROTOCOL_ATTRIBUTES``);
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
   its websockets parser ``conn`` (``backend/compat/websockets.py``), lets ``request`` and
   ``response`` go, and without access log replaces its ``logger`` (where ``send`` writes its
@@ -20,22 +21,35 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
   ``handshake_complete``, ``conn``, ``loop`` and ``client``;
+- ``ProxyHeadersAhead`` runs ``uvicorn.middleware.proxy_headers.ProxyHeadersMiddleware``'s
+  ``__call__`` (its scope rewrite: ``X-Forwarded-For`` and ``-Proto`` from trusted hosts)
+  to its end against an app that returns at once, then returns the real app's coroutine:
+  the rewrite is upstream's, and no frame of the middleware stays under each WebSocket
+  connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
+  wrapped the app in, ``is_proxy_headers``); it relies on that ``__call__`` awaiting nothing
+  but its app, and on the middleware's ``app`` attribute;
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import inspect
 import random
+import re
 import struct
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from backend.compat.assumptions import (
     Assumption,
     Pin,
     assigned,
+    holds,
     importable,
     signature,
     unchanged,
@@ -51,15 +65,87 @@ PINS = [PIN]
 #: uvicorn's sans-I/O WebSocket protocol, the base of ``backend.realtime.protocol``.
 SansIOProtocol = WebSocketsSansIOProtocol
 
-__all__ = ["ASGISendEvent", "SansIOProtocol", "connection_of", "deliver_text",
-           "forget_request", "forget_response", "ping_payload", "pong_answers", "send_ping",
-           "transport_of", "use_flow_control"]
+__all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
+           "connection_of", "deliver_text", "forget_request", "forget_response",
+           "is_proxy_headers", "ping_payload", "pong_answers", "send_ping", "transport_of",
+           "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
+
+#: Every attribute ``WebSocketsSansIOProtocol`` assigns on its instances (0.54.0: in
+#: ``__init__``, ``connection_made``, ``handle_connect`` and ``send``), for the slots of
+#: ``backend.realtime.protocol``'s subclass: in slots, not in an instance dict, they take
+#: 8 bytes each; the dict of their 40 names was 1.6 KB on every open connection.
+PROTOCOL_ATTRIBUTES = (
+    "app", "app_state", "asgi_version", "client", "close_sent", "close_timeout", "close_timer",
+    "config", "conn", "connections", "curr_msg_data_type", "default_headers", "disconnected",
+    "frames", "handshake_complete", "handshake_initiated", "initial_response", "last_ping_rtt",
+    "logger", "loop", "pending_ping_payload", "ping_interval", "ping_sent_at", "ping_timeout",
+    "ping_timer", "pong_timer", "queue", "read_paused", "request", "response", "root_path",
+    "scheme", "scope", "server", "tasks", "transport", "writable",
+)
+
+
+def _assigned_names() -> set[str]:
+    """The names of the ``self.name = ...`` assignments in upstream's class."""
+    source = inspect.getsource(_P)
+    return set(re.findall(r"\bself\.(\w+)\s*(?::[^=\n]+)?=[^=]", source))
+
+
+def _unslotted() -> set[str]:
+    return _assigned_names() - set(PROTOCOL_ATTRIBUTES)
+
+class ProxyHeadersAhead:
+    """uvicorn's ``ProxyHeadersMiddleware`` (``middleware``) in front of ``app`` (its own app,
+    or what runs in its place), its scope rewrite done before ``app``'s coroutine is returned
+    rather than in a coroutine of its own awaiting it: the same rewrite, and no frame held
+    under each connection for the connection's life."""
+
+    __slots__ = ("app", "rewrite")
+
+    def __init__(self, middleware: ProxyHeadersMiddleware, app: Any) -> None:
+        self.app = app
+        #: The middleware, around an app that returns at once.
+        self.rewrite = copy.copy(middleware)
+        self.rewrite.app = _returns
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Awaitable[None]:
+        step = self.rewrite(scope, receive, send)
+        try:
+            step.send(None)
+        except StopIteration:
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        step.close()
+        raise RuntimeError("ProxyHeadersMiddleware waited for something besides its app")
+
+
+async def _returns(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+def is_proxy_headers(app: Any) -> bool:
+    """Is ``app`` uvicorn's ``ProxyHeadersMiddleware`` (``--proxy-headers``)? Its own app is
+    its ``app``."""
+    return type(app) is ProxyHeadersMiddleware
+
+
+def _rewrites_at_once() -> bool:
+    scope = {"type": "websocket", "client": ("127.0.0.1", 1), "scheme": "ws",
+             "headers": [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"https")]}
+    ahead = ProxyHeadersAhead(ProxyHeadersMiddleware(_returns, "127.0.0.1"), _returns)
+    step = ahead(scope, None, None)
+    step.close()  # type: ignore[attr-defined]  # _returns's coroutine, never run
+    return scope["client"] == ("203.0.113.9", 0) and scope["scheme"] == "wss"
+
 
 ASSUMPTIONS: list[Assumption] = [
     version(PIN),
     importable(PIN, "uvicorn._types", "ASGISendEvent"),
+    # Its instances' attributes have slots in backend/realtime/protocol.py's subclass.
+    holds(PIN, "WebSocketsSansIOProtocol's instance attributes",
+          lambda: not _unslotted(),
+          "assigns attributes that PROTOCOL_ATTRIBUTES does not list (each open connection "
+          "would hold an instance dict again): add them"),
     # Overridden by backend/realtime/protocol.py.
     signature(PIN, _P, "__init__", ("self", "config", "server_state", "app_state", "_loop")),
     signature(PIN, _P, "handle_connect", ("self", "event")),
@@ -88,6 +174,11 @@ ASSUMPTIONS: list[Assumption] = [
     # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
     signature(PIN, _P, "data_received", ("self", "data")),
     unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
+    # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
+    unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
+    assigned(PIN, ProxyHeadersMiddleware, "app"),
+    holds(PIN, "ProxyHeadersMiddleware rewrites a scope without waiting", _rewrites_at_once,
+          "ProxyHeadersAhead could not run the middleware's rewrite to its end"),
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
@@ -180,3 +271,4 @@ def pong_answers(protocol: WebSocketsSansIOProtocol, data: bytes | bytearray | m
     protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
     protocol.pending_ping_payload = None
     return True
+

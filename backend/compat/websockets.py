@@ -7,7 +7,10 @@ protocol's ``conn``:
   private state of a fragmented message in progress, so that a close frame between fragments
   is a close (RFC 6455 section 5.4);
 - ``swap_parser`` changes the class of the parser uvicorn built (``__class__`` assignment:
-  the instance keeps every option uvicorn set);
+  the instance keeps every option uvicorn set), and gives it the one ``id`` every parser of
+  the node shares (``SHARED_ID``): websockets makes a random UUID per connection for the
+  logs of its own connection classes, which neither its sans-I/O protocol nor uvicorn's
+  reads (0.17 KB per connection);
 - ``send_close`` and ``data_to_send`` (public) write a close frame from ``backend/realtime/
   wire.py``;
 - ``restart_frame_parser`` replaces the parser's generator (``parser``) once the handshake's
@@ -27,7 +30,10 @@ protocol's ``conn``:
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
+import uuid
 from collections.abc import Generator
 from typing import Any
 
@@ -51,7 +57,7 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["CONNECTION_LINES", "ClosableMidMessage", "lone_pong", "parse_frames",
+__all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "parse_frames",
            "quiet_connection_lines", "restart_frame_parser", "swap_parser"]
 
 
@@ -67,10 +73,28 @@ class ClosableMidMessage(ServerProtocol):
         super().recv_frame(frame)
 
 
+#: The ``id`` of every parser ``swap_parser`` swapped (see the module doc).
+SHARED_ID = uuid.UUID(int=0)
+
+
 def swap_parser(connection: Any) -> None:
     """Give uvicorn's websockets parser (``connection.conn``) the class ``ClosableMidMessage``
-    (it adds no state: swapping the class builds nothing twice)."""
-    connection.conn.__class__ = ClosableMidMessage
+    (it adds no state: swapping the class builds nothing twice), and the shared ``id``."""
+    parser = connection.conn
+    parser.__class__ = ClosableMidMessage
+    parser.id = SHARED_ID
+
+
+def _id_unread() -> bool:
+    """Nothing in websockets' sans-I/O protocol and uvicorn's protocol built on it reads a
+    parser's ``id`` (only ``Protocol.__init__`` assigns it)."""
+    import websockets.protocol
+    import websockets.server
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    uses = [use for module in (websockets.protocol, websockets.server, websockets_sansio_impl)
+            for use in re.findall(r"\.id\b.*", inspect.getsource(module))]
+    return uses == [".id: uuid.UUID = uuid.uuid4()"]
 
 
 def restart_frame_parser(parser: ServerProtocol) -> bool:
@@ -244,6 +268,8 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, Protocol, "data_to_send", ("self",)),
     holds(PIN, "ServerProtocol().__class__ = ClosableMidMessage", _swappable,
           "the parser's class cannot be swapped"),
+    holds(PIN, "a ServerProtocol's id is read by no one", _id_unread,
+          "a parser's id is read: each needs its own again (drop SHARED_ID)"),
     # restart_frame_parser: the request parsed by one generator, frames by its delegate.
     # (``max_message_size`` is assigned with ``max_fragment_size`` in one tuple; the copy's
     # reading of both is the fingerprinted Protocol.parse's, and the check below parses.)

@@ -1,10 +1,11 @@
 """What every real-time door reads at connect and keeps per connection: the credential (from
 Socket.IO's ``auth``, the query string, or an ``Authorization: Bearer`` header) and the rate
-buckets."""
+buckets, made at their first use."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from backend.auth.accounts import CredentialInvalid
@@ -48,9 +49,15 @@ def credential(credentials: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def rate_buckets(limits: Limits) -> tuple[TokenBucket, TokenBucket]:
-    """A new connection's buckets: its chat messages, and every inbound event or frame
+class Rate(Enum):
+    """A connection's rate buckets: its chat messages, and every inbound event or frame
     (typing, reads, reactions... are cheap, not free)."""
-    return (TokenBucket(limits.send_rate_per_second, limits.send_burst),
-            TokenBucket(limits.send_rate_per_second * EVENT_RATE_FACTOR,
-                        limits.send_burst * EVENT_RATE_FACTOR))
+
+    MESSAGES = 1
+    EVENTS = EVENT_RATE_FACTOR
+
+
+def rate_bucket(limits: Limits, rate: Rate) -> TokenBucket:
+    """A connection's ``rate`` bucket, full. The doors make each at its first use: most
+    connections idle, and a bucket made then is the one made at connect, refilled since."""
+    return TokenBucket(limits.send_rate_per_second * rate.value, limits.send_burst * rate.value)

@@ -56,16 +56,18 @@ class RequestIds:
 class SendWithId:
     """An ASGI ``send`` that adds the request id header to the response or the accept."""
 
-    __slots__ = ("header", "send")
+    __slots__ = ("request_id", "send")
 
     def __init__(self, send: Any, request_id: str) -> None:
         self.send = send
-        self.header = (HEADER, request_id.encode())
+        # The id itself (the context holds it too), its header made once, when sent: this
+        # ``send`` is held for as long as a WebSocket connection is open.
+        self.request_id = request_id
 
     async def __call__(self, message: Message) -> None:
         if message["type"] in ("http.response.start", "websocket.accept"):
             headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
-            message = {**message, "headers": [*headers, self.header]}
+            message = {**message, "headers": [*headers, (HEADER, self.request_id.encode())]}
         await self.send(message)
 
 

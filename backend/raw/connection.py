@@ -104,7 +104,8 @@ class RawMember(Member):
     async def stop(self) -> None:
         """The connection is over: stop writing."""
         self.state = State.DEAD
-        self._held = None
+        self._held = self._floors = None
+        self._drops = None
         self.lane.stop()
         closer = self._closer
         if closer is not None and not closer.done():

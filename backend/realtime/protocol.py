@@ -4,6 +4,15 @@ Every node runs with ``--ws backend.realtime.protocol:WebSocketProtocol`` (``con
 the Procfile, the benchmark): uvicorn's ``websockets-sansio`` implementation, unchanged on
 the wire, minus what an idle connection kept without using it:
 
+- uvicorn's attributes live in slots (``PROTOCOL_ATTRIBUTES``, backend/compat/uvicorn.py),
+  not in an instance dict that outgrew Python's shared-key form (1.6 KB, now 0.3 KB);
+
+- uvicorn's ``ProxyHeadersMiddleware`` (``--proxy-headers``, on for every node) is run as
+  ``ProxyHeadersAhead`` (backend/compat/uvicorn.py): the same rewrite of the scope, done
+  before the app's coroutine starts, without a coroutine of its own awaiting the app's for
+  the connection's life (0.3 KB); ``DirectWires`` (backend/realtime/wire.py), which would
+  only leave the connection in the scope and await the app, is left out, the protocol
+  leaving itself there (``connection_app``);
 - its receive queue is a ``LeanQueue`` (backend/realtime/queues.py), not an ``asyncio.Queue``
   (about 2.8 KB idle), and its ``writable`` flag a ``LeanEvent``, not an ``asyncio.Event``
   (0.8 KB); uvicorn only puts, gets and asks whether the queue is empty, and sets, clears
@@ -61,10 +70,13 @@ from websockets.frames import Frame
 from websockets.http11 import Request
 
 from backend.compat.uvicorn import (
+    PROTOCOL_ATTRIBUTES,
+    ProxyHeadersAhead,
     SansIOProtocol,
     deliver_text,
     forget_request,
     forget_response,
+    is_proxy_headers,
     ping_payload,
     pong_answers,
     send_ping,
@@ -79,7 +91,7 @@ from backend.compat.websockets import (
 )
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
-from backend.realtime.wire import frame
+from backend.realtime.wire import CONNECTION_KEY, DirectWires, frame
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -101,12 +113,15 @@ class WebSocketProtocol(SansIOProtocol):
     handshake's request headers and response go once used, its keepalive on a shared timer
     wheel (see the module doc)."""
 
-    #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
-    due = 0
+    # uvicorn's attributes in slots rather than an instance dict (1.6 KB per connection).
+    __slots__ = (*PROTOCOL_ATTRIBUTES, "due")
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
+        self.due = 0
         super().__init__(config, server_state, app_state, _loop)
+        self.app = connection_app(config, self.app)
         use_flow_control(self, LeanQueue(), LeanEvent())
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
@@ -120,6 +135,10 @@ class WebSocketProtocol(SansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
+        # What ``DirectWires`` would have left in the scope (``connection_app`` skips it);
+        # the app's task has not started yet.
+        extensions: dict[str, Any] = self.scope["extensions"]
+        extensions[CONNECTION_KEY] = self
         # The handshake is answered (or refused) and the scope has its own copy of the
         # request: nothing reads it again. Its headers are emptied in case anything still
         # holds it (a parser that could not be restarted).
@@ -205,6 +224,31 @@ class WebSocketProtocol(SansIOProtocol):
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)
+
+
+#: Per uvicorn configuration, the app its WebSocket connections run (``connection_app``).
+_APPS: weakref.WeakKeyDictionary[Config, Any] = weakref.WeakKeyDictionary()
+
+
+def connection_app(config: Config, loaded: Any) -> Any:
+    """The app a connection runs: uvicorn's ``loaded`` app, its middleware that only sets
+    something up and then awaits the app for the connection's life done ahead of it
+    instead, so that none of their frames stays under every open connection:
+    uvicorn's ``ProxyHeadersMiddleware`` becomes ``ProxyHeadersAhead`` (its rewrite, run
+    before the app's coroutine), and ``DirectWires`` is left out (the protocol leaves
+    itself in the scope, ``handle_connect``). One per configuration, shared."""
+    app = _APPS.get(config)
+    if app is None:
+        app = _APPS[config] = _ahead(loaded)
+    return app
+
+
+def _ahead(app: Any) -> Any:
+    if isinstance(app, DirectWires):
+        return app.app
+    if is_proxy_headers(app):
+        return ProxyHeadersAhead(app, _ahead(app.app))
+    return app
 
 
 #: The keepalive wheel of each event loop (a node has one loop; tests may run several).

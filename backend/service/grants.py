@@ -180,7 +180,8 @@ class Grants:
         if held is not None and held[1] > time.monotonic():
             return held[0]
         generation = self._generation
-        blocked = frozenset(await load_blocked(user_id))
+        # Most users block no one: their entries share one empty set (a new one is 0.2 KB).
+        blocked = frozenset(await load_blocked(user_id)) or _NO_IDS
         if generation == self._generation:
             _put(self._blocked, user_id, (blocked, time.monotonic() + self.ttl),
                  self.max_entries)
@@ -218,6 +219,7 @@ class Grants:
 
 
 _NO_KEYS: frozenset[str] = frozenset()
+_NO_IDS: frozenset[int] = frozenset()
 
 
 def _keys(blockers: frozenset[int]) -> frozenset[str]:

@@ -9,9 +9,8 @@
 // starves. Events for bench/run.py: connecting, connected, settled (per size), phase_start /
 // phase_end {label} (the node's CPU is read around each window), result.
 
-const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectAndSettle, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
 
-const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function runSize(cfg, group, tools) {
   const { Histogram, line, progress } = tools;
@@ -53,13 +52,7 @@ async function runSize(cfg, group, tools) {
     const localAddress = sourceAddress(c.index, cfg.clients_per_address || 25000);
     c.conn = new LeanClient(c, { transport, url: cfg.nodes[0], localAddress, on });
   }
-  line({ event: 'connecting', clients: clients.length, label: group.label });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
-  line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
-  const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
-  lastPresenceAt = Math.max(lastPresenceAt, now());
-  while (now() < settleDeadline && now() - lastPresenceAt < 1000) await sleep(100);
-  line({ event: 'settled' });
+  const ramp = await connectAndSettle(clients, cfg, { line, progress }, () => lastPresenceAt, { label: group.label });
 
   const sender = clients.find((c) => c.pos === 0);
   const phases = {};

@@ -6,9 +6,8 @@
 // Events for bench/run.py: connecting, connected, settled, hold_end (the node's memory and
 // idle CPU are read around the hold), window_start / window_end (the light load), result.
 
-const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectAndSettle, sourceAddress, peakRssKb, now, sleep } = require('./scale');
 
-const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function run(cfg, { Histogram, line, progress }) {
   const transport = cfg.transport;
@@ -50,13 +49,7 @@ async function run(cfg, { Histogram, line, progress }) {
     addresses.add(localAddress);
     c.conn = new LeanClient(c, { transport, url: cfg.nodes[0], localAddress, on });
   }
-  line({ event: 'connecting', clients: clients.length, source_addresses: [...addresses] });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
-  line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
-  const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
-  lastPresenceAt = Math.max(lastPresenceAt, now());
-  while (now() < settleDeadline && now() - lastPresenceAt < 1000) await sleep(100);
-  line({ event: 'settled' });
+  const ramp = await connectAndSettle(clients, cfg, { line, progress }, () => lastPresenceAt, { source_addresses: [...addresses] });
   phase = 'hold';
   progress(`holding ${clients.length} connections for ${cfg.hold_s} s`);
   const holdEnd = now() + cfg.hold_s * 1000;

@@ -404,6 +404,24 @@ function readyWithin(c, ms) {
   });
 }
 
+// A client not ready this long after its connect: the ramp fails.
+const READY_MS = 180000;
+
+// Connect `clients` (`cfg.connect_concurrency` handshakes at once), then wait until no presence
+// frame has come for a second (at most `cfg.settle_max_s`), so that the joins' presence is
+// over before anything is measured; `lastPresenceAt()` is when the last one came. Tells
+// bench/run.py `connecting` (with `fields`), `connected` and `settled`; returns the ramp.
+async function connectAndSettle(clients, cfg, { line, progress }, lastPresenceAt, fields = {}) {
+  line({ event: 'connecting', clients: clients.length, ...fields });
+  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
+  line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
+  const connectedAt = now();
+  const deadline = connectedAt + (cfg.settle_max_s || 120) * 1000;
+  while (now() < deadline && now() - Math.max(lastPresenceAt(), connectedAt) < 1000) await sleep(100);
+  line({ event: 'settled' });
+  return ramp;
+}
+
 // Percentiles of a list of numbers (sorted here).
 function spread(values) {
   if (values.length === 0) return null;
@@ -415,5 +433,6 @@ function spread(values) {
 }
 
 module.exports = {
-  LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep,
+  LeanClient, Ledger, connectAndSettle, connectMany, readyWithin, sourceAddress, peakRssKb, spread,
+  now, sleep,
 };

@@ -14,9 +14,8 @@
 // Events for bench/run.py: connecting, connected, settled, restart, storm_up, storm_end,
 // result.
 
-const { LeanClient, Ledger, connectMany, readyWithin, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
+const { LeanClient, Ledger, connectAndSettle, sourceAddress, peakRssKb, spread, now, sleep } = require('./scale');
 
-const READY_MS = 180000; // a client not ready this long after its connect: the ramp fails
 
 async function run(cfg, { line, progress }) {
   const transport = cfg.transport;
@@ -140,13 +139,7 @@ async function run(cfg, { line, progress }) {
   };
 
   // -- connect, settle, send a while -------------------------------------------------------
-  line({ event: 'connecting', clients: clients.length });
-  const ramp = await connectMany(clients, cfg.connect_concurrency || 100, (c) => readyWithin(c, READY_MS), progress);
-  line({ event: 'connected', seconds: ramp.seconds, per_second: ramp.per_second });
-  const settleDeadline = now() + (cfg.settle_max_s || 120) * 1000;
-  lastPresenceAt = Math.max(lastPresenceAt, now());
-  while (now() < settleDeadline && now() - lastPresenceAt < 1000) await sleep(100);
-  line({ event: 'settled' });
+  const ramp = await connectAndSettle(clients, cfg, { line, progress }, () => lastPresenceAt);
   phase = 'steady';
   sending = true;
   const period = 1000 / (cfg.storm_rate || 5);
