@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Any:
     chat = ChatService(TypistCounter(outside.events, realtime.presence), settings.limits)
     chat.attach_nodes(realtime.manager, realtime.manager,
                       clustered=realtime.backplane is not None)
+    realtime.manager.keep_pages(chat.latest_pages)
     chat.on_message_sent(metrics.message_sent)
     uploads = Uploads(_file_store(settings), settings.uploads, settings.jwt_secret)
     chat.attach_uploads(uploads)

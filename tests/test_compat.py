@@ -41,7 +41,7 @@ def test_each_compat_module_pins_what_pyproject_pins() -> None:
         pinned[re.sub(r"\[.*\]", "", name).lower()] = pin
     assert {pin.distribution for pin in pins()} == {
         "uvicorn", "websockets", "starlette", "tortoise-orm", "aiosqlite", "asyncpg",
-        "python-socketio", "python-engineio"}
+        "python-socketio", "python-engineio", "pyjwt"}
     for pin in pins():
         assert pinned.get(pin.distribution) == pin.version, pin
 
@@ -223,3 +223,54 @@ def test_the_package_documents_every_module() -> None:
         header = module.__doc__ or ""
         for pin in module.PINS:
             assert f"{pin.version}" in header and "pin" in header, (name, pin)
+
+
+def test_tortoise_parses_sqlite_datetimes_with_ciso8601() -> None:
+    """Every datetime the ORM reads from SQLite (a user at each connect, each message of a
+    page) is parsed by ``parse_datetime``: Tortoise takes ciso8601's when it is installed,
+    else a pure-Python one ~100 times slower. Both read what SQLite stores alike."""
+    import ciso8601
+    from tortoise.fields import data
+
+    assert data.parse_datetime is ciso8601.parse_datetime
+    stamp = "2026-12-06 10:00:00.123456+00:00"
+    import iso8601
+
+    assert ciso8601.parse_datetime(stamp) == iso8601.parse_date(stamp, default_timezone=None)
+
+
+def test_the_lean_segment_decoder_answers_as_upstream() -> None:
+    """backend/compat/jwt.py's copy of PyJWT's segment decoder refuses and keeps what
+    upstream's does, on segments of every kind, and tokens decode through it."""
+    from jwt.api_jws import PyJWS
+
+    from backend.compat.jwt import _SAMPLES, DECODER, LeanJWS, _answer
+
+    samples = [*_SAMPLES, b"eyJzdWIiOiIxIn0", b"eyJzdWIiOiIxIn0=", b"ab\ncd", b"abc\x00",
+               b"=", b"==", b"a===", b"Zm9v", b"Zm9vYg", b"Zm9vYg=", b"Zm9vYh"]
+    for segment in samples:
+        assert _answer(LeanJWS._decode_base64url_segment, segment) == _answer(
+            PyJWS._decode_base64url_segment, segment), segment
+    assert isinstance(DECODER._jws, LeanJWS)
+
+
+def test_hmac_keys_are_prepared_once_and_bad_ones_still_refused() -> None:
+    """backend/compat/jwt.py's ``KeyOnce``: the node's secret is prepared at its first decode
+    only; a key PyJWT refuses as HMAC secret (asymmetric-looking) is refused every time."""
+    import jwt as pyjwt
+
+    from backend.compat.jwt import DECODER, KeyOnce
+
+    algorithm = DECODER._jws.get_algorithm_by_name("HS256")
+    assert isinstance(algorithm, KeyOnce)
+    key = "test-secret-" + "x" * 32
+    token = pyjwt.encode({"sub": "7"}, key, algorithm="HS256")
+    assert DECODER.decode(token, key, algorithms=["HS256"]) == {"sub": "7"}
+    assert key in algorithm.prepared
+    with pytest.raises(pyjwt.InvalidSignatureError):
+        DECODER.decode(token, key + "y", algorithms=["HS256"])
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----"
+    for _ in range(2):
+        with pytest.raises(pyjwt.InvalidKeyError):
+            DECODER.decode(token, pem, algorithms=["HS256"])
+    assert pem not in algorithm.prepared

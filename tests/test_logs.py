@@ -147,6 +147,9 @@ async def test_serve_logs_json_with_request_ids_and_no_secrets(served: ServerPro
     assert sockets and all("request_id" in r for r in sockets)
     assert any("?token=***" in r["message"] for r in sockets)
     assert any("?device_id=***" in r["message"] for r in sockets)
+    # With the access log on, websockets' per-connection lines are written too.
+    assert any(r["message"] == "connection open" and r["logger"] == "uvicorn.error"
+               for r in lines)
     assert any(r["logger"] == "uvicorn.error" and "Started server process" in r["message"]
                for r in lines)
 
@@ -167,6 +170,9 @@ async def test_bare_uvicorn_in_production_logs_json_too(work_dir: Path) -> None:
         assert secret not in log
     # Started with --no-access-log: uvicorn's per-handshake access lines are off too.
     assert not any('"WebSocket /' in r["message"] for r in lines)
+    # and so are websockets' own per-connection lines (on uvicorn's loggers).
+    assert not [r for r in lines if r["message"] in ("connection open", "connection closed")
+                and r["logger"] != "websockets.server"]  # (the start-up checks' own)
     assert any(r["logger"] == "confab.database" for r in lines)
 
 
@@ -298,3 +304,39 @@ def test_websocket_handshake_lines_follow_the_access_log_switch() -> None:
         assert lines.filter(accepted)
     finally:
         access.propagate, access.handlers = saved[0], saved[1]
+
+
+async def test_without_access_log_a_connection_makes_no_record_of_its_lines() -> None:
+    """uvicorn's ``[accepted]`` line and websockets' ``connection open`` / ``connection
+    closed`` are dropped at the level check when the access log is off (a node accepting
+    thousands of sockets a second made a record of each); warnings and errors still go out,
+    and with the access log on, or while debugging, every line does."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from backend.realtime.protocol import WebSocketProtocol
+
+    def protocol(access_log: bool, log_level: str = "info") -> WebSocketProtocol:
+        # uvicorn's Config sets its loggers up (levels included), as at a node's start.
+        config = Config(app=None, access_log=access_log, log_level=log_level)
+        return WebSocketProtocol(config, ServerState(), {})
+
+    # uvicorn's set-up is undone afterwards for the tests that follow in this process.
+    uvicorn_logs = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]
+    saved = [(log.level, list(log.handlers), log.propagate) for log in uvicorn_logs]
+    try:
+        quiet = protocol(access_log=False)
+        for logger in (quiet.logger, quiet.conn.logger):
+            assert not logger.isEnabledFor(logging.INFO)
+            assert logger.isEnabledFor(logging.WARNING)
+        loud = protocol(access_log=True)
+        assert loud.logger.isEnabledFor(logging.INFO)
+        assert loud.conn.logger.isEnabledFor(logging.INFO)
+        debugging = protocol(access_log=False, log_level="debug")
+        assert debugging.logger.isEnabledFor(logging.INFO)
+        assert debugging.conn.logger.isEnabledFor(logging.INFO)
+    finally:
+        for log, (level, handlers, propagate) in zip(uvicorn_logs, saved, strict=True):
+            log.setLevel(level)
+            log.handlers = handlers
+            log.propagate = propagate

@@ -223,3 +223,49 @@ async def test_no_revocation_heard_since_the_connect_check_asks_nothing_again(
     await bus.broadcast(REVOKED, {"user_id": 7, "session_id": None})
     assert not await node.still_live(legacy, heard)
     assert reads == [7]
+
+
+# -- access tokens kept once verified ------------------------------------------------------
+
+
+def test_a_kept_access_token_still_expires_and_matures(settings: Settings,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.auth import tokens
+
+    token = issue_token(settings, 42, "access", "s1")
+    issued = jwt.decode(token, options={"verify_signature": False})
+    now = float(issued["iat"])
+    monkeypatch.setattr(tokens, "clock", lambda: now)
+    assert decode_claims(settings, token, "access").user_id == 42  # verified, kept
+    # Later uses are checked against the clock as jwt.decode checks, leeway included.
+    now = issued["exp"] + tokens.LEEWAY_SECONDS - 0.5
+    assert decode_claims(settings, token, "access").user_id == 42
+    now = issued["iat"] - tokens.LEEWAY_SECONDS - 0.5  # the clock stepped back
+    with pytest.raises(InvalidToken, match="not yet valid"):
+        decode_claims(settings, token, "access")
+    now = issued["exp"] + tokens.LEEWAY_SECONDS
+    with pytest.raises(InvalidToken, match="expired"):
+        decode_claims(settings, token, "access")
+
+
+def test_kept_tokens_are_checked_against_the_settings_and_type(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.auth import tokens
+
+    token = issue_token(settings, 42, "access")
+    assert decode_token(settings, token, "access") == 42
+    rotated = replace(settings, jwt_secret="t" * 40)
+    with pytest.raises(InvalidToken):
+        decode_token(rotated, token, "access")
+    with pytest.raises(InvalidToken):
+        decode_token(replace(settings, jwt_audience="elsewhere"), token, "access")
+    with pytest.raises(InvalidToken):
+        decode_token(settings, token, "refresh")
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(InvalidToken):
+        decode_token(settings, tampered, "access")
+    monkeypatch.setattr(tokens, "VERIFIED_MAX", 3)
+    for user_id in range(10):
+        decode_token(settings, issue_token(settings, user_id, "access"), "access")
+    assert len(tokens._verified) <= 3

@@ -427,6 +427,37 @@ async def test_a_file_message_reaches_every_door_with_the_file(
         await sio.disconnect()
 
 
+async def test_a_kept_page_gives_each_reader_links_of_its_own(
+    files_server: ServerProcess, files_api: Api
+) -> None:
+    """The latest page is kept between connects (backend/service/latest_pages.py), but the
+    links of its files are made for each reader, valid from when it connected."""
+    from tests.test_raw_support import support_conversation
+
+    owner, cid = await support_conversation(files_api)
+    agent = await files_api.register(role="agent")
+    body = await uploaded(files_api, owner, png(20, 20), name="kept.png")
+    url = f"{files_server.ws_url}/ws/chat/{cid}/?token="
+
+    async def link() -> str:
+        async with raw(url + agent.token) as reader:
+            page = (await reader.next("recent_messages"))["messages"]
+        assert page[-1]["file"]["url"] == page[-1]["media_url"]
+        return page[-1]["media_url"]  # type: ignore[no-any-return]
+
+    async with raw(url + owner.token) as holder:  # the node follows the room meanwhile
+        await holder.next("recent_messages")
+        await holder.send({"type": "chat_message", "upload_id": body["id"]})
+        await holder.next("chat_message")
+        first = await link()
+        # Links are signed to the second: the next reader connects in the next one.
+        await asyncio.sleep(int(time.time()) + 1 - time.time())
+        second = await link()
+    expiry = [int(parse_qs(urlsplit(u).query)["expires"][0]) for u in (first, second)]
+    assert expiry[1] > expiry[0]
+    assert (await fetch(files_api, second)).status_code == 200
+
+
 # -- who may download ---------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 
 import jwt
 
+from backend.compat.jwt import DECODER
 from backend.settings import Settings
 
 TokenType = Literal["access", "refresh"]
@@ -80,10 +81,59 @@ def decode_token(settings: Settings, token: str, expected_type: TokenType) -> in
     return decode_claims(settings, token, expected_type).user_id
 
 
+#: Access tokens verified lately, at most this many (see ``Verified``).
+VERIFIED_MAX = 4096
+#: The clock the kept tokens' times are checked against (the one PyJWT reads).
+clock = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An access token that passed every check of ``jwt.decode`` and ours, kept by its exact
+    text with the secret, issuer and audience it was checked against, so that its next uses
+    (a client's reconnects, its REST calls, its other tabs) skip the signature and the
+    parsing, which no use can change: the same text, checked with the same key, has the same
+    signature and claims. What depends on the moment is checked at every use, as ``jwt.decode``
+    checks it: ``exp``, ``nbf`` and ``iat`` with the same leeway. A kept token is refused once
+    expired, with the error a decode gives. Revocation is the caller's check, as for any
+    token (backend/auth/sessions.py). Only tokens that passed are kept, so a flood of bad ones
+    neither fills the memory nor skips a check; a bad token never matches a kept text."""
+
+    claims: Claims
+    #: Valid from (``max(nbf, iat) - leeway``) until before (``exp + leeway``).
+    not_before: float
+    expires: float
+
+
+_verified: dict[tuple[str, str, str | None, str | None], Verified] = {}
+
+
 def decode_claims(settings: Settings, token: str, expected_type: TokenType) -> Claims:
     """The claims of a valid token of ``expected_type``; raise InvalidToken otherwise."""
+    if expected_type != "access":
+        return _decode(settings, token, expected_type)[0]
+    key = (token, settings.jwt_secret, settings.jwt_issuer, settings.jwt_audience)
+    kept = _verified.get(key)
+    if kept is not None:
+        now = clock()
+        if now >= kept.expires:
+            del _verified[key]
+            raise InvalidToken("Signature has expired")
+        if now < kept.not_before:
+            raise InvalidToken("The token is not yet valid")
+        return kept.claims
+    claims, times = _decode(settings, token, expected_type)
+    while len(_verified) >= VERIFIED_MAX:
+        del _verified[next(iter(_verified))]  # the oldest
+    _verified[key] = Verified(claims, *times)
+    return claims
+
+
+def _decode(settings: Settings, token: str,
+            expected_type: TokenType) -> tuple[Claims, tuple[float, float]]:
+    """``decode_claims`` by PyJWT, and when the token is valid (``Verified``'s times)."""
     try:
-        claims = jwt.decode(
+        claims = DECODER.decode(
             token,
             settings.jwt_secret,
             algorithms=[ALGORITHM],
@@ -105,4 +155,7 @@ def decode_claims(settings: Settings, token: str, expected_type: TokenType) -> C
     if not isinstance(session_id, str) or not session_id or (
             "sid" in claims and session_id == LEGACY_SESSION):
         raise InvalidToken("malformed session")
-    return Claims(user_id, session_id, issued_at)
+    # jwt.decode required exp and iat and made sure they (and nbf) are integers.
+    starts = max(issued_at, int(claims.get("nbf", issued_at)))
+    times = (starts - LEEWAY_SECONDS, int(claims["exp"]) + LEEWAY_SECONDS)
+    return Claims(user_id, session_id, issued_at), times

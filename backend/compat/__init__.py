@@ -18,7 +18,7 @@ import importlib
 from backend.compat.assumptions import Assumption, Failure, IncompatibleLibrary, Pin, check
 
 #: The compat modules, one per library.
-MODULES = ("uvicorn", "websockets", "starlette", "tortoise", "socketio", "engineio")
+MODULES = ("uvicorn", "websockets", "starlette", "tortoise", "socketio", "engineio", "jwt")
 
 __all__ = ["MODULES", "IncompatibleLibrary", "assumptions", "check_all", "failures", "pins"]
 

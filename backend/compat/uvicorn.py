@@ -14,8 +14,9 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   has a heartbeat of its own (Engine.IO);
   it gives every attribute an instance of it is assigned a slot (``PROTOCOL_ATTRIBUTES``);
   it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
-  its websockets parser ``conn`` (``backend/compat/websockets.py``), and lets ``request`` and
-  ``response`` go;
+  its websockets parser ``conn`` (``backend/compat/websockets.py``), lets ``request`` and
+  ``response`` go, and without access log replaces its ``logger`` (where ``send`` writes its
+  per-handshake ``[accepted]`` line) with a quieter one;
 - ``backend/realtime/wire.py`` finds the connection behind the ASGI ``send`` uvicorn hands the
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
@@ -152,6 +153,7 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _P, "send_receive_event_to_app", ("self",)),
     signature(PIN, _P, "send", ("self", "message")),
     signature(PIN, _P, "handle_parser_exception", ("self",)),
+    assigned(PIN, _P, "logger"),
     unchanged(PIN, _P, "send_receive_event_to_app", "a2b10de91477dc1d"),
     unchanged(PIN, _P, "keepalive_timeout", "8e1ceb6ec446de9d"),
     unchanged(PIN, _P, "send_keepalive_ping", "02da3945b3e6b110"),

@@ -22,12 +22,16 @@ protocol's ``conn``:
   is handed on (upstream's keeps the last frame received, a client's last message, in a
   local while it waits for the next); it reads the parser's private ``reader``,
   ``current_size``, ``max_message_size``, ``max_fragment_size``, ``side``, ``extensions``,
-  ``debug`` and ``parser_exc``.
+  ``debug`` and ``parser_exc``;
+- ``quiet_connection_lines`` points the parser's ``logger`` (the logger it writes its
+  ``connection open`` and ``connection closed`` lines to, set from its ``logger`` argument)
+  at a logger that keeps only warnings and errors.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import uuid
 from collections.abc import Generator
@@ -53,8 +57,8 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["SHARED_ID", "ClosableMidMessage", "lone_pong", "parse_frames", "restart_frame_parser",
-           "swap_parser"]
+__all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "parse_frames",
+           "quiet_connection_lines", "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -185,6 +189,53 @@ _FRAME_PARSE = Protocol.parse.__code__
 _AT_EOF = StreamReader.at_eof.__code__
 
 
+#: Where a parser quieted by ``quiet_connection_lines`` logs: its warnings and errors only.
+#: (Not under ``uvicorn``: uvicorn's logging set-up resets its loggers' children.)
+CONNECTION_LINES = logging.getLogger("confab.connections")
+CONNECTION_LINES.setLevel(logging.WARNING)
+
+
+def quiet_connection_lines(parser: ServerProtocol) -> None:
+    """The parser's per-connection ``INFO`` lines (``connection open``, ``connection
+    closed``, the handshake's response) are left out at the level check, before any record is
+    made; its warnings and errors are still written."""
+    parser.logger = CONNECTION_LINES
+
+
+def _quiet() -> bool:
+    """A quieted parser's handshake logs nothing at ``INFO``."""
+    seen: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Seen(logging.DEBUG)
+    CONNECTION_LINES.addHandler(handler)
+    CONNECTION_LINES.propagate = False  # the check's own lines are written nowhere else
+    try:
+        parser = ServerProtocol()
+        quiet_connection_lines(parser)
+        parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n"
+                            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            b"Sec-WebSocket-Version: 13\r\n\r\n")
+        request = parser.events_received()[0]
+        if not isinstance(request, Request):
+            return False
+        parser.send_response(parser.accept(request))
+        CONNECTION_LINES.setLevel(logging.INFO)  # the line would be written there
+        parser.send_close(1000, "")
+        parser.receive_data(Frame(Opcode.CLOSE, b"\x03\xe8").serialize(mask=True,
+                                                                         extensions=[]))
+        parser.receive_eof()
+    finally:
+        CONNECTION_LINES.setLevel(logging.WARNING)
+        CONNECTION_LINES.propagate = True
+        CONNECTION_LINES.removeHandler(handler)
+    return seen == ["connection closed"]
+
+
 def _restartable() -> bool:
     """A parser that has read a request restarts, and then parses frames."""
     parser = ServerProtocol()
@@ -232,4 +283,6 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, Protocol, "recv_frame", "4f83d3b90ea62428"),
     holds(PIN, "a ServerProtocol's parser restarts after the request", _restartable,
           "the frame parser cannot be restarted after the handshake"),
+    holds(PIN, "a ServerProtocol logs its connection lines to its logger attribute", _quiet,
+          "the parser's connection lines cannot be quieted"),
 ]

@@ -127,12 +127,14 @@ class WsChatDoor(Door):
                       "timestamp": iso_now()})
         member.hold()
         await session.hub.join_conversation(member, cid)
-        messages, has_more = await session.chat.history(session.actor, cid, latest=True,
-                                                        limit=RECENT_MESSAGES, shared=True)
+        recent = await session.chat.recent(session.actor, cid, RECENT_MESSAGES)
+        # The page's JSON, when every reader gets the same, is encoded once for them all.
         session.send({"type": "recent_messages", "conversation_id": cid,
-                      "messages": messages, "has_more": has_more})
+                      "messages": recent.messages if recent.json is None
+                      else orjson.Fragment(recent.json),
+                      "has_more": recent.has_more})
         floor = await replay_since(session)
-        seen = {m["id"] for m in messages}
+        seen = {m["id"] for m in recent.messages}
 
         def in_history(text: str) -> bool:
             frame = orjson.loads(text)

@@ -21,6 +21,7 @@ import socketio
 
 from backend.realtime.members import Member
 from backend.realtime.sequence import EventLogReader, ReplayStats, RoomPositions
+from backend.service.latest_pages import LatestPages
 
 if TYPE_CHECKING:
     from backend.observability.metrics import Metrics
@@ -31,6 +32,8 @@ FANOUT = "/__fanout__"
 #: The control a node broadcasts when publishes of logged events failed: ``{positions:
 #: {conversation id: last position lost}}``; every node catches those rooms up.
 LOG_ADVANCED = "eventlog_advanced"
+#: A conversation's room is this and its id (backend/service/events.py).
+CONVERSATION_ROOM = "conversation:"
 log = logging.getLogger("confab.fanout")
 
 
@@ -52,6 +55,15 @@ class FanoutManager(socketio.AsyncManager):
         #: Each conversation room's last delivered position (``follow_log``); None: events
         #: are delivered as they come.
         self.positions: RoomPositions | None = None
+        #: The chat service's kept history pages, told of every conversation event delivered
+        #: here and of every room left empty (``keep_pages``); None: no page is kept.
+        self.pages: LatestPages | None = None
+
+    def keep_pages(self, pages: LatestPages) -> None:
+        """Tell ``pages`` of every conversation event this node delivers, so that it may
+        keep pages between connects (backend/service/latest_pages.py)."""
+        self.pages = pages
+        pages.follow()
 
     def follow_log(self, reader: EventLogReader, stats: ReplayStats | None = None) -> None:
         """Deliver logged events in position order and once per room, filling gaps from
@@ -139,6 +151,8 @@ class FanoutManager(socketio.AsyncManager):
                 del self.room_members[room]
                 if self.positions is not None:
                     self.positions.vacated(room)
+                if self.pages is not None and room.startswith(CONVERSATION_ROOM):
+                    self.pages.vacated(int(room.removeprefix(CONVERSATION_ROOM)))
         if room in member.rooms:
             member.rooms = tuple(r for r in member.rooms if r != room)
 
@@ -188,6 +202,8 @@ class FanoutManager(socketio.AsyncManager):
         # those its resume already sent (``Member.release``).
         mark = ((conversation_id, position)
                 if isinstance(position, int) and isinstance(conversation_id, int) else None)
+        if self.pages is not None and isinstance(conversation_id, int):
+            self.pages.changed(conversation_id, name)
         encoded: dict[Dialect, Outgoing | None] = {}
         seen: set[str] | None = set() if len(rooms) > 1 else None
         delivered = 0  # counted here, reported once: the loop stays cheap

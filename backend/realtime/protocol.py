@@ -82,7 +82,13 @@ from backend.compat.uvicorn import (
     send_ping,
     use_flow_control,
 )
-from backend.compat.websockets import lone_pong, restart_frame_parser, swap_parser
+from backend.compat.websockets import (
+    CONNECTION_LINES,
+    lone_pong,
+    quiet_connection_lines,
+    restart_frame_parser,
+    swap_parser,
+)
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
 from backend.realtime.wire import CONNECTION_KEY, DirectWires, frame
@@ -119,6 +125,13 @@ class WebSocketProtocol(SansIOProtocol):
         use_flow_control(self, LeanQueue(), LeanEvent())
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
+        if not config.access_log and not self.logger.isEnabledFor(logging.DEBUG):
+            # websockets' "connection open" and "connection closed", and uvicorn's
+            # '"WebSocket /path" [accepted]', are access lines, one per connection: with the
+            # access log off each still cost a record (and the first two a formatted write).
+            # Both now log to a logger of warnings and errors, which drops them at its level.
+            quiet_connection_lines(self.conn)
+            self.logger = CONNECTION_LINES
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from backend.service.faults import is_database_fault
 from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
 from backend.service.inbox import Batcher, Coalescer
+from backend.service.latest_pages import LatestPages, Page
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
 from backend.service.ports import ControlBus, EventSink, Occupancy
@@ -41,6 +42,10 @@ class ServiceBase:
         self.grants = Grants()
         #: History pages read once for the readers who ask together (``history(shared=)``).
         self.page_reads: SharedReads[tuple[list[dict[str, Any]], bool]] = SharedReads()
+        #: The latest pages, read once for those who ask together and kept between them
+        #: while this node hears of every change (``follow_pages``).
+        self.latest_reads: SharedReads[Page] = SharedReads()
+        self.latest_pages = LatestPages()
         #: What resuming readers missed, read once for those who ask together
         #: (``events_since``).
         self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()

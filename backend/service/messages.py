@@ -20,6 +20,7 @@ from backend.service.clock import iso, now
 from backend.service.drafts import MessageDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.events import Event
+from backend.service.latest_pages import Page, Recent
 from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
@@ -217,7 +218,7 @@ class MessageOps(LogOps):
         only sends the page on, unchanged: readers of the same page who ask together (the
         clients of a conversation connecting at once) then share one read begun after each
         asked (shared_reads.py)."""
-        await self.grants.viewable(actor, conversation_id)  # every connect reads a page
+        await self.grants.viewable(actor, conversation_id)  # every join reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
         if actor.user is not None:
@@ -228,6 +229,32 @@ class MessageOps(LogOps):
                 self._page, conversation_id, limit, after_id=after_id, latest=latest))
         return await self._page(conversation_id, limit, hidden=hidden, offset=offset,
                                 before_id=before_id, after_id=after_id, latest=latest)
+
+    async def recent(self, actor: Actor, conversation_id: int, limit: int) -> Recent:
+        """The latest page, for a caller that only sends it on, unchanged, and tells the
+        reader no log position it is current to (a ``/ws/chat/`` connect: its client learns
+        positions from the events themselves). Readers who hide no one share it: one read
+        for those who ask together (shared_reads.py), kept for the next while nothing in the
+        conversation changes (latest_pages.py), and encoded once when it has no links.
+
+        A kept page may predate an event still on its way to this node, which then reaches
+        the reader live: a caller that reads the log's position and tells it as the page's
+        (Socket.IO's ``join``) uses ``history``, whose shared reads begin after it asked."""
+        await self.grants.viewable(actor, conversation_id)  # every connect reads a page
+        limit = max(1, min(limit, self.limits.history_page_max))
+        hidden: frozenset[int] = frozenset()
+        if actor.user is not None:
+            hidden = await self.grants.blocked(actor.user.id)
+        if hidden:
+            messages, has_more = await self._page(conversation_id, limit, hidden=hidden,
+                                                  latest=True)
+            return Recent(messages, has_more, None)
+        page = await self.latest_pages.page(conversation_id, limit, functools.partial(
+            self.latest_reads.read, (conversation_id, limit),
+            functools.partial(self._latest_page, conversation_id, limit)))
+        if page.uploads:
+            return Recent(self._presented(page), page.has_more, None)
+        return Recent(page.messages, page.has_more, page.json())
 
     async def _page(
         self,
@@ -241,6 +268,37 @@ class MessageOps(LogOps):
         latest: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """``history``'s read, the senders in ``hidden`` left out."""
+        rows, has_more = await self._page_rows(conversation_id, limit, hidden=hidden,
+                                               offset=offset, before_id=before_id,
+                                               after_id=after_id, latest=latest)
+        return await self._render(rows), has_more
+
+    async def _latest_page(self, conversation_id: int, limit: int) -> Page:
+        """The latest page as every reader who hides no one gets it, links left out."""
+        rows, has_more = await self._page_rows(conversation_id, limit, latest=True)
+        messages, uploads = await self._render_stored(rows)
+        return Page(messages, has_more, uploads)
+
+    def _presented(self, page: Page) -> list[dict[str, Any]]:
+        """A shared page's messages with download links made for this reader."""
+        messages = list(page.messages)
+        for index, stored, deleted in page.uploads:
+            messages[index] = shown = dict(messages[index])
+            self._show_file(shown, stored, deleted)
+        return messages
+
+    async def _page_rows(
+        self,
+        conversation_id: int,
+        limit: int,
+        *,
+        hidden: frozenset[int] = frozenset(),
+        offset: int | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        latest: bool = False,
+    ) -> tuple[list[Message], bool]:
+        """The messages of ``history``'s page, oldest first, and whether more lie beyond."""
         newest_first = latest or before_id is not None
         if not hidden and before_id is None and (not offset or newest_first
                                                  or after_id is not None):
@@ -251,7 +309,7 @@ class MessageOps(LogOps):
             rows = rows[:limit]
             if newest_first:
                 rows.reverse()
-            return await self._render(rows), has_more
+            return rows, has_more
         query = Message.filter(conversation_id=conversation_id)
         if hidden:
             # Messages without a user sender (a device's, a customer's) are no one's to hide:
@@ -270,7 +328,7 @@ class MessageOps(LogOps):
         rows = rows[:limit]
         if newest_first:
             rows.reverse()
-        return await self._render(rows), has_more
+        return rows, has_more
 
     async def get_message(self, actor: Actor, message_id: int) -> dict[str, Any]:
         message = await self._visible_message(actor, message_id)
@@ -278,6 +336,16 @@ class MessageOps(LogOps):
 
     async def _render(self, rows: list[Message]) -> list[dict[str, Any]]:
         """Canonical dicts with reactions and read counts, in two queries for the whole page."""
+        rendered, uploads = await self._render_stored(rows)
+        for index, stored, deleted in uploads:
+            self._show_file(rendered[index], stored, deleted)
+        return rendered
+
+    async def _render_stored(
+        self, rows: list[Message]
+    ) -> tuple[list[dict[str, Any]], tuple[tuple[int, dict[str, Any], bool], ...]]:
+        """``_render`` without the download links: the dicts, and ``(index, stored file,
+        deleted)`` of the messages naming an upload, whose links are still to be made."""
         ids = [m.id for m in rows]
         reactions: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         for message_id, emoji, key in await reactions_of(ids):
@@ -287,10 +355,10 @@ class MessageOps(LogOps):
             message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
             for m in rows
         ]
-        for message, payload in zip(rows, rendered, strict=True):
-            if isinstance(message.file, dict) and "upload_id" in message.file:
-                self._show_file(payload, message.file, message.is_deleted)
-        return rendered
+        uploads = tuple((index, message.file, message.is_deleted)
+                        for index, message in enumerate(rows)
+                        if isinstance(message.file, dict) and "upload_id" in message.file)
+        return rendered, uploads
 
     async def _visible_message(self, actor: Actor, message_id: int) -> Message:
         if not valid_id(message_id):

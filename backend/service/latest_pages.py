@@ -1,0 +1,159 @@
+"""The latest history page of each conversation this node follows, kept rendered between the
+connects that send it.
+
+Every connect on ``/ws/chat/`` sends its conversation's latest page. Rendering a full page
+(its rows made into models, then into dicts) is most of what such a connect costs; the
+clients of a conversation reconnecting after a restart would each pay it. Here the page read
+for one is kept for the next, as long as nothing in the conversation changed.
+
+The kept page may predate an event still on its way to this node (it then reaches the reader
+live): it is for readers who are told no log position the page is current to. Socket.IO's
+``join`` tells one, and reads its page through ``history`` (shared reads begun after it
+asked, after it read the position).
+
+Why a reader never gets a page older than what it must see. A reader joins the
+conversation's room, then asks for the page (as for a shared read, shared_reads.py): what
+reaches this node after it joined reaches it live; the page must show what reached this node
+before. Every event of a conversation that this node delivers, from this node or another
+(the hub's fan-out, replays of the log included), calls ``changed`` before anyone can ask
+again: the kept page is dropped, and a read under way while it happened is not kept (it may
+have begun before the change committed). A kept page was therefore read after every change
+this node delivered before the reader asked, and those changes committed before they were
+delivered. Events that change no stored message (who is here, who types) keep the page.
+The page is kept only while the room is followed here: when its last member leaves
+(``vacated``), the node stops hearing its events, so the page goes.
+
+What no event announces (a sender's profile or role, an outbound delivery status) is not
+pushed to connected clients either; a kept page shows it at most ``KEEP_SECONDS`` late. The
+pages' signed download links are made again for every reader (``Page.uploads``).
+Readers who are shown another page (blocked senders hidden) never use the kept one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+#: How long a kept page may be shown without a change (see the module doc): what no event
+#: announces is never pushed to connected clients at all, and a burst of reconnects, slowed
+#: down (the benchmark runs its node under callgrind, some fifty times slower), still fits.
+KEEP_SECONDS = 30.0
+#: Pages kept at most (a full one, its dicts and JSON, holds about 150 KB); the oldest goes
+#: first. A conversation's clients reconnecting together need theirs for a moment only.
+MAX_PAGES = 128
+#: Events that change no stored message: a kept page stays.
+KEEPS_PAGE = frozenset({"typing_indicator", "user_joined", "user_left", "presence_diff",
+                        "user_status"})
+
+
+@dataclass(slots=True)
+class Page:
+    """A rendered page. Its dicts are shared by every reader: never changed.
+
+    ``uploads``: ``(index, stored file, deleted)`` of the messages naming an upload, whose
+    ``file`` and ``media_url`` each reader gets with links made for it."""
+
+    messages: list[dict[str, Any]]
+    has_more: bool
+    uploads: tuple[tuple[int, dict[str, Any], bool], ...] = ()
+    _json: bytes | None = field(default=None, repr=False, compare=False)
+
+    def json(self) -> bytes:
+        """The messages as JSON, encoded once for every reader (of a page without uploads:
+        the same bytes for everyone)."""
+        if self._json is None:
+            self._json = orjson.dumps(self.messages)
+        return self._json
+
+
+class Recent(NamedTuple):
+    """The latest page as one reader gets it: its messages (never to be changed), whether more
+    lie before them, and the messages as JSON when that is the same for every reader (None:
+    encode ``messages``)."""
+
+    messages: list[dict[str, Any]]
+    has_more: bool
+    json: bytes | None
+
+
+class LatestPages:
+    """The kept pages by conversation, and the reads under way (see the module doc).
+
+    Keeps nothing until ``follow``: only a node whose fan-out reports every conversation
+    event (``changed``) may keep pages."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 keep_seconds: float = KEEP_SECONDS, max_pages: int = MAX_PAGES) -> None:
+        self.following = False
+        self._clock = clock
+        self._keep_seconds = keep_seconds
+        self._max_pages = max_pages
+        #: conversation → (page size, when its read was asked for, page)
+        self._pages: dict[int, tuple[int, float, Page]] = {}
+        #: conversation → reads under way
+        self._reading: dict[int, int] = {}
+        #: conversation → changes heard while reads were under way
+        self._changes: dict[int, int] = {}
+
+    def follow(self) -> None:
+        """The fan-out now reports every event of every conversation (``changed``)."""
+        self.following = True
+
+    def changed(self, conversation_id: int, event: str) -> None:
+        """``event`` of the conversation is being delivered on this node."""
+        if event not in KEEPS_PAGE:
+            self._forget(conversation_id)
+
+    def vacated(self, conversation_id: int) -> None:
+        """No member of this node is in the conversation's room any more: its events stop
+        reaching this node."""
+        self._forget(conversation_id)
+
+    def _forget(self, conversation_id: int) -> None:
+        self._pages.pop(conversation_id, None)
+        if conversation_id in self._reading:
+            self._changes[conversation_id] = self._changes.get(conversation_id, 0) + 1
+
+    async def page(self, conversation_id: int, limit: int,
+                   read: Callable[[], Awaitable[Page]]) -> Page:
+        """The conversation's latest page of ``limit``: the kept one, or ``read()``'s (begun
+        after this call, then kept when no change was heard meanwhile)."""
+        if not self.following:
+            return await read()
+        asked_at = self._clock()
+        kept = self._pages.get(conversation_id)
+        if kept is not None and kept[0] == limit and asked_at - kept[1] < self._keep_seconds:
+            return kept[2]
+        changes = self._changes.get(conversation_id, 0)
+        self._reading[conversation_id] = self._reading.get(conversation_id, 0) + 1
+        try:
+            page = await read()
+            if self._changes.get(conversation_id, 0) == changes:
+                self._keep(conversation_id, (limit, asked_at, page))
+            return page
+        finally:
+            left = self._reading[conversation_id] - 1
+            if left:
+                self._reading[conversation_id] = left
+            else:
+                del self._reading[conversation_id]
+                self._changes.pop(conversation_id, None)
+
+    def _keep(self, conversation_id: int, entry: tuple[int, float, Page]) -> None:
+        pages = self._pages
+        pages.pop(conversation_id, None)  # kept again: it becomes the newest
+        # The oldest go first: those past their time, then any beyond the bound.
+        cutoff = entry[1] - self._keep_seconds
+        while pages:
+            oldest = next(iter(pages))
+            if len(pages) < self._max_pages and pages[oldest][1] > cutoff:
+                break
+            del pages[oldest]
+        pages[conversation_id] = entry
+
+    def __len__(self) -> int:
+        return len(self._pages)
