@@ -44,6 +44,9 @@ class ServiceBase:
         #: What resuming readers missed, read once for those who ask together
         #: (``events_since``).
         self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()
+        #: A conversation's row and newest message, read once for the viewers who ask
+        #: together (``get_conversation``: every Socket.IO join).
+        self.view_reads: SharedReads[tuple[Conversation, Message | None]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every

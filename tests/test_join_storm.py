@@ -1,0 +1,140 @@
+"""A reconnect storm into a big room (CONTRACT §9): every client of the room joins again at
+once, resuming from where it was. Each join's work must not grow with the room, and what the
+readers asking together read alike is read once for them.
+
+The first test runs the chat service in this process over a database of its own, to count the
+statements; the others drive a real server with real Socket.IO clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.service.actors import Actor
+from backend.service.chat import ChatService
+from backend.settings import Settings
+from tests.support.bulk_users import insert_users, with_tokens
+from tests.support.client import Api, admin_of, with_admin
+from tests.support.server import ServerProcess, start_server
+from tests.test_message_path import (  # noqa: F401 (fixtures)
+    RecordingSink,
+    Statements,
+    group_of,
+    sqlite_database,
+    statements,
+    users,
+)
+from tests.test_raw_support import rest_send
+from tests.test_socketio_helpers import Client, ok
+
+#: Members of the big room: past PRESENCE_DETAIL_MAX_MEMBERS (100).
+ROOM = 120
+
+
+async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_none(
+        sqlite_database: str, statements: Statements) -> None:
+    """Twenty members of a room of 300 ask for its view at once (each Socket.IO ``join``
+    answers with it): the row and last message are read once for those who asked together,
+    the participants are counted from the held facts, and each viewer costs one statement
+    (its unread count), not five with a count over the room's rows."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(300)
+    cid = await group_of(chat, people)
+    owner = Actor.of_user(people[0])
+    for n in range(3):
+        await chat.send_message(owner, cid, {"content": f"m{n}"})
+    await chat.get_conversation(owner, cid)  # the facts held, as on a node up a while
+    viewers = [Actor.of_user(person) for person in people[1:21]]
+    before = len(statements.sql)
+    views = await asyncio.gather(*(chat.get_conversation(v, cid) for v in viewers))
+    issued = statements.sql[before:]
+    assert len(issued) <= len(viewers) + 4, issued
+    assert not [sql for sql in issued if "COUNT(" in sql.upper()], issued
+    assert {view["participants_count"] for view in views} == {300}
+    assert {view["unread_count"] for view in views} == {3}
+    assert {view["last_message"]["content"] for view in views} == {"m2"}
+    # What changes is seen by the next view: a member added, a message sent.
+    newcomer = (await users(1))[0]
+    await chat.add_members(owner, cid, [newcomer.id], "member")
+    await chat.send_message(owner, cid, {"content": "m3"})
+    view = await chat.get_conversation(viewers[0], cid)
+    assert view["participants_count"] == 301 and view["unread_count"] == 4
+    assert view["last_message"]["content"] == "m3"
+    assert (await chat.get_conversation(Actor.of_user(newcomer), cid))["unread_count"] == 1
+
+
+# -- on a real server -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def storm_server(work_dir: Path) -> Iterator[ServerProcess]:
+    server = with_admin(start_server(work_dir / "join-storm"))
+    server.extra["database_url"] = f"sqlite://{work_dir}/join-storm/chat.sqlite3"
+    yield server
+    server.stop()
+
+
+async def test_a_big_room_resuming_at_once_gets_every_missed_event_once_in_order(
+        storm_server: ServerProcess) -> None:
+    """Every member of a room of ``ROOM`` connects and joins from the same position at once:
+    each ack holds every event after it, once and in position order, and a room the size it
+    is; the next live event reaches each once, at the next position."""
+    api = Api(storm_server.base_url, await admin_of(storm_server.base_url))
+    clients: list[Client] = []
+    try:
+        owner = await api.register()
+        members = with_tokens(await insert_users(str(storm_server.extra["database_url"]),
+                                                 ROOM - 1), "user")
+        # A group is created with at most 100 others; the rest are added.
+        conversation = await api.conversation(owner, kind="group", title="big",
+                                              participant_ids=[m.id for m in members[:99]])
+        cid = conversation["id"]
+        added = await api.http.post(f"/api/v1/chat/sessions/{cid}/participants",
+                                    json={"user_ids": [m.id for m in members[99:]]},
+                                    headers=owner.headers)
+        assert added.status_code == 200, added.text
+        for n in range(3):
+            await rest_send(api, owner, cid, f"before {n}")
+        first = await Client(api.base_url, "/chat").connect({"token": owner.token})
+        clients.append(first)
+        point = ok(await first.call("join", {"conversation_id": cid}))
+        since = {"position": point["position"], "epoch": point["epoch"]}
+        missed = [(await rest_send(api, owner, cid, f"missed {n}"))["id"] for n in range(4)]
+        edited = await api.http.patch(f"/api/v1/chat/messages/{missed[0]}",
+                                      json={"content": "missed 0 edited"},
+                                      headers=owner.headers)
+        assert edited.status_code == 200, edited.text
+
+        async def resume(token: str) -> tuple[Client, Any]:
+            client = await Client(api.base_url, "/chat").connect({"token": token})
+            clients.append(client)
+            return client, ok(await client.call("join", {"conversation_id": cid,
+                                                         "since": since}))
+
+        resumed = await asyncio.gather(*(resume(m.token) for m in members))
+        top = point["position"] + 5
+        expected = [(point["position"] + 1 + n, "chat_message") for n in range(4)] + [
+            (top, "message_edit")]
+        for _, ack in resumed:
+            assert [(e["position"], e["event"]) for e in ack["events"]] == expected
+            assert [e["message"]["id"] for e in ack["events"][:4]] == missed
+            assert ack["position"] == top and ack["has_more"] is False
+            assert ack["conversation"]["participants_count"] == ROOM
+            assert ack["conversation"]["unread_count"] == 7  # none read
+        live = await rest_send(api, owner, cid, "live")
+        for client, _ in resumed:
+            event = await client.next("chat_message")
+            assert event["message"]["id"] == live["id"] and event["position"] == top + 1
+        await rest_send(api, owner, cid, "barrier")
+        for client, _ in resumed:
+            barrier = await client.next("chat_message")
+            assert barrier["message"]["content"] == "barrier"
+            assert not client.pending("chat_message") and not client.pending("message_edit")
+    finally:
+        await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+        await api.aclose()
