@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from backend.cluster import scripts
+from backend.cluster.presence import departures_from_json
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.settings import Settings
 from tests.support.bulk_users import insert_users, with_tokens
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.server import ServerProcess, start_server
+from tests.support.services import PrivateRedis
 from tests.test_message_path import (  # noqa: F401 (fixtures)
     RecordingSink,
     Statements,
@@ -140,3 +144,65 @@ async def test_a_big_room_resuming_at_once_gets_every_missed_event_once_in_order
     finally:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
         await api.aclose()
+
+
+# -- cluster presence (Redis) -----------------------------------------------------------------
+
+
+class Node:
+    """One node's presence scripts, called straight on a Redis of the test's own."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    async def run(self, script: str, *args: Any) -> Any:
+        return await self.client.eval(script, 0, "storm:", self.name, *args)
+
+    async def beat(self) -> None:
+        await self.run(scripts.HEARTBEAT, 60_000)
+
+
+async def commands(client: Any) -> dict[str, int]:
+    """Calls per Redis command since the last CONFIG RESETSTAT (scripts' calls included)."""
+    stats = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(figures["calls"])
+            for name, figures in stats.items()}
+
+
+async def test_cluster_presence_counts_a_big_room_without_walking_it(
+        redis: PrivateRedis) -> None:
+    """A join, a leave and a room's size in a room of 300 read per-node and per-actor tallies,
+    not every entry of the room (a reconnect storm of n joins walked n² entries); the figures
+    are those of the walk: an actor on two nodes counts once, a dead node's actors stop
+    counting at once (the room is walked until it is reaped) and its reap reports them."""
+    client = Redis.from_url(redis.url)
+    try:
+        a, b = Node(client, "a"), Node(client, "b")
+        await a.beat()
+        await b.beat()
+        room = "conversation:1"
+        for n in range(300):
+            assert await a.run(scripts.ENTER, room, f"user:{n}") == [1, n + 1]
+        await client.config_resetstat()
+        assert await b.run(scripts.ENTER, room, "user:0") == [0, 300]  # on two nodes: once
+        assert await b.run(scripts.ENTER, room, "user:900") == [1, 301]
+        assert await a.run(scripts.EXIT, room, "user:5") == [1, 300]
+        assert await a.run(scripts.ROOM_SIZE, room) == 300
+        used = await commands(client)
+        assert "hgetall" not in used and "hkeys" in used, used
+
+        await client.delete("storm:node:b")  # b's heartbeat expired; not reaped yet
+        assert await a.run(scripts.ROOM_SIZE, room) == 299  # user:900 was on b alone
+        assert await a.run(scripts.ENTER, room, "user:901") == [1, 300]
+        departures = departures_from_json(await a.run(scripts.REAP, "b"))
+        assert departures.left == [(room, "user:900", 300)]  # user:0 is still on a
+        await client.config_resetstat()
+        assert await a.run(scripts.ROOM_SIZE, room) == 300
+        assert "hgetall" not in await commands(client)
+        for n in [*range(300), 901]:
+            await a.run(scripts.EXIT, room, f"user:{n}")
+        assert await a.run(scripts.ROOM_SIZE, room) == 0
+        assert not await client.keys("storm:room*")
+    finally:
+        await client.aclose()
