@@ -74,6 +74,45 @@ async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_no
     assert (await chat.get_conversation(Actor.of_user(newcomer), cid))["unread_count"] == 1
 
 
+async def test_readers_resuming_from_one_point_reuse_its_replay_until_the_log_moves(
+        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Readers resuming one after the other from the same position, the log unchanged: the
+    events are read and rendered once, and each reader gets all of them in order. Once an
+    edit or a message is logged, the next reader's replay is read again and holds it."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(3)
+    cid = await group_of(chat, people)
+    owner, reader = Actor.of_user(people[0]), Actor.of_user(people[1])
+    epoch = await chat.log_epoch()
+    since = (await chat.events_since(reader, cid, 0, epoch))["position"]
+    sent = [await chat.send_message(owner, cid, {"content": f"m{n}"}) for n in range(3)]
+    rebuilt = 0
+    original = chat._rebuild
+
+    async def counting(*args: Any) -> Any:
+        nonlocal rebuilt
+        rebuilt += 1
+        return await original(*args)
+
+    monkeypatch.setattr(chat, "_rebuild", counting)
+
+    def contents(result: dict[str, Any]) -> list[str]:
+        return [(e["message"] if "message" in e else e)["content"] for e in result["events"]]
+
+    for _ in range(3):
+        result = await chat.events_since(reader, cid, since, epoch)
+        assert contents(result) == ["m0", "m1", "m2"]
+        assert [e["position"] for e in result["events"]] == [since + 1, since + 2, since + 3]
+    assert rebuilt == 1
+    await chat.edit_message(owner, sent[0][0]["id"], "m0 edited")
+    result = await chat.events_since(reader, cid, since, epoch)
+    assert contents(result) == ["m0 edited", "m1", "m2", "m0 edited"]
+    assert result["events"][-1]["event"] == "message_edit" and rebuilt == 2
+    await chat.send_message(owner, cid, {"content": "m3"})
+    assert contents(await chat.events_since(reader, cid, since, epoch))[-1] == "m3"
+    assert rebuilt == 3
+
+
 # -- on a real server -------------------------------------------------------------------------
 
 

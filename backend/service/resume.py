@@ -140,17 +140,25 @@ class LogOps(ServiceBase):
                     top - self.limits.event_log_max_events)
         if since < floor or since > top:
             raise resync_required(top, current)
+        oldest = now() - timedelta(seconds=self.limits.event_log_max_age_seconds)
+        # The log where the last read from this point left it: its replay holds the same
+        # events (kept_replays.py), not read and rendered again for the next readers.
+        key = (conversation_id, since, limit)
+        kept = self.kept_replays.get(key, current, top, oldest)
+        if kept is not None:
+            return kept
         rows = await eventlog.read(conversation_id, since, limit + 1)
         if rows and rows[0].position != since + 1:  # trimmed meanwhile
             raise resync_required(top, current)
-        if rows and rows[0].created_at < now() - timedelta(
-                seconds=self.limits.event_log_max_age_seconds):
+        if rows and rows[0].created_at < oldest:
             raise resync_required(top, current)
         has_more = len(rows) > limit
         rows = rows[:limit]
         replayed = await self._rebuild(conversation_id, rows)
         position = rows[-1].position if has_more else max(top, rows[-1].position if rows else 0)
-        return replayed, has_more, position, current
+        replay = replayed, has_more, position, current
+        self.kept_replays.keep(key, current, top, rows[0].created_at if rows else None, replay)
+        return replay
 
     async def log_position(self, conversation_id: int) -> int:
         """The conversation's last position (0 when it has none, or is gone)."""
