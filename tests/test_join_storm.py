@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
 from backend.cluster import scripts
 from backend.cluster.presence import departures_from_json
+from backend.realtime.codec import SharedEncodings
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.settings import Settings
@@ -111,6 +113,32 @@ async def test_readers_resuming_from_one_point_reuse_its_replay_until_the_log_mo
     await chat.send_message(owner, cid, {"content": "m3"})
     assert contents(await chat.events_since(reader, cid, since, epoch))[-1] == "m3"
     assert rebuilt == 3
+
+
+async def test_readers_no_event_skips_get_one_list_encoded_once(
+        database: str) -> None:  # noqa: F811
+    """The readers of one point whom no event skips get the same list, which the Socket.IO
+    door encodes once for all of their acks; a reader who blocked the sender gets their own,
+    without the skipped messages."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(4)
+    cid = await group_of(chat, people)
+    owner = Actor.of_user(people[0])
+    epoch = await chat.log_epoch()
+    since = (await chat.events_since(owner, cid, 0, epoch))["position"]
+    await chat.block(Actor.of_user(people[3]), people[1].id)
+    await chat.send_message(owner, cid, {"content": "to all"})
+    await chat.send_message(Actor.of_user(people[1]), cid, {"content": "from the blocked"})
+    first, second, blocker = await asyncio.gather(*(
+        chat.events_since(Actor.of_user(person), cid, since, epoch) for person in people[1:]))
+    assert first["events"] is second["events"]
+    assert [e["message"]["content"] for e in first["events"]] == ["to all", "from the blocked"]
+    assert [e["message"]["content"] for e in blocker["events"]] == ["to all"]
+    encodings = SharedEncodings()
+    fragment = encodings.fragment(first["events"])
+    assert encodings.fragment(second["events"]) is fragment
+    assert orjson.loads(orjson.dumps({"events": fragment}))["events"] == first["events"]
+    assert encodings.fragment(blocker["events"]) is not fragment
 
 
 # -- on a real server -------------------------------------------------------------------------

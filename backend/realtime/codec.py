@@ -21,6 +21,28 @@ class OrjsonCodec:
         return orjson.loads(text)
 
 
+class SharedEncodings:
+    """Values many packets carry, as JSON fragments that a packet's encoding copies as they
+    are: encoded once for every packet that carries the same object (the events a reconnect
+    storm's readers of one point each get in their ``join`` ack). A value is held while its
+    encoding is, so its ``id`` is not reused meanwhile; the oldest go past ``most``. The
+    values must not change once encoded."""
+
+    def __init__(self, most: int = 32) -> None:
+        self.most = most
+        self._held: dict[int, tuple[Any, orjson.Fragment]] = {}
+
+    def fragment(self, value: Any) -> orjson.Fragment:
+        held = self._held.get(id(value))
+        if held is not None and held[0] is value:
+            return held[1]
+        fragment = orjson.Fragment(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+        while len(self._held) >= self.most:
+            del self._held[next(iter(self._held))]  # the oldest (dicts keep insertion order)
+        self._held[id(value)] = (value, fragment)
+        return fragment
+
+
 class Packet(PacketWithoutBinaryScan):
     """python-socketio's packet, with the codec above, and binary attachments found only when
     the JSON encoding fails.

@@ -44,10 +44,12 @@ class ServiceBase:
         self.page_reads: SharedReads[tuple[list[dict[str, Any]], bool]] = SharedReads()
         #: What resuming readers missed, read once for those who ask together
         #: (``events_since``).
-        self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()
+        self.missed_reads: SharedReads[
+            tuple[list[Event], list[dict[str, Any]], bool, int, str]] = SharedReads()
         #: Those reads' replays, handed to the next readers of the same point while the log
         #: has not moved.
-        self.kept_replays: KeptReplays[tuple[list[Event], bool, int, str]] = KeptReplays()
+        self.kept_replays: KeptReplays[
+            tuple[list[Event], list[dict[str, Any]], bool, int, str]] = KeptReplays()
         #: A conversation's row and newest message, read once for the viewers who ask
         #: together (``get_conversation``: every Socket.IO join).
         self.view_reads: SharedReads[tuple[Conversation, Message | None]] = SharedReads()
