@@ -57,6 +57,7 @@ async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_no
     for n in range(3):
         await chat.send_message(owner, cid, {"content": f"m{n}"})
     await chat.get_conversation(owner, cid)  # the facts held, as on a node up a while
+    await chat.drain()  # the sends' inbox updates, which would read meanwhile
     viewers = [Actor.of_user(person) for person in people[1:21]]
     before = len(statements.sql)
     views = await asyncio.gather(*(chat.get_conversation(v, cid) for v in viewers))
