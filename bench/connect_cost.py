@@ -17,10 +17,12 @@ connect of the measured window, per round and the median. With ``--messages K`` 
 conversation first gets K messages over REST, so that the history a connect reads is not
 empty.
 
-With ``--resume N`` (Socket.IO) each client connects to ``/chat`` with its token alone and then
-``join``s its conversation with ``since`` N positions behind the log (CONTRACT §9), as a client
-of a reconnect storm does: ready when the join's ack (holding what it missed) arrives. The
-warm-up client joins without ``since``; its ack tells the log's position and epoch.
+With ``--resume N`` each client resumes N positions behind the log (CONTRACT §9), as a client
+of a reconnect storm does. Socket.IO: it connects to ``/chat`` with its token alone and then
+``join``s with ``since``, ready when the join's ack (holding what it missed) arrives; the
+warm-up client joins without ``since`` and its ack tells the log's position and epoch. Raw:
+``/ws/chat/{id}/?since=&epoch=``, ready once the last missed event has arrived; the warm-up
+client's REST read of the log tells the position and epoch.
 
 With ``--profile FILE`` py-spy samples the node during each measured window.
 With ``--callgrind`` the node runs under ``valgrind --tool=callgrind`` with instrumentation
@@ -66,13 +68,22 @@ from bench.nodes import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def connect_raw(base: str, client: dict[str, Any]) -> Any:
+async def connect_raw(base: str, client: dict[str, Any],
+                      since: dict[str, Any] | None = None, top: int = 0) -> Any:
+    """A raw ``/ws/chat/`` client, ready at its ``recent_messages``; resuming (``since``),
+    once the event at ``top`` has been replayed too."""
+    resume = "" if since is None else f"&since={since['position']}&epoch={since['epoch']}"
     ws = await websockets.connect(
-        f"{base}/ws/chat/{client['conversation_id']}/?token={client['token']}",
+        f"{base}/ws/chat/{client['conversation_id']}/?token={client['token']}{resume}",
         max_size=None, compression=None, open_timeout=300, ping_interval=None)
+    last = f'"position":{top}'
     while True:
         text = await ws.recv()
-        if isinstance(text, str) and text.startswith('{"type":"recent_messages"'):
+        if not isinstance(text, str):
+            continue
+        if since is None and text.startswith('{"type":"recent_messages"'):
+            return ws
+        if since is not None and last in text and not text.startswith('{"type":"recent'):
             return ws
         if isinstance(text, str) and '"type":"error"' in text[:20]:
             raise RuntimeError(text[:200])
@@ -141,9 +152,10 @@ async def keep_reading(ws: Any) -> None:
 async def connect_all(base: str, transport: str, clients: list[dict[str, Any]],
                       concurrency: int, points: dict[int, dict[str, Any]] | None = None,
                       behind: int = 0) -> list[Any]:
-    """Connect ``clients``, ``concurrency`` at a time. With ``points`` (Socket.IO resume)
-    each joins after connecting: from ``behind`` positions before its conversation's point
-    when the point is known, else without ``since``, its ack's point then recorded."""
+    """Connect ``clients``, ``concurrency`` at a time. With ``points`` (resume) each resumes
+    from ``behind`` positions before its conversation's point when the point is known; else
+    (the warm-up) it connects plainly and the point is recorded (Socket.IO: its join's ack;
+    raw: the REST log read)."""
     gate = asyncio.Semaphore(concurrency)
     opened: list[Any] = []
 
@@ -153,6 +165,21 @@ async def connect_all(base: str, transport: str, clients: list[dict[str, Any]],
         point = points.get(client["conversation_id"])
         since = None if point is None else {
             "position": max(0, point["position"] - behind), "epoch": point["epoch"]}
+        if transport == "raw":
+            if point is not None:
+                return await connect_raw(base, client, since, point["position"])
+            ws = await connect_raw(base, client)
+            http = base.replace("ws://", "http://", 1)
+            async with httpx.AsyncClient(base_url=http, timeout=300) as api:
+                response = await api.get(
+                    f"/api/v1/chat/sessions/{client['conversation_id']}/events",
+                    params={"since": 0},
+                    headers={"Authorization": f"Bearer {client['token']}"})
+            response.raise_for_status()
+            body = response.json()
+            points[client["conversation_id"]] = {"position": body["position"],
+                                                 "epoch": body["epoch"]}
+            return ws
         ws, ack = await connect_sio_join(base, client, since)
         if point is None:
             points[client["conversation_id"]] = {"position": ack["position"],
@@ -320,7 +347,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=0,
                         help="messages sent (over REST) in each conversation before connecting")
     parser.add_argument("--resume", type=int, default=None, metavar="N",
-                        help="Socket.IO: connect, then join with since N positions behind")
+                        help="resume from N positions behind the log (Socket.IO: a join "
+                        "with since; raw: ?since=)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--server-cpu", default="0")
@@ -330,8 +358,6 @@ def main() -> None:
     parser.add_argument("--server-root", default=None,
                         help="another checkout whose .venv runs the node")
     args = parser.parse_args()
-    if args.resume is not None and args.transport != "sio":
-        parser.error("--resume is a Socket.IO join")
     asyncio.run(run(args))
 
 
