@@ -9,6 +9,7 @@ statements; the others drive a real server with real Socket.IO clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.settings import Settings
 from tests.support.bulk_users import insert_users, with_tokens
-from tests.support.client import Api, admin_of, with_admin
+from tests.support.client import Api, TestUser, admin_of, with_admin
 from tests.support.server import ServerProcess, start_server
 from tests.support.services import PrivateRedis
 from tests.test_message_path import (  # noqa: F401 (fixtures)
@@ -36,7 +37,7 @@ from tests.test_message_path import (  # noqa: F401 (fixtures)
     statements,
     users,
 )
-from tests.test_raw_support import rest_send
+from tests.test_raw_support import RawClient, raw, rest_send
 from tests.test_socketio_helpers import Client, ok
 
 #: Members of the big room: past PRESENCE_DETAIL_MAX_MEMBERS (100).
@@ -142,6 +143,24 @@ async def test_readers_no_event_skips_get_one_list_encoded_once(
     assert encodings.fragment(blocker["events"]) is not fragment
 
 
+def test_a_value_is_encoded_once_per_way_while_it_is_held() -> None:
+    """The raw doors' replays: one encoding per list and dialect, however many readers."""
+    encodings = SharedEncodings(most=2)
+    calls: list[str] = []
+
+    def encode(how: str) -> Any:
+        return lambda value: calls.append(how) or [f"{how}:{value}"]
+
+    events: list[int] = [1, 2]
+    first = encodings.once(events, "ws-chat", encode("ws-chat"))
+    assert encodings.once(events, "ws-chat", encode("ws-chat")) is first
+    assert encodings.once(events, "ws-session", encode("ws-session")) is not first
+    assert encodings.once([1, 2], "ws-chat", encode("ws-chat")) == first  # equal, not the same
+    assert calls == ["ws-chat", "ws-session", "ws-chat"]
+    encodings.once(events, "ws-chat", encode("ws-chat"))  # dropped, the oldest past most=2
+    assert calls[-1] == "ws-chat" and len(calls) == 4
+
+
 # -- on a real server -------------------------------------------------------------------------
 
 
@@ -153,6 +172,23 @@ def storm_server(work_dir: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
+async def big_room(api: Api, server: ServerProcess) -> tuple[TestUser, list[TestUser], int]:
+    """A group of ``ROOM``: its owner, its other members (straight into the database) and
+    its id."""
+    owner = await api.register()
+    members = with_tokens(await insert_users(str(server.extra["database_url"]), ROOM - 1),
+                          "user")
+    # A group is created with at most 100 others; the rest are added.
+    conversation = await api.conversation(owner, kind="group", title="big",
+                                          participant_ids=[m.id for m in members[:99]])
+    cid = int(conversation["id"])
+    added = await api.http.post(f"/api/v1/chat/sessions/{cid}/participants",
+                                json={"user_ids": [m.id for m in members[99:]]},
+                                headers=owner.headers)
+    assert added.status_code == 200, added.text
+    return owner, members, cid
+
+
 async def test_a_big_room_resuming_at_once_gets_every_missed_event_once_in_order(
         storm_server: ServerProcess) -> None:
     """Every member of a room of ``ROOM`` connects and joins from the same position at once:
@@ -161,17 +197,7 @@ async def test_a_big_room_resuming_at_once_gets_every_missed_event_once_in_order
     api = Api(storm_server.base_url, await admin_of(storm_server.base_url))
     clients: list[Client] = []
     try:
-        owner = await api.register()
-        members = with_tokens(await insert_users(str(storm_server.extra["database_url"]),
-                                                 ROOM - 1), "user")
-        # A group is created with at most 100 others; the rest are added.
-        conversation = await api.conversation(owner, kind="group", title="big",
-                                              participant_ids=[m.id for m in members[:99]])
-        cid = conversation["id"]
-        added = await api.http.post(f"/api/v1/chat/sessions/{cid}/participants",
-                                    json={"user_ids": [m.id for m in members[99:]]},
-                                    headers=owner.headers)
-        assert added.status_code == 200, added.text
+        owner, members, cid = await big_room(api, storm_server)
         for n in range(3):
             await rest_send(api, owner, cid, f"before {n}")
         first = await Client(api.base_url, "/chat").connect({"token": owner.token})
@@ -211,6 +237,45 @@ async def test_a_big_room_resuming_at_once_gets_every_missed_event_once_in_order
             assert not client.pending("chat_message") and not client.pending("message_edit")
     finally:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
+        await api.aclose()
+
+
+async def test_a_big_room_resuming_at_once_on_the_raw_door_gets_each_missed_event_once(
+        storm_server: ServerProcess) -> None:
+    """The same on ``/ws/chat/``: every member resumes with ``?since=`` at once and gets the
+    history page, then every missed event once and in position order (their frames encoded
+    once for all), then the next live event once."""
+    api = Api(storm_server.base_url, await admin_of(storm_server.base_url))
+    try:
+        owner, members, cid = await big_room(api, storm_server)
+        await rest_send(api, owner, cid, "before")
+        point = (await api.http.get(f"/api/v1/chat/sessions/{cid}/events",
+                                    params={"since": 0}, headers=owner.headers)).json()
+        missed = [(await rest_send(api, owner, cid, f"missed {n}"))["id"] for n in range(4)]
+        top = point["position"] + 4
+        url = (f"{storm_server.ws_url}/ws/chat/{cid}/?since={point['position']}"
+               f"&epoch={point['epoch']}&token=")
+        async with contextlib.AsyncExitStack() as stack:
+            clients = await asyncio.gather(*(stack.enter_async_context(raw(url + m.token))
+                                             for m in members))
+            # Closed together (one after the other, each close would wait for its answer).
+            stack.push_async_callback(lambda: asyncio.gather(
+                *(client.ws.close() for client in clients), return_exceptions=True))
+
+            async def caught_up(client: RawClient) -> None:
+                await client.next("recent_messages")
+                await client.next(lambda f: f.get("position") == top)
+
+            await asyncio.gather(*(caught_up(client) for client in clients))
+            live = await rest_send(api, owner, cid, "live")
+            for client in clients:
+                frame = await client.next(lambda f: f.get("position") == top + 1)
+                assert frame["message_id"] == live["id"]
+                replayed = [f for f in client.frames if "position" in f]
+                assert [f["position"] for f in replayed] == list(
+                    range(point["position"] + 1, top + 2))
+                assert [f["message_id"] for f in replayed] == [*missed, live["id"]]
+    finally:
         await api.aclose()
 
 
