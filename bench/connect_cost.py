@@ -2,8 +2,8 @@
 """What one connect costs the node: CPU µs (or, under callgrind, instructions) per connection.
 
 ``python3 bench/connect_cost.py [--transport raw|sio] [--conversations M]
-[--per-conversation P] [--messages K] [--concurrency C] [--rounds R] [--callgrind]
-[--server-root DIR]``
+[--per-conversation P] [--messages K] [--resume N] [--concurrency C] [--rounds R]
+[--callgrind] [--server-root DIR]``
 
 One node on a fresh SQLite database (the benchmark's fixtures: users in group conversations of
 P, tokens as the idle scenario's), then R rounds, each of M fresh conversations' P clients
@@ -16,6 +16,13 @@ while); the other M*(P-1) connects are measured. Reports the node's CPU time (``
 connect of the measured window, per round and the median. With ``--messages K`` each
 conversation first gets K messages over REST, so that the history a connect reads is not
 empty.
+
+With ``--resume N`` each client resumes N positions behind the log (CONTRACT §9), as a client
+of a reconnect storm does. Socket.IO: it connects to ``/chat`` with its token alone and then
+``join``s with ``since``, ready when the join's ack (holding what it missed) arrives; the
+warm-up client joins without ``since`` and its ack tells the log's position and epoch. Raw:
+``/ws/chat/{id}/?since=&epoch=``, ready once the last missed event has arrived; the warm-up
+client's REST read of the log tells the position and epoch.
 
 With ``--profile FILE`` py-spy samples the node during each measured window.
 With ``--callgrind`` the node runs under ``valgrind --tool=callgrind`` with instrumentation
@@ -61,13 +68,22 @@ from bench.nodes import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def connect_raw(base: str, client: dict[str, Any]) -> Any:
+async def connect_raw(base: str, client: dict[str, Any],
+                      since: dict[str, Any] | None = None, top: int = 0) -> Any:
+    """A raw ``/ws/chat/`` client, ready at its ``recent_messages``; resuming (``since``),
+    once the event at ``top`` has been replayed too."""
+    resume = "" if since is None else f"&since={since['position']}&epoch={since['epoch']}"
     ws = await websockets.connect(
-        f"{base}/ws/chat/{client['conversation_id']}/?token={client['token']}",
+        f"{base}/ws/chat/{client['conversation_id']}/?token={client['token']}{resume}",
         max_size=None, compression=None, open_timeout=300, ping_interval=None)
+    last = f'"position":{top}'
     while True:
         text = await ws.recv()
-        if isinstance(text, str) and text.startswith('{"type":"recent_messages"'):
+        if not isinstance(text, str):
+            continue
+        if since is None and text.startswith('{"type":"recent_messages"'):
+            return ws
+        if since is not None and last in text and not text.startswith('{"type":"recent'):
             return ws
         if isinstance(text, str) and '"type":"error"' in text[:20]:
             raise RuntimeError(text[:200])
@@ -94,6 +110,35 @@ async def connect_sio(base: str, client: dict[str, Any]) -> Any:
             return ws
 
 
+async def connect_sio_join(base: str, client: dict[str, Any],
+                           since: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """A Socket.IO client that connects with its token alone and then joins its conversation
+    (from ``since`` when given): the socket and the join's ack."""
+    ws = await websockets.connect(f"{base}/socket.io/?EIO=4&transport=websocket",
+                                  max_size=None, compression=None, open_timeout=300,
+                                  ping_interval=None)
+    while True:
+        text = await ws.recv()
+        if not isinstance(text, str):
+            continue
+        if text == "2":
+            await ws.send("3")
+        elif text.startswith("0{"):
+            await ws.send(f"40/chat,{json.dumps({'token': client['token']})}")
+        elif text.startswith("44/chat,"):
+            raise RuntimeError(text[:200])
+        elif text.startswith("40/chat,"):
+            data: dict[str, Any] = {"conversation_id": client["conversation_id"]}
+            if since is not None:
+                data["since"] = since
+            await ws.send(f"42/chat,1{json.dumps(['join', data])}")
+        elif text.startswith("43/chat,1["):
+            ack: dict[str, Any] = json.loads(text[len("43/chat,1"):])[0]
+            if not ack.get("ok"):
+                raise RuntimeError(text[:200])
+            return ws, ack
+
+
 async def keep_reading(ws: Any) -> None:
     """Read (and answer pings) until closed, so that frames do not pile up unread."""
     try:
@@ -105,14 +150,47 @@ async def keep_reading(ws: Any) -> None:
 
 
 async def connect_all(base: str, transport: str, clients: list[dict[str, Any]],
-                      concurrency: int) -> list[Any]:
-    connect = connect_raw if transport == "raw" else connect_sio
+                      concurrency: int, points: dict[int, dict[str, Any]] | None = None,
+                      behind: int = 0) -> list[Any]:
+    """Connect ``clients``, ``concurrency`` at a time. With ``points`` (resume) each resumes
+    from ``behind`` positions before its conversation's point when the point is known; else
+    (the warm-up) it connects plainly and the point is recorded (Socket.IO: its join's ack;
+    raw: the REST log read)."""
     gate = asyncio.Semaphore(concurrency)
     opened: list[Any] = []
 
+    async def connect(client: dict[str, Any]) -> Any:
+        if points is None:
+            return await (connect_raw if transport == "raw" else connect_sio)(base, client)
+        point = points.get(client["conversation_id"])
+        since = None if point is None else {
+            "position": max(0, point["position"] - behind), "epoch": point["epoch"]}
+        if transport == "raw":
+            if point is not None:
+                return await connect_raw(base, client, since, point["position"])
+            ws = await connect_raw(base, client)
+            http = base.replace("ws://", "http://", 1)
+            async with httpx.AsyncClient(base_url=http, timeout=300) as api:
+                response = await api.get(
+                    f"/api/v1/chat/sessions/{client['conversation_id']}/events",
+                    params={"since": 0},
+                    headers={"Authorization": f"Bearer {client['token']}"})
+            response.raise_for_status()
+            body = response.json()
+            points[client["conversation_id"]] = {"position": body["position"],
+                                                 "epoch": body["epoch"]}
+            return ws
+        ws, ack = await connect_sio_join(base, client, since)
+        if point is None:
+            points[client["conversation_id"]] = {"position": ack["position"],
+                                                 "epoch": ack["epoch"]}
+        elif len(ack["events"]) < min(behind, point["position"]):
+            raise RuntimeError(f"a resume got {len(ack['events'])} events, not {behind}")
+        return ws
+
     async def one(client: dict[str, Any]) -> None:
         async with gate:
-            ws = await connect(base, client)
+            ws = await connect(client)
         opened.append(ws)
         readers.append(asyncio.ensure_future(keep_reading(ws)))
 
@@ -212,7 +290,9 @@ async def run(args: argparse.Namespace) -> None:
                 # connect finds its conversation's facts cached, as most connects do.
                 firsts = batch[::args.per_conversation]
                 measured = [c for i, c in enumerate(batch) if i % args.per_conversation]
-                warm = await connect_all(base, args.transport, firsts, args.concurrency)
+                points: dict[int, dict[str, Any]] | None = (
+                    {} if args.resume is not None else None)
+                warm = await connect_all(base, args.transport, firsts, args.concurrency, points)
                 before = set(data_dir.glob("callgrind.out.*"))  # noqa: ASYNC240 (a few files)
                 if args.callgrind:
                     callgrind(process.pid, "-z")
@@ -227,7 +307,7 @@ async def run(args: argparse.Namespace) -> None:
                     await asyncio.sleep(1)
                 cpu0 = cpu_seconds(process.pid)
                 opened = await connect_all(base, args.transport, measured,
-                                           args.concurrency)
+                                           args.concurrency, points, args.resume or 0)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
                     spy.wait(timeout=60)
@@ -251,7 +331,8 @@ async def run(args: argparse.Namespace) -> None:
             except subprocess.TimeoutExpired:
                 process.kill()
         print(f"median: {statistics.median(figures):,.0f} per connect "
-              f"({args.transport}, {args.conversations * (args.per_conversation - 1)} measured "
+              f"({args.transport}{' resume' if args.resume is not None else ''}, "
+              f"{args.conversations * (args.per_conversation - 1)} measured "
               "connects per round)")
 
 
@@ -265,6 +346,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--messages", type=int, default=0,
                         help="messages sent (over REST) in each conversation before connecting")
+    parser.add_argument("--resume", type=int, default=None, metavar="N",
+                        help="resume from N positions behind the log (Socket.IO: a join "
+                        "with since; raw: ?since=)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--server-cpu", default="0")

@@ -23,7 +23,9 @@ from backend.doors.ids import (
     optional_id,
     resume_point,
 )
+from backend.realtime.codec import SharedEncodings
 from backend.realtime.dialects import CHAT, SocketIODialect
+from backend.realtime.hub import Realtime
 from backend.realtime.server import after_ack
 from backend.service.actors import Actor
 from backend.service.members import MAX_ADD_PER_CALL
@@ -35,6 +37,11 @@ JOIN_PAGE = 50
 
 class ChatNamespace(Namespace):
     dialect: ClassVar[SocketIODialect] = CHAT
+
+    def __init__(self, realtime: Realtime, app: Any) -> None:
+        super().__init__(realtime, app)
+        #: The resumes' replays, encoded once for the readers who get the same one.
+        self.encodings = SharedEncodings()
 
     async def authenticate(self, credentials: dict[str, Any], environ: dict[str, Any]) -> Actor:
         return await actor_from_token(self.settings, self.app.state.sessions,
@@ -78,6 +85,8 @@ class ChatNamespace(Namespace):
             await self.joined_check(socket, conversation_id)
             result = await self.chat.events_since(actor, conversation_id, position, epoch)
             floor = result["position"] if not result["has_more"] else None
+            # The same list for every reader of the point whom no event skips: encoded once.
+            result["events"] = self.encodings.fragment(result["events"])
         finally:
             # A partial page (has_more): the client asks again from its position, and live
             # events are let through as they are (it dedupes by position).

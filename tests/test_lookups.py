@@ -10,7 +10,7 @@ import pytest
 from backend.settings import Settings
 from backend.storage import lookups
 from backend.storage.database import close_database, open_database
-from models import Block, Role, User
+from models import Block, Conversation, Participant, Role, User
 
 
 @pytest.fixture
@@ -84,3 +84,16 @@ async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read
         assert reads.rows(client, "SELECT 1", []) is None
     assert reads.rows(client, "SELECT 1", []) == [{"1": 1}]
     reads.close()
+
+
+async def test_a_participant_s_unread_figures_are_the_orm_s(database: None) -> None:
+    people = [await User.create(email=f"{n}@example.com", username=f"u{n}", password_hash="x")
+              for n in range(3)]
+    conversation = await Conversation.create(kind="group", title="g", total_messages=7)
+    await Participant.create(conversation=conversation, user=people[0], unread_offset=-2)
+    await Participant.create(conversation=conversation, user=people[1], is_active=False)
+    assert await lookups.unread_figures(conversation.id, people[0].id) == (-2, 7)
+    # A participant no longer active still has its figures; a user who never took part none.
+    assert await lookups.unread_figures(conversation.id, people[1].id) == (0, 7)
+    assert await lookups.unread_figures(conversation.id, people[2].id) is None
+    assert await lookups.unread_figures(conversation.id + 1, people[0].id) is None

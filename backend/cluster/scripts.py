@@ -7,6 +7,11 @@ Keys, under the cluster's prefix ``P``:
 - ``P:conns`` (hash node → connections), ``P:actor:<actor>`` (hash node → connections).
 - ``P:room:<room>`` (hash ``<node>|<actor>`` → connections), ``P:rooms`` (set of rooms with
   entries), ``P:typing:<room>`` (hash actor → node).
+- ``P:roomnodes:<room>`` (hash node → its distinct actors there) and ``P:roomactors:<room>``
+  (hash actor → the nodes holding it there): kept with ``P:room:<room>``, so that a join, a
+  leave or a room's size costs the same in a room of 5 and of 5,000 (a reconnect storm joins
+  the room's every member at once) while every node with entries in the room is alive; with
+  one dead and not yet reaped, the room is walked as before.
 - ``P:announced:<actor>`` (set of conversation ids told the actor is online).
 - ``P:n:<id>:rooms`` / ``P:n:<id>:actors`` (sets): what a node wrote, for its reaper.
 
@@ -52,6 +57,40 @@ local function room_view(room, actor)
   return distinct, mine, seen, connections
 end
 
+-- The room's distinct live actors and the live connections of `actor` there (`''`: none),
+-- from the per-node and per-actor tallies while every node with entries there is alive:
+-- nodes are few, members many. Otherwise the room is walked.
+local function room_count(room, actor)
+  local mine = 0
+  for _, node in ipairs(redis.call('HKEYS', P .. 'roomnodes:' .. room)) do
+    if not alive(node) then
+      local distinct, walked = room_view(room, actor)
+      return distinct, walked
+    end
+    if actor ~= '' then
+      mine = mine + (tonumber(redis.call('HGET', P .. 'room:' .. room, node .. '|' .. actor)) or 0)
+    end
+  end
+  return redis.call('HLEN', P .. 'roomactors:' .. room), mine
+end
+
+-- `node` came to hold `actor` in `room` (delta 1: its first connection there) or no longer
+-- does (-1): the tallies `room_count` reads.
+local function tally(room, node, actor, delta)
+  local nodes, actors = P .. 'roomnodes:' .. room, P .. 'roomactors:' .. room
+  if redis.call('HINCRBY', nodes, node, delta) <= 0 then redis.call('HDEL', nodes, node) end
+  if redis.call('HINCRBY', actors, actor, delta) <= 0 then redis.call('HDEL', actors, actor) end
+end
+
+-- A room with no entries left: its keys go.
+local function vacate_if_empty(room)
+  if redis.call('EXISTS', P .. 'room:' .. room) == 0 then
+    redis.call('SREM', P .. 'rooms', room)
+    redis.call('DEL', P .. 'typing:' .. room, P .. 'roomnodes:' .. room,
+               P .. 'roomactors:' .. room)
+  end
+end
+
 -- Live connections of `actor` across the cluster.
 local function actor_total(actor)
   local fields = redis.call('HGETALL', P .. 'actor:' .. actor)
@@ -74,20 +113,20 @@ local function purge(node, effects)
     for _, field in ipairs(fields) do
       if string.sub(field, 1, #prefix) == prefix then
         redis.call('HDEL', key, field)
-        gone[string.sub(field, #prefix + 1)] = true
+        local who = string.sub(field, #prefix + 1)
+        gone[who] = true
+        tally(room, node, who, -1)
       end
     end
+    redis.call('HDEL', P .. 'roomnodes:' .. room, node)
     local typing = redis.call('HGETALL', P .. 'typing:' .. room)
     for i = 1, #typing, 2 do
       if typing[i + 1] == node then redis.call('HDEL', P .. 'typing:' .. room, typing[i]) end
     end
-    if redis.call('EXISTS', key) == 0 then
-      redis.call('SREM', P .. 'rooms', room)
-      redis.call('DEL', P .. 'typing:' .. room)
-    end
+    vacate_if_empty(room)
     if effects then
       for who in pairs(gone) do
-        local distinct, mine = room_view(room, who)
+        local distinct, mine = room_count(room, who)
         if mine == 0 then table.insert(departures, {room, who, distinct}) end
       end
     end
@@ -130,10 +169,12 @@ return 0
 
 ENTER = PRELUDE + r"""
 local room, actor = ARGV[3], ARGV[4]
-redis.call('HINCRBY', P .. 'room:' .. room, ME .. '|' .. actor, 1)
+if redis.call('HINCRBY', P .. 'room:' .. room, ME .. '|' .. actor, 1) == 1 then
+  tally(room, ME, actor, 1)
+end
 redis.call('SADD', P .. 'rooms', room)
 redis.call('SADD', P .. 'n:' .. ME .. ':rooms', room)
-local distinct, mine = room_view(room, actor)
+local distinct, mine = room_count(room, actor)
 if mine == 1 then return {1, distinct} end
 return {0, distinct}
 """
@@ -142,22 +183,22 @@ EXIT = PRELUDE + r"""
 local room, actor = ARGV[3], ARGV[4]
 local key, field = P .. 'room:' .. room, ME .. '|' .. actor
 if redis.call('HEXISTS', key, field) == 0 then
-  local distinct = room_view(room, actor)
+  local distinct = room_count(room, actor)
   return {0, distinct}
 end
-if redis.call('HINCRBY', key, field, -1) <= 0 then redis.call('HDEL', key, field) end
-local distinct, mine = room_view(room, actor)
-if mine == 0 then redis.call('HDEL', P .. 'typing:' .. room, actor) end
-if redis.call('EXISTS', key) == 0 then
-  redis.call('SREM', P .. 'rooms', room)
-  redis.call('DEL', P .. 'typing:' .. room)
+if redis.call('HINCRBY', key, field, -1) <= 0 then
+  redis.call('HDEL', key, field)
+  tally(room, ME, actor, -1)
 end
+local distinct, mine = room_count(room, actor)
+if mine == 0 then redis.call('HDEL', P .. 'typing:' .. room, actor) end
+vacate_if_empty(room)
 if mine == 0 then return {1, distinct} end
 return {0, distinct}
 """
 
 ROOM_SIZE = PRELUDE + r"""
-local distinct = room_view(ARGV[3], '')
+local distinct = room_count(ARGV[3], '')
 return distinct
 """
 
@@ -168,7 +209,7 @@ return 0
 
 SET_TYPING = PRELUDE + r"""
 local room, actor, typing = ARGV[3], ARGV[4], ARGV[5]
-local _, mine = room_view(room, actor)
+local _, mine = room_count(room, actor)
 if typing == '1' and mine > 0 then
   redis.call('HSET', P .. 'typing:' .. room, actor, ME)
 else
@@ -233,6 +274,7 @@ if total > 0 then redis.call('HSET', P .. 'conns', ME, total) end
 for room, counts in pairs(state.rooms) do
   for actor, count in pairs(counts) do
     redis.call('HSET', P .. 'room:' .. room, ME .. '|' .. actor, count)
+    tally(room, ME, actor, 1)
   end
   redis.call('SADD', P .. 'rooms', room)
   redis.call('SADD', P .. 'n:' .. ME .. ':rooms', room)

@@ -30,6 +30,7 @@ from backend.doors.ids import conversation_ref, resume_point
 from backend.doors.refusals import Refusal, refusal_for, server_fault
 from backend.raw.connection import RawMember
 from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
+from backend.realtime.codec import SharedEncodings
 from backend.realtime.dialects import RawDialect
 from backend.realtime.hub import Realtime
 from backend.realtime.origins import origin_allowed
@@ -320,6 +321,29 @@ def forget_upgrade_request(scope: Scope) -> None:
 _NOTHING: tuple[()] = ()
 
 
+#: Replays' frames, encoded once per dialect for the connections given the same events.
+_replays = SharedEncodings()
+
+
+def _replay_frames(session: Session, events: list[dict[str, Any]]) -> list[str]:
+    """The frames of missed events in the session's dialect. The readers of one point whom
+    no event skips are given the same list (``events_since``): its frames are encoded once
+    for all of them, as the fan-out encodes an event once per dialect, unless it holds an
+    event the dialect encodes per member."""
+    dialect, member = session.dialect, session.member
+
+    def encode(items: list[dict[str, Any]]) -> list[str]:
+        frames: list[str] = []
+        for event in items:
+            payload = {k: v for k, v in event.items() if k != "event"}
+            frames.extend(dialect.encode(event["event"], payload, member))
+        return frames
+
+    if any(event["event"] in dialect.personal for event in events):
+        return encode(events)
+    return _replays.once(events, dialect.name, encode)
+
+
 async def replay_since(session: Session) -> int | None:
     """``?since=POSITION&epoch=EPOCH`` on connect (CONTRACT §9): the events missed after that
     position, as this route's own frames, before live ones (the caller holds the member and
@@ -337,9 +361,9 @@ async def replay_since(session: Session) -> int | None:
         while True:
             result = await session.chat.events_since(session.actor, session.conversation_id,
                                                      position, epoch)
-            for event in result["events"]:
-                payload = {k: v for k, v in event.items() if k != "event"}
-                session.send_event(event["event"], payload)
+            frames = _replay_frames(session, result["events"])
+            if frames:
+                session.member.send_frames(frames)
             position = int(result["position"])
             if not result["has_more"]:
                 return position

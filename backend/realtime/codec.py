@@ -3,12 +3,16 @@ expects, and the packet class every Socket.IO frame of the node is built with.""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import orjson
 from socketio import packet as sio_packet
 
 from backend.compat.socketio import PacketWithoutBinaryScan
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 
 class OrjsonCodec:
@@ -19,6 +23,39 @@ class OrjsonCodec:
     @staticmethod
     def loads(text: str | bytes, **_: Any) -> Any:
         return orjson.loads(text)
+
+
+class SharedEncodings:
+    """Values many connections are sent, encoded once for all of them: the events a
+    reconnect storm's readers of one point each get (a Socket.IO ``join`` ack's JSON
+    fragment, a raw door's frames). Keyed by the value's identity and how it is encoded; a
+    value is held while its encoding is, so its ``id`` is not reused meanwhile; the oldest go
+    past ``most``. The values must not change once encoded."""
+
+    def __init__(self, most: int = 32) -> None:
+        self.most = most
+        self._held: dict[tuple[int, Hashable], tuple[Any, Any]] = {}
+
+    def once(self, value: V, how: Hashable, encode: Callable[[V], T]) -> T:
+        """``encode(value)``, the same result for every call with this very value and ``how``."""
+        key = (id(value), how)
+        held = self._held.get(key)
+        if held is not None and held[0] is value:
+            encoded: T = held[1]
+            return encoded
+        encoded = encode(value)
+        while len(self._held) >= self.most:
+            del self._held[next(iter(self._held))]  # the oldest (dicts keep insertion order)
+        self._held[key] = (value, encoded)
+        return encoded
+
+    def fragment(self, value: Any) -> orjson.Fragment:
+        """``value`` as a JSON fragment that a packet's encoding copies as it is."""
+        return self.once(value, "json", _fragment)
+
+
+def _fragment(value: Any) -> orjson.Fragment:
+    return orjson.Fragment(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
 
 
 class Packet(PacketWithoutBinaryScan):

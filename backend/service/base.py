@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from backend.service.faults import is_database_fault
 from backend.service.grants import LOCAL_TTL_SECONDS, TTL_SECONDS, Grants
 from backend.service.inbox import Batcher, Coalescer
+from backend.service.kept_replays import KeptReplays
 from backend.service.latest_pages import LatestPages, Page
 from backend.service.limits import TypingThrottle
 from backend.service.ordering import Sequencer
@@ -48,7 +49,15 @@ class ServiceBase:
         self.latest_pages = LatestPages()
         #: What resuming readers missed, read once for those who ask together
         #: (``events_since``).
-        self.missed_reads: SharedReads[tuple[list[Event], bool, int, str]] = SharedReads()
+        self.missed_reads: SharedReads[
+            tuple[list[Event], list[dict[str, Any]], bool, int, str]] = SharedReads()
+        #: Those reads' replays, handed to the next readers of the same point while the log
+        #: has not moved.
+        self.kept_replays: KeptReplays[
+            tuple[list[Event], list[dict[str, Any]], bool, int, str]] = KeptReplays()
+        #: A conversation's row and newest message, read once for the viewers who ask
+        #: together (``get_conversation``: every Socket.IO join).
+        self.view_reads: SharedReads[tuple[Conversation, Message | None]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every

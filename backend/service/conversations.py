@@ -109,8 +109,19 @@ class ConversationOps(LogOps):
         return view
 
     async def get_conversation(self, actor: Actor, conversation_id: int) -> dict[str, Any]:
-        conversation = await visible_conversation(actor, conversation_id)
-        return await self.conversation_view(conversation, actor)
+        """The canonical conversation as ``actor`` sees it: 404 if it does not exist, 403 if
+        they may not see it. Every Socket.IO ``join`` answers with it, and a reconnect storm
+        joins a room's thousands of clients at once: the access check and the participants'
+        count come from the cached facts (grants.py), not a count over the room's rows; the
+        row and its last message are read once for the readers asking together
+        (shared_reads.py); only the viewer's unread count is read per viewer."""
+        facts = await self.grants.viewable(actor, conversation_id)
+        conversation, last = await self.view_reads.read(
+            conversation_id, partial(_view_rows, conversation_id))
+        unreads = await viewer_unreads(actor, [conversation])
+        return conversation_dict(conversation, last_message=last,
+                                 participants_count=len(facts.members),
+                                 unread_count=unreads[conversation_id])
 
     async def list_conversations(
         self,
@@ -341,6 +352,13 @@ class ConversationOps(LogOps):
         row.last_read_at = read_at
         row.unread_offset = left - locked.total_messages  # unread = counter + offset
         await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_offset"])
+
+
+async def _view_rows(conversation_id: int) -> tuple[Conversation, Message | None]:
+    """What every viewer's view of one conversation shows alike: its row (with its device
+    and customer) and its newest message."""
+    conversation = await load_conversation(conversation_id)
+    return conversation, (await last_messages([conversation_id])).get(conversation_id)
 
 
 async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:

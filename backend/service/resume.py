@@ -31,6 +31,11 @@ REPLAY_PAGE = 500
 RESUME_PAGE_MAX = 1000
 
 
+#: A replay read (``_missed``): the events, each as a reader gets it, whether more follow,
+#: the position reached and the log's epoch.
+Replay = tuple[list[Event], list[dict[str, Any]], bool, int, str]
+
+
 def resync_required(position: int, epoch: str) -> ChatError:
     """A resume that cannot be served (past the retention, another epoch): the client
     reloads the conversation. Carries where the log stands now."""
@@ -119,18 +124,22 @@ class LogOps(ServiceBase):
         limit = max(1, min(limit, RESUME_PAGE_MAX))
         # The clients of a conversation resuming at once (a reconnect storm) mostly resume
         # from the same position: they share one read begun after each asked (shared_reads.py).
-        replayed, has_more, position, current = await self.missed_reads.read(
+        replayed, everyone, has_more, position, current = await self.missed_reads.read(
             (conversation_id, since, epoch, limit),
             functools.partial(self._missed, conversation_id, since, epoch, limit))
-        visible = [{"event": event.name, **event.payload} for event in replayed
-                   if actor.key not in event.skip_actors]
+        # A reader no event skips gets the list every such reader gets (the Socket.IO door
+        # encodes it once for all of them); it must not be changed.
+        key = actor.key
+        visible = everyone if not any(key in event.skip_actors for event in replayed) else [
+            item for event, item in zip(replayed, everyone, strict=True)
+            if key not in event.skip_actors]
         return {"events": visible, "has_more": has_more, "position": position,
                 "epoch": current}
 
     async def _missed(self, conversation_id: int, since: int, epoch: str | None,
-                      limit: int) -> tuple[list[Event], bool, int, str]:
-        """``events_since``'s read, for every reader: the events after ``since``, whether more
-        follow, the position reached and the log's epoch."""
+                      limit: int) -> Replay:
+        """``events_since``'s read, for every reader: the events after ``since``, each as a
+        reader gets it, whether more follow, the position reached and the log's epoch."""
         current = await eventlog.epoch()
         bounds = await eventlog.bounds(conversation_id)
         top = bounds.position if bounds is not None else 0
@@ -140,17 +149,26 @@ class LogOps(ServiceBase):
                     top - self.limits.event_log_max_events)
         if since < floor or since > top:
             raise resync_required(top, current)
+        oldest = now() - timedelta(seconds=self.limits.event_log_max_age_seconds)
+        # The log where the last read from this point left it: its replay holds the same
+        # events (kept_replays.py), not read and rendered again for the next readers.
+        key = (conversation_id, since, limit)
+        kept = self.kept_replays.get(key, current, top, oldest)
+        if kept is not None:
+            return kept
         rows = await eventlog.read(conversation_id, since, limit + 1)
         if rows and rows[0].position != since + 1:  # trimmed meanwhile
             raise resync_required(top, current)
-        if rows and rows[0].created_at < now() - timedelta(
-                seconds=self.limits.event_log_max_age_seconds):
+        if rows and rows[0].created_at < oldest:
             raise resync_required(top, current)
         has_more = len(rows) > limit
         rows = rows[:limit]
         replayed = await self._rebuild(conversation_id, rows)
         position = rows[-1].position if has_more else max(top, rows[-1].position if rows else 0)
-        return replayed, has_more, position, current
+        everyone = [{"event": event.name, **event.payload} for event in replayed]
+        replay = replayed, everyone, has_more, position, current
+        self.kept_replays.keep(key, current, top, rows[0].created_at if rows else None, replay)
+        return replay
 
     async def log_position(self, conversation_id: int) -> int:
         """The conversation's last position (0 when it has none, or is gone)."""

@@ -27,6 +27,7 @@ from tortoise.queryset import QuerySet
 
 from backend.service.actors import Actor
 from backend.storage.columns import int_column
+from backend.storage.lookups import unread_figures
 from models import Conversation, Message, Participant, Receipt, Role
 
 
@@ -57,9 +58,14 @@ async def viewer_unreads(viewer: Actor, conversations: list[Conversation]) -> di
         return {c.id: c.device_unread_count for c in conversations}
     if viewer.user is None or not conversations:
         return dict.fromkeys((c.id for c in conversations), 0)
-    rows = await Participant.filter(
-        conversation_id__in=[c.id for c in conversations], user_id=viewer.user.id
-    ).values_list("conversation_id", "unread_offset", "conversation__total_messages")
+    if len(conversations) == 1:  # every Socket.IO join's view: a plain statement
+        cid = conversations[0].id
+        figures = await unread_figures(cid, viewer.user.id)
+        rows = [] if figures is None else [(cid, *figures)]
+    else:
+        rows = await Participant.filter(
+            conversation_id__in=[c.id for c in conversations], user_id=viewer.user.id
+        ).values_list("conversation_id", "unread_offset", "conversation__total_messages")
     mine = {cid: unread(total, offset) for cid, offset, total in rows}
     return {c.id: mine.get(c.id, c.staff_unread_count if viewer.is_staff else 0)
             for c in conversations}

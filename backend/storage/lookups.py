@@ -1,5 +1,6 @@
 """The single-row reads of every connect, as plain statements: a user by id (the token's
-user) and whom a user blocked (their history's filter).
+user), whom a user blocked (their history's filter) and a participant's unread figures (the
+conversation view every Socket.IO join answers with).
 
 Through the ORM each of these cost more to build (the query's objects, its SQL text) than to
 run; here the statement is written once and the row becomes a model as the ORM's own reads
@@ -19,20 +20,24 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from backend.compat.tortoise import model_from_row
 from backend.storage.side_connections import open_beside
-from models import Block, User
+from models import Block, Conversation, Participant, User
 
 _USER_COLUMNS = ", ".join(f'"{column}"' for column in User._meta.fields_db_projection.values())
 
 
-def _statements(mark: str) -> tuple[str, str]:
+def _statements(first: str, second: str) -> tuple[str, str, str]:
     return (
-        f'SELECT {_USER_COLUMNS} FROM "{User._meta.db_table}" WHERE "id" = {mark}',
-        f'SELECT "blocked_id" FROM "{Block._meta.db_table}" WHERE "blocker_id" = {mark}',
+        f'SELECT {_USER_COLUMNS} FROM "{User._meta.db_table}" WHERE "id" = {first}',
+        f'SELECT "blocked_id" FROM "{Block._meta.db_table}" WHERE "blocker_id" = {first}',
+        # The offset and the counter in one statement: read at the same moment.
+        f'SELECT p."unread_offset", c."total_messages" FROM "{Participant._meta.db_table}" p '
+        f'JOIN "{Conversation._meta.db_table}" c ON c."id" = p."conversation_id" '
+        f'WHERE p."conversation_id" = {first} AND p."user_id" = {second}',
     )
 
 
-_SQLITE = _statements("?")
-_POSTGRES = _statements("$1")
+_SQLITE = _statements("?", "?")
+_POSTGRES = _statements("$1", "$2")
 
 
 class InlineReads:
@@ -105,3 +110,12 @@ async def blocked_ids(blocker_id: int) -> list[int]:
     """Ids of the users ``blocker_id`` blocked."""
     rows = await _rows(1, [blocker_id])
     return [cast(int, row["blocked_id"]) for row in rows]
+
+
+async def unread_figures(conversation_id: int, user_id: int) -> tuple[int, int] | None:
+    """A participant's ``(unread_offset, total_messages)`` in one conversation, or None
+    when the user never took part in it."""
+    rows = await _rows(2, [conversation_id, user_id])
+    if not rows:
+        return None
+    return cast(int, rows[0]["unread_offset"]), cast(int, rows[0]["total_messages"])
