@@ -17,7 +17,7 @@ from backend.service.access import (
 )
 from backend.service.actors import Actor
 from backend.service.clock import iso, now
-from backend.service.drafts import MessageDraft, check_content, parse_draft
+from backend.service.drafts import Draft, MessageDraft, PlainDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.events import Event
 from backend.service.limits import TokenBucket
@@ -64,7 +64,7 @@ class MessageOps(LogOps):
         self,
         actor: Actor,
         conversation_id: int,
-        data: dict[str, Any] | MessageDraft,
+        data: dict[str, Any] | Draft,
         *,
         rate: TokenBucket | None = None,
         origin: str | None = None,
@@ -77,7 +77,8 @@ class MessageOps(LogOps):
         (backend/storage/sends.py), the payload built from the values inserted, one emit. Under the
         conversation's lock from the insert to the emit, so that this node publishes a
         conversation's messages in id order (``ordering.py``)."""
-        draft = data if isinstance(data, MessageDraft) else parse_draft(data, self.limits)
+        draft = (data if isinstance(data, MessageDraft | PlainDraft)
+                 else parse_draft(data, self.limits))
         grants = self.grants
         facts = (grants.writable_now(actor, conversation_id)
                  or await grants.writable(actor, conversation_id))
@@ -190,7 +191,7 @@ class MessageOps(LogOps):
             return None
         return (await self._render([earlier]))[0]
 
-    async def _check_references(self, conversation_id: int, draft: MessageDraft) -> None:
+    async def _check_references(self, conversation_id: int, draft: Draft) -> None:
         wanted = {i for i in (draft.parent_message_id, draft.reply_to_id) if i is not None}
         if not wanted:
             return
