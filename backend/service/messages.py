@@ -102,27 +102,6 @@ class MessageOps(LogOps):
         skip = grants.skip_keys_now(actor)
         if skip is None:
             skip = await grants.skip_keys(actor)
-        message = SentMessage(
-            id=0,
-            conversation_id=conversation.id,
-            sender_type=actor.kind,
-            sender_key=actor.key,
-            sender_user=actor.user,
-            sender_device=actor.device,
-            sender_customer=actor.customer,
-            content=content,
-            message_type=message_type,
-            media_url=media_url,
-            file=file,
-            parent_message_id=draft.parent_message_id,
-            reply_to_id=draft.reply_to_id,
-            mentions=draft.mentions,
-            metadata=draft.metadata,
-            is_urgent=draft.is_urgent,
-            client_msg_id=draft.client_msg_id,
-            created_at=now(),
-            skip=tuple(skip),
-        )
         counters = Counters(
             bump_device=actor.device is None,
             staff=("keep" if conversation.kind != ConversationKind.SUPPORT
@@ -131,7 +110,27 @@ class MessageOps(LogOps):
                            and actor.user.id in facts.participants else None),
         )
         async with self.sequencer.hold(conversation.id):
-            message.created_at = now()  # stamped in id order too
+            message = SentMessage(
+                id=0,
+                conversation_id=conversation.id,
+                sender_type=actor.kind,
+                sender_key=actor.key,
+                sender_user=actor.user,
+                sender_device=actor.device,
+                sender_customer=actor.customer,
+                content=content,
+                message_type=message_type,
+                media_url=media_url,
+                file=file,
+                parent_message_id=draft.parent_message_id,
+                reply_to_id=draft.reply_to_id,
+                mentions=draft.mentions,
+                metadata=draft.metadata,
+                is_urgent=draft.is_urgent,
+                client_msg_id=draft.client_msg_id,
+                created_at=now(),  # under the hold: stamped in id order too
+                skip=tuple(skip),
+            )
             try:
                 message.id = await (insert_message(message, counters) if upload is None
                                     else self._insert_claimed(message, counters, upload.id))
