@@ -5,13 +5,16 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from backend.auth.passwords import hash_password, verify_password
 from backend.realtime.origins import origin_allowed
 from backend.service.access import may_add, may_remove
+from backend.service.clock import iso
 from backend.service.drafts import PlainDraft, model_draft, parse_draft
 from backend.service.errors import ChatError
 from backend.service.limits import TokenBucket
@@ -108,6 +111,16 @@ def test_a_plain_text_draft_skips_the_model_with_its_outcome_unchanged() -> None
     # Each plain draft has lists and dicts of its own, as each model has.
     first, second = parse_draft({"content": "a"}, limits), parse_draft({"content": "b"}, limits)
     assert first.mentions is not second.mentions and first.metadata is not second.metadata
+
+
+def test_iso_stamps_are_utc_with_a_z_whatever_the_zone() -> None:
+    """UTC stamps are formatted as they are; any other zone is converted first."""
+    moment = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
+    assert iso(moment) == "2026-03-01T12:30:05.123456Z"
+    assert iso(moment.replace(microsecond=0)) == "2026-03-01T12:30:05Z"
+    assert iso(moment.astimezone(timezone(timedelta(hours=-5)))) == iso(moment)
+    assert iso(moment.replace(tzinfo=ZoneInfo("UTC"))) == iso(moment)
+    assert iso(None) is None
 
 
 async def test_batcher_runs_once_per_window_with_every_key_touched() -> None:
