@@ -86,17 +86,27 @@ def _outcome(parse: Any, data: Any, limits: Limits) -> Any:
 
 
 def test_a_plain_text_draft_skips_the_model_with_its_outcome_unchanged() -> None:
-    """A body whose only draft field is a string ``content`` is validated without the model:
-    the same fields or the same refusal as through it, for every shape near that one."""
+    """A body whose only draft fields are a string ``content`` and a valid ``client_msg_id``
+    is validated without the model: the same fields or the same refusal as through it, for
+    every shape near that one."""
     limits = Limits(max_content_chars=10)
     plain = [{"content": "hi"}, {"content": "hi", "type": "chat_message"},
              {"content": "hi", "conversation_id": 4, "junk": None}, {"content": "é\ud800"},
              {"content": "   "}, {"content": ""}, {"content": "x" * 10}, {"content": "x" * 11},
-             {"content": " \n x \t"}]
+             {"content": " \n x \t"}, {"content": "hi", "client_msg_id": None},
+             {"content": "hi", "client_msg_id": "c"}, {"content": "hi", "client_msg_id": "e" * 64},
+             {"content": " ", "client_msg_id": "c"}]
     modelled = [{}, {"content": None}, {"content": 5}, {"content": b"hi"},
                 {"content": ["hi"]}, {"content": _Text("hi")}, {"content": "hi", "file": None},
                 {"content": "hi", "message_type": "text"}, {"content": "hi", "mentions": []},
                 {"content": "hi", "media_url": None}, {"content": "hi", "client_msg_id": ""},
+                {"content": "hi", "client_msg_id": "x" * 65}, {"content": "hi", "client_msg_id": 7},
+                {"content": "hi", "client_msg_id": _Text("c")},
+                {"content": 1, "client_msg_id": "c"}, {"content": "hi", "client_msg_id": "é"},
+                # The model refuses a lone surrogate here (not in content): not ASCII, modelled.
+                {"content": "hi", "client_msg_id": "\ud800"},
+                {"content": "hi", "client_msg_id": "😀" * 64},
+                {"content": "hi", "client_msg_id": "c", "is_urgent": False},
                 {"content": "hi", "is_urgent": "yes"}, {"content": "hi", "metadata": {}},
                 {"content": "hi", "upload_id": 0}, {"content": "   ", "reply_to_id": None},
                 {"junk": 1}]
