@@ -38,7 +38,16 @@ from backend.settings import Settings
 from backend.storage import sends
 from backend.storage.database import close_database, open_database, tortoise_config
 from backend.storage.sends import Counters, SentMessage, insert_message
-from models import Conversation, ConversationStatus, Message, Participant, SenderType, User
+from models import (
+    Conversation,
+    ConversationStatus,
+    DeliveryStatus,
+    Message,
+    MessageStatus,
+    Participant,
+    SenderType,
+    User,
+)
 from tests.support.client import Api
 from tests.support.cluster import Cluster
 from tests.support.services import Postgres
@@ -220,6 +229,29 @@ async def test_a_send_is_one_statement_whatever_the_number_of_participants(
     assert update.payload["conversation"]["last_message"]["content"] == "seen"
     # The send, then the counts of the one viewer, the conversation, its last message.
     assert statements.count - before == 4
+
+
+async def test_a_sent_message_reads_back_as_its_payload_showed_it(database: str) -> None:
+    """What the send's statement writes without a parameter of its own (status, edit and
+    delete flags, delivery, the stamp shared with the conversation) reads back from the
+    database as the send's own payload showed it."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(2)
+    cid = await group_of(chat, people)
+    sender = Actor.of_user(people[0])
+    for body in ({"content": "plain"},
+                 {"content": "full", "mentions": [people[1].id], "metadata": {"k": 1},
+                  "is_urgent": True, "client_msg_id": "c-1"}):
+        sent, created = await chat.send_message(sender, cid, body)
+        assert created
+        assert await chat.get_message(sender, sent["id"]) == sent
+        stored = await Message.get(id=sent["id"])
+        assert (stored.status, stored.is_edited, stored.is_deleted, stored.edited_at,
+                stored.delivery_status, stored.delivery_error) == (
+            MessageStatus.SENT, False, False, None, DeliveryStatus.NONE, "")
+        conversation = await Conversation.get(id=cid)
+        assert stored.created_at == conversation.updated_at
+    await chat.drain()
 
 
 async def test_a_page_of_conversations_costs_the_same_queries_whatever_its_size(

@@ -2,14 +2,20 @@
 group roles."""
 
 import asyncio
+import contextlib
+import dataclasses
 import time
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from backend.auth.passwords import hash_password, verify_password
 from backend.realtime.origins import origin_allowed
 from backend.service.access import may_add, may_remove
-from backend.service.drafts import parse_draft
+from backend.service.clock import iso
+from backend.service.drafts import PlainDraft, model_draft, parse_draft
 from backend.service.errors import ChatError
 from backend.service.limits import TokenBucket
 from backend.settings import Limits
@@ -62,6 +68,69 @@ def test_drafts_validate_once_for_every_door() -> None:
     assert image.message_type == "image"
     with pytest.raises(ChatError, match="client_msg_id"):
         parse_draft({"content": "a", "client_msg_id": "x" * 65}, limits)
+
+
+class _Text(str):
+    """A string that is not exactly ``str`` (the model turns it into one)."""
+
+
+def _outcome(parse: Any, data: Any, limits: Limits) -> Any:
+    """What ``parse`` makes of ``data``: the draft's fields, or the error a client gets."""
+    try:
+        draft = parse(data, limits)
+    except ChatError as error:
+        return ("refused", error.code, error.message, error.status)
+    fields = (dataclasses.asdict(draft) if isinstance(draft, PlainDraft)
+              else draft.model_dump())
+    return ("draft", {key: (type(value), value) for key, value in fields.items()})
+
+
+def test_a_plain_text_draft_skips_the_model_with_its_outcome_unchanged() -> None:
+    """A body whose only draft fields are a string ``content`` and a valid ``client_msg_id``
+    is validated without the model: the same fields or the same refusal as through it, for
+    every shape near that one."""
+    limits = Limits(max_content_chars=10)
+    plain = [{"content": "hi"}, {"content": "hi", "type": "chat_message"},
+             {"content": "hi", "conversation_id": 4, "junk": None}, {"content": "é\ud800"},
+             {"content": "   "}, {"content": ""}, {"content": "x" * 10}, {"content": "x" * 11},
+             {"content": " \n x \t"}, {"content": "hi", "client_msg_id": None},
+             {"content": "hi", "client_msg_id": "c"}, {"content": "hi", "client_msg_id": "e" * 64},
+             {"content": " ", "client_msg_id": "c"}]
+    modelled = [{}, {"content": None}, {"content": 5}, {"content": b"hi"},
+                {"content": ["hi"]}, {"content": _Text("hi")}, {"content": "hi", "file": None},
+                {"content": "hi", "message_type": "text"}, {"content": "hi", "mentions": []},
+                {"content": "hi", "media_url": None}, {"content": "hi", "client_msg_id": ""},
+                {"content": "hi", "client_msg_id": "x" * 65}, {"content": "hi", "client_msg_id": 7},
+                {"content": "hi", "client_msg_id": _Text("c")},
+                {"content": 1, "client_msg_id": "c"}, {"content": "hi", "client_msg_id": "é"},
+                # The model refuses a lone surrogate here (not in content): not ASCII, modelled.
+                {"content": "hi", "client_msg_id": "\ud800"},
+                {"content": "hi", "client_msg_id": "😀" * 64},
+                {"content": "hi", "client_msg_id": "c", "is_urgent": False},
+                {"content": "hi", "is_urgent": "yes"}, {"content": "hi", "metadata": {}},
+                {"content": "hi", "upload_id": 0}, {"content": "   ", "reply_to_id": None},
+                {"junk": 1}]
+    for data in plain + modelled:
+        assert _outcome(parse_draft, data, limits) == _outcome(model_draft, data, limits), data
+    for data in plain:
+        with contextlib.suppress(ChatError):
+            assert isinstance(parse_draft(data, limits), PlainDraft), data
+    for data in modelled:
+        with contextlib.suppress(ChatError):
+            assert not isinstance(parse_draft(data, limits), PlainDraft), data
+    # Each plain draft has lists and dicts of its own, as each model has.
+    first, second = parse_draft({"content": "a"}, limits), parse_draft({"content": "b"}, limits)
+    assert first.mentions is not second.mentions and first.metadata is not second.metadata
+
+
+def test_iso_stamps_are_utc_with_a_z_whatever_the_zone() -> None:
+    """UTC stamps are formatted as they are; any other zone is converted first."""
+    moment = datetime(2026, 3, 1, 12, 30, 5, 123456, tzinfo=UTC)
+    assert iso(moment) == "2026-03-01T12:30:05.123456Z"
+    assert iso(moment.replace(microsecond=0)) == "2026-03-01T12:30:05Z"
+    assert iso(moment.astimezone(timezone(timedelta(hours=-5)))) == iso(moment)
+    assert iso(moment.replace(tzinfo=ZoneInfo("UTC"))) == iso(moment)
+    assert iso(None) is None
 
 
 async def test_batcher_runs_once_per_window_with_every_key_touched() -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.service.errors import MAX_ID, ChatError, invalid, too_large
 from backend.settings import Limits
+
+#: The longest ``client_msg_id`` a draft may carry.
+_CLIENT_MSG_ID_MAX = 64
 
 
 class FileInfo(BaseModel):
@@ -37,7 +41,7 @@ class MessageDraft(BaseModel):
     mentions: list[int | str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
     is_urgent: bool = False
-    client_msg_id: str | None = Field(default=None, min_length=1, max_length=64)
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=_CLIENT_MSG_ID_MAX)
 
     @field_validator("media_url", mode="before")
     @classmethod
@@ -62,10 +66,51 @@ def reject_nul(value: Any) -> None:
             stack.extend(item)
 
 
-def parse_draft(data: Any, limits: Limits) -> MessageDraft:
+@dataclass(slots=True)
+class PlainDraft:
+    """The common message, text and nothing else: what ``MessageDraft`` makes of a body whose
+    only fields are a string ``content`` and perhaps a valid ASCII ``client_msg_id`` (others,
+    a lone surrogate among them, are left to the model's rules), without pydantic's model
+    (every send validates one, and the model costs more than the rest of the validation)."""
+
+    content: str
+    message_type: Literal["text"] = "text"
+    media_url: str = ""
+    file: None = None
+    upload_id: None = None
+    parent_message_id: None = None
+    reply_to_id: None = None
+    mentions: list[int | str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    is_urgent: bool = False
+    client_msg_id: str | None = None
+
+
+#: A validated draft: the model, or the plain text message it would have been.
+Draft = MessageDraft | PlainDraft
+
+#: The draft's fields besides ``content`` and ``client_msg_id``: a body naming none of them
+#: is a plain message (other keys are ignored, as the model ignores them).
+_NOT_PLAIN = frozenset(MessageDraft.model_fields) - {"content", "client_msg_id"}
+
+
+def parse_draft(data: Any, limits: Limits) -> Draft:
     """Validate ``data``; raise ChatError with a message a client can act on."""
     if not isinstance(data, dict):
         raise invalid("Message must be a JSON object")
+    content = data.get("content")
+    client_msg_id = data.get("client_msg_id")
+    if type(content) is str and _NOT_PLAIN.isdisjoint(data) and (
+            client_msg_id is None or (type(client_msg_id) is str and client_msg_id.isascii()
+                                      and 0 < len(client_msg_id) <= _CLIENT_MSG_ID_MAX)):
+        # Nothing here the model could refuse or change; the content's checks are the same.
+        check_content(content, limits)
+        return PlainDraft(content, client_msg_id=client_msg_id)
+    return model_draft(data, limits)
+
+
+def model_draft(data: dict[str, Any], limits: Limits) -> MessageDraft:
+    """``parse_draft`` through the model, whatever the body's shape."""
     try:
         draft = MessageDraft.model_validate(data)
     except ValidationError as exc:

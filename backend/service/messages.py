@@ -17,7 +17,7 @@ from backend.service.access import (
 )
 from backend.service.actors import Actor
 from backend.service.clock import iso, now
-from backend.service.drafts import MessageDraft, check_content, parse_draft
+from backend.service.drafts import Draft, MessageDraft, PlainDraft, check_content, parse_draft
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.service.events import Event
 from backend.service.latest_pages import Page, Recent
@@ -65,7 +65,7 @@ class MessageOps(LogOps):
         self,
         actor: Actor,
         conversation_id: int,
-        data: dict[str, Any] | MessageDraft,
+        data: dict[str, Any] | Draft,
         *,
         rate: TokenBucket | None = None,
         origin: str | None = None,
@@ -78,7 +78,8 @@ class MessageOps(LogOps):
         (backend/storage/sends.py), the payload built from the values inserted, one emit. Under the
         conversation's lock from the insert to the emit, so that this node publishes a
         conversation's messages in id order (``ordering.py``)."""
-        draft = data if isinstance(data, MessageDraft) else parse_draft(data, self.limits)
+        draft = (data if isinstance(data, MessageDraft | PlainDraft)
+                 else parse_draft(data, self.limits))
         grants = self.grants
         facts = (grants.writable_now(actor, conversation_id)
                  or await grants.writable(actor, conversation_id))
@@ -102,27 +103,6 @@ class MessageOps(LogOps):
         skip = grants.skip_keys_now(actor)
         if skip is None:
             skip = await grants.skip_keys(actor)
-        message = SentMessage(
-            id=0,
-            conversation_id=conversation.id,
-            sender_type=actor.kind,
-            sender_key=actor.key,
-            sender_user=actor.user,
-            sender_device=actor.device,
-            sender_customer=actor.customer,
-            content=content,
-            message_type=message_type,
-            media_url=media_url,
-            file=file,
-            parent_message_id=draft.parent_message_id,
-            reply_to_id=draft.reply_to_id,
-            mentions=draft.mentions,
-            metadata=draft.metadata,
-            is_urgent=draft.is_urgent,
-            client_msg_id=draft.client_msg_id,
-            created_at=now(),
-            skip=tuple(skip),
-        )
         counters = Counters(
             bump_device=actor.device is None,
             staff=("keep" if conversation.kind != ConversationKind.SUPPORT
@@ -131,7 +111,27 @@ class MessageOps(LogOps):
                            and actor.user.id in facts.participants else None),
         )
         async with self.sequencer.hold(conversation.id):
-            message.created_at = now()  # stamped in id order too
+            message = SentMessage(
+                id=0,
+                conversation_id=conversation.id,
+                sender_type=actor.kind,
+                sender_key=actor.key,
+                sender_user=actor.user,
+                sender_device=actor.device,
+                sender_customer=actor.customer,
+                content=content,
+                message_type=message_type,
+                media_url=media_url,
+                file=file,
+                parent_message_id=draft.parent_message_id,
+                reply_to_id=draft.reply_to_id,
+                mentions=draft.mentions,
+                metadata=draft.metadata,
+                is_urgent=draft.is_urgent,
+                client_msg_id=draft.client_msg_id,
+                created_at=now(),  # under the hold: stamped in id order too
+                skip=tuple(skip),
+            )
             try:
                 message.id = await (insert_message(message, counters) if upload is None
                                     else self._insert_claimed(message, counters, upload.id))
@@ -191,7 +191,7 @@ class MessageOps(LogOps):
             return None
         return (await self._render([earlier]))[0]
 
-    async def _check_references(self, conversation_id: int, draft: MessageDraft) -> None:
+    async def _check_references(self, conversation_id: int, draft: Draft) -> None:
         wanted = {i for i in (draft.parent_message_id, draft.reply_to_id) if i is not None}
         if not wanted:
             return

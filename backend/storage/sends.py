@@ -115,20 +115,29 @@ class Counters:
 
 # -- the SQL, once per dialect ---------------------------------------------------------------
 
+#: The columns a send gives values for, in its parameters' order (``_row``).
 _MESSAGE_COLUMNS = (
     "conversation_id", "sender_type", "sender_key", "sender_user_id", "sender_device_id",
     "sender_customer_id", "content", "message_type", "media_url", "file",
-    "parent_message_id", "reply_to_id", "mentions", "metadata", "is_urgent", "status",
-    "is_edited", "is_deleted", "client_msg_id", "delivery_status", "delivery_error",
-    "created_at",
+    "parent_message_id", "reply_to_id", "mentions", "metadata", "is_urgent",
+    "client_msg_id", "created_at",
 )
 #: PostgreSQL needs the types of parameters that appear in a SELECT list.
 _PG_TYPES = (
     "int", "varchar", "varchar", "int", "int", "int", "text", "varchar", "varchar", "jsonb",
-    "int", "int", "jsonb", "jsonb", "boolean", "varchar", "boolean", "boolean", "varchar",
-    "varchar", "varchar", "timestamptz",
+    "int", "int", "jsonb", "jsonb", "boolean", "varchar", "timestamptz",
 )
-_COLUMNS_SQL = ", ".join(f'"{c}"' for c in _MESSAGE_COLUMNS)
+#: What every new message is, written in the SQL rather than sent as parameters with each
+#: send: sent, neither edited nor deleted, no outbound delivery (a sent hook that starts one
+#: runs after the insert). Column, then its literal for SQLite and for PostgreSQL.
+_NEW_MESSAGE = (
+    ("status", f"'{MessageStatus.SENT.value}'", f"'{MessageStatus.SENT.value}'"),
+    ("is_edited", "0", "FALSE"),
+    ("is_deleted", "0", "FALSE"),
+    ("delivery_status", f"'{DeliveryStatus.NONE.value}'", f"'{DeliveryStatus.NONE.value}'"),
+    ("delivery_error", "''", "''"),
+)
+_COLUMNS_SQL = ", ".join(f'"{c}"' for c in (*_MESSAGE_COLUMNS, *(c for c, _, _ in _NEW_MESSAGE)))
 
 # Parameters: stamp, stamp, device bump (0/1), staff reset (bool), staff bump (0/1), id.
 _SQLITE_CONVERSATION = (
@@ -141,7 +150,8 @@ _SQLITE_CONVERSATION = (
 )
 _SQLITE_INSERT = (
     f'INSERT INTO "messages" ({_COLUMNS_SQL}) '
-    f'VALUES ({", ".join("?" for _ in _MESSAGE_COLUMNS)}) RETURNING "id"'
+    f'VALUES ({", ".join("?" for _ in _MESSAGE_COLUMNS)}, '
+    f'{", ".join(sqlite for _, sqlite, _ in _NEW_MESSAGE)}) RETURNING "id"'
 )
 _SQLITE_SENDER = (
     'UPDATE "participants" SET "unread_offset" = "unread_offset" - 1 '
@@ -168,7 +178,9 @@ _PG_SEND = (
     '"p" AS (UPDATE "participants" SET "unread_offset" = "unread_offset" - 1 '
     'WHERE "conversation_id" = (SELECT "id" FROM "c") AND "user_id" = $6), '
     f'"i" AS (INSERT INTO "messages" ({_COLUMNS_SQL}) SELECT '
-    + ", ".join(f"${i + 8}::{t}" for i, t in enumerate(_PG_TYPES))
+    # The message's stamp is the conversation's, $2: one parameter, encoded once.
+    + ", ".join(f"${i + 8}::{t}" for i, t in enumerate(_PG_TYPES[:-1])) + ", $2, "
+    + ", ".join(postgres for _, _, postgres in _NEW_MESSAGE)
     + ' FROM "c" RETURNING "id"), '
     '"e" AS (INSERT INTO "conversation_events" ("conversation_id", "position", "name", '
     '"message_id", "skip", "created_at") SELECT "c"."id", "c"."event_position", '
@@ -192,9 +204,7 @@ def _row(message: SentMessage) -> list[Any]:
         message.parent_message_id, message.reply_to_id,
         # Most messages mention no one and carry no metadata: their JSON is a constant.
         JSON_DUMPS(mentions) if mentions else "[]", JSON_DUMPS(metadata) if metadata else "{}",
-        message.is_urgent, message.status.value,
-        message.is_edited, message.is_deleted, message.client_msg_id,
-        message.delivery_status.value, message.delivery_error, message.created_at,
+        message.is_urgent, message.client_msg_id, message.created_at,
     ]
 
 
@@ -218,6 +228,7 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
     values = _row(message)
     skip = JSON_DUMPS(sorted(message.skip)) if message.skip else None
     if client.capabilities.dialect == "postgres":
+        values.pop()  # the stamp: $2
         args = [message.conversation_id, message.created_at, device_bump, staff_reset,
                 staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
