@@ -195,6 +195,34 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.endswith(b"\x81\x04pong")
 
 
+async def test_a_refused_handshake_gets_its_400_and_nothing_fails() -> None:
+    """A request websockets refuses (a version it does not speak): uvicorn answers 400 and
+    closes, with no scope and no task; the protocol's own handshake step must not fail on
+    it (an exception there is a traceback in the loop's log for every such request)."""
+    failures: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: failures.append(context))
+    try:
+        config = Config(app=lambda *args: None, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                        lifespan="off", ws_ping_interval=None)
+        config.load()
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(
+            b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 12\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert transport.written.startswith(b"HTTP/1.1 400"), bytes(transport.written[:40])
+        assert transport.closing
+        assert not protocol.tasks
+        assert protocol.request is None
+        assert failures == []
+    finally:
+        loop.set_exception_handler(None)
+
+
 async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(
 ) -> None:
     seen: list[dict[str, Any]] = []

@@ -135,16 +135,19 @@ class WebSocketProtocol(SansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
-        # What ``DirectWires`` would have left in the scope (``connection_app`` skips it);
-        # the app's task has not started yet.
-        extensions: dict[str, Any] = self.scope["extensions"]
-        extensions[CONNECTION_KEY] = self
+        accepted = self.response.status_code == 101
+        if accepted:
+            # What ``DirectWires`` would have left in the scope (``connection_app`` skips
+            # it); the app's task has not started yet. A refused handshake (uvicorn wrote the
+            # 400 and closed) has no scope and no task.
+            extensions: dict[str, Any] = self.scope["extensions"]
+            extensions[CONNECTION_KEY] = self
         # The handshake is answered (or refused) and the scope has its own copy of the
         # request: nothing reads it again. Its headers are emptied in case anything still
         # holds it (a parser that could not be restarted).
         event.headers.clear()
         forget_request(self)
-        if self.response.status_code == 101:
+        if accepted:
             restart_frame_parser(self.conn)
 
     # -- the keepalive, on the loop's wheel ------------------------------------------------
