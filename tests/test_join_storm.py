@@ -339,3 +339,29 @@ async def test_cluster_presence_counts_a_big_room_without_walking_it(
         assert not await client.keys("storm:room*")
     finally:
         await client.aclose()
+
+
+async def test_reaping_a_node_that_kept_no_tallies_leaves_the_others_counts(
+        redis: PrivateRedis) -> None:
+    """A node still on scripts that kept no tallies wrote its room entries alone; when it is
+    reaped, nothing is taken off the tallies for them, so an actor it shared with a node on
+    these scripts still counts."""
+    client = Redis.from_url(redis.url)
+    try:
+        new, old = Node(client, "new"), Node(client, "old")
+        await new.beat()
+        await old.beat()
+        room = "conversation:1"
+        assert await new.run(scripts.ENTER, room, "user:a") == [1, 1]
+        # What the earlier ENTER wrote: the entry and the room's sets, no tallies.
+        for actor in ("user:a", "user:b"):
+            await client.hincrby(f"storm:room:{room}", f"old|{actor}", 1)
+        await client.sadd("storm:rooms", room)
+        await client.sadd("storm:n:old:rooms", room)
+        await client.delete("storm:node:old")
+        departures_from_json(await new.run(scripts.REAP, "old"))
+        assert await new.run(scripts.ROOM_SIZE, room) == 1  # user:a, still on the new node
+        assert await new.run(scripts.EXIT, room, "user:a") == [1, 0]
+        assert not await client.keys("storm:room*")
+    finally:
+        await client.aclose()

@@ -110,12 +110,15 @@ local function purge(node, effects)
     local key = P .. 'room:' .. room
     local fields = redis.call('HKEYS', key)
     local gone = {}
+    -- Entries a node wrote with scripts that kept no tallies were never counted in them: none
+    -- is taken off for them (that would take off another node's count of the same actor).
+    local tallied = redis.call('HEXISTS', P .. 'roomnodes:' .. room, node) == 1
     for _, field in ipairs(fields) do
       if string.sub(field, 1, #prefix) == prefix then
         redis.call('HDEL', key, field)
         local who = string.sub(field, #prefix + 1)
         gone[who] = true
-        tally(room, node, who, -1)
+        if tallied then tally(room, node, who, -1) end
       end
     end
     redis.call('HDEL', P .. 'roomnodes:' .. room, node)
