@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import socketio
@@ -141,6 +142,89 @@ async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers
         # would still be waiting on the silent client.
         assert await asyncio.to_thread(server.process.wait, 4) == -signal.SIGTERM
         writer.close()
+    finally:
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+
+
+IDLE_CLIENTS = 6000
+#: How soon after SIGTERM a node whose clients all answer its close at once has exited.
+STOPPED_WITHIN_SECONDS = 3.0
+
+
+async def idle_socketio_client(server: ServerProcess, token: str) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter]:
+    """A lean Socket.IO client over WebSocket (Engine.IO v4 by hand, as the official clients
+    speak it), connected to ``/conversations``: many of them cost the test little."""
+    reader, writer = await silent_client(server, "/socket.io/?EIO=4&transport=websocket")
+    assert (await read_frame(reader))[1].startswith(b"0{")  # Engine.IO OPEN
+    writer.write(client_frame(0x1, b'40/conversations,{"token":"' + token.encode() + b'"}'))
+    while True:
+        _opcode, payload = await read_frame(reader)
+        if payload.startswith(b"40/conversations,"):
+            return reader, writer
+        assert not payload.startswith(b"44"), payload
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (RFC 6455 section 5.3), the mask all zeroes."""
+    length = len(payload)
+    head = bytes((0x80 | opcode,)) + (bytes((0x80 | length,)) if length < 126 else
+                                      bytes((0x80 | 126,)) + length.to_bytes(2))
+    return head + b"\0\0\0\0" + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One (unmasked) server frame: its opcode and payload."""
+    async with asyncio.timeout(30):
+        first, second = await reader.readexactly(2)
+        length = second & 0x7F
+        if length >= 126:
+            length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
+        return first & 0x0F, await reader.readexactly(length)
+
+
+async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """Idle until the node closes the connection, answering Engine.IO pings and echoing the
+    WebSocket close as a client does; the close code."""
+    try:
+        while True:
+            opcode, payload = await read_frame(reader)
+            if opcode == 0x8:
+                writer.write(client_frame(0x8, payload[:2]))
+                return payload[:2]
+            if payload == b"2":
+                writer.write(client_frame(0x1, b"3"))
+    finally:
+        writer.close()
+
+
+async def test_a_node_with_many_idle_connections_stops_soon_after_its_goodbye(
+    work_dir: Path,
+) -> None:
+    """Closing thousands of Socket.IO connections at once costs each close its own socket's
+    work, not the node's every socket's: the node says goodbye to every client and exits well
+    within its goodbye (the clients answer at once)."""
+    server = start_server(work_dir / "shutdown-many", MAX_SOCKETS_PER_USER=str(IDLE_CLIENTS),
+                          SHUTDOWN_GOODBYE_SECONDS="5")
+    api = Api(server.base_url)
+    try:
+        alice = await api.register()
+        gate = asyncio.Semaphore(50)
+
+        async def one() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            async with gate:
+                return await idle_socketio_client(server, alice.token)
+
+        clients = await asyncio.gather(*(one() for _ in range(IDLE_CLIENTS)))
+        watching = asyncio.gather(*(until_closed(r, w) for r, w in clients))
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        # Before its goodbye runs out: every client closed at once, nothing left to wait for.
+        assert await asyncio.to_thread(server.process.wait, 30) == -signal.SIGTERM
+        stopped = time.monotonic() - signalled
+        assert set(await watching) == {(1000).to_bytes(2)}
+        assert stopped < STOPPED_WITHIN_SECONDS, stopped
     finally:
         await api.aclose()
         server.stop(signal.SIGKILL)

@@ -17,8 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-import socketio
-
+from backend.compat.socketio import RoomsBySid
 from backend.realtime.members import Member
 from backend.realtime.sequence import EventLogReader, ReplayStats, RoomPositions
 from backend.service.latest_pages import LatestPages
@@ -37,7 +36,7 @@ CONVERSATION_ROOM = "conversation:"
 log = logging.getLogger("confab.fanout")
 
 
-class FanoutManager(socketio.AsyncManager):
+class FanoutManager(RoomsBySid):
     """A socket.io manager with a room table of members from every door."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
