@@ -42,7 +42,7 @@ _POSTGRES = _statements("$1", "$2")
 
 class InlineReads:
     """SQLite reads on the event loop's thread, by a read-only connection of their own (as
-    Tortoise's: autocommit, rows as ``sqlite3.Row``). In WAL mode a reader waits for no
+    Tortoise's: autocommit; rows as dicts by column name). In WAL mode a reader waits for no
     writer; a read that finds the database busy anyway (or fails in any way) returns None
     and the caller asks Tortoise's connection, whose errors are the ones callers know. Not
     for an in-memory database, where a second connection would open another database."""
@@ -57,9 +57,14 @@ class InlineReads:
         if connection is None:
             return None
         try:
-            return [dict(row) for row in connection.execute(sql, params).fetchall()]
+            cursor = connection.execute(sql, params)
+            rows = cursor.fetchall()
         except sqlite3.Error:
             return None
+        # Plain tuples zipped with the column names: a third cheaper than ``sqlite3.Row``
+        # made into a dict, for the same dicts.
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def _connection_for(self, client: BaseDBAsyncClient) -> sqlite3.Connection | None:
         if client is not self._client:  # the first read, or the database was reopened
@@ -72,7 +77,6 @@ class InlineReads:
                 return None
             if connection is None:
                 return None
-            connection.row_factory = sqlite3.Row
             self._connection = connection
         return self._connection
 
