@@ -1,6 +1,7 @@
 """The single-row reads of every connect, as plain statements: a user by id (the token's
-user), whom a user blocked (their history's filter) and a participant's unread figures (the
-conversation view every Socket.IO join answers with).
+user), whom a user blocked (their history's filter), a participant's unread figures (the
+conversation view every Socket.IO join answers with) and a login session's state (a token
+first seen on this node: every client of a reconnect storm onto a node just started).
 
 Through the ORM each of these cost more to build (the query's objects, its SQL text) than to
 run; here the statement is written once and the row becomes a model as the ORM's own reads
@@ -20,12 +21,12 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from backend.compat.tortoise import model_from_row
 from backend.storage.side_connections import open_beside
-from models import Block, Conversation, Participant, User
+from models import AuthSession, Block, Conversation, Participant, User
 
 _USER_COLUMNS = ", ".join(f'"{column}"' for column in User._meta.fields_db_projection.values())
 
 
-def _statements(first: str, second: str) -> tuple[str, str, str]:
+def _statements(first: str, second: str) -> tuple[str, str, str, str]:
     return (
         f'SELECT {_USER_COLUMNS} FROM "{User._meta.db_table}" WHERE "id" = {first}',
         f'SELECT "blocked_id" FROM "{Block._meta.db_table}" WHERE "blocker_id" = {first}',
@@ -33,6 +34,9 @@ def _statements(first: str, second: str) -> tuple[str, str, str]:
         f'SELECT p."unread_offset", c."total_messages" FROM "{Participant._meta.db_table}" p '
         f'JOIN "{Conversation._meta.db_table}" c ON c."id" = p."conversation_id" '
         f'WHERE p."conversation_id" = {first} AND p."user_id" = {second}',
+        # Whether a login session is live: a connect with a token first seen here.
+        f'SELECT "user_id", "revoked_at" IS NOT NULL AS "revoked" '
+        f'FROM "{AuthSession._meta.db_table}" WHERE "id" = {first}',
     )
 
 
@@ -123,3 +127,11 @@ async def unread_figures(conversation_id: int, user_id: int) -> tuple[int, int] 
     if not rows:
         return None
     return cast(int, rows[0]["unread_offset"]), cast(int, rows[0]["total_messages"])
+
+
+async def session_state(session_id: str) -> tuple[int, bool] | None:
+    """A login session's ``(user_id, revoked)``, or None when there is no such session."""
+    rows = await _rows(3, [session_id])
+    if not rows:
+        return None
+    return cast(int, rows[0]["user_id"]), bool(rows[0]["revoked"])
