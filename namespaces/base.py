@@ -17,7 +17,6 @@ import logging
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
-from urllib.parse import parse_qs
 
 import socketio
 from socketio import packet as sio_packet
@@ -29,6 +28,7 @@ from backend.realtime.closes import CREDENTIAL_INVALID, LOGGED_OUT
 from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
+from backend.realtime.queries import first_values
 from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT, NUL_FREE
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
@@ -139,8 +139,7 @@ class Namespace(socketio.AsyncNamespace):
     # -- connect / disconnect ---------------------------------------------------------------
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
-        query = {key: values[0]
-                 for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        query = first_values(environ.get("QUERY_STRING", ""))
         credentials = connect_credentials(query, environ.get("HTTP_AUTHORIZATION", ""), auth)
         # Revocations heard before the credential is checked (``Sessions.still_live``).
         heard = self.app.state.sessions.heard

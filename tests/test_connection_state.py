@@ -486,6 +486,24 @@ async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_re
         assert environ["asgi.scope"]["headers"] == []  # copied above, not held twice
 
 
+async def test_engineio_open_packets_name_each_socket_and_the_settings_of_the_moment() -> None:
+    server = engine.EngineServer(async_mode="asgi", ping_interval=(1, 0.5), ping_timeout=2,
+                                 max_http_buffer_size=4096)
+    opened: list[str] = []
+    async with engine_node(server) as url:
+        for buffer in (4096, 4096, 8192):
+            server.max_http_buffer_size = buffer
+            async with websockets.connect(url) as client:
+                text = await asyncio.wait_for(client.recv(), 5)
+                assert isinstance(text, str) and text[0] == "0"
+                opened.append(text)
+    first, second, third = (json.loads(text[1:]) for text in opened)
+    assert first == {"sid": first["sid"], "upgrades": [], "pingInterval": 1500,
+                     "pingTimeout": 2000, "maxPayload": 4096}
+    assert second["sid"] != first["sid"] and second == {**first, "sid": second["sid"]}
+    assert third["maxPayload"] == 8192  # the setting now, not the one first written
+
+
 def awaited_chain(task: asyncio.Task[Any]) -> list[str]:
     """The names of the coroutines ``task`` is awaiting through, outermost first."""
     names, coroutine = [], task.get_coro()

@@ -21,8 +21,11 @@ from redis.asyncio import Redis
 from backend.cluster import scripts
 from backend.cluster.presence import departures_from_json
 from backend.realtime.codec import SharedEncodings
+from backend.service.access import load_conversation
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
+from backend.service.conversations import last_messages
+from backend.service.serializers import conversation_dict
 from backend.settings import Settings
 from tests.support.bulk_users import insert_users, with_tokens
 from tests.support.client import Api, TestUser, admin_of, with_admin
@@ -76,6 +79,35 @@ async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_no
     assert view["participants_count"] == 301 and view["unread_count"] == 4
     assert view["last_message"]["content"] == "m3"
     assert (await chat.get_conversation(Actor.of_user(newcomer), cid))["unread_count"] == 1
+
+
+async def test_viewers_asking_together_share_one_rendering_each_with_its_own_figures(
+        database: str, statements: Statements) -> None:  # noqa: F811
+    """The view a join answers with is rendered once for the viewers asking together (its
+    dates, its customer, its last message); each viewer's copy has its own unread count
+    and participants, the keys in the canonical order, and changing one changes no other."""
+    chat = ChatService(RecordingSink(), Settings.from_env({"JWT_SECRET": "s" * 40}).limits)
+    people = await users(5)
+    cid = await group_of(chat, people)
+    owner = Actor.of_user(people[0])
+    await chat.send_message(owner, cid, {"content": "hello"})
+    await chat.get_conversation(owner, cid)
+    await chat.drain()
+    views = await asyncio.gather(*(chat.get_conversation(Actor.of_user(person), cid)
+                                   for person in people))
+    assert [view["unread_count"] for view in views] == [0, 1, 1, 1, 1]
+    assert {view["participants_count"] for view in views} == {5}
+    # One rendering per shared read (the first asker's, then the one of all who asked
+    # while it ran): its parts are the same objects in those viewers' copies.
+    assert len({id(view["last_message"]) for view in views}) <= 2
+    conversation = await load_conversation(cid)
+    last = (await last_messages([cid]))[cid]
+    assert views[1] == conversation_dict(conversation, last_message=last,
+                                         participants_count=5, unread_count=1)
+    assert list(views[1]) == list(conversation_dict(conversation, last_message=last,
+                                                    participants_count=5, unread_count=1))
+    views[0]["unread_count"] = 99
+    assert views[1]["unread_count"] == 1
 
 
 async def test_readers_resuming_from_one_point_reuse_its_replay_until_the_log_moves(

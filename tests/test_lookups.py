@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from backend.settings import Settings
 from backend.storage import lookups
 from backend.storage.database import close_database, open_database
-from models import Block, Conversation, Participant, Role, User
+from models import AuthSession, Block, Conversation, Participant, Role, User
 
 
 @pytest.fixture
@@ -97,3 +98,13 @@ async def test_a_participant_s_unread_figures_are_the_orm_s(database: None) -> N
     assert await lookups.unread_figures(conversation.id, people[1].id) == (0, 7)
     assert await lookups.unread_figures(conversation.id, people[2].id) is None
     assert await lookups.unread_figures(conversation.id + 1, people[0].id) is None
+
+
+async def test_a_login_session_s_state_is_the_orm_s(database: None) -> None:
+    user = await User.create(email="s@example.com", username="s", password_hash="x")
+    await AuthSession.create(id="a" * 32, user_id=user.id)
+    await AuthSession.create(id="b" * 32, user_id=user.id)
+    assert await lookups.session_state("a" * 32) == (user.id, False)
+    await AuthSession.filter(id="b" * 32).update(revoked_at=datetime.now(UTC))
+    assert await lookups.session_state("b" * 32) == (user.id, True)  # seen once committed
+    assert await lookups.session_state("c" * 32) is None

@@ -13,6 +13,7 @@ import pytest
 
 from backend.auth.passwords import hash_password, verify_password
 from backend.realtime.origins import origin_allowed
+from backend.realtime.queries import first_values, parsed_query
 from backend.service.access import may_add, may_remove
 from backend.service.clock import iso
 from backend.service.drafts import PlainDraft, model_draft, parse_draft
@@ -165,3 +166,17 @@ def test_group_roles_decide_who_adds_and_removes_whom() -> None:
     assert may_remove("admin", "member") and may_remove("admin", "agent")
     assert not may_remove("admin", "admin") and not may_remove("admin", "owner")
     assert not may_remove("owner", "owner") and not may_remove("member", "member")
+
+
+def test_a_query_text_is_parsed_once_and_shared_read_only() -> None:
+    text = "EIO=4&transport=websocket&token=a%2Bb&token=second&blank="
+    query = parsed_query(text)
+    assert dict(query) == {"EIO": ("4",), "transport": ("websocket",),
+                           "token": ("a+b", "second")}
+    assert parsed_query(text) is query  # the next request sending it reads the same parse
+    with pytest.raises(TypeError):
+        query["sid"] = ("x",)  # type: ignore[index]
+    mine = first_values(text)
+    assert mine == {"EIO": "4", "transport": "websocket", "token": "a+b"}
+    mine["conversation_id"] = "1"
+    assert first_values(text) == {"EIO": "4", "transport": "websocket", "token": "a+b"}

@@ -33,6 +33,7 @@ from tortoise.expressions import Q
 from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
 from backend.service.ports import ControlBus
+from backend.storage.lookups import session_state
 from models import AuthSession, PushSubscription, User
 
 #: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
@@ -123,8 +124,8 @@ class Sessions:
         if known is not None and (known[1] or time.monotonic() - known[2] < self.ttl):
             return known[0] == user_id and not known[1]
         heard = self._revocations
-        row = await AuthSession.get_or_none(id=session_id)
-        revoked = row is None or row.revoked_at is not None or row.user_id != user_id
+        state = await session_state(session_id)
+        revoked = state is None or state[1] or state[0] != user_id
         if heard == self._revocations:
             self._remember(session_id, user_id, revoked=revoked)
         return not revoked

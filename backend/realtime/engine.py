@@ -65,10 +65,10 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from backend.realtime.queries import Query, parsed_query
 from backend.realtime.queues import LeanEvent
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
 from backend.realtime.wire import Lane, Wire, lane_for
@@ -311,6 +311,8 @@ class EngineServer:
         self.ping_timeout = float(ping_timeout)
         self.max_http_buffer_size = max_http_buffer_size
         self.allow_upgrades = allow_upgrades
+        #: The OPEN packet's JSON after its sid, by the settings it shows (``_open_packet``).
+        self._open_tails: dict[tuple[bool, int, float, int], str] = {}
         self.transports = set(transports or ("polling", "websocket"))
         self.cors_allowed_origins = cors_allowed_origins
         self.cors_credentials = cors_credentials
@@ -439,7 +441,7 @@ class EngineServer:
     def handle_request(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """The ASGI request at the Engine.IO path: the coroutine that serves it (a plain
         function, so that no frame of its own stays under a WebSocket connection)."""
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query = parsed_query(scope.get("query_string", b"").decode("latin-1"))
         if scope["type"] == "websocket":
             if "sid" in query:
                 return self._serve_upgrade(scope, receive, send, query)
@@ -447,11 +449,11 @@ class EngineServer:
         return self._serve_http(scope, receive, send, query)
 
     @staticmethod
-    def _one(query: dict[str, list[str]], name: str) -> str | None:
+    def _one(query: Query, name: str) -> str | None:
         values = query.get(name)
         return values[0] if values else None
 
-    def _check_query(self, query: dict[str, list[str]], transport: str) -> None:
+    def _check_query(self, query: Query, transport: str) -> None:
         if self._one(query, "EIO") != "4":
             raise _Refused(400, UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
         if self._one(query, "transport") != transport or transport not in self.transports:
@@ -496,10 +498,17 @@ class EngineServer:
     def _open_packet(self, socket: EngineSocket) -> str:
         upgrades = (["websocket"] if socket.transport is Transport.POLLING and self.allow_upgrades
                     and "websocket" in self.transports else [])
-        return OPEN + json.dumps({
-            "sid": socket.sid, "upgrades": upgrades, "pingInterval": self.ping_interval_ms,
-            "pingTimeout": round(self.ping_timeout * 1000),
-            "maxPayload": self.max_http_buffer_size}, separators=(",", ":"))
+        # All but the sid is the server's settings: written once while they stay as they
+        # are (a sid is URL-safe base64, nothing in it for JSON to escape).
+        settings = (bool(upgrades), self.ping_interval_ms, self.ping_timeout,
+                    self.max_http_buffer_size)
+        tail = self._open_tails.get(settings)
+        if tail is None:
+            tail = self._open_tails[settings] = json.dumps({
+                "upgrades": upgrades, "pingInterval": self.ping_interval_ms,
+                "pingTimeout": round(self.ping_timeout * 1000),
+                "maxPayload": self.max_http_buffer_size}, separators=(",", ":"))[1:]
+        return f'{OPEN}{{"sid":"{socket.sid}",{tail}'
 
     async def _trigger(self, event: str, *args: Any) -> Any:
         handler = self.handlers.get(event)
@@ -531,7 +540,7 @@ class EngineServer:
         and its first ping's deadline; None when refused or gone."""
         environ = make_environ(scope)
         try:
-            self._check_query(parse_qs(environ["QUERY_STRING"]), "websocket")
+            self._check_query(parsed_query(environ["QUERY_STRING"]), "websocket")
             self._refuse_origin(environ)
         except _Refused as refused:
             self.logger.info("WebSocket refused: %s", refused.message)
@@ -614,7 +623,7 @@ class EngineServer:
         await self._close(socket, reason)
 
     async def _serve_upgrade(self, scope: Scope, receive: Receive, send: Send,
-                             query: dict[str, list[str]]) -> None:
+                             query: Query) -> None:
         """A WebSocket for a polling session: the probe, then the move (protocol section
         "Upgrade"). A session already on WebSocket, or upgrading, gets its WebSocket accepted
         and closed; one that does not exist, refused."""
@@ -694,7 +703,7 @@ class EngineServer:
     # -- long-polling -------------------------------------------------------------------------
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send,
-                          query: dict[str, list[str]]) -> None:
+                          query: Query) -> None:
         environ = make_environ(scope)
         method = environ["REQUEST_METHOD"]
         try:

@@ -56,8 +56,9 @@ class ServiceBase:
         self.kept_replays: KeptReplays[
             tuple[list[Event], list[dict[str, Any]], bool, int, str]] = KeptReplays()
         #: A conversation's row and newest message, read once for the viewers who ask
-        #: together (``get_conversation``: every Socket.IO join).
-        self.view_reads: SharedReads[tuple[Conversation, Message | None]] = SharedReads()
+        #: together (``get_conversation``: every Socket.IO join), and what all of them are
+        #: shown alike.
+        self.view_reads: SharedReads[tuple[Conversation, dict[str, Any]]] = SharedReads()
         self.sequencer = Sequencer()
         self.inbox_updates = Coalescer(self._publish_conversation_updated, self._in_background)
         #: With Redis: the ``service_inbox_changed`` control, one per window for every

@@ -114,14 +114,16 @@ class ConversationOps(LogOps):
         joins a room's thousands of clients at once: the access check and the participants'
         count come from the cached facts (grants.py), not a count over the room's rows; the
         row and its last message are read once for the readers asking together
-        (shared_reads.py); only the viewer's unread count is read per viewer."""
+        (shared_reads.py) and rendered once for them; only the viewer's unread count is read
+        per viewer."""
         facts = await self.grants.viewable(actor, conversation_id)
-        conversation, last = await self.view_reads.read(
+        conversation, shown = await self.view_reads.read(
             conversation_id, partial(_view_rows, conversation_id))
         unreads = await viewer_unreads(actor, [conversation])
-        return conversation_dict(conversation, last_message=last,
-                                 participants_count=len(facts.members),
-                                 unread_count=unreads[conversation_id])
+        view = shown.copy()  # the shared one's keys in its order; its nested dicts shared
+        view["participants_count"] = len(facts.members)
+        view["unread_count"] = unreads[conversation_id]
+        return view
 
     async def list_conversations(
         self,
@@ -354,11 +356,14 @@ class ConversationOps(LogOps):
         await row.save(update_fields=["last_read_message_id", "last_read_at", "unread_offset"])
 
 
-async def _view_rows(conversation_id: int) -> tuple[Conversation, Message | None]:
+async def _view_rows(conversation_id: int) -> tuple[Conversation, dict[str, Any]]:
     """What every viewer's view of one conversation shows alike: its row (with its device
-    and customer) and its newest message."""
+    and customer), and the canonical conversation with its newest message (the viewer's
+    figures left at 0, for each viewer to fill in)."""
     conversation = await load_conversation(conversation_id)
-    return conversation, (await last_messages([conversation_id])).get(conversation_id)
+    last = (await last_messages([conversation_id])).get(conversation_id)
+    return conversation, conversation_dict(conversation, last_message=last,
+                                           participants_count=0, unread_count=0)
 
 
 async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:
