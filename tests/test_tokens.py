@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from backend.auth import sessions as sessions_module
 from backend.auth.sessions import REVOKED, Sessions
 from backend.auth.tokens import (
     LEGACY_SESSION,
@@ -24,7 +25,7 @@ from backend.auth.tokens import (
 from backend.service.actors import Actor
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
-from models import AuthSession, User
+from models import User
 
 
 @pytest.fixture
@@ -110,11 +111,11 @@ async def test_session_checks_ask_the_database_once_per_node_until_revoked(
     reads: list[str] = []
     revoked: set[str] = set()
 
-    async def get_or_none(id: str) -> Any:
-        reads.append(id)
-        return SimpleNamespace(user_id=7, revoked_at=time.time() if id in revoked else None)
+    async def session_state(session_id: str) -> tuple[int, bool] | None:
+        reads.append(session_id)
+        return 7, session_id in revoked
 
-    monkeypatch.setattr(AuthSession, "get_or_none", get_or_none)
+    monkeypatch.setattr(sessions_module, "session_state", session_state)
     bus = FakeBus()
     node_a, node_b = Sessions(), Sessions()
     node_a.attach(bus, clustered=True)
@@ -161,10 +162,10 @@ async def test_a_revocation_heard_closes_and_a_new_connection_asks_again(
     """Every node runs its revocation handlers (the hub closes its sockets of the sessions)
     once its memory knows; a connection asks again once registered: from that memory, or for
     a legacy token from the user's row, read again."""
-    async def live_session(id: str) -> Any:
-        return SimpleNamespace(user_id=7, revoked_at=None)
+    async def live_session(session_id: str) -> tuple[int, bool] | None:
+        return 7, False
 
-    monkeypatch.setattr(AuthSession, "get_or_none", live_session)
+    monkeypatch.setattr(sessions_module, "session_state", live_session)
     bus = FakeBus()
     node = Sessions()
     node.attach(bus, clustered=True)
