@@ -89,10 +89,15 @@ async def connect_raw(base: str, client: dict[str, Any],
             raise RuntimeError(text[:200])
 
 
+async def open_engineio(base: str) -> Any:
+    """An Engine.IO connection over WebSocket, read and answered by the caller."""
+    return await websockets.connect(f"{base}/socket.io/?EIO=4&transport=websocket",
+                                    max_size=None, compression=None, open_timeout=300,
+                                    ping_interval=None)
+
+
 async def connect_sio(base: str, client: dict[str, Any]) -> Any:
-    ws = await websockets.connect(f"{base}/socket.io/?EIO=4&transport=websocket",
-                                  max_size=None, compression=None, open_timeout=300,
-                                  ping_interval=None)
+    ws = await open_engineio(base)
     mine = f'"user_id":{client["user_id"]},'
     while True:
         text = await ws.recv()
@@ -114,9 +119,7 @@ async def connect_sio_join(base: str, client: dict[str, Any],
                            since: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
     """A Socket.IO client that connects with its token alone and then joins its conversation
     (from ``since`` when given): the socket and the join's ack."""
-    ws = await websockets.connect(f"{base}/socket.io/?EIO=4&transport=websocket",
-                                  max_size=None, compression=None, open_timeout=300,
-                                  ping_interval=None)
+    ws = await open_engineio(base)
     while True:
         text = await ws.recv()
         if not isinstance(text, str):

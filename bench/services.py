@@ -50,9 +50,17 @@ def database(kind: str, run_dir: Path) -> Iterator[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield f"sqlite://{path}"
         return
+    with _postgres_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _postgres_database(template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` when given), dropped afterwards."""
     admin = postgres_admin_url()
     name = f"confab_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    copying = f' TEMPLATE "{template}"' if template else ""
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"{copying}'))
     try:
         yield _with_database(admin, name)
     finally:
@@ -78,14 +86,8 @@ def copy_of(kind: str, url: str) -> Iterator[str]:
             for path in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
                 path.unlink(missing_ok=True)
         return
-    admin = postgres_admin_url()
-    template = urlsplit(url).path.lstrip("/")
-    name = f"confab_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    try:
-        yield _with_database(admin, name)
-    finally:
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with _postgres_database(template=urlsplit(url).path.lstrip("/")) as copy:
+        yield copy
 
 
 async def _admin(admin: str, statement: str) -> None:
