@@ -10,7 +10,8 @@ resend what was not acknowledged.
 Figures: seconds from the new node answering until every client is joined, and until every
 client holds every acknowledged message (target 15 s); frames the clients received in the
 storm (presence, live messages, replayed messages, other); the new node's peak memory (VmHWM)
-and CPU over the storm; lost deliveries (must be 0) and duplicates.
+and CPU over the storm, and the generator's own (user and kernel apart: near a full core, the
+generator sets the pace); lost deliveries (must be 0) and duplicates.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         "send_errors": result["send_errors"],
         "error_samples": result["error_samples"],
         "generator_peak_rss_mb": round(result["generator_peak_rss_kb"] / 1024, 1),
+        "generator_storm_cpu": {k: round(v, 2) for k, v in result["generator_storm_cpu"].items()},
         "server": server_side(run),
     }
 
@@ -137,4 +139,5 @@ def summary(figures: dict[str, Any]) -> str:
             f"replayed, {frames['other']} other; node peak {figures['server_peak_rss_mb']} MB; "
             f"lost {figures['lost']}, duplicates {figures['duplicates']} "
             f"({figures['duplicates_to_senders']} to senders), unacked "
-            f"{figures['unacked']}")
+            f"{figures['unacked']}; node CPU {figures['storm_server_cpu_pct']} %, generator "
+            f"CPU {figures['generator_storm_cpu']['pct']} % over the storm")

@@ -209,7 +209,8 @@ SCALE_FIELDS = {
     "idle-100k": ("kb_per_connection", "connections_per_s", "server_cpu_pct", "p99_ms",
                   "generator_peak_rss_mb"),
     "big-room": ("deliveries_per_s", "us_per_delivery", "p99_ms", "us_per_delivery_ratio"),
-    "storm": ("all_joined_s", "all_caught_up_s", "storm_frames", "server_peak_rss_mb"),
+    "storm": ("all_joined_s", "all_caught_up_s", "storm_frames", "server_peak_rss_mb",
+              "generator_storm_cpu"),
 }
 
 

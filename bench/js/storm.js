@@ -173,6 +173,7 @@ async function run(cfg, { line, progress }) {
   }
   await upSignal;
   tUp = now();
+  const cpuAtUp = process.cpuUsage();
   const downAtUp = clients.reduce((n, c) => n + (c.conn.ws === null ? 1 : 0), 0);
   line({ event: 'storm_up', down: downAtUp });
   progress(`node back up ${((tUp - tRestart) / 1000).toFixed(1)} s after the restart; ` +
@@ -231,6 +232,10 @@ async function run(cfg, { line, progress }) {
       }
     }
   }
+  // This process's own CPU over the storm, user and kernel apart: the storm's time is the
+  // node's only while this stays below a core.
+  const stormCpu = process.cpuUsage(cpuAtUp);
+  const stormWall = (now() - tUp) / 1000;
   line({ event: 'storm_end', complete });
   const stormFrames = { ...frames };
   phase = 'after';
@@ -280,6 +285,8 @@ async function run(cfg, { line, progress }) {
     send_errors: errors.count,
     error_samples: errors.samples,
     generator_peak_rss_kb: peakRssKb(),
+    generator_storm_cpu: { user_s: stormCpu.user / 1e6, system_s: stormCpu.system / 1e6,
+      pct: ((stormCpu.user + stormCpu.system) / 1e4) / stormWall },
   });
 }
 
