@@ -3,7 +3,8 @@ token functions, before any server starts (outside every timed part).
 
 Each client is its own user, with a real Argon2 password hash (one hash computed once and
 stored on every row: hashing 5,000 passwords would take minutes and measure nothing the
-benchmark is about) and a real access token signed with the nodes' ``JWT_SECRET``.
+benchmark is about), a login session and a real access token of that session signed with the
+nodes' ``JWT_SECRET``.
 Each database is set up in a process of its own (``build_in_subprocess``): Tortoise keeps
 per-model state from the first database it was initialised with.
 Conversations are ``group`` conversations with their participants, as ``POST
@@ -74,7 +75,7 @@ async def build(database_url: str, data_dir: Path, secret: str,
     from backend.auth.tokens import issue_token
     from backend.settings import Settings
     from backend.storage.database import close_database, open_database
-    from models import Conversation, ConversationKind, Participant, User
+    from models import AuthSession, Conversation, ConversationKind, Participant, User
 
     settings = Settings.from_env({"DATA_DIR": str(data_dir), "DATABASE_URL": database_url,
                                   "JWT_SECRET": secret,
@@ -96,8 +97,17 @@ async def build(database_url: str, data_dir: Path, secret: str,
         user_ids = [int(found[email]) for email in emails]
         _said(f"{count} users", started)
         started = time.monotonic()
-        tokens = [issue_token(settings, user_id, "access") for user_id in user_ids]
-        _said(f"{count} tokens", started)
+        # One login session per user, as a login makes: a connect checks its token's session
+        # (backend/auth/sessions.py) as it does for every real client.
+        session_ids = [uuid.uuid4().hex for _ in user_ids]
+        async with in_transaction():
+            await AuthSession.bulk_create(
+                [AuthSession(id=session_id, user_id=user_id)
+                 for session_id, user_id in zip(session_ids, user_ids, strict=True)],
+                batch_size=BATCH)
+        tokens = [issue_token(settings, user_id, "access", session_id)
+                  for user_id, session_id in zip(user_ids, session_ids, strict=True)]
+        _said(f"{count} login sessions and tokens", started)
 
         fixtures = Fixtures()
         for name, shape in shapes.items():
