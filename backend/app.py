@@ -157,7 +157,7 @@ def _chores(settings: Settings, chat: ChatService, realtime: Realtime, sessions:
         _now_and_then(settings.limits.event_log_trim_seconds, "event log trim", chat.trim_log,
                       "event log: %d event(s) past the retention deleted"),
         _now_and_then(settings.session_recheck_seconds, "session recheck",
-                      partial(realtime.close_revoked_sessions, sessions.revoked_among),
+                      partial(realtime.close_revoked_sessions, sessions.recently_revoked),
                       "session recheck: %d socket(s) of revoked sessions closed"),
         _now_and_then(settings.uploads.sweep_seconds, "upload sweep", uploads.sweep,
                       "uploads: %d never attached in time deleted"),

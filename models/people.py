@@ -56,6 +56,7 @@ class AuthSession(Model):
     user_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
     refreshed_at = fields.DatetimeField(null=True)
+    #: Indexed (migration 0011): each node asks which sessions were revoked lately.
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:

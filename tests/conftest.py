@@ -1,4 +1,5 @@
-"""Shared fixtures: real server processes on SQLite and PostgreSQL, and REST helpers.
+"""Shared fixtures: real server processes on SQLite and PostgreSQL, REST helpers, and a
+migrated SQLite database opened in the test's own process (``database``).
 
 Servers are started once per test session and shared; tests isolate themselves by making their
 own users and conversations. Tests that need special settings call ``start_server`` themselves.
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from backend.settings import Settings
+from backend.storage.database import close_database, open_database
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.cluster import Cluster
 from tests.support.fake_platform import FakePlatform
@@ -154,3 +157,15 @@ async def sqlite_api(sqlite_server: ServerProcess) -> AsyncIterator[Api]:
     client = Api(sqlite_server.base_url, await admin_of(sqlite_server.base_url))
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[None]:
+    """A fresh, migrated SQLite database, open through Tortoise in this process."""
+    settings = Settings.from_env({"DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}",
+                                  "JWT_SECRET": "s" * 40, "DATA_DIR": str(tmp_path)})
+    await open_database(settings, apply_migrations=True)
+    try:
+        yield
+    finally:
+        await close_database()

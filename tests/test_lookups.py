@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from backend.settings import Settings
 from backend.storage import lookups
-from backend.storage.database import close_database, open_database
 from models import AuthSession, Block, Conversation, Participant, Role, User
-
-
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[None]:
-    settings = Settings.from_env({"DATABASE_URL": f"sqlite://{tmp_path / 'db.sqlite3'}",
-                                  "JWT_SECRET": "s" * 40, "DATA_DIR": str(tmp_path)})
-    await open_database(settings, apply_migrations=True)
-    try:
-        yield
-    finally:
-        await close_database()
 
 
 async def test_a_user_read_by_id_is_the_orm_s_user(database: None) -> None:

@@ -3,7 +3,7 @@ claim, and each node's memory of which sessions are live."""
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +25,7 @@ from backend.auth.tokens import (
 from backend.service.actors import Actor
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
-from models import User
+from models import AuthSession, User
 
 
 @pytest.fixture
@@ -224,6 +224,32 @@ async def test_no_revocation_heard_since_the_connect_check_asks_nothing_again(
     await bus.broadcast(REVOKED, {"user_id": 7, "session_id": None})
     assert not await node.still_live(legacy, heard)
     assert reads == [7]
+
+
+async def test_the_periodic_check_asks_for_the_sessions_revoked_in_its_window(
+    database: None
+) -> None:
+    """The periodic check reads only what was revoked since it last answered (less the time a
+    live verdict is believed and a margin): a session revoked long before is not read again,
+    one revoked now is, and one revoked while it was away (a missed control) too."""
+    user = await User.create(email="r@example.com", username="r", password_hash="x")
+    node = Sessions()
+    node.attach(FakeBus(), clustered=True, recheck_seconds=30.0)
+    old, fresh, live = await node.open(user), await node.open(user), await node.open(user)
+    window = node.ttl + sessions_module.RECHECK_MARGIN_SECONDS
+    long_ago = datetime.now(UTC) - timedelta(seconds=window + 600)
+    await AuthSession.filter(id=old).update(revoked_at=long_ago)
+    assert await node.recently_revoked() == set()
+
+    # Revoked by another process (no control heard): found, and no longer believed live.
+    await AuthSession.filter(id=fresh).update(revoked_at=datetime.now(UTC))
+    assert await node.recently_revoked() == {fresh}
+    assert not await node.is_live(user, Claims(user.id, fresh, 0))
+    assert await node.is_live(user, Claims(user.id, live, 0))
+
+    # Its window moves on from the last answer: what is older than it is not read again.
+    await AuthSession.filter(id=fresh).update(revoked_at=long_ago)
+    assert await node.recently_revoked() == set()
 
 
 # -- access tokens kept once verified ------------------------------------------------------

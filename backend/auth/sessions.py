@@ -11,7 +11,8 @@ connection asks again once it is registered (``still_live``): a logout made whil
 set up, whose control found nothing to close yet, closes it then. The node that makes the
 revocation runs the control itself at once (it does not wait for Redis to bring it back), and
 every node of a cluster asks, once per entry lifetime, which of its sockets' sessions were
-revoked (``revoked_among``): a control missed in an outage closes them within that bound too.
+revoked since it last asked (``recently_revoked``): a control missed in an outage closes them
+within that bound too.
 
 Tokens issued before sessions existed have no ``sid``: they are the user's one legacy session
 (``LEGACY_SESSION``), revoked as a whole by ``users.legacy_tokens_revoked_at`` (any logout of
@@ -24,8 +25,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import Q
@@ -45,8 +46,9 @@ TTL_SECONDS = 30.0
 LOCAL_TTL_SECONDS = 300.0
 #: Past this many sessions known, the least recently checked are forgotten.
 MAX_ENTRIES = 100_000
-#: Session ids asked of the database in one query by ``revoked_among``.
-CHECK_CHUNK = 500
+#: How far before the last answered check the next one looks for revocations, beyond the
+#: time a live verdict is believed: the nodes' clocks and a revocation's commit may lag that much.
+RECHECK_MARGIN_SECONDS = 60.0
 
 #: Told of a revocation: ``(user_id, session_id)``, the session None for every one of the user.
 RevokedHandler = Callable[[int, str | None], Awaitable[None]]
@@ -64,6 +66,9 @@ class Sessions:
         self._revocations = 0
         self.bus: ControlBus | None = None
         self._on_revoked: list[RevokedHandler] = []
+        #: When the last periodic check that answered began (at first: when this node's view
+        #: began, older than any of its sockets).
+        self._checked_at = datetime.now(UTC)
 
     def attach(self, bus: ControlBus, *, clustered: bool,
                recheck_seconds: float = TTL_SECONDS) -> None:
@@ -172,26 +177,24 @@ class Sessions:
         if self.bus is not None:
             await self.bus.broadcast(REVOKED, control)
 
-    async def revoked_among(self, session_ids: Collection[str]) -> set[str]:
-        """Which of ``session_ids`` are revoked (or gone, or their user deactivated), asked of
-        the database in chunks and remembered: the periodic check of a node's sockets (see the
-        module's docstring). The legacy session is not among them (checked on the user's row)."""
-        ids = sorted({i for i in session_ids if i != LEGACY_SESSION})
-        revoked: set[str] = set()
-        for start in range(0, len(ids), CHECK_CHUNK):
-            chunk = ids[start:start + CHECK_CHUNK]
-            heard = self._revocations
-            rows = await AuthSession.filter(id__in=chunk).values_list(
-                "id", "user_id", "revoked_at", "user__is_active")
-            # A deactivated user's sessions count as revoked here: their close control, too,
-            # may have been lost.
-            over = {str(i): (int(user_id), revoked_at is not None or not active)
-                    for i, user_id, revoked_at, active in rows}
-            revoked.update(i for i in chunk if i not in over or over[i][1])
-            if heard == self._revocations:
-                for session_id, (user_id, gone) in over.items():
-                    self._remember(session_id, user_id, revoked=gone)
-        return revoked
+    async def recently_revoked(self) -> set[str]:
+        """The sessions revoked since the last answer, for the periodic check of a node's
+        sockets (see the module's docstring): one indexed query for what changed, whatever the
+        number of sockets. The window reaches back past the last answered check by the time a
+        live verdict is believed (a socket may have connected on one read that long before)
+        and ``RECHECK_MARGIN_SECONDS`` (a revocation's time is the revoking node's clock,
+        committed a moment later). A deactivated user's sessions are revoked with it
+        (``deactivate_user``). The legacy session is not among them (checked on the user's
+        row)."""
+        started = datetime.now(UTC)
+        since = self._checked_at - timedelta(seconds=self.ttl + RECHECK_MARGIN_SECONDS)
+        heard = self._revocations
+        rows = await AuthSession.filter(revoked_at__gte=since).values_list("id", "user_id")
+        self._checked_at = started
+        if heard == self._revocations:
+            for session_id, user_id in rows:
+                self._remember(str(session_id), int(user_id), revoked=True)
+        return {str(session_id) for session_id, _ in rows}
 
     async def _revoked_control(self, control: dict[str, Any]) -> None:
         """The ``auth_sessions_revoked`` control, run on every node (this one included)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from backend.compat.socketio import initialize_manager
@@ -342,19 +342,15 @@ class Realtime:
                                       "reason": LOGGED_OUT, "session_id": session_id})
 
     async def close_revoked_sessions(
-        self, revoked_among: Callable[[Collection[str]], Awaitable[set[str]]]
+        self, recently_revoked: Callable[[], Awaitable[set[str]]]
     ) -> int:
-        """Close (4002) this node's sockets whose login session ``revoked_among`` says is
-        revoked: what a logout whose control this node missed left open. Returns how many."""
-        by_session: dict[str, list[Member]] = {}
-        for member in self.manager.members.values():
-            session_id = member.actor.session_id
-            if member.actor.user is not None and session_id is not None:
-                by_session.setdefault(session_id, []).append(member)
-        if not by_session:
+        """Close (4002) this node's sockets whose login session ``recently_revoked`` names:
+        what a logout whose control this node missed left open. Returns how many."""
+        revoked = await recently_revoked()
+        if not revoked:
             return 0
-        revoked = await revoked_among(by_session.keys())
-        closing = [member for session_id in revoked for member in by_session[session_id]]
+        closing = [member for member in self.manager.members.values()
+                   if member.actor.user is not None and member.actor.session_id in revoked]
         await self._close_members(closing, CREDENTIAL_INVALID, LOGGED_OUT)
         return len(closing)
 
