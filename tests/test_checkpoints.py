@@ -45,6 +45,36 @@ async def test_a_background_pass_copies_the_log_without_the_writer(tmp_path: Pat
     reader.close()
 
 
+async def test_passes_wait_while_the_log_is_unchanged_since_a_full_copy(
+    tmp_path: Path
+) -> None:
+    """An idle database is not checkpointed ten times a second: once a pass copied the whole
+    log, the next runs when the log file changes (or after ``IDLE_PASS_SECONDS``)."""
+    path = str(tmp_path / "idle.sqlite3")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    checkpointer = Checkpointer(path, interval=0.01)
+    checkpointer.start()
+    try:
+        writer.execute("INSERT INTO t (body) VALUES ('a')")
+        await wait_for_copy(checkpointer, at_least=1)
+        await asyncio.sleep(0.1)  # the pass that follows the last change, if one is under way
+        passes = checkpointer.passes
+        await asyncio.sleep(0.3)  # thirty intervals: thirty passes if none were skipped
+        assert checkpointer.passes == passes
+        writer.execute("INSERT INTO t (body) VALUES (?)", ("b" * 5000,))
+        async with asyncio.timeout(10):
+            while True:  # the changed log is copied
+                if checkpointer.passes > passes:
+                    break
+                await asyncio.sleep(0.01)
+        writer.close()
+    finally:
+        await checkpointer.stop()
+
+
 async def test_the_server_database_checkpoints_in_the_background(tmp_path: Path) -> None:
     url = f"sqlite://{tmp_path / 'chat.sqlite3'}"
     async with opened(url, tmp_path):

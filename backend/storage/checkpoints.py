@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
@@ -31,6 +32,10 @@ AUTOCHECKPOINT_PAGES = 4000
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: How often the background pass runs. A pass with nothing to copy costs a few microseconds.
 INTERVAL_SECONDS = 0.1
+#: While the log file has not changed since a pass copied all of it, passes are skipped (an
+#: idle node would wake a thread ten times a second for nothing), but one runs at least this
+#: often: a file's times are coarse, so a write just after a pass may leave them unchanged.
+IDLE_PASS_SECONDS = 10.0
 
 
 class Checkpointer:
@@ -46,6 +51,10 @@ class Checkpointer:
         self._failing = False
         #: The last pass's (busy, log pages, pages copied), for the tests and the curious.
         self.last: tuple[int, int, int] | None = None
+        #: Passes run so far.
+        self.passes = 0
+        #: The log file's (size, mtime) before the last pass that copied all of it.
+        self._copied_through: tuple[int, int] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sqlite-checkpoint")
@@ -61,8 +70,14 @@ class Checkpointer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        skipped = 0.0
         while True:
             await asyncio.sleep(self.interval)
+            mark = self._log_mark()
+            if mark is not None and mark == self._copied_through and skipped < IDLE_PASS_SECONDS:
+                skipped += self.interval
+                continue
+            skipped = 0.0
             try:
                 self.last = await loop.run_in_executor(self._thread, self.checkpoint)
             except sqlite3.Error as exc:
@@ -72,12 +87,23 @@ class Checkpointer:
                 self._failing = True
             else:
                 self._failing = False
+                busy, pages, copied = self.last
+                self._copied_through = mark if busy == 0 and copied == pages else None
+
+    def _log_mark(self) -> tuple[int, int] | None:
+        """The write-ahead log file's size and modification time, None without one."""
+        try:
+            stat = os.stat(f"{self.path}-wal")
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE pass (runs in the checkpoint thread): SQLite's (busy, log pages,
         pages copied)."""
         if self._connection is None:
             self._connection = sqlite3.connect(self.path, isolation_level=None)
+        self.passes += 1
         row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(row[0]), int(row[1]), int(row[2])
 
