@@ -6,13 +6,16 @@ connections on every door with the same code: 1001, "going away"."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import socketio
 
 from tests.support.client import Api
+from tests.support.node import JS_DIR, node_modules
 from tests.support.server import ServerProcess, start_server
 from tests.test_raw_support import close_code, device_conversation, raw, rest_send
 from tests.test_socketio_helpers import Client, group
@@ -57,6 +60,58 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
     finally:
         await api.aclose()
         restarted.stop()
+
+
+async def test_socketio_clients_on_websocket_get_the_engineio_close_then_the_websocket_close(
+    work_dir: Path,
+) -> None:
+    """A node stopping ends each Socket.IO session on WebSocket as an Engine.IO server closing
+    a session does: the CLOSE packet (``1``) after what was queued, then the WebSocket close.
+    No Socket.IO DISCONNECT: socket.io-client reports ``transport close`` and reconnects by
+    itself (to another node behind the load balancer); python-socketio's client reports the
+    server's disconnect."""
+    server = start_server(work_dir / "shutdown-close-packet")
+    api = Api(server.base_url)
+    node = None
+    try:
+        alice = await api.register()
+        python_client = socketio.AsyncClient(reconnection=False)
+        reasons: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def gone(reason: Any = None) -> None:
+            reasons.put_nowait(reason)
+
+        python_client.on("disconnect", gone, namespace="/conversations")
+        await python_client.connect(server.base_url, auth={"token": alice.token},
+                                    namespaces=["/conversations"], transports=["websocket"],
+                                    wait_timeout=5)
+        node_modules()
+        node = await asyncio.create_subprocess_exec(
+            "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
+            cwd=JS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert node.stdout is not None and node.stderr is not None
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+        assert line.strip() == b"connected", (line, await node.stderr.read())
+
+        server.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+            assert await node.wait() == 0, await node.stderr.read()
+        seen = json.loads(line)
+        assert seen["packets"] and seen["packets"][-1] == "close", seen  # then the close
+        assert seen["engineClose"] == "transport close", seen
+        assert seen["reason"] == "transport close", seen  # not "io server disconnect"
+        assert seen["reconnecting"] is True, seen
+        async with asyncio.timeout(10):
+            assert await reasons.get() == "server disconnect"
+        assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
+    finally:
+        if node is not None and node.returncode is None:
+            node.kill()
+            await node.wait()
+        await api.aclose()
+        server.stop(signal.SIGKILL)
 
 
 async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
@@ -177,24 +232,34 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """One (unmasked) server frame: its opcode and payload."""
     async with asyncio.timeout(30):
-        first, second = await reader.readexactly(2)
-        length = second & 0x7F
-        if length >= 126:
-            length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
-        return first & 0x0F, await reader.readexactly(length)
+        return await next_frame(reader)
 
 
-async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+async def next_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """``read_frame`` without a deadline of its own (the caller bounds the wait)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length >= 126:
+        length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       ) -> tuple[bytes, bytes]:
     """Idle until the node closes the connection, answering Engine.IO pings and echoing the
-    WebSocket close as a client does; the close code."""
+    WebSocket close as a client does: the last text before the close, and the close code.
+    One deadline for the whole wait: thousands of these share the test's one core."""
+    last = b""
     try:
-        while True:
-            opcode, payload = await read_frame(reader)
-            if opcode == 0x8:
-                writer.write(client_frame(0x8, payload[:2]))
-                return payload[:2]
-            if payload == b"2":
-                writer.write(client_frame(0x1, b"3"))
+        async with asyncio.timeout(60):
+            while True:
+                opcode, payload = await next_frame(reader)
+                if opcode == 0x8:
+                    writer.write(client_frame(0x8, payload[:2]))
+                    return last, payload[:2]
+                if payload == b"2":
+                    writer.write(client_frame(0x1, b"3"))
+                last = payload
     finally:
         writer.close()
 
@@ -223,7 +288,8 @@ async def test_a_node_with_many_idle_connections_stops_soon_after_its_goodbye(
         # Before its goodbye runs out: every client closed at once, nothing left to wait for.
         assert await asyncio.to_thread(server.process.wait, 30) == -signal.SIGTERM
         stopped = time.monotonic() - signalled
-        assert set(await watching) == {(1000).to_bytes(2)}
+        # Each told as an Engine.IO server ends a session: CLOSE, then the WebSocket close.
+        assert set(await watching) == {(b"1", (1000).to_bytes(2))}
         assert stopped < STOPPED_WITHIN_SECONDS, stopped
     finally:
         await api.aclose()
