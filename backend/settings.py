@@ -93,6 +93,10 @@ class Limits:
     presence_window_seconds: float = 1.0
     #: The most active members a group conversation may have (adding past it is refused).
     max_group_members: int = 10_000
+    #: How long a node shows a conversation's kept latest history page without reading it
+    #: again: the bound on how late what no event announces (a sender's name or role, an
+    #: outbound delivery status) shows in it (backend/service/latest_pages.py).
+    latest_page_keep_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -463,6 +467,8 @@ class Settings:
                                              Limits.presence_detail_max_members),
             presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
             max_group_members=_int(env, "MAX_GROUP_MEMBERS", Limits.max_group_members),
+            latest_page_keep_seconds=_at_least_zero(env, "LATEST_PAGE_KEEP_SECONDS",
+                                                    Limits.latest_page_keep_seconds),
         )
         return cls(
             production=production,
