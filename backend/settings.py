@@ -414,6 +414,10 @@ class Settings:
     #: On SIGTERM, how long the node waits for its clients to be told and closed (and its
     #: background publishes to finish) before it stops regardless.
     shutdown_goodbye_seconds: float = 5.0
+    #: After the goodbye, how long the server (uvicorn) waits for the connections still open
+    #: and the requests under way before it cancels them and the node exits: a client that
+    #: stopped reading never lets its connection close.
+    shutdown_timeout_seconds: float = 5.0
     uploads: Uploads = Uploads()
     password_hashing: PasswordHashing = PasswordHashing()
 
@@ -493,6 +497,8 @@ class Settings:
             db_timeout_seconds=_db_timeout(env),
             shutdown_goodbye_seconds=_at_least_zero(env, "SHUTDOWN_GOODBYE_SECONDS",
                                                     Settings.shutdown_goodbye_seconds),
+            shutdown_timeout_seconds=_at_least_zero(env, "SHUTDOWN_TIMEOUT_SECONDS",
+                                                    Settings.shutdown_timeout_seconds),
             uploads=Uploads.from_env(env),
             password_hashing=PasswordHashing.from_env(env, production),
         )

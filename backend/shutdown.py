@@ -10,6 +10,12 @@ where a Socket.IO DISCONNECT would stop its auto-reconnect; docs/socketio.md say
 client reports), waits for the in-flight background publishes, and then lets uvicorn finish its
 own shutdown; all of that within ``SHUTDOWN_GOODBYE_SECONDS`` (5 by default). A second SIGTERM
 skips the wait.
+
+uvicorn's own shutdown then waits for the connections still open, and a connection whose
+client stopped reading, with frames still to send, never closes: that wait is bounded by
+``SHUTDOWN_TIMEOUT_SECONDS`` (5 by default; uvicorn's ``timeout_graceful_shutdown``, set here
+on the server behind the SIGTERM handler however the node was started), after which uvicorn
+cancels what is left, runs the app's shutdown and the process exits.
 """
 
 from __future__ import annotations
@@ -22,22 +28,26 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from backend.compat.uvicorn import bound_graceful_shutdown, server_of
 from backend.realtime.hub import Realtime
 from backend.service.chat import ChatService
 
 log = logging.getLogger("confab.shutdown")
 
 
-def install_graceful_shutdown(realtime: Realtime, chat: ChatService,
-                              goodbye_seconds: float) -> None:
+def install_graceful_shutdown(realtime: Realtime, chat: ChatService, goodbye_seconds: float,
+                              timeout_seconds: float) -> None:
     """Put the goodbye (at most ``goodbye_seconds``) in front of the SIGTERM handler in place
     (uvicorn's, when it serves the app from the main thread; elsewhere there is nothing to wrap
-    and nothing changes)."""
+    and nothing changes), and bound uvicorn's own shutdown after it to ``timeout_seconds``."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals belong to the main thread (e.g. an app run inside a test client)
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous):
         return
+    server = server_of(previous)
+    if server is not None:
+        bound_graceful_shutdown(server, timeout_seconds)
     loop = asyncio.get_running_loop()
     started = False
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import socketio
 
 from tests.support.client import Api
@@ -198,6 +201,70 @@ async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers
         assert await asyncio.to_thread(server.process.wait, 4) == -signal.SIGTERM
         writer.close()
     finally:
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+
+
+#: Content of one message to the reader that never reads, and how much is sent to it in all:
+#: more than the kernel's buffers on both ends take, so that the rest waits in the node.
+BIG_CONTENT_CHARS = 60_000
+SENT_TO_THE_STALLED_BYTES = 16 * 1024 * 1024
+#: The stalled test's node: its goodbye, and how long uvicorn may then wait for connections.
+STALLED_GOODBYE_SECONDS = 1.0
+STALLED_TIMEOUT_SECONDS = 1.0
+
+
+async def stalled_reader(server: ServerProcess, path: str) -> asyncio.StreamWriter:
+    """A WebSocket opened by hand whose client never reads after the handshake (a small
+    receive buffer, so that little of what the node sends fits in the kernel on its side);
+    it lasts as long as the writer returned is kept."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    writer.transport.pause_reading()  # from here on nothing is read
+    return writer
+
+
+async def test_a_client_that_never_reads_does_not_keep_a_stopping_node(work_dir: Path) -> None:
+    """After its goodbye the node hands over to uvicorn, which closes what is left and waits
+    for it: a connection whose client stopped reading, with megabytes still to send, never
+    closes. ``SHUTDOWN_TIMEOUT_SECONDS`` bounds that wait: the node exits all the same."""
+    server = start_server(
+        work_dir / "shutdown-stalled",
+        SHUTDOWN_GOODBYE_SECONDS=str(STALLED_GOODBYE_SECONDS),
+        SHUTDOWN_TIMEOUT_SECONDS=str(STALLED_TIMEOUT_SECONDS),
+        MAX_BACKLOG_BYTES=str(1 << 30), MAX_CONTENT_CHARS=str(BIG_CONTENT_CHARS),
+        SEND_RATE_PER_SECOND="100000", SEND_BURST="100000")
+    api = Api(server.base_url)
+    stalled = None
+    try:
+        alice = await api.register()
+        cid = int((await api.conversation(alice))["id"])
+        stalled = await stalled_reader(server, f"/ws/chat/{cid}/?token={alice.token}")
+        content = "x" * BIG_CONTENT_CHARS
+        for _ in range(SENT_TO_THE_STALLED_BYTES // BIG_CONTENT_CHARS):
+            await rest_send(api, alice, cid, content)
+        server.process.send_signal(signal.SIGTERM)
+        # The goodbye, uvicorn's bounded wait, then the rest of its shutdown (a few tenths),
+        # with room for a slow machine.
+        bound = STALLED_GOODBYE_SECONDS + STALLED_TIMEOUT_SECONDS + 5
+        try:
+            code = await asyncio.to_thread(server.process.wait, bound)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node still runs {bound} s after SIGTERM:\n{server.log()[-2000:]}")
+        assert code == -signal.SIGTERM
+    finally:
+        if stalled is not None:
+            stalled.transport.abort()
         await api.aclose()
         server.stop(signal.SIGKILL)
 
