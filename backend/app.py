@@ -94,7 +94,8 @@ def create_app(settings: Settings | None = None) -> Any:
         # The embedded default migrates itself; production runs `confab migrate` first.
         await open_database(settings, apply_migrations=not settings.production)
         await realtime.start()
-        install_graceful_shutdown(realtime, chat, settings.shutdown_goodbye_seconds)
+        install_graceful_shutdown(realtime, chat, settings.shutdown_goodbye_seconds,
+                                  settings.shutdown_timeout_seconds)
         tune_after_startup()
         chores = _chores(settings, chat, realtime, sessions, uploads)
         outside.start()

@@ -93,6 +93,10 @@ class Limits:
     presence_window_seconds: float = 1.0
     #: The most active members a group conversation may have (adding past it is refused).
     max_group_members: int = 10_000
+    #: How long a node shows a conversation's kept latest history page without reading it
+    #: again: the bound on how late what no event announces (a sender's name or role, an
+    #: outbound delivery status) shows in it (backend/service/latest_pages.py).
+    latest_page_keep_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -410,6 +414,10 @@ class Settings:
     #: On SIGTERM, how long the node waits for its clients to be told and closed (and its
     #: background publishes to finish) before it stops regardless.
     shutdown_goodbye_seconds: float = 5.0
+    #: After the goodbye, how long the server (uvicorn) waits for the connections still open
+    #: and the requests under way before it cancels them and the node exits: a client that
+    #: stopped reading never lets its connection close.
+    shutdown_timeout_seconds: float = 5.0
     uploads: Uploads = Uploads()
     password_hashing: PasswordHashing = PasswordHashing()
 
@@ -463,6 +471,8 @@ class Settings:
                                              Limits.presence_detail_max_members),
             presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
             max_group_members=_int(env, "MAX_GROUP_MEMBERS", Limits.max_group_members),
+            latest_page_keep_seconds=_at_least_zero(env, "LATEST_PAGE_KEEP_SECONDS",
+                                                    Limits.latest_page_keep_seconds),
         )
         return cls(
             production=production,
@@ -487,6 +497,8 @@ class Settings:
             db_timeout_seconds=_db_timeout(env),
             shutdown_goodbye_seconds=_at_least_zero(env, "SHUTDOWN_GOODBYE_SECONDS",
                                                     Settings.shutdown_goodbye_seconds),
+            shutdown_timeout_seconds=_at_least_zero(env, "SHUTDOWN_TIMEOUT_SECONDS",
+                                                    Settings.shutdown_timeout_seconds),
             uploads=Uploads.from_env(env),
             password_hashing=PasswordHashing.from_env(env, production),
         )

@@ -4,11 +4,18 @@ uvicorn, told to exit, stops listening and closes WebSockets at once with 1012. 
 it the signal, this node refuses new connections with 1001 on every door (``Realtime.draining``:
 a Socket.IO connect error with code 1001, raw handshakes closed with 1001), closes every live
 connection after the frames already queued for it (raw WebSockets with 1001 "going away";
-Socket.IO connections at the Engine.IO level, which official clients answer by reconnecting, to
-another node behind a load balancer, where a Socket.IO DISCONNECT would stop their
-auto-reconnect), waits for the in-flight background publishes, and then lets uvicorn finish its
+Socket.IO connections at the Engine.IO level: the CLOSE packet, then on WebSocket the WebSocket
+close, which socket.io-client answers by reconnecting, to another node behind a load balancer,
+where a Socket.IO DISCONNECT would stop its auto-reconnect; docs/socketio.md says what each
+client reports), waits for the in-flight background publishes, and then lets uvicorn finish its
 own shutdown; all of that within ``SHUTDOWN_GOODBYE_SECONDS`` (5 by default). A second SIGTERM
 skips the wait.
+
+uvicorn's own shutdown then waits for the connections still open, and a connection whose
+client stopped reading, with frames still to send, never closes: that wait is bounded by
+``SHUTDOWN_TIMEOUT_SECONDS`` (5 by default; uvicorn's ``timeout_graceful_shutdown``, set here
+on the server behind the SIGTERM handler however the node was started), after which uvicorn
+cancels what is left, runs the app's shutdown and the process exits.
 """
 
 from __future__ import annotations
@@ -21,22 +28,26 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from backend.compat.uvicorn import bound_graceful_shutdown, server_of
 from backend.realtime.hub import Realtime
 from backend.service.chat import ChatService
 
 log = logging.getLogger("confab.shutdown")
 
 
-def install_graceful_shutdown(realtime: Realtime, chat: ChatService,
-                              goodbye_seconds: float) -> None:
+def install_graceful_shutdown(realtime: Realtime, chat: ChatService, goodbye_seconds: float,
+                              timeout_seconds: float) -> None:
     """Put the goodbye (at most ``goodbye_seconds``) in front of the SIGTERM handler in place
     (uvicorn's, when it serves the app from the main thread; elsewhere there is nothing to wrap
-    and nothing changes)."""
+    and nothing changes), and bound uvicorn's own shutdown after it to ``timeout_seconds``."""
     if threading.current_thread() is not threading.main_thread():
         return  # signals belong to the main thread (e.g. an app run inside a test client)
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous):
         return
+    server = server_of(previous)
+    if server is not None:
+        bound_graceful_shutdown(server, timeout_seconds)
     loop = asyncio.get_running_loop()
     started = False
 

@@ -4,14 +4,16 @@ against the real server, that a connect after a change never gets the page from 
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from backend.service.latest_pages import LatestPages, Page
-from tests.support.client import Api
+from tests.support.client import Api, admin_of, with_admin
 from tests.support.cluster import Cluster
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, start_server
 from tests.test_raw_chat import chat_url
 from tests.test_raw_support import raw, support_conversation
 
@@ -182,3 +184,48 @@ async def test_a_change_made_on_another_node_drops_the_kept_page(
         await on_b_ws.next(lambda f: f.get("type") == "chat_message"
                            and f["content"] == "second")
         assert [m["content"] for m in await recent_on_b()] == ["Edited on A", "second"]
+
+
+#: The keep time of the node below: a change without an event shows in its pages this late;
+#: and the most a slow machine's reads may add to it (short of the 5 s default: the setting,
+#: not the default, must be what bounds it).
+KEEP_SECONDS = 0.5
+READS_SECONDS = 3.5
+
+
+async def test_a_change_without_an_event_shows_in_the_kept_page_after_its_keep_time(
+    work_dir: Path,
+) -> None:
+    """``LATEST_PAGE_KEEP_SECONDS`` bounds how late a change that no event announces (here a
+    sender's role) shows in the page a connect gets."""
+    server = with_admin(start_server(work_dir / "latest-keep",
+                                     LATEST_PAGE_KEEP_SECONDS=str(KEEP_SECONDS)))
+    admin = await admin_of(server.base_url)
+    api = Api(server.base_url, admin)
+    try:
+        owner, cid = await support_conversation(api)
+        agent = await api.register(role="agent")
+
+        async def sender_role() -> str:
+            async with raw(chat_url(server, cid, owner.token)) as reader:
+                page = (await reader.next("recent_messages"))["messages"]
+            return page[-1]["sender"]["role"]  # type: ignore[no-any-return]
+
+        async with raw(chat_url(server, cid, agent.token)) as held:  # the node follows it
+            await held.next("recent_messages")
+            await held.send({"type": "chat_message", "content": "How can I help?"})
+            await held.next("chat_message")
+            assert await sender_role() == "agent"
+            # agent → admin: still staff, so the agent's sockets stay, and no event is sent.
+            response = await api.http.patch(f"/api/v1/auth/users/{agent.id}/role",
+                                            json={"role": "admin"}, headers=admin.headers)
+            assert response.status_code == 200, response.text
+            changed_at = time.monotonic()
+            deadline = changed_at + KEEP_SECONDS + READS_SECONDS
+            while (role := await sender_role()) != "admin":
+                assert role == "agent"
+                assert time.monotonic() < deadline, "the kept page outlived its keep time"
+                await asyncio.sleep(0.1)
+    finally:
+        await api.aclose()
+        server.stop()

@@ -131,3 +131,21 @@ def test_the_shutdown_goodbye_is_a_setting() -> None:
                              ).shutdown_goodbye_seconds == 12.5
     with pytest.raises(ConfigurationError, match="SHUTDOWN_GOODBYE_SECONDS"):
         Settings.from_env({**base, "SHUTDOWN_GOODBYE_SECONDS": "-1"})
+
+
+def test_the_latest_page_keep_time_is_a_setting() -> None:
+    base = {"JWT_SECRET": "x" * 40}
+    assert Settings.from_env(base).limits.latest_page_keep_seconds == 5.0
+    assert Settings.from_env({**base, "LATEST_PAGE_KEEP_SECONDS": "0.5"}
+                             ).limits.latest_page_keep_seconds == 0.5
+    with pytest.raises(ConfigurationError, match="LATEST_PAGE_KEEP_SECONDS"):
+        Settings.from_env({**base, "LATEST_PAGE_KEEP_SECONDS": "-1"})
+
+
+def test_the_stop_after_the_goodbye_is_bounded_by_a_setting() -> None:
+    base = {"JWT_SECRET": "x" * 40}
+    assert Settings.from_env(base).shutdown_timeout_seconds == 5.0
+    assert Settings.from_env({**base, "SHUTDOWN_TIMEOUT_SECONDS": "2.5"}
+                             ).shutdown_timeout_seconds == 2.5
+    with pytest.raises(ConfigurationError, match="SHUTDOWN_TIMEOUT_SECONDS"):
+        Settings.from_env({**base, "SHUTDOWN_TIMEOUT_SECONDS": "-1"})

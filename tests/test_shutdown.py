@@ -6,13 +6,19 @@ connections on every door with the same code: 1001, "going away"."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 import socketio
 
 from tests.support.client import Api
+from tests.support.node import JS_DIR, node_modules
 from tests.support.server import ServerProcess, start_server
 from tests.test_raw_support import close_code, device_conversation, raw, rest_send
 from tests.test_socketio_helpers import Client, group
@@ -57,6 +63,58 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
     finally:
         await api.aclose()
         restarted.stop()
+
+
+async def test_socketio_clients_on_websocket_get_the_engineio_close_then_the_websocket_close(
+    work_dir: Path,
+) -> None:
+    """A node stopping ends each Socket.IO session on WebSocket as an Engine.IO server closing
+    a session does: the CLOSE packet (``1``) after what was queued, then the WebSocket close.
+    No Socket.IO DISCONNECT: socket.io-client reports ``transport close`` and reconnects by
+    itself (to another node behind the load balancer); python-socketio's client reports the
+    server's disconnect."""
+    server = start_server(work_dir / "shutdown-close-packet")
+    api = Api(server.base_url)
+    node = None
+    try:
+        alice = await api.register()
+        python_client = socketio.AsyncClient(reconnection=False)
+        reasons: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def gone(reason: Any = None) -> None:
+            reasons.put_nowait(reason)
+
+        python_client.on("disconnect", gone, namespace="/conversations")
+        await python_client.connect(server.base_url, auth={"token": alice.token},
+                                    namespaces=["/conversations"], transports=["websocket"],
+                                    wait_timeout=5)
+        node_modules()
+        node = await asyncio.create_subprocess_exec(
+            "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
+            cwd=JS_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert node.stdout is not None and node.stderr is not None
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+        assert line.strip() == b"connected", (line, await node.stderr.read())
+
+        server.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+            assert await node.wait() == 0, await node.stderr.read()
+        seen = json.loads(line)
+        assert seen["packets"] and seen["packets"][-1] == "close", seen  # then the close
+        assert seen["engineClose"] == "transport close", seen
+        assert seen["reason"] == "transport close", seen  # not "io server disconnect"
+        assert seen["reconnecting"] is True, seen
+        async with asyncio.timeout(10):
+            assert await reasons.get() == "server disconnect"
+        assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
+    finally:
+        if node is not None and node.returncode is None:
+            node.kill()
+            await node.wait()
+        await api.aclose()
+        server.stop(signal.SIGKILL)
 
 
 async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
@@ -147,6 +205,70 @@ async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers
         server.stop(signal.SIGKILL)
 
 
+#: Content of one message to the reader that never reads, and how much is sent to it in all:
+#: more than the kernel's buffers on both ends take, so that the rest waits in the node.
+BIG_CONTENT_CHARS = 60_000
+SENT_TO_THE_STALLED_BYTES = 16 * 1024 * 1024
+#: The stalled test's node: its goodbye, and how long uvicorn may then wait for connections.
+STALLED_GOODBYE_SECONDS = 1.0
+STALLED_TIMEOUT_SECONDS = 1.0
+
+
+async def stalled_reader(server: ServerProcess, path: str) -> asyncio.StreamWriter:
+    """A WebSocket opened by hand whose client never reads after the handshake (a small
+    receive buffer, so that little of what the node sends fits in the kernel on its side);
+    it lasts as long as the writer returned is kept."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    async with asyncio.timeout(5):
+        head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    writer.transport.pause_reading()  # from here on nothing is read
+    return writer
+
+
+async def test_a_client_that_never_reads_does_not_keep_a_stopping_node(work_dir: Path) -> None:
+    """After its goodbye the node hands over to uvicorn, which closes what is left and waits
+    for it: a connection whose client stopped reading, with megabytes still to send, never
+    closes. ``SHUTDOWN_TIMEOUT_SECONDS`` bounds that wait: the node exits all the same."""
+    server = start_server(
+        work_dir / "shutdown-stalled",
+        SHUTDOWN_GOODBYE_SECONDS=str(STALLED_GOODBYE_SECONDS),
+        SHUTDOWN_TIMEOUT_SECONDS=str(STALLED_TIMEOUT_SECONDS),
+        MAX_BACKLOG_BYTES=str(1 << 30), MAX_CONTENT_CHARS=str(BIG_CONTENT_CHARS),
+        SEND_RATE_PER_SECOND="100000", SEND_BURST="100000")
+    api = Api(server.base_url)
+    stalled = None
+    try:
+        alice = await api.register()
+        cid = int((await api.conversation(alice))["id"])
+        stalled = await stalled_reader(server, f"/ws/chat/{cid}/?token={alice.token}")
+        content = "x" * BIG_CONTENT_CHARS
+        for _ in range(SENT_TO_THE_STALLED_BYTES // BIG_CONTENT_CHARS):
+            await rest_send(api, alice, cid, content)
+        server.process.send_signal(signal.SIGTERM)
+        # The goodbye, uvicorn's bounded wait, then the rest of its shutdown (a few tenths),
+        # with room for a slow machine.
+        bound = STALLED_GOODBYE_SECONDS + STALLED_TIMEOUT_SECONDS + 5
+        try:
+            code = await asyncio.to_thread(server.process.wait, bound)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node still runs {bound} s after SIGTERM:\n{server.log()[-2000:]}")
+        assert code == -signal.SIGTERM
+    finally:
+        if stalled is not None:
+            stalled.transport.abort()
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+
+
 IDLE_CLIENTS = 6000
 #: How soon after SIGTERM a node whose clients all answer its close at once has exited.
 STOPPED_WITHIN_SECONDS = 3.0
@@ -177,24 +299,34 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     """One (unmasked) server frame: its opcode and payload."""
     async with asyncio.timeout(30):
-        first, second = await reader.readexactly(2)
-        length = second & 0x7F
-        if length >= 126:
-            length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
-        return first & 0x0F, await reader.readexactly(length)
+        return await next_frame(reader)
 
 
-async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+async def next_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """``read_frame`` without a deadline of its own (the caller bounds the wait)."""
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length >= 126:
+        length = int.from_bytes(await reader.readexactly(2 if length == 126 else 8))
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def until_closed(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       ) -> tuple[bytes, bytes]:
     """Idle until the node closes the connection, answering Engine.IO pings and echoing the
-    WebSocket close as a client does; the close code."""
+    WebSocket close as a client does: the last text before the close, and the close code.
+    One deadline for the whole wait: thousands of these share the test's one core."""
+    last = b""
     try:
-        while True:
-            opcode, payload = await read_frame(reader)
-            if opcode == 0x8:
-                writer.write(client_frame(0x8, payload[:2]))
-                return payload[:2]
-            if payload == b"2":
-                writer.write(client_frame(0x1, b"3"))
+        async with asyncio.timeout(60):
+            while True:
+                opcode, payload = await next_frame(reader)
+                if opcode == 0x8:
+                    writer.write(client_frame(0x8, payload[:2]))
+                    return last, payload[:2]
+                if payload == b"2":
+                    writer.write(client_frame(0x1, b"3"))
+                last = payload
     finally:
         writer.close()
 
@@ -223,7 +355,8 @@ async def test_a_node_with_many_idle_connections_stops_soon_after_its_goodbye(
         # Before its goodbye runs out: every client closed at once, nothing left to wait for.
         assert await asyncio.to_thread(server.process.wait, 30) == -signal.SIGTERM
         stopped = time.monotonic() - signalled
-        assert set(await watching) == {(1000).to_bytes(2)}
+        # Each told as an Engine.IO server ends a session: CLOSE, then the WebSocket close.
+        assert set(await watching) == {(b"1", (1000).to_bytes(2))}
         assert stopped < STOPPED_WITHIN_SECONDS, stopped
     finally:
         await api.aclose()

@@ -28,7 +28,13 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
   wrapped the app in, ``is_proxy_headers``); it relies on that ``__call__`` awaiting nothing
   but its app, and on the middleware's ``app`` attribute;
-- the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
+- the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``);
+- ``backend/shutdown.py`` finds the server behind the SIGTERM handler uvicorn installs (its
+  bound ``Server.handle_exit``, put in place by ``Server.capture_signals``: ``server_of``) and
+  sets its ``config.timeout_graceful_shutdown``, which ``Server.shutdown`` reads once the
+  signal has stopped the main loop, to bound its wait for the connections still open
+  (``bound_graceful_shutdown``): it bounds a node's stop however the node was started
+  (``confab serve``, the Procfile, a bare ``uvicorn backend.main:app``).
 """
 
 from __future__ import annotations
@@ -42,8 +48,10 @@ import struct
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import Server
 
 from backend.compat.assumptions import (
     Assumption,
@@ -66,9 +74,9 @@ PINS = [PIN]
 SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
-           "connection_of", "deliver_text", "forget_request", "forget_response",
-           "is_proxy_headers", "ping_payload", "pong_answers", "send_ping", "transport_of",
-           "use_flow_control"]
+           "bound_graceful_shutdown", "connection_of", "deliver_text", "forget_request",
+           "forget_response", "is_proxy_headers", "ping_payload", "pong_answers", "send_ping",
+           "server_of", "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -186,7 +194,30 @@ ASSUMPTIONS: list[Assumption] = [
         "read_paused", "close_sent", "disconnected", "handshake_complete", "response",
         "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
         "ping_sent_at", "last_ping_rtt", "loop", "client")),
+    # The stop's bound: the SIGTERM handler is the server's bound ``handle_exit``, and its
+    # shutdown waits for the connections at most ``config.timeout_graceful_shutdown``.
+    signature(PIN, Server, "handle_exit", ("self", "sig", "frame")),
+    unchanged(PIN, Server, "capture_signals", "e1bbcd4770d1c887"),
+    unchanged(PIN, Server, "shutdown", "9b33c50562992b1e"),
+    assigned(PIN, Server, "config"),
+    assigned(PIN, Config, "timeout_graceful_shutdown"),
 ]
+
+
+def server_of(handler: Any) -> Server | None:
+    """The uvicorn server whose signal handler ``handler`` is (``Server.capture_signals``
+    installs its bound ``handle_exit``), or None (another server, or none)."""
+    server = getattr(handler, "__self__", None)
+    return server if isinstance(server, Server) else None
+
+
+def bound_graceful_shutdown(server: Server, seconds: float) -> None:
+    """Once told to exit, ``server`` waits at most ``seconds`` for the connections still
+    open and the requests under way (``Server.shutdown``), then cancels what is left and
+    runs the app's shutdown: uvicorn's ``--timeout-graceful-shutdown``, which is unset (no
+    bound) unless given."""
+    # uvicorn annotates an int; it hands the value to ``asyncio.wait_for``, which takes any.
+    server.config.timeout_graceful_shutdown = seconds  # type: ignore[assignment]
 
 
 def connection_of(send: Any) -> WebSocketsSansIOProtocol | None:

@@ -46,7 +46,7 @@ class ServiceBase:
         #: The latest pages, read once for those who ask together and kept between them
         #: while this node hears of every change (``follow_pages``).
         self.latest_reads: SharedReads[Page] = SharedReads()
-        self.latest_pages = LatestPages()
+        self.latest_pages = LatestPages(keep_seconds=limits.latest_page_keep_seconds)
         #: What resuming readers missed, read once for those who ask together
         #: (``events_since``).
         self.missed_reads: SharedReads[

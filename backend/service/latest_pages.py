@@ -24,8 +24,9 @@ The page is kept only while the room is followed here: when its last member leav
 (``vacated``), the node stops hearing its events, so the page goes.
 
 What no event announces (a sender's profile or role, an outbound delivery status) is not
-pushed to connected clients either; a kept page shows it at most ``KEEP_SECONDS`` late. The
-pages' signed download links are made again for every reader (``Page.uploads``).
+pushed to connected clients either; a kept page shows it at most ``keep_seconds`` late
+(``LATEST_PAGE_KEEP_SECONDS``, 5 s by default). The pages' signed download links are made again
+for every reader (``Page.uploads``).
 Readers who are shown another page (blocked senders hidden) never use the kept one.
 """
 
@@ -38,10 +39,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-#: How long a kept page may be shown without a change (see the module doc): what no event
-#: announces is never pushed to connected clients at all, and a burst of reconnects, slowed
-#: down (the benchmark runs its node under callgrind, some fifty times slower), still fits.
-KEEP_SECONDS = 30.0
+from backend.settings import Limits
+
+#: How long a kept page may be shown without a change, unless told otherwise (see the module
+#: doc): what no event announces is never pushed to connected clients at all. A benchmark
+#: that runs its node under callgrind (some fifty times slower) sets a longer one, so that a
+#: burst of reconnects still finds its page.
+KEEP_SECONDS = Limits.latest_page_keep_seconds
 #: Pages kept at most (a full one, its dicts and JSON, holds about 150 KB); the oldest goes
 #: first. A conversation's clients reconnecting together need theirs for a moment only.
 MAX_PAGES = 128
