@@ -4,12 +4,13 @@ uvicorn, told to exit, stops listening and closes WebSockets at once with 1012. 
 it the signal, this node refuses new connections with 1001 on every door (``Realtime.draining``:
 a Socket.IO connect error with code 1001, raw handshakes closed with 1001), closes every live
 connection after the frames already queued for it (raw WebSockets with 1001 "going away";
-Socket.IO connections at the Engine.IO level: the CLOSE packet, then on WebSocket the WebSocket
-close, which socket.io-client answers by reconnecting, to another node behind a load balancer,
-where a Socket.IO DISCONNECT would stop its auto-reconnect; docs/socketio.md says what each
-client reports), waits for the in-flight background publishes, and then lets uvicorn finish its
-own shutdown; all of that within ``SHUTDOWN_GOODBYE_SECONDS`` (5 by default). A second SIGTERM
-skips the wait.
+Socket.IO connections at the Engine.IO level: on WebSocket the WebSocket close alone, as Node's
+socket.io server does, which socket.io-client and python-socketio's client answer by
+reconnecting, to another node behind a load balancer, where a Socket.IO DISCONNECT or an
+Engine.IO CLOSE would stop their auto-reconnect; docs/socketio.md says what each reports),
+waits for the in-flight background publishes, and then lets uvicorn finish its own shutdown;
+all of that within ``SHUTDOWN_GOODBYE_SECONDS`` (5 by default). A second SIGTERM skips the
+wait.
 
 uvicorn's own shutdown then waits for the connections still open, and a connection whose
 client stopped reading, with frames still to send, never closes: that wait is bounded by

@@ -65,29 +65,38 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
         restarted.stop()
 
 
-async def test_socketio_clients_on_websocket_get_the_engineio_close_then_the_websocket_close(
+async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_node_stops(
     work_dir: Path,
 ) -> None:
-    """A node stopping ends each Socket.IO session on WebSocket as an Engine.IO server closing
-    a session does: the CLOSE packet (``1``) after what was queued, then the WebSocket close.
-    No Socket.IO DISCONNECT: socket.io-client reports ``transport close`` and reconnects by
-    itself (to another node behind the load balancer); python-socketio's client reports the
-    server's disconnect."""
-    server = start_server(work_dir / "shutdown-close-packet")
+    """A node stopping ends each Socket.IO session on WebSocket with the WebSocket close alone,
+    as Node's socket.io server does: no Socket.IO DISCONNECT and no Engine.IO CLOSE, either of
+    which tells a client the session was ended on purpose. socket.io-client reports
+    ``transport close`` and starts reconnecting; python-socketio's client reports ``transport
+    error`` and is back once a node answers at the same address."""
+    data_dir = work_dir / "shutdown-reconnect"
+    server = start_server(data_dir)
     api = Api(server.base_url)
     node = None
+    restarted = None
     try:
         alice = await api.register()
-        python_client = socketio.AsyncClient(reconnection=False)
+        python_client = socketio.AsyncClient(reconnection_delay=0.1,
+                                             reconnection_delay_max=0.5)
         reasons: asyncio.Queue[Any] = asyncio.Queue()
+        connects: asyncio.Queue[None] = asyncio.Queue()
 
         async def gone(reason: Any = None) -> None:
             reasons.put_nowait(reason)
 
+        async def back() -> None:
+            connects.put_nowait(None)
+
         python_client.on("disconnect", gone, namespace="/conversations")
+        python_client.on("connect", back, namespace="/conversations")
         await python_client.connect(server.base_url, auth={"token": alice.token},
                                     namespaces=["/conversations"], transports=["websocket"],
                                     wait_timeout=5)
+        await connects.get()
         node_modules()
         node = await asyncio.create_subprocess_exec(
             "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
@@ -102,19 +111,26 @@ async def test_socketio_clients_on_websocket_get_the_engineio_close_then_the_web
             line = await node.stdout.readline()
             assert await node.wait() == 0, await node.stderr.read()
         seen = json.loads(line)
-        assert seen["packets"] and seen["packets"][-1] == "close", seen  # then the close
+        assert "close" not in seen["packets"], seen
         assert seen["engineClose"] == "transport close", seen
         assert seen["reason"] == "transport close", seen  # not "io server disconnect"
         assert seen["reconnecting"] is True, seen
         async with asyncio.timeout(10):
-            assert await reasons.get() == "server disconnect"
+            assert await reasons.get() == "transport error"  # its name for the same
         assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
+
+        restarted = start_server(data_dir, port=server.port)
+        async with asyncio.timeout(30):
+            await connects.get()  # back by itself, with its token: /conversations connected
+        await python_client.disconnect()
     finally:
         if node is not None and node.returncode is None:
             node.kill()
             await node.wait()
         await api.aclose()
         server.stop(signal.SIGKILL)
+        if restarted is not None:
+            restarted.stop()
 
 
 async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
@@ -355,8 +371,10 @@ async def test_a_node_with_many_idle_connections_stops_soon_after_its_goodbye(
         # Before its goodbye runs out: every client closed at once, nothing left to wait for.
         assert await asyncio.to_thread(server.process.wait, 30) == -signal.SIGTERM
         stopped = time.monotonic() - signalled
-        # Each told as an Engine.IO server ends a session: CLOSE, then the WebSocket close.
-        assert set(await watching) == {(b"1", (1000).to_bytes(2))}
+        # Each told with the WebSocket close alone (no Engine.IO CLOSE before it: see above).
+        ended = await watching
+        assert {code for _, code in ended} == {(1000).to_bytes(2)}
+        assert b"1" not in {last for last, _ in ended}
         assert stopped < STOPPED_WITHIN_SECONDS, stopped
     finally:
         await api.aclose()

@@ -896,23 +896,22 @@ class EngineServer:
     # -- closing ------------------------------------------------------------------------------
 
     async def _close(self, socket: EngineSocket, reason: str, tell: bool = False) -> None:
-        """Close the socket once: with ``tell``, the CLOSE packet sent after what was queued
-        before it; its disconnect handled; then its transport ended (a WebSocket after what
-        was written before, in the background unless this is its own read loop; a pending
-        GET answered, with CLOSE when ``tell``, else a NOOP)."""
+        """Close the socket once: its disconnect handled, then its transport ended (a
+        WebSocket after what was written before, in the background unless this is its own
+        read loop; a pending GET answered, with CLOSE when ``tell``, else a NOOP)."""
         if not socket.live and socket.state is not State.OPENING:
             return
         if socket.state is State.OPENING:
             socket.move(State.CLOSING)
             self._finish(socket)
             return
-        if tell:
-            # Put while still live: a closing socket's WebSocket lane takes nothing more
-            # (on long-polling it waits in the outbox either way), and the close must follow
-            # what was queued before it.
-            socket.put(CLOSE)
         socket.move(State.CLOSING)
         self.heartbeats.cancel(socket)
+        if tell and socket.transport is Transport.POLLING:
+            # On WebSocket the close frame alone ends the session, as Node's socket.io server
+            # ends it: python-socketio's client takes a CLOSE packet for the end of the session
+            # and stops reconnecting, which a node stopping behind a load balancer needs.
+            socket.put(CLOSE)
         try:
             await self._trigger("disconnect", socket.sid, reason)
         except Exception:

@@ -168,7 +168,6 @@ class LeanClient {
       this.ws.send('3');
       return;
     }
-    if (text === '1') return; // Engine.IO close (a node stopping): the WebSocket close follows
     if (text.startsWith('43/chat,')) { // an ack: 43/chat,ID[payload]
       const bracket = text.indexOf('[');
       const id = +text.slice(8, bracket);

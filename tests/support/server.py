@@ -56,11 +56,12 @@ class ServerProcess:
                 self.process.wait(timeout=5)
 
 
-def start_server(data_dir: Path, database_url: str | None = None,
+def start_server(data_dir: Path, database_url: str | None = None, *, port: int | None = None,
                  **overrides: str) -> ServerProcess:
-    """Start uvicorn with the real app and wait (bounded) until /readyz answers 200."""
+    """Start uvicorn with the real app and wait (bounded) until /readyz answers 200; on
+    ``port`` (a node restarted at its address), else on a free one."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update({
         "DATA_DIR": str(data_dir),
