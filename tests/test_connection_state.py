@@ -31,8 +31,10 @@ from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
-from backend.compat.websockets import SHARED_ID, parse_frames
+from backend.compat.websockets import SHARED_ID, parse_frames, read_request
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
@@ -221,6 +223,90 @@ async def test_a_refused_handshake_gets_its_400_and_nothing_fails() -> None:
         assert failures == []
     finally:
         loop.set_exception_handler(None)
+
+
+HANDSHAKE = (b"GET /ws?token=t HTTP/1.1\r\nhost: test\r\nupgrade: websocket\r\n"
+             b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"sec-websocket-version: 13\r\n")
+
+
+def test_a_whole_request_is_read_as_websockets_reads_it_and_odd_ones_are_left_to_it() -> None:
+    """``read_request`` gives what websockets' parser would, and leaves a request it would
+    not take plainly (or a parser that has read something) to that parser, untouched."""
+    whole = HANDSHAKE + b"x-odd: \t caf\xe9 \r\n\r\n"
+    upstream = ServerProtocol()
+    upstream.receive_data(whole)
+    expected = upstream.events_received()[0]
+    assert isinstance(expected, Request)
+    request = read_request(ServerProtocol(), whole)
+    assert request is not None
+    assert (request.path, request.method, request.protocol,
+            list(request.headers.raw_items())) == (
+        expected.path, expected.method, expected.protocol, list(expected.headers.raw_items()))
+    odd = [
+        HANDSHAKE,  # not complete
+        HANDSHAKE + b"\r\n" + b"\x81",  # something after it
+        HANDSHAKE + b"bare: lf\n\r\n",
+        HANDSHAKE + b"bad name: x\r\n\r\n",
+        HANDSHAKE + b"bad-value: \x01\r\n\r\n",
+        HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n",
+        HANDSHAKE + b"long: " + b"x" * 9000 + b"\r\n\r\n",
+        HANDSHAKE + b"transfer-encoding: chunked\r\n\r\n",
+        HANDSHAKE + b"content-length: 5\r\n\r\n",
+        HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/2.0") + b"\r\n",
+        HANDSHAKE.replace(b"/ws", "/wé".encode()) + b"\r\n",
+    ]
+    for data in odd:
+        parser = ServerProtocol()
+        before = parser.parser
+        assert read_request(parser, data) is None, data[-40:]
+        assert parser.parser is before
+    parser = ServerProtocol()
+    parser.receive_data(HANDSHAKE[:20])  # the request line begun: the parser reads on
+    assert read_request(parser, HANDSHAKE[20:] + b"\r\n") is None
+
+
+async def test_a_request_in_pieces_or_refused_is_answered_by_websockets() -> None:
+    """The handshake read in one step answers as websockets would: accepted with the server's
+    own Date; a request in two reads, or with too many headers, goes to websockets' parser."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None)
+    config.load()
+
+    def connection() -> tuple[WebSocketProtocol, FakeTransport]:
+        state = ServerState()
+        state.default_headers = [(b"date", b"Sun, 06 Dec 2026 12:00:00 GMT"),
+                                 (b"server", b"uvicorn")]
+        protocol = WebSocketProtocol(config, state, {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    protocol, transport = connection()
+    protocol.data_received(HANDSHAKE + b"\r\n")
+    await asyncio.sleep(0.01)
+    response = bytes(transport.written)
+    assert response.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"date: Sun, 06 Dec 2026 12:00:00 GMT\r\n" in response
+    assert response.count(b"ate: ") == 1  # the placeholder did not go out
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
+    assert protocol.conn.parser.gi_code is parse_frames.__code__
+
+    protocol, transport = connection()
+    protocol.data_received(HANDSHAKE[:30])
+    protocol.data_received(HANDSHAKE[30:] + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert bytes(transport.written).startswith(b"HTTP/1.1 101")
+
+    protocol, transport = connection()
+    protocol.data_received(
+        HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert not bytes(transport.written).startswith(b"HTTP/1.1 101")
 
 
 async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(

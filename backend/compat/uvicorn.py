@@ -28,6 +28,10 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
   wrapped the app in, ``is_proxy_headers``); it relies on that ``__call__`` awaiting nothing
   but its app, and on the middleware's ``app`` attribute;
+- its ``send`` deletes the accept's ``Date`` header and adds the server's own before the
+  response is written (``ClosableMidMessage.accept`` in backend/compat/websockets.py leaves
+  a placeholder there); and its ``handle_connect`` is what ``data_received`` calls for the
+  request event (``backend/realtime/protocol.py`` calls it for a request it read itself);
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
@@ -174,6 +178,7 @@ ASSUMPTIONS: list[Assumption] = [
     # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
     signature(PIN, _P, "data_received", ("self", "data")),
     unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
+    unchanged(PIN, _P, "handle_events", "b2c9351a5d13493f"),
     # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
     unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
     assigned(PIN, ProxyHeadersMiddleware, "app"),

@@ -17,6 +17,10 @@ the wire, minus what an idle connection kept without using it:
   (about 2.8 KB idle), and its ``writable`` flag a ``LeanEvent``, not an ``asyncio.Event``
   (0.8 KB); uvicorn only puts, gets and asks whether the queue is empty, and sets, clears
   and waits on the flag (so does ``Wire``);
+- the handshake's request, which uvicorn hands over whole in one read (rebuilt from what
+  httptools parsed), is read in one step (``read_request``, backend/compat/websockets.py)
+  rather than line by line through websockets' generators, with the same checks; the
+  parser's accept leaves out the ``Date`` that uvicorn replaces with its own anyway;
 - the handshake's HTTP response object, with its headers, is let go once it has been sent;
   uvicorn does not read it again;
 - the handshake's request is let go once uvicorn has copied it into the ASGI scope: uvicorn
@@ -86,6 +90,7 @@ from backend.compat.websockets import (
     CONNECTION_LINES,
     lone_pong,
     quiet_connection_lines,
+    read_request,
     restart_frame_parser,
     swap_parser,
 )
@@ -153,9 +158,18 @@ class WebSocketProtocol(SansIOProtocol):
     # -- the keepalive, on the loop's wheel ------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, but a keepalive pong alone in its read (nearly every read of an idle
+        """uvicorn's, but the handshake's request is read in one step (``read_request``), and
+        a keepalive pong alone in its read (nearly every read of an idle
         connection) is taken as the pong it is without websockets' frame parser, half the
         CPU of a ping's round trip on an idle node."""
+        if not self.handshake_initiated:
+            # The handshake request, whole in this first read (uvicorn rebuilds it from what
+            # httptools parsed): read without websockets' line-by-line parser, and handled
+            # as uvicorn's ``handle_events`` handles the request event.
+            request = read_request(self.conn, data)
+            if request is not None:
+                self.handle_connect(request)
+                return
         payload = lone_pong(self.conn, data) if len(data) == 10 else None
         if payload is None:
             super().data_received(data)
