@@ -57,3 +57,42 @@ async def test_the_server_database_checkpoints_in_the_background(tmp_path: Path)
         await wait_for_copy(checkpointer, at_least=1)
     assert database._checkpointer is None  # stopped with the database
 
+
+
+async def test_no_pass_runs_while_nothing_is_written(tmp_path: Path) -> None:
+    """Once the log is copied whole, passes wait for the next commit: the checkpoint thread
+    is not woken on an idle node."""
+    path = str(tmp_path / "idle.sqlite3")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+
+    class Counted(Checkpointer):
+        passes = 0
+
+        def checkpoint(self) -> tuple[int, int, int]:
+            Counted.passes += 1
+            return super().checkpoint()
+
+    checkpointer = Counted(path, interval=0.01)
+    checkpointer.start()
+    try:
+        writer.execute("INSERT INTO t (body) VALUES ('x')")
+        await wait_for_copy(checkpointer, at_least=1)
+        settled = Counted.passes
+        await asyncio.sleep(0.3)  # some thirty intervals
+        assert Counted.passes <= settled + 1
+        idle = Counted.passes
+        for _ in range(20):
+            writer.execute("INSERT INTO t (body) VALUES (?)", ("y" * 2000,))
+        async with asyncio.timeout(10):
+            while Counted.passes == idle or checkpointer.last is None or (
+                    checkpointer.last[2] != checkpointer.last[1]):
+                await asyncio.sleep(0.01)
+    finally:
+        writer.close()
+        await checkpointer.stop()
+    reader = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 21
+    reader.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
@@ -61,10 +62,20 @@ class Checkpointer:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        copied: tuple[int, int] | None = None  # the log as it was when last copied whole
         while True:
             await asyncio.sleep(self.interval)
+            mark = self._log_mark()
+            if mark is not None and mark == copied:
+                # Nothing written since the log was copied whole: no pass, and no hand-over
+                # to the checkpoint thread, whose wake-up took the event loop's GIL from it
+                # ten times a second on an idle node.
+                continue
+            copied = None
             try:
                 self.last = await loop.run_in_executor(self._thread, self.checkpoint)
+                if self.last[0] == 0 and self.last[1] == self.last[2]:
+                    copied = mark
             except sqlite3.Error as exc:
                 # The writer's own checkpoint still runs; say it once, not ten times a second.
                 if not self._failing:
@@ -72,6 +83,18 @@ class Checkpointer:
                 self._failing = True
             else:
                 self._failing = False
+
+    def _log_mark(self) -> tuple[int, int] | None:
+        """The log file's size and modification time (None: no log file): a commit appends
+        to the log, so a mark unchanged since a pass copied it whole means nothing to copy.
+        Where timestamps are coarse a commit that rewrites the log from its start within the
+        same tick is missed until the next commit: its pages wait, copied by the next pass
+        or by the writer's own checkpoint."""
+        try:
+            stat = os.stat(f"{self.path}-wal")
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE pass (runs in the checkpoint thread): SQLite's (busy, log pages,
