@@ -255,6 +255,9 @@ def test_a_whole_request_is_read_as_websockets_reads_it_and_odd_ones_are_left_to
         HANDSHAKE + b"content-length: 5\r\n\r\n",
         HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/2.0") + b"\r\n",
         HANDSHAKE.replace(b"/ws", "/wé".encode()) + b"\r\n",
+        HANDSHAKE.replace(b"GET /ws", b"GET /w\ns") + b"\r\n",
+        HANDSHAKE.replace(b"GET", b"G" * 8200) + b"\r\n",
+        HANDSHAKE + b": no name\r\n\r\n",
     ]
     for data in odd:
         parser = ServerProtocol()

@@ -168,27 +168,31 @@ def read_request(parser: ServerProtocol, data: bytes) -> Request | None:
     end = data.find(b"\r\n\r\n")
     if end < 0 or end + 4 != len(data):
         return None
-    lines = data[:end].split(b"\r\n")
-    if len(lines) > http11.MAX_NUM_HEADERS + 1 or b"\n" in data[:end].replace(b"\r\n", b""):
-        return None
-    parts = lines[0].split(b" ", 2)
-    if len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+    first = data.find(b"\r\n")
+    parts = data[:first].split(b" ", 2)
+    if (len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")
+            or first + 2 > http11.MAX_LINE_LENGTH or b"\n" in data[:first]):
         return None
     try:
         method, path = parts[0].decode("ascii"), parts[1].decode("ascii")
     except UnicodeDecodeError:
+        return None
+    # Every header line checked at once: a name of token characters, a colon, a value of
+    # the characters upstream allows (surrounding blanks included, which it strips first).
+    block = data[first + 2:end + 2]
+    if not _HEADER_LINES.fullmatch(block):
+        return None
+    lines = block.split(b"\r\n")
+    lines.pop()  # after the last line's CRLF
+    if len(lines) > http11.MAX_NUM_HEADERS:
         return None
     limit = http11.MAX_LINE_LENGTH - 2  # read_line's limit counts the CRLF
     headers = Headers()
     for line in lines:
         if len(line) > limit:
             return None
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        value = value.strip(b" \t")
-        if not colon or not _TOKEN.fullmatch(name) or not _VALUE.fullmatch(value):
-            return None
-        headers.set_insecure(name.decode("ascii"), value.decode("iso-8859-1"))
+        name, _, value = line.partition(b":")
+        headers.set_insecure(name.decode("ascii"), value.strip(b" \t").decode("iso-8859-1"))
     if "Transfer-Encoding" in headers or not set(headers.get_all("Content-Length")) <= {"0"}:
         return None
     fresh = parse_frames(parser)
@@ -279,8 +283,9 @@ def lone_pong(parser: ServerProtocol, data: bytes) -> bytes | None:
 _SERVER_PARSE = ServerProtocol.parse.__code__
 _REQUEST_PARSE = vars(Request)["parse"].__func__.__code__
 _PARSE_LINE = http11.parse_line.__code__
-_TOKEN = http11._token_re
-_VALUE = http11._value_re
+#: Header lines as ``parse_headers`` takes them: its name and value patterns, one line each.
+_HEADER_LINES = re.compile(b"(?:%s:%s\r\n)*" % (http11._token_re.pattern,
+                                                  http11._value_re.pattern))
 _FRAME_PARSE = Protocol.parse.__code__
 _AT_EOF = StreamReader.at_eof.__code__
 
