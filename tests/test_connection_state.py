@@ -29,6 +29,7 @@ from socketio import packet as sio_packet
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -310,6 +311,52 @@ async def test_a_request_in_pieces_or_refused_is_answered_by_websockets() -> Non
         HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n")
     await asyncio.sleep(0.01)
     assert not bytes(transport.written).startswith(b"HTTP/1.1 101")
+
+
+class UpgradingTransport(FakeTransport):
+    """A transport that counts what it is asked and knows its protocol, as uvloop's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+        self.protocol: Any = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        self.asked.append(name)
+        return super().get_extra_info(name, default)
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+async def test_an_upgraded_connection_takes_its_addresses_from_the_http_protocol() -> None:
+    seen: list[tuple[Any, Any, str]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((scope["client"], scope["server"], scope["scheme"]))
+        await send({"type": "websocket.close"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, http="httptools")
+    config.load()
+    transport = UpgradingTransport()
+    http = HttpToolsProtocol(config, ServerState(), {})
+    transport.set_protocol(http)
+    http.connection_made(transport)
+    asked = len(transport.asked)
+    http.data_received(HANDSHAKE + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert isinstance(transport.protocol, WebSocketProtocol)
+    assert transport.asked[asked:] == []  # nothing asked again
+    assert seen == [(("127.0.0.1", 5000), ("127.0.0.1", 8000), "ws")]
+    # Served by another protocol than uvicorn's httptools one, the transport is asked.
+    other = WebSocketProtocol(config, ServerState(), {})
+    transport.set_protocol(None)
+    other.connection_made(transport)
+    assert other.client == ("127.0.0.1", 5000) and other.scheme == "ws"
 
 
 async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(

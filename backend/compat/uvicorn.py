@@ -32,6 +32,11 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   response is written (``ClosableMidMessage.accept`` in backend/compat/websockets.py leaves
   a placeholder there); and its ``handle_connect`` is what ``data_received`` calls for the
   request event (``backend/realtime/protocol.py`` calls it for a request it read itself);
+- ``made_from_upgrade`` is ``WebSocketsSansIOProtocol.connection_made`` (mirrored) for a
+  connection upgraded from ``HttpToolsProtocol`` (the transport's protocol until the upgrade
+  is handed on), taking the addresses and scheme that protocol read from the same transport
+  at its own ``connection_made`` (its ``server``, ``client``, ``scheme``) rather than asking
+  the transport again (two system calls and a socket object);
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
@@ -46,7 +51,9 @@ import struct
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from backend.compat.assumptions import (
@@ -71,8 +78,8 @@ SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
            "connection_of", "deliver_text", "forget_request", "forget_response",
-           "is_proxy_headers", "ping_payload", "pong_answers", "send_ping", "transport_of",
-           "use_flow_control"]
+           "is_proxy_headers", "made_from_upgrade", "ping_payload", "pong_answers", "send_ping",
+           "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -179,6 +186,12 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _P, "data_received", ("self", "data")),
     unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
     unchanged(PIN, _P, "handle_events", "b2c9351a5d13493f"),
+    # made_from_upgrade: both protocols' connection_made, the HTTP one's addresses.
+    unchanged(PIN, _P, "connection_made", "f533ec93747c2cbf"),
+    unchanged(PIN, HttpToolsProtocol, "connection_made", "6efb565ff3d36b91"),
+    *(assigned(PIN, HttpToolsProtocol, name) for name in (
+        "transport", "server", "client", "scheme")),
+    unchanged(PIN, HttpToolsProtocol, "handle_websocket_upgrade", "179c4f769386ab89"),
     # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
     unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
     assigned(PIN, ProxyHeadersMiddleware, "app"),
@@ -192,6 +205,28 @@ ASSUMPTIONS: list[Assumption] = [
         "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
         "ping_sent_at", "last_ping_rtt", "loop", "client")),
 ]
+
+
+def made_from_upgrade(protocol: WebSocketsSansIOProtocol, transport: asyncio.Transport) -> bool:
+    """``WebSocketsSansIOProtocol.connection_made`` (mirrored from 0.54.0) when ``transport``
+    comes from an ``HttpToolsProtocol`` upgrade: its addresses and scheme are the HTTP
+    protocol's, read at its ``connection_made`` from the same transport. False, nothing
+    done, for any other transport (the caller runs upstream's)."""
+    try:
+        http = transport.get_protocol()
+    except NotImplementedError:  # a transport that does not say
+        return False
+    if type(http) is not HttpToolsProtocol or http.transport is not transport:
+        return False
+    protocol.connections.add(protocol)
+    protocol.transport = transport
+    protocol.server = http.server
+    protocol.client = http.client
+    protocol.scheme = "wss" if http.scheme == "https" else "ws"
+    if protocol.logger.level <= TRACE_LOG_LEVEL:
+        prefix = "%s:%d - " % protocol.client if protocol.client else ""  # noqa: UP031
+        protocol.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
+    return True
 
 
 def connection_of(send: Any) -> WebSocketsSansIOProtocol | None:

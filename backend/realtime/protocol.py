@@ -81,6 +81,7 @@ from backend.compat.uvicorn import (
     forget_request,
     forget_response,
     is_proxy_headers,
+    made_from_upgrade,
     ping_payload,
     pong_answers,
     send_ping,
@@ -137,6 +138,12 @@ class WebSocketProtocol(SansIOProtocol):
             # Both now log to a logger of warnings and errors, which drops them at its level.
             quiet_connection_lines(self.conn)
             self.logger = CONNECTION_LINES
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """uvicorn's, with the addresses the upgraded HTTP connection already read."""
+        assert isinstance(transport, asyncio.Transport)
+        if not made_from_upgrade(self, transport):
+            super().connection_made(transport)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
