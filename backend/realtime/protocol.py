@@ -66,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -141,8 +141,8 @@ class WebSocketProtocol(SansIOProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """uvicorn's, with the addresses the upgraded HTTP connection already read."""
-        assert isinstance(transport, asyncio.Transport)
-        if not made_from_upgrade(self, transport):
+        # uvloop's transports are not asyncio.Transport's subclasses, but have its methods.
+        if not made_from_upgrade(self, cast(asyncio.Transport, transport)):
             super().connection_made(transport)
 
     def handle_connect(self, event: Request) -> None:
