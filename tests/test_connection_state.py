@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
@@ -311,6 +312,37 @@ async def test_a_request_in_pieces_or_refused_is_answered_by_websockets() -> Non
         HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n")
     await asyncio.sleep(0.01)
     assert not bytes(transport.written).startswith(b"HTTP/1.1 101")
+
+
+async def test_the_accept_is_written_as_uvicorn_writes_it() -> None:
+    """The accept's response, byte for byte as uvicorn's own ``send`` writes it: the server's
+    default headers, the app's, the subprotocol chosen."""
+    accept = {"type": "websocket.accept", "subprotocol": "chat",
+              "headers": [(b"X-Request-ID", b"abc"), (b"set-cookie", b"a=b")]}
+    written: list[bytes] = []
+    for send in (WebSocketProtocol.send, WebSocketsSansIOProtocol.send):
+        async def app(scope: dict[str, Any], receive: Any, send_: Any,
+                      send: Any = send) -> None:
+            await receive()
+            await send(send_.__self__, accept)  # the protocol's own send, or uvicorn's
+
+        config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                        lifespan="off", ws_ping_interval=None)
+        config.load()
+        state = ServerState()
+        state.default_headers = [(b"date", b"Sun, 06 Dec 2026 12:00:00 GMT"),
+                                 (b"server", b"uvicorn")]
+        protocol = WebSocketProtocol(config, state, {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE + b"sec-websocket-protocol: chat, other\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert protocol.handshake_complete
+        written.append(bytes(transport.written))
+    ours, upstream = written
+    assert ours == upstream
+    assert b"\r\ndate: Sun, 06 Dec 2026 12:00:00 GMT\r\nserver: uvicorn\r\n" in ours
+    assert b"x-request-id: abc\r\n" in ours and b"Sec-WebSocket-Protocol: chat\r\n" in ours
 
 
 class UpgradingTransport(FakeTransport):
@@ -815,3 +847,20 @@ async def test_a_get_pending_as_its_session_leaves_long_polling_is_refused() -> 
     with pytest.raises(engine._Refused) as refused:
         await asyncio.wait_for(pending, 5)
     assert refused.value.status == 400
+
+
+def test_the_environ_keys_of_header_names_are_kept_for_a_few_names_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header names' environ keys are kept (clients send the same few), up to a bound: names
+    past it are still turned into keys, and not kept."""
+    monkeypatch.setattr(engine, "_ENVIRON_KEYS", {})
+    monkeypatch.setattr(engine, "ENVIRON_KEYS_KEPT", 3)
+    headers = [(b"host", b"h"), (b"content-length", b"0"), (b"x-a", b"1"),
+               (b"x-made-up", b"2"), (b"x-a", b"3")]
+    environ = engine.make_environ({"headers": headers})
+    assert {k: v for k, v in environ.items() if k.isupper() and "_" in k and k != "PATH_INFO"
+            and k not in ("QUERY_STRING", "REMOTE_ADDR", "REQUEST_METHOD")} == {
+        "HTTP_HOST": "h", "CONTENT_LENGTH": "0", "HTTP_X_A": "1,3", "HTTP_X_MADE_UP": "2"}
+    assert engine._ENVIRON_KEYS == {b"host": "HTTP_HOST", b"content-length": "CONTENT_LENGTH",
+                                    b"x-a": "HTTP_X_A"}
+    assert engine.make_environ({"headers": headers}) == environ

@@ -37,6 +37,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   is handed on), taking the addresses and scheme that protocol read from the same transport
   at its own ``connection_made`` (its ``server``, ``client``, ``scheme``) rather than asking
   the transport again (two system calls and a socket object);
+- ``send_accept`` is the ``websocket.accept`` step of ``WebSocketsSansIOProtocol.send``
+  (mirrored), reading ``default_headers`` and ``initial_response``;
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``).
 """
 
@@ -45,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import logging
 import random
 import re
 import struct
@@ -54,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from backend.compat.assumptions import (
@@ -78,8 +82,8 @@ SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
            "connection_of", "deliver_text", "forget_request", "forget_response",
-           "is_proxy_headers", "made_from_upgrade", "ping_payload", "pong_answers", "send_ping",
-           "transport_of", "use_flow_control"]
+           "is_proxy_headers", "made_from_upgrade", "ping_payload", "pong_answers", "send_accept",
+           "send_ping", "transport_of", "use_flow_control"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -200,6 +204,7 @@ ASSUMPTIONS: list[Assumption] = [
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
+        "default_headers", "initial_response", "scope",
         "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type", "request",
         "read_paused", "close_sent", "disconnected", "handshake_complete", "response",
         "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
@@ -227,6 +232,54 @@ def made_from_upgrade(protocol: WebSocketsSansIOProtocol, transport: asyncio.Tra
         prefix = "%s:%d - " % protocol.client if protocol.client else ""  # noqa: UP031
         protocol.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
     return True
+
+
+def send_accept(protocol: WebSocketsSansIOProtocol, message: Any) -> bool:
+    """The ``websocket.accept`` step of ``WebSocketsSansIOProtocol.send`` (mirrored from
+    0.54.0) for a connection that takes it at once (writable, still there, not answered yet,
+    no response of the app's started): whether it was done; False, nothing done, for anything
+    else (the caller runs upstream's ``send``). Three differences, none on the wire: the
+    ``[accepted]`` line's arguments are made only when its logger writes INFO; the server's
+    default headers (``date``, ``server``) are decoded once per list (the server makes a new
+    one every second) and set unchecked, as the server made them (the app's own are checked
+    as upstream checks them); the response's ``Date`` placeholder
+    (``ClosableMidMessage.accept``, backend/compat/websockets.py) is deleted as upstream
+    deletes the ``Date`` websockets formatted."""
+    if (message["type"] != "websocket.accept" or protocol.handshake_complete
+            or protocol.initial_response is not None or protocol.disconnected
+            or not protocol.writable.is_set()):
+        return False
+    if protocol.logger.isEnabledFor(logging.INFO):
+        protocol.logger.info('%s - "WebSocket %s" [accepted]', get_client_addr(protocol.scope),
+                             get_path_with_query_string(protocol.scope))
+    headers = protocol.response.headers
+    del headers["Date"]
+    for name, value in _decoded(protocol.default_headers):
+        headers.set_insecure(name, value)
+    for raw_name, raw_value in message.get("headers", []):
+        headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+    accepted_subprotocol = message.get("subprotocol")
+    if accepted_subprotocol:
+        headers["Sec-WebSocket-Protocol"] = accepted_subprotocol
+    if not protocol.transport.is_closing():
+        protocol.handshake_complete = True
+        protocol.conn.send_response(protocol.response)
+        output = protocol.conn.data_to_send()
+        protocol.transport.write(b"".join(output))
+        protocol.start_keepalive()
+    return True
+
+
+#: The server's default headers of the moment, decoded: (the list, its pairs).
+_defaults: tuple[Any, list[tuple[str, str]]] = (None, [])
+
+
+def _decoded(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    global _defaults
+    if _defaults[0] is not raw:
+        _defaults = (raw, [(name.decode("latin-1").lower(), value.decode("latin-1"))
+                           for name, value in raw])
+    return _defaults[1]
 
 
 def connection_of(send: Any) -> WebSocketsSansIOProtocol | None:

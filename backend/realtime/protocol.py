@@ -84,6 +84,7 @@ from backend.compat.uvicorn import (
     made_from_upgrade,
     ping_payload,
     pong_answers,
+    send_accept,
     send_ping,
     use_flow_control,
 )
@@ -244,7 +245,8 @@ class WebSocketProtocol(SansIOProtocol):
         self.handle_parser_exception()  # sends the close, tells the app, drops the TCP
 
     async def send(self, message: ASGISendEvent) -> None:
-        await super().send(message)
+        if not send_accept(self, message):
+            await super().send(message)
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)
