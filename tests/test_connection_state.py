@@ -36,6 +36,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from backend.compat.uvicorn import lean_init
 from backend.compat.websockets import SHARED_ID, parse_frames, read_request
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
@@ -864,3 +865,31 @@ def test_the_environ_keys_of_header_names_are_kept_for_a_few_names_only(
     assert engine._ENVIRON_KEYS == {b"host": "HTTP_HOST", b"content-length": "CONTENT_LENGTH",
                                     b"x-a": "HTTP_X_A"}
     assert engine.make_environ({"headers": headers}) == environ
+
+
+def test_the_lean_init_sets_up_what_uvicorn_s_init_sets_up() -> None:
+    """``lean_init`` gives a protocol what uvicorn's ``__init__`` gives it, but the lean
+    receive queue and writable flag."""
+    config = Config(app=lambda *args: None, ws=WS_PROTOCOL, ws_per_message_deflate=True,
+                    lifespan="off", ws_max_size=1234, ws_ping_interval=7.0)
+    config.load()
+    state = ServerState()
+    upstream = WebSocketsSansIOProtocol(config, state, {"a": 1})
+
+    class Bare:
+        pass
+
+    lean: Any = Bare()
+    queue, writable = LeanQueue(), LeanEvent()
+    lean_init(lean, config, state, {"a": 1}, upstream.loop, queue, writable)
+    ours, theirs = vars(lean), vars(upstream)
+    assert set(ours) == set(theirs)
+    different = {"queue", "writable", "conn"}
+    assert {k: v for k, v in ours.items() if k not in different} == {
+        k: v for k, v in theirs.items() if k not in different}
+    assert lean.queue is queue and lean.writable is writable and writable.is_set()
+    for parser in (lean.conn, upstream.conn):
+        assert type(parser) is ServerProtocol and parser.max_message_size == 1234
+        assert parser.logger is upstream.logger
+    assert [type(f) for f in lean.conn.available_extensions] == [
+        type(f) for f in upstream.conn.available_extensions]

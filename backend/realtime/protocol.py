@@ -81,12 +81,12 @@ from backend.compat.uvicorn import (
     forget_request,
     forget_response,
     is_proxy_headers,
+    lean_init,
     made_from_upgrade,
     ping_payload,
     pong_answers,
     send_accept,
     send_ping,
-    use_flow_control,
 )
 from backend.compat.websockets import (
     CONNECTION_LINES,
@@ -127,9 +127,9 @@ class WebSocketProtocol(SansIOProtocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
         self.due = 0
-        super().__init__(config, server_state, app_state, _loop)
+        # uvicorn's __init__, its receive queue and writable flag lean from the start.
+        lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent())
         self.app = connection_app(config, self.app)
-        use_flow_control(self, LeanQueue(), LeanEvent())
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
         if not config.access_log and not self.logger.isEnabledFor(logging.DEBUG):
