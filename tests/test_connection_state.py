@@ -867,7 +867,7 @@ def test_the_environ_keys_of_header_names_are_kept_for_a_few_names_only(
     assert engine.make_environ({"headers": headers}) == environ
 
 
-def test_the_lean_init_sets_up_what_uvicorn_s_init_sets_up() -> None:
+async def test_the_lean_init_sets_up_what_uvicorn_s_init_sets_up() -> None:
     """``lean_init`` gives a protocol what uvicorn's ``__init__`` gives it, but the lean
     receive queue and writable flag."""
     config = Config(app=lambda *args: None, ws=WS_PROTOCOL, ws_per_message_deflate=True,
