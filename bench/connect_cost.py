@@ -328,6 +328,10 @@ async def run(args: argparse.Namespace) -> None:
                     callgrind(process.pid, "-d")
                     await asyncio.sleep(1)
                     figure = dumped_instructions(data_dir, before) / len(measured)
+                    if args.callgrind_out:
+                        newest = max(set(data_dir.glob("callgrind.out.*")) - before,  # noqa: ASYNC240
+                                     key=lambda p: p.stat().st_mtime)
+                        shutil.copy(newest, f"{args.callgrind_out}.{round_ + 1}")
                     unit = "instructions"
                 else:
                     figure = (cpu_seconds(process.pid) - cpu0) * 1e6 / len(measured)
@@ -363,6 +367,9 @@ def main() -> None:
                         "with since; raw: ?since=)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--callgrind-out", default=None, metavar="FILE",
+                        help="with --callgrind, keep each measured window's dump as "
+                        "FILE.<round> (for callgrind_annotate)")
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--profile", default=None, metavar="FILE",
                         help="py-spy over each measured window, to FILE.<round> (raw format; "

@@ -29,10 +29,15 @@ from socketio import packet as sio_packet
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
 
-from backend.compat.websockets import SHARED_ID, parse_frames
+from backend.compat.uvicorn import lean_init
+from backend.compat.websockets import SHARED_ID, parse_frames, read_request
 from backend.raw.adapter import Endpoint
 from backend.raw.routes import RawRoutes
 from backend.raw.ws_chat import WsChatDoor
@@ -221,6 +226,170 @@ async def test_a_refused_handshake_gets_its_400_and_nothing_fails() -> None:
         assert failures == []
     finally:
         loop.set_exception_handler(None)
+
+
+HANDSHAKE = (b"GET /ws?token=t HTTP/1.1\r\nhost: test\r\nupgrade: websocket\r\n"
+             b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             b"sec-websocket-version: 13\r\n")
+
+
+def test_a_whole_request_is_read_as_websockets_reads_it_and_odd_ones_are_left_to_it() -> None:
+    """``read_request`` gives what websockets' parser would, and leaves a request it would
+    not take plainly (or a parser that has read something) to that parser, untouched."""
+    whole = HANDSHAKE + b"x-odd: \t caf\xe9 \r\n\r\n"
+    upstream = ServerProtocol()
+    upstream.receive_data(whole)
+    expected = upstream.events_received()[0]
+    assert isinstance(expected, Request)
+    request = read_request(ServerProtocol(), whole)
+    assert request is not None
+    assert (request.path, request.method, request.protocol,
+            list(request.headers.raw_items())) == (
+        expected.path, expected.method, expected.protocol, list(expected.headers.raw_items()))
+    odd = [
+        HANDSHAKE,  # not complete
+        HANDSHAKE + b"\r\n" + b"\x81",  # something after it
+        HANDSHAKE + b"bare: lf\n\r\n",
+        HANDSHAKE + b"bad name: x\r\n\r\n",
+        HANDSHAKE + b"bad-value: \x01\r\n\r\n",
+        HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n",
+        HANDSHAKE + b"long: " + b"x" * 9000 + b"\r\n\r\n",
+        HANDSHAKE + b"transfer-encoding: chunked\r\n\r\n",
+        HANDSHAKE + b"content-length: 5\r\n\r\n",
+        HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/2.0") + b"\r\n",
+        HANDSHAKE.replace(b"/ws", "/wé".encode()) + b"\r\n",
+        HANDSHAKE.replace(b"GET /ws", b"GET /w\ns") + b"\r\n",
+        HANDSHAKE.replace(b"GET", b"G" * 8200) + b"\r\n",
+        HANDSHAKE + b": no name\r\n\r\n",
+    ]
+    for data in odd:
+        parser = ServerProtocol()
+        before = parser.parser
+        assert read_request(parser, data) is None, data[-40:]
+        assert parser.parser is before
+    parser = ServerProtocol()
+    parser.receive_data(HANDSHAKE[:20])  # the request line begun: the parser reads on
+    assert read_request(parser, HANDSHAKE[20:] + b"\r\n") is None
+
+
+async def test_a_request_in_pieces_or_refused_is_answered_by_websockets() -> None:
+    """The handshake read in one step answers as websockets would: accepted with the server's
+    own Date; a request in two reads, or with too many headers, goes to websockets' parser."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None)
+    config.load()
+
+    def connection() -> tuple[WebSocketProtocol, FakeTransport]:
+        state = ServerState()
+        state.default_headers = [(b"date", b"Sun, 06 Dec 2026 12:00:00 GMT"),
+                                 (b"server", b"uvicorn")]
+        protocol = WebSocketProtocol(config, state, {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    protocol, transport = connection()
+    protocol.data_received(HANDSHAKE + b"\r\n")
+    await asyncio.sleep(0.01)
+    response = bytes(transport.written)
+    assert response.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"date: Sun, 06 Dec 2026 12:00:00 GMT\r\n" in response
+    assert response.count(b"ate: ") == 1  # the placeholder did not go out
+    assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n" in response
+    assert protocol.conn.parser.gi_code is parse_frames.__code__
+
+    protocol, transport = connection()
+    protocol.data_received(HANDSHAKE[:30])
+    protocol.data_received(HANDSHAKE[30:] + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert bytes(transport.written).startswith(b"HTTP/1.1 101")
+
+    protocol, transport = connection()
+    protocol.data_received(
+        HANDSHAKE + b"".join(b"h%d: x\r\n" % n for n in range(130)) + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert not bytes(transport.written).startswith(b"HTTP/1.1 101")
+
+
+async def test_the_accept_is_written_as_uvicorn_writes_it() -> None:
+    """The accept's response, byte for byte as uvicorn's own ``send`` writes it: the server's
+    default headers, the app's, the subprotocol chosen."""
+    accept = {"type": "websocket.accept", "subprotocol": "chat",
+              "headers": [(b"X-Request-ID", b"abc"), (b"set-cookie", b"a=b")]}
+    written: list[bytes] = []
+    for send in (WebSocketProtocol.send, WebSocketsSansIOProtocol.send):
+        async def app(scope: dict[str, Any], receive: Any, send_: Any,
+                      send: Any = send) -> None:
+            await receive()
+            await send(send_.__self__, accept)  # the protocol's own send, or uvicorn's
+
+        config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                        lifespan="off", ws_ping_interval=None)
+        config.load()
+        state = ServerState()
+        state.default_headers = [(b"date", b"Sun, 06 Dec 2026 12:00:00 GMT"),
+                                 (b"server", b"uvicorn")]
+        protocol = WebSocketProtocol(config, state, {})
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE + b"sec-websocket-protocol: chat, other\r\n\r\n")
+        await asyncio.sleep(0.01)
+        assert protocol.handshake_complete
+        written.append(bytes(transport.written))
+    ours, upstream = written
+    assert ours == upstream
+    assert b"\r\ndate: Sun, 06 Dec 2026 12:00:00 GMT\r\nserver: uvicorn\r\n" in ours
+    assert b"x-request-id: abc\r\n" in ours and b"Sec-WebSocket-Protocol: chat\r\n" in ours
+
+
+class UpgradingTransport(FakeTransport):
+    """A transport that counts what it is asked and knows its protocol, as uvloop's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+        self.protocol: Any = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        self.asked.append(name)
+        return super().get_extra_info(name, default)
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+async def test_an_upgraded_connection_takes_its_addresses_from_the_http_protocol() -> None:
+    seen: list[tuple[Any, Any, str]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append((scope["client"], scope["server"], scope["scheme"]))
+        await send({"type": "websocket.close"})
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, http="httptools")
+    config.load()
+    transport = UpgradingTransport()
+    http = HttpToolsProtocol(config, ServerState(), {})
+    transport.set_protocol(http)
+    http.connection_made(transport)
+    asked = len(transport.asked)
+    http.data_received(HANDSHAKE + b"\r\n")
+    await asyncio.sleep(0.01)
+    assert isinstance(transport.protocol, WebSocketProtocol)
+    assert transport.asked[asked:] == []  # nothing asked again
+    assert seen == [(("127.0.0.1", 5000), ("127.0.0.1", 8000), "ws")]
+    # Served by another protocol than uvicorn's httptools one, the transport is asked.
+    other = WebSocketProtocol(config, ServerState(), {})
+    transport.set_protocol(None)
+    other.connection_made(transport)
+    assert other.client == ("127.0.0.1", 5000) and other.scheme == "ws"
 
 
 async def test_proxy_headers_and_the_direct_wire_are_set_up_without_frames_under_the_connection(
@@ -679,3 +848,48 @@ async def test_a_get_pending_as_its_session_leaves_long_polling_is_refused() -> 
     with pytest.raises(engine._Refused) as refused:
         await asyncio.wait_for(pending, 5)
     assert refused.value.status == 400
+
+
+def test_the_environ_keys_of_header_names_are_kept_for_a_few_names_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Header names' environ keys are kept (clients send the same few), up to a bound: names
+    past it are still turned into keys, and not kept."""
+    monkeypatch.setattr(engine, "_ENVIRON_KEYS", {})
+    monkeypatch.setattr(engine, "ENVIRON_KEYS_KEPT", 3)
+    headers = [(b"host", b"h"), (b"content-length", b"0"), (b"x-a", b"1"),
+               (b"x-made-up", b"2"), (b"x-a", b"3")]
+    environ = engine.make_environ({"headers": headers})
+    assert {k: v for k, v in environ.items() if k.isupper() and "_" in k and k != "PATH_INFO"
+            and k not in ("QUERY_STRING", "REMOTE_ADDR", "REQUEST_METHOD")} == {
+        "HTTP_HOST": "h", "CONTENT_LENGTH": "0", "HTTP_X_A": "1,3", "HTTP_X_MADE_UP": "2"}
+    assert engine._ENVIRON_KEYS == {b"host": "HTTP_HOST", b"content-length": "CONTENT_LENGTH",
+                                    b"x-a": "HTTP_X_A"}
+    assert engine.make_environ({"headers": headers}) == environ
+
+
+async def test_the_lean_init_sets_up_what_uvicorn_s_init_sets_up() -> None:
+    """``lean_init`` gives a protocol what uvicorn's ``__init__`` gives it, but the lean
+    receive queue and writable flag."""
+    config = Config(app=lambda *args: None, ws=WS_PROTOCOL, ws_per_message_deflate=True,
+                    lifespan="off", ws_max_size=1234, ws_ping_interval=7.0)
+    config.load()
+    state = ServerState()
+    upstream = WebSocketsSansIOProtocol(config, state, {"a": 1})
+
+    class Bare:
+        pass
+
+    lean: Any = Bare()
+    queue, writable = LeanQueue(), LeanEvent()
+    lean_init(lean, config, state, {"a": 1}, upstream.loop, queue, writable)
+    ours, theirs = vars(lean), vars(upstream)
+    assert set(ours) == set(theirs)
+    different = {"queue", "writable", "conn"}
+    assert {k: v for k, v in ours.items() if k not in different} == {
+        k: v for k, v in theirs.items() if k not in different}
+    assert lean.queue is queue and lean.writable is writable and writable.is_set()
+    for parser in (lean.conn, upstream.conn):
+        assert type(parser) is ServerProtocol and parser.max_message_size == 1234
+        assert parser.logger is upstream.logger
+    assert [type(f) for f in lean.conn.available_extensions] == [
+        type(f) for f in upstream.conn.available_extensions]

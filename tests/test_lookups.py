@@ -93,3 +93,24 @@ async def test_a_login_session_s_state_is_the_orm_s(database: None) -> None:
     await AuthSession.filter(id="b" * 32).update(revoked_at=datetime.now(UTC))
     assert await lookups.session_state("b" * 32) == (user.id, True)  # seen once committed
     assert await lookups.session_state("c" * 32) is None
+
+
+async def test_a_statement_s_column_names_are_read_again_for_another_database(
+    database: None
+) -> None:
+    """The names kept per statement are the database's of the moment: a database reopened
+    with its columns in another order reads them anew."""
+    from tortoise import connections
+
+    client = connections.get("default")
+    await client.execute_script('CREATE TABLE "pair" ("a" INTEGER, "b" INTEGER);'
+                                'INSERT INTO "pair" VALUES (1, 2);')
+    reads = lookups.InlineReads()
+    assert reads.rows(client, 'SELECT * FROM "pair"', []) == [{"a": 1, "b": 2}]
+    await client.execute_script('DROP TABLE "pair"; CREATE TABLE "pair" ("b" INTEGER, '
+                                '"a" INTEGER); INSERT INTO "pair" VALUES (2, 1);')
+    reads.close()  # what closing the database does
+    assert reads.rows(client, 'SELECT * FROM "pair"', []) == [{"b": 2, "a": 1}]
+    assert list(reads.rows(client, 'SELECT * FROM "pair"', [])[0]) == ["b", "a"]
+    assert reads.rows(client, 'SELECT * FROM "pair" WHERE "a" = 5', []) == []
+    reads.close()

@@ -13,7 +13,7 @@ from typing import Literal
 
 import jwt
 
-from backend.compat.jwt import DECODER
+from backend.compat.jwt import lean_decoder
 from backend.settings import Settings
 
 TokenType = Literal["access", "refresh"]
@@ -129,18 +129,21 @@ def decode_claims(settings: Settings, token: str, expected_type: TokenType) -> C
     return claims
 
 
+#: The decoder of every token, its options (the claims required) merged once.
+_DECODER = lean_decoder({"require": ["exp", "iat", "sub", "type"]})
+
+
 def _decode(settings: Settings, token: str,
             expected_type: TokenType) -> tuple[Claims, tuple[float, float]]:
     """``decode_claims`` by PyJWT, and when the token is valid (``Verified``'s times)."""
     try:
-        claims = DECODER.decode(
+        claims = _DECODER.decode(
             token,
             settings.jwt_secret,
             algorithms=[ALGORITHM],
             leeway=LEEWAY_SECONDS,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
-            options={"require": ["exp", "iat", "sub", "type"]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc

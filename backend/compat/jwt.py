@@ -38,7 +38,7 @@ from backend.compat.assumptions import Assumption, Pin, assigned, holds, unchang
 PIN = Pin("pyjwt", "2.15.1")
 PINS = [PIN]
 
-__all__ = ["DECODER", "KeyOnce", "LeanJWS"]
+__all__ = ["DECODER", "KeyOnce", "LeanJWS", "lean_decoder"]
 
 #: upstream's ``api_jws._BASE64URL_ALPHABET``
 _BASE64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -103,14 +103,16 @@ class LeanJWS(PyJWS):
         return decoded
 
 
-def _lean_decoder() -> PyJWT:
-    decoder = PyJWT()
+def lean_decoder(options: Any = None) -> PyJWT:
+    """A ``PyJWT`` with ``options`` (public: merged into its defaults once, here, rather than
+    at every decode that passes them) decoding through a ``LeanJWS``."""
+    decoder = PyJWT(options)
     decoder._jws = LeanJWS(options=decoder._jws.options)
     return decoder
 
 
-#: What backend/auth/tokens.py decodes with (``jwt.decode``'s, but through ``LeanJWS``).
-DECODER = _lean_decoder()
+#: ``jwt.decode``'s decoder, but through ``LeanJWS``.
+DECODER = lean_decoder()
 
 #: Segments the copy must answer as upstream does: kept, padded, junk, bad lengths.
 _SAMPLES = (b"", b"e30", b"eyJhIjoxfQ", b"eyJhIjoxfQ==", b"e30=", b"e30==", b"e30===",

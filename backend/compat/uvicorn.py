@@ -13,7 +13,7 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
   has a heartbeat of its own (Engine.IO);
   it gives every attribute an instance of it is assigned a slot (``PROTOCOL_ATTRIBUTES``);
-  it swaps the instance's ``queue`` and ``writable`` (``use_flow_control``) and the class of
+  it gives the instance a lean ``queue`` and ``writable`` (``lean_init``) and swaps the class of
   its websockets parser ``conn`` (``backend/compat/websockets.py``), lets ``request`` and
   ``response`` go, and without access log replaces its ``logger`` (where ``send`` writes its
   per-handshake ``[accepted]`` line) with a quieter one;
@@ -28,6 +28,21 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   connection (``backend/realtime/protocol.py`` puts it in place of the middleware uvicorn
   wrapped the app in, ``is_proxy_headers``); it relies on that ``__call__`` awaiting nothing
   but its app, and on the middleware's ``app`` attribute;
+- its ``send`` deletes the accept's ``Date`` header and adds the server's own before the
+  response is written (``ClosableMidMessage.accept`` in backend/compat/websockets.py leaves
+  a placeholder there); and its ``handle_connect`` is what ``data_received`` calls for the
+  request event (``backend/realtime/protocol.py`` calls it for a request it read itself);
+- ``made_from_upgrade`` is ``WebSocketsSansIOProtocol.connection_made`` (mirrored) for a
+  connection upgraded from ``HttpToolsProtocol`` (the transport's protocol until the upgrade
+  is handed on), taking the addresses and scheme that protocol read from the same transport
+  at its own ``connection_made`` (its ``server``, ``client``, ``scheme``) rather than asking
+  the transport again (two system calls and a socket object);
+- ``lean_init`` is ``WebSocketsSansIOProtocol.__init__`` (mirrored), given the receive queue
+  and writable flag to use in place of the ``asyncio.Queue`` and ``asyncio.Event`` upstream
+  makes (uvicorn only puts, gets and asks whether the queue is empty, and sets, clears and
+  waits on the flag);
+- ``send_accept`` is the ``websocket.accept`` step of ``WebSocketsSansIOProtocol.send``
+  (mirrored), reading ``default_headers`` and ``initial_response``;
 - the private module ``uvicorn._types`` for the ASGI event types (``ASGISendEvent``);
 - ``backend/shutdown.py`` finds the server behind the SIGTERM handler uvicorn installs (its
   bound ``Server.handle_exit``, put in place by ``Server.capture_signals``: ``server_of``) and
@@ -42,6 +57,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import logging
 import random
 import re
 import struct
@@ -49,9 +65,14 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn.server import Server
+from uvicorn.server import Server, ServerState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.server import ServerProtocol
 
 from backend.compat.assumptions import (
     Assumption,
@@ -75,8 +96,9 @@ SansIOProtocol = WebSocketsSansIOProtocol
 
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
            "bound_graceful_shutdown", "connection_of", "deliver_text", "forget_request",
-           "forget_response", "is_proxy_headers", "ping_payload", "pong_answers", "send_ping",
-           "server_of", "transport_of", "use_flow_control"]
+           "forget_response", "is_proxy_headers", "lean_init", "made_from_upgrade",
+           "ping_payload", "pong_answers", "send_accept", "send_ping", "server_of",
+           "transport_of"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -154,6 +176,8 @@ ASSUMPTIONS: list[Assumption] = [
           lambda: not _unslotted(),
           "assigns attributes that PROTOCOL_ATTRIBUTES does not list (each open connection "
           "would hold an instance dict again): add them"),
+    # lean_init: upstream's __init__, mirrored.
+    unchanged(PIN, _P, "__init__", "631dcd744eab875f"),
     # Overridden by backend/realtime/protocol.py.
     signature(PIN, _P, "__init__", ("self", "config", "server_state", "app_state", "_loop")),
     signature(PIN, _P, "handle_connect", ("self", "event")),
@@ -182,6 +206,13 @@ ASSUMPTIONS: list[Assumption] = [
     # backend/realtime/protocol.py reads a lone pong before ``data_received`` would parse it.
     signature(PIN, _P, "data_received", ("self", "data")),
     unchanged(PIN, _P, "data_received", "c89d394077d8841d"),
+    unchanged(PIN, _P, "handle_events", "b2c9351a5d13493f"),
+    # made_from_upgrade: both protocols' connection_made, the HTTP one's addresses.
+    unchanged(PIN, _P, "connection_made", "f533ec93747c2cbf"),
+    unchanged(PIN, HttpToolsProtocol, "connection_made", "6efb565ff3d36b91"),
+    *(assigned(PIN, HttpToolsProtocol, name) for name in (
+        "transport", "server", "client", "scheme")),
+    unchanged(PIN, HttpToolsProtocol, "handle_websocket_upgrade", "179c4f769386ab89"),
     # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
     unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
     assigned(PIN, ProxyHeadersMiddleware, "app"),
@@ -190,6 +221,7 @@ ASSUMPTIONS: list[Assumption] = [
     # The app's ``send`` is the protocol's own bound method (``connection_of``).
     unchanged(PIN, _P, "run_asgi", "662375aa38d9044c"),
     *(assigned(PIN, _P, name) for name in (
+        "default_headers", "initial_response", "scope",
         "queue", "writable", "conn", "transport", "frames", "curr_msg_data_type", "request",
         "read_paused", "close_sent", "disconnected", "handshake_complete", "response",
         "ping_timer", "pong_timer", "ping_interval", "ping_timeout", "pending_ping_payload",
@@ -220,6 +252,76 @@ def bound_graceful_shutdown(server: Server, seconds: float) -> None:
     server.config.timeout_graceful_shutdown = seconds  # type: ignore[assignment]
 
 
+def made_from_upgrade(protocol: WebSocketsSansIOProtocol, transport: asyncio.Transport) -> bool:
+    """``WebSocketsSansIOProtocol.connection_made`` (mirrored from 0.54.0) when ``transport``
+    comes from an ``HttpToolsProtocol`` upgrade: its addresses and scheme are the HTTP
+    protocol's, read at its ``connection_made`` from the same transport. False, nothing
+    done, for any other transport (the caller runs upstream's)."""
+    try:
+        http = transport.get_protocol()
+    except NotImplementedError:  # a transport that does not say
+        return False
+    if type(http) is not HttpToolsProtocol or http.transport is not transport:
+        return False
+    protocol.connections.add(protocol)
+    protocol.transport = transport
+    protocol.server = http.server
+    protocol.client = http.client
+    protocol.scheme = "wss" if http.scheme == "https" else "ws"
+    if protocol.logger.level <= TRACE_LOG_LEVEL:
+        prefix = "%s:%d - " % protocol.client if protocol.client else ""  # noqa: UP031
+        protocol.logger.log(TRACE_LOG_LEVEL, "%sWebSocket connection made", prefix)
+    return True
+
+
+def send_accept(protocol: WebSocketsSansIOProtocol, message: Any) -> bool:
+    """The ``websocket.accept`` step of ``WebSocketsSansIOProtocol.send`` (mirrored from
+    0.54.0) for a connection that takes it at once (writable, still there, not answered yet,
+    no response of the app's started): whether it was done; False, nothing done, for anything
+    else (the caller runs upstream's ``send``). Three differences, none on the wire: the
+    ``[accepted]`` line's arguments are made only when its logger writes INFO; the server's
+    default headers (``date``, ``server``) are decoded once per list (the server makes a new
+    one every second) and set unchecked, as the server made them (the app's own are checked
+    as upstream checks them); the response's ``Date`` placeholder
+    (``ClosableMidMessage.accept``, backend/compat/websockets.py) is deleted as upstream
+    deletes the ``Date`` websockets formatted."""
+    if (message["type"] != "websocket.accept" or protocol.handshake_complete
+            or protocol.initial_response is not None or protocol.disconnected
+            or not protocol.writable.is_set()):
+        return False
+    if protocol.logger.isEnabledFor(logging.INFO):
+        protocol.logger.info('%s - "WebSocket %s" [accepted]', get_client_addr(protocol.scope),
+                             get_path_with_query_string(protocol.scope))
+    headers = protocol.response.headers
+    del headers["Date"]
+    for name, value in _decoded(protocol.default_headers):
+        headers.set_insecure(name, value)
+    for raw_name, raw_value in message.get("headers", []):
+        headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
+    accepted_subprotocol = message.get("subprotocol")
+    if accepted_subprotocol:
+        headers["Sec-WebSocket-Protocol"] = accepted_subprotocol
+    if not protocol.transport.is_closing():
+        protocol.handshake_complete = True
+        protocol.conn.send_response(protocol.response)
+        output = protocol.conn.data_to_send()
+        protocol.transport.write(b"".join(output))
+        protocol.start_keepalive()
+    return True
+
+
+#: The server's default headers of the moment, decoded: (the list, its pairs).
+_defaults: tuple[Any, list[tuple[str, str]]] = (None, [])
+
+
+def _decoded(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    global _defaults
+    if _defaults[0] is not raw:
+        _defaults = (raw, [(name.decode("latin-1").lower(), value.decode("latin-1"))
+                           for name, value in raw])
+    return _defaults[1]
+
+
 def connection_of(send: Any) -> WebSocketsSansIOProtocol | None:
     """The connection behind the ASGI ``send`` uvicorn handed the app (its bound
     ``WebSocketsSansIOProtocol.send``), or None under another server or protocol."""
@@ -233,13 +335,69 @@ def transport_of(connection: WebSocketsSansIOProtocol) -> asyncio.Transport:
     return connection.transport
 
 
-def use_flow_control(protocol: WebSocketsSansIOProtocol, queue: Any, writable: Any) -> None:
-    """Replace the receive queue (``asyncio.Queue``) and writable flag (``asyncio.Event``)
-    that ``WebSocketsSansIOProtocol.__init__`` made; uvicorn puts, gets and asks whether the
-    queue is empty, and sets, clears and waits on the flag. ``writable`` starts set."""
+def lean_init(protocol: WebSocketsSansIOProtocol, config: Config, server_state: ServerState,
+              app_state: dict[str, Any], loop: asyncio.AbstractEventLoop | None, queue: Any,
+              writable: Any) -> None:
+    """``WebSocketsSansIOProtocol.__init__`` (mirrored from 0.54.0) with ``queue`` and
+    ``writable`` (set here) as its receive queue and writable flag, rather than the
+    ``asyncio.Queue`` and ``asyncio.Event`` it makes (2.8 and 0.8 KB idle, and their making
+    at every connect); its logger looked up once."""
+    if not config.loaded:
+        config.load()  # pragma: no cover
+    protocol.config = config
+    protocol.app = config.loaded_app
+    protocol.loop = loop or asyncio.get_event_loop()
+    protocol.logger = _ERRORS
+    protocol.root_path = config.root_path
+    protocol.asgi_version = config.asgi_version
+    protocol.app_state = app_state
+    # Shared server state
+    protocol.connections = server_state.connections
+    protocol.tasks = server_state.tasks
+    protocol.default_headers = server_state.default_headers
+    # Connection state
+    protocol.transport = None  # type: ignore[assignment]
+    protocol.server = None
+    protocol.client = None
+    protocol.scheme = None  # type: ignore[assignment]
+    # WebSocket state
     protocol.queue = queue
+    protocol.handshake_initiated = False
+    protocol.handshake_complete = False
+    protocol.close_sent = False
+    protocol.disconnected = False
+    protocol.close_timer = None
+    protocol.close_timeout = 10.0
+    protocol.initial_response = None
+    extensions = []
+    if config.ws_per_message_deflate:
+        extensions = [
+            ServerPerMessageDeflateFactory(
+                server_max_window_bits=12,
+                client_max_window_bits=12,
+                compress_settings={"memLevel": 5},
+            )
+        ]
+    protocol.conn = ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
+                                   logger=_ERRORS)
+    protocol.read_paused = False
     protocol.writable = writable
     writable.set()
+    # Keepalive state
+    protocol.ping_interval = config.ws_ping_interval
+    protocol.ping_timeout = config.ws_ping_timeout
+    protocol.ping_timer = None
+    protocol.pong_timer = None
+    protocol.pending_ping_payload = None
+    protocol.ping_sent_at = 0.0
+    protocol.last_ping_rtt = 0.0
+    # Incoming message state
+    protocol.frames = []
+    protocol.curr_msg_data_type = "bytes"
+
+
+#: uvicorn's error logger, the protocol's and its parser's (a logger is never replaced).
+_ERRORS = logging.getLogger("uvicorn.error")
 
 
 def forget_response(protocol: WebSocketsSansIOProtocol) -> None:

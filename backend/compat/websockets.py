@@ -23,6 +23,17 @@ protocol's ``conn``:
   local while it waits for the next); it reads the parser's private ``reader``,
   ``current_size``, ``max_message_size``, ``max_fragment_size``, ``side``, ``extensions``,
   ``debug`` and ``parser_exc``;
+- ``read_request`` parses a handshake request that arrives whole in one read (as uvicorn hands
+  it over, rebuilt from what httptools parsed) without the parser's line-by-line generators,
+  with ``Request.parse``'s and ``parse_headers``' checks (copied: ``_token_re``,
+  ``_value_re``, ``MAX_NUM_HEADERS``, ``MAX_LINE_LENGTH``), and starts the parser's frame
+  parser past it (``parse_frames``), as ``restart_frame_parser`` does; a request it cannot
+  take whole and plain goes to the parser as before. It reads the parser's generators'
+  ``gi_yieldfrom`` to know that nothing of the request was read yet;
+- ``ClosableMidMessage.accept`` is ``ServerProtocol.accept`` without formatting the
+  response's ``Date``: uvicorn deletes that header and writes its own (a date it formats once
+  a second) before the response leaves; a request ``process_request`` refuses goes to
+  upstream's ``accept``, which answers it;
 - ``quiet_connection_lines`` points the parser's ``logger`` (the logger it writes its
   ``connection open`` and ``connection closed`` lines to, set from its ``logger`` argument)
   at a logger that keeps only warnings and errors.
@@ -37,10 +48,12 @@ import uuid
 from collections.abc import Generator
 from typing import Any
 
+from websockets import http11
+from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import SERVER, Protocol
+from websockets.http11 import Request, Response
+from websockets.protocol import CONNECTING, SERVER, Protocol
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
@@ -49,6 +62,7 @@ from backend.compat.assumptions import (
     Pin,
     assigned,
     holds,
+    present,
     signature,
     unchanged,
     version,
@@ -58,7 +72,7 @@ PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
 __all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "parse_frames",
-           "quiet_connection_lines", "restart_frame_parser", "swap_parser"]
+           "quiet_connection_lines", "read_request", "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -71,6 +85,28 @@ class ClosableMidMessage(ServerProtocol):
         if frame.opcode is Opcode.CLOSE:
             self.current_size = None
         super().recv_frame(frame)
+
+    def accept(self, request: Request) -> Response:
+        """``ServerProtocol.accept`` (mirrored from 17.4) for a request it accepts, without the
+        ``Date`` it would format (``email.utils.formatdate``, a sixtieth of a connect's CPU):
+        uvicorn's ``send`` deletes that header and adds its own before the response is
+        written, so it holds a placeholder until then. A request ``process_request`` refuses
+        is answered by upstream's ``accept`` (which checks it again, the same way)."""
+        self.accept_called = True
+        try:
+            accept_header, extensions_header, protocol_header = self.process_request(request)
+        except Exception:
+            return super().accept(request)
+        headers = Headers()
+        headers.set_insecure("Date", "")
+        headers.set_insecure("Upgrade", "websocket")
+        headers.set_insecure("Connection", "Upgrade")
+        headers["Sec-WebSocket-Accept"] = accept_header
+        if extensions_header is not None:
+            headers["Sec-WebSocket-Extensions"] = extensions_header
+        if protocol_header is not None:
+            headers["Sec-WebSocket-Protocol"] = protocol_header
+        return Response(101, "Switching Protocols", headers)
 
 
 #: The ``id`` of every parser ``swap_parser`` swapped (see the module doc).
@@ -115,6 +151,66 @@ def restart_frame_parser(parser: ServerProtocol) -> bool:
     parser.parser = fresh
     outer.close()  # GeneratorExit: caught by neither generator
     return True
+
+
+def read_request(parser: ServerProtocol, data: bytes) -> Request | None:
+    """The handshake request that is the whole of ``data``, parsed as ``Request.parse``
+    (copied from 17.4, with ``parse_headers``' checks) would parse it, the parser moved on
+    to reading frames (``parse_frames``) as it would be once the request is read: for the
+    caller to handle the request as the event it would have been. None, with the parser
+    untouched, when the parser has read anything already or ``data`` is not one complete
+    request that upstream would take (a line too long, too many headers, a name or value
+    it refuses, a bare LF, a body): the caller hands ``data`` to the parser, whose answer
+    is upstream's own."""
+    if (parser.state is not CONNECTING or parser.reader.buffer or parser.events
+            or not _waits_for_request_line(parser)):
+        return None
+    end = data.find(b"\r\n\r\n")
+    if end < 0 or end + 4 != len(data):
+        return None
+    first = data.find(b"\r\n")
+    parts = data[:first].split(b" ", 2)
+    if (len(parts) != 3 or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0")
+            or first + 2 > http11.MAX_LINE_LENGTH or b"\n" in data[:first]):
+        return None
+    try:
+        method, path = parts[0].decode("ascii"), parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    # Every header line checked at once: a name of token characters, a colon, a value of
+    # the characters upstream allows (surrounding blanks included, which it strips first).
+    block = data[first + 2:end + 2]
+    if not _HEADER_LINES.fullmatch(block):
+        return None
+    lines = block.split(b"\r\n")
+    lines.pop()  # after the last line's CRLF
+    if len(lines) > http11.MAX_NUM_HEADERS:
+        return None
+    limit = http11.MAX_LINE_LENGTH - 2  # read_line's limit counts the CRLF
+    headers = Headers()
+    for line in lines:
+        if len(line) > limit:
+            return None
+        name, _, value = line.partition(b":")
+        headers.set_insecure(name.decode("ascii"), value.strip(b" \t").decode("iso-8859-1"))
+    if "Transfer-Encoding" in headers or not set(headers.get_all("Content-Length")) <= {"0"}:
+        return None
+    fresh = parse_frames(parser)
+    next(fresh)  # to its wait for the first frame
+    outer, parser.parser = parser.parser, fresh
+    outer.close()  # GeneratorExit: caught by none of the request's generators
+    return Request(path, headers, method, parts[2].decode("ascii"))
+
+
+def _waits_for_request_line(parser: ServerProtocol) -> bool:
+    """Is the parser's generator at its start: ``ServerProtocol.parse`` in ``Request.parse``
+    in the request line's ``parse_line``, nothing read?"""
+    outer = parser.parser
+    request = getattr(outer, "gi_yieldfrom", None)
+    line = getattr(request, "gi_yieldfrom", None)
+    return (getattr(getattr(outer, "gi_frame", None), "f_code", None) is _SERVER_PARSE
+            and getattr(request, "gi_code", None) is _REQUEST_PARSE
+            and getattr(line, "gi_code", None) is _PARSE_LINE)
 
 
 def parse_frames(self: Protocol) -> Generator[None, None, None]:
@@ -185,6 +281,11 @@ def lone_pong(parser: ServerProtocol, data: bytes) -> bytes | None:
 
 
 _SERVER_PARSE = ServerProtocol.parse.__code__
+_REQUEST_PARSE = vars(Request)["parse"].__func__.__code__
+_PARSE_LINE = http11.parse_line.__code__
+#: Header lines as ``parse_headers`` takes them: its name and value patterns, one line each.
+_HEADER_LINES = re.compile(b"(?:%s:%s\r\n)*" % (http11._token_re.pattern,
+                                                  http11._value_re.pattern))
 _FRAME_PARSE = Protocol.parse.__code__
 _AT_EOF = StreamReader.at_eof.__code__
 
@@ -253,6 +354,30 @@ def _restartable() -> bool:
     return len(frames) == 1 and isinstance(frames[0], Frame) and frames[0].data == b"hi"
 
 
+_SAMPLE_REQUEST = (b"GET /ws/chat/1/?token=a%20b HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\n"
+                   b"connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                   b"sec-websocket-version: 13\r\nx-odd: \t caf\xe9 \r\n\r\n")
+
+
+def _reads_as_upstream() -> bool:
+    """``read_request`` reads a request as the parser does, and the parser then parses
+    frames."""
+    upstream = ServerProtocol()
+    upstream.receive_data(_SAMPLE_REQUEST)
+    expected = upstream.events_received()[0]
+    parser = ServerProtocol()
+    request = read_request(parser, _SAMPLE_REQUEST)
+    if not isinstance(expected, Request) or request is None or (
+            (request.path, request.method, request.protocol, list(request.headers.raw_items()))
+            != (expected.path, expected.method, expected.protocol,
+                list(expected.headers.raw_items()))):
+        return False
+    parser.send_response(parser.accept(request))
+    parser.receive_data(Frame(Opcode.TEXT, b"hi").serialize(mask=True, extensions=[]))
+    frames = parser.events_received()
+    return len(frames) == 1 and isinstance(frames[0], Frame) and frames[0].data == b"hi"
+
+
 def _swappable() -> bool:
     parser = ServerProtocol()
     parser.__class__ = ClosableMidMessage
@@ -283,6 +408,18 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, Protocol, "recv_frame", "4f83d3b90ea62428"),
     holds(PIN, "a ServerProtocol's parser restarts after the request", _restartable,
           "the frame parser cannot be restarted after the handshake"),
+    # read_request: Request.parse and parse_headers' checks, copied; the parser's generators
+    # at their start; and ClosableMidMessage.accept, mirrored.
+    unchanged(PIN, Request, "parse", "fd00e2611149536e"),
+    unchanged(PIN, http11, "parse_headers", "90bddf8d62394fe6"),
+    unchanged(PIN, http11, "parse_line", "a0524c5f11a26e80"),
+    *(present(PIN, http11, name) for name in (
+        "_token_re", "_value_re", "MAX_NUM_HEADERS", "MAX_LINE_LENGTH")),
+    assigned(PIN, Protocol, "events"),
+    holds(PIN, "read_request reads a request as ServerProtocol does", _reads_as_upstream,
+          "the handshake request is no longer read as websockets reads it"),
+    unchanged(PIN, ServerProtocol, "accept", "f2f96c48162dbfda"),
+    assigned(PIN, ServerProtocol, "accept_called"),
     holds(PIN, "a ServerProtocol logs its connection lines to its logger attribute", _quiet,
           "the parser's connection lines cannot be quieted"),
 ]

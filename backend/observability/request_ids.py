@@ -8,8 +8,8 @@ is served, which puts it on every log line of that request, uvicorn's access lin
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Awaitable, MutableMapping
 from typing import Any
 
@@ -39,13 +39,13 @@ class RequestIds:
             # Not a coroutine: each connection runs in a task of its own, whose context holds
             # the id for the connection's life, so nothing is reset at its end, and no frame of
             # this middleware stays under every open connection.
-            request_id = incoming_id(scope) or uuid.uuid4().hex
+            request_id = incoming_id(scope) or new_id()
             REQUEST_ID.set(request_id)
             return self.app(scope, receive, SendWithId(send, request_id))
         return self.app(scope, receive, send)
 
     async def _request(self, scope: Scope, receive: Any, send: Any) -> None:
-        request_id = incoming_id(scope) or uuid.uuid4().hex
+        request_id = incoming_id(scope) or new_id()
         token = REQUEST_ID.set(request_id)
         try:
             await self.app(scope, receive, SendWithId(send, request_id))
@@ -69,6 +69,12 @@ class SendWithId:
             headers = [h for h in message.get("headers") or () if h[0].lower() != HEADER]
             message = {**message, "headers": [*headers, (HEADER, self.request_id.encode())]}
         await self.send(message)
+
+
+def new_id() -> str:
+    """A request id of our own: 32 random hex digits (as ``uuid4().hex``, at a quarter of
+    its cost: one is made at every connect)."""
+    return os.urandom(16).hex()
 
 
 def incoming_id(scope: Scope) -> str | None:

@@ -349,6 +349,9 @@ async def replay_since(session: Session) -> int | None:
     position, as this route's own frames, before live ones (the caller holds the member and
     drops held frames at or below the position returned). Past the retention or across an
     epoch: a ``resync_required`` frame. None when nothing was replayed."""
+    raw: bytes = session.websocket.scope["query_string"]
+    if b"since" not in raw and b"%" not in raw:
+        return None  # no ``since`` however written: the query is not parsed a second time
     # A view of its own: the WebSocket would cache the parsed query for the connection's life.
     query = HTTPConnection(session.websocket.scope).query_params
     if query.get("since") in (None, ""):

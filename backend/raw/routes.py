@@ -48,7 +48,7 @@ class RawRoutes:
     The doors handle their own errors (backend/raw/adapter.py), so Starlette's exception
     handlers had nothing to do for them."""
 
-    __slots__ = ("app", "fallback", "routes")
+    __slots__ = ("app", "fallback", "marks", "routes")
 
     def __init__(self, app: Any, fallback: ASGIApp) -> None:
         #: The Starlette app: the raw routes are its own, and doors read its state.
@@ -56,11 +56,15 @@ class RawRoutes:
         self.fallback = fallback
         self.routes = [route for route in app.routes
                        if isinstance(route, WebSocketRoute) and isinstance(route.app, Endpoint)]
+        #: What the path of an upgrade to any of them holds (each route's path up to its
+        #: first parameter): a path with none of these (Socket.IO's) matches no route, and is
+        #: not tried against each.
+        self.marks = tuple({route.path.partition("{")[0] for route in self.routes})
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Not a coroutine: it returns the chosen app's, so that no frame of its own stays
         # under every connection (Socket.IO's included) for the connection's life.
-        if scope["type"] == "websocket":
+        if scope["type"] == "websocket" and any(mark in scope["path"] for mark in self.marks):
             for route in self.routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:

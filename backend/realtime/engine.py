@@ -253,6 +253,18 @@ def keep_needed(environ: dict[str, Any]) -> None:
         scope["headers"] = []
 
 
+def environ_key(raw_name: bytes) -> str:
+    """The environ's key of a header's name (``HTTP_X_NAME``; the two WSGI keeps bare)."""
+    name = raw_name.decode("latin-1").upper().replace("-", "_")
+    return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+
+
+#: Header names seen and their environ keys: clients send the same few names at every
+#: connect. At most ``ENVIRON_KEYS_KEPT`` (names made up by clients are not kept past it).
+_ENVIRON_KEYS: dict[bytes, str] = {}
+ENVIRON_KEYS_KEPT = 256
+
+
 def make_environ(scope: Scope) -> dict[str, Any]:
     """The WSGI-style environ python-socketio hands the connect handlers: the request's
     headers as ``HTTP_*`` (repeated ones joined with commas), its query, path and client."""
@@ -265,8 +277,11 @@ def make_environ(scope: Scope) -> dict[str, Any]:
         "asgi.scope": scope,
     }
     for raw_name, raw_value in scope.get("headers", ()):
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        key = _ENVIRON_KEYS.get(raw_name)
+        if key is None:
+            key = environ_key(raw_name)
+            if len(_ENVIRON_KEYS) < ENVIRON_KEYS_KEPT:
+                _ENVIRON_KEYS[raw_name] = key
         value = raw_value.decode("latin-1")
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     return environ

@@ -17,6 +17,10 @@ the wire, minus what an idle connection kept without using it:
   (about 2.8 KB idle), and its ``writable`` flag a ``LeanEvent``, not an ``asyncio.Event``
   (0.8 KB); uvicorn only puts, gets and asks whether the queue is empty, and sets, clears
   and waits on the flag (so does ``Wire``);
+- the handshake's request, which uvicorn hands over whole in one read (rebuilt from what
+  httptools parsed), is read in one step (``read_request``, backend/compat/websockets.py)
+  rather than line by line through websockets' generators, with the same checks; the
+  parser's accept leaves out the ``Date`` that uvicorn replaces with its own anyway;
 - the handshake's HTTP response object, with its headers, is let go once it has been sent;
   uvicorn does not read it again;
 - the handshake's request is let go once uvicorn has copied it into the ASGI scope: uvicorn
@@ -62,7 +66,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -77,15 +81,18 @@ from backend.compat.uvicorn import (
     forget_request,
     forget_response,
     is_proxy_headers,
+    lean_init,
+    made_from_upgrade,
     ping_payload,
     pong_answers,
+    send_accept,
     send_ping,
-    use_flow_control,
 )
 from backend.compat.websockets import (
     CONNECTION_LINES,
     lone_pong,
     quiet_connection_lines,
+    read_request,
     restart_frame_parser,
     swap_parser,
 )
@@ -120,9 +127,9 @@ class WebSocketProtocol(SansIOProtocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
         self.due = 0
-        super().__init__(config, server_state, app_state, _loop)
+        # uvicorn's __init__, its receive queue and writable flag lean from the start.
+        lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent())
         self.app = connection_app(config, self.app)
-        use_flow_control(self, LeanQueue(), LeanEvent())
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
         if not config.access_log and not self.logger.isEnabledFor(logging.DEBUG):
@@ -132,6 +139,12 @@ class WebSocketProtocol(SansIOProtocol):
             # Both now log to a logger of warnings and errors, which drops them at its level.
             quiet_connection_lines(self.conn)
             self.logger = CONNECTION_LINES
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """uvicorn's, with the addresses the upgraded HTTP connection already read."""
+        # uvloop's transports are not asyncio.Transport's subclasses, but have its methods.
+        if not made_from_upgrade(self, cast(asyncio.Transport, transport)):
+            super().connection_made(transport)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -153,9 +166,18 @@ class WebSocketProtocol(SansIOProtocol):
     # -- the keepalive, on the loop's wheel ------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's, but a keepalive pong alone in its read (nearly every read of an idle
+        """uvicorn's, but the handshake's request is read in one step (``read_request``), and
+        a keepalive pong alone in its read (nearly every read of an idle
         connection) is taken as the pong it is without websockets' frame parser, half the
         CPU of a ping's round trip on an idle node."""
+        if not self.handshake_initiated:
+            # The handshake request, whole in this first read (uvicorn rebuilds it from what
+            # httptools parsed): read without websockets' line-by-line parser, and handled
+            # as uvicorn's ``handle_events`` handles the request event.
+            request = read_request(self.conn, data)
+            if request is not None:
+                self.handle_connect(request)
+                return
         payload = lone_pong(self.conn, data) if len(data) == 10 else None
         if payload is None:
             super().data_received(data)
@@ -223,7 +245,8 @@ class WebSocketProtocol(SansIOProtocol):
         self.handle_parser_exception()  # sends the close, tells the app, drops the TCP
 
     async def send(self, message: ASGISendEvent) -> None:
-        await super().send(message)
+        if not send_accept(self, message):
+            await super().send(message)
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)

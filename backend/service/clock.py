@@ -18,4 +18,4 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def iso_now() -> str:
-    return now().astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return now().isoformat().replace("+00:00", "Z")  # ``now`` is UTC already

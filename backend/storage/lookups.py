@@ -54,6 +54,8 @@ class InlineReads:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
+        #: Each statement's column names (the statements are the module's few constants).
+        self._names: dict[str, tuple[str, ...]] = {}
 
     def rows(self, client: BaseDBAsyncClient, sql: str,
              params: Sequence[Any]) -> list[dict[str, Any]] | None:
@@ -65,9 +67,13 @@ class InlineReads:
             rows = cursor.fetchall()
         except sqlite3.Error:
             return None
+        if not rows:
+            return []
         # Plain tuples zipped with the column names: a third cheaper than ``sqlite3.Row``
-        # made into a dict, for the same dicts.
-        names = [column[0] for column in cursor.description]
+        # made into a dict, for the same dicts. A statement's names are read once.
+        names = self._names.get(sql)
+        if names is None:
+            names = self._names[sql] = tuple(column[0] for column in cursor.description)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def _connection_for(self, client: BaseDBAsyncClient) -> sqlite3.Connection | None:
@@ -88,6 +94,7 @@ class InlineReads:
         if self._connection is not None:
             self._connection.close()
         self._client = self._connection = None
+        self._names.clear()  # another database may name its columns otherwise
 
 
 _inline = InlineReads()
