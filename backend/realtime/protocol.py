@@ -80,11 +80,13 @@ from backend.compat.uvicorn import (
     ping_payload,
     pong_answers,
     send_ping,
+    text_received,
     use_flow_control,
 )
 from backend.compat.websockets import (
     CONNECTION_LINES,
     lone_pong,
+    lone_text,
     quiet_connection_lines,
     restart_frame_parser,
     swap_parser,
@@ -155,12 +157,20 @@ class WebSocketProtocol(SansIOProtocol):
     def data_received(self, data: bytes) -> None:
         """uvicorn's, but a keepalive pong alone in its read (nearly every read of an idle
         connection) is taken as the pong it is without websockets' frame parser, half the
-        CPU of a ping's round trip on an idle node."""
-        payload = lone_pong(self.conn, data) if len(data) == 10 else None
-        if payload is None:
-            super().data_received(data)
-        elif pong_answers(self, payload) and self.ping_timeout is not None:
-            self.schedule_ping()
+        CPU of a ping's round trip on an idle node; and a text frame alone in its read
+        (nearly every message a client sends) goes to the app without it either."""
+        if data[:1] == b"\x81":
+            text = lone_text(self.conn, data)
+            if text is not None:
+                text_received(self, text)
+                return
+        elif len(data) == 10:
+            payload = lone_pong(self.conn, data)
+            if payload is not None:
+                if pong_answers(self, payload) and self.ping_timeout is not None:
+                    self.schedule_ping()
+                return
+        super().data_received(data)
 
     def schedule_ping(self) -> None:
         """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""
