@@ -355,14 +355,28 @@ class PostgresTurns:
 
     async def _fetch(self, client: BaseDBAsyncClient, sends: list[list[Any]]) -> list[Any]:
         """The sends' rows, in one round trip: on the held connection when it is free."""
-        connection = await self.held.take(client)
+        held = self.held
+        connection = await held.take(client)
         if connection is None:
             async with client.acquire_connection() as pooled:
                 return await _pipelined(pooled, sends)
         try:
-            rows = await _pipelined(connection, sends)
+            statement = held.statement
+            if statement is None and held.uses > 1:
+                # Sends keep coming: the statement prepared on the held connection, once
+                # while it is held (asyncpg's own cache costs a look-up and three coroutine
+                # frames more per execution). A lone send after a pause (the connection
+                # taken for it alone) prepares nothing.
+                statement = held.statement = await connection.prepare(_PG_SEND)
+            if statement is None:
+                rows = await _pipelined(connection, sends)
+            elif len(sends) == 1:
+                rows = [await statement.fetchrow(*sends[0])]
+            else:
+                rows = list(await statement.fetchmany(sends))
         except _ROLLED_BACK:
-            self.held.give_back(connection)
+            held.statement = None  # it may be what failed (a schema changed): prepared anew
+            held.give_back(connection)
             raise
         except BaseException:
             await self.held.drop(connection)  # it may be broken: the pool decides
@@ -407,6 +421,10 @@ class HeldConnection:
         self._busy = False
         self._taking = False
         self._used = False
+        #: Writes on the connection since it was taken from the pool.
+        self.uses = 0
+        #: ``_PG_SEND`` prepared on it (asyncpg's ``PreparedStatement``), or None.
+        self.statement: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
         #: The connection (and its pool wrapper) a write was using when the database
@@ -421,6 +439,7 @@ class HeldConnection:
         if self._connection is not None and self._client is client and _usable(
                 self._connection):
             self._busy = self._used = True
+            self.uses += 1
             return self._connection
         if self._connection is not None:  # closed, its pool gone, or the database reopened
             self._release_later()
@@ -434,6 +453,7 @@ class HeldConnection:
             self._taking = False
         self._client, self._wrapper, self._connection = client, wrapper, connection
         self._busy = self._used = True
+        self.uses = 1
         self._timer = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._idle)
         return connection
 
@@ -475,6 +495,8 @@ class HeldConnection:
             self._timer.cancel()
         self._client = self._wrapper = self._connection = self._timer = None
         self._busy = self._used = False
+        self.uses = 0
+        self.statement = None  # bound to that holding of the connection
         return wrapper
 
     def _release_later(self, wrapper: Any = None) -> None:
