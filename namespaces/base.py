@@ -122,10 +122,15 @@ class Namespace(socketio.AsyncNamespace):
         self.realtime = realtime
         self.app = app
         self.sockets: dict[str, Socket] = {}
+        self._chat: ChatService | None = None
 
     @property
     def chat(self) -> ChatService:
-        chat: ChatService = self.app.state.chat
+        # Read from the app's state once (Starlette's ``State`` looks it up in Python at
+        # every read, and every event reads it): set there before namespaces are made.
+        chat = self._chat
+        if chat is None:
+            chat = self._chat = self.app.state.chat
         return chat
 
     @property

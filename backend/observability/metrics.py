@@ -15,7 +15,7 @@ import functools
 import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -35,7 +35,7 @@ class Sender(Protocol):
     def is_staff(self) -> bool: ...
 
     @property
-    def kind(self) -> Enum: ...
+    def kind(self) -> StrEnum: ...
 
 #: From the publish of an event to its last write on a node: sub-millisecond on one node,
 #: a Redis round trip across nodes, seconds only when something is wrong.
@@ -104,7 +104,9 @@ class Metrics:
 
     def message_sent(self, conversation: Any, message: Any, actor: Sender) -> None:
         """The chat service's sent hook (``ChatService.on_message_sent``)."""
-        self._sent_tally["agent" if actor.is_staff else actor.kind.value] += 1
+        # The kind itself (a str enum, the same key as its value): ``.value`` is an enum
+        # descriptor's Python call.
+        self._sent_tally["agent" if actor.is_staff else actor.kind] += 1
 
     def delivered(self, event: str, count: int, published_at: float | None) -> None:
         """``event`` was written to ``count`` connections of this node."""

@@ -571,26 +571,28 @@ def _write_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[Stored | Ex
     """Runs in aiosqlite's worker thread: every send of the batch in one transaction, each in
     a savepoint of its own (a duplicate ``client_msg_id``, or a value the driver refuses,
     fails that send alone). A send alone in its transaction needs no savepoint: its failure
-    rolls the transaction back (two statements fewer, the usual case below saturation)."""
-    db.execute("BEGIN IMMEDIATE")
+    rolls the transaction back (two statements fewer, the usual case below saturation). One
+    cursor runs them all (``Connection.execute`` makes and registers a cursor per call)."""
+    run = db.cursor().execute
+    run("BEGIN IMMEDIATE")
     try:
         if len(sends) == 1:
             try:
-                results: list[Stored | Exception] = [_write_send(db, sends[0])]
+                results: list[Stored | Exception] = [_write_send(run, sends[0])]
             except Exception as exc:
-                db.execute("ROLLBACK")
+                run("ROLLBACK")
                 return [exc]
         else:
             results = []
             for send in sends:
-                db.execute("SAVEPOINT send")
+                run("SAVEPOINT send")
                 try:
-                    results.append(_write_send(db, send))
+                    results.append(_write_send(run, send))
                 except Exception as exc:
-                    db.execute("ROLLBACK TO send")
+                    run("ROLLBACK TO send")
                     results.append(exc)
-                db.execute("RELEASE send")
-        db.execute("COMMIT")
+                run("RELEASE send")
+        run("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
@@ -598,18 +600,19 @@ def _write_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[Stored | Ex
     return results
 
 
-def _write_send(db: sqlite3.Connection, send: _Send) -> Stored:
-    """One send's statements, in the caller's transaction."""
+def _write_send(run: Callable[..., sqlite3.Cursor], send: _Send) -> Stored:
+    """One send's statements, in the caller's transaction (``run``: its cursor's
+    ``execute``)."""
     conversation, values, sender, (skip, stamp) = send
     # fetchall: the statement runs to its end, nothing stays open on the connection
-    counter = db.execute(_SQLITE_CONVERSATION, conversation).fetchall()
+    counter = run(_SQLITE_CONVERSATION, conversation).fetchall()
     if not counter:
         raise sqlite3.IntegrityError(f"conversation {conversation[-1]} is gone")
     position = int(counter[0][0])
-    message_id = int(db.execute(_SQLITE_INSERT, values).fetchall()[0][0])
+    message_id = int(run(_SQLITE_INSERT, values).fetchall()[0][0])
     if sender is not None:
-        db.execute(_SQLITE_SENDER, sender)
-    db.execute(_SQLITE_EVENT, [conversation[-1], position, message_id, skip, stamp])
+        run(_SQLITE_SENDER, sender)
+    run(_SQLITE_EVENT, [conversation[-1], position, message_id, skip, stamp])
     return message_id, position
 
 
