@@ -91,6 +91,9 @@ class RoomTable:
     def occupied(self, room: str) -> bool:
         return bool(self.room_members.get(room))
 
+    def any_occupied(self, rooms: tuple[str, ...]) -> bool:
+        return any(self.occupied(room) for room in rooms)
+
 
 class Statements(logging.Handler):
     """Counts the SQL statements Tortoise's database clients issue (they log each one), and
