@@ -34,6 +34,7 @@ from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError, forbidden, invalid
+from backend.service.events import conversation_room
 from backend.service.limits import TokenBucket
 from backend.settings import Limits, Settings
 
@@ -121,10 +122,15 @@ class Namespace(socketio.AsyncNamespace):
         self.realtime = realtime
         self.app = app
         self.sockets: dict[str, Socket] = {}
+        self._chat: ChatService | None = None
 
     @property
     def chat(self) -> ChatService:
-        chat: ChatService = self.app.state.chat
+        # Read from the app's state once (Starlette's ``State`` looks it up in Python at
+        # every read, and every event reads it): set there before namespaces are made.
+        chat = self._chat
+        if chat is None:
+            chat = self._chat = self.app.state.chat
         return chat
 
     @property
@@ -248,13 +254,14 @@ class Namespace(socketio.AsyncNamespace):
     def joined_conversation(self, socket: Socket, data: Payload) -> int:
         """The conversation an event acts in: its ``conversation_id`` (which the socket must have
         joined), or, when omitted, the only conversation the socket has joined."""
-        joined = socket.joined
         if data.get("conversation_id") is None:
+            joined = socket.joined
             if len(joined) == 1:
                 return next(iter(joined))
             raise invalid("conversation_id is required")
         conversation_id = as_id(data["conversation_id"], "conversation_id")
-        if conversation_id not in joined:
+        # Its room among the socket's (every event names one): no set of them built.
+        if conversation_room(conversation_id) not in socket.member.rooms:
             removed = socket.member.removed
             if removed is not None and conversation_id in removed:
                 raise forbidden("You are no longer a participant of this conversation")

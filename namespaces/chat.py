@@ -24,7 +24,7 @@ from backend.doors.ids import (
     resume_point,
 )
 from backend.realtime.codec import SharedEncodings
-from backend.realtime.dialects import CHAT, SocketIODialect
+from backend.realtime.dialects import CHAT, MESSAGES, SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.server import after_ack
 from backend.service.actors import Actor
@@ -130,7 +130,8 @@ class ChatNamespace(Namespace):
         message, created = await self.chat.send_message(
             socket.actor, conversation_id, data, rate=socket.bucket, origin=socket.member.id
         )
-        return {"message": message, "duplicate": not created}
+        # Its JSON as the room's frames of it were encoded (once for both).
+        return {"message": MESSAGES.fragment(message), "duplicate": not created}
 
     async def on_typing_indicator(self, socket: Socket, data: Any) -> Payload:
         data = as_object(data)

@@ -200,6 +200,56 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.endswith(b"\x81\x04pong")
 
 
+async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> None:
+    """A text frame alone in its read skips the parser (``lone_text``); split across reads,
+    two in one read, or too large, the parser reads them; an invalid one closes as before."""
+    received: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            received.append(message["text"])
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, ws_max_size=300)
+    protocol, transport = upgraded(config)
+    await asyncio.sleep(0.01)
+
+    def framed(text: str) -> bytes:
+        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+    async def arrives(*reads: bytes) -> None:
+        for data in reads:
+            protocol.data_received(data)
+            await asyncio.sleep(0.01)
+
+    parser = protocol.conn.parser
+    await arrives(framed("h\u00e9"), framed("x" * 200))  # 7- and 16-bit lengths, alone
+    assert protocol.conn.parser is parser and not protocol.conn.reader.buffer
+    both = framed("one") + framed("two")
+    await arrives(both[:4], both[4:])  # split, then two in one read
+    assert received == ["h\u00e9", "x" * 200, "one", "two"]
+    await arrives(framed("y" * 301))  # over the limit: the parser fails the connection
+    assert received == ["h\u00e9", "x" * 200, "one", "two"]
+    assert transport.closing and b"\x03\xf1" in transport.written  # 1009
+
+
+async def test_a_lone_text_frame_that_is_not_utf8_closes_1007() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await receive()
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None)
+    protocol, transport = upgraded(config)
+    await asyncio.sleep(0.01)
+    protocol.data_received(Frame(Opcode.TEXT, b"\xff\xfe").serialize(mask=True, extensions=[]))
+    await asyncio.sleep(0.01)
+    assert transport.closing and b"\x03\xef" in transport.written  # 1007
+
+
 async def test_a_refused_handshake_gets_its_400_and_nothing_fails() -> None:
     """A request websockets refuses (a version it does not speak): uvicorn answers 400 and
     closes, with no scope and no task; the protocol's own handshake step must not fail on

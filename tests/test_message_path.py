@@ -91,6 +91,9 @@ class RoomTable:
     def occupied(self, room: str) -> bool:
         return bool(self.room_members.get(room))
 
+    def any_occupied(self, rooms: tuple[str, ...]) -> bool:
+        return any(self.occupied(room) for room in rooms)
+
 
 class Statements(logging.Handler):
     """Counts the SQL statements Tortoise's database clients issue (they log each one), and
@@ -521,7 +524,7 @@ class CountingPool:
     def __init__(self, size: int) -> None:
         self.pool_maxsize = size
         self.taken = self.returned = 0
-        self.sent = 0
+        self.sent = self.prepared = 0
         self.log = logging.getLogger("test.pool")
         #: While set, a send waits for it (a write under way), having set ``waiting``.
         self.hold: asyncio.Event | None = None
@@ -548,6 +551,20 @@ class CountingPool:
             await self.hold.wait()
         return {"id": 100 + self.sent, "position": self.sent}
 
+    async def prepare(self, query: str) -> PreparedSend:
+        self.prepared += 1
+        return PreparedSend(self, query)
+
+
+class PreparedSend:
+    """``CountingPool``'s prepared statement: its sends are the pool's, counted there."""
+
+    def __init__(self, pool: CountingPool, query: str) -> None:
+        self.pool, self.query = pool, query
+
+    async def fetchrow(self, *args: Any) -> dict[str, int]:
+        return await self.pool.fetchrow(self.query, *args)
+
 
 @pytest.mark.parametrize(("size", "taken"), [(10, 1), (1, 3)])
 async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken: int) -> None:
@@ -559,6 +576,9 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
     # except from a pool of one, which everything else needs too.
     assert (client.sent, client.taken) == (3, taken)
     assert client.returned == client.taken - (1 if size > 1 else 0)
+    # The held connection's second send prepares the statement, its third reuses it; a
+    # connection taken for one send alone prepares nothing.
+    assert client.prepared == (1 if size > 1 else 0)
     await turns.close()  # the database closes: handed back, or the pool's close would wait
     assert client.returned == client.taken
 

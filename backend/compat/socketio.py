@@ -10,6 +10,17 @@ The project relies on:
   mirrored to answer an unknown one as the protocol says), ``_send_packet``; and its lazy
   manager start in ``_handle_eio_connect`` (``manager_initialized``), done at start-up
   instead (``initialize_manager``);
+- the way an EVENT packet of a client goes from ``_handle_eio_message`` through
+  ``_handle_event``, ``_handle_event_internal`` and ``_trigger_event`` to the namespace's
+  ``trigger_event`` (five coroutine frames and two handler look-ups for every event):
+  ``event_sid`` mirrors ``_handle_event``'s checks (the socket's sid in the namespace, its
+  INFO line, the warning for a socket not connected there), reading the private
+  ``_binary_packet`` (``binary_pending``: a binary packet waiting for its attachments takes
+  the next messages), ``namespace_handler`` the part of ``_trigger_event`` and its
+  ``_get_event_handler``/``_get_namespace_handler`` that finds a namespace's handler when the
+  server has no handlers of its own (``on``), and ``ack_packet`` ``_handle_event_internal``'s
+  ack; ``backend/realtime/server.py`` runs them for a text EVENT when ``async_handlers`` is
+  off, and leaves every other packet to upstream;
 - the seam to the node's own Engine.IO (backend/realtime/engine.py): what python-socketio's
   server and managers use of their engine (``self.eio.X``, ``server.eio.X``) is exactly
   ``ENGINE_SURFACE``, read from their source at start-up;
@@ -52,7 +63,8 @@ PIN = Pin("python-socketio", "5.18.1")
 PINS = [PIN]
 
 __all__ = ["ENGINE_SURFACE", "PacketWithoutBinaryScan", "RedisManagerHooks", "RoomsBySid",
-           "ServerHooks", "initialize_manager", "listener_task", "own_message_suffix"]
+           "ServerHooks", "ack_packet", "binary_pending", "event_sid", "initialize_manager",
+           "listener_task", "namespace_handler", "own_message_suffix"]
 
 
 class _Hooks:
@@ -110,6 +122,50 @@ class ServerHooks(_Hooks, socketio.AsyncServer):
     handle_connect = upstream(_S, "_handle_connect")
     #: ``_send_packet(self, eio_sid, pkt)``: send one Socket.IO packet to a client.
     send_socketio_packet = upstream(_S, "_send_packet")
+
+
+def binary_pending(server: socketio.AsyncServer, eio_sid: str) -> bool:
+    """Whether a binary packet of ``eio_sid`` waits for its attachments (then the next
+    messages are those attachments: ``_handle_eio_message``'s first branch)."""
+    return eio_sid in server._binary_packet
+
+
+def event_sid(server: socketio.AsyncServer, eio_sid: str, namespace: str,
+              data: Any) -> str | None:
+    """``AsyncServer._handle_event``'s checks (copied from 5.18.1) of a client's event whose
+    ``namespace`` is given (``or '/'`` applied): the socket's sid there, or None when it is
+    not connected to it (logged as upstream logs it)."""
+    sid: str | None = server.manager.sid_from_eio_sid(eio_sid, namespace)
+    server.logger.info('received event "%s" from %s [%s]', data[0], sid, namespace)
+    if not server.manager.is_connected(sid, namespace):
+        server.logger.warning('%s is not connected to namespace %s', sid, namespace)
+        return None
+    return sid
+
+
+def namespace_handler(server: socketio.AsyncServer, namespace: str) -> Any:
+    """The namespace handler ``AsyncServer._trigger_event`` (5.18.1) gives an event of
+    ``namespace`` to, when that is plain: the server has no handlers of its own (``on``:
+    ``_get_event_handler`` finds none) and ``namespace`` has a handler registered under its
+    name (``_get_namespace_handler``, which then passes the arguments as they are). None
+    otherwise: upstream's ``_trigger_event`` decides."""
+    if server.handlers:
+        return None
+    return server.namespace_handlers.get(namespace)
+
+
+def ack_packet(server: socketio.AsyncServer, namespace: str, ack_id: Any, result: Any) -> Any:
+    """The ACK packet ``AsyncServer._handle_event_internal`` (copied from 5.18.1) sends for a
+    handler's ``result`` when the client asked for one (``ack_id``), or None."""
+    if result is server.not_handled or ack_id is None:
+        return None
+    if result is None:
+        data = []
+    elif isinstance(result, tuple):
+        data = list(result)
+    else:
+        data = [result]
+    return server.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id, data=data)
 
 
 def initialize_manager(server: socketio.AsyncServer) -> None:
@@ -226,6 +282,15 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _S, "_send_packet", ("self", "eio_sid", "pkt")),
     signature(PIN, _S, "_handle_connect", ("self", "eio_sid", "namespace", "data")),
     unchanged(PIN, _S, "_handle_connect", "c97c480cf777de36"),
+    # event_sid, namespace_handler, ack_packet: a client's EVENT, from message to handler.
+    unchanged(PIN, _S, "_handle_eio_message", "bef50fc0e1635921"),
+    unchanged(PIN, _S, "_handle_event", "65178105ef8b593d"),
+    unchanged(PIN, _S, "_handle_event_internal", "472e8b723a12d507"),
+    unchanged(PIN, _S, "_trigger_event", "01ba90cfa09ba43e"),
+    unchanged(PIN, base_server.BaseServer, "_get_event_handler", "e18d9a6570aaaaf4"),
+    unchanged(PIN, base_server.BaseServer, "_get_namespace_handler", "3672467a1c13f704"),
+    *(assigned(PIN, base_server.BaseServer, name) for name in (
+        "_binary_packet", "handlers", "async_handlers", "not_handled", "manager", "logger")),
     assigned(PIN, base_server.BaseServer, "namespace_handlers"),
     assigned(PIN, base_server.BaseServer, "namespaces"),
     holds(PIN, "what AsyncServer uses of its Engine.IO server (eio.X)",

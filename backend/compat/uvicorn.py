@@ -17,6 +17,10 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
   its websockets parser ``conn`` (``backend/compat/websockets.py``), lets ``request`` and
   ``response`` go, and without access log replaces its ``logger`` (where ``send`` writes its
   per-handshake ``[accepted]`` line) with a quieter one;
+- ``backend/realtime/protocol.py`` takes a text frame alone in its read past the parser
+  (``backend/compat/websockets.py``'s ``lone_text``) and hands it on as ``handle_text`` does
+  (copied here: ``text_received``), after what ``data_received`` and ``handle_events`` do for
+  such a frame;
 - ``backend/realtime/wire.py`` finds the connection behind the ASGI ``send`` uvicorn hands the
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
@@ -98,7 +102,7 @@ __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOP
            "bound_graceful_shutdown", "connection_of", "deliver_text", "forget_request",
            "forget_response", "is_proxy_headers", "lean_init", "made_from_upgrade",
            "ping_payload", "pong_answers", "send_accept", "send_ping", "server_of",
-           "transport_of"]
+           "text_received", "transport_of"]
 
 _P = WebSocketsSansIOProtocol
 
@@ -213,6 +217,8 @@ ASSUMPTIONS: list[Assumption] = [
     *(assigned(PIN, HttpToolsProtocol, name) for name in (
         "transport", "server", "client", "scheme")),
     unchanged(PIN, HttpToolsProtocol, "handle_websocket_upgrade", "179c4f769386ab89"),
+    # text_received: what data_received and handle_events do with a lone text frame.
+    unchanged(PIN, _P, "handle_text", "6ae523180cf04a01"),
     # ProxyHeadersAhead: the middleware's call awaits its app alone, at its end.
     unchanged(PIN, ProxyHeadersMiddleware, "__call__", "b601df964c02a3bb"),
     assigned(PIN, ProxyHeadersMiddleware, "app"),
@@ -429,6 +435,14 @@ def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | Non
         protocol.read_paused = True
         protocol.transport.pause_reading()
     return None
+
+
+def text_received(protocol: WebSocketsSansIOProtocol, payload: bytes) -> None:
+    """``WebSocketsSansIOProtocol.handle_text`` (copied from 0.54.0) for a final frame's
+    ``payload``: the message's one frame goes to ``send_receive_event_to_app``."""
+    protocol.curr_msg_data_type = "text"
+    protocol.frames = [payload]
+    protocol.send_receive_event_to_app()
 
 
 def ping_payload() -> bytes:

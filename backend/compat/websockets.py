@@ -34,6 +34,12 @@ protocol's ``conn``:
   response's ``Date``: uvicorn deletes that header and writes its own (a date it formats once
   a second) before the response leaves; a request ``process_request`` refuses goes to
   upstream's ``accept``, which answers it;
+- ``lone_text`` reads a text frame alone in its read, the frame ``parse_frames`` would read
+  and ``Protocol.recv_frame`` would only list as an event (nearly every message a chat
+  client sends), without them: it checks that the parser waits in ``parse_frames`` for a
+  frame's first byte with nothing buffered, in state ``OPEN``, mid-message in no fragmented
+  message (``current_size``), with no extension, and within ``max_message_size`` and
+  ``max_fragment_size``; ``Frame.parse`` and ``Frame.check`` are what it reads as one;
 - ``quiet_connection_lines`` points the parser's ``logger`` (the logger it writes its
   ``connection open`` and ``connection closed`` lines to, set from its ``logger`` argument)
   at a logger that keeps only warnings and errors.
@@ -53,9 +59,14 @@ from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import CONNECTING, SERVER, Protocol
+from websockets.protocol import CONNECTING, OPEN, SERVER, Protocol
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+
+try:  # the C version, as websockets.frames takes it
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
 
 from backend.compat.assumptions import (
     Assumption,
@@ -71,8 +82,9 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "parse_frames",
-           "quiet_connection_lines", "read_request", "restart_frame_parser", "swap_parser"]
+__all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "lone_text",
+           "parse_frames", "quiet_connection_lines", "read_request", "restart_frame_parser",
+           "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -280,6 +292,42 @@ def lone_pong(parser: ServerProtocol, data: bytes) -> bytes | None:
     return (int.from_bytes(data[6:10], "big") ^ mask).to_bytes(4, "big")
 
 
+def lone_text(parser: ServerProtocol, data: bytes) -> bytes | None:
+    """The unmasked payload of ``data`` when it is exactly one masked, final text frame of
+    at most 65,535 bytes, no RSV bit set, arriving while the parser waits in
+    ``parse_frames`` for a frame's first byte with nothing buffered, its connection open, no
+    fragmented message under way and no extension negotiated, within the size limits: the
+    frame ``Frame.parse`` would read and ``Protocol.recv_frame`` would only list as an event
+    (a complete text message changes none of the parser's state), read without them. None
+    otherwise (anything else, or a frame the parser must refuse): the caller hands ``data``
+    to the parser."""
+    size = len(data)
+    if size < 6 or data[0] != 0x81:
+        return None
+    length = data[1] ^ 0x80  # masked: the high bit set, taken off
+    if length < 126:
+        start = 6
+    elif length == 126 and size >= 8:
+        length = (data[2] << 8) | data[3]
+        start = 8
+    else:  # unmasked (refused by the parser), or a 64-bit length
+        return None
+    if (start + length != size or parser.reader.buffer or parser.current_size is not None
+            or parser.state is not OPEN or parser.extensions or parser.debug
+            or getattr(parser.parser, "gi_code", None) is not _PARSE_FRAMES
+            or getattr(getattr(parser.parser, "gi_yieldfrom", None), "gi_code", None)
+            is not _AT_EOF):
+        return None
+    limit = parser.max_message_size
+    if parser.max_fragment_size is not None and (limit is None
+                                                 or parser.max_fragment_size < limit):
+        limit = parser.max_fragment_size
+    if limit is not None and length > limit:
+        return None  # the parser fails the connection (1009)
+    return apply_mask(data[start:], data[start - 4:start])
+
+
+_PARSE_FRAMES = parse_frames.__code__
 _SERVER_PARSE = ServerProtocol.parse.__code__
 _REQUEST_PARSE = vars(Request)["parse"].__func__.__code__
 _PARSE_LINE = http11.parse_line.__code__
@@ -378,6 +426,34 @@ def _reads_as_upstream() -> bool:
     return len(frames) == 1 and isinstance(frames[0], Frame) and frames[0].data == b"hi"
 
 
+def _reads_lone_texts() -> bool:
+    """``lone_text`` reads what the parser reads from a text frame alone, and leaves the
+    frames the parser must see (fragments, other opcodes, unmasked, too large) to it."""
+    parser = ServerProtocol(max_size=100)
+    parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+    request = parser.events_received()[0]
+    if not isinstance(request, Request):
+        return False
+    parser.send_response(parser.accept(request))
+    if not restart_frame_parser(parser):
+        return False
+    text = "h\u00e9llo".encode()
+    for payload in (text, b"x" * 100):
+        data = Frame(Opcode.TEXT, payload).serialize(mask=True, extensions=[])
+        if lone_text(parser, data) != payload:
+            return False
+        parser.receive_data(data)
+        if [f.data for f in parser.events_received()] != [payload]:  # type: ignore[union-attr]
+            return False
+    refused = [Frame(Opcode.TEXT, b"x" * 101).serialize(mask=True, extensions=[]),
+               Frame(Opcode.TEXT, text, fin=False).serialize(mask=True, extensions=[]),
+               Frame(Opcode.BINARY, text).serialize(mask=True, extensions=[]),
+               Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[])]
+    return all(lone_text(parser, data) is None for data in refused)
+
+
 def _swappable() -> bool:
     parser = ServerProtocol()
     parser.__class__ = ClosableMidMessage
@@ -406,6 +482,13 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, StreamReader, "at_eof", "106a9f1e43abf91f"),
     # lone_pong: what recv_frame does with a pong (nothing but list it) is read from it.
     unchanged(PIN, Protocol, "recv_frame", "4f83d3b90ea62428"),
+    # lone_text: a text frame as Frame.parse reads and checks it, listed by recv_frame.
+    unchanged(PIN, Frame, "parse", "2964f6b18f3ae45d"),
+    unchanged(PIN, Frame, "check", "31a8800e3cfeb00f"),
+    unchanged(PIN, Protocol, "receive_data", "df57bef09335e176"),
+    assigned(PIN, Protocol, "state"),
+    holds(PIN, "a lone text frame reads as the parser reads it", _reads_lone_texts,
+          "lone_text does not read a text frame as the parser does"),
     holds(PIN, "a ServerProtocol's parser restarts after the request", _restartable,
           "the frame parser cannot be restarted after the handshake"),
     # read_request: Request.parse and parse_headers' checks, copied; the parser's generators

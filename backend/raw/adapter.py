@@ -290,10 +290,6 @@ async def dispatch(door: Door, session: Session, message: Mapping[str, Any]) -> 
 # -- small translators shared by the routes ------------------------------------------------
 
 
-def without(frame: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in frame.items() if k not in keys}
-
-
 async def send_chat_message(session: Session, data: dict[str, Any]) -> None:
     """Send through the service; the room echoes it to this connection too. A retry with a
     known ``client_msg_id`` is not broadcast again, so its message is echoed here alone."""

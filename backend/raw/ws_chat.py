@@ -21,6 +21,7 @@ Outbound frames are the WS_CHAT dialect's (backend/realtime/dialects.py).
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -32,7 +33,6 @@ from backend.raw.adapter import (
     Session,
     replay_since,
     send_chat_message,
-    without,
 )
 from backend.realtime.dialects import WS_CHAT
 from backend.service.clock import iso_now
@@ -40,8 +40,10 @@ from backend.service.clock import iso_now
 RECENT_MESSAGES = 50
 
 
-async def chat_message(session: Session, frame: dict[str, Any]) -> None:
-    await send_chat_message(session, without(frame, "type"))
+def chat_message(session: Session, frame: dict[str, Any]) -> Coroutine[Any, Any, None]:
+    # The frame as it is: a draft ignores keys it does not name (``type`` among them). The
+    # send's coroutine itself, not one awaiting it (every message passes here).
+    return send_chat_message(session, frame)
 
 
 async def typing(session: Session, frame: dict[str, Any]) -> None:

@@ -535,9 +535,15 @@ class EngineServer:
         return result
 
     async def _deliver(self, socket: EngineSocket, data: str | bytes) -> None:
-        """One message of the client to the message handler (its errors logged)."""
+        """One message of the client to the message handler (its errors logged): called
+        here, not through ``_trigger``'s frame (every packet of every client passes)."""
+        handler = self.handlers.get("message")
+        if handler is None:
+            return
         try:
-            await self._trigger("message", socket.sid, data)
+            result = handler(socket.sid, data)
+            if inspect.isawaitable(result):
+                await result
         except Exception:
             self.logger.exception("Engine.IO message handler failed")
 

@@ -114,6 +114,14 @@ class FanoutManager(RoomsBySid):
         """``Occupancy``: whether a connection of this node is in ``room``."""
         return bool(self.room_members.get(room))
 
+    def any_occupied(self, rooms: tuple[str, ...]) -> bool:
+        """``Occupancy``: whether a connection of this node is in any of ``rooms``."""
+        room_members = self.room_members
+        for room in rooms:
+            if room_members.get(room):
+                return True
+        return False
+
     # -- membership -------------------------------------------------------------------------
 
     def add_member(self, member: Member) -> None:

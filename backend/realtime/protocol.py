@@ -87,10 +87,12 @@ from backend.compat.uvicorn import (
     pong_answers,
     send_accept,
     send_ping,
+    text_received,
 )
 from backend.compat.websockets import (
     CONNECTION_LINES,
     lone_pong,
+    lone_text,
     quiet_connection_lines,
     read_request,
     restart_frame_parser,
@@ -169,7 +171,8 @@ class WebSocketProtocol(SansIOProtocol):
         """uvicorn's, but the handshake's request is read in one step (``read_request``), and
         a keepalive pong alone in its read (nearly every read of an idle
         connection) is taken as the pong it is without websockets' frame parser, half the
-        CPU of a ping's round trip on an idle node."""
+        CPU of a ping's round trip on an idle node; and a text frame alone in its read
+        (nearly every message a client sends) goes to the app without it either."""
         if not self.handshake_initiated:
             # The handshake request, whole in this first read (uvicorn rebuilds it from what
             # httptools parsed): read without websockets' line-by-line parser, and handled
@@ -178,11 +181,18 @@ class WebSocketProtocol(SansIOProtocol):
             if request is not None:
                 self.handle_connect(request)
                 return
-        payload = lone_pong(self.conn, data) if len(data) == 10 else None
-        if payload is None:
-            super().data_received(data)
-        elif pong_answers(self, payload) and self.ping_timeout is not None:
-            self.schedule_ping()
+        elif data[:1] == b"\x81":
+            text = lone_text(self.conn, data)
+            if text is not None:
+                text_received(self, text)
+                return
+        elif len(data) == 10:
+            payload = lone_pong(self.conn, data)
+            if payload is not None:
+                if pong_answers(self, payload) and self.ping_timeout is not None:
+                    self.schedule_ping()
+                return
+        super().data_received(data)
 
     def schedule_ping(self) -> None:
         """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""

@@ -21,7 +21,13 @@ from typing import Any
 
 from socketio import packet as sio_packet
 
-from backend.compat.socketio import ServerHooks
+from backend.compat.socketio import (
+    ServerHooks,
+    ack_packet,
+    binary_pending,
+    event_sid,
+    namespace_handler,
+)
 from backend.observability.context import bind_connection
 from backend.realtime.codec import Packet
 from backend.realtime.engine import EngineServer
@@ -49,6 +55,8 @@ def after_ack(hook: Callable[[], None]) -> None:
         hooks.append(hook)
 
 
+#: The first character of an EVENT packet's text.
+_EVENT = str(sio_packet.EVENT)
 #: The refusal of an EVENT whose data is not ``[name, ...args]``.
 _NOT_AN_EVENT = {"code": "invalid", "message": "An event is a list whose first item is its name"}
 
@@ -104,7 +112,19 @@ class Server(ServerHooks):
             return
         nul_free = NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
         try:
-            await super().handle_engineio_message(eio_sid, data)
+            if (type(data) is str and data[:1] == _EVENT and not self.async_handlers
+                    and not binary_pending(self, eio_sid)):
+                # A client's text EVENT (nearly every packet): upstream's dispatch of it,
+                # from here to the handler, without its three frames between
+                # (backend/compat/socketio.py).
+                pkt = self.packet_class(encoded_packet=data)
+                namespace = pkt.namespace or "/"
+                sid = event_sid(self, eio_sid, namespace, pkt.data)
+                if sid is not None:
+                    await self.handle_event_internal(self, sid, eio_sid, pkt.data, namespace,
+                                                     pkt.id)
+            else:
+                await super().handle_engineio_message(eio_sid, data)
         except ValueError:
             # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
             # answered like a refused event; the connection stays.
@@ -162,7 +182,14 @@ class Server(ServerHooks):
         hooks: list[Callable[[], None]] = []
         after = _AFTER_ACK.set(hooks)
         try:
-            await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            handler = namespace_handler(self, namespace)
+            if handler is None:
+                await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
+            else:  # the namespace's handler, and the ack, as upstream's would run them
+                result = await handler.trigger_event(data[0], sid, *data[1:])
+                ack = ack_packet(self, namespace, id, result)
+                if ack is not None:
+                    await self.send_socketio_packet(eio_sid, ack)
         finally:
             _AFTER_ACK.reset(after)
             CLIENT_EVENT.reset(client)

@@ -4,6 +4,7 @@ through Redis when it is configured), or a delivery on this node alone."""
 from __future__ import annotations
 
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from backend.realtime.fanout import FANOUT, FanoutManager
@@ -31,9 +32,13 @@ class FanoutSink:
     def __init__(self, manager: FanoutManager) -> None:
         self.manager = manager
 
-    async def publish(self, event: Event, *, here_only: bool = False) -> None:
+    def publish(self, event: Event, *,
+                here_only: bool = False) -> Coroutine[Any, Any, None]:
+        # The manager's emit coroutine itself, not one awaiting it (every message passes).
         envelope = envelope_of(event)
         if here_only:
-            self.manager.deliver(event.name, envelope)
-        else:
-            await self.manager.emit(event.name, envelope, namespace=FANOUT)
+            return self._here(event.name, envelope)
+        return self.manager.emit(event.name, envelope, namespace=FANOUT)
+
+    async def _here(self, name: str, envelope: dict[str, Any]) -> None:
+        self.manager.deliver(name, envelope)

@@ -3,6 +3,7 @@ service publishes, so no door has to report it."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from typing import Any
 
 from backend.realtime.presence import Presence
@@ -21,13 +22,20 @@ class TypistCounter:
         self.sink = sink
         self.presence = presence
 
-    async def publish(self, event: Event, *, here_only: bool = False) -> None:
+    def publish(self, event: Event, *,
+                here_only: bool = False) -> Coroutine[Any, Any, None]:
+        # Any other event: the next sink's coroutine itself, not one awaiting it (every
+        # message passes here).
         if event.name == "typing_indicator":
-            key = typist_key(event.payload)
-            if key is not None:
-                await self.presence.set_typing(
-                    events.conversation_room(event.payload["conversation_id"]), key,
-                    bool(event.payload.get("is_typing")))
+            return self._typing(event, here_only)
+        return self.sink.publish(event, here_only=here_only)
+
+    async def _typing(self, event: Event, here_only: bool) -> None:
+        key = typist_key(event.payload)
+        if key is not None:
+            await self.presence.set_typing(
+                events.conversation_room(event.payload["conversation_id"]), key,
+                bool(event.payload.get("is_typing")))
         await self.sink.publish(event, here_only=here_only)
 
 

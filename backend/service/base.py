@@ -174,7 +174,7 @@ class ServiceBase:
         facts = self.grants.cached(conversation_id)
         if facts is None:
             return True
-        return any(occupancy.occupied(room) for room in facts.inbox_rooms)
+        return occupancy.any_occupied(facts.inbox_rooms)
 
     # Implemented by ConversationOps; declared here so the other mixins can call them.
     async def _publish_conversation_updated(self, conversation_id: int) -> None:

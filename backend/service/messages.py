@@ -90,7 +90,8 @@ class MessageOps(LogOps):
                 return earlier, False
         if rate is not None:
             rate.take()
-        await self._check_references(conversation.id, draft)
+        if draft.parent_message_id is not None or draft.reply_to_id is not None:
+            await self._check_references(conversation.id, draft)
         content, message_type = draft.content, draft.message_type
         media_url = draft.media_url or (draft.file.url if draft.file else "")
         file = draft.file.model_dump() if draft.file else None

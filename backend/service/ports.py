@@ -45,6 +45,11 @@ class Occupancy(Protocol):
         """Whether a connection of this node is in ``room``."""
         ...
 
+    def any_occupied(self, rooms: tuple[str, ...]) -> bool:
+        """Whether a connection of this node is in any of ``rooms`` (one call for the
+        inbox rooms of a conversation, asked at every send)."""
+        ...
+
 
 
 class FileStore(Protocol):
