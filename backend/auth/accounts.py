@@ -16,7 +16,7 @@ from backend.service.errors import ChatError, conflict, invalid, not_found, unau
 from backend.service.serializers import user_dict
 from backend.settings import Settings
 from backend.storage.lookups import user_by_id
-from models import MobileSession, Role, User
+from models import MobileSession, Role, User, UserFacts
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
@@ -92,7 +92,7 @@ async def deactivate_user(sessions: Sessions, email: str) -> User:
         raise not_found("User")
     user.is_active = False
     await user.save(update_fields=["is_active"])
-    await sessions.revoke(user, None)
+    await sessions.revoke(user.id, None)
     return user
 
 
@@ -145,11 +145,11 @@ async def logout(settings: Settings, sessions: Sessions, actor: Actor,
             raise ChatError("forbidden", "The refresh token is another user's", 403)
         if not everywhere:
             session_id = claims.session_id
-    await sessions.revoke(user, session_id)
+    await sessions.revoke(user.id, session_id)
     return session_id
 
 
-async def set_role(admin: User, user_id: int, role: str) -> tuple[User, Role]:
+async def set_role(admin: UserFacts, user_id: int, role: str) -> tuple[User, Role]:
     """Give ``user_id`` a new role; returns the user and the role they had."""
     if admin.role != Role.ADMIN:
         raise ChatError("forbidden", "Only admins may change roles", 403)

@@ -149,23 +149,22 @@ class Sessions:
         ).update(refreshed_at=datetime.now(UTC))
         return claims.session_id if updated else None
 
-    async def revoke(self, user: User, session_id: str | None) -> None:
-        """Revoke one session of ``user`` (``session_id``), or with None every one of them
-        (the legacy one too), and tell every node."""
+    async def revoke(self, user_id: int, session_id: str | None) -> None:
+        """Revoke one session of user ``user_id`` (``session_id``), or with None every one of
+        them (the legacy one too), and tell every node."""
         now = datetime.now(UTC)
         if session_id is None or session_id == LEGACY_SESSION:
-            user.legacy_tokens_revoked_at = now
-            await user.save(update_fields=["legacy_tokens_revoked_at"])
+            await User.filter(id=user_id).update(legacy_tokens_revoked_at=now)
         if session_id is None:
-            await AuthSession.filter(user_id=user.id, revoked_at=None).update(revoked_at=now)
+            await AuthSession.filter(user_id=user_id, revoked_at=None).update(revoked_at=now)
         elif session_id != LEGACY_SESSION:
-            await AuthSession.filter(id=session_id, user_id=user.id).update(revoked_at=now)
+            await AuthSession.filter(id=session_id, user_id=user_id).update(revoked_at=now)
         # The devices subscribed to push notifications in what is logged out stop getting them.
-        devices = PushSubscription.filter(user_id=user.id)
+        devices = PushSubscription.filter(user_id=user_id)
         if session_id is not None:
             devices = devices.filter(session_id=session_id)
         await devices.delete()
-        control = {"user_id": user.id, "session_id": session_id}
+        control = {"user_id": user_id, "session_id": session_id}
         # Here first, whatever Redis does: the control is idempotent, and this node hears it
         # again from the bus with the others.
         await self._revoked_control(control)
