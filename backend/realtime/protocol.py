@@ -27,7 +27,8 @@ the wire, minus what an idle connection kept without using it:
   generator lets each frame go once handed on (upstream's kept the last one received).
 - what every connection has alike is shared once the handshake is answered: the scope's
   ``asgi`` dict and the denial-response extension's empty options, and websockets' lists of
-  extensions offered and negotiated (none; ``forget_no_extensions``).
+  extensions offered and negotiated (none; ``forget_no_extensions``); the scope's empty
+  copy of the lifespan state is dropped.
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
 pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
@@ -161,6 +162,10 @@ class WebSocketProtocol(SansIOProtocol):
             scope["asgi"] = _SHARED_SCOPE_VALUES.setdefault(tuple(asgi.items()), asgi)
             if extensions.get(DENIAL_RESPONSE) == {}:
                 extensions[DENIAL_RESPONSE] = _NO_OPTIONS
+            if not scope.get("state"):
+                # The lifespan's state, copied for each connection: empty (the app's
+                # lifespan keeps none there). Starlette makes one when first asked for.
+                scope.pop("state", None)
         # The handshake is answered (or refused) and the scope has its own copy of the
         # request: nothing reads it again. Its headers are emptied in case anything still
         # holds it (a parser that could not be restarted).
