@@ -86,6 +86,21 @@ async def test_a_cancelled_get_loses_no_item() -> None:
     assert waiting.cancelled()
 
 
+async def test_a_lone_waiting_get_cancelled_after_its_wake_leaves_the_item() -> None:
+    queue: LeanQueue[str] = LeanQueue()
+    waiting = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("item")  # wakes the one getter...
+    waiting.cancel()  # ...cancelled before it takes the item
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert waiting.cancelled() and queue.get_nowait() == "item"
+    assert queue._getters is None  # nothing left behind
+    again = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("next")
+    assert await asyncio.wait_for(again, 1) == "next"
+
+
 async def test_join_waits_for_every_task_done() -> None:
     queue: LeanQueue[int] = LeanQueue()
     queue.put_nowait(1)
