@@ -498,7 +498,9 @@ async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_re
         assert environ["QUERY_STRING"].endswith("&token=t")
         assert environ["HTTP_AUTHORIZATION"] == "Bearer b"
         assert "HTTP_USER_AGENT" not in environ and set(environ) <= engine.ENVIRON_KEPT
-        assert environ["asgi.scope"]["headers"] == []  # copied above, not held twice
+        scope = environ["asgi.scope"]
+        # Copied above, not held twice; no subprotocol asked for: shared empty tuples.
+        assert scope["headers"] == () and scope["subprotocols"] == ()
 
 
 async def test_engineio_open_packets_name_each_socket_and_the_settings_of_the_moment() -> None:
