@@ -15,7 +15,7 @@ from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
 from backend.service.serializers import user_dict
 from backend.settings import Settings
-from backend.storage.lookups import user_by_id
+from backend.storage.lookups import active_user_facts
 from models import MobileSession, Role, User, UserFacts
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -105,8 +105,8 @@ async def actor_from_token(settings: Settings, sessions: Sessions, token: str | 
         claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await user_by_id(claims.user_id)
-    if user is None or not user.is_active:
+    user = await active_user_facts(claims.user_id)
+    if user is None:
         raise CredentialInvalid("The token's user does not exist or is inactive")
     if not await sessions.is_live(user, claims):
         raise CredentialInvalid("The token's session was logged out")

@@ -34,7 +34,7 @@ from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
 from backend.service.ports import ControlBus
 from backend.storage.lookups import session_state
-from models import AuthSession, PushSubscription, User
+from models import AuthSession, PushSubscription, User, UserFacts
 
 #: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
 #: session id None: every session of the user).
@@ -85,7 +85,7 @@ class Sessions:
         self._remember(session_id, user.id, revoked=False)
         return session_id
 
-    async def is_live(self, user: User, claims: Claims) -> bool:
+    async def is_live(self, user: UserFacts, claims: Claims) -> bool:
         """Whether the session of an access token is live: without a database query when this
         node read it recently."""
         if claims.session_id == LEGACY_SESSION:
@@ -215,7 +215,7 @@ class Sessions:
             del self._known[next(iter(self._known))]
 
 
-def _legacy_live(user: User, claims: Claims) -> bool:
+def _legacy_live(user: UserFacts, claims: Claims) -> bool:
     """A token without a session: live unless issued before the user's legacy tokens were
     revoked (``iat`` has whole seconds: one issued in the second of the revocation is
     refused; no token without a session is issued any more)."""
