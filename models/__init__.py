@@ -20,6 +20,7 @@ from models.outbox import OutboxItem, OutboxKind, OutboxStatus
 from models.people import AuthSession, Customer, MobileSession, Role, User
 from models.push import ConversationMute, PushKind, PushSubscription
 from models.uploads import Upload, UploadState
+from models.user_facts import UserFacts
 
 __all__ = [
     "AuditAction",
@@ -52,6 +53,7 @@ __all__ = [
     "Upload",
     "UploadState",
     "User",
+    "UserFacts",
     "WebhookEndpoint",
 ]
 

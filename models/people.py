@@ -41,8 +41,12 @@ class User(Model):
     @property
     def display_name(self) -> str:
         """'first last', or the username when both are empty."""
-        full = f"{self.first_name} {self.last_name}".strip()
-        return full or self.username
+        return display_name(self.first_name, self.last_name, self.username)
+
+
+def display_name(first_name: str, last_name: str, username: str) -> str:
+    """A user's name as shown: 'first last', or the username when both are empty."""
+    return f"{first_name} {last_name}".strip() or username
 
 
 class AuthSession(Model):

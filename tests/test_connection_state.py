@@ -91,6 +91,21 @@ async def test_a_cancelled_get_loses_no_item() -> None:
     assert waiting.cancelled()
 
 
+async def test_a_lone_waiting_get_cancelled_after_its_wake_leaves_the_item() -> None:
+    queue: LeanQueue[str] = LeanQueue()
+    waiting = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("item")  # wakes the one getter...
+    waiting.cancel()  # ...cancelled before it takes the item
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert waiting.cancelled() and queue.get_nowait() == "item"
+    assert queue._getters is None  # nothing left behind
+    again = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait("next")
+    assert await asyncio.wait_for(again, 1) == "next"
+
+
 async def test_join_waits_for_every_task_done() -> None:
     queue: LeanQueue[int] = LeanQueue()
     queue.put_nowait(1)
@@ -702,7 +717,9 @@ async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_re
         assert environ["QUERY_STRING"].endswith("&token=t")
         assert environ["HTTP_AUTHORIZATION"] == "Bearer b"
         assert "HTTP_USER_AGENT" not in environ and set(environ) <= engine.ENVIRON_KEPT
-        assert environ["asgi.scope"]["headers"] == []  # copied above, not held twice
+        scope = environ["asgi.scope"]
+        # Copied above, not held twice; no subprotocol asked for: shared empty tuples.
+        assert scope["headers"] == () and scope["subprotocols"] == ()
 
 
 async def test_engineio_open_packets_name_each_socket_and_the_settings_of_the_moment() -> None:

@@ -14,7 +14,7 @@ from backend.realtime.members import Member
 from backend.service import desk, events
 from backend.service.actors import Actor
 from backend.service.errors import ChatError
-from models import Conversation, ConversationStatus, Role, SenderType, User
+from models import Conversation, ConversationStatus, Role, SenderType, User, UserFacts
 
 CONVERSATION = {"id": 3, "kind": "support", "status": "support_active",
                 "assigned_agent_id": 8, "unread_count": 2}
@@ -23,7 +23,7 @@ MEMBER_DOORS = [dialects.CHAT, dialects.MOBILE, dialects.WS_CHAT, dialects.WS_MO
 
 
 def _member(dialect: dialects.Dialect) -> Member:
-    user = User(id=5, email="a@example.com", username="a", role=Role.USER)
+    user = UserFacts(5, "a@example.com", "a", "", "", "", Role.USER)
     return Member("m1", Actor(SenderType.USER, user=user), dialect, "test")
 
 

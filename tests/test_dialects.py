@@ -5,7 +5,7 @@ import json
 from backend.realtime import dialects
 from backend.realtime.members import Member
 from backend.service.actors import Actor
-from models import MobileSession, Role, SenderType, User
+from models import MobileSession, Role, SenderType, UserFacts
 
 MESSAGE = {
     "id": 9, "conversation_id": 3, "sender_id": 5, "sender_name": "Ann Lee", "sender_avatar": "",
@@ -16,7 +16,7 @@ MESSAGE = {
 
 
 def _member(dialect: dialects.Dialect, *, role: Role = Role.USER, user_id: int = 5) -> Member:
-    user = User(id=user_id, email="a@example.com", username="a", role=role)
+    user = UserFacts(user_id, "a@example.com", "a", "", "", "", role)
     return Member("m1", Actor(SenderType.USER, user=user), dialect, "test")
 
 

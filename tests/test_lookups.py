@@ -7,26 +7,24 @@ from datetime import UTC, datetime
 import pytest
 
 from backend.storage import lookups
-from models import AuthSession, Block, Conversation, Participant, Role, User
+from models import AuthSession, Block, Conversation, Participant, Role, User, UserFacts
 
 
-async def test_a_user_read_by_id_is_the_orm_s_user(database: None) -> None:
+async def test_a_users_facts_read_by_id_are_the_orm_rows(database: None) -> None:
     made = await User.create(email="a@example.com", username="a", password_hash="x",
-                             first_name="Ann", role=Role.AGENT)
+                             first_name="Ann", role=Role.AGENT,
+                             legacy_tokens_revoked_at=datetime(2026, 3, 4, 5, 6, 7, 890, UTC))
     other = await User.create(email="b@example.com", username="b", password_hash="x")
-    read = await lookups.user_by_id(made.id)
-    orm = await User.get(id=made.id)
-    assert read is not None
-    fields = list(User._meta.fields_db_projection)
-    assert [getattr(read, name, None) for name in fields] == [
-        getattr(orm, name, None) for name in fields]
-    assert read.role == Role.AGENT and read.is_active is True
-    assert await lookups.user_by_id(other.id + 1000) is None
-    # A saved instance: saving it updates its row (an unsaved one would be inserted).
-    read.first_name = "Anne"
-    await read.save(update_fields=["first_name"])
-    assert (await User.get(id=made.id)).first_name == "Anne"
-    assert await User.all().count() == 2
+    for user in (made, other):
+        read = await lookups.active_user_facts(user.id)
+        assert read == UserFacts.of(await User.get(id=user.id))
+    read = await lookups.active_user_facts(made.id)
+    assert read is not None and read.role is Role.AGENT
+    assert read.legacy_tokens_revoked_at == datetime(2026, 3, 4, 5, 6, 7, 890, UTC)
+    assert await lookups.active_user_facts(other.id + 1000) is None
+    # An inactive user has no facts to act with.
+    await User.filter(id=other.id).update(is_active=False)
+    assert await lookups.active_user_facts(other.id) is None
 
     await Block.create(blocker_id=made.id, blocked_id=other.id)
     assert await lookups.blocked_ids(made.id) == [other.id]
@@ -47,7 +45,7 @@ async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
     assert broken._connection is not None
     broken._connection.close()
     assert broken.rows(client, "SELECT 1", []) is None
-    assert (await lookups.user_by_id(made.id)) is not None
+    assert (await lookups.active_user_facts(made.id)) is not None
 
 
 async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read(

@@ -25,7 +25,7 @@ from backend.auth.tokens import (
 from backend.service.actors import Actor
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
-from models import AuthSession, User
+from models import AuthSession, Role, User, UserFacts
 
 
 @pytest.fixture
@@ -175,9 +175,9 @@ async def test_a_revocation_heard_closes_and_a_new_connection_asks_again(
         told.append((user_id, session_id, await node.still_live(connection)))
 
     node.on_revoked(closing)
-    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
-    connection = Actor.of_user(user, "s1")  # type: ignore[arg-type]
-    assert await node.is_live(user, Claims(7, "s1", 0))  # type: ignore[arg-type]
+    user = _facts(7)
+    connection = Actor.of_user(user, "s1")
+    assert await node.is_live(user, Claims(7, "s1", 0))
     assert await node.still_live(connection)
     await bus.broadcast(REVOKED, {"user_id": 7, "session_id": "s1"})
     assert told == [(7, "s1", False)]
@@ -193,11 +193,17 @@ async def test_a_revocation_heard_closes_and_a_new_connection_asks_again(
         return stored
 
     monkeypatch.setattr(User, "get_or_none", user_row)
-    legacy = Actor.of_user(user, LEGACY_SESSION)  # type: ignore[arg-type]
+    legacy = Actor.of_user(user, LEGACY_SESSION)
     assert await node.still_live(legacy)
     stored.legacy_tokens_revoked_at = datetime.now(UTC)
     assert not await node.still_live(legacy)
-    assert await node.still_live(Actor.of_user(stored, LEGACY_SESSION))  # type: ignore[arg-type]
+    assert await node.still_live(
+        Actor.of_user(_facts(7, stored.legacy_tokens_revoked_at), LEGACY_SESSION))
+
+
+def _facts(user_id: int, legacy_tokens_revoked_at: datetime | None = None) -> UserFacts:
+    return UserFacts(user_id, f"u{user_id}@example.com", f"u{user_id}", "", "", "", Role.USER,
+                     legacy_tokens_revoked_at)
 
 
 async def test_no_revocation_heard_since_the_connect_check_asks_nothing_again(
@@ -216,8 +222,7 @@ async def test_no_revocation_heard_since_the_connect_check_asks_nothing_again(
     bus = FakeBus()
     node = Sessions()
     node.attach(bus, clustered=True)
-    user = SimpleNamespace(id=7, legacy_tokens_revoked_at=None)
-    legacy = Actor.of_user(user, LEGACY_SESSION)  # type: ignore[arg-type]
+    legacy = Actor.of_user(_facts(7), LEGACY_SESSION)
     heard = node.heard
     assert await node.still_live(legacy, heard)
     assert reads == []

@@ -15,8 +15,8 @@ from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
 from backend.service.serializers import user_dict
 from backend.settings import Settings
-from backend.storage.lookups import user_by_id
-from models import MobileSession, Role, User
+from backend.storage.lookups import active_user_facts
+from models import MobileSession, Role, User, UserFacts
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 
@@ -92,7 +92,7 @@ async def deactivate_user(sessions: Sessions, email: str) -> User:
         raise not_found("User")
     user.is_active = False
     await user.save(update_fields=["is_active"])
-    await sessions.revoke(user, None)
+    await sessions.revoke(user.id, None)
     return user
 
 
@@ -105,8 +105,8 @@ async def actor_from_token(settings: Settings, sessions: Sessions, token: str | 
         claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await user_by_id(claims.user_id)
-    if user is None or not user.is_active:
+    user = await active_user_facts(claims.user_id)
+    if user is None:
         raise CredentialInvalid("The token's user does not exist or is inactive")
     if not await sessions.is_live(user, claims):
         raise CredentialInvalid("The token's session was logged out")
@@ -145,11 +145,11 @@ async def logout(settings: Settings, sessions: Sessions, actor: Actor,
             raise ChatError("forbidden", "The refresh token is another user's", 403)
         if not everywhere:
             session_id = claims.session_id
-    await sessions.revoke(user, session_id)
+    await sessions.revoke(user.id, session_id)
     return session_id
 
 
-async def set_role(admin: User, user_id: int, role: str) -> tuple[User, Role]:
+async def set_role(admin: UserFacts, user_id: int, role: str) -> tuple[User, Role]:
     """Give ``user_id`` a new role; returns the user and the role they had."""
     if admin.role != Role.ADMIN:
         raise ChatError("forbidden", "Only admins may change roles", 403)

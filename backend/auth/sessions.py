@@ -35,7 +35,7 @@ from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
 from backend.service.ports import ControlBus
 from backend.storage.lookups import session_state
-from models import AuthSession, PushSubscription, User
+from models import AuthSession, PushSubscription, User, UserFacts
 
 #: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
 #: session id None: every session of the user).
@@ -90,7 +90,7 @@ class Sessions:
         self._remember(session_id, user.id, revoked=False)
         return session_id
 
-    async def is_live(self, user: User, claims: Claims) -> bool:
+    async def is_live(self, user: UserFacts, claims: Claims) -> bool:
         """Whether the session of an access token is live: without a database query when this
         node read it recently."""
         if claims.session_id == LEGACY_SESSION:
@@ -154,23 +154,22 @@ class Sessions:
         ).update(refreshed_at=datetime.now(UTC))
         return claims.session_id if updated else None
 
-    async def revoke(self, user: User, session_id: str | None) -> None:
-        """Revoke one session of ``user`` (``session_id``), or with None every one of them
-        (the legacy one too), and tell every node."""
+    async def revoke(self, user_id: int, session_id: str | None) -> None:
+        """Revoke one session of user ``user_id`` (``session_id``), or with None every one of
+        them (the legacy one too), and tell every node."""
         now = datetime.now(UTC)
         if session_id is None or session_id == LEGACY_SESSION:
-            user.legacy_tokens_revoked_at = now
-            await user.save(update_fields=["legacy_tokens_revoked_at"])
+            await User.filter(id=user_id).update(legacy_tokens_revoked_at=now)
         if session_id is None:
-            await AuthSession.filter(user_id=user.id, revoked_at=None).update(revoked_at=now)
+            await AuthSession.filter(user_id=user_id, revoked_at=None).update(revoked_at=now)
         elif session_id != LEGACY_SESSION:
-            await AuthSession.filter(id=session_id, user_id=user.id).update(revoked_at=now)
+            await AuthSession.filter(id=session_id, user_id=user_id).update(revoked_at=now)
         # The devices subscribed to push notifications in what is logged out stop getting them.
-        devices = PushSubscription.filter(user_id=user.id)
+        devices = PushSubscription.filter(user_id=user_id)
         if session_id is not None:
             devices = devices.filter(session_id=session_id)
         await devices.delete()
-        control = {"user_id": user.id, "session_id": session_id}
+        control = {"user_id": user_id, "session_id": session_id}
         # Here first, whatever Redis does: the control is idempotent, and this node hears it
         # again from the bus with the others.
         await self._revoked_control(control)
@@ -219,7 +218,7 @@ class Sessions:
             del self._known[next(iter(self._known))]
 
 
-def _legacy_live(user: User, claims: Claims) -> bool:
+def _legacy_live(user: UserFacts, claims: Claims) -> bool:
     """A token without a session: live unless issued before the user's legacy tokens were
     revoked (``iat`` has whole seconds: one issued in the second of the revocation is
     refused; no token without a session is issued any more)."""

@@ -148,7 +148,7 @@ class ClusterPresence:
             "actors": dict(local.connections),
             "rooms": {room: dict(counts) for room, counts in local.rooms.items()},
             "typing": {room: sorted(typists) for room, typists in local.typing.items()},
-            "announced": {actor: sorted(ids) for actor, ids in local.announced.items()},
+            "announced": local.announcements(),
         }
 
     async def _reap(self) -> None:

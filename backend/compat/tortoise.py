@@ -15,10 +15,10 @@ The project relies on:
 - asyncpg's ``Connection.fetchmany(query, args)`` (public), on the connection Tortoise's
   PostgreSQL client hands out (``PostgresTurns``);
 - ``Model._init_from_db(**row)``: a model instance from a row read with a plain statement, as
-  its executors make one (saved, every field converted), for the single-row reads of every
-  connect (``model_from_row``, backend/storage/lookups.py): the ORM's query building costs
-  more than the read; and a relation's object kept in the instance's ``_<relation>``, where
-  ``select_related`` puts it (``attach_related``), for the pages of history read the same way;
+  its executors make one (saved, every field converted), for the pages of history read with
+  plain statements (``model_from_row``, backend/storage/message_pages.py): the ORM's query
+  building costs more than the read; and a relation's object kept in the instance's
+  ``_<relation>``, where ``select_related`` puts it (``attach_related``), for the same pages;
 - the text its SQLite executor stores for a datetime (the ``sqlite3`` adapter it registers):
   the send path formats a message's stamp once (``sqlite_stamp``) instead of the adapter
   formatting it for each of its four parameters;

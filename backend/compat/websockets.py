@@ -40,6 +40,11 @@ protocol's ``conn``:
   frame's first byte with nothing buffered, in state ``OPEN``, mid-message in no fragmented
   message (``current_size``), with no extension, and within ``max_message_size`` and
   ``max_fragment_size``; ``Frame.parse`` and ``Frame.check`` are what it reads as one;
+- ``forget_no_extensions`` gives a parser that negotiated no extension (the node offers
+  none: no per-message deflate) the one empty ``extensions`` list every such parser shares,
+  and drops ``available_extensions``, the offer (uvicorn's empty list), which only the
+  handshake reads (0.11 KB per connection); websockets replaces the negotiated list, it never
+  changes one in place;
 - ``quiet_connection_lines`` points the parser's ``logger`` (the logger it writes its
   ``connection open`` and ``connection closed`` lines to, set from its ``logger`` argument)
   at a logger that keeps only warnings and errors.
@@ -57,6 +62,7 @@ from typing import Any
 from websockets import http11
 from websockets.datastructures import Headers
 from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.extensions import Extension
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import CONNECTING, OPEN, SERVER, Protocol
@@ -82,9 +88,9 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["CONNECTION_LINES", "SHARED_ID", "ClosableMidMessage", "lone_pong", "lone_text",
-           "parse_frames", "quiet_connection_lines", "read_request", "restart_frame_parser",
-           "swap_parser"]
+__all__ = ["CONNECTION_LINES", "NO_EXTENSIONS", "SHARED_ID", "ClosableMidMessage",
+           "forget_no_extensions", "lone_pong", "lone_text", "parse_frames",
+           "quiet_connection_lines", "read_request", "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -143,6 +149,40 @@ def _id_unread() -> bool:
     uses = [use for module in (websockets.protocol, websockets.server, websockets_sansio_impl)
             for use in re.findall(r"\.id\b.*", inspect.getsource(module))]
     return uses == [".id: uuid.UUID = uuid.uuid4()"]
+
+
+#: The negotiated extensions of every parser that has none (``forget_no_extensions``).
+NO_EXTENSIONS: list[Extension] = []
+
+
+def forget_no_extensions(parser: ServerProtocol) -> None:
+    """Once the handshake is answered: a parser that negotiated no extension holds the shared
+    empty list, and none of the offer (read by the handshake alone)."""
+    if not parser.extensions:
+        parser.extensions = NO_EXTENSIONS
+    if not parser.available_extensions:
+        parser.available_extensions = None
+
+
+def _extensions_replaced_whole() -> bool:
+    """websockets' sans-I/O protocol and uvicorn's assign a parser's ``extensions`` and
+    ``available_extensions``, never change them in place, and read the offer only in the
+    handshake (``process_extensions``)."""
+    import websockets.protocol
+    import websockets.server
+    from uvicorn.protocols.websockets import websockets_sansio_impl
+
+    sources = [inspect.getsource(module) for module in (
+        websockets.protocol, websockets.server, websockets_sansio_impl)]
+    in_place = re.compile(r"\.(available_)?extensions\s*(\+=|\[[^\]]*\]\s*=|\.(append|extend"
+                          r"|insert|remove|pop|clear|sort|reverse)\b)")
+    if any(in_place.search(source) for source in sources):
+        return False
+    offer_reads = [line.strip() for source in sources for line in source.splitlines()
+                   if "self.available_extensions" in line]
+    return offer_reads == ["self.available_extensions = extensions",
+                           "if header_values and self.available_extensions:",
+                           "for ext_factory in self.available_extensions:"]
 
 
 def restart_frame_parser(parser: ServerProtocol) -> bool:
@@ -503,6 +543,11 @@ ASSUMPTIONS: list[Assumption] = [
           "the handshake request is no longer read as websockets reads it"),
     unchanged(PIN, ServerProtocol, "accept", "f2f96c48162dbfda"),
     assigned(PIN, ServerProtocol, "accept_called"),
+    # forget_no_extensions
+    assigned(PIN, ServerProtocol, "available_extensions"),
+    holds(PIN, "a parser's extensions are replaced whole, its offer read by the handshake",
+          _extensions_replaced_whole,
+          "a parser's extensions are changed in place or read later: each needs its own"),
     holds(PIN, "a ServerProtocol logs its connection lines to its logger attribute", _quiet,
           "the parser's connection lines cannot be quieted"),
 ]

@@ -239,18 +239,24 @@ class EngineSocket:
             poll.set_result(noop)
 
 
+#: The headers and subprotocols of every served WebSocket's scope (``keep_needed``).
+_NOTHING: tuple[()] = ()
+
+
 def keep_needed(environ: dict[str, Any]) -> None:
     """Drop what nothing reads again from a served WebSocket's environ, in place (python-
-    socketio keeps it for the connection's life): its other headers, and the scope's list of
-    them (the scope stays, held by the server too; its headers were copied into the environ,
-    and about 1 KB of them per connection was never read again). A dict does not shrink when
-    keys are deleted: it is rebuilt."""
+    socketio keeps it for the connection's life): its other headers, and the scope's lists of
+    them and of the subprotocols asked for (the scope stays, held by the server too; its
+    headers were copied into the environ, and about 1 KB of them per connection was never
+    read again; Engine.IO asks for no subprotocol). A dict does not shrink when keys are
+    deleted: it is rebuilt."""
     kept = {key: environ[key] for key in ENVIRON_KEPT if key in environ}
     environ.clear()
     environ.update(kept)
     scope = kept.get("asgi.scope")
     if scope is not None:
-        scope["headers"] = []
+        # One empty tuple for every connection, not an empty list each.
+        scope["headers"] = scope["subprotocols"] = _NOTHING
 
 
 def environ_key(raw_name: bytes) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from backend.compat.socketio import RoomsBySid
@@ -141,6 +142,9 @@ class FanoutManager(RoomsBySid):
     def join(self, member: Member, room: str, start: int | None = None) -> None:
         """Put ``member`` in ``room``; ``start``: the room's log position read before the
         join, where a room new on this node starts (``RoomPositions.occupied``)."""
+        # One string per room for all its members' ``rooms``, not a copy each (the callers
+        # make the name per connection); interned strings go with their last holder.
+        room = intern(room)
         members = self.room_members.get(room)
         if members is None:
             members = self.room_members[room] = {}

@@ -71,7 +71,9 @@ class LocalPresence:
         self.connections: Counter[str] = Counter()
         self.rooms: dict[str, Counter[str]] = {}
         self.typing: dict[str, set[str]] = {}
-        self.announced: dict[str, list[int]] = {}
+        #: Per online actor, the conversations told so: one id alone (nearly always), a
+        #: list of them past one. Read through ``announcements``.
+        self.announced: dict[str, int | list[int]] = {}
 
     async def connect(self, actor_key: str) -> bool:
         self.connections[actor_key] += 1
@@ -118,14 +120,23 @@ class LocalPresence:
             self.typing.get(room, set()).discard(actor_key)
 
     async def announce_online(self, actor_key: str, conversation_id: int) -> None:
-        # A list, not a set: one per online user, nearly always of one or a few ids (an
-        # empty set is 216 bytes).
-        announced = self.announced.setdefault(actor_key, [])
-        if conversation_id not in announced:
+        # One per online user, nearly always of one id: the id itself, a list from the
+        # second on (a list of one was 0.07 KB per connected user, an empty set 216 bytes).
+        announced = self.announced.get(actor_key)
+        if announced is None:
+            self.announced[actor_key] = conversation_id
+        elif isinstance(announced, int):
+            if announced != conversation_id:
+                self.announced[actor_key] = [announced, conversation_id]
+        elif conversation_id not in announced:
             announced.append(conversation_id)
 
     async def take_announced(self, actor_key: str) -> list[int]:
-        return sorted(self.announced.pop(actor_key, ()))
+        return _ids(self.announced.pop(actor_key, ()))
+
+    def announcements(self) -> dict[str, list[int]]:
+        """Every online actor's announced conversations, sorted (a cluster's resync)."""
+        return {actor: _ids(ids) for actor, ids in self.announced.items()}
 
     async def stats(self) -> dict[str, Any]:
         return ws_stats(
@@ -135,6 +146,10 @@ class LocalPresence:
             },
             sum(self.connections.values()),
         )
+
+
+def _ids(announced: int | list[int] | tuple[()]) -> list[int]:
+    return [announced] if isinstance(announced, int) else sorted(announced)
 
 
 def ws_stats(rooms: dict[str, tuple[int, int, int]], total_connections: int) -> dict[str, Any]:

@@ -29,6 +29,10 @@ the wire, minus what an idle connection kept without using it:
   headers are emptied, and the parser's generator restarted past it
   (``restart_frame_parser``); nothing reads the request after the handshake. The restarted
   generator lets each frame go once handed on (upstream's kept the last one received).
+- what every connection has alike is shared once the handshake is answered: the scope's
+  ``asgi`` dict and the denial-response extension's empty options, and websockets' lists of
+  extensions offered and negotiated (none; ``forget_no_extensions``); the scope's empty
+  copy of the lifespan state is dropped.
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
 pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
@@ -91,6 +95,7 @@ from backend.compat.uvicorn import (
 )
 from backend.compat.websockets import (
     CONNECTION_LINES,
+    forget_no_extensions,
     lone_pong,
     lone_text,
     quiet_connection_lines,
@@ -115,6 +120,13 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 log = logging.getLogger("confab.protocol")
+
+#: The ASGI extension that lets an app answer a handshake with an HTTP response.
+DENIAL_RESPONSE = "websocket.http.response"
+#: Its options (none), one dict for every connection's scope.
+_NO_OPTIONS: dict[str, Any] = {}
+#: The scopes' ``asgi`` dicts, one per distinct content (one in practice).
+_SHARED_SCOPE_VALUES: dict[tuple[tuple[str, Any], ...], Any] = {}
 
 
 class WebSocketProtocol(SansIOProtocol):
@@ -155,8 +167,20 @@ class WebSocketProtocol(SansIOProtocol):
             # What ``DirectWires`` would have left in the scope (``connection_app`` skips
             # it); the app's task has not started yet. A refused handshake (uvicorn wrote the
             # 400 and closed) has no scope and no task.
-            extensions: dict[str, Any] = self.scope["extensions"]
+            scope = self.scope
+            extensions: dict[str, Any] = scope["extensions"]
             extensions[CONNECTION_KEY] = self
+            # Values every connection's scope has alike, shared (read-only, as the ASGI
+            # spec has them): the ``asgi`` versions, and the denial-response extension's
+            # empty options (0.28 KB per connection).
+            asgi = scope["asgi"]
+            scope["asgi"] = _SHARED_SCOPE_VALUES.setdefault(tuple(asgi.items()), asgi)
+            if extensions.get(DENIAL_RESPONSE) == {}:
+                extensions[DENIAL_RESPONSE] = _NO_OPTIONS
+            if not scope.get("state"):
+                # The lifespan's state, copied for each connection: empty (the app's
+                # lifespan keeps none there). Starlette makes one when first asked for.
+                scope.pop("state", None)
         # The handshake is answered (or refused) and the scope has its own copy of the
         # request: nothing reads it again. Its headers are emptied in case anything still
         # holds it (a parser that could not be restarted).
@@ -164,6 +188,7 @@ class WebSocketProtocol(SansIOProtocol):
         forget_request(self)
         if accepted:
             restart_frame_parser(self.conn)
+            forget_no_extensions(self.conn)
 
     # -- the keepalive, on the loop's wheel ------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
@@ -30,9 +30,8 @@ class LeanQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._items: deque[T] | None = None
-        # A list: there is one waiting getter nearly always, and a list of one is a tenth of
-        # an empty deque.
-        self._getters: list[asyncio.Future[None]] | None = None
+        # One waiting getter nearly always: the future itself, a list past one (``Waiters``).
+        self._getters: Waiters = None
         self._unfinished = 0
         self._finished: asyncio.Event | None = None
 
@@ -106,12 +105,19 @@ class LeanQueue(Generic[T]):
 
     def _wake_getter(self) -> None:
         getters = self._getters
+        if getters is None:
+            return
+        if not isinstance(getters, list):
+            self._getters = None
+            if not getters.done():
+                getters.set_result(None)
+            return
         while getters:
             getter = getters.pop(0)
             if not getter.done():
                 getter.set_result(None)
                 break
-        if getters is not None and not getters:
+        if not getters:
             self._getters = None
 
 
@@ -123,7 +129,7 @@ class LeanEvent:
 
     def __init__(self) -> None:
         self._value = False
-        self._waiters: list[asyncio.Future[bool]] | None = None
+        self._waiters: Waiters = None
 
     def __repr__(self) -> str:
         return f"<LeanEvent {'set' if self._value else 'unset'}>"
@@ -135,7 +141,7 @@ class LeanEvent:
         if not self._value:
             self._value = True
             waiters, self._waiters = self._waiters, None
-            for waiter in waiters or ():
+            for waiter in _each(waiters):
                 if not waiter.done():
                     waiter.set_result(True)
 
@@ -154,18 +160,34 @@ class LeanEvent:
             self._waiters = _not_waiting(self._waiters, waiter)  # cancelled before a set
 
 
-# Waiter lists are made on first use and dropped when empty: an idle connection holds none.
+#: Who waits, in order: nobody (None), one future (nearly always: an idle connection's read
+#: waits on its queue), or a list of them from the second on (a list of one was 64 bytes
+#: more on every connection).
+Waiters: TypeAlias = "asyncio.Future[Any] | list[asyncio.Future[Any]] | None"
 
-def _waiting(waiters: list[Any] | None, future: Any) -> list[Any]:
+
+def _waiting(waiters: Waiters, future: asyncio.Future[Any]) -> Waiters:
     """``waiters`` with ``future`` added."""
     if waiters is None:
-        return [future]
-    waiters.append(future)
+        return future
+    if isinstance(waiters, list):
+        waiters.append(future)
+        return waiters
+    return [waiters, future]
+
+
+def _not_waiting(waiters: Waiters, future: asyncio.Future[Any]) -> Waiters:
+    """``waiters`` without ``future`` (already gone when it was woken), None once empty."""
+    if waiters is future:
+        return None
+    if isinstance(waiters, list):
+        if future in waiters:
+            waiters.remove(future)
+        return waiters or None
     return waiters
 
 
-def _not_waiting(waiters: list[Any] | None, future: Any) -> list[Any] | None:
-    """``waiters`` without ``future`` (already gone when it was woken), None once empty."""
-    if waiters is not None and future in waiters:
-        waiters.remove(future)
-    return waiters or None
+def _each(waiters: Waiters) -> list[asyncio.Future[Any]]:
+    if waiters is None:
+        return []
+    return waiters if isinstance(waiters, list) else [waiters]

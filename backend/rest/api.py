@@ -31,7 +31,7 @@ from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError
 from backend.service.faults import database_fault
 from backend.settings import Settings
-from models import User
+from models import UserFacts
 
 log = logging.getLogger("confab.rest")
 
@@ -63,7 +63,7 @@ class Call:
     path: dict[str, Any]
     body: Any
     query: Any
-    user: User | None
+    user: UserFacts | None
     #: The login session of the access token (backend/auth/sessions.py).
     session_id: str | None = None
     #: The mobile device of a ``user_or_device`` operation called without a bearer token.

@@ -21,6 +21,7 @@ from models import (
     Upload,
     UploadState,
     User,
+    UserFacts,
 )
 
 
@@ -65,7 +66,7 @@ async def can_view(
     )
 
 
-async def still_staff(user: User) -> bool:
+async def still_staff(user: UserFacts) -> bool:
     """Whether ``user`` is staff now. A socket's user was loaded when it connected: a role
     taken away since must not keep reaching every support conversation through it."""
     return await User.exists(id=user.id, role__in=(Role.AGENT, Role.ADMIN), is_active=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from weakref import WeakValueDictionary
 
-from models import Customer, MobileSession, SenderType, User
+from models import Customer, MobileSession, SenderType, User, UserFacts
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +14,8 @@ class Actor:
     except for the system actor, which has none."""
 
     kind: SenderType
-    user: User | None = None
+    #: The user's facts, not their row: a connection holds its actor while it is open.
+    user: UserFacts | None = None
     device: MobileSession | None = None
     customer: Customer | None = None
     #: The login session of the token a user's connection or request came with
@@ -24,8 +26,11 @@ class Actor:
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of_user(cls, user: User, session_id: str | None = None) -> Actor:
-        return cls(SenderType.USER, user=user, session_id=session_id)
+    def of_user(cls, user: User | UserFacts, session_id: str | None = None) -> Actor:
+        """The actor of ``user`` (a row is made into its facts, shared with the other actors
+        of that user whose facts are the same: ``shared_facts``)."""
+        facts = user if isinstance(user, UserFacts) else UserFacts.of(user)
+        return cls(SenderType.USER, user=shared_facts(facts), session_id=session_id)
 
     @classmethod
     def of_device(cls, device: MobileSession) -> Actor:
@@ -75,6 +80,21 @@ class Actor:
 
 
 SYSTEM = Actor(SenderType.SYSTEM)
+
+#: The facts of users some actor holds, by user id: connections of one user share one object
+#: (and its strings) instead of a copy each. Weak: an entry goes with the last actor holding it.
+_shared: WeakValueDictionary[int, UserFacts] = WeakValueDictionary()
+
+
+def shared_facts(facts: UserFacts) -> UserFacts:
+    """``facts``, or the equal facts an actor of the same user already holds. Facts that
+    differ (the row changed since) replace them for the actors made from now on; those made
+    before keep theirs, as they kept the row they were made with."""
+    held = _shared.get(facts.id)
+    if held is not None and held == facts:
+        return held
+    _shared[facts.id] = facts
+    return facts
 
 
 async def actor_from_key(key: str) -> Actor | None:

@@ -18,6 +18,7 @@ from models import (
     Participant,
     SenderType,
     User,
+    UserFacts,
 )
 
 #: A stored message: a model read from the database, or one just sent (built from the values
@@ -39,7 +40,7 @@ def participant_dict(participant: Participant) -> dict[str, Any]:
     }
 
 
-def user_dict(user: User) -> dict[str, Any]:
+def user_dict(user: User | UserFacts) -> dict[str, Any]:
     return {
         "id": user.id,
         "email": user.email,
@@ -67,7 +68,7 @@ def customer_dict(customer: Customer | None) -> dict[str, Any] | None:
 
 def _sender(message: AnyMessage) -> tuple[dict[str, Any] | None, Any, str, str]:
     """(sender object, sender_id, display name, avatar) for the message's author."""
-    user: User | None = message.sender_user
+    user: User | UserFacts | None = message.sender_user
     device: MobileSession | None = message.sender_device
     customer: Customer | None = message.sender_customer
     if message.sender_type == SenderType.USER and user is not None:

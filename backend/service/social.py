@@ -21,16 +21,17 @@ from models import (
     ConversationKind,
     Participant,
     User,
+    UserFacts,
 )
 
 
-def _require_user(actor: Actor) -> User:
+def _require_user(actor: Actor) -> UserFacts:
     if actor.user is None:
         raise forbidden("Only users have connections and blocks")
     return actor.user
 
 
-async def _other_user(me: User, user_id: int) -> User:
+async def _other_user(me: UserFacts, user_id: int) -> User:
     if user_id == me.id:
         raise invalid("user_id must name another user")
     other = await User.get_or_none(id=user_id, is_active=True)

@@ -58,7 +58,15 @@ from backend.compat.tortoise import (
     sqlite_stamp,
 )
 from backend.storage.side_connections import open_beside
-from models import Customer, DeliveryStatus, MessageStatus, MobileSession, SenderType, User
+from models import (
+    Customer,
+    DeliveryStatus,
+    MessageStatus,
+    MobileSession,
+    SenderType,
+    User,
+    UserFacts,
+)
 
 
 @dataclass(slots=True)
@@ -71,7 +79,8 @@ class SentMessage:
     conversation_id: int
     sender_type: SenderType
     sender_key: str
-    sender_user: User | None
+    #: A user row (a page read) or the sender's facts (a message just sent).
+    sender_user: User | UserFacts | None
     sender_device: MobileSession | None
     sender_customer: Customer | None
     content: str
