@@ -133,11 +133,9 @@ async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_nod
             restarted.stop()
 
 
-async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
-                                                                   asyncio.StreamWriter]:
-    """A raw WebSocket opened by hand that will never answer the server's close: the node
-    waits for it (up to its goodbye timeout) before it stops, and keeps refusing meanwhile."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+async def upgrade(server: ServerProcess, path: str, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> None:
+    """The WebSocket handshake for ``path``, written by hand, and its 101 read."""
     writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -145,6 +143,14 @@ async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.Strea
     async with asyncio.timeout(5):
         head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
+
+
+async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
+                                                                   asyncio.StreamWriter]:
+    """A raw WebSocket opened by hand that will never answer the server's close: the node
+    waits for it (up to its goodbye timeout) before it stops, and keeps refusing meanwhile."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await upgrade(server, path, reader, writer)
     return reader, writer
 
 
@@ -239,13 +245,7 @@ async def stalled_reader(server: ServerProcess, path: str) -> asyncio.StreamWrit
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    async with asyncio.timeout(5):
-        head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
+    await upgrade(server, path, reader, writer)
     writer.transport.pause_reading()  # from here on nothing is read
     return writer
 

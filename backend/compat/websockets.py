@@ -425,17 +425,24 @@ def _quiet() -> bool:
     return seen == ["connection closed"]
 
 
-def _restartable() -> bool:
-    """A parser that has read a request restarts, and then parses frames."""
-    parser = ServerProtocol()
+def _restarted_parser(max_size: int | None = 2**20) -> ServerProtocol | None:
+    """A parser that has read a request and accepted it, its frame parser restarted (None
+    when it could not be)."""
+    parser = ServerProtocol(max_size=max_size)
     parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                         b"Sec-WebSocket-Version: 13\r\n\r\n")
     request = parser.events_received()[0]
     if not isinstance(request, Request):
-        return False
+        return None
     parser.send_response(parser.accept(request))
-    if not restart_frame_parser(parser):
+    return parser if restart_frame_parser(parser) else None
+
+
+def _restartable() -> bool:
+    """A parser that has read a request restarts, and then parses frames."""
+    parser = _restarted_parser()
+    if parser is None:
         return False
     parser.receive_data(Frame(Opcode.TEXT, b"hi").serialize(mask=True, extensions=[]))
     frames = parser.events_received()
@@ -469,15 +476,8 @@ def _reads_as_upstream() -> bool:
 def _reads_lone_texts() -> bool:
     """``lone_text`` reads what the parser reads from a text frame alone, and leaves the
     frames the parser must see (fragments, other opcodes, unmasked, too large) to it."""
-    parser = ServerProtocol(max_size=100)
-    parser.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        b"Sec-WebSocket-Version: 13\r\n\r\n")
-    request = parser.events_received()[0]
-    if not isinstance(request, Request):
-        return False
-    parser.send_response(parser.accept(request))
-    if not restart_frame_parser(parser):
+    parser = _restarted_parser(max_size=100)
+    if parser is None:
         return False
     text = "h\u00e9llo".encode()
     for payload in (text, b"x" * 100):
