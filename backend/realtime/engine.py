@@ -396,9 +396,9 @@ class EngineServer:
         return None if socket is None else socket.direct
 
     async def disconnect(self, sid: str | None = None) -> None:
-        """Close one socket (or every one): the client is sent CLOSE. Returns once the
-        disconnect is handled; a WebSocket's last frames and close follow in the background
-        (``until_closed``)."""
+        """Close one socket (or every one): a long-polling client is sent CLOSE, a WebSocket
+        gets its close frame alone (``_close``). Returns once the disconnect is handled; a
+        WebSocket's last frames and close follow in the background (``until_closed``)."""
         sockets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
         for socket in sockets:
             if socket is not None:
