@@ -691,8 +691,9 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         await client.send("40")
         assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")
         await client.send('42["work"]')  # its handler runs past the next ping's deadline
+        await client.send('42["later"]')  # waits in the receive queue behind it
         assert await asyncio.wait_for(client.recv(), 5) == "2"
-        await client.send("3")  # unread behind the handler
+        await client.send("3")  # unread behind the handler and the queued event
         await asyncio.wait_for(overdue_checks.wait(), 5)  # the deadline passed meanwhile
         eio_socket, = server.sockets.values()
         assert eio_socket.state is engine.State.OPEN and eio_socket.busy
@@ -703,6 +704,37 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         await client.send("3")
         assert handled == [()] and not gone
     assert gone == [server.reason.TRANSPORT_CLOSE]
+
+
+async def test_a_pong_with_nothing_queued_before_it_is_answered_at_once() -> None:
+    """A pong read alone while nothing waits before it is taken by the engine as it arrives
+    (``Wire.take_texts``), even while one of the socket's handlers runs: its read loop is
+    not woken for it."""
+    sio, app = socketio_app(ping_interval=0.2, ping_timeout=0.3, async_handlers=False)
+    server = sio.eio
+    release = asyncio.Event()
+
+    async def slow(sid: str, *data: Any) -> None:
+        await release.wait()
+
+    sio.on("work", slow)
+    async with engine_node(app=app) as url, websockets.connect(url) as client:
+        await asyncio.wait_for(client.recv(), 5)  # OPEN
+        await client.send("40")
+        assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")
+        await client.send('42["work"]')  # the read loop waits in its handler from here on
+        assert await asyncio.wait_for(client.recv(), 5) == "2"
+        eio_socket, = server.sockets.values()
+        assert eio_socket.busy and eio_socket.ping_sent
+        await client.send("3")
+        async with asyncio.timeout(5):
+            while True:  # answered with the handler still running
+                if not eio_socket.ping_sent:
+                    break
+                await asyncio.sleep(0.01)
+        assert eio_socket.busy
+        release.set()
+        assert await asyncio.wait_for(client.recv(), 5) == "2"  # the pings go on
 
 
 async def test_a_served_engineio_socket_keeps_only_the_environ_its_namespaces_read() -> None:

@@ -64,6 +64,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Generator, Iterator
+from functools import partial
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -589,6 +590,7 @@ class EngineServer:
         lane = lane_for(scope, send, self.max_backlog)
         if type(lane) is Wire:
             lane.without_keepalive()  # the socket's heartbeat is this engine's
+            lane.take_texts(partial(self._pong_text, socket))
         socket.serve_on(lane, send)
         socket.put(self._open_packet(socket))
         self.heartbeats.schedule(socket, self.ping_due)
@@ -685,6 +687,7 @@ class EngineServer:
         # Moved: what waited for a GET leaves first, on the WebSocket.
         if type(lane) is Wire:
             lane.without_keepalive()  # the socket's heartbeat is this engine's
+            lane.take_texts(partial(self._pong_text, socket))
         socket.transport = Transport.WEBSOCKET
         socket.serve_on(lane, send)
         waiting, socket.outbox = socket.outbox or [], None
@@ -901,6 +904,15 @@ class EngineServer:
             socket.ping_sent = 0.0
             self.heartbeats.schedule(socket, self.ping_due)
 
+    def _pong_text(self, socket: EngineSocket, payload: bytes) -> bool:
+        """A WebSocket text frame read alone while nothing waited before it (``Wire.
+        take_texts``): a pong is handled here, without waking the socket's read loop (on an
+        idle node that wake-up was most of a heartbeat's CPU); anything else is left to it."""
+        if payload != b"3" or socket.state is not State.OPEN:
+            return False
+        self._pong(socket)
+        return True
+
     def _overdue(self, socket: EngineSocket) -> bool:
         """The last ping's deadline has passed, with no handler of the socket running."""
         return bool(socket.ping_sent) and not socket.busy and (
@@ -934,6 +946,8 @@ class EngineServer:
             return
         socket.move(State.CLOSING)
         self.heartbeats.cancel(socket)
+        if type(socket.lane) is Wire:
+            socket.lane.take_texts(None)  # the protocol no longer holds the socket
         if tell and socket.transport is Transport.POLLING:
             # On WebSocket the close frame alone ends the session, as Node's socket.io server
             # ends it: python-socketio's client takes a CLOSE packet for the end of the session

@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.config import Config
@@ -135,12 +136,15 @@ class WebSocketProtocol(SansIOProtocol):
     wheel (see the module doc)."""
 
     # uvicorn's attributes in slots rather than an instance dict (1.6 KB per connection).
-    __slots__ = (*PROTOCOL_ATTRIBUTES, "due")
+    __slots__ = (*PROTOCOL_ATTRIBUTES, "due", "text_hook")
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
         self.due = 0
+        #: Takes a lone text frame's payload before the application's receive queue, while
+        #: nothing waits in it (True: taken): ``Wire.take_texts``.
+        self.text_hook: Callable[[bytes], bool] | None = None
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
         lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent())
         self.app = connection_app(config, self.app)
@@ -209,7 +213,9 @@ class WebSocketProtocol(SansIOProtocol):
         elif data[:1] == b"\x81":
             text = lone_text(self.conn, data)
             if text is not None:
-                text_received(self, text)
+                hook = self.text_hook
+                if hook is None or not self.queue.empty() or not hook(text):
+                    text_received(self, text)
                 return
         elif len(data) == 10:
             payload = lone_pong(self.conn, data)

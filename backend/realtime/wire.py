@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
 
 from backend.compat.uvicorn import SansIOProtocol, connection_of, transport_of
 
@@ -90,6 +90,10 @@ class DirectWires:
         await self.app(scope, receive, send)
 
 
+class _TakesTexts(Protocol):
+    text_hook: Callable[[bytes], bool] | None
+
+
 class Wire:
     """The ordered outbound lane of one accepted WebSocket connection (see the module doc).
 
@@ -147,6 +151,15 @@ class Wire:
         """The application runs a heartbeat of its own on this connection (Engine.IO's pings
         and their timeout): the server's WebSocket keepalive stops pinging it."""
         self.connection.stop_keepalive()
+
+    def take_texts(self, hook: Callable[[bytes], bool] | None) -> None:
+        """Hand ``hook`` each text frame that arrives alone in its read while nothing waits in
+        the application's receive queue; what it takes (True) is not queued: Engine.IO's pongs,
+        handled without waking the socket's read loop, in the order they came. None: no
+        more."""
+        # The project's protocol reads it (backend/realtime/protocol.py); uvicorn's own, under
+        # a server started with another ``--ws``, holds it unread and queues every frame.
+        cast(_TakesTexts, self.connection).text_hook = hook
 
     def write_text(self, text: str) -> None:
         self.write(frame(text.encode()))
