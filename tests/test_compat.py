@@ -12,6 +12,7 @@ import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import socketio
@@ -21,7 +22,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 import backend.compat
 from backend.compat import IncompatibleLibrary, assumptions, check_all, failures, pins
 from backend.compat import starlette as starlette_compat
-from backend.compat.assumptions import Pin, assigned, check, version
+from backend.compat.assumptions import Pin, assigned, check, self_assigned, version
 from backend.compat.socketio import own_message_suffix
 from tests.support.server import ROOT, start_server
 from tests.support.services import free_port
@@ -117,6 +118,40 @@ def test_a_renamed_instance_attribute_is_reported_not_skipped() -> None:
     (failure,) = check([assigned(pin, _RenamedLock, "_lock")])
     assert str(failure) == ("tortoise-orm 1.1.9 (pinned 1.1.9): _RenamedLock()._lock: is no "
                             "longer assigned by _RenamedLock (no `self._lock = ...`)")
+
+
+class _Shapes:
+    """``self.name = ...`` in the shapes upstream code writes it, and stores that are not."""
+
+    def __init__(self, other: Any) -> None:
+        self.plain = 1
+        self.annotated: int = 2
+        self.first = self.second = 3
+        other.elsewhere = 4
+
+        def later() -> None:
+            self.nested = 5
+
+        self._later = later
+
+    @property
+    def value(self) -> int:
+        return 0
+
+    @value.setter
+    def value(self, value: int) -> None:
+        self.through_property = value
+
+
+def test_assignments_are_read_from_the_compiled_methods() -> None:
+    """Each way upstream assigns an attribute on ``self`` counts; a store on another object
+    does not."""
+    assert self_assigned(_Shapes) == {"plain", "annotated", "first", "second", "nested",
+                                      "_later", "through_property"}
+    pin = Pin("tortoise-orm", "1.1.9")
+    assert check([assigned(pin, _Shapes, "nested")]) == []
+    (failure,) = check([assigned(pin, _Shapes, "elsewhere")])
+    assert "no longer assigned by _Shapes" in str(failure)
 
 
 def test_the_scope_check_finds_a_key_that_starlette_sets_and_we_do_not(

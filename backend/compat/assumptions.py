@@ -10,12 +10,13 @@ when one fails (``backend.compat.check_all``).
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
 import importlib
 import importlib.metadata
 import inspect
-import re
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -158,26 +159,69 @@ def accepts(pin: Pin, owner: Any, name: str, *parameters: str) -> Assumption:
 
 
 def assigned(pin: Pin, cls: type, name: str) -> Assumption:
-    """Instances of ``cls`` get the attribute ``name`` from the library's own code (an
-    assignment ``self.name = ...`` in a method of ``cls`` or one of its bases)."""
+    """Instances of ``cls`` get the attribute ``name`` from the library's own code (a method
+    of ``cls`` or one of its bases, or a function nested in one, stores it: ``self.name =
+    ...``)."""
 
     def run() -> str | None:
-        # ``self.name = ...`` or ``self.name: T = ...``
-        pattern = re.compile(rf"\bself\.{re.escape(name)}\s*(:[^=\n]+)?=[^=]")
-        for klass in cls.__mro__:
-            if klass is not object and pattern.search(_source(klass)):
-                return None
+        if any(_stores(code, name) for klass in cls.__mro__ if klass is not object
+               for code in _codes(klass)):
+            return None
         return f"is no longer assigned by {cls.__name__} (no `self.{name} = ...`)"
 
     return Assumption(pin, f"{cls.__qualname__}().{name}", run)
 
 
 @functools.cache
-def _source(klass: type) -> str:
-    try:
-        return inspect.getsource(klass)
-    except (OSError, TypeError):
-        return ""
+def _codes(klass: type) -> tuple[types.CodeType, ...]:
+    """The compiled code of ``klass``'s own methods and of the functions nested in them. Read
+    from code rather than from source: ``inspect.getsource`` of a class parses its whole
+    module, which made these checks most of a node's start-up."""
+    found: list[types.CodeType] = []
+    pending = [code for value in vars(klass).values() for code in _codes_of(value)]
+    while pending:
+        code = pending.pop()
+        found.append(code)
+        pending.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+    return tuple(found)
+
+
+def _stores(code: types.CodeType, name: str) -> bool:
+    """``code`` assigns ``self.name``."""
+    return name in code.co_names and name in _self_stores(code)
+
+
+def _self_stores(code: types.CodeType) -> set[str]:
+    """The attributes ``code`` assigns on ``self``: a ``STORE_ATTR`` right after ``self`` is
+    loaded (a local, or a closure's cell in a nested function)."""
+    names: set[str] = set()
+    loaded: object = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "STORE_ATTR" and loaded == "self":
+            names.add(instruction.argval)
+        argval = instruction.argval
+        # A combined load (newer Pythons) names its operands in a tuple, the last loaded last.
+        loaded = argval[-1] if isinstance(argval, tuple) and argval else argval
+        if not instruction.opname.startswith("LOAD_"):
+            loaded = None
+    return names
+
+
+def self_assigned(klass: type) -> frozenset[str]:
+    """Every attribute that ``klass``'s own code (its methods and the functions nested in
+    them, not its bases) assigns as ``self.name = ...``."""
+    return frozenset(name for code in _codes(klass) for name in _self_stores(code))
+
+
+def _codes_of(value: Any) -> list[types.CodeType]:
+    """The code objects of a class attribute: a function's, a static or class method's, a
+    property's accessors'."""
+    if isinstance(value, property):
+        return [code for accessor in (value.fget, value.fset, value.fdel)
+                for code in _codes_of(accessor)]
+    function = getattr(value, "__func__", value)
+    code = getattr(function, "__code__", None)
+    return [code] if isinstance(code, types.CodeType) else []
 
 
 def fingerprint(function: Any) -> str:

@@ -60,10 +60,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import logging
 import random
-import re
 import struct
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -84,6 +82,7 @@ from backend.compat.assumptions import (
     assigned,
     holds,
     importable,
+    self_assigned,
     signature,
     unchanged,
     version,
@@ -122,8 +121,7 @@ PROTOCOL_ATTRIBUTES = (
 
 def _assigned_names() -> set[str]:
     """The names of the ``self.name = ...`` assignments in upstream's class."""
-    source = inspect.getsource(_P)
-    return set(re.findall(r"\bself\.(\w+)\s*(?::[^=\n]+)?=[^=]", source))
+    return set(self_assigned(_P))
 
 
 def _unslotted() -> set[str]:
