@@ -27,7 +27,8 @@ def test_passwords_are_argon2_hashed_and_verified() -> None:
     assert hashed.startswith("$argon2id$")
     assert verify_password("correct horse", hashed)
     assert not verify_password("wrong horse", hashed)
-    assert not verify_password("correct horse", None)
+    assert not verify_password("correct horse", None)  # the first unknown account
+    assert not verify_password("correct horse", None)  # and later ones, against the dummy
     assert not verify_password("correct horse", "not-a-hash")
 
 

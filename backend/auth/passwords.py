@@ -17,15 +17,21 @@ class Passwords:
                                       memory_cost=hashing.memory_kib,
                                       parallelism=hashing.parallelism)
         # Verified against when the account does not exist, so that the time taken does not
-        # tell an attacker whether an email is registered.
-        self._dummy_hash = self._hasher.hash("not-a-real-password")
+        # tell an attacker whether an email is registered. Made at the first such login (a
+        # hash costs what a verify does), not at start-up: every node start paid for it.
+        self._dummy_hash: str | None = None
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
     def verify(self, password: str, password_hash: str | None) -> bool:
+        if password_hash is None and self._dummy_hash is None:
+            # The first login of an unknown account: making the dummy takes the time a verify
+            # would, and no verify follows.
+            self._dummy_hash = self._hasher.hash("not-a-real-password")
+            return False
         try:
-            return (self._hasher.verify(password_hash or self._dummy_hash, password)
+            return (self._hasher.verify(password_hash or self._dummy_hash or "", password)
                     and password_hash is not None)
         except (VerificationError, InvalidHashError):
             return False
