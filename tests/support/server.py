@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +20,27 @@ from tests.support.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SECRET = "test-secret-" + "x" * 40
+#: The embedded default's database file in a node's data folder.
+SQLITE_FILE = "chat.sqlite3"
+
+
+@functools.cache
+def migrated_sqlite() -> Path:
+    """A SQLite database with every migration applied, made once per test run by the command
+    line's ``migrate``. A node started on the embedded default gets a copy, unless its folder
+    has a database already: migrating a new file took a second of each start (the ORM's
+    migration state rebuilds its models at every step). Starts on a new file stay covered
+    where they are the subject (tests/test_lifecycle.py, the benchmark's nodes)."""
+    folder = Path(tempfile.mkdtemp(prefix="confab-migrated-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    result = subprocess.run([sys.executable, "-m", "backend", "migrate"], cwd=ROOT,
+                            env={**env, "DATA_DIR": str(folder), "JWT_SECRET": TEST_SECRET},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    # Closed cleanly, the write-ahead log is folded into the file: the file alone is whole.
+    assert not (folder / f"{SQLITE_FILE}-wal").exists()
+    return folder / SQLITE_FILE
 
 
 @dataclass
@@ -77,6 +102,8 @@ def start_server(data_dir: Path, database_url: str | None = None, *, port: int |
     if database_url:
         env["DATABASE_URL"] = database_url
     env.update(overrides)
+    if "DATABASE_URL" not in env and not (data_dir / SQLITE_FILE).exists():
+        shutil.copyfile(migrated_sqlite(), data_dir / SQLITE_FILE)
     log_path = data_dir / f"server-{port}.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
