@@ -47,7 +47,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.connection import get_connection
+from tortoise.context import require_context
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.fields.data import JSON_DUMPS
 
@@ -230,7 +230,9 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
 
 
 async def _store(message: SentMessage, counters: Counters) -> Stored:
-    client = get_connection("default")
+    # ``get_connection``'s own look-up (the context's, where a transaction's client is
+    # found), without the import statement it runs at every call (~9,000 instructions).
+    client = require_context().connections.get("default")
     staff_reset = counters.staff == "reset"
     staff_bump = 1 if counters.staff == "bump" else 0
     device_bump = 1 if counters.bump_device else 0
