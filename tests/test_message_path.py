@@ -459,6 +459,21 @@ async def test_postgres_sends_of_one_turn_share_one_round_trip(
     # A conversation gone: that send alone fails, as before.
     gone, kept = await turn(sent(z + 1000, people[0]), sent(y, people[0]))
     assert isinstance(gone, OperationalError) and isinstance(kept, int)
+    # The first send of a turn leads it: cancelled before the write, it is left out and the
+    # others are written all the same.
+    left, written = await turn(sent(x, people[0], "leader gives up"), sent(y, people[0]),
+                               gives_up=0)
+    assert isinstance(left, asyncio.CancelledError) and isinstance(written, int)
+    assert not await Message.filter(client_msg_id="leader gives up").exists()
+    # Alone in its turn, a send is written by its sender: refused as Tortoise refuses it,
+    # the conversation gone as in a batch.
+    before = statements.count
+    assert isinstance(await insert_message(sent(y, people[0]), keep), int)
+    assert statements.count - before == 1
+    with pytest.raises(IntegrityError):
+        await insert_message(sent(y, people[0], "k"), keep)
+    with pytest.raises(OperationalError):
+        await insert_message(sent(z + 1000, people[0]), keep)
 
 
 async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
@@ -509,7 +524,8 @@ async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
         failure: Exception, retried: bool) -> None:
     client = PipelineClient(failure)
     turns = sends.PostgresTurns()
-    futures = [turns.submit(client, [cid, "rest"]) for cid in (3, 1, 2)]  # type: ignore[arg-type]
+    futures = [asyncio.ensure_future(turns.send(client, [cid, "rest"]))  # type: ignore[arg-type]
+               for cid in (3, 1, 2)]
     results = await asyncio.gather(*futures, return_exceptions=True)
     if retried:  # refused before anything was sent: each alone, in conversation order
         assert client.singles == [1, 2, 3] and results == [(103, 3), (101, 1), (102, 2)]
@@ -571,7 +587,7 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
     client = CountingPool(size)
     turns = sends.PostgresTurns()
     for cid in (1, 2, 3):  # one after the other, each alone in its turn
-        await turns.submit(client, [cid, "rest"])  # type: ignore[arg-type]
+        await turns.send(client, [cid, "rest"])  # type: ignore[arg-type]
     # Kept between sends (a pool's acquire and release cost about a round trip's CPU),
     # except from a pool of one, which everything else needs too.
     assert (client.sent, client.taken) == (3, taken)
@@ -586,9 +602,9 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
 async def test_a_postgres_connection_in_use_at_close_goes_back_after_its_write() -> None:
     client = CountingPool(10)
     turns = sends.PostgresTurns()
-    await turns.submit(client, [1, "rest"])  # type: ignore[arg-type]  # now held
+    await turns.send(client, [1, "rest"])  # type: ignore[arg-type]  # now held
     client.hold = asyncio.Event()
-    writing = turns.submit(client, [2, "rest"])  # type: ignore[arg-type]
+    writing = asyncio.ensure_future(turns.send(client, [2, "rest"]))  # type: ignore[arg-type]
     await client.waiting.wait()  # the write is under way on the held connection
     await turns.close()
     assert client.returned == 0  # still in use: not handed back under the write

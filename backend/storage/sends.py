@@ -244,7 +244,7 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
                 staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
             return _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
-        return await _PG_TURNS.submit(client, args)
+        return await _PG_TURNS.send(client, args)
     # The stamp is four of the send's parameters: formatted once, here.
     stamp = sqlite_stamp(message.created_at)
     values[-1] = stamp
@@ -304,7 +304,8 @@ def _postgres_id(args: list[Any], row: Any) -> Stored:
 class PostgresTurns:
     """PostgreSQL sends of one turn of the event loop, written together: one pipelined round
     trip on one connection, one implicit transaction, so one commit (one WAL flush) for all
-    of them (asyncpg's ``fetchmany``). A lone send is its statement, as before.
+    of them (asyncpg's ``fetchmany``). A lone send is its statement, as before, written by
+    its sender (``send``).
 
     The sends of a turn are in distinct conversations (``Sequencer`` holds a conversation
     from its insert to its publish); they run in conversation id order, so two nodes' batches
@@ -317,15 +318,50 @@ class PostgresTurns:
     """
 
     def __init__(self) -> None:
-        #: This turn's sends (their statement's arguments).
-        self._turn: Turn[list[Any], Stored] = Turn(self._start)
+        #: While the first send of this turn waits for the turn's end: the sends that came
+        #: after it (their statement's arguments, and the futures their senders await).
+        self._joined: list[tuple[list[Any], asyncio.Future[Stored]]] | None = None
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
         self.held = HeldConnection()
 
-    def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[Stored]:
-        """A future of the send's id and position, or of its own error."""
-        return self._turn.submit(client, args)
+    async def send(self, client: BaseDBAsyncClient, args: list[Any]) -> Stored:
+        """The send's id and position, once committed, or its own error.
+
+        The first send of a turn of the loop leads it: it lets the rest of the turn run
+        (``sleep(0)``, which resumes it right after the callbacks already due, where a
+        ``call_soon`` callback would run) while later sends join its batch. Alone then, the
+        usual case below saturation, it writes itself, in its sender's task: no task, no
+        future and no extra turn of the loop. With others, the batch is written by a task
+        of its own (``_write``), which one sender's cancellation does not stop. A sender that
+        gives up (cancelled) before the write is left out: nothing of it is written."""
+        joined = self._joined
+        if joined is not None:  # a leader waits for the turn's end: join its batch
+            future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+            joined.append((args, future))
+            return await future
+        joined = self._joined = []
+        try:
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled before the write: the others are written
+            self._joined = None
+            batch = [(a, f) for a, f in joined if not f.done()]
+            if batch:
+                self._start(client, batch)
+            raise
+        self._joined = None
+        batch = [(a, f) for a, f in joined if not f.done()]
+        if batch:
+            own: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+            batch.append((args, own))
+            self._start(client, batch)
+            return await own
+        client.log.debug("%s (x1)", _PG_SEND)
+        try:
+            row = (await self._fetch(client, [args]))[0]
+        except _ROLLED_BACK:  # refused: again through Tortoise's client, which raises its
+            row = (await client.execute_query(_PG_SEND, args))[1][0]  # errors as Tortoise's
+        return _postgres_id(args, row)
 
     def _start(self, client: BaseDBAsyncClient,
                batch: list[tuple[list[Any], asyncio.Future[Stored]]]) -> None:
