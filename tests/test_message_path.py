@@ -422,6 +422,15 @@ async def test_sqlite_sends_of_one_turn_share_one_transaction(sqlite_database: s
     assert not await Message.filter(conversation_id=y, client_msg_id="gives up").exists()
     totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
     assert totals == {x: 2, y: 2}
+    # The first send of a turn leads it: cancelled before the write, it is left out and the
+    # others are written all the same.
+    tasks = [asyncio.ensure_future(insert_message(message, keep)) for message in (
+        sent(x, people[0], "leader gives up"), sent(y, people[0]))]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    left, written = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(left, asyncio.CancelledError) and isinstance(written, int)
+    assert not await Message.filter(client_msg_id="leader gives up").exists()
     # Alone in its turn, a send is a transaction of its own, at once.
     assert isinstance(await insert_message(sent(y, people[0]), keep), int)
 

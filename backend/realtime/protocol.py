@@ -282,7 +282,7 @@ class WebSocketProtocol(SansIOProtocol):
             return
         # The app already waiting for a message takes this one before the socket is read
         # again: reading is not paused for it (``deliver_text``).
-        invalid = deliver_text(self, not cast(LeanQueue[Any], self.queue).awaited())
+        invalid = deliver_text(self, not cast("LeanQueue[Any]", self.queue).awaited())
         if invalid is None:
             return
         error = f"{invalid.reason} at position {invalid.start}"

@@ -43,7 +43,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import asyncpg
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
@@ -255,44 +255,12 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
     send = (conversation, values, sender, [skip, stamp])
     if isinstance(client, TransactionalDBClient):  # inside a transaction: on its connection
         return await _GROUP_COMMIT.submit(client, send)
-    result = await _INLINE.submit(client, send)
+    result = await _INLINE.send(client, send)
     if result is None:  # another connection is writing: wait for it off the loop
         return await _GROUP_COMMIT.submit(client, send)
     if isinstance(result, tuple):
         return result
     raise _tortoise_error(result)
-
-
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-class Turn(Generic[Item, Result]):
-    """What is submitted in one turn of the event loop, handed over together by a callback
-    that runs right after that turn (``call_soon``): a submitter alone waits for nothing but
-    the rest of its turn; under load, when the loop falls behind, items arrive together and
-    share one write. A submitter that gave up (its future cancelled) before the hand-over is
-    left out: nothing of it is written."""
-
-    def __init__(self, hand_over: Callable[[BaseDBAsyncClient,
-                                            list[tuple[Item, asyncio.Future[Result]]]], None],
-                 ) -> None:
-        self._hand_over = hand_over
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-
-    def submit(self, client: BaseDBAsyncClient, item: Item) -> asyncio.Future[Result]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._end_of_turn, client)
-        self._pending.append((item, future))
-        return future
-
-    def _end_of_turn(self, client: BaseDBAsyncClient) -> None:
-        batch = [(item, future) for item, future in self._pending if not future.done()]
-        self._pending = []
-        if batch:
-            self._hand_over(client, batch)
 
 
 def _postgres_id(args: list[Any], row: Any) -> Stored:
@@ -666,8 +634,8 @@ def _write_send(run: Callable[..., sqlite3.Cursor], send: _Send) -> Stored:
 class InlineWrites:
     """SQLite sends written on the event loop's thread, by a connection of their own.
 
-    Sends submitted in one turn of the loop are written together, in one transaction, by a
-    callback that runs right after that turn (``call_soon``): a commit is ~12 page writes
+    Sends submitted in one turn of the loop are written together, in one transaction, by the
+    first of them once the rest of that turn has run (``send``): a commit is ~12 page writes
     (``pwrite``) whatever the number of sends in it, so under load, when several messages arrive
     in one turn, the turn's sends share it; a lone send waits for nothing but the rest of its
     turn. It never waits for a lock: when Tortoise's connection is at work, or another process
@@ -680,14 +648,37 @@ class InlineWrites:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
-        #: This turn's sends.
-        self._turn: Turn[_Send, Stored | Exception | None] = Turn(self._flush)
+        #: While the first send of this turn waits for the turn's end: the sends that came
+        #: after it, with the futures their senders await.
+        self._joined: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]] | None = None
 
-    def submit(self, client: BaseDBAsyncClient,
-               send: _Send) -> asyncio.Future[Stored | Exception | None]:
-        """A future of the send's id or its own error; of None when it must wait for another
-        writer."""
-        return self._turn.submit(client, send)
+    async def send(self, client: BaseDBAsyncClient, send: _Send) -> Stored | Exception | None:
+        """The send's id and position, or its own error; None when it must wait for another
+        writer. The first send of a turn leads it (as ``PostgresTurns.send``): once the rest
+        of the turn has run (``sleep(0)``), it writes its own send and those that joined,
+        in its sender's task; the others' futures are settled. A sender that gives up before
+        the write is left out."""
+        joined = self._joined
+        if joined is not None:  # a leader waits for the turn's end: join its batch
+            future: asyncio.Future[Stored | Exception | None] = (
+                asyncio.get_running_loop().create_future())
+            joined.append((send, future))
+            return await future
+        joined = self._joined = []
+        try:
+            await asyncio.sleep(0)
+        except BaseException:  # cancelled before the write: the others are written
+            self._joined = None
+            self._flush(client, [(s, f) for s, f in joined if not f.done()])
+            raise
+        self._joined = None
+        batch = [(s, f) for s, f in joined if not f.done()]
+        if not batch:  # alone in its turn, the usual case below saturation
+            return self._write(client, [send])[0]
+        own: asyncio.Future[Stored | Exception | None] = (
+            asyncio.get_running_loop().create_future())
+        self._flush(client, [(send, own), *batch])
+        return own.result()
 
     def _flush(self, client: BaseDBAsyncClient,
                batch: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]]) -> None:
