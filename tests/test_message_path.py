@@ -25,6 +25,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
+from backend.compat.tortoise import prepared_row
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.clock import now
@@ -502,6 +503,23 @@ async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
         await watcher.close()
     last = [row["query"] for row in rows]
     assert last and all("AS marker" in query for query in last), last
+
+
+async def test_a_prepared_row_is_fetchrow_s_row_and_error(postgres_database: str) -> None:
+    """``prepared_row`` answers as asyncpg's ``fetchrow``: the row, None for no row, and
+    upstream's own error for a statement whose connection is closed."""
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_database)
+    try:
+        statement = await connection.prepare("SELECT $1::int AS n WHERE $1::int > 0")
+        assert await prepared_row(statement, [7]) == await statement.fetchrow(7)
+        assert (await prepared_row(statement, [7]))["n"] == 7
+        assert await prepared_row(statement, [0]) is None
+    finally:
+        await connection.close()
+    with pytest.raises(asyncpg.InterfaceError, match="closed"):
+        await prepared_row(statement, [7])
 
 
 class PipelineClient:

@@ -53,6 +53,7 @@ from tortoise.fields.data import JSON_DUMPS
 
 from backend.compat.tortoise import (
     pool_size,
+    prepared_row,
     run_on_sqlite_thread,
     sqlite_lock,
     sqlite_stamp,
@@ -386,7 +387,7 @@ class PostgresTurns:
             if statement is None:
                 rows = await _pipelined(connection, sends)
             elif len(sends) == 1:
-                rows = [await statement.fetchrow(*sends[0])]
+                rows = [await prepared_row(statement, sends[0])]
             else:
                 rows = list(await statement.fetchmany(sends))
         except _ROLLED_BACK:
