@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -704,6 +705,29 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
             await asyncio.wait_for(client.recv(), 5)
     assert gone == [(opened["sid"], server.reason.PING_TIMEOUT)]
     assert eio_socket.state is engine.State.CLOSED and not server.sockets
+
+
+async def test_a_failing_engineio_message_handler_is_logged_and_the_socket_read_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = engine.EngineServer(async_mode="asgi", ping_interval=5, ping_timeout=5)
+    seen: list[Any] = []
+    next_read = asyncio.Event()
+
+    async def message(sid: str, data: Any) -> None:
+        if data == "fail":
+            raise RuntimeError("handler bug")
+        seen.append(data)
+        next_read.set()
+
+    server.on("message", message)
+    async with engine_node(server) as url, websockets.connect(url) as client:
+        await asyncio.wait_for(client.recv(), 5)  # OPEN
+        with caplog.at_level(logging.ERROR):
+            await client.send("4fail")
+            await client.send("4next")
+            await asyncio.wait_for(next_read.wait(), 5)
+    assert seen == ["next"]
+    assert "Engine.IO message handler failed" in caplog.text
 
 
 async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_client() -> None:

@@ -40,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -226,11 +227,7 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
     """Store ``message``, its counters and its ``chat_message`` event atomically; returns its
     id once committed and sets ``message.position``. A duplicate ``client_msg_id`` raises
     Tortoise's IntegrityError, and nothing is changed."""
-    message.id, message.position = await _store(message, counters)
-    return message.id
-
-
-async def _store(message: SentMessage, counters: Counters) -> Stored:
+    # One coroutine from here to the write (each frame more is resumed at every wait).
     # ``get_connection``'s own look-up (the context's, where a transaction's client is
     # found), without the import statement it runs at every call (~9,000 instructions).
     client = require_context().connections.get("default")
@@ -239,13 +236,17 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
     device_bump = 1 if counters.bump_device else 0
     values = _row(message)
     skip = JSON_DUMPS(sorted(message.skip)) if message.skip else None
+    stored: Stored
     if client.capabilities.dialect == "postgres":
         values.pop()  # the stamp: $2
         args = [message.conversation_id, message.created_at, device_bump, staff_reset,
                 staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
-            return _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
-        return await _PG_TURNS.send(client, args)
+            stored = _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
+        else:
+            stored = await _PG_TURNS.send(client, args)
+        message.id, message.position = stored
+        return message.id
     # The stamp is four of the send's parameters: formatted once, here.
     stamp = sqlite_stamp(message.created_at)
     values[-1] = stamp
@@ -255,13 +256,24 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
               else [message.conversation_id, counters.sender_member])
     send = (conversation, values, sender, [skip, stamp])
     if isinstance(client, TransactionalDBClient):  # inside a transaction: on its connection
-        return await _GROUP_COMMIT.submit(client, send)
-    result = await _INLINE.send(client, send)
-    if result is None:  # another connection is writing: wait for it off the loop
-        return await _GROUP_COMMIT.submit(client, send)
-    if isinstance(result, tuple):
-        return result
-    raise _tortoise_error(result)
+        stored = await _GROUP_COMMIT.submit(client, send)
+    else:
+        result = await _INLINE.send(client, send)
+        if result is None:  # another connection is writing: wait for it off the loop
+            stored = await _GROUP_COMMIT.submit(client, send)
+        elif isinstance(result, tuple):
+            stored = result
+        else:
+            raise _tortoise_error(result)
+    message.id, message.position = stored
+    return message.id
+
+
+@types.coroutine
+def _rest_of_turn() -> Generator[None, None, None]:
+    """``asyncio.sleep(0)`` in one step: a bare yield, which the task answers by scheduling
+    its next step after the callbacks already due (``sleep(0)`` is two Python calls more)."""
+    yield
 
 
 def _postgres_id(args: list[Any], row: Any) -> Stored:
@@ -298,7 +310,7 @@ class PostgresTurns:
         """The send's id and position, once committed, or its own error.
 
         The first send of a turn of the loop leads it: it lets the rest of the turn run
-        (``sleep(0)``, which resumes it right after the callbacks already due, where a
+        (``_rest_of_turn``, which resumes it right after the callbacks already due, where a
         ``call_soon`` callback would run) while later sends join its batch. Alone then, the
         usual case below saturation, it writes itself, in its sender's task: no task, no
         future and no extra turn of the loop. With others, the batch is written by a task
@@ -311,7 +323,7 @@ class PostgresTurns:
             return await future
         joined = self._joined = []
         try:
-            await asyncio.sleep(0)
+            await _rest_of_turn()
         except BaseException:  # cancelled before the write: the others are written
             self._joined = None
             batch = [(a, f) for a, f in joined if not f.done()]
@@ -656,7 +668,7 @@ class InlineWrites:
     async def send(self, client: BaseDBAsyncClient, send: _Send) -> Stored | Exception | None:
         """The send's id and position, or its own error; None when it must wait for another
         writer. The first send of a turn leads it (as ``PostgresTurns.send``): once the rest
-        of the turn has run (``sleep(0)``), it writes its own send and those that joined,
+        of the turn has run (``_rest_of_turn``), it writes its own send and those that joined,
         in its sender's task; the others' futures are settled. A sender that gives up before
         the write is left out."""
         joined = self._joined
@@ -667,7 +679,7 @@ class InlineWrites:
             return await future
         joined = self._joined = []
         try:
-            await asyncio.sleep(0)
+            await _rest_of_turn()
         except BaseException:  # cancelled before the write: the others are written
             self._joined = None
             self._flush(client, [(s, f) for s, f in joined if not f.done()])
