@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -155,11 +156,13 @@ class FakeTransport(asyncio.Transport):
     def close(self) -> None:
         self.closing = True
 
+    pauses = resumes = 0
+
     def pause_reading(self) -> None:
-        pass
+        self.pauses += 1
 
     def resume_reading(self) -> None:
-        pass
+        self.resumes += 1
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(
@@ -248,6 +251,50 @@ async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> 
     await arrives(framed("y" * 301))  # over the limit: the parser fails the connection
     assert received == ["h\u00e9", "x" * 200, "one", "two"]
     assert transport.closing and b"\x03\xf1" in transport.written  # 1009
+
+
+async def test_reading_pauses_only_for_a_message_the_app_is_not_waiting_for() -> None:
+    """A message the app waits for is handed over without pausing reading; one arriving
+    while the app is busy pauses reading (the app is one message behind at most) until the
+    app takes it. Split frames, through the parser, alike."""
+    busy, release = asyncio.Event(), asyncio.Event()
+    received: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            received.append(message["text"])
+            if message["text"] == "slow":
+                busy.set()
+                await release.wait()
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None)
+    protocol, transport = upgraded(config)
+    await asyncio.sleep(0.01)
+
+    def framed(text: str) -> bytes:
+        return Frame(Opcode.TEXT, text.encode()).serialize(mask=True, extensions=[])
+
+    protocol.data_received(framed("one"))  # the app waits in receive
+    assert not protocol.read_paused
+    await asyncio.sleep(0.01)
+    split = framed("two")
+    protocol.data_received(split[:3])
+    protocol.data_received(split[3:])
+    await asyncio.sleep(0.01)
+    assert received == ["one", "two"] and (transport.pauses, transport.resumes) == (0, 0)
+    protocol.data_received(framed("slow"))
+    await asyncio.wait_for(busy.wait(), 5)
+    protocol.data_received(framed("queued"))  # the app is busy: reading stops here
+    assert protocol.read_paused and transport.pauses == 1
+    release.set()
+    await asyncio.sleep(0.01)
+    assert received == ["one", "two", "slow", "queued"]
+    assert not protocol.read_paused and transport.resumes == 1
+    for task in list(protocol.tasks):
+        task.cancel()
 
 
 async def test_a_lone_text_frame_that_is_not_utf8_closes_1007() -> None:
@@ -658,6 +705,29 @@ async def test_engineio_pings_on_a_timer_and_drops_a_client_that_stops_answering
             await asyncio.wait_for(client.recv(), 5)
     assert gone == [(opened["sid"], server.reason.PING_TIMEOUT)]
     assert eio_socket.state is engine.State.CLOSED and not server.sockets
+
+
+async def test_a_failing_engineio_message_handler_is_logged_and_the_socket_read_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = engine.EngineServer(async_mode="asgi", ping_interval=5, ping_timeout=5)
+    seen: list[Any] = []
+    next_read = asyncio.Event()
+
+    async def message(sid: str, data: Any) -> None:
+        if data == "fail":
+            raise RuntimeError("handler bug")
+        seen.append(data)
+        next_read.set()
+
+    server.on("message", message)
+    async with engine_node(server) as url, websockets.connect(url) as client:
+        await asyncio.wait_for(client.recv(), 5)  # OPEN
+        with caplog.at_level(logging.ERROR):
+            await client.send("4fail")
+            await client.send("4next")
+            await asyncio.wait_for(next_read.wait(), 5)
+    assert seen == ["next"]
+    assert "Engine.IO message handler failed" in caplog.text
 
 
 async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_client() -> None:

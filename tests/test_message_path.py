@@ -25,6 +25,7 @@ from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
+from backend.compat.tortoise import prepared_row
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.clock import now
@@ -422,6 +423,15 @@ async def test_sqlite_sends_of_one_turn_share_one_transaction(sqlite_database: s
     assert not await Message.filter(conversation_id=y, client_msg_id="gives up").exists()
     totals = dict(await Conversation.filter(id__in=[x, y]).values_list("id", "total_messages"))
     assert totals == {x: 2, y: 2}
+    # The first send of a turn leads it: cancelled before the write, it is left out and the
+    # others are written all the same.
+    tasks = [asyncio.ensure_future(insert_message(message, keep)) for message in (
+        sent(x, people[0], "leader gives up"), sent(y, people[0]))]
+    await asyncio.sleep(0)
+    tasks[0].cancel()
+    left, written = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(left, asyncio.CancelledError) and isinstance(written, int)
+    assert not await Message.filter(client_msg_id="leader gives up").exists()
     # Alone in its turn, a send is a transaction of its own, at once.
     assert isinstance(await insert_message(sent(y, people[0]), keep), int)
 
@@ -459,6 +469,21 @@ async def test_postgres_sends_of_one_turn_share_one_round_trip(
     # A conversation gone: that send alone fails, as before.
     gone, kept = await turn(sent(z + 1000, people[0]), sent(y, people[0]))
     assert isinstance(gone, OperationalError) and isinstance(kept, int)
+    # The first send of a turn leads it: cancelled before the write, it is left out and the
+    # others are written all the same.
+    left, written = await turn(sent(x, people[0], "leader gives up"), sent(y, people[0]),
+                               gives_up=0)
+    assert isinstance(left, asyncio.CancelledError) and isinstance(written, int)
+    assert not await Message.filter(client_msg_id="leader gives up").exists()
+    # Alone in its turn, a send is written by its sender: refused as Tortoise refuses it,
+    # the conversation gone as in a batch.
+    before = statements.count
+    assert isinstance(await insert_message(sent(y, people[0]), keep), int)
+    assert statements.count - before == 1
+    with pytest.raises(IntegrityError):
+        await insert_message(sent(y, people[0], "k"), keep)
+    with pytest.raises(OperationalError):
+        await insert_message(sent(z + 1000, people[0]), keep)
 
 
 async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
@@ -478,6 +503,23 @@ async def test_a_pooled_postgres_connection_goes_back_without_a_reset_query(
         await watcher.close()
     last = [row["query"] for row in rows]
     assert last and all("AS marker" in query for query in last), last
+
+
+async def test_a_prepared_row_is_fetchrow_s_row_and_error(postgres_database: str) -> None:
+    """``prepared_row`` answers as asyncpg's ``fetchrow``: the row, None for no row, and
+    upstream's own error for a statement whose connection is closed."""
+    import asyncpg
+
+    connection = await asyncpg.connect(postgres_database)
+    try:
+        statement = await connection.prepare("SELECT $1::int AS n WHERE $1::int > 0")
+        assert await prepared_row(statement, [7]) == await statement.fetchrow(7)
+        assert (await prepared_row(statement, [7]))["n"] == 7
+        assert await prepared_row(statement, [0]) is None
+    finally:
+        await connection.close()
+    with pytest.raises(asyncpg.InterfaceError, match="closed"):
+        await prepared_row(statement, [7])
 
 
 class PipelineClient:
@@ -509,7 +551,8 @@ async def test_a_failed_postgres_batch_is_retried_only_when_nothing_was_written(
         failure: Exception, retried: bool) -> None:
     client = PipelineClient(failure)
     turns = sends.PostgresTurns()
-    futures = [turns.submit(client, [cid, "rest"]) for cid in (3, 1, 2)]  # type: ignore[arg-type]
+    futures = [asyncio.ensure_future(turns.send(client, [cid, "rest"]))  # type: ignore[arg-type]
+               for cid in (3, 1, 2)]
     results = await asyncio.gather(*futures, return_exceptions=True)
     if retried:  # refused before anything was sent: each alone, in conversation order
         assert client.singles == [1, 2, 3] and results == [(103, 3), (101, 1), (102, 2)]
@@ -571,7 +614,7 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
     client = CountingPool(size)
     turns = sends.PostgresTurns()
     for cid in (1, 2, 3):  # one after the other, each alone in its turn
-        await turns.submit(client, [cid, "rest"])  # type: ignore[arg-type]
+        await turns.send(client, [cid, "rest"])  # type: ignore[arg-type]
     # Kept between sends (a pool's acquire and release cost about a round trip's CPU),
     # except from a pool of one, which everything else needs too.
     assert (client.sent, client.taken) == (3, taken)
@@ -586,9 +629,9 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
 async def test_a_postgres_connection_in_use_at_close_goes_back_after_its_write() -> None:
     client = CountingPool(10)
     turns = sends.PostgresTurns()
-    await turns.submit(client, [1, "rest"])  # type: ignore[arg-type]  # now held
+    await turns.send(client, [1, "rest"])  # type: ignore[arg-type]  # now held
     client.hold = asyncio.Event()
-    writing = turns.submit(client, [2, "rest"])  # type: ignore[arg-type]
+    writing = asyncio.ensure_future(turns.send(client, [2, "rest"]))  # type: ignore[arg-type]
     await client.waiting.wait()  # the write is under way on the held connection
     await turns.close()
     assert client.returned == 0  # still in use: not handed back under the write

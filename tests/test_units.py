@@ -133,6 +133,11 @@ def test_iso_stamps_are_utc_with_a_z_whatever_the_zone() -> None:
     assert iso(moment.astimezone(timezone(timedelta(hours=-5)))) == iso(moment)
     assert iso(moment.replace(tzinfo=ZoneInfo("UTC"))) == iso(moment)
     assert iso(None) is None
+    # Written as ``isoformat`` writes them, whatever the year or fraction.
+    for stamp in (datetime(1, 1, 1, tzinfo=UTC), datetime(999, 2, 3, 4, 5, 6, 7, tzinfo=UTC),
+                  datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                  datetime(2026, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)):
+        assert iso(stamp) == stamp.isoformat().replace("+00:00", "Z")
 
 
 async def test_batcher_runs_once_per_window_with_every_key_touched() -> None:

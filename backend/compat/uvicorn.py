@@ -20,7 +20,8 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
 - ``backend/realtime/protocol.py`` takes a text frame alone in its read past the parser
   (``backend/compat/websockets.py``'s ``lone_text``) and hands it on as ``handle_text`` does
   (copied here: ``text_received``), after what ``data_received`` and ``handle_events`` do for
-  such a frame;
+  such a frame; a text message the app already waits for does not pause reading
+  (``deliver_text``), which relies on upstream's ``receive`` resuming reading only when paused;
 - ``backend/realtime/wire.py`` finds the connection behind the ASGI ``send`` uvicorn hands the
   app (``run_asgi`` passes its bound ``self.send``: ``connection_of``) and writes frames to its
   ``transport`` itself, reading ``writable``, ``close_sent``, ``disconnected``,
@@ -189,6 +190,9 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _P, "handle_parser_exception", ("self",)),
     assigned(PIN, _P, "logger"),
     unchanged(PIN, _P, "send_receive_event_to_app", "a2b10de91477dc1d"),
+    # ``deliver_text`` leaves reading on for a message the app waits for: ``receive``
+    # resumes reading only when it was paused.
+    unchanged(PIN, _P, "receive", "1dc0e715390021a1"),
     unchanged(PIN, _P, "keepalive_timeout", "8e1ceb6ec446de9d"),
     unchanged(PIN, _P, "send_keepalive_ping", "02da3945b3e6b110"),
     unchanged(PIN, _P, "handle_connect", "fc648c2161ff8e13"),
@@ -416,11 +420,18 @@ def forget_request(protocol: WebSocketsSansIOProtocol) -> None:
     protocol.request = None  # type: ignore[assignment]  # let go once read
 
 
-def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | None:
+def deliver_text(protocol: WebSocketsSansIOProtocol,
+                 pause: bool = True) -> UnicodeDecodeError | None:
     """The text path of ``WebSocketsSansIOProtocol.send_receive_event_to_app`` (copied from
     0.54.0): the message's frames, decoded, go to the app's receive queue and reading pauses
     until the app takes it. A message that is not UTF-8 is dropped and its error returned, for
-    the caller to close the connection (upstream logs a traceback and closes with 1007)."""
+    the caller to close the connection (upstream logs a traceback and closes with 1007).
+
+    ``pause`` False: the caller knows the app is already waiting in ``receive`` and takes the
+    message before the transport is read again; reading goes on, and upstream's
+    ``receive``, finding it not paused, does not resume it (a pause and a resume are two
+    system calls under uvloop). A message arriving before the app took this one pauses
+    reading as upstream does: the app is still one message behind at most."""
     frames = protocol.frames
     data = frames[0] if len(frames) == 1 else b"".join(frames)
     protocol.frames = []
@@ -429,7 +440,7 @@ def deliver_text(protocol: WebSocketsSansIOProtocol) -> UnicodeDecodeError | Non
     except UnicodeDecodeError as exc:
         return exc
     protocol.queue.put_nowait({"type": "websocket.receive", "text": text})
-    if not protocol.read_paused:
+    if pause and not protocol.read_paused:
         protocol.read_paused = True
         protocol.transport.pause_reading()
     return None

@@ -13,6 +13,10 @@ the wire, minus what an idle connection kept without using it:
   the connection's life (0.3 KB); ``DirectWires`` (backend/realtime/wire.py), which would
   only leave the connection in the scope and await the app, is left out, the protocol
   leaving itself there (``connection_app``);
+- a text message the app is already waiting for goes to it without reading being paused
+  and resumed around it (two system calls per message under uvloop); one that arrives while
+  the app is busy pauses reading as before, so the app is never more than one message
+  behind;
 - its receive queue is a ``LeanQueue`` (backend/realtime/queues.py), not an ``asyncio.Queue``
   (about 2.8 KB idle), and its ``writable`` flag a ``LeanEvent``, not an ``asyncio.Event``
   (0.8 KB); uvicorn only puts, gets and asks whether the queue is empty, and sets, clears
@@ -270,11 +274,15 @@ class WebSocketProtocol(SansIOProtocol):
 
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, but a text message that is not UTF-8 is logged as one warning line
-        (uvicorn logged its traceback) before the connection is closed with 1007."""
+        (uvicorn logged its traceback) before the connection is closed with 1007, and reading
+        is not paused for a message the app is already waiting for (uvicorn paused it, and
+        the app's ``receive`` resumed it at once: two system calls per message)."""
         if self.curr_msg_data_type != "text" or self.close_sent:
             super().send_receive_event_to_app()
             return
-        invalid = deliver_text(self)
+        # The app already waiting for a message takes this one before the socket is read
+        # again: reading is not paused for it (``deliver_text``).
+        invalid = deliver_text(self, not cast("LeanQueue[Any]", self.queue).awaited())
         if invalid is None:
             return
         error = f"{invalid.reason} at position {invalid.start}"

@@ -52,6 +52,16 @@ class LeanQueue(Generic[T]):
     def full(self) -> bool:
         return False
 
+    def awaited(self) -> bool:
+        """Whether a ``get`` is waiting: the next item put goes to it in the loop's next
+        round of callbacks."""
+        getters = self._getters
+        if getters is None:
+            return False
+        if isinstance(getters, list):
+            return any(not getter.done() for getter in getters)
+        return not getters.done()
+
     def put_nowait(self, item: T) -> None:
         items = self._items
         if items is None:

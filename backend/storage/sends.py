@@ -40,19 +40,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import asyncpg
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.connection import get_connection
+from tortoise.context import require_context
 from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.fields.data import JSON_DUMPS
 
 from backend.compat.tortoise import (
     pool_size,
+    prepared_row,
     run_on_sqlite_thread,
     sqlite_lock,
     sqlite_stamp,
@@ -225,24 +227,26 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
     """Store ``message``, its counters and its ``chat_message`` event atomically; returns its
     id once committed and sets ``message.position``. A duplicate ``client_msg_id`` raises
     Tortoise's IntegrityError, and nothing is changed."""
-    message.id, message.position = await _store(message, counters)
-    return message.id
-
-
-async def _store(message: SentMessage, counters: Counters) -> Stored:
-    client = get_connection("default")
+    # One coroutine from here to the write (each frame more is resumed at every wait).
+    # ``get_connection``'s own look-up (the context's, where a transaction's client is
+    # found), without the import statement it runs at every call (~9,000 instructions).
+    client = require_context().connections.get("default")
     staff_reset = counters.staff == "reset"
     staff_bump = 1 if counters.staff == "bump" else 0
     device_bump = 1 if counters.bump_device else 0
     values = _row(message)
     skip = JSON_DUMPS(sorted(message.skip)) if message.skip else None
+    stored: Stored
     if client.capabilities.dialect == "postgres":
         values.pop()  # the stamp: $2
         args = [message.conversation_id, message.created_at, device_bump, staff_reset,
                 staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
-            return _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
-        return await _PG_TURNS.submit(client, args)
+            stored = _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
+        else:
+            stored = await _PG_TURNS.send(client, args)
+        message.id, message.position = stored
+        return message.id
     # The stamp is four of the send's parameters: formatted once, here.
     stamp = sqlite_stamp(message.created_at)
     values[-1] = stamp
@@ -252,45 +256,24 @@ async def _store(message: SentMessage, counters: Counters) -> Stored:
               else [message.conversation_id, counters.sender_member])
     send = (conversation, values, sender, [skip, stamp])
     if isinstance(client, TransactionalDBClient):  # inside a transaction: on its connection
-        return await _GROUP_COMMIT.submit(client, send)
-    result = await _INLINE.submit(client, send)
-    if result is None:  # another connection is writing: wait for it off the loop
-        return await _GROUP_COMMIT.submit(client, send)
-    if isinstance(result, tuple):
-        return result
-    raise _tortoise_error(result)
+        stored = await _GROUP_COMMIT.submit(client, send)
+    else:
+        result = await _INLINE.send(client, send)
+        if result is None:  # another connection is writing: wait for it off the loop
+            stored = await _GROUP_COMMIT.submit(client, send)
+        elif isinstance(result, tuple):
+            stored = result
+        else:
+            raise _tortoise_error(result)
+    message.id, message.position = stored
+    return message.id
 
 
-Item = TypeVar("Item")
-Result = TypeVar("Result")
-
-
-class Turn(Generic[Item, Result]):
-    """What is submitted in one turn of the event loop, handed over together by a callback
-    that runs right after that turn (``call_soon``): a submitter alone waits for nothing but
-    the rest of its turn; under load, when the loop falls behind, items arrive together and
-    share one write. A submitter that gave up (its future cancelled) before the hand-over is
-    left out: nothing of it is written."""
-
-    def __init__(self, hand_over: Callable[[BaseDBAsyncClient,
-                                            list[tuple[Item, asyncio.Future[Result]]]], None],
-                 ) -> None:
-        self._hand_over = hand_over
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-
-    def submit(self, client: BaseDBAsyncClient, item: Item) -> asyncio.Future[Result]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._end_of_turn, client)
-        self._pending.append((item, future))
-        return future
-
-    def _end_of_turn(self, client: BaseDBAsyncClient) -> None:
-        batch = [(item, future) for item, future in self._pending if not future.done()]
-        self._pending = []
-        if batch:
-            self._hand_over(client, batch)
+@types.coroutine
+def _rest_of_turn() -> Generator[None, None, None]:
+    """``asyncio.sleep(0)`` in one step: a bare yield, which the task answers by scheduling
+    its next step after the callbacks already due (``sleep(0)`` is two Python calls more)."""
+    yield
 
 
 def _postgres_id(args: list[Any], row: Any) -> Stored:
@@ -302,7 +285,8 @@ def _postgres_id(args: list[Any], row: Any) -> Stored:
 class PostgresTurns:
     """PostgreSQL sends of one turn of the event loop, written together: one pipelined round
     trip on one connection, one implicit transaction, so one commit (one WAL flush) for all
-    of them (asyncpg's ``fetchmany``). A lone send is its statement, as before.
+    of them (asyncpg's ``fetchmany``). A lone send is its statement, as before, written by
+    its sender (``send``).
 
     The sends of a turn are in distinct conversations (``Sequencer`` holds a conversation
     from its insert to its publish); they run in conversation id order, so two nodes' batches
@@ -315,15 +299,50 @@ class PostgresTurns:
     """
 
     def __init__(self) -> None:
-        #: This turn's sends (their statement's arguments).
-        self._turn: Turn[list[Any], Stored] = Turn(self._start)
+        #: While the first send of this turn waits for the turn's end: the sends that came
+        #: after it (their statement's arguments, and the futures their senders await).
+        self._joined: list[tuple[list[Any], asyncio.Future[Stored]]] | None = None
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
         self.held = HeldConnection()
 
-    def submit(self, client: BaseDBAsyncClient, args: list[Any]) -> asyncio.Future[Stored]:
-        """A future of the send's id and position, or of its own error."""
-        return self._turn.submit(client, args)
+    async def send(self, client: BaseDBAsyncClient, args: list[Any]) -> Stored:
+        """The send's id and position, once committed, or its own error.
+
+        The first send of a turn of the loop leads it: it lets the rest of the turn run
+        (``_rest_of_turn``, which resumes it right after the callbacks already due, where a
+        ``call_soon`` callback would run) while later sends join its batch. Alone then, the
+        usual case below saturation, it writes itself, in its sender's task: no task, no
+        future and no extra turn of the loop. With others, the batch is written by a task
+        of its own (``_write``), which one sender's cancellation does not stop. A sender that
+        gives up (cancelled) before the write is left out: nothing of it is written."""
+        joined = self._joined
+        if joined is not None:  # a leader waits for the turn's end: join its batch
+            future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+            joined.append((args, future))
+            return await future
+        joined = self._joined = []
+        try:
+            await _rest_of_turn()
+        except BaseException:  # cancelled before the write: the others are written
+            self._joined = None
+            batch = [(a, f) for a, f in joined if not f.done()]
+            if batch:
+                self._start(client, batch)
+            raise
+        self._joined = None
+        batch = [(a, f) for a, f in joined if not f.done()]
+        if batch:
+            own: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+            batch.append((args, own))
+            self._start(client, batch)
+            return await own
+        client.log.debug("%s (x1)", _PG_SEND)
+        try:
+            row = (await self._fetch(client, [args]))[0]
+        except _ROLLED_BACK:  # refused: again through Tortoise's client, which raises its
+            row = (await client.execute_query(_PG_SEND, args))[1][0]  # errors as Tortoise's
+        return _postgres_id(args, row)
 
     def _start(self, client: BaseDBAsyncClient,
                batch: list[tuple[list[Any], asyncio.Future[Stored]]]) -> None:
@@ -380,7 +399,7 @@ class PostgresTurns:
             if statement is None:
                 rows = await _pipelined(connection, sends)
             elif len(sends) == 1:
-                rows = [await statement.fetchrow(*sends[0])]
+                rows = [await prepared_row(statement, sends[0])]
             else:
                 rows = list(await statement.fetchmany(sends))
         except _ROLLED_BACK:
@@ -628,8 +647,8 @@ def _write_send(run: Callable[..., sqlite3.Cursor], send: _Send) -> Stored:
 class InlineWrites:
     """SQLite sends written on the event loop's thread, by a connection of their own.
 
-    Sends submitted in one turn of the loop are written together, in one transaction, by a
-    callback that runs right after that turn (``call_soon``): a commit is ~12 page writes
+    Sends submitted in one turn of the loop are written together, in one transaction, by the
+    first of them once the rest of that turn has run (``send``): a commit is ~12 page writes
     (``pwrite``) whatever the number of sends in it, so under load, when several messages arrive
     in one turn, the turn's sends share it; a lone send waits for nothing but the rest of its
     turn. It never waits for a lock: when Tortoise's connection is at work, or another process
@@ -642,14 +661,37 @@ class InlineWrites:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
-        #: This turn's sends.
-        self._turn: Turn[_Send, Stored | Exception | None] = Turn(self._flush)
+        #: While the first send of this turn waits for the turn's end: the sends that came
+        #: after it, with the futures their senders await.
+        self._joined: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]] | None = None
 
-    def submit(self, client: BaseDBAsyncClient,
-               send: _Send) -> asyncio.Future[Stored | Exception | None]:
-        """A future of the send's id or its own error; of None when it must wait for another
-        writer."""
-        return self._turn.submit(client, send)
+    async def send(self, client: BaseDBAsyncClient, send: _Send) -> Stored | Exception | None:
+        """The send's id and position, or its own error; None when it must wait for another
+        writer. The first send of a turn leads it (as ``PostgresTurns.send``): once the rest
+        of the turn has run (``_rest_of_turn``), it writes its own send and those that joined,
+        in its sender's task; the others' futures are settled. A sender that gives up before
+        the write is left out."""
+        joined = self._joined
+        if joined is not None:  # a leader waits for the turn's end: join its batch
+            future: asyncio.Future[Stored | Exception | None] = (
+                asyncio.get_running_loop().create_future())
+            joined.append((send, future))
+            return await future
+        joined = self._joined = []
+        try:
+            await _rest_of_turn()
+        except BaseException:  # cancelled before the write: the others are written
+            self._joined = None
+            self._flush(client, [(s, f) for s, f in joined if not f.done()])
+            raise
+        self._joined = None
+        batch = [(s, f) for s, f in joined if not f.done()]
+        if not batch:  # alone in its turn, the usual case below saturation
+            return self._write(client, [send])[0]
+        own: asyncio.Future[Stored | Exception | None] = (
+            asyncio.get_running_loop().create_future())
+        self._flush(client, [(send, own), *batch])
+        return own.result()
 
     def _flush(self, client: BaseDBAsyncClient,
                batch: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]]) -> None:
