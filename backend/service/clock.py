@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from time import time_ns
 
 
 def now() -> datetime:
@@ -17,5 +18,25 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+#: The last second ``iso_now`` formatted, and its text up to the seconds.
+_second = -1
+_prefix = ""
+
+
 def iso_now() -> str:
-    return now().isoformat().replace("+00:00", "Z")  # ``now`` is UTC already
+    """``iso(now())``, formatted by ``iso_at``."""
+    return iso_at(time_ns())
+
+
+def iso_at(epoch_ns: int) -> str:
+    """``iso`` of the UTC moment ``epoch_ns`` nanoseconds after the epoch, to the microsecond
+    below (as ``datetime.now``): the same text (microseconds left out when zero, as
+    ``isoformat`` does), its date and time formatted once per second rather than at every
+    call (every presence event and welcome frame stamps one)."""
+    global _second, _prefix
+    seconds, nanoseconds = divmod(epoch_ns, 1_000_000_000)
+    if seconds != _second:
+        _prefix = datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
+        _second = seconds
+    micro = nanoseconds // 1000
+    return f"{_prefix}.{micro:06d}Z" if micro else f"{_prefix}Z"
