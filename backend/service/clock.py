@@ -18,9 +18,9 @@ def iso(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-#: The last second ``iso_now`` formatted, and its text up to the seconds.
-_second = -1
-_prefix = ""
+#: The last second ``iso_at`` formatted and its text up to the seconds, as one tuple (read
+#: and replaced whole: a thread never pairs one second with another's text).
+_kept: tuple[int, str] = (-1, "")
 
 
 def iso_now() -> str:
@@ -33,10 +33,11 @@ def iso_at(epoch_ns: int) -> str:
     below (as ``datetime.now``): the same text (microseconds left out when zero, as
     ``isoformat`` does), its date and time formatted once per second rather than at every
     call (every presence event and welcome frame stamps one)."""
-    global _second, _prefix
+    global _kept
     seconds, nanoseconds = divmod(epoch_ns, 1_000_000_000)
-    if seconds != _second:
-        _prefix = datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
-        _second = seconds
+    kept_second, prefix = _kept
+    if seconds != kept_second:
+        prefix = datetime.fromtimestamp(seconds, UTC).isoformat().removesuffix("+00:00")
+        _kept = (seconds, prefix)
     micro = nanoseconds // 1000
-    return f"{_prefix}.{micro:06d}Z" if micro else f"{_prefix}Z"
+    return f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
