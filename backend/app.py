@@ -25,6 +25,7 @@ from backend.auth.sessions import Sessions
 from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
 from backend.compat import IncompatibleLibrary, check_all
+from backend.compat.starlette import PlainState
 from backend.dashboard.routes import dashboard_routes
 from backend.integrations.outbound import OutboundSender
 from backend.integrations.outside import Outside
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None) -> Any:
         middleware=_cors(settings),
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
     )
+    # Read at every connect: values kept as plain attributes (backend/compat/starlette.py).
+    app.state = PlainState()
     app.state.settings = settings
     app.state.chat = chat
     app.state.realtime = realtime

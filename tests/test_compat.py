@@ -309,3 +309,45 @@ def test_hmac_keys_are_prepared_once_and_bad_ones_still_refused() -> None:
         with pytest.raises(pyjwt.InvalidKeyError):
             DECODER.decode(token, pem, algorithms=["HS256"])
     assert pem not in algorithm.prepared
+
+
+def test_quick_claims_accepts_only_what_pyjwt_accepts() -> None:
+    """backend/compat/jwt.py's ``quick_claims``: a plain valid token's claims are PyJWT's;
+    every token PyJWT refuses or checks further (a tampered signature or payload, another
+    algorithm, a key id, a claim of another type, outside its window, another issuer or
+    audience, a short key) is left to PyJWT (None)."""
+    import time
+
+    import jwt as pyjwt
+
+    from backend.compat.jwt import _segment, lean_decoder, quick_claims
+
+    decoder = lean_decoder({"require": ["exp", "iat", "sub", "type"]})
+    key, now = "quick-secret-" + "x" * 32, int(time.time())
+    good = {"sub": "7", "iat": now, "exp": now + 60, "type": "access", "sid": "s",
+            "iss": "confab", "aud": "app"}
+    token = pyjwt.encode(good, key, algorithm="HS256")
+    expected = decoder.decode(token, key, algorithms=["HS256"], issuer="confab",
+                              audience="app", leeway=10)
+    assert quick_claims(decoder, token, key, "confab", "app", 10) == expected
+    head, payload, signature = token.split(".")
+    other = pyjwt.encode({**good, "sub": "8"}, key, algorithm="HS256").split(".")[1]
+    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    refused = [
+        f"{head}.{other}.{signature}", f"{head}.{payload}.{flipped}", token + "=",
+        pyjwt.encode(good, key * 2, algorithm="HS512"),
+        pyjwt.encode(good, key, algorithm="HS256", headers={"kid": "a"}),
+        pyjwt.encode({**good, "type": None}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "iat": float(now)}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "exp": now - 11}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "nbf": now + 11}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "iss": "else"}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "aud": ["else"]}, key, algorithm="HS256"),
+        pyjwt.encode({**good, "sub": 7}, key, algorithm="HS256"),
+    ]
+    for bad in refused:
+        assert quick_claims(decoder, bad, key, "confab", "app", 10) is None, bad
+    assert quick_claims(decoder, token, key, "confab", None, 10) is None  # aud not asked
+    assert quick_claims(decoder, token, key + "y", "confab", "app", 10) is None
+    # A segment with bits past its data decodes in neither.
+    assert _segment(b"Zm9vYh") is None and _segment(b"Zm9vYg") == b"foob"

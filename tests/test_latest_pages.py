@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from backend.service.latest_pages import LatestPages, Page
+from backend.service.latest_pages import LatestPages, Page, weight
 from tests.support.client import Api, admin_of, with_admin
 from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess, start_server
@@ -98,6 +98,37 @@ async def test_kept_pages_are_bounded() -> None:
     for conversation_id in range(10):
         await pages.page(conversation_id, 50, reads)
     assert len(pages) == 3
+
+
+async def test_kept_pages_are_bounded_by_their_weight_oldest_first() -> None:
+    """Small pages are kept by the thousand; large ones go, the oldest first, once their
+    weights together pass the bound; one heavier than the bound is not kept at all."""
+    small = Page([{"id": 1}], False)
+    large = Page([{"id": 2, "content": "x" * 10_000}], False)
+    bound = 2_000 * weight(small) + 3 * weight(large)
+    pages = LatestPages(max_bytes=bound)
+    pages.follow()
+
+    def reading(page: Page) -> Any:
+        async def read() -> Page:
+            return page
+        return read
+
+    for conversation_id in range(2_000):
+        await pages.page(conversation_id, 50, reading(small))
+    assert len(pages) == 2_000 and pages.bytes == 2_000 * weight(small) <= bound
+    for conversation_id in range(10_000, 10_006):
+        await pages.page(conversation_id, 50, reading(large))
+    assert pages.bytes <= bound
+    assert len(pages) < 2_000  # the small ones went first, oldest first
+    assert (await pages.page(10_005, 50, reading(small))) is large  # the newest kept
+    assert (await pages.page(0, 50, reading(large))) is large  # the oldest gone: read again
+    huge = Page([{"id": 3, "content": "x" * bound}], False)
+    await pages.page(20_000, 50, reading(huge))
+    assert (await pages.page(20_000, 50, reading(small))) is small  # not kept
+    pages.changed(10_005, "chat_message")
+    pages.vacated(0)
+    assert pages.bytes == sum(weight(entry[2]) for entry in pages._pages.values())
 
 
 def test_a_page_is_encoded_once_for_all_its_readers() -> None:

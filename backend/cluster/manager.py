@@ -89,11 +89,21 @@ class RedisFanoutManager(RedisManagerHooks, FanoutManager):
             return
         # The canonical envelope is plain JSON: skip the stock binary scan and callback setup.
         await FanoutManager.emit(self, event, data, namespace=FANOUT)
-        await self.publish({
+        await self.publish(self._emitted(event, data))
+
+    async def emit_together(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        # Delivered here together, published one by one (each node writes them as it hears).
+        await FanoutManager.emit_together(self, events)
+        for event, data in events:
+            await self.publish(self._emitted(event, data))
+
+    def _emitted(self, event: str, data: Any) -> dict[str, Any]:
+        """The published message of a fan-out event (what the stock manager's emit sends)."""
+        return {
             "method": "emit", "event": event, "data": [data], "binary": False,
             "namespace": FANOUT, "room": None, "skip_sid": None, "callback": None,
             "host_id": self.host_id,
-        })
+        }
 
     async def publish(self, data: dict[str, Any]) -> None:
         try:

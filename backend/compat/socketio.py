@@ -29,7 +29,9 @@ The project relies on:
   the data for binary attachments (``PacketWithoutBinaryScan``);
 - ``BaseManager``'s room table (``rooms``, ``callbacks``, ``pending_connect``,
   ``pending_disconnect``): ``RoomsBySid`` copies ``basic_disconnect`` to leave only the rooms
-  a socket is in, where upstream's scans every room of the namespace (one per socket);
+  a socket is in, where upstream's scans every room of the namespace (one per socket), and
+  makes a socket's own room a ``SidRoom`` (a dict answering the ``_fwdm`` and ``_invm``
+  upstream reads of rooms, ``ROOM_READS``) rather than a ``bidict``;
 - ``AsyncRedisManager``'s private ``_publish``, ``_listen`` and ``_redis_connect``, replaced by
   ``backend/cluster/manager.py`` through ``RedisManagerHooks``; its listener task ``thread``
   (``listener_task``); and that its messages are ``self.json.dumps`` of dicts whose last key is
@@ -188,6 +190,52 @@ _enter_room = upstream(_M, "basic_enter_room")
 _leave_room = upstream(_M, "basic_leave_room")
 
 
+class SidRoom(dict[str, str]):
+    """A socket's own room in the room table: ``{sid: eio_sid}``, a plain dict where upstream
+    makes a ``bidict`` (some 10 µs and a dozen Python calls at every connect).
+
+    Nothing else enters it (``basic_enter_room`` refuses another sid a sid room), so the
+    value-uniqueness a ``bidict`` keeps holds by construction. python-socketio reads a room's
+    ``_fwdm`` (``get_participants``: a room's mapping) besides the mapping operations, and
+    ``_invm`` only of the namespace's ``None`` room (``sid_from_eio_sid``), which stays a
+    ``bidict`` (``ROOM_READS``, checked at start-up)."""
+
+    __slots__ = ()
+
+    @property
+    def _fwdm(self) -> dict[str, str]:
+        return self
+
+    @property
+    def _invm(self) -> dict[str, str]:
+        return {eio_sid: sid for sid, eio_sid in self.items()}
+
+
+#: The lines of python-socketio's managers that read a room's private attributes or make one.
+ROOM_READS = [
+    "participants = ns[room[0]]._fwdm.copy() if room[0] in ns else {}",
+    "participants.update(ns[r]._fwdm if r in ns else {})",
+    "participants = ns[room]._fwdm.copy() if room in ns else {}",
+    "return self.rooms[namespace][None]._invm[eio_sid]",
+    "self.rooms[namespace][room] = bidict()",  # basic_enter_room's, for any other room
+]
+
+
+def room_reads() -> list[str]:
+    """Every line of python-socketio's server-side modules that reads a room's private
+    attributes or names ``bidict``, besides ``base_manager``'s import of it."""
+    names = ("base_manager", "manager", "async_manager", "pubsub_manager",
+             "async_pubsub_manager", "redis_manager", "async_redis_manager", "base_server",
+             "server", "async_server")
+    lines = []
+    for name in names:
+        source = inspect.getsource(importlib.import_module(f"socketio.{name}"))
+        lines += [line.strip() for line in source.splitlines()
+                  if re.search(r"\._(fwdm|invm)\b|\bbidict\b", line)
+                  and not line.startswith("from bidict import")]
+    return lines
+
+
 class RoomsBySid(socketio.AsyncManager):
     """A manager whose disconnect costs the rooms of the socket, not those of the namespace.
 
@@ -206,6 +254,13 @@ class RoomsBySid(socketio.AsyncManager):
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any,
                          eio_sid: str | None = None) -> None:
+        if room == sid and eio_sid is not None:
+            # pre_connect's second step, a socket's own room: upstream's steps for a room
+            # not there yet (its namespace made by the first step), a SidRoom for the bidict.
+            rooms = self.rooms.get(namespace)
+            if rooms is not None and room not in rooms:
+                rooms[room] = SidRoom(((sid, eio_sid),))
+                return
         _enter_room(self, sid, namespace, room, eio_sid=eio_sid)
         if room is not None and room != sid:
             self.extra_rooms.setdefault((namespace, sid), set()).add(room)
@@ -307,6 +362,10 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, _M, "basic_enter_room", "3f509586d2d7f47e"),
     unchanged(PIN, _M, "basic_leave_room", "e27f3eea06d1c6a6"),
     unchanged(PIN, _M, "pre_connect", "bfdba4c0c8f1bd8a"),
+    # SidRoom: the room reads it answers are all there are.
+    holds(PIN, "what its managers read of a room beyond a mapping (_fwdm, _invm)",
+          lambda: room_reads() == ROOM_READS,
+          "its managers read rooms otherwise than SidRoom answers"),
     *(assigned(PIN, _M, name) for name in (
         "rooms", "callbacks", "pending_connect", "pending_disconnect")),
     signature(PIN, _R, "_publish", ("self", "data")),

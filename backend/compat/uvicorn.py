@@ -64,7 +64,7 @@ import copy
 import logging
 import random
 import struct
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
@@ -345,11 +345,12 @@ def transport_of(connection: WebSocketsSansIOProtocol) -> asyncio.Transport:
 
 def lean_init(protocol: WebSocketsSansIOProtocol, config: Config, server_state: ServerState,
               app_state: dict[str, Any], loop: asyncio.AbstractEventLoop | None, queue: Any,
-              writable: Any) -> None:
+              writable: Any, parser: Callable[..., ServerProtocol] = ServerProtocol) -> None:
     """``WebSocketsSansIOProtocol.__init__`` (mirrored from 0.54.0) with ``queue`` and
     ``writable`` (set here) as its receive queue and writable flag, rather than the
     ``asyncio.Queue`` and ``asyncio.Event`` it makes (2.8 and 0.8 KB idle, and their making
-    at every connect); its logger looked up once."""
+    at every connect); its logger looked up once; its websockets parser made by ``parser``
+    (called as uvicorn calls ``ServerProtocol``)."""
     if not config.loaded:
         config.load()  # pragma: no cover
     protocol.config = config
@@ -386,8 +387,7 @@ def lean_init(protocol: WebSocketsSansIOProtocol, config: Config, server_state: 
                 compress_settings={"memLevel": 5},
             )
         ]
-    protocol.conn = ServerProtocol(extensions=extensions, max_size=config.ws_max_size,
-                                   logger=_ERRORS)
+    protocol.conn = parser(extensions=extensions, max_size=config.ws_max_size, logger=_ERRORS)
     protocol.read_paused = False
     protocol.writable = writable
     writable.set()

@@ -89,7 +89,7 @@ PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
 __all__ = ["CONNECTION_LINES", "NO_EXTENSIONS", "SHARED_ID", "ClosableMidMessage",
-           "forget_no_extensions", "lone_pong", "lone_text", "parse_frames",
+           "forget_no_extensions", "lone_pong", "lone_text", "new_parser", "parse_frames",
            "quiet_connection_lines", "read_request", "restart_frame_parser", "swap_parser"]
 
 
@@ -137,6 +137,61 @@ def swap_parser(connection: Any) -> None:
     parser = connection.conn
     parser.__class__ = ClosableMidMessage
     parser.id = SHARED_ID
+
+
+def new_parser(*, extensions: Any, max_size: int | None,
+               logger: logging.Logger) -> ClosableMidMessage:
+    """``ServerProtocol(extensions=..., max_size=..., logger=...)`` as uvicorn's protocol
+    makes it, ``ServerProtocol.__init__`` and ``Protocol.__init__`` mirrored from 17.4 (no
+    origins, subprotocols or ``select_subprotocol``, state ``CONNECTING``), built as
+    ``swap_parser`` leaves it (a ``ClosableMidMessage`` with the shared ``id``) rather than
+    with a ``uuid4`` of its own (``os.urandom`` and ``UUID``'s checks at every connect)."""
+    parser = ClosableMidMessage.__new__(ClosableMidMessage)
+    parser.id = SHARED_ID
+    parser.logger = logger
+    parser.debug = logger.isEnabledFor(logging.DEBUG)
+    parser.side = SERVER
+    parser.state = CONNECTING
+    parser.max_message_size, parser.max_fragment_size = max_size, None
+    parser.current_size = None
+    parser.expect_continuation_frame = False
+    parser.origin = None
+    parser.extensions = []
+    parser.subprotocol = None
+    parser.close_rcvd = None
+    parser.close_sent = None
+    parser.close_rcvd_then_sent = None
+    parser.handshake_exc = None
+    parser.eof_sent = False
+    parser.reader = StreamReader()
+    parser.events = []
+    parser.writes = []
+    parser.parser = parser.parse()
+    next(parser.parser)  # start coroutine
+    parser.parser_exc = None
+    parser.origins = None
+    parser.available_extensions = extensions
+    parser.available_subprotocols = None
+    parser.accept_called = False
+    return parser
+
+
+def _same_parser() -> bool:
+    """``new_parser`` leaves what ``ServerProtocol`` and ``swap_parser`` leave: the same
+    attributes with the same values (the generator aside, in the same state)."""
+    logger = logging.getLogger("websockets.server")
+    made = ServerProtocol(extensions=[], max_size=2**20, logger=logger)
+    swap_parser(type("Connection", (), {"conn": made})())
+    mirrored = new_parser(extensions=[], max_size=2**20, logger=logger)
+
+    def state(parser: ServerProtocol) -> dict[str, Any]:
+        attributes = dict(vars(parser))
+        generator = attributes.pop("parser")
+        reader = attributes.pop("reader")
+        return {**attributes, "parser": generator.gi_code,
+                "reader": (type(reader), vars(reader))}
+
+    return type(made) is type(mirrored) and state(made) == state(mirrored)
 
 
 def _id_unread() -> bool:
@@ -509,6 +564,11 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, Protocol, "data_to_send", ("self",)),
     holds(PIN, "ServerProtocol().__class__ = ClosableMidMessage", _swappable,
           "the parser's class cannot be swapped"),
+    # new_parser: the two constructors it mirrors, and what it leaves.
+    unchanged(PIN, Protocol, "__init__", "76c731b216eb0941"),
+    unchanged(PIN, ServerProtocol, "__init__", "8792b72850840da2"),
+    holds(PIN, "new_parser leaves what ServerProtocol() and swap_parser leave", _same_parser,
+          "a parser built as ServerProtocol.__init__ did is not the same"),
     holds(PIN, "a ServerProtocol's id is read by no one", _id_unread,
           "a parser's id is read: each needs its own again (drop SHARED_ID)"),
     # restart_frame_parser: the request parsed by one generator, frames by its delegate.

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 
 from backend.integrations.delivery import DeliveryError
 from backend.observability.metrics import Metrics
@@ -150,7 +150,7 @@ class Outbox:
 
     async def claim(self, limit: int) -> list[OutboxItem]:
         """Take up to ``limit`` due rows for this node, until the lease runs out."""
-        client: BaseDBAsyncClient = connections.get("default")
+        client: BaseDBAsyncClient = get_connection("default")
         now = now_ms()
         lease = now + int(self.config.lease_seconds * 1000)
         pg = client.capabilities.dialect == "postgres"

@@ -17,6 +17,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import HTTPConnection
@@ -222,7 +223,11 @@ async def handshake(
     if not origin_allowed(origin, conn.headers.get("host"), settings.allowed_origins):
         raise door.refused(forbidden("Origin not allowed"))
     try:
-        credentials = connect_credentials(conn.query_params, conn.headers.get("authorization", ""))
+        # The query as ``conn.query_params`` reads it (a name's last value), without the
+        # multidict that is built and dropped.
+        query = dict(parse_qsl(conn.scope["query_string"].decode("latin-1"),
+                               keep_blank_values=True))
+        credentials = connect_credentials(query, conn.headers.get("authorization", ""))
         actor = await door.authenticate(credentials, settings, conn.app.state.sessions)
         conn.app.state.realtime.admit(actor)
         conversation_id = None

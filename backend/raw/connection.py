@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from backend.realtime.dialects import RawDialect
 from backend.realtime.members import Member
 from backend.realtime.wire import Lane, Outgoing, Wire
+from backend.realtime.wire import frame as frame_of
 from backend.service.actors import Actor
 
 #: How long a close waits for the frames before it to leave.
@@ -75,7 +76,16 @@ class RawMember(Member):
     def send(self, frame: dict[str, Any]) -> None:
         """One frame for this connection only (replies, welcome frames, errors), past any
         hold."""
-        self.send_frames([orjson.dumps(frame).decode()])
+        if self.state is not State.OPEN:
+            return
+        data = orjson.dumps(frame)
+        wire = self.wire
+        if wire is not None:
+            # Its JSON framed as it is: not decoded to text and encoded back (the welcome's
+            # history page is tens of KB).
+            wire.write(frame_of(data))
+        else:
+            self.lane.put(Outgoing([data.decode()]))
 
     def send_frames(self, frames: list[str]) -> None:
         """Encoded frames for this connection only, past any hold."""

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from backend.compat.socketio import RoomsBySid
 from backend.realtime.members import Member
 from backend.realtime.sequence import EventLogReader, ReplayStats, RoomPositions
+from backend.realtime.wire import Outgoing
 from backend.service.latest_pages import LatestPages
 
 if TYPE_CHECKING:
     from backend.observability.metrics import Metrics
     from backend.realtime.dialects import Dialect
-    from backend.realtime.wire import Outgoing
 
 FANOUT = "/__fanout__"
 #: The control a node broadcasts when publishes of logged events failed: ``{positions:
@@ -58,6 +58,9 @@ class FanoutManager(RoomsBySid):
         #: The chat service's kept history pages, told of every conversation event delivered
         #: here and of every room left empty (``keep_pages``); None: no page is kept.
         self.pages: LatestPages | None = None
+        #: While ``deliver_together`` delivers: per member id, the member and what it is
+        #: written, written once they are all delivered. Else None.
+        self._gathered: dict[str, tuple[Member, list[Outgoing]]] | None = None
 
     def keep_pages(self, pages: LatestPages) -> None:
         """Tell ``pages`` of every conversation event this node delivers, so that it may
@@ -190,6 +193,47 @@ class FanoutManager(RoomsBySid):
         else:
             self.deliver(event, data)
 
+    async def emit_together(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Emit events of one moment (``(name, envelope)``, in order, none a control), as
+        ``emit`` would one after the other; on this node a member that gets several gets
+        them in one write (``deliver_together``)."""
+        self.deliver_together(events)
+
+    def deliver_together(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """``deliver`` each of ``events`` in order, each member's frames of them written at
+        once at the end: one socket write per member rather than one per event (a joiner's
+        ``user_joined`` and ``user_status`` to each member of the room). Events with an
+        after-write hook (whose frames must have left before it runs) or a log position
+        (delivered in their room's order, maybe later) are delivered one by one instead."""
+        if self._gathered is not None or any(
+                name in self.after_write or envelope.get("position") is not None
+                for name, envelope in events):
+            for name, envelope in events:
+                self.deliver(name, envelope)
+            return
+        gathered: dict[str, tuple[Member, list[Outgoing]]] = {}
+        self._gathered = gathered
+        try:
+            for name, envelope in events:
+                self.deliver(name, envelope)
+        finally:
+            self._gathered = None
+        # Members given the same frames share one joined ``Outgoing`` (framed once).
+        joined: dict[tuple[int, ...], Outgoing] = {}
+        for member, outs in gathered.values():
+            try:
+                if len(outs) == 1:
+                    member.write(outs[0])
+                    continue
+                key = tuple(id(out) for out in outs)
+                out = joined.get(key)
+                if out is None:
+                    out = joined[key] = Outgoing(
+                        [text for each in outs for text in each.texts], outs[0].prefix)
+                member.write(out)
+            except Exception:  # one broken connection must not stop the others
+                log.warning("delivery to %s failed", member.id, exc_info=True)
+
     def deliver(self, name: str, envelope: dict[str, Any]) -> None:
         """Deliver ``name`` to the members of the envelope's rooms on this node; a logged
         event in its room's position order, once (``RoomPositions``)."""
@@ -216,6 +260,7 @@ class FanoutManager(RoomsBySid):
         if self.pages is not None and isinstance(conversation_id, int):
             self.pages.changed(conversation_id, name)
         encoded: dict[Dialect, Outgoing | None] = {}
+        gathered = self._gathered  # for one write per member (``deliver_together``)
         seen: set[str] | None = set() if len(rooms) > 1 else None
         delivered = 0  # counted here, reported once: the loop stays cheap
         for room in rooms:
@@ -241,6 +286,14 @@ class FanoutManager(RoomsBySid):
                 if out is None:
                     continue
                 out.mark = mark
+                if gathered is not None:
+                    entry = gathered.get(member.id)
+                    if entry is None:
+                        gathered[member.id] = (member, [out])
+                    else:
+                        entry[1].append(out)
+                    delivered += 1
+                    continue
                 try:
                     member.write(out)
                     delivered += 1

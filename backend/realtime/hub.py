@@ -206,13 +206,15 @@ class Realtime:
             self.diffs.add(room, joins=1)
         elif first:
             conversation_id = int(room.removeprefix("conversation:"))
-            await self.sink.publish(
-                events.presence("user_joined", conversation_id, member.actor, total)
-            )
+            joined = events.presence("user_joined", conversation_id, member.actor, total)
             user = member.actor.user
-            if user is not None:
+            if user is None:
+                await self.sink.publish(joined)
+            else:
                 await self.presence.announce_online(member.actor.key, conversation_id)
-                await self.sink.publish(events.user_status(conversation_id, user.id, "online"))
+                # In one write to each member of the room (not one write per event).
+                await self.sink.publish_together(
+                    [joined, events.user_status(conversation_id, user.id, "online")])
         return total
 
     async def leave_conversation(self, member: Member, conversation_id: int) -> None:

@@ -103,6 +103,7 @@ from backend.compat.websockets import (
     forget_no_extensions,
     lone_pong,
     lone_text,
+    new_parser,
     quiet_connection_lines,
     read_request,
     restart_frame_parser,
@@ -150,7 +151,8 @@ class WebSocketProtocol(SansIOProtocol):
         #: nothing waits in it (True: taken): ``Wire.take_texts``.
         self.text_hook: Callable[[bytes], bool] | None = None
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
-        lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent())
+        lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent(),
+                  new_parser)
         self.app = connection_app(config, self.app)
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)

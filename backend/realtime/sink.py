@@ -40,5 +40,11 @@ class FanoutSink:
             return self._here(event.name, envelope)
         return self.manager.emit(event.name, envelope, namespace=FANOUT)
 
+    def publish_together(self, events: list[Event]) -> Coroutine[Any, Any, None]:
+        """Publish events of one moment, in order: each member on this node gets their
+        frames in one write (``FanoutManager.emit_together``)."""
+        return self.manager.emit_together([(event.name, envelope_of(event))
+                                           for event in events])
+
     async def _here(self, name: str, envelope: dict[str, Any]) -> None:
         self.manager.deliver(name, envelope)

@@ -46,9 +46,17 @@ from backend.settings import Limits
 #: that runs its node under callgrind (some fifty times slower) sets a longer one, so that a
 #: burst of reconnects still finds its page.
 KEEP_SECONDS = Limits.latest_page_keep_seconds
-#: Pages kept at most (a full one, its dicts and JSON, holds about 150 KB); the oldest goes
-#: first. A conversation's clients reconnecting together need theirs for a moment only.
-MAX_PAGES = 128
+#: What kept pages may hold together, by ``weight`` (a full page of fifty messages, its dicts
+#: and JSON, about 150 KB; an empty one well under 1 KB); the oldest goes first. Bounded by
+#: memory, not by count: a node whose clients reconnect to thousands of small conversations
+#: at once keeps every page, one whose conversations hold long histories keeps ~200.
+MAX_BYTES = 32 * 1024 * 1024
+#: Pages kept at most, whatever their weight.
+MAX_PAGES = 16_384
+#: A kept page's weight besides its JSON (the entry, the page, its list).
+PAGE_OVERHEAD = 512
+#: A kept page's dicts and JSON together, per byte of its JSON.
+PER_JSON_BYTE = 3
 #: Events that change no stored message: a kept page stays.
 KEEPS_PAGE = frozenset({"typing_indicator", "user_joined", "user_left", "presence_diff",
                         "user_status"})
@@ -74,6 +82,12 @@ class Page:
         return self._json
 
 
+def weight(page: Page) -> int:
+    """What a kept page holds in memory, estimated from its JSON (encoded here if no reader
+    has yet: a page's readers get that JSON unless links are made for each)."""
+    return PAGE_OVERHEAD + PER_JSON_BYTE * len(page.json())
+
+
 class Recent(NamedTuple):
     """The latest page as one reader gets it: its messages (never to be changed), whether more
     lie before them, and the messages as JSON when that is the same for every reader (None:
@@ -91,13 +105,17 @@ class LatestPages:
     event (``changed``) may keep pages."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic,
-                 keep_seconds: float = KEEP_SECONDS, max_pages: int = MAX_PAGES) -> None:
+                 keep_seconds: float = KEEP_SECONDS, max_pages: int = MAX_PAGES,
+                 max_bytes: int = MAX_BYTES) -> None:
         self.following = False
         self._clock = clock
         self._keep_seconds = keep_seconds
         self._max_pages = max_pages
+        self._max_bytes = max_bytes
         #: conversation → (page size, when its read was asked for, page)
         self._pages: dict[int, tuple[int, float, Page]] = {}
+        #: The kept pages' weights together (``weight``).
+        self.bytes = 0
         #: conversation → reads under way
         self._reading: dict[int, int] = {}
         #: conversation → changes heard while reads were under way
@@ -118,7 +136,9 @@ class LatestPages:
         self._forget(conversation_id)
 
     def _forget(self, conversation_id: int) -> None:
-        self._pages.pop(conversation_id, None)
+        kept = self._pages.pop(conversation_id, None)
+        if kept is not None:
+            self.bytes -= weight(kept[2])
         if conversation_id in self._reading:
             self._changes[conversation_id] = self._changes.get(conversation_id, 0) + 1
 
@@ -149,15 +169,22 @@ class LatestPages:
 
     def _keep(self, conversation_id: int, entry: tuple[int, float, Page]) -> None:
         pages = self._pages
-        pages.pop(conversation_id, None)  # kept again: it becomes the newest
-        # The oldest go first: those past their time, then any beyond the bound.
+        size = weight(entry[2])
+        if size > self._max_bytes:
+            return
+        previous = pages.pop(conversation_id, None)  # kept again: it becomes the newest
+        if previous is not None:
+            self.bytes -= weight(previous[2])
+        # The oldest go first: those past their time, then any beyond the bounds.
         cutoff = entry[1] - self._keep_seconds
         while pages:
             oldest = next(iter(pages))
-            if len(pages) < self._max_pages and pages[oldest][1] > cutoff:
+            if (len(pages) < self._max_pages and self.bytes + size <= self._max_bytes
+                    and pages[oldest][1] > cutoff):
                 break
-            del pages[oldest]
+            self.bytes -= weight(pages.pop(oldest)[2])
         pages[conversation_id] = entry
+        self.bytes += size
 
     def __len__(self) -> int:
         return len(self._pages)

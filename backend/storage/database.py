@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Any
 
-from tortoise import Tortoise, connections
+from tortoise import Tortoise
+from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
 
 from backend.compat.tortoise import init_orm, pool_reset
@@ -189,7 +190,7 @@ async def database_ready() -> bool:
 
 async def _select_one() -> bool:
     try:
-        await connections.get("default").execute_query("SELECT 1")
+        await get_connection("default").execute_query("SELECT 1")
     except Exception:  # any driver error means "not ready"; /readyz reports it
         return False
     return True

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 from tortoise.fields.data import JSON_DUMPS
 
 
@@ -45,7 +45,7 @@ class LogBounds:
 
 
 def _client() -> BaseDBAsyncClient:
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     return client
 
 

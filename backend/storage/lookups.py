@@ -17,8 +17,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, cast
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 
 from backend.storage.side_connections import open_beside
 from models import AuthSession, Block, Conversation, Participant, Role, User, UserFacts
@@ -113,7 +113,7 @@ def close() -> None:
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     if client.capabilities.dialect == "postgres":
         return await client.execute_query_dict(_POSTGRES[which], params)
     rows = _inline.rows(client, _SQLITE[which], params)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
@@ -42,7 +42,7 @@ async def message_page(conversation_id: int, limit: int, *, after_id: int | None
                        newest_first: bool) -> list[Message]:
     """Up to ``limit`` messages of the conversation, in id order (newest first when asked),
     after ``after_id`` when given, each with its sender loaded."""
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     postgres = client.capabilities.dialect == "postgres"
     params: list[Any] = [conversation_id]
     where = '"conversation_id" = {}'
@@ -73,7 +73,7 @@ async def reactions_of(message_ids: list[int]) -> list[tuple[int, str, str]]:
     """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first."""
     if not message_ids:
         return []
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
     rows = await client.execute_query_dict(
         f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
@@ -85,7 +85,7 @@ async def read_counts(message_ids: list[int]) -> dict[int, int]:
     """How many have read each of the messages (the ones read by nobody left out)."""
     if not message_ids:
         return {}
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
     rows = await client.execute_query_dict(
         f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '

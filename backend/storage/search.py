@@ -22,8 +22,8 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from tortoise import connections
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
 from tortoise.transactions import in_transaction
 
 #: Where a snippet's match starts and ends (private-use characters, replaced by the caller).
@@ -101,7 +101,7 @@ def tsquery(words: Sequence[str]) -> str:
 
 
 def _client() -> BaseDBAsyncClient:
-    client: BaseDBAsyncClient = connections.get("default")
+    client: BaseDBAsyncClient = get_connection("default")
     return client
 
 
