@@ -599,7 +599,8 @@ async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_
 
 
 def test_an_engineio_socket_moves_only_along_its_lifecycle() -> None:
-    socket = engine.EngineSocket("sid", engine.Transport.WEBSOCKET)
+    socket = engine.EngineSocket("sid", engine.Transport.WEBSOCKET,
+                                 engine.EngineServer(async_mode="asgi"))
     assert socket.state is engine.State.OPENING
     with pytest.raises(engine.IllegalTransition):
         socket.move(engine.State.UPGRADING)  # not open yet
@@ -936,7 +937,7 @@ async def test_a_get_pending_as_its_session_leaves_long_polling_is_refused() -> 
     """A GET still waiting when its session moves to WebSocket is answered (400), not left
     waiting for packets that now go to the WebSocket (the move's own steps, in process)."""
     server = engine.EngineServer(async_mode="asgi")
-    eio_socket = engine.EngineSocket("sid", engine.Transport.POLLING)
+    eio_socket = engine.EngineSocket("sid", engine.Transport.POLLING, server)
     eio_socket.move(engine.State.OPEN)
     pending = asyncio.ensure_future(server._poll(eio_socket))
     async with asyncio.timeout(5):

@@ -70,7 +70,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.config import Config
@@ -106,7 +105,7 @@ from backend.compat.websockets import (
 )
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
-from backend.realtime.wire import CONNECTION_KEY, DirectWires, frame
+from backend.realtime.wire import CONNECTION_KEY, DirectWires, TextTaker, frame
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -143,8 +142,8 @@ class WebSocketProtocol(SansIOProtocol):
         #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
         self.due = 0
         #: Takes a lone text frame's payload before the application's receive queue, while
-        #: nothing waits in it (True: taken): ``Wire.take_texts``.
-        self.text_hook: Callable[[bytes], bool] | None = None
+        #: nothing waits in it (``take_text``; True: taken): ``Wire.take_texts``.
+        self.text_hook: TextTaker | None = None
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
         lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent())
         self.app = connection_app(config, self.app)
@@ -214,7 +213,7 @@ class WebSocketProtocol(SansIOProtocol):
             text = lone_text(self.conn, data)
             if text is not None:
                 hook = self.text_hook
-                if hook is None or not self.queue.empty() or not hook(text):
+                if hook is None or not self.queue.empty() or not hook.take_text(text):
                     text_received(self, text)
                 return
         elif len(data) == 10:
