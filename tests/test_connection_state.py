@@ -250,6 +250,39 @@ async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> 
     assert transport.closing and b"\x03\xf1" in transport.written  # 1009
 
 
+async def test_whether_a_text_frame_may_skip_the_parser_is_known_from_its_last_read() -> None:
+    """The parser's state is not asked at every frame but kept from the last read it was fed
+    (``lone_limit``): mid-message, a text frame alone in its read goes to the parser, which
+    refuses it (1002); once the message is complete, lone frames skip it again."""
+    received: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            received.append(message["text"])
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, ws_max_size=300)
+    protocol, transport = upgraded(config)
+    assert protocol.lone_limit == -1  # not accepted yet
+    await asyncio.sleep(0.01)
+    assert protocol.lone_limit == 300  # open, at rest: the size limit
+
+    async def arrives(*frames: Frame) -> None:
+        for frame in frames:
+            protocol.data_received(frame.serialize(mask=True, extensions=[]))
+            await asyncio.sleep(0.01)
+
+    await arrives(Frame(Opcode.TEXT, b"ab", fin=False))
+    assert protocol.lone_limit == -1  # mid-message
+    await arrives(Frame(Opcode.CONT, b"cd"), Frame(Opcode.TEXT, b"ef"))
+    assert received == ["abcd", "ef"] and protocol.lone_limit == 300
+    await arrives(Frame(Opcode.TEXT, b"gh", fin=False), Frame(Opcode.TEXT, b"ij"))
+    assert received == ["abcd", "ef"]  # a new message inside the last: refused
+    assert transport.closing and b"\x03\xea" in transport.written  # 1002
+
+
 async def test_a_lone_text_frame_that_is_not_utf8_closes_1007() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "websocket.connect"
