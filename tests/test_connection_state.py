@@ -297,6 +297,39 @@ async def test_reading_pauses_only_for_a_message_the_app_is_not_waiting_for() ->
         task.cancel()
 
 
+async def test_whether_a_text_frame_may_skip_the_parser_is_known_from_its_last_read() -> None:
+    """The parser's state is not asked at every frame but kept from the last read it was fed
+    (``lone_limit``): mid-message, a text frame alone in its read goes to the parser, which
+    refuses it (1002); once the message is complete, lone frames skip it again."""
+    received: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            received.append(message["text"])
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=None, ws_max_size=300)
+    protocol, transport = upgraded(config)
+    assert protocol.lone_limit == -1  # not accepted yet
+    await asyncio.sleep(0.01)
+    assert protocol.lone_limit == 300  # open, at rest: the size limit
+
+    async def arrives(*frames: Frame) -> None:
+        for frame in frames:
+            protocol.data_received(frame.serialize(mask=True, extensions=[]))
+            await asyncio.sleep(0.01)
+
+    await arrives(Frame(Opcode.TEXT, b"ab", fin=False))
+    assert protocol.lone_limit == -1  # mid-message
+    await arrives(Frame(Opcode.CONT, b"cd"), Frame(Opcode.TEXT, b"ef"))
+    assert received == ["abcd", "ef"] and protocol.lone_limit == 300
+    await arrives(Frame(Opcode.TEXT, b"gh", fin=False), Frame(Opcode.TEXT, b"ij"))
+    assert received == ["abcd", "ef"]  # a new message inside the last: refused
+    assert transport.closing and b"\x03\xea" in transport.written  # 1002
+
+
 async def test_a_lone_text_frame_that_is_not_utf8_closes_1007() -> None:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "websocket.connect"
@@ -646,7 +679,8 @@ async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_
 
 
 def test_an_engineio_socket_moves_only_along_its_lifecycle() -> None:
-    socket = engine.EngineSocket("sid", engine.Transport.WEBSOCKET)
+    socket = engine.EngineSocket("sid", engine.Transport.WEBSOCKET,
+                                 engine.EngineServer(async_mode="asgi"))
     assert socket.state is engine.State.OPENING
     with pytest.raises(engine.IllegalTransition):
         socket.move(engine.State.UPGRADING)  # not open yet
@@ -1006,7 +1040,7 @@ async def test_a_get_pending_as_its_session_leaves_long_polling_is_refused() -> 
     """A GET still waiting when its session moves to WebSocket is answered (400), not left
     waiting for packets that now go to the WebSocket (the move's own steps, in process)."""
     server = engine.EngineServer(async_mode="asgi")
-    eio_socket = engine.EngineSocket("sid", engine.Transport.POLLING)
+    eio_socket = engine.EngineSocket("sid", engine.Transport.POLLING, server)
     eio_socket.move(engine.State.OPEN)
     pending = asyncio.ensure_future(server._poll(eio_socket))
     async with asyncio.timeout(5):

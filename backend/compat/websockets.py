@@ -39,7 +39,10 @@ protocol's ``conn``:
   client sends), without them: it checks that the parser waits in ``parse_frames`` for a
   frame's first byte with nothing buffered, in state ``OPEN``, mid-message in no fragmented
   message (``current_size``), with no extension, and within ``max_message_size`` and
-  ``max_fragment_size``; ``Frame.parse`` and ``Frame.check`` are what it reads as one;
+  ``max_fragment_size``; ``Frame.parse`` and ``Frame.check`` are what it reads as one. Its
+  two halves: ``lone_limit`` (the parser at rest, and how large a payload may be), which a
+  caller keeps between reads until the parser is fed or closed, and ``lone_payload`` (the
+  frame itself); ``lone_pong`` and ``pong_payload`` the same for a keepalive's pong;
 - ``forget_no_extensions`` gives a parser that negotiated no extension (the node offers
   none: no per-message deflate) the one empty ``extensions`` list every such parser shares,
   and drops ``available_extensions``, the offer (uvicorn's empty list), which only the
@@ -88,9 +91,10 @@ from backend.compat.assumptions import (
 PIN = Pin("websockets", "17.4")
 PINS = [PIN]
 
-__all__ = ["CONNECTION_LINES", "NO_EXTENSIONS", "SHARED_ID", "ClosableMidMessage",
-           "forget_no_extensions", "lone_pong", "lone_text", "new_parser", "parse_frames",
-           "quiet_connection_lines", "read_request", "restart_frame_parser", "swap_parser"]
+__all__ = ["CONNECTION_LINES", "LONE_MAX", "NO_EXTENSIONS", "SHARED_ID", "ClosableMidMessage",
+           "forget_no_extensions", "lone_limit", "lone_payload", "lone_pong", "lone_text",
+           "new_parser", "parse_frames", "pong_payload", "quiet_connection_lines", "read_request",
+           "restart_frame_parser", "swap_parser"]
 
 
 class ClosableMidMessage(ServerProtocol):
@@ -379,12 +383,21 @@ def lone_pong(parser: ServerProtocol, data: bytes) -> bytes | None:
     nothing buffered: the frame ``Protocol.parse`` would read and ``Protocol.recv_frame``
     would only list as an event (it does nothing else with a pong), read without them. None
     otherwise: the caller hands ``data`` to the parser."""
-    if (len(data) != 10 or data[0] != 0x8A or data[1] != 0x84 or parser.reader.buffer
-            or getattr(getattr(parser.parser, "gi_yieldfrom", None), "gi_code", None)
-            is not _AT_EOF):
+    # The parser's generator (always one: websockets' parse or discard, or parse_frames)
+    # waits in ``StreamReader.at_eof``; read as attributes, not through getattr's calls.
+    waiting: Any = parser.parser.gi_yieldfrom  # type: ignore[attr-defined]
+    if parser.reader.buffer or waiting is None or waiting.gi_code is not _AT_EOF:
         return None
-    mask = int.from_bytes(data[2:6], "big")
-    return (int.from_bytes(data[6:10], "big") ^ mask).to_bytes(4, "big")
+    return pong_payload(data)
+
+
+def pong_payload(data: bytes) -> bytes | None:
+    """The payload of ``data`` when it is exactly one masked, final pong frame of 4 bytes;
+    else None. Read without the parser when it waits for a frame's first byte with nothing
+    buffered (``lone_pong``, or ``lone_limit`` at least 0)."""
+    if len(data) != 10 or data[0] != 0x8A or data[1] != 0x84:
+        return None
+    return apply_mask(data[6:10], data[2:6])
 
 
 def lone_text(parser: ServerProtocol, data: bytes) -> bytes | None:
@@ -395,7 +408,44 @@ def lone_text(parser: ServerProtocol, data: bytes) -> bytes | None:
     frame ``Frame.parse`` would read and ``Protocol.recv_frame`` would only list as an event
     (a complete text message changes none of the parser's state), read without them. None
     otherwise (anything else, or a frame the parser must refuse): the caller hands ``data``
-    to the parser."""
+    to the parser. ``lone_limit`` and ``lone_payload``, its two halves."""
+    limit = lone_limit(parser)
+    return None if limit < 0 else lone_payload(data, limit)
+
+
+#: The largest payload ``lone_payload`` reads (a frame with a 16-bit length at most).
+LONE_MAX = 65535
+
+
+def lone_limit(parser: ServerProtocol) -> int:
+    """How large a lone text frame's payload may be for ``lone_payload`` to read it as the
+    parser would, the parser being as it is now: at rest (waiting in ``parse_frames`` for a
+    frame's first byte with nothing buffered, its connection open, no fragmented message under
+    way, no extension, no debug log), the smaller of its ``max_message_size`` and
+    ``max_fragment_size`` (and ``LONE_MAX``); -1 when it is not at rest.
+
+    Only what the parser is fed (``receive_data``, ``receive_eof``) and its closing
+    (``send_close``, ``fail``) change it: a caller may keep it between reads as long as it
+    asks again after each of those (a lone text frame read by ``lone_payload`` changes none
+    of it)."""
+    generator: Any = parser.parser  # always a generator (see lone_pong)
+    waiting = generator.gi_yieldfrom
+    if (parser.reader.buffer or parser.current_size is not None or parser.state is not OPEN
+            or parser.extensions or parser.debug or generator.gi_code is not _PARSE_FRAMES
+            or waiting is None or waiting.gi_code is not _AT_EOF):
+        return -1
+    limit = parser.max_message_size
+    fragment = parser.max_fragment_size
+    if fragment is not None and (limit is None or fragment < limit):
+        limit = fragment
+    return LONE_MAX if limit is None or limit > LONE_MAX else limit
+
+
+def lone_payload(data: bytes, limit: int) -> bytes | None:
+    """The unmasked payload of ``data`` when it is exactly one masked, final text frame, no
+    RSV bit set, of at most ``limit`` bytes (``lone_limit``, at least 0: the parser at
+    rest): what ``Frame.parse`` would read from it. None otherwise (another frame, several,
+    part of one, unmasked, too large: the parser reads it, and refuses what it must)."""
     size = len(data)
     if size < 6 or data[0] != 0x81:
         return None
@@ -407,18 +457,8 @@ def lone_text(parser: ServerProtocol, data: bytes) -> bytes | None:
         start = 8
     else:  # unmasked (refused by the parser), or a 64-bit length
         return None
-    if (start + length != size or parser.reader.buffer or parser.current_size is not None
-            or parser.state is not OPEN or parser.extensions or parser.debug
-            or getattr(parser.parser, "gi_code", None) is not _PARSE_FRAMES
-            or getattr(getattr(parser.parser, "gi_yieldfrom", None), "gi_code", None)
-            is not _AT_EOF):
-        return None
-    limit = parser.max_message_size
-    if parser.max_fragment_size is not None and (limit is None
-                                                 or parser.max_fragment_size < limit):
-        limit = parser.max_fragment_size
-    if limit is not None and length > limit:
-        return None  # the parser fails the connection (1009)
+    if start + length != size or length > limit:
+        return None  # not one whole frame, or one the parser fails (1009)
     return apply_mask(data[start:], data[start - 4:start])
 
 
@@ -530,9 +570,11 @@ def _reads_as_upstream() -> bool:
 
 def _reads_lone_texts() -> bool:
     """``lone_text`` reads what the parser reads from a text frame alone, and leaves the
-    frames the parser must see (fragments, other opcodes, unmasked, too large) to it."""
+    frames the parser must see (fragments, other opcodes, unmasked, too large) to it; a
+    complete text frame leaves ``lone_limit`` as it was; a fragment, a close and a failure
+    take the parser out of rest."""
     parser = _restarted_parser(max_size=100)
-    if parser is None:
+    if parser is None or lone_limit(parser) != 100:
         return False
     text = "h\u00e9llo".encode()
     for payload in (text, b"x" * 100):
@@ -542,11 +584,41 @@ def _reads_lone_texts() -> bool:
         parser.receive_data(data)
         if [f.data for f in parser.events_received()] != [payload]:  # type: ignore[union-attr]
             return False
+        if lone_limit(parser) != 100:
+            return False
     refused = [Frame(Opcode.TEXT, b"x" * 101).serialize(mask=True, extensions=[]),
                Frame(Opcode.TEXT, text, fin=False).serialize(mask=True, extensions=[]),
                Frame(Opcode.BINARY, text).serialize(mask=True, extensions=[]),
                Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[])]
-    return all(lone_text(parser, data) is None for data in refused)
+    if not all(lone_text(parser, data) is None for data in refused):
+        return False
+    parser.receive_data(Frame(Opcode.TEXT, text, fin=False).serialize(mask=True,
+                                                                     extensions=[]))
+    if lone_limit(parser) != -1:  # mid-message
+        return False
+    closing, failed = _restarted_parser(), _restarted_parser()
+    if closing is None or failed is None:
+        return False
+    closing.send_close(1000)
+    failed.fail(1011)
+    return lone_limit(closing) == lone_limit(failed) == -1
+
+
+def _reads_lone_pongs() -> bool:
+    """``lone_pong`` reads a keepalive's pong as the parser reads it (an event it does
+    nothing else with), and leaves it to the parser when anything is buffered."""
+    parser = _restarted_parser()
+    if parser is None:
+        return False
+    data = Frame(Opcode.PONG, b"\x01\x02\x03\x04").serialize(mask=True, extensions=[])
+    if lone_pong(parser, data) != b"\x01\x02\x03\x04" or pong_payload(data[:9]) is not None:
+        return False
+    parser.receive_data(data)
+    events = parser.events_received()
+    if len(events) != 1 or getattr(events[0], "data", None) != b"\x01\x02\x03\x04":
+        return False
+    parser.receive_data(data[:3])
+    return lone_pong(parser, data) is None
 
 
 def _swappable() -> bool:
@@ -589,6 +661,8 @@ ASSUMPTIONS: list[Assumption] = [
     assigned(PIN, Protocol, "state"),
     holds(PIN, "a lone text frame reads as the parser reads it", _reads_lone_texts,
           "lone_text does not read a text frame as the parser does"),
+    holds(PIN, "a lone pong reads as the parser reads it", _reads_lone_pongs,
+          "lone_pong does not read a pong as the parser does"),
     holds(PIN, "a ServerProtocol's parser restarts after the request", _restartable,
           "the frame parser cannot be restarted after the handshake"),
     # read_request: Request.parse and parse_headers' checks, copied; the parser's generators

@@ -64,7 +64,6 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from functools import partial
 from types import CoroutineType
 from typing import Any
 
@@ -73,7 +72,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from backend.realtime.queries import Query, parsed_query
 from backend.realtime.queues import LeanEvent
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
-from backend.realtime.wire import Lane, Wire, lane_for
+from backend.realtime.wire import Lane, Wire, frame, lane_for
 
 #: How long a closing WebSocket waits for the frames before its CLOSE to leave.
 CLOSE_FLUSH_SECONDS = 2.0
@@ -89,6 +88,8 @@ ENVIRON_KEPT = frozenset({"QUERY_STRING", "HTTP_AUTHORIZATION", "REMOTE_ADDR", "
 OPEN, CLOSE, PING, PONG, MESSAGE, UPGRADE, NOOP = "0123456"
 #: Separator of the packets of a long-polling payload.
 SEPARATOR = "\x1e"
+#: The PING packet as a WebSocket frame, written as it is to every socket on a ``Wire``.
+PING_FRAME = frame(PING.encode())
 
 #: The engine's options python-socketio may pass on (the rest of its ``**kwargs``).
 OPTIONS = frozenset({"async_mode", "ping_interval", "ping_timeout", "max_http_buffer_size",
@@ -161,11 +162,14 @@ _SENT = _Sent()
 class EngineSocket:
     """One Engine.IO session (see the module doc)."""
 
-    __slots__ = ("asgi_send", "busy", "direct", "due", "lane", "outbox", "ping_sent", "poll",
-                 "posting", "session", "sid", "state", "task", "transport")
+    __slots__ = ("asgi_send", "busy", "direct", "due", "engine", "lane", "outbox", "ping_sent",
+                 "poll", "posting", "session", "sid", "state", "task", "transport")
 
-    def __init__(self, sid: str, transport: Transport) -> None:
+    def __init__(self, sid: str, transport: Transport, engine: EngineServer) -> None:
         self.sid = sid
+        #: The engine that serves it: its heartbeats, for a pong taken as it arrives
+        #: (``take_text``), which the connection's protocol calls on the socket itself.
+        self.engine = engine
         self.state = State.OPENING
         self.transport = transport
         #: On WebSocket: the lane everything is written to, the ASGI ``send`` that closes the
@@ -239,6 +243,19 @@ class EngineSocket:
         poll = self.poll
         if poll is not None and not poll.done():
             poll.set_result(noop)
+
+    def take_text(self, payload: bytes) -> bool:
+        """A WebSocket text frame read alone while nothing waited before it (``Wire.
+        take_texts``): a pong is handled here, without waking the socket's read loop (on an
+        idle node that wake-up was most of a heartbeat's CPU); anything else is left to it.
+        The protocol holds the socket itself (one reference), not a callable made for it."""
+        if payload != b"3" or self.state is not _OPEN:
+            return False
+        if self.ping_sent:  # an answer (an unasked pong is ignored)
+            self.ping_sent = 0.0
+            engine = self.engine
+            engine.heartbeats.schedule(self, engine.ping_due)
+        return True
 
 
 #: The headers and subprotocols of every served WebSocket's scope (``keep_needed``).
@@ -577,7 +594,7 @@ class EngineServer:
             return None
         if (await receive())["type"] != "websocket.connect":
             return None
-        socket = EngineSocket(self.generate_id(), Transport.WEBSOCKET)
+        socket = EngineSocket(self.generate_id(), Transport.WEBSOCKET, self)
         if not await self._connect(socket, environ):
             self.logger.warning("Application rejected connection")
             await send({"type": "websocket.close"})
@@ -591,7 +608,7 @@ class EngineServer:
         lane = lane_for(scope, send, self.max_backlog)
         if type(lane) is Wire:
             lane.without_keepalive()  # the socket's heartbeat is this engine's
-            lane.take_texts(partial(self._pong_text, socket))
+            lane.take_texts(socket)
         socket.serve_on(lane, send)
         socket.put(self._open_packet(socket))
         self.heartbeats.schedule(socket, self.ping_due)
@@ -698,7 +715,7 @@ class EngineServer:
         # Moved: what waited for a GET leaves first, on the WebSocket.
         if type(lane) is Wire:
             lane.without_keepalive()  # the socket's heartbeat is this engine's
-            lane.take_texts(partial(self._pong_text, socket))
+            lane.take_texts(socket)
         socket.transport = Transport.WEBSOCKET
         socket.serve_on(lane, send)
         waiting, socket.outbox = socket.outbox or [], None
@@ -777,7 +794,7 @@ class EngineServer:
             await self._respond(send, environ, refused.status, body, "application/json")
 
     async def _handshake(self, environ: dict[str, Any], send: Any) -> None:
-        socket = EngineSocket(self.generate_id(), Transport.POLLING)
+        socket = EngineSocket(self.generate_id(), Transport.POLLING, self)
         if not await self._connect(socket, environ):
             self.logger.warning("Application rejected connection")
             raise _Refused(403, FORBIDDEN, "Forbidden")
@@ -896,33 +913,25 @@ class EngineServer:
 
     def _due(self, socket: EngineSocket) -> None:
         """The socket's deadline came (the wheel's callback): what it was for follows from
-        its state."""
-        if socket.state is _CLOSING:
+        its state. Its ping is sent here, inline: every socket passes once per interval."""
+        state = socket.state
+        if state is _CLOSING:
             self._finish(socket)  # a last GET that never came
         elif socket.ping_sent:
             self._pong_overdue(socket)
-        else:
-            self._ping(socket)
-
-    def _ping(self, socket: EngineSocket) -> None:
-        if socket.live:
+        elif state is _OPEN or state is _UPGRADING:
             socket.ping_sent = asyncio.get_running_loop().time()
-            socket.put(PING)
+            direct = socket.direct
+            if direct is not None:
+                direct.write(PING_FRAME)  # one frame, built once for every socket
+            else:
+                socket.put(PING)
             self.heartbeats.schedule(socket, self.ping_timeout)
 
     def _pong(self, socket: EngineSocket) -> None:
         if socket.ping_sent:  # an answer (an unasked pong is ignored)
             socket.ping_sent = 0.0
             self.heartbeats.schedule(socket, self.ping_due)
-
-    def _pong_text(self, socket: EngineSocket, payload: bytes) -> bool:
-        """A WebSocket text frame read alone while nothing waited before it (``Wire.
-        take_texts``): a pong is handled here, without waking the socket's read loop (on an
-        idle node that wake-up was most of a heartbeat's CPU); anything else is left to it."""
-        if payload != b"3" or socket.state is not State.OPEN:
-            return False
-        self._pong(socket)
-        return True
 
     def _overdue(self, socket: EngineSocket) -> bool:
         """The last ping's deadline has passed, with no handler of the socket running."""

@@ -74,7 +74,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.config import Config
@@ -101,9 +100,11 @@ from backend.compat.uvicorn import (
 from backend.compat.websockets import (
     CONNECTION_LINES,
     forget_no_extensions,
+    lone_limit,
+    lone_payload,
     lone_pong,
-    lone_text,
     new_parser,
+    pong_payload,
     quiet_connection_lines,
     read_request,
     restart_frame_parser,
@@ -111,7 +112,7 @@ from backend.compat.websockets import (
 )
 from backend.realtime.queues import LeanEvent, LeanQueue
 from backend.realtime.timer_wheel import TimerWheel, resolution_for
-from backend.realtime.wire import CONNECTION_KEY, DirectWires, frame
+from backend.realtime.wire import CONNECTION_KEY, DirectWires, TextTaker, frame
 
 if TYPE_CHECKING:
     from backend.compat.uvicorn import ASGISendEvent
@@ -141,15 +142,19 @@ class WebSocketProtocol(SansIOProtocol):
     wheel (see the module doc)."""
 
     # uvicorn's attributes in slots rather than an instance dict (1.6 KB per connection).
-    __slots__ = (*PROTOCOL_ATTRIBUTES, "due", "text_hook")
+    __slots__ = (*PROTOCOL_ATTRIBUTES, "due", "lone_limit", "text_hook")
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         #: The connection's keepalive deadline in its loop's wheel (``TimerWheel``; 0: none).
         self.due = 0
         #: Takes a lone text frame's payload before the application's receive queue, while
-        #: nothing waits in it (True: taken): ``Wire.take_texts``.
-        self.text_hook: Callable[[bytes], bool] | None = None
+        #: nothing waits in it (``take_text``; True: taken): ``Wire.take_texts``.
+        self.text_hook: TextTaker | None = None
+        #: ``lone_limit`` of the parser as it was last left (-1: not at rest, every read goes
+        #: to it), asked again after each read it is fed and once the handshake is accepted;
+        #: a close sets ``close_sent``, which turns the lone reads off too.
+        self.lone_limit = -1
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
         lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent(),
                   new_parser)
@@ -216,25 +221,32 @@ class WebSocketProtocol(SansIOProtocol):
             if request is not None:
                 self.handle_connect(request)
                 return
-        elif data[:1] == b"\x81":
-            text = lone_text(self.conn, data)
+        elif data[0] == 0x81:  # uvloop and asyncio never hand over empty data
+            # The parser's state is not asked at every frame (a dozen attributes of an
+            # object whose look-ups the interpreter cannot specialise, over half of an
+            # idle Socket.IO connection's pong): it is kept in ``lone_limit``.
+            limit = self.lone_limit
+            text = lone_payload(data, limit) if limit >= 0 and not self.close_sent else None
             if text is not None:
                 hook = self.text_hook
-                if hook is None or not self.queue.empty() or not hook(text):
+                if hook is None or not self.queue.empty() or not hook.take_text(text):
                     text_received(self, text)
                 return
         elif len(data) == 10:
-            payload = lone_pong(self.conn, data)
+            payload = (pong_payload(data) if self.lone_limit >= 0 and not self.close_sent
+                       else lone_pong(self.conn, data))
             if payload is not None:
                 if pong_answers(self, payload) and self.ping_timeout is not None:
                     self.schedule_ping()
                 return
         super().data_received(data)
+        self.lone_limit = lone_limit(self.conn)
 
     def schedule_ping(self) -> None:
         """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""
         assert self.ping_interval is not None
-        keepalive_wheel(self).schedule(self, max(0.0, self.ping_interval - self.last_ping_rtt))
+        delay = self.ping_interval - self.last_ping_rtt  # not ``max``: its keyword parsing
+        keepalive_wheel(self).schedule(self, delay if delay > 0.0 else 0.0)
 
     def send_keepalive_ping(self) -> None:
         """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
@@ -274,6 +286,12 @@ class WebSocketProtocol(SansIOProtocol):
             wheel.cancel(self)
         super().stop_keepalive()
 
+    def shutdown(self) -> None:
+        """uvicorn's (the server stopping): its close (1012) does not set ``close_sent``, so
+        the lone reads are turned off here."""
+        self.lone_limit = -1
+        super().shutdown()
+
     def send_receive_event_to_app(self) -> None:
         """uvicorn's, but a text message that is not UTF-8 is logged as one warning line
         (uvicorn logged its traceback) before the connection is closed with 1007, and reading
@@ -298,6 +316,8 @@ class WebSocketProtocol(SansIOProtocol):
     async def send(self, message: ASGISendEvent) -> None:
         if not send_accept(self, message):
             await super().send(message)
+        if message["type"] == "websocket.accept":
+            self.lone_limit = lone_limit(self.conn)  # the parser is open now
         # The accept (or refusal) is out: the response built for it is not read again.
         if self.response is not None:
             forget_response(self)
@@ -333,14 +353,27 @@ _WHEELS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimerWheel[WebSock
     weakref.WeakKeyDictionary())
 
 
+#: The loop last asked for and its wheel: a node has one loop, and a weak dictionary's
+#: look-up (a weak reference made each time), twice per keepalive round trip, was about a
+#: tenth of its instructions.
+_last: tuple[asyncio.AbstractEventLoop | None, TimerWheel[WebSocketProtocol] | None] = (
+    None, None)
+
+
 def keepalive_wheel(protocol: WebSocketProtocol) -> TimerWheel[WebSocketProtocol]:
     """The wheel of the protocol's loop, made by its first connection (its buckets sized
     for that connection's keepalive: every connection of a server has the same)."""
-    wheel = _WHEELS.get(protocol.loop)
+    global _last
+    loop = protocol.loop
+    last, wheel = _last
+    if last is loop and wheel is not None:
+        return wheel
+    wheel = _WHEELS.get(loop)
     if wheel is None:
-        wheel = _WHEELS[protocol.loop] = TimerWheel(
+        wheel = _WHEELS[loop] = TimerWheel(
             WebSocketProtocol.keepalive_due,
-            resolution_for(protocol.ping_interval, protocol.ping_timeout), loop=protocol.loop)
+            resolution_for(protocol.ping_interval, protocol.ping_timeout), loop=loop)
+    _last = (loop, wheel)
     return wheel
 
 

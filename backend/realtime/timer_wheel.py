@@ -80,7 +80,7 @@ class TimerWheel(Generic[T]):
         self._size = 0
         self._fixed = loop is not None
         self._loop = loop
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.TimerHandle | _Ticking | None = None
         self._armed = 0  # the bucket the loop timer is set for
 
     def __len__(self) -> int:
@@ -90,34 +90,51 @@ class TimerWheel(Generic[T]):
     def schedule(self, entry: T, delay: float) -> None:
         """Hand ``entry`` to the callback ``delay`` seconds from now (rounded up to its
         bucket; at least the next bucket), replacing its deadline if it had one."""
+        # Every heartbeat passes here twice per ping (its ping's deadline, then its next
+        # ping's): the steps are inlined, no ``max`` (whose keyword parsing cost more than
+        # the rest of the arithmetic), dictionaries indexed rather than asked with ``get``.
         loop = self._loop
         if loop is None or (not self._fixed and not self._size and loop is not _running()):
             loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
-        # Never a bucket already reached: a tick hands over only what was due before it ran.
-        bucket = max(math.ceil((now + delay) / self.resolution),
-                     math.floor((now + EARLY) / self.resolution) + 1)
+        resolution = self.resolution
+        bucket = math.ceil((now + delay) / resolution)
+        if delay < resolution + EARLY:
+            # Never a bucket already reached: a tick hands over only what was due before it
+            # ran. (A longer delay's bucket is past the reached one anyway.)
+            first = math.floor((now + EARLY) / resolution) + 1
+            if bucket < first:
+                bucket = first
         old = entry.due
         if old == bucket:
             return
+        buckets = self._buckets
         if old:
-            self._take(entry, old)
+            # Scheduled: in its bucket, unless that bucket's tick is handing it over now.
+            try:
+                buckets[old].discard(entry)
+            except KeyError:
+                pass
+        else:
+            self._size += 1
         entry.due = bucket
-        members = self._buckets.get(bucket)
-        if members is None:
-            members = self._buckets[bucket] = set()
+        try:
+            buckets[bucket].add(entry)
+        except KeyError:
+            buckets[bucket] = {entry}
             heapq.heappush(self._order, bucket)
-        members.add(entry)
-        self._size += 1
-        if self._handle is None or bucket < self._armed:
+        if bucket < self._armed or self._handle is None:
             self._arm(bucket)
 
     def cancel(self, entry: T) -> None:
         """Forget ``entry``'s deadline, if it has one."""
         old = entry.due
         if old:
-            self._take(entry, old)
+            members = self._buckets.get(old)
+            if members is not None:
+                members.discard(entry)
             entry.due = 0
+            self._size -= 1
 
     def scheduled(self, entry: T) -> bool:
         """Whether ``entry`` has a deadline in this wheel."""
@@ -136,12 +153,6 @@ class TimerWheel(Generic[T]):
             self._handle.cancel()
             self._handle = None
 
-    def _take(self, entry: T, bucket: int) -> None:
-        members = self._buckets.get(bucket)
-        if members is not None and entry in members:
-            members.discard(entry)
-            self._size -= 1
-
     def _arm(self, bucket: int) -> None:
         if self._handle is not None:
             self._handle.cancel()
@@ -152,29 +163,48 @@ class TimerWheel(Generic[T]):
     def _tick(self) -> None:
         """Hand every entry of the buckets now due to the callback, then arm for the next
         bucket that holds any."""
-        self._handle = None
+        # While the tick runs, the deadlines its callbacks set do not arm the loop timer
+        # (each pinged connection's would have, the first of them made a timer handle for
+        # nothing): it is armed once, at the end, for the earliest bucket.
+        self._handle, self._armed = _TICKING, 0
         assert self._loop is not None
-        reached = math.floor((self._loop.time() + EARLY) / self.resolution)
-        order, buckets = self._order, self._buckets
-        callback = self._callback
-        while order and order[0] <= reached:
-            bucket = heapq.heappop(order)
-            members = buckets.pop(bucket, None)
-            if not members:
-                continue
-            self._size -= len(members)
-            for entry in members:
-                if entry.due != bucket:
-                    continue  # cancelled or moved by an earlier entry's callback
-                entry.due = 0
-                try:
-                    callback(entry)
-                except Exception:  # one entry's failure must not stop the others'
-                    log.exception("a timer wheel's callback failed")
-        while order and order[0] not in buckets:
-            heapq.heappop(order)
-        if order:
-            self._arm(order[0])
+        try:
+            reached = math.floor((self._loop.time() + EARLY) / self.resolution)
+            order, buckets = self._order, self._buckets
+            callback = self._callback
+            while order and order[0] <= reached:
+                bucket = heapq.heappop(order)
+                members = buckets.pop(bucket, None)
+                if not members:
+                    continue
+                for entry in members:
+                    if entry.due != bucket:
+                        continue  # cancelled or moved by an earlier entry's callback
+                    entry.due = 0
+                    self._size -= 1
+                    try:
+                        callback(entry)
+                    except Exception:  # one entry's failure must not stop the others'
+                        log.exception("a timer wheel's callback failed")
+            while order and order[0] not in buckets:
+                heapq.heappop(order)
+        finally:
+            if self._handle is _TICKING:  # (``close`` from a callback leaves None)
+                self._handle = None
+            if self._order:
+                self._arm(self._order[0])
+
+
+class _Ticking:
+    """The wheel's loop timer while a tick runs (see ``_tick``): cancelling it is nothing."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+
+_TICKING = _Ticking()
 
 
 def _running() -> asyncio.AbstractEventLoop | None:

@@ -90,8 +90,15 @@ class DirectWires:
         await self.app(scope, receive, send)
 
 
+class TextTaker(Protocol):
+    """What ``Wire.take_texts`` hands a connection: ``take_text(payload)`` says whether it
+    took a text frame's payload (True: not queued for the application)."""
+
+    def take_text(self, payload: bytes) -> bool: ...
+
+
 class _TakesTexts(Protocol):
-    text_hook: Callable[[bytes], bool] | None
+    text_hook: TextTaker | None
 
 
 class Wire:
@@ -152,11 +159,12 @@ class Wire:
         and their timeout): the server's WebSocket keepalive stops pinging it."""
         self.connection.stop_keepalive()
 
-    def take_texts(self, hook: Callable[[bytes], bool] | None) -> None:
-        """Hand ``hook`` each text frame that arrives alone in its read while nothing waits in
-        the application's receive queue; what it takes (True) is not queued: Engine.IO's pongs,
-        handled without waking the socket's read loop, in the order they came. None: no
-        more."""
+    def take_texts(self, hook: TextTaker | None) -> None:
+        """Hand ``hook.take_text`` each text frame that arrives alone in its read while
+        nothing waits in the application's receive queue; what it takes (True) is not queued:
+        Engine.IO's pongs, handled without waking the socket's read loop, in the order they
+        came. The connection holds ``hook`` itself (an Engine.IO socket: no callable made
+        per connection). None: no more."""
         # The project's protocol reads it (backend/realtime/protocol.py); uvicorn's own, under
         # a server started with another ``--ws``, holds it unread and queues every frame.
         cast(_TakesTexts, self.connection).text_hook = hook
