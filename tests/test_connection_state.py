@@ -218,10 +218,8 @@ async def test_the_protocol_speaks_websocket_and_drops_the_handshake_response() 
     assert transport.written.endswith(b"\x81\x04pong")
 
 
-async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> None:
-    """A text frame alone in its read skips the parser (``lone_text``); split across reads,
-    two in one read, or too large, the parser reads them; an invalid one closes as before."""
-    received: list[str] = []
+def collecting(received: list[str]) -> Any:
+    """A WebSocket app that accepts and keeps the text of each message it receives."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert (await receive())["type"] == "websocket.connect"
@@ -229,8 +227,15 @@ async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> 
         while (message := await receive())["type"] == "websocket.receive":
             received.append(message["text"])
 
-    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
-                    ws_ping_interval=None, ws_max_size=300)
+    return app
+
+
+async def test_text_frames_reach_the_app_alone_in_a_read_split_or_together() -> None:
+    """A text frame alone in its read skips the parser (``lone_text``); split across reads,
+    two in one read, or too large, the parser reads them; an invalid one closes as before."""
+    received: list[str] = []
+    config = Config(app=collecting(received), ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                    lifespan="off", ws_ping_interval=None, ws_max_size=300)
     protocol, transport = upgraded(config)
     await asyncio.sleep(0.01)
 
@@ -302,15 +307,8 @@ async def test_whether_a_text_frame_may_skip_the_parser_is_known_from_its_last_r
     (``lone_limit``): mid-message, a text frame alone in its read goes to the parser, which
     refuses it (1002); once the message is complete, lone frames skip it again."""
     received: list[str] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept"})
-        while (message := await receive())["type"] == "websocket.receive":
-            received.append(message["text"])
-
-    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
-                    ws_ping_interval=None, ws_max_size=300)
+    config = Config(app=collecting(received), ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                    lifespan="off", ws_ping_interval=None, ws_max_size=300)
     protocol, transport = upgraded(config)
     assert protocol.lone_limit == -1  # not accepted yet
     await asyncio.sleep(0.01)
