@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,6 @@ if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve() and VENV_PYTHON.exis
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 import websockets  # noqa: E402
 
 from bench import fixtures, nodes, services  # noqa: E402
@@ -99,17 +97,7 @@ class CountedNode:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("node exited:\n" + self.log_path.read_text()[-3000:])
-            try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=10).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("node not ready:\n" + self.log_path.read_text()[-3000:])
+        nodes.wait_ready(self.process, self.port, self.log_path, timeout)
 
     def control(self, *flags: str) -> None:
         if self.cpu:
@@ -126,34 +114,10 @@ class CountedNode:
             return {1: round((nodes.cpu_seconds(self.process.pid) - self.cpu_mark) * 1e9)}
         self.dumps += 1
         self.control("-d")
-        pattern = re.compile(rf"cg\.out\.{self.dumps}-(\d+)$")
-        deadline = time.monotonic() + 120
-        counts: dict[int, int] = {}
-        while time.monotonic() < deadline:
-            counts = {}
-            for path in self.dir.iterdir():
-                found = pattern.search(path.name)
-                if found is None:
-                    continue
-                text = path.read_text(errors="replace")
-                total = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
-                if total is None:
-                    break
-                counts[int(found.group(1))] = int(total.group(1))
-            else:
-                if counts:
-                    return counts
-            time.sleep(0.5)
-        raise RuntimeError(f"dump {self.dumps} not found in {self.dir}")
+        return nodes.callgrind_dump(self.dir, self.dumps)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        nodes.stop_counted(self.process)
 
 
 # -- the clients -------------------------------------------------------------------------------

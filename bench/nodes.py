@@ -9,6 +9,7 @@ limits raised through the environment so that the benchmark measures the server,
 from __future__ import annotations
 
 import os
+import re
 import resource
 import shutil
 import signal
@@ -108,6 +109,60 @@ def rss_kb(pid: int) -> int:
             if row.startswith("VmRSS:"):
                 return int(row.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+# -- a node under callgrind (the counters: message_cost, ping_cost) ---------------------------
+
+
+def callgrind_dump(folder: Path, number: int, timeout: float = 120) -> dict[int, int]:
+    """The instructions of callgrind's dump ``number`` (``cg.out.<number>-<thread>`` in
+    ``folder``, ``--separate-threads=yes``) by thread number, once every thread's file of it
+    is written whole."""
+    pattern = re.compile(rf"cg\.out\.{number}-(\d+)$")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts: dict[int, int] = {}
+        for path in folder.iterdir():
+            found = pattern.search(path.name)
+            if found is None:
+                continue
+            total = re.search(r"^(?:summary|totals):\s+(\d+)",
+                              path.read_text(errors="replace"), re.M)
+            if total is None:  # still being written
+                break
+            counts[int(found.group(1))] = int(total.group(1))
+        else:
+            if counts:
+                return counts
+        time.sleep(0.5)
+    raise RuntimeError(f"dump {number} not found in {folder}")
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log_path: Path,
+               timeout: float) -> None:
+    """Wait (bounded) until the node at ``port`` answers ``/readyz`` with 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("node exited:\n" + log_path.read_text()[-3000:])
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("node not ready:\n" + log_path.read_text()[-3000:])
+
+
+def stop_counted(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and time for callgrind to write its last dump (then SIGKILL)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def peak_rss_kb(pid: int) -> int:

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -56,7 +55,6 @@ if Path(sys.prefix).resolve() != (ROOT / ".venv").resolve() and VENV_PYTHON.exis
     os.execv(str(VENV_PYTHON), [str(VENV_PYTHON), str(Path(__file__).resolve()), *sys.argv[1:]])
 sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
 import websockets  # noqa: E402
 from websockets.asyncio.client import ClientConnection  # noqa: E402
 from websockets.frames import Frame, Opcode  # noqa: E402
@@ -125,18 +123,7 @@ class Node:
         self.mark = (0, 0.0)
 
     def wait_ready(self, timeout: float = 900) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("node exited:\n" + self.log_path.read_text()[-3000:])
-            try:
-                response = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=10)
-                if response.status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError("node not ready:\n" + self.log_path.read_text()[-3000:])
+        nodes.wait_ready(self.process, self.port, self.log_path, timeout)
 
     def control(self, *flags: str) -> None:
         if not self.cpu:
@@ -168,34 +155,11 @@ class Node:
             return loop_ns - self.mark[0], round((seconds - self.mark[1]) * 1e9)
         self.dumps += 1
         self.control("-d")
-        pattern = re.compile(rf"cg\.out\.{self.dumps}-(\d+)$")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            counts: dict[int, int] = {}
-            complete = True
-            for path in self.dir.iterdir():
-                found = pattern.search(path.name)
-                if found is None:
-                    continue
-                total = re.search(r"^(?:summary|totals):\s+(\d+)",
-                                  path.read_text(errors="replace"), re.M)
-                if total is None:
-                    complete = False
-                    break
-                counts[int(found.group(1))] = int(total.group(1))
-            if complete and counts:
-                return counts.get(1, 0), sum(counts.values())
-            time.sleep(0.5)
-        raise RuntimeError(f"dump {self.dumps} not found in {self.dir}")
+        counts = nodes.callgrind_dump(self.dir, self.dumps)
+        return counts.get(1, 0), sum(counts.values())
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        nodes.stop_counted(self.process)
 
 
 # -- the clients ---------------------------------------------------------------------------------
