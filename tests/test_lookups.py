@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from backend.storage import lookups
-from models import AuthSession, Block, Conversation, Participant, Role, User, UserFacts
+from models import (
+    AuthSession,
+    Block,
+    Conversation,
+    Customer,
+    MobileSession,
+    Participant,
+    Role,
+    User,
+    UserFacts,
+)
+from tests.support.services import Postgres
+from tests.test_message_path import opened
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[str]:
+    """A fresh, empty database of this test's own, on each engine."""
+    if request.param == "sqlite":
+        yield f"sqlite://{work_dir / f'lookups-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    name, url = asyncio.run(postgres.create_database())
+    yield url
+    asyncio.run(postgres.drop_database(name))
+
+
+@pytest.fixture
+async def either(database_url: str, work_dir: Path) -> AsyncIterator[str]:
+    async with opened(database_url, work_dir) as url:
+        yield url
 
 
 async def test_a_users_facts_read_by_id_are_the_orm_rows(database: None) -> None:
@@ -112,3 +149,64 @@ async def test_a_statement_s_column_names_are_read_again_for_another_database(
     assert list(reads.rows(client, 'SELECT * FROM "pair"', [])[0]) == ["b", "a"]
     assert reads.rows(client, 'SELECT * FROM "pair" WHERE "a" = 5', []) == []
     reads.close()
+
+
+def _fields(instance: Model | None) -> dict[str, Any] | None:
+    if instance is None:
+        return None
+    return {name: getattr(instance, name) for name in instance._meta.fields_db_projection}
+
+
+async def test_a_conversation_read_plainly_is_the_orm_s_with_device_and_customer(
+    either: str
+) -> None:
+    """What the access checks load at a conversation's first connect: the same fields, and
+    the same device and customer (or None), as the ORM's ``select_related`` read."""
+    owner = await User.create(email=f"{uuid.uuid4().hex[:6]}@example.com",
+                              username=uuid.uuid4().hex[:8], password_hash="x")
+    device = await MobileSession.create(device_id=uuid.uuid4().hex, platform="ios")
+    customer = await Customer.create(platform="telegram", external_id="42", first_name="Cy")
+    made = [
+        await Conversation.create(kind="support", title="by phone", device=device,
+                                  started_at=datetime(2026, 1, 2, 3, 4, 5, 6, UTC)),
+        await Conversation.create(kind="support", title="by telegram", customer=customer,
+                                  initiator=owner, status="closed", total_messages=3),
+        await Conversation.create(kind="group", title="plain", initiator=owner),
+    ]
+    for conversation in made:
+        orm = await Conversation.get(id=conversation.id).select_related("device", "customer")
+        read = await lookups.conversation_of(conversation.id)
+        assert read is not None
+        assert _fields(read) == _fields(orm)
+        assert _fields(read.device) == _fields(orm.device)
+        assert _fields(read.customer) == _fields(orm.customer)
+    assert made[0].device_id == device.id and made[1].customer_id == customer.id
+    assert (await lookups.conversation_of(made[0].id)).device.device_id == device.device_id
+    assert await lookups.conversation_of(made[-1].id + 1000) is None
+    # Read back as the ORM gave it, it saves as one the ORM read would.
+    read = await lookups.conversation_of(made[2].id)
+    assert read is not None
+    read.title = "renamed"
+    await read.save(update_fields=["title"])
+    assert (await Conversation.get(id=made[2].id)).title == "renamed"
+    # Within a transaction the read is the transaction's: it sees what it wrote.
+    async with in_transaction():
+        await Conversation.filter(id=made[2].id).update(title="inside")
+        inside = await lookups.conversation_of(made[2].id)
+        assert inside is not None and inside.title == "inside"
+        made.append(await Conversation.create(kind="group", title="new"))
+        assert await lookups.conversation_of(made[-1].id) is not None
+
+
+async def test_who_takes_part_read_plainly_is_the_orm_s(either: str) -> None:
+    people = [await User.create(email=f"{uuid.uuid4().hex[:6]}@example.com",
+                                username=uuid.uuid4().hex[:8], password_hash="x")
+              for _ in range(3)]
+    conversation = await Conversation.create(kind="group", title="g")
+    await Participant.create(conversation=conversation, user=people[0])
+    await Participant.create(conversation=conversation, user=people[1], is_active=False)
+    expected = await Participant.filter(conversation_id=conversation.id).values_list(
+        "user_id", "is_active")
+    assert sorted(await lookups.parties(conversation.id)) == sorted(expected) == [
+        (people[0].id, True), (people[1].id, False)]
+    assert await lookups.parties(conversation.id + 1000) == []

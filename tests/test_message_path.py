@@ -36,7 +36,7 @@ from backend.service.inbox import WINDOW_SECONDS
 from backend.service.ordering import Sequencer
 from backend.service.unread import members_unread
 from backend.settings import Settings
-from backend.storage import sends
+from backend.storage import lookups, sends
 from backend.storage.database import close_database, open_database, tortoise_config
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
@@ -97,8 +97,8 @@ class RoomTable:
 
 
 class Statements(logging.Handler):
-    """Counts the SQL statements Tortoise's database clients issue (they log each one), and
-    keeps their text."""
+    """Counts the SQL statements Tortoise's database clients and the inline SQLite reads
+    (backend/storage/lookups.py) issue (they log each one), and keeps their text."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -112,13 +112,16 @@ class Statements(logging.Handler):
 
 @pytest.fixture
 def statements() -> Iterator[Statements]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = Statements(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    handler = Statements()
+    loggers = [logging.getLogger(name) for name in ("tortoise.db_client", lookups.__name__)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
     yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def settings_for(url: str, work_dir: Path) -> Settings:

@@ -10,7 +10,7 @@ from tortoise.expressions import Q
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
 from backend.storage.columns import int_column
-from backend.storage.lookups import blocked_ids
+from backend.storage.lookups import blocked_ids, conversation_of
 from models import (
     Block,
     Conversation,
@@ -28,9 +28,7 @@ from models import (
 async def load_conversation(conversation_id: int) -> Conversation:
     if not valid_id(conversation_id):
         raise not_found("Conversation")
-    conversation = await Conversation.get_or_none(id=conversation_id).select_related(
-        "device", "customer"
-    )
+    conversation = await conversation_of(conversation_id)  # with its device and customer
     if conversation is None:
         raise not_found("Conversation")
     return conversation

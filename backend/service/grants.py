@@ -39,7 +39,8 @@ from backend.service.access import can_view, ensure_open, ensure_unblocked, load
 from backend.service.actors import Actor
 from backend.service.errors import forbidden, not_found, valid_id
 from backend.service.inbox import inbox_rooms
-from models import Conversation, ConversationKind, Participant
+from backend.storage.lookups import parties
+from models import Conversation, ConversationKind
 
 #: How long an entry may be used without being reloaded when nodes share a cluster: the bound
 #: of a stale grant on a node that missed an invalidation (see the module's docstring).
@@ -148,8 +149,7 @@ class Grants:
     async def _load(self, conversation_id: int) -> ConversationFacts:
         generation = self._generation
         conversation = await load_conversation(conversation_id)
-        rows = await Participant.filter(conversation_id=conversation_id).values_list(
-            "user_id", "is_active")
+        rows = await parties(conversation_id)
         members = frozenset(user_id for user_id, active in rows if active)
         facts = ConversationFacts(conversation, members, frozenset(user_id for user_id, _ in rows),
                                   inbox_rooms(conversation, members), time.monotonic() + self.ttl)

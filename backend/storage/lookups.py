@@ -1,8 +1,9 @@
 """The single-row reads of every connect, as plain statements: a user's facts by id (the
 token's user, as its actor holds them), whom a user blocked (their history's filter), a
-participant's unread figures (the conversation view every Socket.IO join answers with) and a
+participant's unread figures (the conversation view every Socket.IO join answers with), a
 login session's state (a token first seen on this node: every client of a reconnect storm
-onto a node just started).
+onto a node just started), and a conversation with its device and customer and who takes
+part in it (the access facts a node loads at the first connect to each conversation).
 
 Through the ORM each of these cost more to build (the query's objects, its SQL text) than to
 run; here the statement is written once, and the values are converted as the ORM's own reads
@@ -13,15 +14,29 @@ few microseconds there, against the hand-over to aiosqlite's worker thread and b
 
 from __future__ import annotations
 
+import functools
+import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
 from tortoise.connection import get_connection
+from tortoise.models import Model
 
+from backend.compat.tortoise import attach_related, model_from_row
 from backend.storage.side_connections import open_beside
-from models import AuthSession, Block, Conversation, Participant, Role, User, UserFacts
+from models import (
+    AuthSession,
+    Block,
+    Conversation,
+    Customer,
+    MobileSession,
+    Participant,
+    Role,
+    User,
+    UserFacts,
+)
 
 #: A user's columns that make their facts (``UserFacts``' fields), and whether they are active.
 _FACT_FIELDS = ("id", "email", "username", "first_name", "last_name", "avatar_url", "role",
@@ -47,8 +62,26 @@ def _statements(first: str, second: str) -> tuple[str, str, str, str]:
     )
 
 
+#: Each inline statement at DEBUG, as Tortoise's clients log theirs ("tortoise.db_client").
+_log = logging.getLogger(__name__)
+
 _SQLITE = _statements("?", "?")
 _POSTGRES = _statements("$1", "$2")
+
+
+@functools.cache
+def _by_id(model: type[Model], postgres: bool) -> str:
+    """Every column of one row of ``model`` by id. Written at the first read, once the ORM
+    is up: foreign keys' columns join a model's projection then."""
+    columns = ", ".join(f'"{column}"' for column in model._meta.fields_db_projection.values())
+    return (f'SELECT {columns} FROM "{model._meta.db_table}" '
+            f'WHERE "id" = {"$1" if postgres else "?"}')
+
+
+@functools.cache
+def _parties(postgres: bool) -> str:
+    return (f'SELECT "user_id", "is_active" FROM "{Participant._meta.db_table}" '
+            f'WHERE "conversation_id" = {"$1" if postgres else "?"}')
 
 
 class InlineReads:
@@ -74,6 +107,8 @@ class InlineReads:
             rows = cursor.fetchall()
         except sqlite3.Error:
             return None
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("%s %s", sql, params)
         if not rows:
             return []
         # Plain tuples zipped with the column names: a third cheaper than ``sqlite3.Row``
@@ -113,12 +148,19 @@ def close() -> None:
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
+    return await _read(lambda postgres: (_POSTGRES if postgres else _SQLITE)[which], params)
+
+
+async def _read(statement: Callable[[bool], str], params: list[Any]) -> list[dict[str, Any]]:
+    """The rows of ``statement(postgres)``: inline on SQLite, else through Tortoise's client
+    (the caller's transaction's, within one: a read there must see what it wrote)."""
     client: BaseDBAsyncClient = get_connection("default")
     if client.capabilities.dialect == "postgres":
-        return await client.execute_query_dict(_POSTGRES[which], params)
-    rows = _inline.rows(client, _SQLITE[which], params)
+        return await client.execute_query_dict(statement(True), params)
+    sql = statement(False)
+    rows = None if isinstance(client, TransactionalDBClient) else _inline.rows(client, sql, params)
     if rows is None:
-        rows = await client.execute_query_dict(_SQLITE[which], params)
+        rows = await client.execute_query_dict(sql, params)
     return rows
 
 
@@ -158,3 +200,29 @@ async def session_state(session_id: str) -> tuple[int, bool] | None:
     if not rows:
         return None
     return cast(int, rows[0]["user_id"]), bool(rows[0]["revoked"])
+
+
+async def conversation_of(conversation_id: int) -> Conversation | None:
+    """The conversation with ``device`` and ``customer`` loaded, as
+    ``Conversation.get_or_none(id=...).select_related("device", "customer")`` gives it, or
+    None. Two or three statements by key: the ORM's join cost more to build than to run."""
+    rows = await _read(functools.partial(_by_id, Conversation), [conversation_id])
+    if not rows:
+        return None
+    conversation = model_from_row(Conversation, rows[0])
+    related: tuple[tuple[str, int | None, type[Model]], ...] = (
+        ("device", conversation.device_id, MobileSession),
+        ("customer", conversation.customer_id, Customer))
+    for relation, related_id, model in related:
+        found = None
+        if related_id is not None:
+            found_rows = await _read(functools.partial(_by_id, model), [related_id])
+            found = model_from_row(model, found_rows[0]) if found_rows else None
+        attach_related(conversation, relation, found)
+    return conversation
+
+
+async def parties(conversation_id: int) -> list[tuple[int, bool]]:
+    """``(user id, active)`` of everyone who takes part in the conversation."""
+    rows = await _read(_parties, [conversation_id])
+    return [(cast(int, row["user_id"]), bool(row["is_active"])) for row in rows]
