@@ -66,6 +66,8 @@ async def test_a_users_facts_read_by_id_are_the_orm_rows(database: None) -> None
     await Block.create(blocker_id=made.id, blocked_id=other.id)
     assert await lookups.blocked_ids(made.id) == [other.id]
     assert await lookups.blocked_ids(other.id) == []
+    assert await lookups.blocker_ids(other.id) == [made.id]
+    assert await lookups.blocker_ids(made.id) == []
 
 
 async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(

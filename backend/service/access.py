@@ -9,10 +9,8 @@ from tortoise.expressions import Q
 
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
-from backend.storage.columns import int_column
-from backend.storage.lookups import blocked_ids, conversation_of
+from backend.storage.lookups import blocked_ids, blocker_ids, conversation_of
 from models import (
-    Block,
     Conversation,
     ConversationKind,
     ConversationStatus,
@@ -146,7 +144,7 @@ async def ensure_upload_visible(actor: Actor, upload: Upload) -> None:
 async def blockers_of(user_id: int) -> frozenset[int]:
     """Ids of the users who blocked ``user_id``: they get nothing from them, and in a direct
     conversation ``user_id`` cannot write to them."""
-    return frozenset(await int_column(Block.filter(blocked_id=user_id), "blocker_id"))
+    return frozenset(await blocker_ids(user_id))
 
 
 async def blocked_by(user_id: int) -> list[int]:

@@ -148,19 +148,20 @@ def close() -> None:
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
-    return await _read(lambda postgres: (_POSTGRES if postgres else _SQLITE)[which], params)
+    return await rows_of(lambda postgres: (_POSTGRES if postgres else _SQLITE)[which], params)
 
 
-async def _read(statement: Callable[[bool], str], params: list[Any]) -> list[dict[str, Any]]:
-    """The rows of ``statement(postgres)``: inline on SQLite, else through Tortoise's client
-    (the caller's transaction's, within one: a read there must see what it wrote)."""
+async def rows_of(statement: Callable[[bool], str], params: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of ``statement(postgres)`` (its text for PostgreSQL's placeholders or
+    SQLite's), as dicts by column name: inline on SQLite, else through Tortoise's client (the
+    caller's transaction's, within one: a read there must see what it wrote)."""
     client: BaseDBAsyncClient = get_connection("default")
     if client.capabilities.dialect == "postgres":
-        return await client.execute_query_dict(statement(True), params)
+        return await client.execute_query_dict(statement(True), list(params))
     sql = statement(False)
     rows = None if isinstance(client, TransactionalDBClient) else _inline.rows(client, sql, params)
     if rows is None:
-        rows = await client.execute_query_dict(sql, params)
+        rows = await client.execute_query_dict(sql, list(params))
     return rows
 
 
@@ -206,7 +207,7 @@ async def conversation_of(conversation_id: int) -> Conversation | None:
     """The conversation with ``device`` and ``customer`` loaded, as
     ``Conversation.get_or_none(id=...).select_related("device", "customer")`` gives it, or
     None. Two or three statements by key: the ORM's join cost more to build than to run."""
-    rows = await _read(functools.partial(_by_id, Conversation), [conversation_id])
+    rows = await rows_of(functools.partial(_by_id, Conversation), [conversation_id])
     if not rows:
         return None
     conversation = model_from_row(Conversation, rows[0])
@@ -216,7 +217,7 @@ async def conversation_of(conversation_id: int) -> Conversation | None:
     for relation, related_id, model in related:
         found = None
         if related_id is not None:
-            found_rows = await _read(functools.partial(_by_id, model), [related_id])
+            found_rows = await rows_of(functools.partial(_by_id, model), [related_id])
             found = model_from_row(model, found_rows[0]) if found_rows else None
         attach_related(conversation, relation, found)
     return conversation
@@ -224,5 +225,16 @@ async def conversation_of(conversation_id: int) -> Conversation | None:
 
 async def parties(conversation_id: int) -> list[tuple[int, bool]]:
     """``(user id, active)`` of everyone who takes part in the conversation."""
-    rows = await _read(_parties, [conversation_id])
+    rows = await rows_of(_parties, [conversation_id])
     return [(cast(int, row["user_id"]), bool(row["is_active"])) for row in rows]
+
+
+@functools.cache
+def _blockers(postgres: bool) -> str:
+    return (f'SELECT "blocker_id" FROM "{Block._meta.db_table}" '
+            f'WHERE "blocked_id" = {"$1" if postgres else "?"}')
+
+
+async def blocker_ids(blocked_id: int) -> list[int]:
+    """Ids of the users who blocked ``blocked_id``."""
+    return [cast(int, row["blocker_id"]) for row in await rows_of(_blockers, [blocked_id])]

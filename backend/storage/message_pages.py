@@ -5,7 +5,8 @@ The ORM's ``select_related`` read of a page cost more to build and to split into
 to run (an empty page included). Here the statements are written once per dialect, each row
 becomes a model as the ORM's reads make it (``model_from_row``), and each message gets its
 sender loaded as ``select_related`` gives it (``attach_related``): the same instances, so the
-same rendering.
+same rendering. On SQLite they run on the event loop's thread, as the connect's other reads
+(backend/storage/lookups.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
+from backend.storage.lookups import rows_of
 from models import Customer, Message, MobileSession, Reaction, Receipt, User
 
 #: The message's relations a page loads: (relation, its id column, its model).
@@ -38,31 +38,35 @@ def _marks(postgres: bool, first: int, count: int) -> list[str]:
     return [f"${i}" if postgres else "?" for i in range(first, first + count)]
 
 
+@functools.cache
+def _page(postgres: bool, after: bool, newest_first: bool) -> str:
+    where = '"conversation_id" = {}' + (' AND "id" > {}' if after else "")
+    marks = _marks(postgres, 1, 3 if after else 2)
+    return (f'SELECT {_columns(Message)} FROM "{Message._meta.db_table}" WHERE '
+            f'{where.format(*marks[:-1])} ORDER BY "id" {"DESC" if newest_first else "ASC"} '
+            f"LIMIT {marks[-1]}")
+
+
+def _among(model: type[Model], count: int, postgres: bool) -> str:
+    return (f'SELECT {_columns(model)} FROM "{model._meta.db_table}" WHERE "id" IN '
+            f'({", ".join(_marks(postgres, 1, count))})')
+
+
 async def message_page(conversation_id: int, limit: int, *, after_id: int | None,
                        newest_first: bool) -> list[Message]:
     """Up to ``limit`` messages of the conversation, in id order (newest first when asked),
     after ``after_id`` when given, each with its sender loaded."""
-    client: BaseDBAsyncClient = get_connection("default")
-    postgres = client.capabilities.dialect == "postgres"
     params: list[Any] = [conversation_id]
-    where = '"conversation_id" = {}'
     if after_id is not None:
         params.append(after_id)
-        where += ' AND "id" > {}'
     params.append(limit)
-    marks = _marks(postgres, 1, len(params))
-    sql = (f'SELECT {_columns(Message)} FROM "{Message._meta.db_table}" WHERE '
-           f'{where.format(*marks[:-1])} ORDER BY "id" {"DESC" if newest_first else "ASC"} '
-           f"LIMIT {marks[-1]}")
-    messages = [model_from_row(Message, row)
-                for row in await client.execute_query_dict(sql, params)]
+    page = functools.partial(_page, after=after_id is not None, newest_first=newest_first)
+    messages = [model_from_row(Message, row) for row in await rows_of(page, params)]
     for relation, column, model in SENDERS:
         ids = sorted({getattr(m, column) for m in messages} - {None})
         found: dict[Any, Model] = {}
         if ids:
-            rows = await client.execute_query_dict(
-                f'SELECT {_columns(model)} FROM "{model._meta.db_table}" WHERE "id" IN '
-                f'({", ".join(_marks(postgres, 1, len(ids)))})', ids)
+            rows = await rows_of(functools.partial(_among, model, len(ids)), ids)
             found = {row["id"]: model_from_row(model, row) for row in rows}
         for message in messages:
             attach_related(message, relation, found.get(getattr(message, column)))
@@ -73,11 +77,13 @@ async def reactions_of(message_ids: list[int]) -> list[tuple[int, str, str]]:
     """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first."""
     if not message_ids:
         return []
-    client: BaseDBAsyncClient = get_connection("default")
-    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
-    rows = await client.execute_query_dict(
-        f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
-        f'WHERE "message_id" IN ({marks}) ORDER BY "id"', message_ids)
+
+    def statement(postgres: bool) -> str:
+        return (f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
+                f'WHERE "message_id" IN ({", ".join(_marks(postgres, 1, len(message_ids)))}) '
+                'ORDER BY "id"')
+
+    rows = await rows_of(statement, message_ids)
     return [(row["message_id"], row["emoji"], row["reactor_key"]) for row in rows]
 
 
@@ -85,10 +91,11 @@ async def read_counts(message_ids: list[int]) -> dict[int, int]:
     """How many have read each of the messages (the ones read by nobody left out)."""
     if not message_ids:
         return {}
-    client: BaseDBAsyncClient = get_connection("default")
-    marks = ", ".join(_marks(client.capabilities.dialect == "postgres", 1, len(message_ids)))
-    rows = await client.execute_query_dict(
-        f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '
-        f'WHERE "message_id" IN ({marks}) AND "read_at" IS NOT NULL GROUP BY "message_id"',
-        message_ids)
+
+    def statement(postgres: bool) -> str:
+        return (f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '
+                f'WHERE "message_id" IN ({", ".join(_marks(postgres, 1, len(message_ids)))}) '
+                'AND "read_at" IS NOT NULL GROUP BY "message_id"')
+
+    rows = await rows_of(statement, message_ids)
     return {row["message_id"]: int(row["n"]) for row in rows}
