@@ -2,7 +2,7 @@
 """What one connect costs the node: CPU µs (or, under callgrind, instructions) per connection.
 
 ``python3 bench/connect_cost.py [--transport raw|sio] [--conversations M]
-[--per-conversation P] [--messages K] [--resume N] [--concurrency C] [--rounds R]
+[--per-conversation P] [--messages K] [--resume N | --cold] [--concurrency C] [--rounds R]
 [--callgrind] [--server-root DIR]``
 
 One node on a fresh SQLite database (the benchmark's fixtures: users in group conversations of
@@ -18,7 +18,10 @@ conversation first gets K messages over REST, so that the history a connect read
 empty. The node keeps a conversation's latest page for the whole run
 (``LATEST_PAGE_KEEP_SECONDS``, 5 s by default, set to an hour here): every measured raw connect
 of a conversation gets the page its warm-up client read, as a burst of reconnects does, and
-the count does not depend on how slowly the node runs.
+the count does not depend on how slowly the node runs. With ``--cold`` the first client of
+each conversation is the one measured (M connects a round, no warm-up): the conversation's
+facts (who may see it, who takes part) and its page are read at that connect, as at the first
+connect to each small conversation on a node.
 
 With ``--resume N`` each client resumes N positions behind the log (CONTRACT §9), as a client
 of a reconnect storm does. Socket.IO: it connects to ``/chat`` with its token alone and then
@@ -299,9 +302,13 @@ async def run(args: argparse.Namespace) -> None:
             for round_ in range(args.rounds):
                 batch = clients[round_ * per_round:(round_ + 1) * per_round]
                 # The warm-up: one client of each conversation first, so that every measured
-                # connect finds its conversation's facts cached, as most connects do.
+                # connect finds its conversation's facts cached, as most connects do. With
+                # --cold the first client of each is measured instead, no one before it: its
+                # conversation's facts and page are read at its connect.
                 firsts = batch[::args.per_conversation]
                 measured = [c for i, c in enumerate(batch) if i % args.per_conversation]
+                if args.cold:
+                    firsts, measured = [], firsts
                 points: dict[int, dict[str, Any]] | None = (
                     {} if args.resume is not None else None)
                 warm = await connect_all(base, args.transport, firsts, args.concurrency, points)
@@ -348,8 +355,8 @@ async def run(args: argparse.Namespace) -> None:
                 process.kill()
         print(f"median: {statistics.median(figures):,.0f} per connect "
               f"({args.transport}{' resume' if args.resume is not None else ''}, "
-              f"{args.conversations * (args.per_conversation - 1)} measured "
-              "connects per round)")
+              f"{args.conversations * (1 if args.cold else args.per_conversation - 1)} "
+              f"measured{' first' if args.cold else ''} connects per round)")
 
 
 def main() -> None:
@@ -365,6 +372,9 @@ def main() -> None:
     parser.add_argument("--resume", type=int, default=None, metavar="N",
                         help="resume from N positions behind the log (Socket.IO: a join "
                         "with since; raw: ?since=)")
+    parser.add_argument("--cold", action="store_true",
+                        help="measure the first connect to each conversation (its facts and "
+                        "page read then), no warm-up client before it")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--callgrind-out", default=None, metavar="FILE",
@@ -377,6 +387,8 @@ def main() -> None:
     parser.add_argument("--server-root", default=None,
                         help="another checkout whose .venv runs the node")
     args = parser.parse_args()
+    if args.cold and args.resume is not None:
+        parser.error("--resume needs the warm-up client's position: not with --cold")
     asyncio.run(run(args))
 
 
