@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tortoise import connections
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -74,7 +75,7 @@ async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
     database: None
 ) -> None:
     made = await User.create(email="c@example.com", username="c", password_hash="x")
-    lookups.close()
+    await lookups.close()
     # A connection that can read nothing (closed): the read goes through Tortoise's.
     broken = lookups.InlineReads()
     from tortoise import connections
@@ -212,3 +213,34 @@ async def test_who_takes_part_read_plainly_is_the_orm_s(either: str) -> None:
     assert sorted(await lookups.parties(conversation.id)) == sorted(expected) == [
         (people[0].id, True), (people[1].id, False)]
     assert await lookups.parties(conversation.id + 1000) == []
+
+
+async def test_reads_on_postgresql_keep_one_pool_connection_and_survive_its_loss(
+    postgres: Postgres, work_dir: Path
+) -> None:
+    """On PostgreSQL the reads run on a connection they hold between reads (no pool acquire
+    and release each); a held connection that broke is handed back and the read still
+    answers, through the pool."""
+    name, url = await postgres.create_database()
+    try:
+        await _held_reads(url, work_dir)
+    finally:
+        await postgres.drop_database(name)
+
+
+async def _held_reads(url: str, work_dir: Path) -> None:
+    async with opened(url, work_dir):
+        held = lookups._HELD
+        conversation = await Conversation.create(kind="group", title="held")
+        uses = held.uses
+        for _ in range(5):
+            assert (await lookups.conversation_of(conversation.id)) is not None
+        assert held.uses >= uses + 5
+        connection = await held.take(connections.get("default"))
+        assert connection is not None
+        held.give_back(connection)
+        connection.terminate()  # cut under the holder, as a database restart does
+        read = await lookups.conversation_of(conversation.id)
+        assert read is not None and read.title == "held"
+        assert await lookups.parties(conversation.id) == []
+    assert held._connection is None  # handed back when the database closed

@@ -97,7 +97,7 @@ class RoomTable:
 
 
 class Statements(logging.Handler):
-    """Counts the SQL statements Tortoise's database clients and the inline SQLite reads
+    """Counts the SQL statements Tortoise's database clients and the connect's reads
     (backend/storage/lookups.py) issue (they log each one), and keeps their text."""
 
     def __init__(self) -> None:

@@ -14,6 +14,7 @@ few microseconds there, against the hand-over to aiosqlite's worker thread and b
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -25,6 +26,7 @@ from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
+from backend.storage.held_connection import HeldConnection
 from backend.storage.side_connections import open_beside
 from models import (
     AuthSession,
@@ -62,7 +64,8 @@ def _statements(first: str, second: str) -> tuple[str, str, str, str]:
     )
 
 
-#: Each inline statement at DEBUG, as Tortoise's clients log theirs ("tortoise.db_client").
+#: Each statement read inline or on the held connection at DEBUG, as Tortoise's clients log
+#: theirs ("tortoise.db_client").
 _log = logging.getLogger(__name__)
 
 _SQLITE = _statements("?", "?")
@@ -94,7 +97,8 @@ class InlineReads:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
-        #: Each statement's column names (the statements are the module's few constants).
+        #: Each statement's column names (the statements are few: constants, and the pages'
+        #: lists of at most a page's ids).
         self._names: dict[str, tuple[str, ...]] = {}
 
     def rows(self, client: BaseDBAsyncClient, sql: str,
@@ -142,9 +146,37 @@ class InlineReads:
 _inline = InlineReads()
 
 
-def close() -> None:
-    """Close the inline connection (the database is closing)."""
+#: The PostgreSQL connection these reads hold (from a pool of three or more: the send path
+#: may hold another).
+_HELD = HeldConnection(min_pool=3)
+
+
+async def _held_rows(client: BaseDBAsyncClient, sql: str,
+                     params: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """The rows read on the held connection, or None when it is busy or not held, or the
+    read failed there: then the caller asks Tortoise's client, whose errors are the ones
+    callers know (a read may be asked twice)."""
+    connection = await _HELD.take(client)
+    if connection is None:
+        return None
+    try:
+        records = await connection.fetch(sql, *params)
+    except asyncio.CancelledError:
+        await _HELD.drop(connection)
+        raise
+    except Exception:
+        await _HELD.drop(connection)  # it may be broken: the pool decides
+        return None
+    _HELD.give_back(connection)
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug("%s %s", sql, params)
+    return [dict(record) for record in records]
+
+
+async def close() -> None:
+    """Close the inline connection and hand the held one back (the database is closing)."""
     _inline.close()
+    await _HELD.close()
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
@@ -156,10 +188,15 @@ async def rows_of(statement: Callable[[bool], str], params: Sequence[Any]) -> li
     SQLite's), as dicts by column name: inline on SQLite, else through Tortoise's client (the
     caller's transaction's, within one: a read there must see what it wrote)."""
     client: BaseDBAsyncClient = get_connection("default")
+    in_transaction = isinstance(client, TransactionalDBClient)
     if client.capabilities.dialect == "postgres":
+        if not in_transaction:
+            held = await _held_rows(client, statement(True), params)
+            if held is not None:
+                return held
         return await client.execute_query_dict(statement(True), list(params))
     sql = statement(False)
-    rows = None if isinstance(client, TransactionalDBClient) else _inline.rows(client, sql, params)
+    rows = None if in_transaction else _inline.rows(client, sql, params)
     if rows is None:
         rows = await client.execute_query_dict(sql, list(params))
     return rows

@@ -38,7 +38,6 @@ CPU of the benchmark's rooms scenario before, are not on this path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import types
 from collections.abc import Callable, Generator
@@ -53,12 +52,12 @@ from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.fields.data import JSON_DUMPS
 
 from backend.compat.tortoise import (
-    pool_size,
     prepared_row,
     run_on_sqlite_thread,
     sqlite_lock,
     sqlite_stamp,
 )
+from backend.storage.held_connection import HeldConnection
 from backend.storage.side_connections import open_beside
 from models import (
     Customer,
@@ -304,7 +303,7 @@ class PostgresTurns:
         self._joined: list[tuple[list[Any], asyncio.Future[Stored]]] | None = None
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
-        self.held = HeldConnection()
+        self.held = HeldConnection(min_pool=2)
 
     async def send(self, client: BaseDBAsyncClient, args: list[Any]) -> Stored:
         """The send's id and position, once committed, or its own error.
@@ -420,135 +419,6 @@ async def _pipelined(connection: Any, sends: list[list[Any]]) -> list[Any]:
     if len(sends) == 1:
         return [await connection.fetchrow(_PG_SEND, *sends[0])]
     return list(await connection.fetchmany(_PG_SEND, sends))
-
-
-def _usable(connection: Any) -> bool:
-    """Whether the held connection can run a query: not closed (a cut connection is, once
-    asyncpg saw it go), and still the pool's (a pool closed after an outage, and made anew,
-    takes its connections back from whoever holds them)."""
-    try:
-        return not connection.is_closed()
-    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
-        return False
-
-
-class HeldConnection:
-    """One pool connection the send path keeps while sends keep coming: taken from the pool
-    at the first send, handed back once no send has used it for ``LINGER_SECONDS``, when it
-    fails, and when the database closes. Not held at all from a pool of one connection,
-    which everything else needs too. Used by one write at a time: a write that finds it busy
-    takes a pool connection, as before."""
-
-    #: How long it stays out of the pool unused.
-    LINGER_SECONDS = 1.0
-
-    def __init__(self) -> None:
-        self._client: BaseDBAsyncClient | None = None
-        self._wrapper: Any = None
-        self._connection: Any = None
-        self._busy = False
-        self._taking = False
-        self._used = False
-        #: Writes on the connection since it was taken from the pool.
-        self.uses = 0
-        #: ``_PG_SEND`` prepared on it (asyncpg's ``PreparedStatement``), or None.
-        self.statement: Any = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._closing: set[asyncio.Task[None]] = set()
-        #: The connection (and its pool wrapper) a write was using when the database
-        #: closed: handed back when that write ends.
-        self._orphan: tuple[Any, Any] | None = None
-
-    async def take(self, client: BaseDBAsyncClient) -> Any:
-        """The held connection, now this caller's, or None (busy, being taken, or not
-        held for this pool): then use the pool."""
-        if self._busy or self._taking:
-            return None
-        if self._connection is not None and self._client is client and _usable(
-                self._connection):
-            self._busy = self._used = True
-            self.uses += 1
-            return self._connection
-        if self._connection is not None:  # closed, its pool gone, or the database reopened
-            self._release_later()
-        if pool_size(client) < 2:
-            return None
-        self._taking = True
-        try:
-            wrapper = client.acquire_connection()
-            connection = await wrapper.__aenter__()
-        finally:
-            self._taking = False
-        self._client, self._wrapper, self._connection = client, wrapper, connection
-        self._busy = self._used = True
-        self.uses = 1
-        self._timer = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._idle)
-        return connection
-
-    def give_back(self, connection: Any) -> None:
-        """The caller is done with it."""
-        if connection is self._connection:
-            self._busy = False
-        elif self._orphan is not None and self._orphan[0] is connection:
-            self._release_later(self._take_orphan())
-
-    async def drop(self, connection: Any) -> None:
-        """It failed under the caller: back to the pool, which closes it if it is broken."""
-        if connection is self._connection:
-            await self._release(self._forget())
-        elif self._orphan is not None and self._orphan[0] is connection:
-            await self._release(self._take_orphan())
-
-    def _take_orphan(self) -> Any:
-        assert self._orphan is not None
-        wrapper = self._orphan[1]
-        self._orphan = None
-        return wrapper
-
-    def _idle(self) -> None:
-        """The linger timer: hand the connection back if no send used it since the last
-        tick (and none is using it now)."""
-        self._timer = None
-        if self._connection is None:
-            return
-        if self._used or self._busy:
-            self._used = False
-            self._timer = asyncio.get_running_loop().call_later(self.LINGER_SECONDS, self._idle)
-            return
-        self._release_later()
-
-    def _forget(self) -> Any:
-        wrapper = self._wrapper
-        if self._timer is not None:
-            self._timer.cancel()
-        self._client = self._wrapper = self._connection = self._timer = None
-        self._busy = self._used = False
-        self.uses = 0
-        self.statement = None  # bound to that holding of the connection
-        return wrapper
-
-    def _release_later(self, wrapper: Any = None) -> None:
-        if wrapper is None:
-            wrapper = self._forget()
-        task = asyncio.ensure_future(self._release(wrapper))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    @staticmethod
-    async def _release(wrapper: Any) -> None:
-        with contextlib.suppress(Exception):  # its pool closed meanwhile: nothing to hand back
-            await wrapper.__aexit__(None, None, None)
-
-    async def close(self) -> None:
-        """Hand the connection back now (the pool's close waits for every connection)."""
-        if self._connection is not None:
-            if self._busy:  # a write is under way: it hands the connection back when done
-                self._orphan = (self._connection, self._wrapper)
-                self._forget()
-            else:
-                self._release_later()
-        if self._closing:
-            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
 
 #: A batch that failed with one of these was not written at all: PostgreSQL refused a statement
