@@ -230,7 +230,7 @@ async def test_reads_on_postgresql_keep_one_pool_connection_and_survive_its_loss
 
 async def _held_reads(url: str, work_dir: Path) -> None:
     async with opened(url, work_dir):
-        held = lookups._HELD
+        held = lookups._HELD[0]
         conversation = await Conversation.create(kind="group", title="held")
         uses = held.uses
         for _ in range(5):

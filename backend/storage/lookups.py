@@ -146,28 +146,32 @@ class InlineReads:
 _inline = InlineReads()
 
 
-#: The PostgreSQL connection these reads hold (from a pool of three or more: the send path
-#: may hold another).
-_HELD = HeldConnection(min_pool=3)
+#: The PostgreSQL connections these reads hold, tried in turn: a connect's reads are many
+#: small round trips and connects come together. The first is held from a pool of three or
+#: more (the send path may hold another), each further one from a pool one larger.
+_HELD = tuple(HeldConnection(min_pool=3 + n) for n in range(3))
 
 
 async def _held_rows(client: BaseDBAsyncClient, sql: str,
                      params: Sequence[Any]) -> list[dict[str, Any]] | None:
-    """The rows read on the held connection, or None when it is busy or not held, or the
+    """The rows read on a held connection, or None when all are busy or not held, or the
     read failed there: then the caller asks Tortoise's client, whose errors are the ones
     callers know (a read may be asked twice)."""
-    connection = await _HELD.take(client)
-    if connection is None:
+    for held in _HELD:
+        connection = await held.take(client)
+        if connection is not None:
+            break
+    else:
         return None
     try:
         records = await connection.fetch(sql, *params)
     except asyncio.CancelledError:
-        await _HELD.drop(connection)
+        await held.drop(connection)
         raise
     except Exception:
-        await _HELD.drop(connection)  # it may be broken: the pool decides
+        await held.drop(connection)  # it may be broken: the pool decides
         return None
-    _HELD.give_back(connection)
+    held.give_back(connection)
     if _log.isEnabledFor(logging.DEBUG):
         _log.debug("%s %s", sql, params)
     return [dict(record) for record in records]
@@ -176,7 +180,8 @@ async def _held_rows(client: BaseDBAsyncClient, sql: str,
 async def close() -> None:
     """Close the inline connection and hand the held one back (the database is closing)."""
     _inline.close()
-    await _HELD.close()
+    for held in _HELD:
+        await held.close()
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
