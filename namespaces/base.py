@@ -29,7 +29,7 @@ from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
 from backend.realtime.queries import first_values
-from backend.realtime.server import ACK_REQUESTED, CLIENT_EVENT, NUL_FREE
+from backend.realtime.server import CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -201,7 +201,8 @@ class Namespace(socketio.AsyncNamespace):
     # -- events -----------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect") and not CLIENT_EVENT.get():
+        current = CLIENT_EVENT.get()
+        if current is None and event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
         sid = args[0]
         data = args[1] if len(args) > 1 else None
@@ -215,7 +216,7 @@ class Namespace(socketio.AsyncNamespace):
                        else None)
             if handler is None:
                 raise ChatError("unknown_event", f"Unknown event: {event}", 400)
-            if not NUL_FREE.get():
+            if current is None or not current.nul_free:
                 reject_nul(data)
             result = await handler(socket, data)
             return {"ok": True, **(result or {})}
@@ -234,7 +235,8 @@ class Namespace(socketio.AsyncNamespace):
         retry_after = getattr(error, "retry_after", None)
         if retry_after is not None:
             body["retry_after"] = round(retry_after, 3)
-        if ACK_REQUESTED.get():
+        current = CLIENT_EVENT.get()
+        if current is not None and current.ack_requested:
             return {"ok": False, "error": body}
         if socket is not None:
             await self.send_to(socket, "error", {**body, "event": event})
@@ -242,10 +244,9 @@ class Namespace(socketio.AsyncNamespace):
 
     async def send_to(self, socket: Socket, event: str, data: Any) -> None:
         """One event to one socket, on the same write path as room deliveries."""
-        pkt = self.server.packet_class(sio_packet.EVENT, namespace=self.namespace,
-                                       data=[event, data])
         member = socket.member
-        out = member.dialect.outgoing([pkt.encode()])
+        out = member.dialect.outgoing([self.server.packet_class.encoded(
+            sio_packet.EVENT, [event, data], self.namespace)])
         assert out is not None
         member.write(out)
 

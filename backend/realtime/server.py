@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from socketio import packet as sio_packet
 
 from backend.compat.socketio import (
     ServerHooks,
-    ack_packet,
+    ack_data,
     binary_pending,
+    decode_event,
     event_sid,
     namespace_handler,
 )
@@ -32,27 +33,43 @@ from backend.observability.context import bind_connection
 from backend.realtime.codec import Packet
 from backend.realtime.engine import EngineServer
 
-#: True while an event handler runs for an event that carries an ack id.
-ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
-#: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
-#: ``disconnect`` is then not the lifecycle event of that name.
-CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
-#: True while the packet being handled is text holding no ``\u0000``: JSON carries U+0000
-#: only escaped (the codec refuses it raw), so its data holds none and the namespaces need
-#: not walk every value for one (``reject_nul``).
-NUL_FREE: ContextVar[bool] = ContextVar("nul_free", default=False)
-#: What a handler asks to run once its ack is sent (``after_ack``).
-_AFTER_ACK: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_ack", default=None)
+
+class ClientEvent:
+    """An EVENT a client sent, while its handler runs (``CLIENT_EVENT``): one context
+    variable set and reset per event, what the namespaces ask of it held here."""
+
+    __slots__ = ("ack_requested", "hooks", "nul_free", "token")
+
+    def __init__(self, ack_requested: bool, nul_free: bool) -> None:
+        #: The event carries an ack id.
+        self.ack_requested = ack_requested
+        #: The packet was text holding no ``\u0000``: JSON carries U+0000 only escaped (the
+        #: codec refuses it raw), so its data holds none and the namespaces need not walk
+        #: every value for one (``reject_nul``).
+        self.nul_free = nul_free
+        #: What the handler asks to run once its ack is sent (``after_ack``).
+        self.hooks: list[Callable[[], None]] | None = None
+        self.token: Token[ClientEvent | None] | None = None
+
+
+#: The client's EVENT whose handler runs; None otherwise: a handler named ``connect`` or
+#: ``disconnect`` then runs for the lifecycle event of that name.
+CLIENT_EVENT: ContextVar[ClientEvent | None] = ContextVar("client_event", default=None)
+#: Whether the packet upstream's dispatch handles is text holding no ``\u0000`` (set only
+#: for the packets the server's own dispatch of a text EVENT leaves to upstream).
+_NUL_FREE: ContextVar[bool] = ContextVar("nul_free", default=False)
 
 
 def after_ack(hook: Callable[[], None]) -> None:
     """Run ``hook`` once the running event's ack has been sent (at once when there is no
     event being handled): what it writes reaches the client after the ack."""
-    hooks = _AFTER_ACK.get()
-    if hooks is None:
+    event = CLIENT_EVENT.get()
+    if event is None:
         hook()
+    elif event.hooks is None:
+        event.hooks = [hook]
     else:
-        hooks.append(hook)
+        event.hooks.append(hook)
 
 
 #: The first character of an EVENT packet's text.
@@ -80,6 +97,7 @@ class _LenientPacket(sio_packet.Packet):
 
 class Server(ServerHooks):
     eio: EngineServer
+    packet_class: type[Packet]
 
     def __init__(self, *args: Any, frame_limit: int, max_backlog: int, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", Packet)
@@ -110,21 +128,35 @@ class Server(ServerHooks):
         ):
             await self._refuse_oversize(eio_sid, data)
             return
-        nul_free = NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
         try:
-            if (type(data) is str and data[:1] == _EVENT and not self.async_handlers
-                    and not binary_pending(self, eio_sid)):
-                # A client's text EVENT (nearly every packet): upstream's dispatch of it,
-                # from here to the handler, without its three frames between
-                # (backend/compat/socketio.py).
-                pkt = self.packet_class(encoded_packet=data)
-                namespace = pkt.namespace or "/"
-                sid = event_sid(self, eio_sid, namespace, pkt.data)
-                if sid is not None:
-                    await self.handle_event_internal(self, sid, eio_sid, pkt.data, namespace,
-                                                     pkt.id)
-            else:
-                await super().handle_engineio_message(eio_sid, data)
+            event = (decode_event(self.packet_class.json, data)
+                     if type(data) is str and data[:1] == _EVENT and not self.async_handlers
+                     and not binary_pending(self, eio_sid) else None)
+            if event is None:  # any other packet: upstream's dispatch
+                nul_free = _NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
+                try:
+                    await super().handle_engineio_message(eio_sid, data)
+                finally:
+                    _NUL_FREE.reset(nul_free)
+                return
+            # A client's text EVENT (nearly every packet): upstream's dispatch of it, from
+            # its text to its ack, without its frames and its packet objects between
+            # (backend/compat/socketio.py): each frame is resumed at every wait of the
+            # handler.
+            namespace, ack_id, args = event
+            sid = event_sid(self, eio_sid, namespace, args)
+            if sid is None:
+                return
+            handler = namespace_handler(self, namespace)
+            if handler is None or not _named(args):
+                await self.handle_event_internal(self, sid, eio_sid, args, namespace, ack_id)
+                return
+            current = self._event_started(sid, ack_id, "\\u0000" not in data)
+            try:
+                result = await handler.trigger_event(args[0], sid, *args[1:])
+                self._send_ack(eio_sid, namespace, ack_id, result)
+            finally:
+                self._event_ended(current)
         except ValueError:
             # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
             # answered like a refused event; the connection stays.
@@ -137,8 +169,6 @@ class Server(ServerHooks):
             if not _nameless_event(data):
                 raise
             await self._refuse_packet(eio_sid, data, _NOT_AN_EVENT)
-        finally:
-            NUL_FREE.reset(nul_free)
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
         await self._refuse_packet(eio_sid, data, {
@@ -171,28 +201,52 @@ class Server(ServerHooks):
     async def handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+        if not _named(data):
             # ``42{}`` or ``42[1]``: not an event (the protocol's data is ``[name, ...args]``);
             # answered like any refused event rather than failing inside the library.
             await self._refuse_event(eio_sid, namespace, id, data, _NOT_AN_EVENT)
             return
-        bind_connection(f"sio:{sid}")  # this event's task logs as this connection
-        token = ACK_REQUESTED.set(id is not None)
-        client = CLIENT_EVENT.set(True)
-        hooks: list[Callable[[], None]] = []
-        after = _AFTER_ACK.set(hooks)
+        current = self._event_started(sid, id, _NUL_FREE.get())
         try:
             handler = namespace_handler(self, namespace)
             if handler is None:
                 await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
             else:  # the namespace's handler, and the ack, as upstream's would run them
                 result = await handler.trigger_event(data[0], sid, *data[1:])
-                ack = ack_packet(self, namespace, id, result)
-                if ack is not None:
-                    await self.send_socketio_packet(eio_sid, ack)
+                self._send_ack(eio_sid, namespace, id, result)
         finally:
-            _AFTER_ACK.reset(after)
-            CLIENT_EVENT.reset(client)
-            ACK_REQUESTED.reset(token)
-            for hook in hooks:
+            self._event_ended(current)
+
+    @staticmethod
+    def _event_started(sid: str, ack_id: Any, nul_free: bool) -> ClientEvent:
+        """A client's event of socket ``sid`` begins: its task logs as that connection, and
+        its handler sees it (``CLIENT_EVENT``)."""
+        bind_connection(f"sio:{sid}")
+        event = ClientEvent(ack_id is not None, nul_free)
+        event.token = CLIENT_EVENT.set(event)
+        return event
+
+    @staticmethod
+    def _event_ended(event: ClientEvent) -> None:
+        """The event's handler returned (and its ack is sent): what it asked to run after
+        the ack runs (``after_ack``)."""
+        assert event.token is not None
+        CLIENT_EVENT.reset(event.token)
+        if event.hooks is not None:
+            for hook in event.hooks:
                 hook()
+
+    def _send_ack(self, eio_sid: str, namespace: str, ack_id: Any, result: Any) -> None:
+        """The ACK upstream would send for a handler's ``result`` (none when the client asked
+        for none), written as the Engine.IO server's ``send`` writes: at once."""
+        data = ack_data(self, ack_id, result)
+        if data is None:
+            return
+        encoded = self.packet_class.encoded(sio_packet.ACK, data, namespace, ack_id)
+        for text in encoded if isinstance(encoded, list) else (encoded,):
+            self.eio.send(eio_sid, text)
+
+
+def _named(data: Any) -> bool:
+    """Whether an EVENT's data is ``[name, ...args]``."""
+    return isinstance(data, list) and bool(data) and isinstance(data[0], str)
