@@ -351,3 +351,71 @@ def test_quick_claims_accepts_only_what_pyjwt_accepts() -> None:
     assert quick_claims(decoder, token, key + "y", "confab", "app", 10) is None
     # A segment with bits past its data decodes in neither.
     assert _segment(b"Zm9vYh") is None and _segment(b"Zm9vYg") == b"foob"
+
+
+def test_a_clients_event_decodes_as_upstream_decodes_it() -> None:
+    """``decode_event`` reads a text EVENT as ``Packet.decode`` does, refuses what it refuses,
+    and leaves every other shape to it; a mirror answering otherwise stops the node."""
+    import itertools
+
+    from socketio import packet as sio_packet
+
+    from backend.compat import socketio as compat
+
+    parts = (["2"], ["", "/chat", "/", "/a?b=1", "/x-y"], ["", ","], ["", "0", "12", "3-", "٣"],
+             ['["a"]', '["a",{"b":[1,2]}]', "[]", "{}", '"s"', "[", ""])
+    decoded = 0
+    for pieces in itertools.product(*parts):
+        text = "".join(pieces)
+        try:
+            ours: Any = compat.decode_event(sio_packet.Packet.json, text)
+        except ValueError:
+            ours = ValueError
+        if ours is None:
+            continue
+        decoded += 1
+        try:
+            pkt = sio_packet.Packet(encoded_packet=text)
+        except ValueError:
+            assert ours is ValueError, text
+            continue
+        assert ours == (pkt.namespace, pkt.id, pkt.data), text
+        assert pkt.packet_type == sio_packet.EVENT and not pkt.attachment_count, text
+    assert decoded > 20
+    assert failures() == []
+
+
+def test_a_mirror_of_the_packet_codec_that_answers_otherwise_is_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.compat import socketio as compat
+
+    real_decode, real_encode = compat.decode_event, compat.encode_plain
+    monkeypatch.setattr(compat, "decode_event", lambda json, text: (
+        None if (found := real_decode(json, text)) is None else (found[0], None, found[2])))
+    monkeypatch.setattr(compat, "encode_plain", lambda *args: real_encode(*args) + " ")
+    found = [str(failure) for failure in failures()]
+    assert any("decode_event answers otherwise than Packet.decode" in line
+               for line in found), found
+    assert any("encode_plain answers otherwise than Packet.encode" in line
+               for line in found), found
+
+
+def test_the_nodes_packets_are_written_as_their_packet_objects_write_them() -> None:
+    """``Packet.encoded`` (no packet built) writes what the node's packet class does, binary
+    attachments included."""
+    import orjson
+    from socketio import packet as sio_packet
+
+    from backend.realtime.codec import Packet
+
+    fragment = orjson.Fragment(b'{"id":1}')
+    for kind, data, namespace, ack_id in (
+            (sio_packet.ACK, [{"ok": True, "message": fragment}], "/chat", 7),
+            (sio_packet.ACK, [], "/chat", 0),
+            (sio_packet.EVENT, ["chat_message", {"a": [1, None]}], "/chat", None),
+            (sio_packet.EVENT, ["file", {"blob": b"\x00\x01"}], "/chat", None),
+            (sio_packet.ACK, [b"raw", {"x": bytearray(b"y")}], "/mobile", 3)):
+        assert Packet.encoded(kind, data, namespace, ack_id) == Packet(
+            kind, data=data, namespace=namespace, id=ack_id).encode()
+    with pytest.raises(TypeError):
+        Packet.encoded(sio_packet.EVENT, ["e", object()], "/chat")

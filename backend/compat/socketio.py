@@ -18,13 +18,19 @@ The project relies on:
   ``_binary_packet`` (``binary_pending``: a binary packet waiting for its attachments takes
   the next messages), ``namespace_handler`` the part of ``_trigger_event`` and its
   ``_get_event_handler``/``_get_namespace_handler`` that finds a namespace's handler when the
-  server has no handlers of its own (``on``), and ``ack_packet`` ``_handle_event_internal``'s
+  server has no handlers of its own (``on``), and ``ack_data`` ``_handle_event_internal``'s
   ack; ``backend/realtime/server.py`` runs them for a text EVENT when ``async_handlers`` is
   off, and leaves every other packet to upstream;
 - the seam to the node's own Engine.IO (backend/realtime/engine.py): what python-socketio's
   server and managers use of their engine (``self.eio.X``, ``server.eio.X``) is exactly
   ``ENGINE_SURFACE``, read from their source at start-up;
 - ``AsyncServer.environ`` and ``packet_class`` (read by namespaces/base.py);
+- ``Packet.decode`` and ``Packet.encode``, mirrored for the usual packets: ``decode_event``
+  reads a client's text EVENT of a namespace (an ack id maybe, a list) in one match where
+  upstream walks the text a character at a time (the ack id digit by digit), and
+  ``encode_plain`` writes a packet without binary data without building a ``Packet``; any
+  other text is left to upstream's decode, and binary data to its encode (start-up checks
+  compare their answers with upstream's);
 - ``Packet.uses_binary_events``: a class attribute ``Packet.__init__`` reads before it walks
   the data for binary attachments (``PacketWithoutBinaryScan``);
 - ``BaseManager``'s room table (``rooms``, ``callbacks``, ``pending_connect``,
@@ -65,8 +71,9 @@ PIN = Pin("python-socketio", "5.18.1")
 PINS = [PIN]
 
 __all__ = ["ENGINE_SURFACE", "PacketWithoutBinaryScan", "RedisManagerHooks", "RoomsBySid",
-           "ServerHooks", "ack_packet", "binary_pending", "event_sid", "initialize_manager",
-           "listener_task", "namespace_handler", "own_message_suffix"]
+           "ServerHooks", "ack_data", "binary_pending", "decode_event", "encode_plain",
+           "event_sid", "initialize_manager", "listener_task", "namespace_handler",
+           "own_message_suffix"]
 
 
 class _Hooks:
@@ -156,18 +163,17 @@ def namespace_handler(server: socketio.AsyncServer, namespace: str) -> Any:
     return server.namespace_handlers.get(namespace)
 
 
-def ack_packet(server: socketio.AsyncServer, namespace: str, ack_id: Any, result: Any) -> Any:
-    """The ACK packet ``AsyncServer._handle_event_internal`` (copied from 5.18.1) sends for a
-    handler's ``result`` when the client asked for one (``ack_id``), or None."""
+def ack_data(server: socketio.AsyncServer, ack_id: Any, result: Any) -> list[Any] | None:
+    """The data of the ACK packet ``AsyncServer._handle_event_internal`` (copied from 5.18.1)
+    sends for a handler's ``result`` when the client asked for one (``ack_id``), or None
+    when it sends none."""
     if result is server.not_handled or ack_id is None:
         return None
     if result is None:
-        data = []
-    elif isinstance(result, tuple):
-        data = list(result)
-    else:
-        data = [result]
-    return server.packet_class(sio_packet.ACK, namespace=namespace, id=ack_id, data=data)
+        return []
+    if isinstance(result, tuple):
+        return list(result)
+    return [result]
 
 
 def initialize_manager(server: socketio.AsyncServer) -> None:
@@ -176,6 +182,91 @@ def initialize_manager(server: socketio.AsyncServer) -> None:
     if not server.manager_initialized:
         server.manager_initialized = True
         server.manager.initialize()
+
+
+#: A client's text EVENT as ``Packet.decode`` (5.18.1) reads it in its usual shape: a
+#: namespace (no query in it), then maybe an ack id (upstream takes at most 100 digits), then
+#: the data, a list. A namespace starting the text rules out an attachment count; ASCII digits
+#: only (upstream's ``isdigit`` takes other digits too: such a text is left to it).
+_EVENT_TEXT = re.compile(r"2(/[^,?]*),([0-9]{0,100})(?=\[)")
+
+
+def decode_event(json: Any, text: str) -> tuple[str, int | None, Any] | None:
+    """``(namespace, ack id, data)`` of a client's packet ``text`` as a ``Packet`` whose codec
+    is ``json`` decodes it (``Packet(encoded_packet=text)``: its ``namespace``, ``id`` and
+    ``data``), when it is an EVENT in the usual shape (``_EVENT_TEXT``); None for any other
+    text, which upstream's decode then reads. Raises the codec's ``ValueError`` for data it
+    refuses, as upstream's decode does."""
+    found = _EVENT_TEXT.match(text)
+    if found is None:
+        return None
+    namespace, digits = found.groups()
+    return namespace, int(digits) if digits else None, json.loads(text[found.end():])
+
+
+def encode_plain(json: Any, packet_type: int, data: Any, namespace: str | None = None,
+                 id: int | None = None) -> str:
+    """``Packet(packet_type, data, namespace, id).encode()`` (5.18.1) of a packet whose codec
+    is ``json`` and whose type is not binary, without building the packet; what the codec
+    raises for data it cannot encode goes up (for bytes: upstream's binary packet is then
+    the caller's to build)."""
+    text = str(packet_type)
+    if namespace is not None and namespace != "/":
+        text += namespace + ","
+    if id is not None:
+        text += str(id)
+    if data is not None:
+        text += json.dumps(data, separators=(",", ":"))
+    return text
+
+
+#: Texts the start-up check decodes both ways: the usual shapes, and the edges where
+#: ``decode_event`` must leave the text to upstream.
+DECODE_SAMPLES = (
+    '2/chat,["a"]', '2/chat,12["a",{"b":1}]', '2/,0["x"]', '2/a-b,007[1,"c"]',
+    '2/chat,' + '9' * 100 + '["a"]', '2/chat,' + '9' * 101 + '["a"]', '2/chat?x=1,["a"]',
+    '21-["a"]', '2["a"]', '212["a"]', '2/chat,1\u0663["a"]', '2/chat,{"a":1}', '2/chat,12',
+    '2/chat', '2/chat,12[', '3/chat,1["a"]', '2/chat,["a"]trailing',
+)
+#: ``(type, data, namespace, id)`` the start-up check encodes both ways.
+ENCODE_SAMPLES: tuple[tuple[int, Any, str | None, int | None], ...] = (
+    (sio_packet.ACK, [], "/chat", 0), (sio_packet.ACK, [{"ok": True}], "/chat", 12),
+    (sio_packet.ACK, [1, "x"], "/", 7), (sio_packet.ACK, [None], None, 3),
+    (sio_packet.EVENT, ["e", {"a": [1, 2]}], "/chat", None), (sio_packet.EVENT, ["e"], None, None),
+    (sio_packet.EVENT, None, "/chat", None),
+)
+
+
+def _decoded_as_upstream() -> bool:
+    json = sio_packet.Packet.json
+    usual = 0
+    for text in DECODE_SAMPLES:
+        ours: Any
+        try:
+            ours = decode_event(json, text)
+        except ValueError:
+            ours = ValueError
+        if ours is None:
+            continue
+        usual += 1
+        try:
+            pkt = sio_packet.Packet(encoded_packet=text)
+        except ValueError:
+            if ours is not ValueError:
+                return False
+            continue
+        if ours != (pkt.namespace, pkt.id, pkt.data) or pkt.packet_type != sio_packet.EVENT \
+                or pkt.attachment_count:
+            return False
+    return usual >= 5  # the usual shapes are not all left to upstream
+
+
+def _encoded_as_upstream() -> bool:
+    json = sio_packet.Packet.json
+    return all(
+        encode_plain(json, kind, data, namespace, id) == sio_packet.Packet(
+            kind, data=data, namespace=namespace, id=id).encode()
+        for kind, data, namespace, id in ENCODE_SAMPLES)
 
 
 class PacketWithoutBinaryScan(sio_packet.Packet):
@@ -337,7 +428,7 @@ ASSUMPTIONS: list[Assumption] = [
     signature(PIN, _S, "_send_packet", ("self", "eio_sid", "pkt")),
     signature(PIN, _S, "_handle_connect", ("self", "eio_sid", "namespace", "data")),
     unchanged(PIN, _S, "_handle_connect", "c97c480cf777de36"),
-    # event_sid, namespace_handler, ack_packet: a client's EVENT, from message to handler.
+    # event_sid, namespace_handler, ack_data: a client's EVENT, from message to handler.
     unchanged(PIN, _S, "_handle_eio_message", "bef50fc0e1635921"),
     unchanged(PIN, _S, "_handle_event", "65178105ef8b593d"),
     unchanged(PIN, _S, "_handle_event_internal", "472e8b723a12d507"),
@@ -356,6 +447,14 @@ ASSUMPTIONS: list[Assumption] = [
     assigned(PIN, base_server.BaseServer, "packet_class"),
     unchanged(PIN, _S, "_handle_eio_connect", "76704886d944a7e6"),
     present(PIN, sio_packet.Packet, "uses_binary_events"),
+    # decode_event and encode_plain: upstream's decode and encode, mirrored.
+    unchanged(PIN, sio_packet.Packet, "decode", "61ad7904b539f472"),
+    unchanged(PIN, sio_packet.Packet, "encode", "513c45be75181da2"),
+    present(PIN, sio_packet.Packet, "json"),
+    holds(PIN, "decode_event reads a client's EVENT as Packet.decode does",
+          _decoded_as_upstream, "decode_event answers otherwise than Packet.decode"),
+    holds(PIN, "encode_plain writes a packet as Packet.encode does",
+          _encoded_as_upstream, "encode_plain answers otherwise than Packet.encode"),
     unchanged(PIN, sio_packet.Packet, "__init__", "5fe2fa797e082c1d"),
     # RoomsBySid: its copy of basic_disconnect, and the only rooms pre_connect enters.
     unchanged(PIN, _M, "basic_disconnect", "2933b50bc4b2ea7b"),

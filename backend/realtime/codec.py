@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import orjson
 from socketio import packet as sio_packet
 
-from backend.compat.socketio import PacketWithoutBinaryScan
+from backend.compat.socketio import PacketWithoutBinaryScan, encode_plain
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -77,6 +77,16 @@ class Packet(PacketWithoutBinaryScan):
     (``Server``), and the fan-out's dialects build their frames with it."""
 
     json = OrjsonCodec
+
+    @classmethod
+    def encoded(cls, packet_type: int, data: Any, namespace: str | None = None,
+                id: int | None = None) -> Any:
+        """``cls(packet_type, data=data, namespace=namespace, id=id).encode()``: for data
+        orjson encodes (the node's own payloads), written without building the packet."""
+        try:
+            return encode_plain(cls.json, packet_type, data, namespace, id)
+        except TypeError:  # bytes in the data, say: the packet's own encode decides
+            return cls(packet_type, data=data, namespace=namespace, id=id).encode()
 
     def encode(self) -> Any:
         """The packet's text, or for binary data a list: the text, then each attachment."""

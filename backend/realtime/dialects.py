@@ -114,8 +114,7 @@ class SocketIODialect(Dialect):
         for event, data in self.frames(name, payload, member):
             if event == "chat_message":
                 data = with_shared_message(data)
-            pkt = Packet(sio_packet.EVENT, namespace=self.namespace, data=[event, data])
-            out.append(pkt.encode())
+            out.append(Packet.encoded(sio_packet.EVENT, [event, data], self.namespace))
         return out
 
 

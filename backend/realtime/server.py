@@ -15,16 +15,17 @@ is the node's own (backend/realtime/engine.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
 from socketio import packet as sio_packet
 
 from backend.compat.socketio import (
     ServerHooks,
-    ack_packet,
+    ack_data,
     binary_pending,
+    decode_event,
     event_sid,
     namespace_handler,
 )
@@ -32,33 +33,89 @@ from backend.observability.context import bind_connection
 from backend.realtime.codec import Packet
 from backend.realtime.engine import EngineServer
 
-#: True while an event handler runs for an event that carries an ack id.
-ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=False)
-#: True while a handler runs for an EVENT packet a client sent: one named ``connect`` or
-#: ``disconnect`` is then not the lifecycle event of that name.
-CLIENT_EVENT: ContextVar[bool] = ContextVar("client_event", default=False)
-#: True while the packet being handled is text holding no ``\u0000``: JSON carries U+0000
-#: only escaped (the codec refuses it raw), so its data holds none and the namespaces need
-#: not walk every value for one (``reject_nul``).
-NUL_FREE: ContextVar[bool] = ContextVar("nul_free", default=False)
-#: What a handler asks to run once its ack is sent (``after_ack``).
-_AFTER_ACK: ContextVar[list[Callable[[], None]] | None] = ContextVar("after_ack", default=None)
+
+class ClientEvent:
+    """An EVENT a client sent, while its handler runs (``CLIENT_EVENT``): one context
+    variable set and reset per event, what the namespaces ask of it held here."""
+
+    __slots__ = ("ack_id", "ack_requested", "eio_sid", "hooks", "namespace", "nul_free",
+                 "server", "token")
+
+    def __init__(self, ack_id: Any, nul_free: bool) -> None:
+        self.ack_id = ack_id
+        #: The event carries an ack id.
+        self.ack_requested = ack_id is not None
+        #: The packet was text holding no ``\u0000``: JSON carries U+0000 only escaped (the
+        #: codec refuses it raw), so its data holds none and the namespaces need not walk
+        #: every value for one (``reject_nul``).
+        self.nul_free = nul_free
+        #: What the handler asks to run once its ack is sent (``after_ack``).
+        self.hooks: list[Callable[[], None]] | None = None
+        self.token: Token[ClientEvent | None] | None = None
+        #: The server whose dispatch left the rest of the event to the handler
+        #: (``EventAnswerer``), and where the ack goes.
+        self.server: Server | None = None
+        self.eio_sid = ""
+        self.namespace = ""
+
+    def answered(self, result: Any) -> None:
+        """The handler's answer: its ack sent as upstream would send it, then the event
+        ended (``end``)."""
+        assert self.server is not None
+        try:
+            self.server.send_ack(self.eio_sid, self.namespace, self.ack_id, result)
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        """The event's handler returned (its ack sent) or failed: the context variable
+        reset, and what the handler asked to run after the ack run (``after_ack``)."""
+        assert self.token is not None
+        CLIENT_EVENT.reset(self.token)
+        if self.hooks is not None:
+            for hook in self.hooks:
+                hook()
+
+
+class EventAnswerer:
+    """A namespace handler that runs a client's event to its end itself (``answer``): the
+    server's dispatch then hands it the event and awaits nothing of its own, so the
+    handler's frame is the only one between the socket's read loop and the event's
+    handler (each frame is resumed at every wait of the handler)."""
+
+    def answer(self, event: str, sid: str, data: Any,
+               owned: ClientEvent | None = None) -> Awaitable[Any]:
+        """Answer ``event`` of socket ``sid``; with ``owned``, hand the answer to
+        ``owned.answered`` (or call ``owned.end`` when it fails) before returning it."""
+        raise NotImplementedError
+
+
+#: The client's EVENT whose handler runs; None otherwise: a handler named ``connect`` or
+#: ``disconnect`` then runs for the lifecycle event of that name.
+CLIENT_EVENT: ContextVar[ClientEvent | None] = ContextVar("client_event", default=None)
+#: Whether the packet upstream's dispatch handles is text holding no ``\u0000`` (set only
+#: for the packets the server's own dispatch of a text EVENT leaves to upstream).
+_NUL_FREE: ContextVar[bool] = ContextVar("nul_free", default=False)
 
 
 def after_ack(hook: Callable[[], None]) -> None:
     """Run ``hook`` once the running event's ack has been sent (at once when there is no
     event being handled): what it writes reaches the client after the ack."""
-    hooks = _AFTER_ACK.get()
-    if hooks is None:
+    event = CLIENT_EVENT.get()
+    if event is None:
         hook()
+    elif event.hooks is None:
+        event.hooks = [hook]
     else:
-        hooks.append(hook)
+        event.hooks.append(hook)
 
 
 #: The first character of an EVENT packet's text.
 _EVENT = str(sio_packet.EVENT)
 #: The refusal of an EVENT whose data is not ``[name, ...args]``.
 _NOT_AN_EVENT = {"code": "invalid", "message": "An event is a list whose first item is its name"}
+#: The refusal of a packet that is not one, or whose JSON the codec refuses.
+_INVALID_JSON = {"code": "invalid", "message": "Invalid JSON format"}
 
 
 def _nameless_event(data: Any) -> bool:
@@ -80,6 +137,7 @@ class _LenientPacket(sio_packet.Packet):
 
 class Server(ServerHooks):
     eio: EngineServer
+    packet_class: type[Packet]
 
     def __init__(self, *args: Any, frame_limit: int, max_backlog: int, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", Packet)
@@ -104,32 +162,44 @@ class Server(ServerHooks):
             return
         await super().handle_connect(eio_sid, namespace, data)
 
-    async def handle_engineio_message(self, eio_sid: str, data: Any) -> None:
+    def handle_engineio_message(self, eio_sid: str, data: Any) -> Awaitable[None] | None:
+        """What to await for one Engine.IO message of a client (the engine awaits what a
+        message handler returns). A client's text EVENT (nearly every packet) is decoded
+        and dispatched here and handed to its namespace's ``answer`` (``EventAnswerer``):
+        upstream's dispatch of it (backend/compat/socketio.py) without a frame of its own
+        or of the server's; any other packet goes through upstream's (``_dispatch``)."""
         if isinstance(data, str) and len(data) * 4 > self.frame_limit and (
             len(data.encode()) > self.frame_limit
         ):
-            await self._refuse_oversize(eio_sid, data)
-            return
-        nul_free = NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
+            return self._refuse_oversize(eio_sid, data)
+        if type(data) is str and data[:1] == _EVENT and not self.async_handlers and (
+                not binary_pending(self, eio_sid)):
+            try:
+                event = decode_event(self.packet_class.json, data)
+            except ValueError:  # JSON the codec refuses
+                return self._refuse_packet(eio_sid, data, _INVALID_JSON)
+            if event is not None:
+                namespace, ack_id, args = event
+                handler = namespace_handler(self, namespace)
+                if isinstance(handler, EventAnswerer) and _named(args):
+                    sid = event_sid(self, eio_sid, namespace, args)
+                    if sid is None:
+                        return None
+                    current = self._event_started(sid, ack_id, "\\u0000" not in data)
+                    current.server, current.eio_sid, current.namespace = self, eio_sid, namespace
+                    return handler.answer(args[0], sid, args[1] if len(args) > 1 else None,
+                                          current)
+        return self._dispatch(eio_sid, data)
+
+    async def _dispatch(self, eio_sid: str, data: Any) -> None:
+        """Upstream's dispatch of a message, its failures on a client's bad packet answered."""
+        nul_free = _NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
         try:
-            if (type(data) is str and data[:1] == _EVENT and not self.async_handlers
-                    and not binary_pending(self, eio_sid)):
-                # A client's text EVENT (nearly every packet): upstream's dispatch of it,
-                # from here to the handler, without its three frames between
-                # (backend/compat/socketio.py).
-                pkt = self.packet_class(encoded_packet=data)
-                namespace = pkt.namespace or "/"
-                sid = event_sid(self, eio_sid, namespace, pkt.data)
-                if sid is not None:
-                    await self.handle_event_internal(self, sid, eio_sid, pkt.data, namespace,
-                                                     pkt.id)
-            else:
-                await super().handle_engineio_message(eio_sid, data)
+            await super().handle_engineio_message(eio_sid, data)
         except ValueError:
             # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
             # answered like a refused event; the connection stays.
-            await self._refuse_packet(eio_sid, data, {"code": "invalid",
-                                                      "message": "Invalid JSON format"})
+            await self._refuse_packet(eio_sid, data, _INVALID_JSON)
         except (KeyError, IndexError, TypeError):
             # The library reads an event's name as ``data[0]`` before anything checks it:
             # ``42{}`` or ``42[]`` fail there. Such a packet is refused; any other failure
@@ -138,7 +208,7 @@ class Server(ServerHooks):
                 raise
             await self._refuse_packet(eio_sid, data, _NOT_AN_EVENT)
         finally:
-            NUL_FREE.reset(nul_free)
+            _NUL_FREE.reset(nul_free)
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
         await self._refuse_packet(eio_sid, data, {
@@ -171,28 +241,42 @@ class Server(ServerHooks):
     async def handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+        if not _named(data):
             # ``42{}`` or ``42[1]``: not an event (the protocol's data is ``[name, ...args]``);
             # answered like any refused event rather than failing inside the library.
             await self._refuse_event(eio_sid, namespace, id, data, _NOT_AN_EVENT)
             return
-        bind_connection(f"sio:{sid}")  # this event's task logs as this connection
-        token = ACK_REQUESTED.set(id is not None)
-        client = CLIENT_EVENT.set(True)
-        hooks: list[Callable[[], None]] = []
-        after = _AFTER_ACK.set(hooks)
+        current = self._event_started(sid, id, _NUL_FREE.get())
         try:
             handler = namespace_handler(self, namespace)
             if handler is None:
                 await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
             else:  # the namespace's handler, and the ack, as upstream's would run them
                 result = await handler.trigger_event(data[0], sid, *data[1:])
-                ack = ack_packet(self, namespace, id, result)
-                if ack is not None:
-                    await self.send_socketio_packet(eio_sid, ack)
+                self.send_ack(eio_sid, namespace, id, result)
         finally:
-            _AFTER_ACK.reset(after)
-            CLIENT_EVENT.reset(client)
-            ACK_REQUESTED.reset(token)
-            for hook in hooks:
-                hook()
+            current.end()
+
+    @staticmethod
+    def _event_started(sid: str, ack_id: Any, nul_free: bool) -> ClientEvent:
+        """A client's event of socket ``sid`` begins: its task logs as that connection, and
+        its handler sees it (``CLIENT_EVENT``) until ``end``."""
+        bind_connection(f"sio:{sid}")
+        event = ClientEvent(ack_id, nul_free)
+        event.token = CLIENT_EVENT.set(event)
+        return event
+
+    def send_ack(self, eio_sid: str, namespace: str, ack_id: Any, result: Any) -> None:
+        """The ACK upstream would send for a handler's ``result`` (none when the client asked
+        for none), written as the Engine.IO server's ``send`` writes: at once."""
+        data = ack_data(self, ack_id, result)
+        if data is None:
+            return
+        encoded = self.packet_class.encoded(sio_packet.ACK, data, namespace, ack_id)
+        for text in encoded if isinstance(encoded, list) else (encoded,):
+            self.eio.send(eio_sid, text)
+
+
+def _named(data: Any) -> bool:
+    """Whether an EVENT's data is ``[name, ...args]``."""
+    return isinstance(data, list) and bool(data) and isinstance(data[0], str)
