@@ -29,7 +29,7 @@ from backend.realtime.dialects import SocketIODialect
 from backend.realtime.hub import Realtime
 from backend.realtime.members import SocketIOMember
 from backend.realtime.queries import first_values
-from backend.realtime.server import CLIENT_EVENT, ClientEvent, EventAnswerer
+from backend.realtime.server import CLIENT_EVENT
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -107,7 +107,7 @@ def refusal(error: ChatError) -> socketio.exceptions.ConnectionRefusedError:
 # -- the namespace --------------------------------------------------------------------------
 
 
-class Namespace(EventAnswerer, socketio.AsyncNamespace):
+class Namespace(socketio.AsyncNamespace):
     """Common machinery; subclasses name their dialect, authenticate, and define ``on_<event>``
     handlers taking ``(socket, payload)`` and returning the ack's fields."""
 
@@ -201,43 +201,30 @@ class Namespace(EventAnswerer, socketio.AsyncNamespace):
     # -- events -----------------------------------------------------------------------------
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
-        if event in ("connect", "disconnect") and CLIENT_EVENT.get() is None:
+        current = CLIENT_EVENT.get()
+        if current is None and event in ("connect", "disconnect"):
             return await super().trigger_event(event, *args)
-        return await self.answer(event, args[0], args[1] if len(args) > 1 else None)
-
-    async def answer(self, event: str, sid: str, data: Any,
-                     owned: ClientEvent | None = None) -> Any:
-        """A client's ``event``: ``{ok: true, ...}`` with the handler's fields, or the
-        refusal (``_refuse``); with ``owned`` (the server's dispatch of a text EVENT), the
-        answer is handed to it (the ack sent, the event ended) before it is returned."""
+        sid = args[0]
+        data = args[1] if len(args) > 1 else None
         socket = self.sockets.get(sid)
         try:
-            try:
-                if socket is None:
-                    raise ChatError("not_connected", "The connection is not ready", 409)
-                socket.event_rate.take("events")
-                handler = (getattr(self, f"on_{event}", None)
-                           if event.isidentifier() and event not in ("connect", "disconnect")
-                           else None)
-                if handler is None:
-                    raise ChatError("unknown_event", f"Unknown event: {event}", 400)
-                current = owned or CLIENT_EVENT.get()
-                if current is None or not current.nul_free:
-                    reject_nul(data)
-                result = await handler(socket, data)
-                answer = {"ok": True, **(result or {})}
-            except ChatError as error:
-                answer = await self._refuse(socket, event, error)
-            except Exception as exc:
-                fault = server_fault(exc, log, door=self.namespace, action=event)
-                answer = await self._refuse(socket, event, fault)
-        except BaseException:  # cancelled: no ack, the event ended all the same
-            if owned is not None:
-                owned.end()
-            raise
-        if owned is not None:
-            owned.answered(answer)
-        return answer
+            if socket is None:
+                raise ChatError("not_connected", "The connection is not ready", 409)
+            socket.event_rate.take("events")
+            handler = (getattr(self, f"on_{event}", None)
+                       if event.isidentifier() and event not in ("connect", "disconnect")
+                       else None)
+            if handler is None:
+                raise ChatError("unknown_event", f"Unknown event: {event}", 400)
+            if current is None or not current.nul_free:
+                reject_nul(data)
+            result = await handler(socket, data)
+            return {"ok": True, **(result or {})}
+        except ChatError as error:
+            return await self._refuse(socket, event, error)
+        except Exception as exc:
+            fault = server_fault(exc, log, door=self.namespace, action=event)
+            return await self._refuse(socket, event, fault)
 
     async def _refuse(self, socket: Socket | None, event: str, error: ChatError) -> Any:
         self.realtime.metrics.refused("socketio", error.code)

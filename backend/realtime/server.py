@@ -15,7 +15,7 @@ is the node's own (backend/realtime/engine.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -38,13 +38,11 @@ class ClientEvent:
     """An EVENT a client sent, while its handler runs (``CLIENT_EVENT``): one context
     variable set and reset per event, what the namespaces ask of it held here."""
 
-    __slots__ = ("ack_id", "ack_requested", "eio_sid", "hooks", "namespace", "nul_free",
-                 "server", "token")
+    __slots__ = ("ack_requested", "hooks", "nul_free", "token")
 
-    def __init__(self, ack_id: Any, nul_free: bool) -> None:
-        self.ack_id = ack_id
+    def __init__(self, ack_requested: bool, nul_free: bool) -> None:
         #: The event carries an ack id.
-        self.ack_requested = ack_id is not None
+        self.ack_requested = ack_requested
         #: The packet was text holding no ``\u0000``: JSON carries U+0000 only escaped (the
         #: codec refuses it raw), so its data holds none and the namespaces need not walk
         #: every value for one (``reject_nul``).
@@ -52,42 +50,6 @@ class ClientEvent:
         #: What the handler asks to run once its ack is sent (``after_ack``).
         self.hooks: list[Callable[[], None]] | None = None
         self.token: Token[ClientEvent | None] | None = None
-        #: The server whose dispatch left the rest of the event to the handler
-        #: (``EventAnswerer``), and where the ack goes.
-        self.server: Server | None = None
-        self.eio_sid = ""
-        self.namespace = ""
-
-    def answered(self, result: Any) -> None:
-        """The handler's answer: its ack sent as upstream would send it, then the event
-        ended (``end``)."""
-        assert self.server is not None
-        try:
-            self.server.send_ack(self.eio_sid, self.namespace, self.ack_id, result)
-        finally:
-            self.end()
-
-    def end(self) -> None:
-        """The event's handler returned (its ack sent) or failed: the context variable
-        reset, and what the handler asked to run after the ack run (``after_ack``)."""
-        assert self.token is not None
-        CLIENT_EVENT.reset(self.token)
-        if self.hooks is not None:
-            for hook in self.hooks:
-                hook()
-
-
-class EventAnswerer:
-    """A namespace handler that runs a client's event to its end itself (``answer``): the
-    server's dispatch then hands it the event and awaits nothing of its own, so the
-    handler's frame is the only one between the socket's read loop and the event's
-    handler (each frame is resumed at every wait of the handler)."""
-
-    def answer(self, event: str, sid: str, data: Any,
-               owned: ClientEvent | None = None) -> Awaitable[Any]:
-        """Answer ``event`` of socket ``sid``; with ``owned``, hand the answer to
-        ``owned.answered`` (or call ``owned.end`` when it fails) before returning it."""
-        raise NotImplementedError
 
 
 #: The client's EVENT whose handler runs; None otherwise: a handler named ``connect`` or
@@ -114,8 +76,6 @@ def after_ack(hook: Callable[[], None]) -> None:
 _EVENT = str(sio_packet.EVENT)
 #: The refusal of an EVENT whose data is not ``[name, ...args]``.
 _NOT_AN_EVENT = {"code": "invalid", "message": "An event is a list whose first item is its name"}
-#: The refusal of a packet that is not one, or whose JSON the codec refuses.
-_INVALID_JSON = {"code": "invalid", "message": "Invalid JSON format"}
 
 
 def _nameless_event(data: Any) -> bool:
@@ -162,44 +122,46 @@ class Server(ServerHooks):
             return
         await super().handle_connect(eio_sid, namespace, data)
 
-    def handle_engineio_message(self, eio_sid: str, data: Any) -> Awaitable[None] | None:
-        """What to await for one Engine.IO message of a client (the engine awaits what a
-        message handler returns). A client's text EVENT (nearly every packet) is decoded
-        and dispatched here and handed to its namespace's ``answer`` (``EventAnswerer``):
-        upstream's dispatch of it (backend/compat/socketio.py) without a frame of its own
-        or of the server's; any other packet goes through upstream's (``_dispatch``)."""
+    async def handle_engineio_message(self, eio_sid: str, data: Any) -> None:
         if isinstance(data, str) and len(data) * 4 > self.frame_limit and (
             len(data.encode()) > self.frame_limit
         ):
-            return self._refuse_oversize(eio_sid, data)
-        if type(data) is str and data[:1] == _EVENT and not self.async_handlers and (
-                not binary_pending(self, eio_sid)):
-            try:
-                event = decode_event(self.packet_class.json, data)
-            except ValueError:  # JSON the codec refuses
-                return self._refuse_packet(eio_sid, data, _INVALID_JSON)
-            if event is not None:
-                namespace, ack_id, args = event
-                handler = namespace_handler(self, namespace)
-                if isinstance(handler, EventAnswerer) and _named(args):
-                    sid = event_sid(self, eio_sid, namespace, args)
-                    if sid is None:
-                        return None
-                    current = self._event_started(sid, ack_id, "\\u0000" not in data)
-                    current.server, current.eio_sid, current.namespace = self, eio_sid, namespace
-                    return handler.answer(args[0], sid, args[1] if len(args) > 1 else None,
-                                          current)
-        return self._dispatch(eio_sid, data)
-
-    async def _dispatch(self, eio_sid: str, data: Any) -> None:
-        """Upstream's dispatch of a message, its failures on a client's bad packet answered."""
-        nul_free = _NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
+            await self._refuse_oversize(eio_sid, data)
+            return
         try:
-            await super().handle_engineio_message(eio_sid, data)
+            event = (decode_event(self.packet_class.json, data)
+                     if type(data) is str and data[:1] == _EVENT and not self.async_handlers
+                     and not binary_pending(self, eio_sid) else None)
+            if event is None:  # any other packet: upstream's dispatch
+                nul_free = _NUL_FREE.set(isinstance(data, str) and "\\u0000" not in data)
+                try:
+                    await super().handle_engineio_message(eio_sid, data)
+                finally:
+                    _NUL_FREE.reset(nul_free)
+                return
+            # A client's text EVENT (nearly every packet): upstream's dispatch of it, from
+            # its text to its ack, without its frames and its packet objects between
+            # (backend/compat/socketio.py): each frame is resumed at every wait of the
+            # handler.
+            namespace, ack_id, args = event
+            sid = event_sid(self, eio_sid, namespace, args)
+            if sid is None:
+                return
+            handler = namespace_handler(self, namespace)
+            if handler is None or not _named(args):
+                await self.handle_event_internal(self, sid, eio_sid, args, namespace, ack_id)
+                return
+            current = self._event_started(sid, ack_id, "\\u0000" not in data)
+            try:
+                result = await handler.trigger_event(args[0], sid, *args[1:])
+                self._send_ack(eio_sid, namespace, ack_id, result)
+            finally:
+                self._event_ended(current)
         except ValueError:
             # Not a packet, or JSON the codec refuses (NaN, Infinity, a lone surrogate):
             # answered like a refused event; the connection stays.
-            await self._refuse_packet(eio_sid, data, _INVALID_JSON)
+            await self._refuse_packet(eio_sid, data, {"code": "invalid",
+                                                      "message": "Invalid JSON format"})
         except (KeyError, IndexError, TypeError):
             # The library reads an event's name as ``data[0]`` before anything checks it:
             # ``42{}`` or ``42[]`` fail there. Such a packet is refused; any other failure
@@ -207,8 +169,6 @@ class Server(ServerHooks):
             if not _nameless_event(data):
                 raise
             await self._refuse_packet(eio_sid, data, _NOT_AN_EVENT)
-        finally:
-            _NUL_FREE.reset(nul_free)
 
     async def _refuse_oversize(self, eio_sid: str, data: str) -> None:
         await self._refuse_packet(eio_sid, data, {
@@ -253,20 +213,30 @@ class Server(ServerHooks):
                 await super().handle_event_internal(server, sid, eio_sid, data, namespace, id)
             else:  # the namespace's handler, and the ack, as upstream's would run them
                 result = await handler.trigger_event(data[0], sid, *data[1:])
-                self.send_ack(eio_sid, namespace, id, result)
+                self._send_ack(eio_sid, namespace, id, result)
         finally:
-            current.end()
+            self._event_ended(current)
 
     @staticmethod
     def _event_started(sid: str, ack_id: Any, nul_free: bool) -> ClientEvent:
         """A client's event of socket ``sid`` begins: its task logs as that connection, and
-        its handler sees it (``CLIENT_EVENT``) until ``end``."""
+        its handler sees it (``CLIENT_EVENT``)."""
         bind_connection(f"sio:{sid}")
-        event = ClientEvent(ack_id, nul_free)
+        event = ClientEvent(ack_id is not None, nul_free)
         event.token = CLIENT_EVENT.set(event)
         return event
 
-    def send_ack(self, eio_sid: str, namespace: str, ack_id: Any, result: Any) -> None:
+    @staticmethod
+    def _event_ended(event: ClientEvent) -> None:
+        """The event's handler returned (and its ack is sent): what it asked to run after
+        the ack runs (``after_ack``)."""
+        assert event.token is not None
+        CLIENT_EVENT.reset(event.token)
+        if event.hooks is not None:
+            for hook in event.hooks:
+                hook()
+
+    def _send_ack(self, eio_sid: str, namespace: str, ack_id: Any, result: Any) -> None:
         """The ACK upstream would send for a handler's ``result`` (none when the client asked
         for none), written as the Engine.IO server's ``send`` writes: at once."""
         data = ack_data(self, ack_id, result)
