@@ -489,11 +489,14 @@ def next_ping_after(protocol: WebSocketsSansIOProtocol,
     scheduled). Unsolicited and stale pongs are ignored."""
     if protocol.pending_ping_payload is None or bytes(data) != protocol.pending_ping_payload:
         return None
-    protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
+    rtt = protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
     protocol.pending_ping_payload = None
     if protocol.ping_timeout is None:
         return None
-    return next_ping_delay(protocol)
+    # ``next_ping_delay``, inline (a call per pong).
+    assert protocol.ping_interval is not None
+    delay = protocol.ping_interval - rtt
+    return delay if delay > 0.0 else 0.0
 
 
 def next_ping_delay(protocol: WebSocketsSansIOProtocol) -> float:

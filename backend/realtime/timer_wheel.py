@@ -68,14 +68,16 @@ class TimerWheel(Generic[T]):
     Bound to ``loop``, or else to the running loop of its first ``schedule`` (once empty it
     may then be used on another)."""
 
-    __slots__ = ("_armed", "_buckets", "_callback", "_fixed", "_handle", "_loop", "_order",
-                 "_size", "resolution")
+    __slots__ = ("_armed", "_buckets", "_callback", "_fixed", "_handle", "_loop", "_near",
+                 "_order", "_size", "resolution")
 
     def __init__(self, callback: Callable[[T], float | None], resolution: float,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         if resolution <= 0:
             raise ValueError("a wheel's resolution must be positive")
         self.resolution = resolution
+        #: Delays under this may round to a bucket already reached (``schedule``).
+        self._near = resolution + EARLY
         self._callback = callback
         #: Bucket number -> its entries; the bucket numbers in a heap (an emptied bucket
         #: stays until its time comes, found empty).
@@ -103,7 +105,7 @@ class TimerWheel(Generic[T]):
         now = loop.time()
         resolution = self.resolution
         bucket = ceil((now + delay) / resolution)
-        if delay < resolution + EARLY:
+        if delay < self._near:
             # Never a bucket already reached: a tick hands over only what was due before it
             # ran. (A longer delay's bucket is past the reached one anyway.)
             first = floor((now + EARLY) / resolution) + 1
@@ -209,7 +211,7 @@ class TimerWheel(Generic[T]):
                     if now != last_now or delay != last_delay:
                         last_now, last_delay = now, delay
                         due = ceil((now + delay) / resolution)
-                        if delay < resolution + EARLY:
+                        if delay < self._near:
                             first = floor((now + EARLY) / resolution) + 1
                             if due < first:
                                 due = first
