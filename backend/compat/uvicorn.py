@@ -487,7 +487,9 @@ def next_ping_after(protocol: WebSocketsSansIOProtocol,
     ping pending) and a pong was awaited (``ping_timeout`` set), the delay of the next ping
     (``schedule_ping``'s); else None (with no ``ping_timeout`` the next ping is already
     scheduled). Unsolicited and stale pongs are ignored."""
-    if protocol.pending_ping_payload is None or bytes(data) != protocol.pending_ping_payload:
+    pending = protocol.pending_ping_payload
+    # Without upstream's ``bytes(data)`` copy: any of the three compares by content.
+    if pending is None or data != pending:
         return None
     rtt = protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
     protocol.pending_ping_payload = None
