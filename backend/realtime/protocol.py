@@ -254,8 +254,9 @@ class WebSocketProtocol(SansIOProtocol):
 
     def send_keepalive_ping(self) -> None:
         """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
-        self.pending_ping_payload = None  # replaced by this ping's, as uvicorn's does
-        delay = self.keepalive_due()
+        now = self.loop.time()
+        ping = _ping if _ping[0] == now else _new_ping(now)
+        delay = send_ping(self, ping[1], ping[2], now)
         if delay is not None:
             keepalive_wheel(self).schedule(self, delay)
 
@@ -273,9 +274,7 @@ class WebSocketProtocol(SansIOProtocol):
             self.keepalive_timeout()
             return None
         now = self.loop.time()
-        ping = _ping
-        if ping[0] != now:
-            ping = _new_ping(now)
+        ping = _ping if _ping[0] == now else _new_ping(now)
         return send_ping(self, ping[1], ping[2], now)
 
     def keepalive_timeout(self) -> None:
