@@ -607,6 +607,40 @@ async def test_the_keepalive_waits_for_a_pong_unread_behind_the_apps_backlog() -
             task.cancel()
 
 
+async def test_only_the_pong_of_the_ping_in_flight_brings_the_next_ping() -> None:
+    """A pong whose payload is not the ping's (stale, unsolicited) changes nothing: the pong
+    is still awaited, by the same deadline; the answer, in whatever buffer the parser hands
+    it, brings the next ping's deadline."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await asyncio.Event().wait()
+
+    config = Config(app=app, ws=WS_PROTOCOL, ws_per_message_deflate=False, lifespan="off",
+                    ws_ping_interval=1, ws_ping_timeout=20)
+    protocol, transport = upgraded(config)
+    try:
+        await asyncio.sleep(0)
+        wheel = keepalive_wheel(protocol)
+        protocol.send_keepalive_ping()
+        payload = protocol.pending_ping_payload
+        assert payload is not None
+        deadline = protocol.due
+        other = bytes(byte ^ 1 for byte in payload)
+        protocol.data_received(Frame(Opcode.PONG, other).serialize(mask=True, extensions=[]))
+        for stale in (other, bytearray(other), memoryview(other)):
+            protocol.handle_pong(Frame(Opcode.PONG, stale))
+        assert protocol.pending_ping_payload == payload and protocol.due == deadline
+        protocol.handle_pong(Frame(Opcode.PONG, memoryview(bytearray(payload))))
+        assert protocol.pending_ping_payload is None and wheel.scheduled(protocol)
+        assert protocol.due < deadline  # the next ping, a second on: before the pong's 20 s
+        assert not transport.closing
+    finally:
+        protocol.connection_lost(None)
+        for task in list(protocol.tasks):
+            task.cancel()
+
+
 async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_answering(
 ) -> None:
     """Many connections, one loop timer: each connection's next ping and pong deadline are

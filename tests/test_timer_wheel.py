@@ -137,6 +137,79 @@ def test_a_callback_may_cancel_or_reschedule_entries_of_its_own_bucket() -> None
     assert calls.count("again") == 3 and len(wheel) == 0
 
 
+def test_a_delay_returned_by_the_callback_schedules_the_entry_as_schedule_would() -> None:
+    """The tick sets a returned delay itself: the bucket ``schedule`` would have given it
+    (the same for every entry of the tick), a delay of 0 the next bucket, and the entry
+    counted, cancellable and handed over again; a callback that scheduled its entry itself
+    gets the returned delay in place of its own; after ``close`` nothing is kept."""
+    clock = Clock()
+    calls: list[str] = []
+    delays = {"a": 2.5, "b": 2.5, "c": 0.0, "d": 0.4, "e": None}
+
+    def callback(entry: Entry) -> float | None:
+        calls.append(entry.name)
+        if entry.name == "self":
+            wheel.schedule(entry, 100)  # replaced by the delay returned
+            return 1.0
+        return delays[entry.name] if calls.count(calls[-1]) == 1 else None  # once each
+
+    wheel: TimerWheel[Entry] = TimerWheel(callback, 0.5,
+                                          loop=cast(asyncio.AbstractEventLoop, clock))
+    reference: TimerWheel[Entry] = TimerWheel(lambda entry: None, 0.5,
+                                              loop=cast(asyncio.AbstractEventLoop, clock))
+    entries = {name: Entry(name) for name in delays}
+    for entry in entries.values():
+        wheel.schedule(entry, 1)
+    clock.advance(1.0)
+    assert sorted(calls) == list(delays)  # once each, in this tick
+    assert len(wheel) == 4 and not wheel.scheduled(entries["e"])
+    for name in "abcd":  # the buckets ``schedule`` gives, from the tick's time
+        twin = Entry(name)
+        reference.schedule(twin, cast(float, delays[name]))
+        assert entries[name].due == twin.due and wheel.scheduled(entries[name])
+    wheel.cancel(entries["b"])
+    clock.advance(0.5)  # "c" and "d": the next bucket
+    assert sorted(calls[5:]) == ["c", "d"]
+    clock.advance(3)
+    assert calls[7:] == ["a"] and len(wheel) == 0  # "b" cancelled
+    own = Entry("self")
+    wheel.schedule(own, 1)
+    clock.advance(1)
+    assert wheel.scheduled(own) and own.due == reference_due(reference, clock, 1.0)
+
+
+def test_a_delay_returned_after_a_callback_closed_the_wheel_is_kept() -> None:
+    """A callback closes the wheel after an earlier entry of the tick was set again: that
+    deadline is gone with the rest, the later entry's returned delay is a deadline of its
+    own, counted and handed over."""
+    clock = Clock()
+    calls = 0
+
+    def callback(entry: Entry) -> float | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            wheel.close()
+        return 1.0 if calls <= 2 else None
+
+    wheel: TimerWheel[Entry] = TimerWheel(callback, 0.5,
+                                          loop=cast(asyncio.AbstractEventLoop, clock))
+    pair = [Entry("x"), Entry("y")]
+    for entry in pair:
+        wheel.schedule(entry, 1)
+    clock.advance(1)
+    assert calls == 2 and len(wheel) == 1
+    assert sum(wheel.scheduled(entry) for entry in pair) == 1
+    clock.advance(1.5)
+    assert calls == 3 and len(wheel) == 0 and not clock.pending()
+
+
+def reference_due(reference: TimerWheel[Entry], clock: Clock, delay: float) -> int:
+    twin = Entry("twin")
+    reference.schedule(twin, delay)
+    return twin.due
+
+
 def test_a_failing_callback_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     seen: list[str] = []

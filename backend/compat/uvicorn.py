@@ -5,10 +5,11 @@ WebSocketsSansIOProtocol`` (``--ws websockets-sansio``) as follows:
 
 - ``backend/realtime/protocol.py`` subclasses it, overriding ``handle_connect``,
   ``send_receive_event_to_app`` (its text path is copied here: ``deliver_text``) and ``send``,
-  and the keepalive's timers: ``schedule_ping``, ``send_keepalive_ping`` (its ping is copied
-  here: ``send_ping``), ``handle_pong`` (its check of the answer is copied here:
-  ``pong_answers``), ``keepalive_timeout`` and ``stop_keepalive`` keep the connection's one
-  deadline in a shared timer wheel instead of ``ping_timer`` and ``pong_timer``; uvicorn's
+  and the keepalive's timers: ``schedule_ping`` (its delay is copied here:
+  ``next_ping_delay``), ``send_keepalive_ping`` (its ping is copied here: ``send_ping``),
+  ``handle_pong`` (copied here without its timers: ``next_ping_after``),
+  ``keepalive_timeout`` and ``stop_keepalive`` keep the connection's one deadline in a
+  shared timer wheel instead of ``ping_timer`` and ``pong_timer``; uvicorn's
   ``start_keepalive``, ``connection_lost`` and ``shutdown`` reach them through these names;
   ``backend/realtime/wire.py`` calls ``stop_keepalive`` for a connection whose application
   has a heartbeat of its own (Engine.IO);
@@ -101,7 +102,8 @@ SansIOProtocol = WebSocketsSansIOProtocol
 __all__ = ["PROTOCOL_ATTRIBUTES", "ASGISendEvent", "ProxyHeadersAhead", "SansIOProtocol",
            "bound_graceful_shutdown", "connection_of", "deliver_text", "forget_request",
            "forget_response", "is_proxy_headers", "lean_init", "made_from_upgrade",
-           "ping_payload", "pong_answers", "send_accept", "send_ping", "server_of",
+           "next_ping_after", "next_ping_delay", "ping_payload", "send_accept", "send_ping",
+           "server_of",
            "text_received", "transport_of"]
 
 _P = WebSocketsSansIOProtocol
@@ -198,7 +200,7 @@ ASSUMPTIONS: list[Assumption] = [
     unchanged(PIN, _P, "handle_connect", "fc648c2161ff8e13"),
     unchanged(PIN, _P, "send", "d4919ed760ce9f7b"),
     # The keepalive: its timers are replaced (backend/realtime/protocol.py), its ping and
-    # pong check copied (``send_ping``, ``pong_answers``), and uvicorn's own callers of these
+    # pong check copied (``send_ping``, ``next_ping_after``), and uvicorn's own callers of these
     # names (``start_keepalive``, ``connection_lost``, ``shutdown``) reach the overrides.
     *(signature(PIN, _P, name, ("self",)) for name in (
         "schedule_ping", "send_keepalive_ping", "stop_keepalive", "start_keepalive")),
@@ -459,28 +461,49 @@ def ping_payload() -> bytes:
     return struct.pack("!I", random.getrandbits(32))
 
 
-def send_ping(protocol: WebSocketsSansIOProtocol, payload: bytes, frame: bytes) -> bool:
-    """The ping of ``WebSocketsSansIOProtocol.send_keepalive_ping`` (copied from 0.54.0),
-    without arming a timer: whether it was sent (not on a connection closing). ``payload``
-    (``ping_payload``) is what ``pong_answers`` expects back, ``frame`` the ping frame that
-    carries it, already built (a server's frame is unmasked: every connection pinged in one
-    turn is written the same bytes, as websockets' ``send_ping`` would frame them)."""
+def send_ping(protocol: WebSocketsSansIOProtocol, payload: bytes, frame: bytes,
+              now: float) -> float | None:
+    """The ping of ``WebSocketsSansIOProtocol.send_keepalive_ping`` (copied from 0.54.0) at
+    ``now`` (the loop's time), without arming a timer: the delay of the deadline that follows
+    (the pong's, ``ping_timeout``; with none, the next ping's, as ``schedule_ping`` reckons
+    it), or None when not sent (a connection closing). ``payload`` (``ping_payload``) is what
+    ``next_ping_after`` expects back, ``frame`` the ping frame that carries it, already built
+    (a server's frame is unmasked: every connection pinged in one turn is written the same
+    bytes, as websockets' ``send_ping`` would frame them)."""
     protocol.ping_timer = None
     if protocol.close_sent or protocol.transport.is_closing():
-        return False
+        return None
     protocol.pending_ping_payload = payload
-    protocol.ping_sent_at = protocol.loop.time()
+    protocol.ping_sent_at = now
     protocol.transport.write(frame)
-    return True
+    timeout = protocol.ping_timeout
+    return timeout if timeout is not None else next_ping_delay(protocol)
 
 
-def pong_answers(protocol: WebSocketsSansIOProtocol, data: bytes | bytearray | memoryview) -> bool:
-    """The check of ``WebSocketsSansIOProtocol.handle_pong`` (copied from 0.54.0): whether a
-    pong carrying ``data`` answers the ping in flight (then recorded: its round trip, no ping
-    pending). Unsolicited and stale pongs are ignored."""
-    if protocol.pending_ping_payload is None or bytes(data) != protocol.pending_ping_payload:
-        return False
-    protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
+def next_ping_after(protocol: WebSocketsSansIOProtocol,
+                    data: bytes | bytearray | memoryview) -> float | None:
+    """``WebSocketsSansIOProtocol.handle_pong`` (copied from 0.54.0) without its timers: when
+    a pong carrying ``data`` answers the ping in flight (then recorded: its round trip, no
+    ping pending) and a pong was awaited (``ping_timeout`` set), the delay of the next ping
+    (``schedule_ping``'s); else None (with no ``ping_timeout`` the next ping is already
+    scheduled). Unsolicited and stale pongs are ignored."""
+    pending = protocol.pending_ping_payload
+    # Without upstream's ``bytes(data)`` copy: any of the three compares by content.
+    if pending is None or data != pending:
+        return None
+    rtt = protocol.last_ping_rtt = protocol.loop.time() - protocol.ping_sent_at
     protocol.pending_ping_payload = None
-    return True
+    if protocol.ping_timeout is None:
+        return None
+    # ``next_ping_delay``, inline (a call per pong).
+    assert protocol.ping_interval is not None
+    delay = protocol.ping_interval - rtt
+    return delay if delay > 0.0 else 0.0
 
+
+def next_ping_delay(protocol: WebSocketsSansIOProtocol) -> float:
+    """``schedule_ping``'s delay (copied from 0.54.0): ``ping_interval`` after the last ping
+    was sent."""
+    assert protocol.ping_interval is not None
+    delay = protocol.ping_interval - protocol.last_ping_rtt  # not ``max``: its keyword parsing
+    return delay if delay > 0.0 else 0.0

@@ -911,9 +911,10 @@ class EngineServer:
 
     # -- heartbeats ---------------------------------------------------------------------------
 
-    def _due(self, socket: EngineSocket) -> None:
+    def _due(self, socket: EngineSocket) -> float | None:
         """The socket's deadline came (the wheel's callback): what it was for follows from
-        its state. Its ping is sent here, inline: every socket passes once per interval."""
+        its state. Its ping is sent here, inline: every socket passes once per interval; the
+        ping's deadline is returned, for the wheel to set."""
         state = socket.state
         if state is _CLOSING:
             self._finish(socket)  # a last GET that never came
@@ -926,7 +927,8 @@ class EngineServer:
                 direct.write(PING_FRAME)  # one frame, built once for every socket
             else:
                 socket.put(PING)
-            self.heartbeats.schedule(socket, self.ping_timeout)
+            return self.ping_timeout
+        return None
 
     def _pong(self, socket: EngineSocket) -> None:
         if socket.ping_sent:  # an answer (an unasked pong is ignored)

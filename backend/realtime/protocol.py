@@ -91,8 +91,9 @@ from backend.compat.uvicorn import (
     is_proxy_headers,
     lean_init,
     made_from_upgrade,
+    next_ping_after,
+    next_ping_delay,
     ping_payload,
-    pong_answers,
     send_accept,
     send_ping,
     text_received,
@@ -236,39 +237,45 @@ class WebSocketProtocol(SansIOProtocol):
             payload = (pong_payload(data) if self.lone_limit >= 0 and not self.close_sent
                        else lone_pong(self.conn, data))
             if payload is not None:
-                if pong_answers(self, payload) and self.ping_timeout is not None:
-                    self.schedule_ping()
+                delay = next_ping_after(self, payload)
+                if delay is not None:
+                    # ``keepalive_wheel``'s answer for the last loop asked, without its call.
+                    loop, wheel = _last
+                    if loop is not self.loop or wheel is None:
+                        wheel = keepalive_wheel(self)
+                    wheel.schedule(self, delay)
                 return
         super().data_received(data)
         self.lone_limit = lone_limit(self.conn)
 
     def schedule_ping(self) -> None:
         """The next ping, ``ping_interval`` after the last one was sent (uvicorn's)."""
-        assert self.ping_interval is not None
-        delay = self.ping_interval - self.last_ping_rtt  # not ``max``: its keyword parsing
-        keepalive_wheel(self).schedule(self, delay if delay > 0.0 else 0.0)
+        keepalive_wheel(self).schedule(self, next_ping_delay(self))
 
     def send_keepalive_ping(self) -> None:
         """Ping, and await the pong for ``ping_timeout`` (or, with none, ping again)."""
-        payload, frame = _shared_ping(self.loop)
-        if not send_ping(self, payload, frame):
-            return
-        if self.ping_timeout is not None:
-            keepalive_wheel(self).schedule(self, self.ping_timeout)
-        else:
-            self.schedule_ping()
+        now = self.loop.time()
+        ping = _ping if _ping[0] == now else _new_ping(now)
+        delay = send_ping(self, ping[1], ping[2], now)
+        if delay is not None:
+            keepalive_wheel(self).schedule(self, delay)
 
     def handle_pong(self, event: Frame) -> None:
         """The ping's answer: the next ping is due (with no ``ping_timeout`` it already is)."""
-        if pong_answers(self, event.data) and self.ping_timeout is not None:
-            self.schedule_ping()
+        delay = next_ping_after(self, event.data)
+        if delay is not None:
+            keepalive_wheel(self).schedule(self, delay)
 
-    def keepalive_due(self) -> None:
-        """The wheel's call: the pong's deadline when a ping is in flight, else the next ping."""
+    def keepalive_due(self) -> float | None:
+        """The wheel's call: the pong's deadline when a ping is in flight, else the next ping,
+        sent here (every connection passes once per interval: uvicorn's steps in one call,
+        ``send_ping``); returns the delay of the deadline that follows, for the wheel to set."""
         if self.pending_ping_payload is not None:
             self.keepalive_timeout()
-        else:
-            self.send_keepalive_ping()
+            return None
+        now = self.loop.time()
+        ping = _ping if _ping[0] == now else _new_ping(now)
+        return send_ping(self, ping[1], ping[2], now)
 
     def keepalive_timeout(self) -> None:
         """The pong is late. While reading is paused (the app has not taken the last message),
@@ -377,21 +384,20 @@ def keepalive_wheel(protocol: WebSocketProtocol) -> TimerWheel[WebSocketProtocol
     return wheel
 
 
-#: The ping of the current turn: (loop time, payload, frame).
+#: The keepalive ping of the current turn: (loop time, payload, frame). One random payload
+#: per turn of the loop (a wheel's tick pings its whole bucket in one turn), framed once for
+#: every connection pinged in it (``keepalive_due``). A connection's successive pings are
+#: turns apart, so each differs from its last, which is what tells a stale pong from the
+#: answer.
 _ping: tuple[float, bytes, bytes] = (-1.0, b"", b"")
 
 
-def _shared_ping(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:
-    """The payload and frame of a keepalive ping: one random payload per turn of the loop
-    (a wheel's tick pings its whole bucket in one turn), framed once for every connection
-    pinged in it. A connection's successive pings are turns apart, so each differs from
-    its last, which is what tells a stale pong from the answer."""
+def _new_ping(now: float) -> tuple[float, bytes, bytes]:
+    """The ping of the turn at loop time ``now`` (``_ping``), made."""
     global _ping
-    now = loop.time()
-    if _ping[0] != now:
-        payload = ping_payload()
-        _ping = (now, payload, frame(payload, _PING))
-    return _ping[1], _ping[2]
+    payload = ping_payload()
+    _ping = (now, payload, frame(payload, _PING))
+    return _ping
 
 
 _PING = 0x89  # FIN + ping

@@ -16,6 +16,10 @@ the owners ensure (``resolution_for``).
 
 An entry is any object with a writable ``due`` attribute (``Timed``): the wheel's bookkeeping,
 0 while the entry is not scheduled. An entry is in one wheel at a time.
+
+The callback may return a delay: the entry is then scheduled that much later, as ``schedule``
+would, by the tick itself (a heartbeat's ping is followed by its pong's deadline: one bucket
+reckoned for every entry of a tick, not a ``schedule`` call per entry).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-import math
 from collections.abc import Callable
+from math import ceil, floor
 from typing import Generic, Protocol, TypeVar
 
 log = logging.getLogger("confab.timers")
@@ -64,14 +68,16 @@ class TimerWheel(Generic[T]):
     Bound to ``loop``, or else to the running loop of its first ``schedule`` (once empty it
     may then be used on another)."""
 
-    __slots__ = ("_armed", "_buckets", "_callback", "_fixed", "_handle", "_loop", "_order",
-                 "_size", "resolution")
+    __slots__ = ("_armed", "_buckets", "_callback", "_fixed", "_handle", "_loop", "_near",
+                 "_order", "_size", "resolution")
 
-    def __init__(self, callback: Callable[[T], object], resolution: float,
+    def __init__(self, callback: Callable[[T], float | None], resolution: float,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         if resolution <= 0:
             raise ValueError("a wheel's resolution must be positive")
         self.resolution = resolution
+        #: Delays under this may round to a bucket already reached (``schedule``).
+        self._near = resolution + EARLY
         self._callback = callback
         #: Bucket number -> its entries; the bucket numbers in a heap (an emptied bucket
         #: stays until its time comes, found empty).
@@ -98,11 +104,11 @@ class TimerWheel(Generic[T]):
             loop = self._loop = asyncio.get_running_loop()
         now = loop.time()
         resolution = self.resolution
-        bucket = math.ceil((now + delay) / resolution)
-        if delay < resolution + EARLY:
+        bucket = ceil((now + delay) / resolution)
+        if delay < self._near:
             # Never a bucket already reached: a tick hands over only what was due before it
             # ran. (A longer delay's bucket is past the reached one anyway.)
-            first = math.floor((now + EARLY) / resolution) + 1
+            first = floor((now + EARLY) / resolution) + 1
             if bucket < first:
                 bucket = first
         old = entry.due
@@ -167,11 +173,18 @@ class TimerWheel(Generic[T]):
         # (each pinged connection's would have, the first of them made a timer handle for
         # nothing): it is armed once, at the end, for the earliest bucket.
         self._handle, self._armed = _TICKING, 0
-        assert self._loop is not None
+        loop = self._loop
+        assert loop is not None
         try:
-            reached = math.floor((self._loop.time() + EARLY) / self.resolution)
+            resolution = self.resolution
+            reached = floor((loop.time() + EARLY) / resolution)
             order, buckets = self._order, self._buckets
             callback = self._callback
+            # The last delay returned, at what loop time, and its bucket: a tick's entries
+            # return the same delay in the same millisecond, whose bucket is reckoned once.
+            last_now = last_delay = -1.0
+            target: set[T] = set()
+            due = 0
             while order and order[0] <= reached:
                 bucket = heapq.heappop(order)
                 members = buckets.pop(bucket, None)
@@ -183,9 +196,33 @@ class TimerWheel(Generic[T]):
                     entry.due = 0
                     self._size -= 1
                     try:
-                        callback(entry)
+                        delay = callback(entry)
                     except Exception:  # one entry's failure must not stop the others'
                         log.exception("a timer wheel's callback failed")
+                        continue
+                    if delay is None:
+                        continue
+                    if entry.due or self._handle is not _TICKING:
+                        # Scheduled by its callback already, or the wheel closed by one.
+                        self.schedule(entry, delay)
+                        continue
+                    # ``schedule``'s steps for an entry with no deadline, its bucket kept.
+                    now = loop.time()
+                    if now != last_now or delay != last_delay:
+                        last_now, last_delay = now, delay
+                        due = ceil((now + delay) / resolution)
+                        if delay < self._near:
+                            first = floor((now + EARLY) / resolution) + 1
+                            if due < first:
+                                due = first
+                        try:
+                            target = buckets[due]
+                        except KeyError:
+                            target = buckets[due] = set()
+                            heapq.heappush(order, due)
+                    entry.due = due
+                    target.add(entry)
+                    self._size += 1
             while order and order[0] not in buckets:
                 heapq.heappop(order)
         finally:
