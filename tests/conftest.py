@@ -53,6 +53,18 @@ def redis_url(work_dir: Path) -> Iterator[str]:
         private.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[str]:
+    """A fresh, empty database of the test's own on each engine (its URL; nothing opened)."""
+    if request.param == "sqlite":
+        yield f"sqlite://{work_dir / f'in-process-{uuid.uuid4().hex[:8]}.sqlite3'}"
+        return
+    postgres: Postgres = request.getfixturevalue("postgres")
+    name, url = asyncio.run(postgres.create_database())
+    yield url
+    asyncio.run(postgres.drop_database(name))
+
+
 @pytest.fixture
 def redis(work_dir: Path) -> Iterator[PrivateRedis]:
     """A redis-server of the test's own, which it may kill (SIGKILL) and start again."""

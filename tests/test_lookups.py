@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,6 @@ from models import (
 )
 from tests.support.services import Postgres
 from tests.test_message_path import opened
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[str]:
-    """A fresh, empty database of this test's own, on each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite://{work_dir / f'lookups-{uuid.uuid4().hex[:8]}.sqlite3'}"
-        return
-    postgres: Postgres = request.getfixturevalue("postgres")
-    name, url = asyncio.run(postgres.create_database())
-    yield url
-    asyncio.run(postgres.drop_database(name))
 
 
 @pytest.fixture

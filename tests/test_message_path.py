@@ -135,18 +135,6 @@ def fresh_tortoise() -> None:
     EXECUTOR_CACHE.clear()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, work_dir: Path) -> Iterator[str]:
-    """A fresh, empty database of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite://{work_dir / f'in-process-{uuid.uuid4().hex[:8]}.sqlite3'}"
-        return
-    postgres: Postgres = request.getfixturevalue("postgres")
-    name, url = asyncio.run(postgres.create_database())
-    yield url
-    asyncio.run(postgres.drop_database(name))
-
-
 @contextlib.asynccontextmanager
 async def opened(url: str, work_dir: Path) -> AsyncIterator[str]:
     """``url`` migrated and open in this process (Tortoise)."""
