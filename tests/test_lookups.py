@@ -54,8 +54,13 @@ async def test_a_users_facts_read_by_id_are_the_orm_rows(database: None) -> None
     await Block.create(blocker_id=made.id, blocked_id=other.id)
     assert await lookups.blocked_ids(made.id) == [other.id]
     assert await lookups.blocked_ids(other.id) == []
-    assert await lookups.blocker_ids(other.id) == [made.id]
-    assert await lookups.blocker_ids(made.id) == []
+    assert await lookups.blocks_of(made.id) == ([other.id], [])
+    assert await lookups.blocks_of(other.id) == ([], [made.id])
+    third = await User.create(email="t@example.com", username="t", password_hash="x")
+    await Block.create(blocker_id=third.id, blocked_id=made.id)
+    await Block.create(blocker_id=made.id, blocked_id=third.id)
+    blocked, blockers = await lookups.blocks_of(made.id)
+    assert sorted(blocked) == sorted([other.id, third.id]) and blockers == [third.id]
 
 
 async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(

@@ -40,6 +40,7 @@ from backend.storage import lookups, sends
 from backend.storage.database import close_database, open_database, tortoise_config
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
+    Block,
     Conversation,
     ConversationStatus,
     DeliveryStatus,
@@ -274,6 +275,25 @@ async def test_a_page_of_conversations_costs_the_same_queries_whatever_its_size(
         assert sorted(item["unread_count"] for item in page) == sorted(n % 3 for n in range(size))
         assert {item["participants_count"] for item in page} == {3}
     assert per_page[2] == per_page[9], per_page
+
+
+async def test_a_user_s_blocks_both_ways_are_one_statement_and_forgotten_apart(
+    database: str, statements: Statements
+) -> None:
+    """A connect asks whom its user blocked and who blocked them: one read fills both, and a
+    block made since is seen once the change is forgotten."""
+    people = await users(3)
+    await Block.create(blocker_id=people[0].id, blocked_id=people[1].id)
+    grants = Grants()
+    before = statements.count
+    assert await grants.blocked(people[0].id) == {people[1].id}
+    assert await grants.blockers(people[0].id) == frozenset()
+    assert statements.count - before == 1
+    await Block.create(blocker_id=people[2].id, blocked_id=people[0].id)
+    assert await grants.blockers(people[0].id) == frozenset()  # held until forgotten
+    grants.forget(blocked_user_id=people[0].id)
+    assert await grants.blockers(people[0].id) == {people[2].id}
+    assert await grants.blocked(people[0].id) == {people[1].id}
 
 
 async def test_clients_arriving_together_load_their_conversation_once(

@@ -9,7 +9,7 @@ from tortoise.expressions import Q
 
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, forbidden, invalid, not_found, valid_id
-from backend.storage.lookups import blocked_ids, blocker_ids, conversation_of
+from backend.storage.lookups import blocked_ids, conversation_of
 from models import (
     Conversation,
     ConversationKind,
@@ -139,12 +139,6 @@ async def ensure_upload_visible(actor: Actor, upload: Upload) -> None:
     ):
         return
     raise not_found("Upload")
-
-
-async def blockers_of(user_id: int) -> frozenset[int]:
-    """Ids of the users who blocked ``user_id``: they get nothing from them, and in a direct
-    conversation ``user_id`` cannot write to them."""
-    return frozenset(await blocker_ids(user_id))
 
 
 async def blocked_by(user_id: int) -> list[int]:

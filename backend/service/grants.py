@@ -33,13 +33,11 @@ import time
 from dataclasses import dataclass
 from typing import TypeVar
 
-from backend.service.access import blocked_by as load_blocked
-from backend.service.access import blockers_of as load_blockers
 from backend.service.access import can_view, ensure_open, ensure_unblocked, load_conversation
 from backend.service.actors import Actor
 from backend.service.errors import forbidden, not_found, valid_id
 from backend.service.inbox import inbox_rooms
-from backend.storage.lookups import parties
+from backend.storage.lookups import blocks_of, parties
 from models import Conversation, ConversationKind
 
 #: How long an entry may be used without being reloaded when nodes share a cluster: the bound
@@ -167,25 +165,27 @@ class Grants:
         held = self._blockers.get(user_id)
         if held is not None and held[1] > time.monotonic():
             return held[0]
-        generation = self._generation
-        blockers = await load_blockers(user_id)
-        if generation == self._generation:
-            _put(self._blockers, user_id, (blockers, time.monotonic() + self.ttl),
-                 self.max_entries)
-        return blockers
+        return (await self._load_blocks(user_id))[1]
 
     async def blocked(self, user_id: int) -> frozenset[int]:
         """Ids of the users ``user_id`` blocked (whose messages they do not see)."""
         held = self._blocked.get(user_id)
         if held is not None and held[1] > time.monotonic():
             return held[0]
+        return (await self._load_blocks(user_id))[0]
+
+    async def _load_blocks(self, user_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        """Whom ``user_id`` blocked and who blocked them, read together and both kept: a
+        connect asks for each (one round trip less on PostgreSQL)."""
         generation = self._generation
+        blocked_ids, blocker_ids = await blocks_of(user_id)
         # Most users block no one: their entries share one empty set (a new one is 0.2 KB).
-        blocked = frozenset(await load_blocked(user_id)) or _NO_IDS
+        blocked, blockers = frozenset(blocked_ids) or _NO_IDS, frozenset(blocker_ids) or _NO_IDS
         if generation == self._generation:
-            _put(self._blocked, user_id, (blocked, time.monotonic() + self.ttl),
-                 self.max_entries)
-        return blocked
+            expires = time.monotonic() + self.ttl
+            _put(self._blocked, user_id, (blocked, expires), self.max_entries)
+            _put(self._blockers, user_id, (blockers, expires), self.max_entries)
+        return blocked, blockers
 
     async def skip_keys(self, actor: Actor) -> frozenset[str]:
         """Actor keys that must not receive what ``actor`` publishes (who blocked them)."""

@@ -272,11 +272,20 @@ async def parties(conversation_id: int) -> list[tuple[int, bool]]:
 
 
 @functools.cache
-def _blockers(postgres: bool) -> str:
-    return (f'SELECT "blocker_id" FROM "{Block._meta.db_table}" '
-            f'WHERE "blocked_id" = {"$1" if postgres else "?"}')
+def _blocks(postgres: bool) -> str:
+    mark = "$1" if postgres else "?1"  # one parameter, named twice
+    return (f'SELECT "blocker_id", "blocked_id" FROM "{Block._meta.db_table}" '
+            f'WHERE "blocker_id" = {mark} OR "blocked_id" = {mark}')
 
 
-async def blocker_ids(blocked_id: int) -> list[int]:
-    """Ids of the users who blocked ``blocked_id``."""
-    return [cast(int, row["blocker_id"]) for row in await rows_of(_blockers, [blocked_id])]
+async def blocks_of(user_id: int) -> tuple[list[int], list[int]]:
+    """Whom ``user_id`` blocked and who blocked ``user_id``, in one statement: a connect asks
+    both (the history's filter, and who must not get its presence)."""
+    blocked: list[int] = []
+    blockers: list[int] = []
+    for row in await rows_of(_blocks, [user_id]):
+        if row["blocker_id"] == user_id:
+            blocked.append(cast(int, row["blocked_id"]))
+        if row["blocked_id"] == user_id:
+            blockers.append(cast(int, row["blocker_id"]))
+    return blocked, blockers
