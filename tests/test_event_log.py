@@ -29,7 +29,6 @@ from tests.support.server import ServerProcess, start_server
 from tests.test_message_path import (  # noqa: F401 (fixtures)
     RecordingSink,
     database,
-    database_url,
     group_of,
     sqlite_database,
     users,

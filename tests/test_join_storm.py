@@ -35,7 +35,6 @@ from tests.test_message_path import (  # noqa: F401 (fixtures)
     RecordingSink,
     Statements,
     database,
-    database_url,
     group_of,
     statements,
     users,

@@ -158,7 +158,10 @@ async def _held_rows(client: BaseDBAsyncClient, sql: str,
     read failed there: then the caller asks Tortoise's client, whose errors are the ones
     callers know (a read may be asked twice)."""
     for held in _HELD:
-        connection = await held.take(client)
+        try:
+            connection = await held.take(client)
+        except Exception:  # the pool could not give one (the database down): Tortoise says so
+            return None
         if connection is not None:
             break
     else:
@@ -178,7 +181,7 @@ async def _held_rows(client: BaseDBAsyncClient, sql: str,
 
 
 async def close() -> None:
-    """Close the inline connection and hand the held one back (the database is closing)."""
+    """Close the inline connection and hand the held ones back (the database is closing)."""
     _inline.close()
     for held in _HELD:
         await held.close()
