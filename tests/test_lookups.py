@@ -25,7 +25,6 @@ from models import (
     User,
     UserFacts,
 )
-from tests.support.services import Postgres
 from tests.test_message_path import opened
 
 
@@ -67,10 +66,9 @@ async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
     database: None
 ) -> None:
     made = await User.create(email="c@example.com", username="c", password_hash="x")
-    await lookups.close()
+    lookups.close()
     # A connection that can read nothing (closed): the read goes through Tortoise's.
     broken = lookups.InlineReads()
-    from tortoise import connections
 
     client = connections.get("default")
     assert broken.rows(client, "SELECT 1", []) == [{"1": 1}]
@@ -84,8 +82,6 @@ async def test_a_connection_that_cannot_be_set_up_now_is_set_up_at_the_next_read
     database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import sqlite3
-
-    from tortoise import connections
 
     from backend.storage import side_connections
 
@@ -130,7 +126,6 @@ async def test_a_statement_s_column_names_are_read_again_for_another_database(
 ) -> None:
     """The names kept per statement are the database's of the moment: a database reopened
     with its columns in another order reads them anew."""
-    from tortoise import connections
 
     client = connections.get("default")
     await client.execute_script('CREATE TABLE "pair" ("a" INTEGER, "b" INTEGER);'
@@ -205,34 +200,3 @@ async def test_who_takes_part_read_plainly_is_the_orm_s(either: str) -> None:
     assert sorted(await lookups.parties(conversation.id)) == sorted(expected) == [
         (people[0].id, True), (people[1].id, False)]
     assert await lookups.parties(conversation.id + 1000) == []
-
-
-async def test_reads_on_postgresql_keep_one_pool_connection_and_survive_its_loss(
-    postgres: Postgres, work_dir: Path
-) -> None:
-    """On PostgreSQL the reads run on a connection they hold between reads (no pool acquire
-    and release each); a held connection that broke is handed back and the read still
-    answers, through the pool."""
-    name, url = await postgres.create_database()
-    try:
-        await _held_reads(url, work_dir)
-    finally:
-        await postgres.drop_database(name)
-
-
-async def _held_reads(url: str, work_dir: Path) -> None:
-    async with opened(url, work_dir):
-        held = lookups._HELD[0]
-        conversation = await Conversation.create(kind="group", title="held")
-        uses = held.uses
-        for _ in range(5):
-            assert (await lookups.conversation_of(conversation.id)) is not None
-        assert held.uses >= uses + 5
-        connection = await held.take(connections.get("default"))
-        assert connection is not None
-        held.give_back(connection)
-        connection.terminate()  # cut under the holder, as a database restart does
-        read = await lookups.conversation_of(conversation.id)
-        assert read is not None and read.title == "held"
-        assert await lookups.parties(conversation.id) == []
-    assert held._connection is None  # handed back when the database closed
