@@ -159,7 +159,7 @@ def main() -> int:
 
 def measure(args: argparse.Namespace) -> int:
     from bench import fixtures
-    from bench.nodes import RAISED_LIMITS, free_port, node_env, raise_fd_limit
+    from bench.nodes import RAISED_LIMITS, free_port, node_env, raise_fd_limit, wait_ready
 
     raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="idle-memory-"))
@@ -179,7 +179,7 @@ def measure(args: argparse.Namespace) -> int:
                             preexec_fn=raise_fd_limit)
     holders: list[subprocess.Popen[str]] = []
     try:
-        _wait_ready(port, node)
+        wait_ready(node, port, work / "node.log", 60)
         os.kill(node.pid, signal.SIGUSR1)
         holders.append(_hold(args, port, specs[:args.warm], work / "warm.json"))
         time.sleep(2)
@@ -200,22 +200,6 @@ def measure(args: argparse.Namespace) -> int:
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=30)
     return 0
-
-
-def _wait_ready(port: int, node: subprocess.Popen[bytes]) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise RuntimeError("the node exited")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the node did not become ready")
 
 
 def _hold(args: argparse.Namespace, port: int, specs: list[dict[str, object]],
