@@ -41,6 +41,15 @@ def per_node_figures(marks: dict[str, Any], delivered: int, window: float) -> di
     }
 
 
+def kernel_share(marks: dict[str, Any], start: str, end: str, cpu: float) -> float | None:
+    """The kernel's share of the node's CPU between two marks, in % (from /proc's stime and
+    utime, counted in clock ticks: a window of a few seconds at a few % of a core gives a
+    rough share only)."""
+    if start not in marks or end not in marks or cpu <= 0:
+        return None
+    return round(float(marks[end] - marks[start]) / cpu * 100, 1)
+
+
 def stored_figures(marks: dict[str, Any], cpu: float, sent: int) -> dict[str, Any]:
     """Messages persisted in the window (rows counted in the database) and the server's CPU
     per persisted message, None where nothing is stored (the bare reference); and its CPU per

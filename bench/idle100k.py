@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import costs
 from bench.fixtures import Shape
 from bench.scale import PER_ADDRESS, server_side, specs
 
@@ -61,6 +62,8 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
         "hold_s": round(held, 1),
         "server_cpu_pct": round((marks["cpu_hold"] - marks["cpu_settled"]) / held * 100, 2)
         if held > 0 else None,
+        "server_kernel_share_pct": costs.kernel_share(
+            marks, "kernel_settled", "kernel_hold", marks["cpu_hold"] - marks["cpu_settled"]),
         "up_after_hold": result["up_after_hold"],
         "up_at_end": result["up_at_end"],
         "source_addresses": result["source_addresses"],
@@ -84,7 +87,8 @@ def figures(run: Any, result: dict[str, Any], base: dict[str, Any]) -> dict[str,
 
 def summary(figures: dict[str, Any]) -> str:
     return (f"{figures['kb_per_connection']} KB/connection, {figures['connections_per_s']} "
-            f"connections/s, idle CPU {figures['server_cpu_pct']} % over "
+            f"connections/s, idle CPU {figures['server_cpu_pct']} % "
+            f"({figures['server_kernel_share_pct']} % of it in the kernel) over "
             f"{figures['hold_s']} s ({figures['up_after_hold']}/{figures['clients']} up), light "
             f"load p99 {figures['p99_ms']} ms, lost {figures['lost']}, generator peak "
             f"{figures['generator_peak_rss_mb']} MB")

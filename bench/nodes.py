@@ -95,11 +95,17 @@ def kernel_limits() -> dict[str, str]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a whole process (every thread), in seconds."""
+    user, system = cpu_split(pid)
+    return user + system
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system (kernel) CPU time of a whole process (every thread), in seconds."""
     with open(f"/proc/{pid}/stat") as handle:
         stat = handle.read()
     fields = stat[stat.rindex(")") + 2:].split()
     # After the command: state is field 3, utime field 14 and stime field 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def rss_kb(pid: int) -> int:
@@ -207,12 +213,25 @@ def cpu_pressure_seconds() -> float | None:
 
 
 def total_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (those gone left out)."""
     total = 0.0
     for pid in pids:
         try:
             total += cpu_seconds(pid)
         except (FileNotFoundError, ProcessLookupError):
             continue  # a database backend that went away
+    return total
+
+
+def kernel_cpu(pids: list[int]) -> float:
+    """System (kernel) CPU seconds of these processes: the system calls, and what the kernel
+    did in them (on loopback, a write carries the receiving socket's work too)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_split(pid)[1]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
     return total
 
 

@@ -23,6 +23,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("lost", "lost"),
     ("unacked", "unacked"),
     ("server_cpu_pct", "srv CPU %"),
+    ("server_kernel_share_pct", "kernel %"),
     ("generator_cpu_pct", "gen CPU %"),
     ("kb_per_connection", "KB/conn"),
     ("connections_per_s", "conn/s"),

@@ -389,9 +389,11 @@ class Run:
                     elif kind == "settled":
                         marks["settled"] = now
                         marks["cpu_settled"] = nodes_mod.total_cpu(pids)
+                        marks["kernel_settled"] = nodes_mod.kernel_cpu(pids)
                     elif kind == "window_start":
                         marks["t0"] = now
                         marks["cpu0"] = nodes_mod.total_cpu(pids)
+                        marks["kernel0"] = nodes_mod.kernel_cpu(pids)
                         marks["cpu0_each"] = [nodes_mod.total_cpu([p]) for p in pids]
                         counter.start()
                         marks["wait0"] = nodes_mod.runqueue_wait_seconds(pids)
@@ -412,6 +414,7 @@ class Run:
                     elif kind == "window_end":
                         marks["t1"] = now
                         marks["cpu1"] = nodes_mod.total_cpu(pids)
+                        marks["kernel1"] = nodes_mod.kernel_cpu(pids)
                         marks["cpu1_each"] = [nodes_mod.total_cpu([p]) for p in pids]
                         marks["stored_in_window"] = counter.stop()
                         marks["wait1"] = nodes_mod.runqueue_wait_seconds(pids)
@@ -423,6 +426,7 @@ class Run:
                     elif kind == "hold_end":
                         marks["t_hold"] = now
                         marks["cpu_hold"] = nodes_mod.total_cpu(pids)
+                        marks["kernel_hold"] = nodes_mod.kernel_cpu(pids)
                         marks["rss_after"] = [nodes_mod.rss_kb(p) for p in pids]
                     elif kind == "result":
                         result = event
@@ -524,6 +528,7 @@ class Run:
             "deliveries_in_window": delivered,
             "server_cpu_s": round(cpu, 3),
             "server_cpu_pct": round(cpu / window * 100, 1),
+            "server_kernel_share_pct": costs.kernel_share(marks, "kernel0", "kernel1", cpu),
             "us_per_delivery": round(cpu * 1e6 / delivered, 2) if delivered else None,
             "p50_ms": latency["p50_ms"],
             "p90_ms": latency["p90_ms"],
@@ -815,7 +820,8 @@ def summary(figures: dict[str, Any]) -> str:
     return (f"{figures['deliveries_per_s']:.0f} deliveries/s, {figures['us_per_delivery']} µs/"
             f"delivery, p50/p99 {figures['p50_ms']}/{figures['p99_ms']} ms, "
             f"lost {figures['lost']}, unacked {figures['unacked']}, server CPU "
-            f"{figures['server_cpu_pct']} % (waited for CPU "
+            f"{figures['server_cpu_pct']} % ({figures.get('server_kernel_share_pct')} % of it "
+            f"in the kernel; waited for CPU "
             f"{figures['server_runqueue_wait_pct']} %), generator CPU "
             f"{figures['generator_cpu_pct']} %"
             + (f", {figures['us_per_stored_message']} µs per stored message"

@@ -126,6 +126,9 @@ def assert_traffic(where: str, run: dict[str, Any]) -> None:
     # Counted in the database: the server stored what was sent in the window.
     assert run["messages_stored_in_window"] > 0, where
     assert run["us_per_stored_message"] is not None, where
+    # The kernel's share of that CPU (None only when the window's CPU was under a clock tick).
+    share = run["server_kernel_share_pct"]
+    assert share is None or 0 <= share <= 100, (where, share)
 
 
 @pytest.mark.timeout(420)
@@ -246,6 +249,8 @@ def test_bench_runs_a_scale_scenario_at_tiny_scale(scenario: str,
         if scenario == "idle-100k":
             assert run["up_after_hold"] == 8, transport
             assert run["source_addresses"] == ["127.0.0.2"], transport
+            share = run["server_kernel_share_pct"]
+            assert share is None or 0 <= share <= 100, (transport, share)
         if scenario == "big-room":
             assert run["members_missing_any"] == 0, transport
             assert run["duplicates"] == 0, transport
