@@ -39,8 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import types
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,6 +58,7 @@ from backend.compat.tortoise import (
 )
 from backend.storage.held_connection import HeldConnection
 from backend.storage.side_connections import open_beside
+from backend.storage.turns import Turn, rest_of_turn
 from models import (
     Customer,
     DeliveryStatus,
@@ -268,13 +268,6 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
     return message.id
 
 
-@types.coroutine
-def _rest_of_turn() -> Generator[None, None, None]:
-    """``asyncio.sleep(0)`` in one step: a bare yield, which the task answers by scheduling
-    its next step after the callbacks already due (``sleep(0)`` is two Python calls more)."""
-    yield
-
-
 def _postgres_id(args: list[Any], row: Any) -> Stored:
     if row["id"] is None:
         raise OperationalError(f"conversation {args[0]} is gone")
@@ -298,9 +291,9 @@ class PostgresTurns:
     """
 
     def __init__(self) -> None:
-        #: While the first send of this turn waits for the turn's end: the sends that came
-        #: after it (their statement's arguments, and the futures their senders await).
-        self._joined: list[tuple[list[Any], asyncio.Future[Stored]]] | None = None
+        #: The sends of this turn of the loop, gathered behind the first (their statement's
+        #: arguments).
+        self._turn: Turn[list[Any], Stored] = Turn()
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
         self.held = HeldConnection(min_pool=2)
@@ -308,29 +301,21 @@ class PostgresTurns:
     async def send(self, client: BaseDBAsyncClient, args: list[Any]) -> Stored:
         """The send's id and position, once committed, or its own error.
 
-        The first send of a turn of the loop leads it: it lets the rest of the turn run
-        (``_rest_of_turn``, which resumes it right after the callbacks already due, where a
-        ``call_soon`` callback would run) while later sends join its batch. Alone then, the
-        usual case below saturation, it writes itself, in its sender's task: no task, no
-        future and no extra turn of the loop. With others, the batch is written by a task
+        The first send of a turn of the loop leads it while later sends join its batch
+        (``backend/storage/turns.py``). Alone then, the usual case below saturation, it
+        writes itself, in its sender's task. With others, the batch is written by a task
         of its own (``_write``), which one sender's cancellation does not stop. A sender that
         gives up (cancelled) before the write is left out: nothing of it is written."""
-        joined = self._joined
-        if joined is not None:  # a leader waits for the turn's end: join its batch
-            future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-            joined.append((args, future))
-            return await future
-        joined = self._joined = []
+        turn = self._turn
+        if turn.leading:
+            return await turn.join(args)
+        turn.open()
         try:
-            await _rest_of_turn()
+            await rest_of_turn()
         except BaseException:  # cancelled before the write: the others are written
-            self._joined = None
-            batch = [(a, f) for a, f in joined if not f.done()]
-            if batch:
-                self._start(client, batch)
+            self._start(client, turn.close())
             raise
-        self._joined = None
-        batch = [(a, f) for a, f in joined if not f.done()]
+        batch = turn.close()
         if batch:
             own: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
             batch.append((args, own))
@@ -345,6 +330,8 @@ class PostgresTurns:
 
     def _start(self, client: BaseDBAsyncClient,
                batch: list[tuple[list[Any], asyncio.Future[Stored]]]) -> None:
+        if not batch:
+            return
         # The loop's own create_task: ensure_future's checks are four Python calls more.
         task = asyncio.get_running_loop().create_task(self._write(client, batch))
         self._writing.add(task)
@@ -531,31 +518,25 @@ class InlineWrites:
     def __init__(self) -> None:
         self._client: BaseDBAsyncClient | None = None
         self._connection: sqlite3.Connection | None = None
-        #: While the first send of this turn waits for the turn's end: the sends that came
-        #: after it, with the futures their senders await.
-        self._joined: list[tuple[_Send, asyncio.Future[Stored | Exception | None]]] | None = None
+        #: The sends of this turn of the loop, gathered behind the first.
+        self._turn: Turn[_Send, Stored | Exception | None] = Turn()
 
     async def send(self, client: BaseDBAsyncClient, send: _Send) -> Stored | Exception | None:
         """The send's id and position, or its own error; None when it must wait for another
-        writer. The first send of a turn leads it (as ``PostgresTurns.send``): once the rest
-        of the turn has run (``_rest_of_turn``), it writes its own send and those that joined,
+        writer. The first send of a turn leads it (``backend/storage/turns.py``): once the rest
+        of the turn has run, it writes its own send and those that joined,
         in its sender's task; the others' futures are settled. A sender that gives up before
         the write is left out."""
-        joined = self._joined
-        if joined is not None:  # a leader waits for the turn's end: join its batch
-            future: asyncio.Future[Stored | Exception | None] = (
-                asyncio.get_running_loop().create_future())
-            joined.append((send, future))
-            return await future
-        joined = self._joined = []
+        turn = self._turn
+        if turn.leading:
+            return await turn.join(send)
+        turn.open()
         try:
-            await _rest_of_turn()
+            await rest_of_turn()
         except BaseException:  # cancelled before the write: the others are written
-            self._joined = None
-            self._flush(client, [(s, f) for s, f in joined if not f.done()])
+            self._flush(client, turn.close())
             raise
-        self._joined = None
-        batch = [(s, f) for s, f in joined if not f.done()]
+        batch = turn.close()
         if not batch:  # alone in its turn, the usual case below saturation
             return self._write(client, [send])[0]
         own: asyncio.Future[Stored | Exception | None] = (
