@@ -260,3 +260,17 @@ async def test_on_a_real_loop_the_wheel_hands_entries_over() -> None:
     wheel.schedule(Entry("sooner"), 0.01)
     await asyncio.wait_for(done.wait(), 5)
     assert order == ["sooner", "later"] and len(wheel) == 0
+
+
+def test_time_is_the_clock_of_the_wheels_loop() -> None:
+    clock = Clock()
+    wheel = wheel_on(clock, [])
+    assert wheel.time() == 1000.0
+    clock.advance(2.5)
+    assert wheel.time() == 1002.5
+
+
+async def test_an_unbound_wheel_reads_the_running_loops_clock() -> None:
+    wheel: TimerWheel[Entry] = TimerWheel(lambda entry: None, 0.01)
+    before = asyncio.get_running_loop().time()
+    assert before <= wheel.time() <= asyncio.get_running_loop().time()

@@ -921,7 +921,7 @@ class EngineServer:
         elif socket.ping_sent:
             self._pong_overdue(socket)
         elif state is _OPEN or state is _UPGRADING:
-            socket.ping_sent = asyncio.get_running_loop().time()
+            socket.ping_sent = self.heartbeats.time()
             direct = socket.direct
             if direct is not None:
                 direct.write(PING_FRAME)  # one frame, built once for every socket
@@ -938,7 +938,7 @@ class EngineServer:
     def _overdue(self, socket: EngineSocket) -> bool:
         """The last ping's deadline has passed, with no handler of the socket running."""
         return bool(socket.ping_sent) and not socket.busy and (
-            asyncio.get_running_loop().time() - socket.ping_sent >= self.ping_timeout)
+            self.heartbeats.time() - socket.ping_sent >= self.ping_timeout)
 
     def _pong_overdue(self, socket: EngineSocket) -> None:
         """No pong within ``ping_timeout``: the socket closes, unless one of its handlers is

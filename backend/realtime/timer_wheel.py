@@ -132,6 +132,12 @@ class TimerWheel(Generic[T]):
         if bucket < self._armed or self._handle is None:
             self._arm(bucket)
 
+    def time(self) -> float:
+        """The clock of the wheel's loop (``loop.time()``), read without asking for the
+        running loop: Python 3.11's ``get_running_loop`` makes a ``getpid`` system call."""
+        loop = self._loop
+        return (loop if loop is not None else asyncio.get_running_loop()).time()
+
     def cancel(self, entry: T) -> None:
         """Forget ``entry``'s deadline, if it has one."""
         old = entry.due
