@@ -145,6 +145,59 @@ async def test_session_checks_ask_the_database_once_per_node_until_revoked(
     assert reads[-1] == "s2"
 
 
+async def test_a_session_not_held_is_read_with_its_user_and_then_held(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token whose session this node holds no verdict on: the user's row and the session
+    in one read, the verdict remembered (unless a revocation was heard meanwhile); once held,
+    the user's row alone. No user, no verdict kept."""
+    reads: list[tuple[str, int, str | None]] = []
+    states = {"s1": (7, False), "s2": (7, True), "s3": (8, False)}
+    revoke_during_read: list[str] = []
+
+    async def user_with_session(user_id: int, session_id: str) -> Any:
+        reads.append(("both", user_id, session_id))
+        for revoked in revoke_during_read:
+            await bus.broadcast(REVOKED, {"user_id": 7, "session_id": revoked})
+        return (_facts(user_id) if user_id in (7, 8) else None), states.get(session_id)
+
+    async def active_user_facts(user_id: int) -> UserFacts | None:
+        reads.append(("user", user_id, None))
+        return _facts(user_id) if user_id in (7, 8) else None
+
+    monkeypatch.setattr(sessions_module, "user_with_session", user_with_session)
+    monkeypatch.setattr(sessions_module, "active_user_facts", active_user_facts)
+    bus = FakeBus()
+    node = Sessions()
+    node.attach(bus, clustered=True)
+    assert await node.user_of(Claims(7, "s1", 0)) == (_facts(7), True)
+    assert await node.user_of(Claims(7, "s1", 0)) == (_facts(7), True)
+    assert reads == [("both", 7, "s1"), ("user", 7, None)]
+    # Revoked, unknown, another user's: not live, and held so.
+    for session_id in ("s2", "s4", "s3"):
+        reads.clear()
+        assert await node.user_of(Claims(7, session_id, 0)) == (_facts(7), False)
+        assert await node.user_of(Claims(7, session_id, 0)) == (_facts(7), False)
+        assert reads == [("both", 7, session_id), ("user", 7, None)]
+    # No such user: nothing held of the session.
+    reads.clear()
+    assert await node.user_of(Claims(9, "s5", 0)) == (None, False)
+    assert await node.user_of(Claims(9, "s5", 0)) == (None, False)
+    assert reads == [("both", 9, "s5")] * 2
+    # A revocation heard while the read was under way: its verdict is used once, not held.
+    states["s6"] = (7, False)
+    revoke_during_read.append("s9")
+    reads.clear()
+    assert await node.user_of(Claims(7, "s6", 0)) == (_facts(7), True)
+    revoke_during_read.clear()
+    assert await node.user_of(Claims(7, "s6", 0)) == (_facts(7), True)
+    assert reads == [("both", 7, "s6")] * 2
+    # A legacy token: the user's row alone (its verdict is on the row).
+    reads.clear()
+    assert await node.user_of(Claims(7, LEGACY_SESSION, 0)) == (_facts(7), True)
+    assert reads == [("user", 7, None)]
+
+
 async def test_legacy_tokens_are_live_until_the_users_legacy_tokens_are_revoked() -> None:
     sessions = Sessions()
     now = int(time.time())

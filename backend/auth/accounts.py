@@ -15,7 +15,6 @@ from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
 from backend.service.serializers import user_dict
 from backend.settings import Settings
-from backend.storage.lookups import active_user_facts
 from models import MobileSession, Role, User, UserFacts
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -105,10 +104,10 @@ async def actor_from_token(settings: Settings, sessions: Sessions, token: str | 
         claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await active_user_facts(claims.user_id)
+    user, live = await sessions.user_of(claims)  # one statement, or none for the session
     if user is None:
         raise CredentialInvalid("The token's user does not exist or is inactive")
-    if not await sessions.is_live(user, claims):
+    if not live:
         raise CredentialInvalid("The token's session was logged out")
     return Actor.of_user(user, claims.session_id)
 

@@ -7,8 +7,9 @@ message; here they are answered from two small caches, filled on a miss and drop
 they hold changes:
 
 - ``ConversationFacts`` per conversation: the row (with its device and customer; only fields
-  that never change, and ``status``, are read from it) and its participants' user ids. Dropped
-  when the conversation is closed or its participants change.
+  that never change, and ``status``, are read from it) and its participants' user ids, read
+  in one statement (``lookups.conversation_and_parties``). Dropped when the conversation is
+  closed or its participants change.
 - the blockers of each user (who blocked them), and whom each user blocked (whose messages
   their history pages leave out: every connect reads one). Dropped on block and unblock.
 
@@ -33,11 +34,11 @@ import time
 from dataclasses import dataclass
 from typing import TypeVar
 
-from backend.service.access import can_view, ensure_open, ensure_unblocked, load_conversation
+from backend.service.access import can_view, ensure_open, ensure_unblocked
 from backend.service.actors import Actor
 from backend.service.errors import forbidden, not_found, valid_id
 from backend.service.inbox import inbox_rooms
-from backend.storage.lookups import blocks_of, parties
+from backend.storage.lookups import blocks_of, conversation_and_parties
 from models import Conversation, ConversationKind
 
 #: How long an entry may be used without being reloaded when nodes share a cluster: the bound
@@ -146,10 +147,13 @@ class Grants:
 
     async def _load(self, conversation_id: int) -> ConversationFacts:
         generation = self._generation
-        conversation = await load_conversation(conversation_id)
-        rows = await parties(conversation_id)
-        members = frozenset(user_id for user_id, active in rows if active)
-        facts = ConversationFacts(conversation, members, frozenset(user_id for user_id, _ in rows),
+        # The conversation, its device and customer, and who takes part: one statement.
+        found = await conversation_and_parties(conversation_id)
+        if found is None:
+            raise not_found("Conversation")
+        conversation, active, former = found
+        members = frozenset(active)
+        facts = ConversationFacts(conversation, members, members.union(former),
                                   inbox_rooms(conversation, members), time.monotonic() + self.ttl)
         if generation == self._generation:
             _put(self._conversations, conversation_id, facts, self.max_entries)
