@@ -112,8 +112,8 @@ async def test_a_participant_s_unread_figures_are_the_orm_s(database: None) -> N
 
 
 async def test_a_login_session_s_state_is_the_orm_s(either: str) -> None:
-    """Alone, and with its token's user in one statement: the same state, and the same
-    facts as the user's row read alone."""
+    """Alone, and with its token's user in one statement (with the user's blocks or not):
+    the same state, and the same facts and blocks as each read alone."""
     tag = uuid.uuid4().hex[:8]
     user = await User.create(email=f"{tag}@example.com", username=tag, password_hash="x")
     other = await User.create(email=f"o{tag}@example.com", username=f"o{tag}",
@@ -121,21 +121,39 @@ async def test_a_login_session_s_state_is_the_orm_s(either: str) -> None:
     await AuthSession.create(id="a" * 32, user_id=user.id)
     await AuthSession.create(id="b" * 32, user_id=user.id)
     facts = await lookups.active_user_facts(user.id)
-    assert facts is not None
+    assert facts is not None and facts == UserFacts.of(await User.get(id=user.id))
     assert await lookups.session_state("a" * 32) == (user.id, False)
-    assert await lookups.user_with_session(user.id, "a" * 32) == (facts, (user.id, False))
+    assert await lookups.token_user(user.id, "a" * 32) == lookups.TokenUser(
+        facts, (user.id, False))
     await AuthSession.filter(id="b" * 32).update(revoked_at=datetime.now(UTC))
     assert await lookups.session_state("b" * 32) == (user.id, True)  # seen once committed
-    assert await lookups.user_with_session(user.id, "b" * 32) == (facts, (user.id, True))
+    assert await lookups.token_user(user.id, "b" * 32) == lookups.TokenUser(
+        facts, (user.id, True))
     assert await lookups.session_state("c" * 32) is None
-    assert await lookups.user_with_session(user.id, "c" * 32) == (facts, None)
+    assert await lookups.token_user(user.id, "c" * 32) == lookups.TokenUser(facts)
     # Another user's session is read as it is (whose it is, the caller tells).
-    assert await lookups.user_with_session(other.id, "a" * 32) == (
+    assert await lookups.token_user(other.id, "a" * 32) == lookups.TokenUser(
         await lookups.active_user_facts(other.id), (user.id, False))
+    # The blocks both ways, as blocks_of reads them, with the session or without.
+    assert await lookups.token_user(user.id, "a" * 32, blocks=True) == lookups.TokenUser(
+        facts, (user.id, False), ([], []))
+    third = await User.create(email=f"t{tag}@example.com", username=f"t{tag}",
+                              password_hash="x")
+    await Block.create(blocker_id=user.id, blocked_id=other.id)
+    await Block.create(blocker_id=user.id, blocked_id=third.id)
+    await Block.create(blocker_id=third.id, blocked_id=user.id)
+    for session_id in ("a" * 32, None):
+        read = await lookups.token_user(user.id, session_id, blocks=True)
+        assert read.facts == facts and read.blocks is not None
+        assert (sorted(read.blocks[0]), read.blocks[1]) == (
+            sorted([other.id, third.id]), [third.id])
+        assert (sorted(read.blocks[0]), read.blocks[1]) == (
+            sorted((await lookups.blocks_of(user.id))[0]), [third.id])
     # No such user, or not active: no facts.
-    assert await lookups.user_with_session(other.id + 1000, "a" * 32) == (None, None)
+    assert await lookups.token_user(other.id + 1000, "a" * 32, blocks=True) == (
+        lookups.TokenUser(None))
     await User.filter(id=other.id).update(is_active=False)
-    assert (await lookups.user_with_session(other.id, "a" * 32))[0] is None
+    assert (await lookups.token_user(other.id, "a" * 32)).facts is None
 
 
 async def test_a_statement_s_column_names_are_read_again_for_another_database(

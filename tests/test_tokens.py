@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from backend.auth import accounts
 from backend.auth import sessions as sessions_module
 from backend.auth.sessions import REVOKED, Sessions
 from backend.auth.tokens import (
@@ -23,8 +24,10 @@ from backend.auth.tokens import (
     issue_token,
 )
 from backend.service.actors import Actor
+from backend.service.grants import Grants
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
+from backend.storage import lookups
 from models import AuthSession, Role, User, UserFacts
 
 
@@ -146,56 +149,82 @@ async def test_session_checks_ask_the_database_once_per_node_until_revoked(
 
 
 async def test_a_session_not_held_is_read_with_its_user_and_then_held(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
 ) -> None:
     """A token whose session this node holds no verdict on: the user's row and the session
     in one read, the verdict remembered (unless a revocation was heard meanwhile); once held,
-    the user's row alone. No user, no verdict kept."""
-    reads: list[tuple[str, int, str | None]] = []
-    states = {"s1": (7, False), "s2": (7, True), "s3": (8, False)}
+    the user's row alone. With the grants of a door that reads history, the user's blocks in
+    the same read, kept there. No user, no verdict kept."""
+    reads: list[tuple[int, str | None, bool]] = []
+    states = {"s1": (7, False), "s2": (7, True), "s3": (8, False), "s6": (7, False)}
     revoke_during_read: list[str] = []
 
-    async def user_with_session(user_id: int, session_id: str) -> Any:
-        reads.append(("both", user_id, session_id))
+    async def token_user(user_id: int, session_id: str | None = None,
+                         blocks: bool = False) -> lookups.TokenUser:
+        reads.append((user_id, session_id, blocks))
         for revoked in revoke_during_read:
             await bus.broadcast(REVOKED, {"user_id": 7, "session_id": revoked})
-        return (_facts(user_id) if user_id in (7, 8) else None), states.get(session_id)
+        if user_id not in (7, 8):
+            return lookups.TokenUser(None)
+        return lookups.TokenUser(_facts(user_id), None if session_id is None
+                                 else states.get(session_id), ([8], []) if blocks else None)
 
-    async def active_user_facts(user_id: int) -> UserFacts | None:
-        reads.append(("user", user_id, None))
-        return _facts(user_id) if user_id in (7, 8) else None
-
-    monkeypatch.setattr(sessions_module, "user_with_session", user_with_session)
-    monkeypatch.setattr(sessions_module, "active_user_facts", active_user_facts)
+    monkeypatch.setattr(accounts, "token_user", token_user)
     bus = FakeBus()
     node = Sessions()
     node.attach(bus, clustered=True)
-    assert await node.user_of(Claims(7, "s1", 0)) == (_facts(7), True)
-    assert await node.user_of(Claims(7, "s1", 0)) == (_facts(7), True)
-    assert reads == [("both", 7, "s1"), ("user", 7, None)]
-    # Revoked, unknown, another user's: not live, and held so.
+
+    async def actor(user_id: int, session_id: str, grants: Grants | None = None) -> Actor:
+        token = issue_token(settings, user_id, "access", session_id)
+        return await accounts.actor_from_token(settings, node, token, grants)
+
+    assert (await actor(7, "s1")).user == _facts(7)
+    assert (await actor(7, "s1")).user == _facts(7)
+    assert reads == [(7, "s1", False), (7, None, False)]
+    # Revoked, unknown, another user's: refused, and held so.
     for session_id in ("s2", "s4", "s3"):
         reads.clear()
-        assert await node.user_of(Claims(7, session_id, 0)) == (_facts(7), False)
-        assert await node.user_of(Claims(7, session_id, 0)) == (_facts(7), False)
-        assert reads == [("both", 7, session_id), ("user", 7, None)]
+        for _ in range(2):
+            with pytest.raises(accounts.CredentialInvalid, match="logged out"):
+                await actor(7, session_id)
+        assert reads == [(7, session_id, False), (7, None, False)]
     # No such user: nothing held of the session.
     reads.clear()
-    assert await node.user_of(Claims(9, "s5", 0)) == (None, False)
-    assert await node.user_of(Claims(9, "s5", 0)) == (None, False)
-    assert reads == [("both", 9, "s5")] * 2
+    for _ in range(2):
+        with pytest.raises(accounts.CredentialInvalid, match="does not exist"):
+            await actor(9, "s5")
+    assert reads == [(9, "s5", False)] * 2
     # A revocation heard while the read was under way: its verdict is used once, not held.
-    states["s6"] = (7, False)
     revoke_during_read.append("s9")
     reads.clear()
-    assert await node.user_of(Claims(7, "s6", 0)) == (_facts(7), True)
+    assert (await actor(7, "s6")).session_id == "s6"
     revoke_during_read.clear()
-    assert await node.user_of(Claims(7, "s6", 0)) == (_facts(7), True)
-    assert reads == [("both", 7, "s6")] * 2
+    assert (await actor(7, "s6")).session_id == "s6"
+    assert reads == [(7, "s6", False)] * 2
     # A legacy token: the user's row alone (its verdict is on the row).
     reads.clear()
-    assert await node.user_of(Claims(7, LEGACY_SESSION, 0)) == (_facts(7), True)
-    assert reads == [("user", 7, None)]
+    legacy = await accounts.actor_from_token(settings, node,
+                                             issue_token(settings, 7, "access"))
+    assert legacy.session_id == LEGACY_SESSION and reads == [(7, None, False)]
+    # With grants: the blocks read with the user while not held there, then not.
+    grants = Grants()
+    reads.clear()
+    await actor(7, "s1", grants)
+    assert grants.holds_blocks(7) and await grants.blocked(7) == {8}
+    await actor(7, "s1", grants)
+    assert reads == [(7, None, True), (7, None, False)]
+    # A change forgotten while the read was under way: the blocks read are not kept.
+    grants.forget(blocker_user_id=7)
+    original = token_user
+
+    async def forgetting(user_id: int, session_id: str | None = None,
+                         blocks: bool = False) -> lookups.TokenUser:
+        grants.forget(blocker_user_id=7)
+        return await original(user_id, session_id, blocks)
+
+    monkeypatch.setattr(accounts, "token_user", forgetting)
+    await actor(7, "s1", grants)
+    assert not grants.holds_blocks(7)
 
 
 async def test_legacy_tokens_are_live_until_the_users_legacy_tokens_are_revoked() -> None:

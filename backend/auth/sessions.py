@@ -4,7 +4,7 @@ The tokens issued together carry their session's id (claim ``sid``, backend/auth
 a session is a row of ``auth_sessions``. A revoked session's refresh token is refused, and so is
 its access token, on every request and connect. So that those hot paths do not ask the
 database each time, every node keeps what it learned of a session for a while (``Sessions``);
-when it must ask, the session is read with the token's user, in one statement (``user_of``);
+when it must ask, the session is read with the token's user, in one statement (``to_read``);
 a logout tells every node at once through the ``auth_sessions_revoked`` control, and the
 entries' lifetime bounds how long a node that missed the control (Redis away) believes it.
 The same control closes each node's sockets of the revoked sessions (``on_revoked``), and a
@@ -35,7 +35,7 @@ from tortoise.expressions import Q
 from backend.auth.tokens import LEGACY_SESSION, Claims
 from backend.service.actors import Actor
 from backend.service.ports import ControlBus
-from backend.storage.lookups import active_user_facts, session_state, user_with_session
+from backend.storage.lookups import session_state
 from models import AuthSession, PushSubscription, User, UserFacts
 
 #: The control every node runs when sessions were revoked: ``{user_id, session_id}`` (the
@@ -91,20 +91,12 @@ class Sessions:
         self._remember(session_id, user.id, revoked=False)
         return session_id
 
-    async def user_of(self, claims: Claims) -> tuple[UserFacts | None, bool]:
-        """The active user an access token names (None: no such user, or not active) and
-        whether the token's session is live. When this node holds no verdict on the session
-        it is read with the user's row, in one statement; otherwise the row alone is read
-        and the verdict held answers (``is_live``)."""
-        session_id = claims.session_id
-        if session_id == LEGACY_SESSION or self._held(session_id) is not None:
-            user = await active_user_facts(claims.user_id)
-            return user, user is not None and await self.is_live(user, claims)
-        heard = self._revocations
-        user, state = await user_with_session(claims.user_id, session_id)
-        if user is None:
-            return None, False
-        return user, self._learned(user.id, session_id, state, heard)
+    def to_read(self, claims: Claims) -> bool:
+        """Whether the session of an access token must be read from the database: this node
+        holds no verdict on it (a legacy token's is on the user's row). The caller reads it
+        with the user (``lookups.token_user``) and gives the state to ``learned``, with
+        ``heard`` taken before the read."""
+        return claims.session_id != LEGACY_SESSION and self._held(claims.session_id) is None
 
     async def is_live(self, user: UserFacts, claims: Claims) -> bool:
         """Whether the session of an access token is live: without a database query when this
@@ -153,10 +145,10 @@ class Sessions:
         if known is not None:
             return known[0] == user_id and not known[1]
         heard = self._revocations
-        return self._learned(user_id, session_id, await session_state(session_id), heard)
+        return self.learned(user_id, session_id, await session_state(session_id), heard)
 
-    def _learned(self, user_id: int, session_id: str, state: tuple[int, bool] | None,
-                 heard: int) -> bool:
+    def learned(self, user_id: int, session_id: str, state: tuple[int, bool] | None,
+                heard: int) -> bool:
         """Whether a session read as ``state`` (``session_state``'s answer) is a live one
         of ``user_id``'s; remembered unless a revocation was heard since ``heard`` (taken
         before the read, which that revocation may have overtaken)."""

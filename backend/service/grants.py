@@ -11,7 +11,9 @@ they hold changes:
   in one statement (``lookups.conversation_and_parties``). Dropped when the conversation is
   closed or its participants change.
 - the blockers of each user (who blocked them), and whom each user blocked (whose messages
-  their history pages leave out: every connect reads one). Dropped on block and unblock.
+  their history pages leave out: every connect reads one), read together; at a connect whose
+  door sends the history, with the token's user (``keep_blocks``). Dropped on block and
+  unblock.
 
 The rules themselves are those of ``access.py``, applied to the cached facts. A staff member's
 reach into support conversations still asks the database for the role at every event (roles
@@ -182,7 +184,26 @@ class Grants:
         """Whom ``user_id`` blocked and who blocked them, read together and both kept: a
         connect asks for each (one round trip less on PostgreSQL)."""
         generation = self._generation
-        blocked_ids, blocker_ids = await blocks_of(user_id)
+        return self.keep_blocks(user_id, *await blocks_of(user_id), generation)
+
+    @property
+    def generation(self) -> int:
+        """Counts the invalidations: taken before a read whose answer ``keep_blocks`` is
+        given, so that an answer a change overtook is not kept."""
+        return self._generation
+
+    def holds_blocks(self, user_id: int) -> bool:
+        """Whether both of ``user_id``'s block sets are held and fresh (nothing to read)."""
+        now = time.monotonic()
+        blocked, blockers = self._blocked.get(user_id), self._blockers.get(user_id)
+        return (blocked is not None and blocked[1] > now
+                and blockers is not None and blockers[1] > now)
+
+    def keep_blocks(self, user_id: int, blocked_ids: list[int], blocker_ids: list[int],
+                    generation: int) -> tuple[frozenset[int], frozenset[int]]:
+        """Whom ``user_id`` blocked and who blocked them, as read by a read begun at
+        ``generation`` (``lookups.blocks_of``'s answer, or the one read with the user's row at
+        a connect, ``lookups.token_user``): kept unless a change was forgotten since."""
         # Most users block no one: their entries share one empty set (a new one is 0.2 KB).
         blocked, blockers = frozenset(blocked_ids) or _NO_IDS, frozenset(blocker_ids) or _NO_IDS
         if generation == self._generation:

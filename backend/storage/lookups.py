@@ -12,10 +12,11 @@ loop's thread, on a read-only connection of their own (``InlineReads``): a looku
 few microseconds there, against the hand-over to aiosqlite's worker thread and back.
 
 What a connect needs together is read together: the token's user with its login session
-(``user_with_session``, when the node holds no verdict on the session), the conversation with
-its device, its customer and its participants (``conversation_and_parties``). On PostgreSQL
-every statement is a round trip through Tortoise's pool (a connection acquired and released
-for it): a first connect ran four where it now runs two, the history page's aside.
+when the node holds no verdict on the session, and with the user's blocks when the door sends
+the history next and the node does not hold them (``token_user``); the conversation with its
+device, its customer and its participants (``conversation_and_parties``). On PostgreSQL every
+statement is a round trip through Tortoise's pool (a connection acquired and released for
+it): a first connect to ``/ws/chat/`` ran five of these, now two (its history page aside).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
@@ -47,8 +49,6 @@ from models import (
 #: A user's columns that make their facts (``UserFacts``' fields), and whether they are active.
 _FACT_FIELDS = ("id", "email", "username", "first_name", "last_name", "avatar_url", "role",
                 "legacy_tokens_revoked_at", "is_active")
-_USER_COLUMNS = ", ".join(
-    f'"{User._meta.fields_db_projection[name]}" AS "{name}"' for name in _FACT_FIELDS)
 _USER_COLUMNS_OF_U = ", ".join(
     f'u."{User._meta.fields_db_projection[name]}" AS "{name}"' for name in _FACT_FIELDS)
 #: The ORM's conversion of the one column the drivers do not give as Python has it (SQLite's
@@ -56,9 +56,8 @@ _USER_COLUMNS_OF_U = ", ".join(
 _REVOKED_AT = User._meta.fields_map["legacy_tokens_revoked_at"]
 
 
-def _statements(first: str, second: str) -> tuple[str, str, str, str, str]:
+def _statements(first: str, second: str) -> tuple[str, str, str]:
     return (
-        f'SELECT {_USER_COLUMNS} FROM "{User._meta.db_table}" WHERE "id" = {first}',
         f'SELECT "blocked_id" FROM "{Block._meta.db_table}" WHERE "blocker_id" = {first}',
         # The offset and the counter in one statement: read at the same moment.
         f'SELECT p."unread_offset", c."total_messages" FROM "{Participant._meta.db_table}" p '
@@ -67,13 +66,30 @@ def _statements(first: str, second: str) -> tuple[str, str, str, str, str]:
         # Whether a login session is live: a connect with a token first seen here.
         f'SELECT "user_id", "revoked_at" IS NOT NULL AS "revoked" '
         f'FROM "{AuthSession._meta.db_table}" WHERE "id" = {first}',
-        # A token's user and its session together (the session's id first, as the
-        # placeholders come in the text): a connect with a token first seen here.
-        f'SELECT {_USER_COLUMNS_OF_U}, s."user_id" AS "session_user_id", '
-        f's."revoked_at" IS NOT NULL AS "session_revoked" FROM "{User._meta.db_table}" u '
-        f'LEFT JOIN "{AuthSession._meta.db_table}" s ON s."id" = {first} '
-        f'WHERE u."id" = {second}',
     )
+
+
+@functools.cache
+def _token_user(postgres: bool, session: bool, blocks: bool) -> str:
+    """A user's facts by id (the first parameter); with ``session`` the state of a login
+    session (the second: its owner and whether it was revoked, NULL for no such session);
+    with ``blocks`` whom the user blocked and who blocked them (``blocked``, ``blockers``: a
+    list each on PostgreSQL, comma-separated text or NULL for none on SQLite)."""
+    user, session_id = ("$1", "$2") if postgres else ("?1", "?2")
+    columns = [_USER_COLUMNS_OF_U]
+    join = ""
+    if session:
+        columns.append('s."user_id" AS "session_user_id", '
+                       's."revoked_at" IS NOT NULL AS "session_revoked"')
+        join = f' LEFT JOIN "{AuthSession._meta.db_table}" s ON s."id" = {session_id}'
+    if blocks:
+        for name, found, by in (("blocked", "blocked_id", "blocker_id"),
+                                ("blockers", "blocker_id", "blocked_id")):
+            among = f'FROM "{Block._meta.db_table}" b WHERE b."{by}" = u."id"'
+            columns.append(f'ARRAY(SELECT b."{found}" {among}) AS "{name}"' if postgres
+                           else f'(SELECT group_concat(b."{found}") {among}) AS "{name}"')
+    return (f'SELECT {", ".join(columns)} FROM "{User._meta.db_table}" u{join} '
+            f'WHERE u."id" = {user}')
 
 
 #: Each statement read inline at DEBUG, as Tortoise's clients log theirs
@@ -203,27 +219,42 @@ async def rows_of(statement: Callable[[bool], str], params: Sequence[Any]) -> li
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class TokenUser:
+    """What ``token_user`` read: the user's facts (None: no such user, or not active), the
+    session's ``(user_id, revoked)`` (None: not asked, no such session or no such user), and
+    the user's ``(blocked, blockers)`` (None: not asked, or no such user)."""
+
+    facts: UserFacts | None
+    session: tuple[int, bool] | None = None
+    blocks: tuple[list[int], list[int]] | None = None
+
+
+async def token_user(user_id: int, session_id: str | None = None,
+                     blocks: bool = False) -> TokenUser:
+    """The facts of user ``user_id`` (``active_user_facts``), and in the same statement what
+    else a connect asks with them: the state of login session ``session_id``
+    (``session_state``) when given, and with ``blocks`` the user's blocks both ways
+    (``blocks_of``). A token whose session the node holds no verdict on, by a user whose
+    blocks it does not hold, costs one round trip, not three."""
+    params: list[Any] = [user_id] if session_id is None else [user_id, session_id]
+    rows = await rows_of(functools.partial(_token_user, session=session_id is not None,
+                                           blocks=blocks), params)
+    if not rows:
+        return TokenUser(None)
+    row = rows[0]
+    owner = row.get("session_user_id")
+    return TokenUser(
+        _facts(row),
+        None if owner is None else (cast(int, owner), bool(row["session_revoked"])),
+        (_ids(row["blocked"]), _ids(row["blockers"])) if blocks else None)
+
+
 async def active_user_facts(user_id: int) -> UserFacts | None:
     """The facts of user ``user_id`` when the user exists and is active, else None: what
     ``UserFacts.of(await User.get_or_none(id=user_id))`` gives, without the row made into a
     model (about 6 µs) only to be dropped."""
-    rows = await _rows(0, [user_id])
-    return _facts(rows[0]) if rows else None
-
-
-async def user_with_session(
-    user_id: int, session_id: str
-) -> tuple[UserFacts | None, tuple[int, bool] | None]:
-    """``active_user_facts(user_id)`` and ``session_state(session_id)`` in one statement:
-    a token whose session this node does not hold costs one round trip, not two. The state
-    is None when there is no such session, and when there is no such user."""
-    rows = await _rows(4, [session_id, user_id])
-    if not rows:
-        return None, None
-    row = rows[0]
-    owner = row["session_user_id"]
-    return _facts(row), None if owner is None else (cast(int, owner),
-                                                    bool(row["session_revoked"]))
+    return (await token_user(user_id)).facts
 
 
 def _facts(row: dict[str, Any]) -> UserFacts | None:
@@ -239,14 +270,14 @@ def _facts(row: dict[str, Any]) -> UserFacts | None:
 
 async def blocked_ids(blocker_id: int) -> list[int]:
     """Ids of the users ``blocker_id`` blocked."""
-    rows = await _rows(1, [blocker_id])
+    rows = await _rows(0, [blocker_id])
     return [cast(int, row["blocked_id"]) for row in rows]
 
 
 async def unread_figures(conversation_id: int, user_id: int) -> tuple[int, int] | None:
     """A participant's ``(unread_offset, total_messages)`` in one conversation, or None
     when the user never took part in it."""
-    rows = await _rows(2, [conversation_id, user_id])
+    rows = await _rows(1, [conversation_id, user_id])
     if not rows:
         return None
     return cast(int, rows[0]["unread_offset"]), cast(int, rows[0]["total_messages"])
@@ -254,7 +285,7 @@ async def unread_figures(conversation_id: int, user_id: int) -> tuple[int, int] 
 
 async def session_state(session_id: str) -> tuple[int, bool] | None:
     """A login session's ``(user_id, revoked)``, or None when there is no such session."""
-    rows = await _rows(3, [session_id])
+    rows = await _rows(2, [session_id])
     if not rows:
         return None
     return cast(int, rows[0]["user_id"]), bool(rows[0]["revoked"])
