@@ -46,10 +46,11 @@ from models import (
     UserFacts,
 )
 
-#: A user's columns that make their facts (``UserFacts``' fields), and whether they are active.
+#: A user's columns that make their facts (``UserFacts``' fields), and whether they are active
+#: (of the users table as ``u``).
 _FACT_FIELDS = ("id", "email", "username", "first_name", "last_name", "avatar_url", "role",
                 "legacy_tokens_revoked_at", "is_active")
-_USER_COLUMNS_OF_U = ", ".join(
+_USER_COLUMNS = ", ".join(
     f'u."{User._meta.fields_db_projection[name]}" AS "{name}"' for name in _FACT_FIELDS)
 #: The ORM's conversion of the one column the drivers do not give as Python has it (SQLite's
 #: text for a date): what a read through the ORM applies to it.
@@ -76,7 +77,7 @@ def _token_user(postgres: bool, session: bool, blocks: bool) -> str:
     with ``blocks`` whom the user blocked and who blocked them (``blocked``, ``blockers``: a
     list each on PostgreSQL, comma-separated text or NULL for none on SQLite)."""
     user, session_id = ("$1", "$2") if postgres else ("?1", "?2")
-    columns = [_USER_COLUMNS_OF_U]
+    columns = [_USER_COLUMNS]
     join = ""
     if session:
         columns.append('s."user_id" AS "session_user_id", '
@@ -90,6 +91,11 @@ def _token_user(postgres: bool, session: bool, blocks: bool) -> str:
                            else f'(SELECT group_concat(b."{found}") {among}) AS "{name}"')
     return (f'SELECT {", ".join(columns)} FROM "{User._meta.db_table}" u{join} '
             f'WHERE u."id" = {user}')
+
+
+#: ``_token_user``'s statement of each kind, by (with the session, with the blocks).
+_TOKEN_USER = {(session, blocks): functools.partial(_token_user, session=session, blocks=blocks)
+               for session in (False, True) for blocks in (False, True)}
 
 
 #: Each statement read inline at DEBUG, as Tortoise's clients log theirs
@@ -238,8 +244,7 @@ async def token_user(user_id: int, session_id: str | None = None,
     (``blocks_of``). A token whose session the node holds no verdict on, by a user whose
     blocks it does not hold, costs one round trip, not three."""
     params: list[Any] = [user_id] if session_id is None else [user_id, session_id]
-    rows = await rows_of(functools.partial(_token_user, session=session_id is not None,
-                                           blocks=blocks), params)
+    rows = await rows_of(_TOKEN_USER[session_id is not None, blocks], params)
     if not rows:
         return TokenUser(None)
     row = rows[0]
