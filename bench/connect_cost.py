@@ -1,27 +1,28 @@
 #!/usr/bin/env python3
 """What one connect costs the node: CPU µs (or, under callgrind, instructions) per connection.
 
-``python3 bench/connect_cost.py [--transport raw|sio] [--conversations M]
+``python3 bench/connect_cost.py [--transport raw|sio] [--db sqlite|postgres] [--conversations M]
 [--per-conversation P] [--messages K] [--resume N | --cold] [--concurrency C] [--rounds R]
 [--callgrind] [--server-root DIR]``
 
-One node on a fresh SQLite database (the benchmark's fixtures: users in group conversations of
-P, tokens as the idle scenario's), then R rounds, each of M fresh conversations' P clients
-connecting, C at a time, each until the client is ready (raw ``/ws/chat/{id}/``: its
-``recent_messages``; Socket.IO ``/chat`` with ``auth.conversation_id``: its own
-``user_joined`` or a ``presence_diff``), the connections held open until the round ends and
-then closed. The first client of each conversation connects first, outside the measured
+One node on a fresh database, SQLite unless ``--db postgres`` (bench/services.py: a database of
+its own on the local PostgreSQL, dropped afterwards), with the benchmark's fixtures (users in
+group conversations of P, tokens as the idle scenario's), then R rounds, each of M fresh
+conversations' P clients connecting, C at a time, each until the client is ready (raw
+``/ws/chat/{id}/``: its ``recent_messages``; Socket.IO ``/chat`` with ``auth.conversation_id``:
+its own ``user_joined`` or a ``presence_diff``), the connections held open until the round ends
+and then closed. The first client of each conversation connects first, outside the measured
 window (the conversation's facts and statements cached as on a node that has been up for a
 while); the other M*(P-1) connects are measured. Reports the node's CPU time (``/proc``) per
 connect of the measured window, per round and the median. With ``--messages K`` each
-conversation first gets K messages over REST, so that the history a connect reads is not
-empty. The node keeps a conversation's latest page for the whole run
-(``LATEST_PAGE_KEEP_SECONDS``, 5 s by default, set to an hour here): every measured raw connect
-of a conversation gets the page its warm-up client read, as a burst of reconnects does, and
-the count does not depend on how slowly the node runs. With ``--cold`` the first client of
-each conversation is the one measured (M connects a round, no warm-up): the conversation's
-facts (who may see it, who takes part) and its page are read at that connect, as at the first
-connect to each small conversation on a node.
+conversation first gets K messages over REST, so that the history a connect reads is not empty.
+The node keeps a conversation's latest page for the whole run (``LATEST_PAGE_KEEP_SECONDS``, 5
+s by default, set to an hour here): every measured raw connect of a conversation gets the page
+its warm-up client read, as a burst of reconnects does, and the count does not depend on how
+slowly the node runs. With ``--cold`` the first client of each conversation is the one measured
+(M connects a round, no warm-up): the conversation's facts (who may see it, who takes part) and
+its page are read at that connect, as at the first connect to each small conversation on a
+node.
 
 With ``--resume N`` each client resumes N positions behind the log (CONTRACT §9), as a client
 of a reconnect storm does. Socket.IO: it connects to ``/chat`` with its token alone and then
@@ -62,6 +63,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import services
 from bench.fixtures import Shape, build_in_subprocess
 from bench.nodes import (
     UVICORN_FLAGS,
@@ -278,90 +280,88 @@ def start(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> tupl
     raise RuntimeError("node did not become ready")
 
 
-async def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="connect-cost-") as work:
-        data_dir = Path(work)
-        url = f"sqlite://{data_dir / 'bench.sqlite3'}"
-        secret = secrets.token_urlsafe(32)
-        per_round = args.conversations * args.per_conversation
-        made = build_in_subprocess(url, data_dir, secret, {
-            "connect": Shape(per_round * args.rounds, args.per_conversation)})
-        clients = [{"user_id": c.user_id, "token": c.token,
-                    "conversation_id": c.conversation_id} for c in made.scenarios["connect"]]
-        # A conversation's latest page stays kept for the whole run: the measured connects
-        # of a conversation find the page its warm-up client read, however slowly the node
-        # runs (under callgrind some fifty times slower than the 5 s default allows for).
-        env = {**node_env(url, secret), "LATEST_PAGE_KEEP_SECONDS": KEPT_PAGE_SECONDS}
-        process, port = start(args, data_dir, env)
-        base = f"ws://127.0.0.1:{port}"
-        if args.messages:
-            await fill(f"http://127.0.0.1:{port}", clients, args.per_conversation,
-                       args.messages)
-        figures: list[float] = []
+async def run(args: argparse.Namespace, data_dir: Path, url: str) -> None:
+    secret = secrets.token_urlsafe(32)
+    per_round = args.conversations * args.per_conversation
+    made = build_in_subprocess(url, data_dir, secret, {
+        "connect": Shape(per_round * args.rounds, args.per_conversation)})
+    clients = [{"user_id": c.user_id, "token": c.token,
+                "conversation_id": c.conversation_id} for c in made.scenarios["connect"]]
+    # A conversation's latest page stays kept for the whole run: the measured connects
+    # of a conversation find the page its warm-up client read, however slowly the node
+    # runs (under callgrind some fifty times slower than the 5 s default allows for).
+    env = {**node_env(url, secret), "LATEST_PAGE_KEEP_SECONDS": KEPT_PAGE_SECONDS}
+    process, port = start(args, data_dir, env)
+    base = f"ws://127.0.0.1:{port}"
+    if args.messages:
+        await fill(f"http://127.0.0.1:{port}", clients, args.per_conversation,
+                   args.messages)
+    figures: list[float] = []
+    try:
+        for round_ in range(args.rounds):
+            batch = clients[round_ * per_round:(round_ + 1) * per_round]
+            # The warm-up: one client of each conversation first, so that every measured
+            # connect finds its conversation's facts cached, as most connects do. With
+            # --cold the first client of each is measured instead, no one before it: its
+            # conversation's facts and page are read at its connect.
+            firsts = batch[::args.per_conversation]
+            measured = [c for i, c in enumerate(batch) if i % args.per_conversation]
+            if args.cold:
+                firsts, measured = [], firsts
+            points: dict[int, dict[str, Any]] | None = (
+                {} if args.resume is not None else None)
+            warm = await connect_all(base, args.transport, firsts, args.concurrency, points)
+            before = set(data_dir.glob("callgrind.out.*"))  # noqa: ASYNC240 (a few files)
+            if args.callgrind:
+                callgrind(process.pid, "-z")
+                callgrind(process.pid, "-i", "on")
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(  # noqa: ASYNC220 (started, not awaited)
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                     str(process.pid), "--format", "raw", "--rate", "250", "--nonblocking",
+                     "--output", f"{args.profile}.{round_ + 1}"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                await asyncio.sleep(1)
+            cpu0 = cpu_seconds(process.pid)
+            opened = await connect_all(base, args.transport, measured,
+                                       args.concurrency, points, args.resume or 0)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
+            if args.callgrind:
+                callgrind(process.pid, "-i", "off")
+                callgrind(process.pid, "-d")
+                await asyncio.sleep(1)
+                figure = dumped_instructions(data_dir, before) / len(measured)
+                if args.callgrind_out:
+                    newest = max(set(data_dir.glob("callgrind.out.*")) - before,  # noqa: ASYNC240
+                                 key=lambda p: p.stat().st_mtime)
+                    shutil.copy(newest, f"{args.callgrind_out}.{round_ + 1}")
+                unit = "instructions"
+            else:
+                figure = (cpu_seconds(process.pid) - cpu0) * 1e6 / len(measured)
+                unit = "CPU µs"
+            figures.append(figure)
+            print(f"round {round_ + 1}: {figure:,.0f} {unit} per connect", flush=True)
+            await close_all(opened + warm)
+            await asyncio.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGTERM)
         try:
-            for round_ in range(args.rounds):
-                batch = clients[round_ * per_round:(round_ + 1) * per_round]
-                # The warm-up: one client of each conversation first, so that every measured
-                # connect finds its conversation's facts cached, as most connects do. With
-                # --cold the first client of each is measured instead, no one before it: its
-                # conversation's facts and page are read at its connect.
-                firsts = batch[::args.per_conversation]
-                measured = [c for i, c in enumerate(batch) if i % args.per_conversation]
-                if args.cold:
-                    firsts, measured = [], firsts
-                points: dict[int, dict[str, Any]] | None = (
-                    {} if args.resume is not None else None)
-                warm = await connect_all(base, args.transport, firsts, args.concurrency, points)
-                before = set(data_dir.glob("callgrind.out.*"))  # noqa: ASYNC240 (a few files)
-                if args.callgrind:
-                    callgrind(process.pid, "-z")
-                    callgrind(process.pid, "-i", "on")
-                spy = None
-                if args.profile:
-                    spy = subprocess.Popen(  # noqa: ASYNC220 (started, not awaited)
-                        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                         str(process.pid), "--format", "raw", "--rate", "250", "--nonblocking",
-                         "--output", f"{args.profile}.{round_ + 1}"],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    await asyncio.sleep(1)
-                cpu0 = cpu_seconds(process.pid)
-                opened = await connect_all(base, args.transport, measured,
-                                           args.concurrency, points, args.resume or 0)
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)
-                    spy.wait(timeout=60)
-                if args.callgrind:
-                    callgrind(process.pid, "-i", "off")
-                    callgrind(process.pid, "-d")
-                    await asyncio.sleep(1)
-                    figure = dumped_instructions(data_dir, before) / len(measured)
-                    if args.callgrind_out:
-                        newest = max(set(data_dir.glob("callgrind.out.*")) - before,  # noqa: ASYNC240
-                                     key=lambda p: p.stat().st_mtime)
-                        shutil.copy(newest, f"{args.callgrind_out}.{round_ + 1}")
-                    unit = "instructions"
-                else:
-                    figure = (cpu_seconds(process.pid) - cpu0) * 1e6 / len(measured)
-                    unit = "CPU µs"
-                figures.append(figure)
-                print(f"round {round_ + 1}: {figure:,.0f} {unit} per connect", flush=True)
-                await close_all(opened + warm)
-                await asyncio.sleep(0.5)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        print(f"median: {statistics.median(figures):,.0f} per connect "
-              f"({args.transport}{' resume' if args.resume is not None else ''}, "
-              f"{args.conversations * (1 if args.cold else args.per_conversation - 1)} "
-              f"measured{' first' if args.cold else ''} connects per round)")
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    print(f"median: {statistics.median(figures):,.0f} per connect "
+          f"({args.transport}{' resume' if args.resume is not None else ''}, "
+          f"{args.conversations * (1 if args.cold else args.per_conversation - 1)} "
+          f"measured{' first' if args.cold else ''} connects per round, {args.db})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--transport", choices=["raw", "sio"], default="raw")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--conversations", type=int, default=50,
                         help="conversations per round")
     parser.add_argument("--per-conversation", type=int, default=10,
@@ -389,7 +389,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.cold and args.resume is not None:
         parser.error("--resume needs the warm-up client's position: not with --cold")
-    asyncio.run(run(args))
+    with tempfile.TemporaryDirectory(prefix="connect-cost-") as work, \
+            services.database(args.db, Path(work)) as url:
+        asyncio.run(run(args, Path(work), url))
 
 
 if __name__ == "__main__":

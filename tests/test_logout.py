@@ -230,13 +230,12 @@ async def test_the_revocation_control_alone_closes_the_sessions_sockets(
 
 
 async def waiting_for_lock(database: asyncpg.Connection, table: str) -> int:
-    """How many other sessions of the database wait for a lock in a query of ``table``."""
-    # Within a transaction, PostgreSQL answers from its first look unless told to look again.
-    await database.execute("SELECT pg_stat_clear_snapshot()")
+    """How many other sessions of the database wait for a lock on ``table`` (asked of the
+    locks themselves: ``pg_stat_activity`` keeps only a query's first kilobyte of text,
+    which a statement of many columns fills before it names its table)."""
     count = await database.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
-        f"%{table}%")
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE relation = $1::regclass "
+        "AND NOT granted AND pid <> pg_backend_pid()", table)
     return int(count)
 
 

@@ -111,14 +111,49 @@ async def test_a_participant_s_unread_figures_are_the_orm_s(database: None) -> N
     assert await lookups.unread_figures(conversation.id + 1, people[0].id) is None
 
 
-async def test_a_login_session_s_state_is_the_orm_s(database: None) -> None:
-    user = await User.create(email="s@example.com", username="s", password_hash="x")
+async def test_a_login_session_s_state_is_the_orm_s(either: str) -> None:
+    """Alone, and with its token's user in one statement (with the user's blocks or not):
+    the same state, and the same facts and blocks as each read alone."""
+    tag = uuid.uuid4().hex[:8]
+    user = await User.create(email=f"{tag}@example.com", username=tag, password_hash="x")
+    other = await User.create(email=f"o{tag}@example.com", username=f"o{tag}",
+                              password_hash="x")
     await AuthSession.create(id="a" * 32, user_id=user.id)
     await AuthSession.create(id="b" * 32, user_id=user.id)
+    facts = await lookups.active_user_facts(user.id)
+    assert facts is not None and facts == UserFacts.of(await User.get(id=user.id))
     assert await lookups.session_state("a" * 32) == (user.id, False)
+    assert await lookups.token_user(user.id, "a" * 32) == lookups.TokenUser(
+        facts, (user.id, False))
     await AuthSession.filter(id="b" * 32).update(revoked_at=datetime.now(UTC))
     assert await lookups.session_state("b" * 32) == (user.id, True)  # seen once committed
+    assert await lookups.token_user(user.id, "b" * 32) == lookups.TokenUser(
+        facts, (user.id, True))
     assert await lookups.session_state("c" * 32) is None
+    assert await lookups.token_user(user.id, "c" * 32) == lookups.TokenUser(facts)
+    # Another user's session is read as it is (whose it is, the caller tells).
+    assert await lookups.token_user(other.id, "a" * 32) == lookups.TokenUser(
+        await lookups.active_user_facts(other.id), (user.id, False))
+    # The blocks both ways, as blocks_of reads them, with the session or without.
+    assert await lookups.token_user(user.id, "a" * 32, blocks=True) == lookups.TokenUser(
+        facts, (user.id, False), ([], []))
+    third = await User.create(email=f"t{tag}@example.com", username=f"t{tag}",
+                              password_hash="x")
+    await Block.create(blocker_id=user.id, blocked_id=other.id)
+    await Block.create(blocker_id=user.id, blocked_id=third.id)
+    await Block.create(blocker_id=third.id, blocked_id=user.id)
+    for session_id in ("a" * 32, None):
+        read = await lookups.token_user(user.id, session_id, blocks=True)
+        assert read.facts == facts and read.blocks is not None
+        assert (sorted(read.blocks[0]), read.blocks[1]) == (
+            sorted([other.id, third.id]), [third.id])
+        assert (sorted(read.blocks[0]), read.blocks[1]) == (
+            sorted((await lookups.blocks_of(user.id))[0]), [third.id])
+    # No such user, or not active: no facts.
+    assert await lookups.token_user(other.id + 1000, "a" * 32, blocks=True) == (
+        lookups.TokenUser(None))
+    await User.filter(id=other.id).update(is_active=False)
+    assert (await lookups.token_user(other.id, "a" * 32)).facts is None
 
 
 async def test_a_statement_s_column_names_are_read_again_for_another_database(
@@ -165,11 +200,13 @@ async def test_a_conversation_read_plainly_is_the_orm_s_with_device_and_customer
     ]
     for conversation in made:
         orm = await Conversation.get(id=conversation.id).select_related("device", "customer")
-        read = await lookups.conversation_of(conversation.id)
-        assert read is not None
-        assert _fields(read) == _fields(orm)
-        assert _fields(read.device) == _fields(orm.device)
-        assert _fields(read.customer) == _fields(orm.customer)
+        together = await lookups.conversation_and_parties(conversation.id)
+        assert together is not None
+        for read in (await lookups.conversation_of(conversation.id), together[0]):
+            assert read is not None
+            assert _fields(read) == _fields(orm)
+            assert _fields(read.device) == _fields(orm.device)
+            assert _fields(read.customer) == _fields(orm.customer)
     assert made[0].device_id == device.id and made[1].customer_id == customer.id
     assert (await lookups.conversation_of(made[0].id)).device.device_id == device.device_id
     assert await lookups.conversation_of(made[-1].id + 1000) is None
@@ -197,6 +234,17 @@ async def test_who_takes_part_read_plainly_is_the_orm_s(either: str) -> None:
     await Participant.create(conversation=conversation, user=people[1], is_active=False)
     expected = await Participant.filter(conversation_id=conversation.id).values_list(
         "user_id", "is_active")
-    assert sorted(await lookups.parties(conversation.id)) == sorted(expected) == [
-        (people[0].id, True), (people[1].id, False)]
-    assert await lookups.parties(conversation.id + 1000) == []
+    assert sorted(expected) == [(people[0].id, True), (people[1].id, False)]
+    found = await lookups.conversation_and_parties(conversation.id)
+    assert found is not None
+    read, members, former = found
+    assert (members, former) == ([people[0].id], [people[1].id])
+    assert _fields(read) == _fields(await lookups.conversation_of(conversation.id))
+    await Participant.create(conversation=conversation, user=people[2])
+    found = await lookups.conversation_and_parties(conversation.id)
+    assert found is not None and sorted(found[1]) == sorted([people[0].id, people[2].id])
+    # No one, or no one who left: empty lists.
+    empty = await Conversation.create(kind="group", title="empty")
+    found = await lookups.conversation_and_parties(empty.id)
+    assert found is not None and found[1:] == ([], [])
+    assert await lookups.conversation_and_parties(empty.id + 1000) is None

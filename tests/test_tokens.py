@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from backend.auth import accounts
 from backend.auth import sessions as sessions_module
 from backend.auth.sessions import REVOKED, Sessions
 from backend.auth.tokens import (
@@ -23,8 +24,10 @@ from backend.auth.tokens import (
     issue_token,
 )
 from backend.service.actors import Actor
+from backend.service.grants import Grants
 from backend.service.ports import ControlHandler
 from backend.settings import Settings
+from backend.storage import lookups
 from models import AuthSession, Role, User, UserFacts
 
 
@@ -143,6 +146,85 @@ async def test_session_checks_ask_the_database_once_per_node_until_revoked(
     revoked.add("s2")
     assert not await node_b.is_live(user, second)  # type: ignore[arg-type]
     assert reads[-1] == "s2"
+
+
+async def test_a_session_not_held_is_read_with_its_user_and_then_held(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings
+) -> None:
+    """A token whose session this node holds no verdict on: the user's row and the session
+    in one read, the verdict remembered (unless a revocation was heard meanwhile); once held,
+    the user's row alone. With the grants of a door that reads history, the user's blocks in
+    the same read, kept there. No user, no verdict kept."""
+    reads: list[tuple[int, str | None, bool]] = []
+    states = {"s1": (7, False), "s2": (7, True), "s3": (8, False), "s6": (7, False)}
+    revoke_during_read: list[str] = []
+
+    async def token_user(user_id: int, session_id: str | None = None,
+                         blocks: bool = False) -> lookups.TokenUser:
+        reads.append((user_id, session_id, blocks))
+        for revoked in revoke_during_read:
+            await bus.broadcast(REVOKED, {"user_id": 7, "session_id": revoked})
+        if user_id not in (7, 8):
+            return lookups.TokenUser(None)
+        return lookups.TokenUser(_facts(user_id), None if session_id is None
+                                 else states.get(session_id), ([8], []) if blocks else None)
+
+    monkeypatch.setattr(accounts, "token_user", token_user)
+    bus = FakeBus()
+    node = Sessions()
+    node.attach(bus, clustered=True)
+
+    async def actor(user_id: int, session_id: str, grants: Grants | None = None) -> Actor:
+        token = issue_token(settings, user_id, "access", session_id)
+        return await accounts.actor_from_token(settings, node, token, grants)
+
+    assert (await actor(7, "s1")).user == _facts(7)
+    assert (await actor(7, "s1")).user == _facts(7)
+    assert reads == [(7, "s1", False), (7, None, False)]
+    # Revoked, unknown, another user's: refused, and held so.
+    for session_id in ("s2", "s4", "s3"):
+        reads.clear()
+        for _ in range(2):
+            with pytest.raises(accounts.CredentialInvalid, match="logged out"):
+                await actor(7, session_id)
+        assert reads == [(7, session_id, False), (7, None, False)]
+    # No such user: nothing held of the session.
+    reads.clear()
+    for _ in range(2):
+        with pytest.raises(accounts.CredentialInvalid, match="does not exist"):
+            await actor(9, "s5")
+    assert reads == [(9, "s5", False)] * 2
+    # A revocation heard while the read was under way: its verdict is used once, not held.
+    revoke_during_read.append("s9")
+    reads.clear()
+    assert (await actor(7, "s6")).session_id == "s6"
+    revoke_during_read.clear()
+    assert (await actor(7, "s6")).session_id == "s6"
+    assert reads == [(7, "s6", False)] * 2
+    # A legacy token: the user's row alone (its verdict is on the row).
+    reads.clear()
+    legacy = await accounts.actor_from_token(settings, node,
+                                             issue_token(settings, 7, "access"))
+    assert legacy.session_id == LEGACY_SESSION and reads == [(7, None, False)]
+    # With grants: the blocks read with the user while not held there, then not.
+    grants = Grants()
+    reads.clear()
+    await actor(7, "s1", grants)
+    assert grants.holds_blocks(7) and await grants.blocked(7) == {8}
+    await actor(7, "s1", grants)
+    assert reads == [(7, None, True), (7, None, False)]
+    # A change forgotten while the read was under way: the blocks read are not kept.
+    grants.forget(blocker_user_id=7)
+    original = token_user
+
+    async def forgetting(user_id: int, session_id: str | None = None,
+                         blocks: bool = False) -> lookups.TokenUser:
+        grants.forget(blocker_user_id=7)
+        return await original(user_id, session_id, blocks)
+
+    monkeypatch.setattr(accounts, "token_user", forgetting)
+    await actor(7, "s1", grants)
+    assert not grants.holds_blocks(7)
 
 
 async def test_legacy_tokens_are_live_until_the_users_legacy_tokens_are_revoked() -> None:

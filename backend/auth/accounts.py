@@ -13,9 +13,10 @@ from backend.auth.sessions import Sessions
 from backend.auth.tokens import InvalidToken, decode_claims, issue_pair
 from backend.service.actors import Actor
 from backend.service.errors import ChatError, conflict, invalid, not_found, unauthorized
+from backend.service.grants import Grants
 from backend.service.serializers import user_dict
 from backend.settings import Settings
-from backend.storage.lookups import active_user_facts
+from backend.storage.lookups import token_user
 from models import MobileSession, Role, User, UserFacts
 
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
@@ -96,19 +97,33 @@ async def deactivate_user(sessions: Sessions, email: str) -> User:
     return user
 
 
-async def actor_from_token(settings: Settings, sessions: Sessions, token: str | None) -> Actor:
+async def actor_from_token(settings: Settings, sessions: Sessions, token: str | None,
+                           grants: Grants | None = None) -> Actor:
     """The active user an access token of a live session names, with the session; raises
-    CredentialMissing / CredentialInvalid otherwise."""
+    CredentialMissing / CredentialInvalid otherwise. One statement reads the user and what
+    this node does not hold of the rest: the token's session (``Sessions.to_read``), and
+    with ``grants`` (a connect that reads the user's history next) the user's blocks, kept
+    there."""
     if not token:
         raise CredentialMissing("An access token")
     try:
         claims = decode_claims(settings, token, "access")
     except InvalidToken as exc:
         raise CredentialInvalid(f"Invalid token: {exc}") from exc
-    user = await active_user_facts(claims.user_id)
+    session_id = claims.session_id if sessions.to_read(claims) else None
+    blocks = grants is not None and not grants.holds_blocks(claims.user_id)
+    heard, generation = sessions.heard, grants.generation if grants is not None else 0
+    read = await token_user(claims.user_id, session_id, blocks)
+    user = read.facts
     if user is None:
         raise CredentialInvalid("The token's user does not exist or is inactive")
-    if not await sessions.is_live(user, claims):
+    if grants is not None and read.blocks is not None:
+        grants.keep_blocks(user.id, *read.blocks, generation)
+    if session_id is not None:
+        live = sessions.learned(user.id, session_id, read.session, heard)
+    else:
+        live = await sessions.is_live(user, claims)  # held, or on the user's row: no read
+    if not live:
         raise CredentialInvalid("The token's session was logged out")
     return Actor.of_user(user, claims.session_id)
 

@@ -4,6 +4,7 @@ The tokens issued together carry their session's id (claim ``sid``, backend/auth
 a session is a row of ``auth_sessions``. A revoked session's refresh token is refused, and so is
 its access token, on every request and connect. So that those hot paths do not ask the
 database each time, every node keeps what it learned of a session for a while (``Sessions``);
+when it must ask, the session is read with the token's user, in one statement (``to_read``);
 a logout tells every node at once through the ``auth_sessions_revoked`` control, and the
 entries' lifetime bounds how long a node that missed the control (Redis away) believes it.
 The same control closes each node's sockets of the revoked sessions (``on_revoked``), and a
@@ -90,6 +91,13 @@ class Sessions:
         self._remember(session_id, user.id, revoked=False)
         return session_id
 
+    def to_read(self, claims: Claims) -> bool:
+        """Whether the session of an access token must be read from the database: this node
+        holds no verdict on it (a legacy token's is on the user's row). The caller reads it
+        with the user (``lookups.token_user``) and gives the state to ``learned``, with
+        ``heard`` taken before the read."""
+        return claims.session_id != LEGACY_SESSION and self._held(claims.session_id) is None
+
     async def is_live(self, user: UserFacts, claims: Claims) -> bool:
         """Whether the session of an access token is live: without a database query when this
         node read it recently."""
@@ -124,12 +132,26 @@ class Sessions:
                 row.legacy_tokens_revoked_at == user.legacy_tokens_revoked_at)
         return await self._live(user.id, session_id)
 
-    async def _live(self, user_id: int, session_id: str) -> bool:
+    def _held(self, session_id: str) -> tuple[int, bool, float] | None:
+        """What this node read of a session, while it believes it: a revoked one for good,
+        a live one for ``ttl``."""
         known = self._known.get(session_id)
         if known is not None and (known[1] or time.monotonic() - known[2] < self.ttl):
+            return known
+        return None
+
+    async def _live(self, user_id: int, session_id: str) -> bool:
+        known = self._held(session_id)
+        if known is not None:
             return known[0] == user_id and not known[1]
         heard = self._revocations
-        state = await session_state(session_id)
+        return self.learned(user_id, session_id, await session_state(session_id), heard)
+
+    def learned(self, user_id: int, session_id: str, state: tuple[int, bool] | None,
+                heard: int) -> bool:
+        """Whether a session read as ``state`` (``session_state``'s answer) is a live one
+        of ``user_id``'s; remembered unless a revocation was heard since ``heard`` (taken
+        before the read, which that revocation may have overtaken)."""
         revoked = state is None or state[1] or state[0] != user_id
         if heard == self._revocations:
             self._remember(session_id, user_id, revoked=revoked)

@@ -41,6 +41,7 @@ from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError, forbidden, too_large
 from backend.service.faults import database_fault
+from backend.service.grants import Grants
 from backend.service.limits import TokenBucket
 from backend.settings import Settings
 
@@ -119,6 +120,9 @@ class Door:
     handlers: Mapping[str, Handler] = {}
     #: Does the path carry a conversation id (``conversation_id`` / ``session_id``)?
     path_param: str | None = "conversation_id"
+    #: Does the welcome read the user's history, which leaves out whom they blocked? Then
+    #: the user's blocks are read with the token's user (one statement, not two).
+    reads_blocks = False
 
     def close_code(self, refusal: Refusal) -> int:
         """The close code of a refusal on this route (the refusal table's raw column)."""
@@ -128,10 +132,12 @@ class Door:
         return Refused(self.close_code(refusal_for(error)), error.message)
 
     async def authenticate(self, credentials: dict[str, Any], settings: Settings,
-                           sessions: Sessions) -> Actor:
+                           sessions: Sessions, grants: Grants) -> Actor:
         """A user from ``?token=`` or ``Authorization: Bearer`` (``credentials``: the upgrade
-        request's, backend/doors/connections.py), with the login session of the token."""
-        return await actor_from_token(settings, sessions, credential(credentials, "token"))
+        request's, backend/doors/connections.py), with the login session of the token; with
+        ``reads_blocks``, the user's blocks read with them into ``grants``."""
+        return await actor_from_token(settings, sessions, credential(credentials, "token"),
+                                      grants if self.reads_blocks else None)
 
     async def welcome(self, session: Session) -> None:
         """After accept and the access check: send the connect frames, join rooms."""
@@ -228,12 +234,13 @@ async def handshake(
         query = dict(parse_qsl(conn.scope["query_string"].decode("latin-1"),
                                keep_blank_values=True))
         credentials = connect_credentials(query, conn.headers.get("authorization", ""))
-        actor = await door.authenticate(credentials, settings, conn.app.state.sessions)
+        chat: ChatService = conn.app.state.chat
+        actor = await door.authenticate(credentials, settings, conn.app.state.sessions,
+                                        chat.grants)
         conn.app.state.realtime.admit(actor)
         conversation_id = None
         if door.path_param is not None:
             conversation_id = conversation_ref(conn.path_params.get(door.path_param))
-            chat: ChatService = conn.app.state.chat
             await chat.grants.viewable(actor, conversation_id)
     except Exception as exc:
         # The database away is a server fault (1011 on every route), not a refused

@@ -17,6 +17,9 @@ Inbound table (frame ``type`` → service call):
 =================== ===================================================================
 
 Outbound frames are the WS_CHAT dialect's (backend/realtime/dialects.py).
+
+The welcome's history page leaves out whom the user blocked: the connect reads the user's
+blocks with the token's user, in one statement (``reads_blocks``).
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ async def message_status(session: Session, frame: dict[str, Any]) -> None:
 class WsChatDoor(Door):
     route = "/ws/chat/"
     dialect = WS_CHAT
+    reads_blocks = True  # the welcome's history page
     handlers: dict[str, Handler] = {
         "chat_message": chat_message,
         "typing": typing,

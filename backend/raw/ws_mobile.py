@@ -33,6 +33,7 @@ from backend.raw.ws_chat import message_status, read_receipt, typing
 from backend.realtime.dialects import WS_MOBILE
 from backend.service.actors import Actor
 from backend.service.clock import iso_now
+from backend.service.grants import Grants
 from backend.settings import Settings
 
 
@@ -53,7 +54,7 @@ class WsMobileDoor(Door):
     }
 
     async def authenticate(self, credentials: dict[str, Any], settings: Settings,
-                           sessions: Sessions) -> Actor:
+                           sessions: Sessions, grants: Grants) -> Actor:
         return await device_actor(credential(credentials, "device_id"))
 
     async def welcome(self, session: Session) -> None:

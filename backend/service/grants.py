@@ -7,10 +7,13 @@ message; here they are answered from two small caches, filled on a miss and drop
 they hold changes:
 
 - ``ConversationFacts`` per conversation: the row (with its device and customer; only fields
-  that never change, and ``status``, are read from it) and its participants' user ids. Dropped
-  when the conversation is closed or its participants change.
+  that never change, and ``status``, are read from it) and its participants' user ids, read
+  in one statement (``lookups.conversation_and_parties``). Dropped when the conversation is
+  closed or its participants change.
 - the blockers of each user (who blocked them), and whom each user blocked (whose messages
-  their history pages leave out: every connect reads one). Dropped on block and unblock.
+  their history pages leave out: every connect reads one), read together; at a connect whose
+  door sends the history, with the token's user (``keep_blocks``). Dropped on block and
+  unblock.
 
 The rules themselves are those of ``access.py``, applied to the cached facts. A staff member's
 reach into support conversations still asks the database for the role at every event (roles
@@ -33,11 +36,11 @@ import time
 from dataclasses import dataclass
 from typing import TypeVar
 
-from backend.service.access import can_view, ensure_open, ensure_unblocked, load_conversation
+from backend.service.access import can_view, ensure_open, ensure_unblocked
 from backend.service.actors import Actor
 from backend.service.errors import forbidden, not_found, valid_id
 from backend.service.inbox import inbox_rooms
-from backend.storage.lookups import blocks_of, parties
+from backend.storage.lookups import blocks_of, conversation_and_parties
 from models import Conversation, ConversationKind
 
 #: How long an entry may be used without being reloaded when nodes share a cluster: the bound
@@ -146,10 +149,13 @@ class Grants:
 
     async def _load(self, conversation_id: int) -> ConversationFacts:
         generation = self._generation
-        conversation = await load_conversation(conversation_id)
-        rows = await parties(conversation_id)
-        members = frozenset(user_id for user_id, active in rows if active)
-        facts = ConversationFacts(conversation, members, frozenset(user_id for user_id, _ in rows),
+        # The conversation, its device and customer, and who takes part: one statement.
+        found = await conversation_and_parties(conversation_id)
+        if found is None:
+            raise not_found("Conversation")
+        conversation, active, former = found
+        members = frozenset(active)
+        facts = ConversationFacts(conversation, members, members.union(former),
                                   inbox_rooms(conversation, members), time.monotonic() + self.ttl)
         if generation == self._generation:
             _put(self._conversations, conversation_id, facts, self.max_entries)
@@ -178,7 +184,26 @@ class Grants:
         """Whom ``user_id`` blocked and who blocked them, read together and both kept: a
         connect asks for each (one round trip less on PostgreSQL)."""
         generation = self._generation
-        blocked_ids, blocker_ids = await blocks_of(user_id)
+        return self.keep_blocks(user_id, *await blocks_of(user_id), generation)
+
+    @property
+    def generation(self) -> int:
+        """Counts the invalidations: taken before a read whose answer ``keep_blocks`` is
+        given, so that an answer a change overtook is not kept."""
+        return self._generation
+
+    def holds_blocks(self, user_id: int) -> bool:
+        """Whether both of ``user_id``'s block sets are held and fresh (nothing to read)."""
+        now = time.monotonic()
+        blocked, blockers = self._blocked.get(user_id), self._blockers.get(user_id)
+        return (blocked is not None and blocked[1] > now
+                and blockers is not None and blockers[1] > now)
+
+    def keep_blocks(self, user_id: int, blocked_ids: list[int], blocker_ids: list[int],
+                    generation: int) -> tuple[frozenset[int], frozenset[int]]:
+        """Whom ``user_id`` blocked and who blocked them, as read by a read begun at
+        ``generation`` (``lookups.blocks_of``'s answer, or the one read with the user's row at
+        a connect, ``lookups.token_user``): kept unless a change was forgotten since."""
         # Most users block no one: their entries share one empty set (a new one is 0.2 KB).
         blocked, blockers = frozenset(blocked_ids) or _NO_IDS, frozenset(blocker_ids) or _NO_IDS
         if generation == self._generation:

@@ -25,8 +25,7 @@ from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.service.uploads import Uploads
-from backend.storage.message_pages import message_page, reactions_of
-from backend.storage.message_pages import read_counts as read_counts_of
+from backend.storage.message_pages import message_page, reactions_and_read_counts
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -349,9 +348,9 @@ class MessageOps(LogOps):
         deleted)`` of the messages naming an upload, whose links are still to be made."""
         ids = [m.id for m in rows]
         reactions: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for message_id, emoji, key in await reactions_of(ids):
+        found, read_counts = await reactions_and_read_counts(ids)  # one statement
+        for message_id, emoji, key in found:
             reactions[message_id][emoji].append(key)
-        read_counts = await read_counts_of(ids)
         rendered = [
             message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
             for m in rows

@@ -7,6 +7,9 @@ becomes a model as the ORM's reads make it (``model_from_row``), and each messag
 sender loaded as ``select_related`` gives it (``attach_related``): the same instances, so the
 same rendering. On SQLite they run on the event loop's thread, as the connect's other reads
 (backend/storage/lookups.py).
+
+A page's reactions and read counts are read together (``reactions_and_read_counts``): on
+PostgreSQL each statement is a round trip through Tortoise's pool.
 """
 
 from __future__ import annotations
@@ -73,29 +76,33 @@ async def message_page(conversation_id: int, limit: int, *, after_id: int | None
     return messages
 
 
-async def reactions_of(message_ids: list[int]) -> list[tuple[int, str, str]]:
-    """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first."""
+async def reactions_and_read_counts(
+    message_ids: list[int]
+) -> tuple[list[tuple[int, str, str]], dict[int, int]]:
+    """``(message id, emoji, reactor key)`` of every reaction to the messages, oldest first,
+    and how many have read each of them (the ones read by nobody left out): one statement,
+    the reactions' rows and the counts' one after the other (the counts' rows are those
+    without an emoji)."""
     if not message_ids:
-        return []
+        return [], {}
 
     def statement(postgres: bool) -> str:
-        return (f'SELECT "message_id", "emoji", "reactor_key" FROM "{Reaction._meta.db_table}" '
-                f'WHERE "message_id" IN ({", ".join(_marks(postgres, 1, len(message_ids)))}) '
-                'ORDER BY "id"')
+        # Each id a parameter named in both halves: numbered on SQLite too.
+        among = ", ".join(f"${i}" if postgres else f"?{i}"
+                          for i in range(1, len(message_ids) + 1))
+        return (f'SELECT "message_id", "emoji", "reactor_key", "id" AS "n" '
+                f'FROM "{Reaction._meta.db_table}" WHERE "message_id" IN ({among}) '
+                f'UNION ALL SELECT "message_id", NULL, NULL, COUNT("id") '
+                f'FROM "{Receipt._meta.db_table}" WHERE "message_id" IN ({among}) '
+                'AND "read_at" IS NOT NULL GROUP BY "message_id" '
+                # The reactions in id order; the counts, wherever they fall, are keyed.
+                'ORDER BY "n"')
 
-    rows = await rows_of(statement, message_ids)
-    return [(row["message_id"], row["emoji"], row["reactor_key"]) for row in rows]
-
-
-async def read_counts(message_ids: list[int]) -> dict[int, int]:
-    """How many have read each of the messages (the ones read by nobody left out)."""
-    if not message_ids:
-        return {}
-
-    def statement(postgres: bool) -> str:
-        return (f'SELECT "message_id", COUNT("id") AS "n" FROM "{Receipt._meta.db_table}" '
-                f'WHERE "message_id" IN ({", ".join(_marks(postgres, 1, len(message_ids)))}) '
-                'AND "read_at" IS NOT NULL GROUP BY "message_id"')
-
-    rows = await rows_of(statement, message_ids)
-    return {row["message_id"]: int(row["n"]) for row in rows}
+    reactions: list[tuple[int, str, str]] = []
+    read_counts: dict[int, int] = {}
+    for row in await rows_of(statement, message_ids):
+        if row["emoji"] is None:
+            read_counts[row["message_id"]] = int(row["n"])
+        else:
+            reactions.append((row["message_id"], row["emoji"], row["reactor_key"]))
+    return reactions, read_counts
