@@ -10,6 +10,7 @@ import signal
 from collections import Counter
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 
@@ -121,6 +122,41 @@ async def test_every_door_on_either_node_sees_every_message_once(
     finally:
         await sio.close()
         await staff_inbox.close()
+
+
+async def test_a_mobile_socket_told_it_is_connected_gets_what_is_sent_after(
+    cluster: Cluster, apis: tuple[Api, Api]
+) -> None:
+    """``connection_established`` on the mobile route means the socket is in the room: it
+    comes after the join, whose start in the log is read first (the first member of the
+    conversation on the node). Here that read is held up, the conversations' table locked,
+    and the welcome waits for it; a message sent once the client was told it is connected
+    reaches it."""
+    on_a, on_b = apis
+    node_b = cluster.nodes[1]
+    device_id, cid = await device_conversation(on_a)
+    agent = await on_a.register(role="agent")
+    # The conversation's access facts held on B (a read of its messages there), so the
+    # handshake itself reads nothing of the locked table.
+    response = await on_b.http.get(f"/api/v1/chat/sessions/{cid}/messages",
+                                   headers=agent.headers)
+    assert response.status_code == 200, response.text
+    locker = await asyncpg.connect(cluster.database_url)
+    try:
+        locking = locker.transaction()
+        await locking.start()
+        await locker.execute('LOCK TABLE "conversations" IN ACCESS EXCLUSIVE MODE')
+        async with raw(f"{node_b.ws_url}/ws/mobile/chat/{cid}/?device_id={device_id}") as mobile:
+            try:
+                await mobile.quiet("connection_established", wait=1.0)
+            finally:
+                await locking.rollback()
+            await mobile.next("connection_established")
+            await rest_send(on_b, agent, cid, "right after")
+            got = await mobile.next("chat_message")
+            assert got["message"]["content"] == "right after"
+    finally:
+        await locker.close()
 
 
 async def test_presence_and_stats_add_up_across_nodes(

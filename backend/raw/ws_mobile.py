@@ -58,10 +58,15 @@ class WsMobileDoor(Door):
         return await device_actor(credential(credentials, "device_id"))
 
     async def welcome(self, session: Session) -> None:
+        """``connection_established`` once the socket is in the room: the route sends no
+        history, so what the client sends or hears of after that frame must reach it live.
+        Sent before the join, a message committed and delivered on this node while the
+        join still read where the room starts (the log's position, for the conversation's
+        first member here) was lost to the socket. Live frames wait behind it (the hold)."""
         cid = session.conversation_id
         assert cid is not None
-        session.send({"type": "connection_established", "conversation_id": cid,
-                      "device_id": session.actor.device_id, "timestamp": iso_now()})
         session.member.hold()
         await session.hub.join_conversation(session.member, cid)
+        session.send({"type": "connection_established", "conversation_id": cid,
+                      "device_id": session.actor.device_id, "timestamp": iso_now()})
         session.member.release(cid, await replay_since(session))
