@@ -29,7 +29,6 @@ from backend.app import create_app
 from backend.auth.tokens import issue_pair
 from backend.observability.context import REQUEST_ID
 from backend.settings import Settings
-from backend.storage import lookups
 from models import (
     AuthSession,
     Conversation,
@@ -40,10 +39,8 @@ from models import (
     SenderType,
     User,
 )
+from tests.support.statements import listening
 from tests.test_message_path import fresh_tortoise
-
-#: The loggers that log every statement (Tortoise's clients, the connect's plain reads).
-LOGGERS = ("tortoise.db_client", lookups.__name__)
 
 
 class ConnectStatements(logging.Handler):
@@ -60,16 +57,8 @@ class ConnectStatements(logging.Handler):
 
 @pytest.fixture
 def statements() -> Iterator[ConnectStatements]:
-    handler = ConnectStatements()
-    loggers = [logging.getLogger(name) for name in LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    yield handler
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with listening(ConnectStatements()) as handler:
+        yield handler
 
 
 @pytest.fixture

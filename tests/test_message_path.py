@@ -36,7 +36,7 @@ from backend.service.inbox import WINDOW_SECONDS
 from backend.service.ordering import Sequencer
 from backend.service.unread import members_unread
 from backend.settings import Settings
-from backend.storage import lookups, sends
+from backend.storage import sends
 from backend.storage.database import close_database, open_database, tortoise_config
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
@@ -53,6 +53,7 @@ from models import (
 from tests.support.client import Api
 from tests.support.cluster import Cluster
 from tests.support.services import Postgres
+from tests.support.statements import listening
 from tests.test_raw_support import rest_send
 from tests.test_rest_connections import direct_conversation
 from tests.test_socketio_helpers import Client, chat_client, group, ok, refused
@@ -113,16 +114,8 @@ class Statements(logging.Handler):
 
 @pytest.fixture
 def statements() -> Iterator[Statements]:
-    handler = Statements()
-    loggers = [logging.getLogger(name) for name in ("tortoise.db_client", lookups.__name__)]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
-    yield handler
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with listening(Statements()) as handler:
+        yield handler
 
 
 def settings_for(url: str, work_dir: Path) -> Settings:
