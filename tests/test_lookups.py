@@ -25,6 +25,7 @@ from models import (
     User,
     UserFacts,
 )
+from tests.support.services import Postgres
 from tests.test_message_path import opened
 
 
@@ -66,7 +67,7 @@ async def test_a_read_the_inline_connection_cannot_make_is_asked_of_tortoise(
     database: None
 ) -> None:
     made = await User.create(email="c@example.com", username="c", password_hash="x")
-    lookups.close()
+    await lookups.close()
     # A connection that can read nothing (closed): the read goes through Tortoise's.
     broken = lookups.InlineReads()
 
@@ -248,3 +249,35 @@ async def test_who_takes_part_read_plainly_is_the_orm_s(either: str) -> None:
     found = await lookups.conversation_and_parties(empty.id)
     assert found is not None and found[1:] == ([], [])
     assert await lookups.conversation_and_parties(empty.id + 1000) is None
+
+
+async def test_reads_on_postgresql_keep_one_pool_connection_and_survive_its_loss(
+    postgres: Postgres, work_dir: Path
+) -> None:
+    """On PostgreSQL the reads run on a connection they hold between reads (no pool acquire
+    and release each); a held connection that broke is handed back and the read still
+    answers, through the pool."""
+    name, url = await postgres.create_database()
+    try:
+        await _held_reads(url, work_dir)
+    finally:
+        await postgres.drop_database(name)
+
+
+async def _held_reads(url: str, work_dir: Path) -> None:
+    async with opened(url, work_dir):
+        held = lookups._HELD[0]
+        conversation = await Conversation.create(kind="group", title="held")
+        uses = held.uses
+        for _ in range(5):
+            assert (await lookups.conversation_of(conversation.id)) is not None
+        assert held.uses >= uses + 5
+        connection = await held.take(connections.get("default"))
+        assert connection is not None
+        held.give_back(connection)
+        connection.terminate()  # cut under the holder, as a database restart does
+        read = await lookups.conversation_of(conversation.id)
+        assert read is not None and read.title == "held"
+        found = await lookups.conversation_and_parties(conversation.id)
+        assert found is not None and found[1:] == ([], [])
+    assert held._connection is None  # handed back when the database closed

@@ -149,7 +149,7 @@ async def close_database() -> None:
         await _checkpointer.stop()
         _checkpointer = None
     await sends.close()
-    lookups.close()
+    await lookups.close()
     await Tortoise.close_connections()
 
 

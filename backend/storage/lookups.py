@@ -15,12 +15,15 @@ What a connect needs together is read together: the token's user with its login 
 when the node holds no verdict on the session, and with the user's blocks when the door sends
 the history next and the node does not hold them (``token_user``); the conversation with its
 device, its customer and its participants (``conversation_and_parties``). On PostgreSQL every
-statement is a round trip through Tortoise's pool (a connection acquired and released for
-it): a first connect to ``/ws/chat/`` ran five of these, now two (its history page aside).
+statement is a round trip: a first connect to ``/ws/chat/`` ran five of these, now two (its
+history page aside). Outside a transaction they run on up to three pool connections these
+reads hold between reads (``HeldConnection``): Tortoise's pool acquires and releases a
+connection for every statement, which cost about as much of the node's CPU as the read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -33,6 +36,7 @@ from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
+from backend.storage.held_connection import HeldConnection
 from backend.storage.side_connections import open_beside
 from models import (
     AuthSession,
@@ -202,9 +206,45 @@ class InlineReads:
 _inline = InlineReads()
 
 
-def close() -> None:
-    """Close the inline connection (the database is closing)."""
+#: The PostgreSQL connections these reads hold, tried in turn: a connect's reads are small
+#: round trips and connects come together. The first is held from a pool of three or more
+#: (the send path may hold another), each further one from a pool one larger.
+_HELD = tuple(HeldConnection(min_pool=3 + n) for n in range(3))
+
+
+async def _held_rows(client: BaseDBAsyncClient, sql: str,
+                     params: Sequence[Any]) -> list[dict[str, Any]] | None:
+    """The rows read on a held connection, or None when all are busy or not held, or the
+    read failed there: then the caller asks Tortoise's client, whose errors are the ones
+    callers know (a read may be asked twice)."""
+    for held in _HELD:
+        try:
+            connection = await held.take(client)
+        except Exception:  # the pool could not give one (the database down): Tortoise says so
+            return None
+        if connection is not None:
+            break
+    else:
+        return None
+    try:
+        records = await connection.fetch(sql, *params)
+    except asyncio.CancelledError:
+        await held.drop(connection)
+        raise
+    except Exception:
+        await held.drop(connection)  # it may be broken: the pool decides
+        return None
+    held.give_back(connection)
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug("%s %s", sql, params)
+    return [dict(record) for record in records]
+
+
+async def close() -> None:
+    """Close the inline connection and hand the held ones back (the database is closing)."""
     _inline.close()
+    for held in _HELD:
+        await held.close()
 
 
 async def _rows(which: int, params: list[Any]) -> list[dict[str, Any]]:
@@ -216,10 +256,15 @@ async def rows_of(statement: Callable[[bool], str], params: Sequence[Any]) -> li
     SQLite's), as dicts by column name: inline on SQLite, else through Tortoise's client (the
     caller's transaction's, within one: a read there must see what it wrote)."""
     client: BaseDBAsyncClient = get_connection("default")
+    in_transaction = isinstance(client, TransactionalDBClient)
     if client.capabilities.dialect == "postgres":
+        if not in_transaction:
+            held = await _held_rows(client, statement(True), params)
+            if held is not None:
+                return held
         return await client.execute_query_dict(statement(True), list(params))
     sql = statement(False)
-    rows = None if isinstance(client, TransactionalDBClient) else _inline.rows(client, sql, params)
+    rows = None if in_transaction else _inline.rows(client, sql, params)
     if rows is None:
         rows = await client.execute_query_dict(sql, list(params))
     return rows
