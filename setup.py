@@ -54,7 +54,7 @@ def _remove_stale_in_tree() -> None:
             print(f"confab: removing {binary.relative_to(ROOT)} (not compiled by this build)")
             binary.unlink()
     if not keep:
-        for stale in [*ROOT.glob("backend/native__mypyc.*"), ROOT / compiled.MANIFEST]:
+        for stale in [*ROOT.glob(f"{compiled.GROUP}__mypyc.*"), ROOT / compiled.MANIFEST]:
             stale.unlink(missing_ok=True)
 
 
@@ -85,12 +85,18 @@ def _extensions() -> list[Any]:
         os.unlink(config.name)
 
 
+#: Commands that only describe the package (what pip asks before it builds).
+METADATA_ONLY = {"egg_info", "dist_info", "sdist"}
+
+
 class BuildExt(build_ext):
     """Compile, naming the opt-out when that fails; then record the manifest beside the
     compiled files (in the checkout for an in-place or editable build)."""
 
     def finalize_options(self) -> None:
-        if SOURCES:
+        # pip's metadata steps finalize this command too (to list sources): only a build runs
+        # mypyc, once, and puts its extensions in the stand-in's place.
+        if SOURCES and not set(self.distribution.commands) <= METADATA_ONLY:
             self.distribution.ext_modules = _extensions()
         super().finalize_options()
 

@@ -25,15 +25,16 @@ OPT_OUT = "CONFAB_PURE_PYTHON"
 LISTED = "backend/compiled_modules.txt"
 #: Written by the build beside the compiled files: each compiled module's source hash.
 MANIFEST = "backend/compiled_manifest.json"
-#: mypyc's group: the shared library holding the compiled code is ``backend/native__mypyc.*``.
-GROUP = "backend.native"
+#: mypyc's group: the shared library holding the compiled code, ``confab__mypyc.<abi>.so``,
+#: sits beside the packages (where mypyc derives the compiled modules' ``__file__`` from).
+GROUP = "confab"
 #: The packages whose modules may be compiled.
 PACKAGES = ("backend", "models", "namespaces")
 #: The root the installed (or checked-out) packages sit in.
 ROOT = Path(__file__).resolve().parents[1]
 
-REBUILD = ("rebuild with `pip install -e .` (or, in a checkout, `python setup.py build_ext "
-           f"--inplace`), or install without compiling: `{OPT_OUT}=1 pip install -e .`")
+REBUILD = ("Rebuild: `pip install -e .` (in a checkout, `python setup.py build_ext --inplace` "
+           f"builds in place), or install without compiling: `{OPT_OUT}=1 pip install -e .`")
 
 
 class StaleBuild(RuntimeError):
@@ -118,7 +119,7 @@ def check(root: Path = ROOT) -> Build:
     if not isinstance(recorded, dict):
         raise StaleBuild(
             f"compiled modules without the build's manifest ({MANIFEST}): "
-            f"{', '.join(map(module_name, compiled))}; {REBUILD}")
+            f"{', '.join(map(module_name, compiled))}.\n{REBUILD}")
     stale = []
     for source, binary in compiled.items():
         path = root / source
