@@ -39,10 +39,10 @@ PURE = os.environ.get(compiled.OPT_OUT, "") not in ("", "0")
 SOURCES: list[str] = [] if PURE else compiled.listed(ROOT)
 
 
-def _failed(what: str) -> SystemExit:
-    return SystemExit(
-        f"confab: {what}. Compiling needs a C compiler and the Python headers (e.g. gcc and "
-        f"python3-dev); without them install pure Python: {compiled.OPT_OUT}=1 pip install ...")
+def _failed(what: str, remedy: str = "Compiling needs a C compiler and the Python headers "
+            "(e.g. gcc and python3-dev)") -> SystemExit:
+    return SystemExit(f"confab: {what}. {remedy}; or install without compiling (pure Python): "
+                      f"{compiled.OPT_OUT}=1 pip install ...")
 
 
 def _remove_stale_in_tree() -> None:
@@ -63,11 +63,13 @@ def _extensions() -> list[Any]:
     """mypyc's extensions (the C it generates, under build/mypyc). Made when the build asks for
     them, not at every command pip runs this file for (metadata, requirements)."""
     if "backend/compiled.py" in SOURCES:
-        raise _failed("backend/compiled.py checks the compiled modules; it cannot be one")
+        raise _failed("backend/compiled.py checks the compiled modules; it cannot be one",
+                      f"Take it off {compiled.LISTED}")
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
-        raise _failed(f"mypyc (mypy==2.4.1) is not installed ({exc})") from None
+        raise _failed(f"mypyc is not installed ({exc})",
+                      "Install mypy==2.4.1 (the test extra has it)") from None
     build = ROOT / "build"
     build.mkdir(exist_ok=True)
     # The type check mypyc compiles by: the project's own stubs, and libraries it cannot see
@@ -80,7 +82,9 @@ def _extensions() -> list[Any]:
         return mypycify([f"--config-file={config.name}", *SOURCES], group_name=compiled.GROUP,
                         target_dir="build/mypyc")
     except SystemExit as exc:  # mypyc reports what it refuses, then exits
-        raise _failed(f"mypyc could not compile the listed modules ({exc})") from None
+        raise _failed(f"mypyc could not compile the listed modules ({exc})",
+                      f"Fix what it reports above, or take the module off {compiled.LISTED}"
+                      ) from None
     finally:
         os.unlink(config.name)
 
