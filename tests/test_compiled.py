@@ -133,6 +133,7 @@ def test_a_node_refuses_a_compiled_module_whose_source_changed(tmp_path: Path) -
     for library in ROOT.glob(f"{GROUP}__mypyc.*"):
         shutil.copy(library, tmp_path)
     source = listed()[0]
+    assert source in compiled_files(tmp_path), f"{source} is not compiled: install the project"
     with open(tmp_path / source, "a") as edited:
         edited.write("# edited after the build\n")
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "JWT_SECRET": "x" * 48}
