@@ -103,6 +103,7 @@ class Node:
         self.dir = data_dir
         self.port = nodes.free_port()
         root = Path(args.server_root).resolve() if args.server_root else ROOT
+        nodes.require_current_build(root)
         python = str(root / ".venv" / "bin" / "python")
         counter = [] if self.cpu else [
             "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",

@@ -13,7 +13,8 @@ PACKAGES = ("backend", "models", "namespaces")
 
 #: Bottom to top. A module belongs to the last (most specific) prefix that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("models", "backend.settings", "backend.observability", "backend.compat")),
+    ("foundation", ("models", "backend.settings", "backend.observability", "backend.compat",
+                    "backend.compiled")),
     ("storage", ("backend.storage",)),
     ("service", ("backend.service",)),
     ("service users", ("backend.auth", "backend.integrations")),
