@@ -67,14 +67,19 @@ PER_CONVERSATION = 10
 QUIET = {"OUTBOX_POLL_SECONDS": "3600", "WEBHOOK_REFRESH_SECONDS": "3600",
          "WEBHOOK_CATCH_UP_SECONDS": "3600"}
 #: Runs uvicorn's command line with Engine.IO's default heartbeat replaced first (its two
-#: arguments, then uvicorn's). ``EngineServer`` takes its options as keywords only.
+#: arguments, then uvicorn's): python-socketio's server passes the options it does not know on
+#: to the Engine.IO server it makes, so the two are added there (the node's own modules may be
+#: compiled, where no default can be replaced from outside).
 #: With a third argument, a file: SIGUSR1 starts cProfile on the loop's thread, SIGUSR2 writes
 #: its statistics there (``--profile``).
 BOOT = """\
 import sys
-from backend.realtime import engine
+from socketio import base_server
 interval, timeout = float(sys.argv.pop(1)), float(sys.argv.pop(1))
-engine.EngineServer.__init__.__kwdefaults__.update(ping_interval=interval, ping_timeout=timeout)
+upstream_init = base_server.BaseServer.__init__
+def init(self, *args, **kwargs):
+    upstream_init(self, *args, **{**kwargs, "ping_interval": interval, "ping_timeout": timeout})
+base_server.BaseServer.__init__ = init
 if sys.argv[1].startswith("profile="):
     import cProfile, signal
     out, profile = sys.argv.pop(1)[len("profile="):], cProfile.Profile()

@@ -117,7 +117,7 @@ class Door:
     #: The frame key naming the frame's type ("type"; seed 003 uses "message_type").
     type_key = "type"
     #: Inbound table: frame type → handler.
-    handlers: Mapping[str, Handler] = {}
+    handlers: dict[str, Handler] = {}
     #: Does the path carry a conversation id (``conversation_id`` / ``session_id``)?
     path_param: str | None = "conversation_id"
     #: Does the welcome read the user's history, which leaves out whom they blocked? Then
