@@ -67,19 +67,16 @@ PER_CONVERSATION = 10
 QUIET = {"OUTBOX_POLL_SECONDS": "3600", "WEBHOOK_REFRESH_SECONDS": "3600",
          "WEBHOOK_CATCH_UP_SECONDS": "3600"}
 #: Runs uvicorn's command line with Engine.IO's default heartbeat replaced first (its two
-#: arguments, then uvicorn's): python-socketio's server passes the options it does not know on
-#: to the Engine.IO server it makes, so the two are added there (the node's own modules may be
-#: compiled, where no default can be replaced from outside).
+#: arguments, then uvicorn's): the Engine.IO server python-socketio makes is made with the two
+#: added (the node's own modules may be compiled, where no default can be replaced).
 #: With a third argument, a file: SIGUSR1 starts cProfile on the loop's thread, SIGUSR2 writes
 #: its statistics there (``--profile``).
 BOOT = """\
 import sys
-from socketio import base_server
+from backend.realtime import engine, server
 interval, timeout = float(sys.argv.pop(1)), float(sys.argv.pop(1))
-upstream_init = base_server.BaseServer.__init__
-def init(self, *args, **kwargs):
-    upstream_init(self, *args, **{**kwargs, "ping_interval": interval, "ping_timeout": timeout})
-base_server.BaseServer.__init__ = init
+server.Server._engineio_server_class = lambda self: lambda **options: engine.EngineServer(
+    **options, ping_interval=interval, ping_timeout=timeout)
 if sys.argv[1].startswith("profile="):
     import cProfile, signal
     out, profile = sys.argv.pop(1)[len("profile="):], cProfile.Profile()
