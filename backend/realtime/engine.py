@@ -354,7 +354,8 @@ class EngineServer:
     reason = Reason
     async_mode = "asgi"
 
-    def __init__(self, *, async_mode: str | None = None, ping_interval: float = 25,
+    def __init__(self, *, async_mode: str | None = None,
+                 ping_interval: float | tuple[float, float] = 25,
                  ping_timeout: float = 20, max_http_buffer_size: int = 1_000_000,
                  allow_upgrades: bool = True, cors_allowed_origins: Any = None,
                  cors_credentials: bool = True, logger: Any = False, json: Any = None,
