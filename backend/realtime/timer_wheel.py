@@ -213,7 +213,7 @@ class TimerWheel(Generic[T]):
                         continue
                     if delay is None:
                         continue
-                    if entry.due or self._handle is not _TICKING:
+                    if entry.due or not self._ticking():
                         # Scheduled by its callback already, or the wheel closed by one.
                         self.schedule(entry, delay)
                         continue
