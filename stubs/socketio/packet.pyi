@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, ClassVar
 
 CONNECT: int
 DISCONNECT: int
@@ -11,7 +11,7 @@ packet_names: list[str]
 
 class Packet:
     uses_binary_events: bool
-    json: Any
+    json: ClassVar[Any]
     packet_type: int
     data: Any
     namespace: str | None
