@@ -26,8 +26,6 @@ from backend.cluster.node import ClusterNode
 from backend.collector import tune_after_startup
 from backend.compat import IncompatibleLibrary, check_all
 from backend.compat.starlette import PlainState
-from backend.compiled import StaleBuild
-from backend.compiled import check as check_compiled
 from backend.dashboard.routes import dashboard_routes
 from backend.integrations.outbound import OutboundSender
 from backend.integrations.outside import Outside
@@ -68,7 +66,6 @@ def create_app(settings: Settings | None = None) -> Any:
     decimal.getcontext()
     configure_logging(json_lines=settings.production)
     require_compatible_libraries()
-    require_current_build()
     passwords.use(settings.password_hashing)
     metrics = Metrics()
     realtime = _realtime(settings, metrics)
@@ -180,18 +177,6 @@ def require_compatible_libraries() -> None:
     except IncompatibleLibrary as exc:
         log.critical("%s", exc, extra={"event": "incompatible_library"})
         raise SystemExit(f"confab: {exc}") from None
-
-
-def require_current_build() -> None:
-    """Refuse to start (``SystemExit``, logged) when a compiled module was not built from the
-    source beside it (backend/compiled.py: Python would run the stale build); else log which
-    modules run compiled."""
-    try:
-        build = check_compiled()
-    except StaleBuild as exc:
-        log.critical("%s", exc, extra={"event": "stale_build"})
-        raise SystemExit(f"confab: {exc}") from None
-    log.info("%s", build.summary(), extra={"event": "compiled_modules"})
 
 
 def _realtime(settings: Settings, metrics: Metrics) -> Realtime:

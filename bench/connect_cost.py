@@ -71,7 +71,6 @@ from bench.nodes import (
     free_port,
     node_env,
     raise_fd_limit,
-    require_current_build,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -255,7 +254,6 @@ def dumped_instructions(out_dir: Path, before: set[Path]) -> int:
 def start(args: argparse.Namespace, data_dir: Path, env: dict[str, str]) -> tuple[Any, int]:
     port = free_port()
     root = Path(args.server_root) if args.server_root else ROOT
-    require_current_build(root)
     python = str(root / ".venv" / "bin" / "python") if args.server_root else sys.executable
     command = [python, "-m", "uvicorn", "backend.main:app", "--host", "127.0.0.1",
                "--port", str(port), *UVICORN_FLAGS]

@@ -78,7 +78,6 @@ class CountedNode:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.port = nodes.free_port()
         root = server_root or ROOT
-        nodes.require_current_build(root)
         python = str(root / ".venv" / "bin" / "python")
         counter = [] if cpu else [
             "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",

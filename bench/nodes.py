@@ -22,9 +22,6 @@ from pathlib import Path
 
 import httpx
 
-from backend.compiled import StaleBuild
-from backend.compiled import check as check_compiled
-
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -268,16 +265,6 @@ class Node:
                 self.process.wait(timeout=5)
 
 
-def require_current_build(root: Path) -> None:
-    """Refuse to start a node from ``root`` (this checkout or another) whose compiled modules
-    were not built from the sources beside them (backend/compiled.py): a checkout older than
-    that check would run them silently. One never built runs pure Python."""
-    try:
-        check_compiled(root.resolve())
-    except StaleBuild as exc:
-        raise SystemExit(f"bench: the node of {root}: {exc}") from None
-
-
 def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
                reference: bool = False, server_root: Path | None = None,
                node_reference: bool = False, port: int | None = None,
@@ -304,7 +291,6 @@ def start_node(data_dir: Path, env: dict[str, str], cpus: str | None,
         command = [*pin_prefix(cpus), sys.executable, str(ROOT / "bench" / "reference.py"),
                    str(port)]
     else:
-        require_current_build(server_root or ROOT)
         python = str(server_root / ".venv" / "bin" / "python") if server_root else sys.executable
         command = [*pin_prefix(cpus), python, "-m", "uvicorn", "backend.main:app",
                    "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS,

@@ -67,16 +67,14 @@ PER_CONVERSATION = 10
 QUIET = {"OUTBOX_POLL_SECONDS": "3600", "WEBHOOK_REFRESH_SECONDS": "3600",
          "WEBHOOK_CATCH_UP_SECONDS": "3600"}
 #: Runs uvicorn's command line with Engine.IO's default heartbeat replaced first (its two
-#: arguments, then uvicorn's): the Engine.IO server python-socketio makes is made with the two
-#: added (the node's own modules may be compiled, where no default can be replaced).
+#: arguments, then uvicorn's). ``EngineServer`` takes its options as keywords only.
 #: With a third argument, a file: SIGUSR1 starts cProfile on the loop's thread, SIGUSR2 writes
 #: its statistics there (``--profile``).
 BOOT = """\
 import sys
-from backend.realtime import engine, server
+from backend.realtime import engine
 interval, timeout = float(sys.argv.pop(1)), float(sys.argv.pop(1))
-server.Server._engineio_server_class = lambda self: lambda **options: engine.EngineServer(
-    **options, ping_interval=interval, ping_timeout=timeout)
+engine.EngineServer.__init__.__kwdefaults__.update(ping_interval=interval, ping_timeout=timeout)
 if sys.argv[1].startswith("profile="):
     import cProfile, signal
     out, profile = sys.argv.pop(1)[len("profile="):], cProfile.Profile()
@@ -105,7 +103,6 @@ class Node:
         self.dir = data_dir
         self.port = nodes.free_port()
         root = Path(args.server_root).resolve() if args.server_root else ROOT
-        nodes.require_current_build(root)
         python = str(root / ".venv" / "bin" / "python")
         counter = [] if self.cpu else [
             "valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",

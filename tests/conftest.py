@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from backend.compiled import StaleBuild
-from backend.compiled import check as check_compiled
 from backend.settings import Settings
 from backend.storage.database import close_database, open_database
 from tests.support.client import Api, admin_of, with_admin
@@ -31,15 +29,6 @@ from tests.support.services import (
     find_redis,
     free_port,
 )
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """No test runs on a compiled module built from another version of its source (the test
-    processes and the nodes they start would all run the stale build)."""
-    try:
-        check_compiled()
-    except StaleBuild as exc:
-        pytest.exit(f"confab: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

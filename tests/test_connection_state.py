@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -167,17 +167,6 @@ class FakeTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 5000), "sockname": ("127.0.0.1", 8000)}.get(
             name, default)
-
-
-#: Compiled, the engine's coroutines have no Python frames of their own.
-ENGINE_COMPILED = not engine.__file__.endswith(".py")
-
-
-async def wait_until(check: Callable[[], bool], within: float = 5.0) -> None:
-    """Poll ``check``: the engine tells no event for the condition waited on."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
 
 
 def upgraded(config: Config) -> tuple[WebSocketProtocol, FakeTransport]:
@@ -825,6 +814,14 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         await disconnected(sid, reason)
 
     server.on("disconnect", disconnect)
+    overdue_checks = asyncio.Event()
+    check = server._pong_overdue
+
+    def checked(socket: Any) -> None:
+        check(socket)
+        overdue_checks.set()
+
+    server._pong_overdue = checked  # type: ignore[method-assign]
     async with engine_node(app=app) as url, websockets.connect(url) as client:
         await asyncio.wait_for(client.recv(), 5)  # OPEN
         await client.send("40")
@@ -832,13 +829,9 @@ async def test_a_pong_unread_behind_a_running_handler_is_not_held_against_the_cl
         await client.send('42["work"]')  # its handler runs past the next ping's deadline
         await client.send('42["later"]')  # waits in the receive queue behind it
         assert await asyncio.wait_for(client.recv(), 5) == "2"
-        eio_socket, = server.sockets.values()
-        ping_deadline = eio_socket.due  # the wheel's bucket of the ping's deadline
         await client.send("3")  # unread behind the handler and the queued event
-        # The deadline passes meanwhile: its check finds the handler running and puts the
-        # socket a ``ping_timeout`` further on the wheel (the engine may run compiled, where
-        # no method of it can be wrapped to see the check).
-        await wait_until(lambda: eio_socket.due > ping_deadline)
+        await asyncio.wait_for(overdue_checks.wait(), 5)  # the deadline passed meanwhile
+        eio_socket, = server.sockets.values()
         assert eio_socket.state is engine.State.OPEN and eio_socket.busy
         assert eio_socket.ping_sent  # still unanswered, and not held against the client
         release.set()
@@ -950,19 +943,13 @@ async def test_a_websocket_first_session_is_served_in_one_frame() -> None:
             served, = sio.eio.sockets.values()
             assert served.task is not None
             chain = awaited_chain(served.task)
-            if ENGINE_COMPILED:
-                # Its coroutines are compiled (no Python frames): uvicorn's task awaits the
-                # engine's coroutine directly, no middleware frame between.
-                assert chain[-1] == "WebSocketsSansIOProtocol.run_asgi"
-                assert "EngineServer" in type(served.task.get_coro().cr_await).__name__
-            else:
-                # The engine's one frame (its opening steps leave none), right under
-                # uvicorn's task (no middleware frame: the protocol's ``connection_app``) and
-                # above its receive.
-                first = chain.index("EngineServer._serve")
-                assert chain[first - 1:first + 2] == [
-                    "WebSocketsSansIOProtocol.run_asgi", "EngineServer._serve",
-                    "WebSocketsSansIOProtocol.receive"]
+            # The engine's one frame (its opening steps leave none), right under uvicorn's
+            # task (no middleware frame: the protocol's ``connection_app``) and above its
+            # receive.
+            first = chain.index("EngineServer._serve")
+            assert chain[first - 1:first + 2] == [
+                "WebSocketsSansIOProtocol.run_asgi", "EngineServer._serve",
+                "WebSocketsSansIOProtocol.receive"]
             await client.send("3")  # a pong nobody asked for: ignored, the socket stays
             await client.send("40/")  # Socket.IO CONNECT to "/": answered
             assert (await asyncio.wait_for(client.recv(), 5)).startswith("40")

@@ -177,11 +177,8 @@ async def test_a_change_racing_a_delete_sees_it_under_the_lock(
     for attempt in ("edit", "reaction", "delete"):
         message, _ = await chat.send_message(a, cid, {"content": attempt})
         if attempt == "delete":
-            # On the class: a compiled class's instances take no attributes of their own.
-            deleting = deleting_meanwhile(message["id"], writable)
-            monkeypatch.setattr(type(chat.grants), "writable",
-                                lambda _, actor, conversation_id, deleting=deleting: deleting(
-                                    actor, conversation_id))
+            monkeypatch.setattr(chat.grants, "writable",
+                                deleting_meanwhile(message["id"], writable))
         else:
             monkeypatch.setattr(chat, "_may_write", deleting_meanwhile(message["id"], checked))
         if attempt == "edit":

@@ -13,8 +13,7 @@ PACKAGES = ("backend", "models", "namespaces")
 
 #: Bottom to top. A module belongs to the last (most specific) prefix that names it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("models", "backend.settings", "backend.observability", "backend.compat",
-                    "backend.compiled")),
+    ("foundation", ("models", "backend.settings", "backend.observability", "backend.compat")),
     ("storage", ("backend.storage",)),
     ("service", ("backend.service",)),
     ("service users", ("backend.auth", "backend.integrations")),

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from mypy_extensions import mypyc_attr
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -118,7 +117,7 @@ class Door:
     #: The frame key naming the frame's type ("type"; seed 003 uses "message_type").
     type_key = "type"
     #: Inbound table: frame type → handler.
-    handlers: dict[str, Handler] = {}
+    handlers: Mapping[str, Handler] = {}
     #: Does the path carry a conversation id (``conversation_id`` / ``session_id``)?
     path_param: str | None = "conversation_id"
     #: Does the welcome read the user's history, which leaves out whom they blocked? Then
@@ -144,8 +143,6 @@ class Door:
         """After accept and the access check: send the connect frames, join rooms."""
 
 
-# Compiled, it still takes subclasses that are not (a test's recording endpoint).
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Endpoint:
     """The ASGI app of ``door``'s route (``RawRoutes`` in backend/raw/routes.py calls it).
     An app, not an endpoint function: Starlette would wrap a function in a session wrapper

@@ -37,7 +37,7 @@ from backend.raw.adapter import (
     replay_since,
     send_chat_message,
 )
-from backend.realtime.dialects import WS_CHAT, RawDialect
+from backend.realtime.dialects import WS_CHAT
 from backend.service.clock import iso_now
 
 RECENT_MESSAGES = 50
@@ -106,7 +106,7 @@ async def message_status(session: Session, frame: dict[str, Any]) -> None:
 
 class WsChatDoor(Door):
     route = "/ws/chat/"
-    dialect: RawDialect = WS_CHAT
+    dialect = WS_CHAT
     reads_blocks = True  # the welcome's history page
     handlers: dict[str, Handler] = {
         "chat_message": chat_message,

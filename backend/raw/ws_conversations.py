@@ -20,7 +20,7 @@ from typing import Any
 
 from backend.doors.ids import page_request
 from backend.raw.adapter import Door, Handler, Session
-from backend.realtime.dialects import WS_CONVERSATIONS, RawDialect
+from backend.realtime.dialects import WS_CONVERSATIONS
 from backend.service.clock import iso_now
 from backend.service.desk import QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT
 
@@ -48,8 +48,8 @@ async def get_queue(session: Session, frame: dict[str, Any]) -> None:
 
 class WsConversationsDoor(Door):
     route = "/ws/conversations/"
-    dialect: RawDialect = WS_CONVERSATIONS
-    path_param: str | None = None
+    dialect = WS_CONVERSATIONS
+    path_param = None
     handlers: dict[str, Handler] = {
         "get_conversations": get_conversations,
         "refresh_conversations": get_conversations,

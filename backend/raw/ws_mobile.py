@@ -30,7 +30,7 @@ from backend.raw.adapter import (
     send_chat_message,
 )
 from backend.raw.ws_chat import message_status, read_receipt, typing
-from backend.realtime.dialects import WS_MOBILE, RawDialect
+from backend.realtime.dialects import WS_MOBILE
 from backend.service.actors import Actor
 from backend.service.clock import iso_now
 from backend.service.grants import Grants
@@ -45,7 +45,7 @@ def chat_message(session: Session, frame: dict[str, Any]) -> Coroutine[Any, Any,
 
 class WsMobileDoor(Door):
     route = "/ws/mobile/chat/"
-    dialect: RawDialect = WS_MOBILE
+    dialect = WS_MOBILE
     handlers: dict[str, Handler] = {
         "chat_message": chat_message,
         "message_status": message_status,

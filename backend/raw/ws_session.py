@@ -22,7 +22,7 @@ from typing import Any
 
 from backend.doors.refusals import Refusal
 from backend.raw.adapter import Door, Handler, Session, replay_since, send_chat_message
-from backend.realtime.dialects import WS_SESSION, RawDialect
+from backend.realtime.dialects import WS_SESSION
 from backend.service.errors import invalid
 
 _COMMON = ("content", "reply_to_id", "parent_message_id", "mentions", "metadata",
@@ -64,9 +64,9 @@ async def typing(session: Session, frame: dict[str, Any]) -> None:
 
 class WsSessionDoor(Door):
     route = "/api/v1/chat/ws/"
-    dialect: RawDialect = WS_SESSION
+    dialect = WS_SESSION
     type_key = "message_type"
-    path_param: str | None = "session_id"
+    path_param = "session_id"
     handlers: dict[str, Handler] = {
         "text": text,
         "file": file,

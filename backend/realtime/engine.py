@@ -64,8 +64,8 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Generator, Iterator
-from types import CoroutineType, TracebackType
-from typing import Any, Final
+from types import CoroutineType
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -106,11 +106,11 @@ class Reason:
     """Why a socket closed, as python-engineio names them (python-socketio passes them on to
     the namespaces' disconnect handlers)."""
 
-    SERVER_DISCONNECT: Final = "server disconnect"
-    CLIENT_DISCONNECT: Final = "client disconnect"
-    PING_TIMEOUT: Final = "ping timeout"
-    TRANSPORT_CLOSE: Final = "transport close"
-    TRANSPORT_ERROR: Final = "transport error"
+    SERVER_DISCONNECT = "server disconnect"
+    CLIENT_DISCONNECT = "client disconnect"
+    PING_TIMEOUT = "ping timeout"
+    TRANSPORT_CLOSE = "transport close"
+    TRANSPORT_ERROR = "transport error"
 
 
 class State(enum.Enum):
@@ -137,7 +137,7 @@ _MOVES: dict[State, frozenset[State]] = {
 _OPEN, _UPGRADING, _CLOSING = State.OPEN, State.UPGRADING, State.CLOSING
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(RuntimeError):
     """A socket was asked to move to a state it cannot reach from its own."""
 
 
@@ -327,35 +327,13 @@ UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_HANDSHAKE_METHOD, BAD_REQUEST, FORBIDDEN, \
     UNSUPPORTED_PROTOCOL_VERSION = range(6)
 
 
-class SessionBlock:
-    """``async with server.session(sid) as session``: the user session, saved back when the
-    block ends without an error (a class, not an async generator: those do not compile)."""
-
-    __slots__ = ("server", "session", "sid")
-
-    def __init__(self, server: EngineServer, sid: str) -> None:
-        self.server = server
-        self.sid = sid
-        self.session: dict[str, Any] = {}
-
-    async def __aenter__(self) -> dict[str, Any]:
-        self.session = await self.server.get_session(self.sid)
-        return self.session
-
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, traceback: TracebackType | None) -> None:
-        if exc_type is None:
-            await self.server.save_session(self.sid, self.session)
-
-
 class EngineServer:
     """The Engine.IO server python-socketio runs on (see the module doc for the seam)."""
 
     reason = Reason
     async_mode = "asgi"
 
-    def __init__(self, *, async_mode: str | None = None,
-                 ping_interval: float | tuple[float, float] = 25,
+    def __init__(self, *, async_mode: str | None = None, ping_interval: float = 25,
                  ping_timeout: float = 20, max_http_buffer_size: int = 1_000_000,
                  allow_upgrades: bool = True, cors_allowed_origins: Any = None,
                  cors_credentials: bool = True, logger: Any = False, json: Any = None,
@@ -471,9 +449,12 @@ class EngineServer:
             raise KeyError(f"no Engine.IO session {sid}")
         socket.session = session
 
-    def session(self, sid: str) -> SessionBlock:
+    @contextlib.asynccontextmanager
+    async def session(self, sid: str) -> Any:
         """The user session, saved back when the block ends."""
-        return SessionBlock(self, sid)
+        session = await self.get_session(sid)
+        yield session
+        await self.save_session(sid, session)
 
     def start_background_task(self, target: Handler, *args: Any, **kwargs: Any) -> Any:
         """Run ``target(*args, **kwargs)`` as a task (kept referenced until it ends)."""

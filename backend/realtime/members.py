@@ -6,32 +6,17 @@ asks the dialect to encode an event once per dialect and hands the same text to 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
-
-from mypy_extensions import mypyc_attr
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from backend.realtime.wire import Outgoing
 from backend.service.actors import Actor
 
 if TYPE_CHECKING:
     from backend.realtime.dialects import Dialect
-    from backend.realtime.wire import Wire
+    from backend.realtime.engine import EngineServer
 
 
-class Engine(Protocol):
-    """What a Socket.IO member writes through: the node's ``EngineServer``
-    (backend/realtime/engine.py), or a stand-in that records."""
-
-    def direct_wire(self, sid: str) -> Wire | None: ...
-
-    def send(self, sid: str, data: str | bytes) -> Awaitable[None]: ...
-
-    async def disconnect(self, sid: str | None = None) -> None: ...
-
-
-# Compiled, it still takes subclasses that are not (the tests' recording members).
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Member:
     """A connection in rooms. ``id`` is unique across the cluster.
 
@@ -140,7 +125,7 @@ class SocketIOMember(Member):
     echo_own = False
 
     def __init__(self, sid: str, eio_sid: str, namespace: str, actor: Actor, dialect: Dialect,
-                 eio: Engine) -> None:
+                 eio: EngineServer) -> None:
         super().__init__(f"sio:{sid}", actor, dialect, namespace)
         self.sid = sid
         self.eio_sid = eio_sid

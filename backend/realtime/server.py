@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextvars import ContextVar, Token
-from typing import Any, ClassVar
+from typing import Any
 
 from socketio import packet as sio_packet
 
@@ -92,7 +92,7 @@ class _LenientPacket(sio_packet.Packet):
     """Decodes with the standard library's JSON, which takes what the codec refuses (NaN,
     Infinity, lone surrogates): enough to answer the packet's ack or event."""
 
-    json: ClassVar[Any] = json
+    json = json
 
 
 class Server(ServerHooks):

@@ -153,11 +153,6 @@ class TimerWheel(Generic[T]):
         members = self._buckets.get(entry.due) if entry.due else None
         return members is not None and entry in members
 
-    def _ticking(self) -> bool:
-        """Whether a tick is under way: read from the attribute as it is now, not as the tick
-        set it (a callback may close the wheel meanwhile)."""
-        return self._handle is _TICKING
-
     def close(self) -> None:
         """Forget every deadline and stop the loop timer."""
         for members in self._buckets.values():
@@ -213,7 +208,7 @@ class TimerWheel(Generic[T]):
                         continue
                     if delay is None:
                         continue
-                    if entry.due or not self._ticking():
+                    if entry.due or self._handle is not _TICKING:
                         # Scheduled by its callback already, or the wheel closed by one.
                         self.schedule(entry, delay)
                         continue
@@ -237,7 +232,7 @@ class TimerWheel(Generic[T]):
             while order and order[0] not in buckets:
                 heapq.heappop(order)
         finally:
-            if self._ticking():  # (``close`` from a callback leaves None)
+            if self._handle is _TICKING:  # (``close`` from a callback leaves None)
                 self._handle = None
             if self._order:
                 self._arm(self._order[0])

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -241,7 +241,7 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
         args = [message.conversation_id, message.created_at, device_bump, staff_reset,
                 staff_bump, counters.sender_member, skip, *values]
         if isinstance(client, TransactionalDBClient):  # inside a transaction: in it, alone
-            stored = _postgres_id(args, await _sent_row(client, args))
+            stored = _postgres_id(args, (await client.execute_query(_PG_SEND, args))[1][0])
         else:
             stored = await _PG_TURNS.send(client, args)
         message.id, message.position = stored
@@ -266,14 +266,6 @@ async def insert_message(message: SentMessage, counters: Counters) -> int:
             raise _tortoise_error(result)
     message.id, message.position = stored
     return message.id
-
-
-async def _sent_row(client: BaseDBAsyncClient, args: list[Any]) -> Any:
-    """The send's row through Tortoise's client, which raises its own errors. Its rows are
-    typed as dicts but are asyncpg's records on PostgreSQL: read as ``Any`` (compiled, a
-    declared dict would be checked)."""
-    result: tuple[int, Sequence[Any]] = await client.execute_query(_PG_SEND, args)
-    return result[1][0]
 
 
 def _postgres_id(args: list[Any], row: Any) -> Stored:
@@ -333,7 +325,7 @@ class PostgresTurns:
         try:
             row = (await self._fetch(client, [args]))[0]
         except _ROLLED_BACK:  # refused: again through Tortoise's client, which raises its
-            row = await _sent_row(client, args)  # errors as Tortoise's
+            row = (await client.execute_query(_PG_SEND, args))[1][0]  # errors as Tortoise's
         return _postgres_id(args, row)
 
     def _start(self, client: BaseDBAsyncClient,
@@ -365,12 +357,12 @@ class PostgresTurns:
             # Each alone, through Tortoise's client: its errors as Tortoise raises them.
             for args, future in batch:
                 try:
-                    alone = await _sent_row(client, args)
+                    _, alone = await client.execute_query(_PG_SEND, args)
                 except Exception as exc:
                     if not future.done():
                         future.set_exception(exc)
                 else:
-                    _settle(future, args, alone)
+                    _settle(future, args, alone[0])
         except BaseException as exc:  # cancelled (the node stops): nobody waits forever
             _fail(batch, exc)
             raise

@@ -1,4 +1,4 @@
-from typing import Any, ClassVar
+from typing import Any
 
 CONNECT: int
 DISCONNECT: int
@@ -11,7 +11,7 @@ packet_names: list[str]
 
 class Packet:
     uses_binary_events: bool
-    json: ClassVar[Any]
+    json: Any
     packet_type: int
     data: Any
     namespace: str | None
