@@ -593,10 +593,11 @@ class CountingPool:
 
     async def fetchrow(self, query: str, *args: Any) -> dict[str, int]:
         self.sent += 1
+        sent = self.sent
         if self.hold is not None:
             self.waiting.set()
             await self.hold.wait()
-        return {"id": 100 + self.sent, "position": self.sent}
+        return {"id": 100 + sent, "position": sent}
 
     async def prepare(self, query: str) -> PreparedSend:
         self.prepared += 1
@@ -627,6 +628,41 @@ async def test_postgres_sends_keep_one_connection_out_of_a_pool(size: int, taken
     # connection taken for one send alone prepares nothing.
     assert client.prepared == (1 if size > 1 else 0)
     await turns.close()  # the database closes: handed back, or the pool's close would wait
+    assert client.returned == client.taken
+
+
+@pytest.mark.parametrize(("size", "held"), [(10, 3), (8, 2), (2, 1)])
+async def test_postgres_writes_in_flight_together_each_keep_a_connection(
+        size: int, held: int) -> None:
+    """Under load a write is still under way when the next turn's write starts: up to three
+    are written on connections the send path keeps (each with its statement, prepared at its
+    second write), as many as the pool's size leaves room for; one more takes the pool's."""
+    client = CountingPool(size)
+    turns = sends.PostgresTurns()
+
+    async def together(cids: range) -> list[tuple[int, int]]:
+        """A write per conversation, each alone in its turn, all under way at once."""
+        client.hold = asyncio.Event()
+        writes = []
+        for cid in cids:
+            client.waiting.clear()
+            writes.append(asyncio.ensure_future(
+                turns.send(client, [cid, "rest"])))  # type: ignore[arg-type]
+            await client.waiting.wait()
+        assert client.returned == returned  # none handed back while its write is under way
+        client.hold.set()
+        return await asyncio.gather(*writes)
+
+    returned = 0
+    stored = await together(range(1, 6))
+    assert sorted(stored) == [(101 + n, 1 + n) for n in range(5)]
+    assert client.taken == 5
+    assert client.returned == 5 - held  # the writes past the kept ones used the pool's
+    assert client.prepared == 0  # a kept connection prepares at its second write
+    returned = client.returned
+    await together(range(6, 6 + held))  # each kept one's second write, together again
+    assert (client.taken, client.prepared) == (5, held)
+    await turns.close()
     assert client.returned == client.taken
 
 

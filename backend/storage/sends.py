@@ -285,9 +285,9 @@ class PostgresTurns:
     lock conversation rows in the same order. When the batch fails (a duplicate
     ``client_msg_id`` rolls it all back), each send runs again alone, with its own outcome.
 
-    The connection is one the send path holds (``HeldConnection``) when it is free, else
-    one from the pool as any query's: a pool's acquire and release cost about as much CPU as
-    the round trip itself (asyncpg's release is a task of its own).
+    The connection is one of those the send path holds (``HeldConnection``) when one is
+    free, else one from the pool as any query's: a pool's acquire and release cost about as
+    much CPU as the round trip itself (asyncpg's release is a task of its own).
     """
 
     def __init__(self) -> None:
@@ -296,7 +296,13 @@ class PostgresTurns:
         self._turn: Turn[list[Any], Stored] = Turn()
         #: Batches being written (kept referenced until done).
         self._writing: set[asyncio.Task[None]] = set()
-        self.held = HeldConnection(min_pool=2)
+        #: The connections the writes hold, tried in turn, each with its own prepared
+        #: statement: a write takes about a millisecond to come back under load, so the next
+        #: turn's write often finds the first busy (and a pool connection costs an acquire, a
+        #: release and the statement cache's look-up). The first from a pool of two or more,
+        #: the others from larger pools only: of the default ten, three for the writes,
+        #: up to three for the connect's reads (``lookups``), four for everything else.
+        self.held = tuple(HeldConnection(min_pool=size) for size in (2, 8, 10))
 
     async def send(self, client: BaseDBAsyncClient, args: list[Any]) -> Stored:
         """The send's id and position, once committed, or its own error.
@@ -368,10 +374,12 @@ class PostgresTurns:
             raise
 
     async def _fetch(self, client: BaseDBAsyncClient, sends: list[list[Any]]) -> list[Any]:
-        """The sends' rows, in one round trip: on the held connection when it is free."""
-        held = self.held
-        connection = await held.take(client)
-        if connection is None:
+        """The sends' rows, in one round trip: on a held connection when one is free."""
+        for held in self.held:
+            connection = await held.take(client)
+            if connection is not None:
+                break
+        else:
             async with client.acquire_connection() as pooled:
                 return await _pipelined(pooled, sends)
         try:
@@ -393,13 +401,14 @@ class PostgresTurns:
             held.give_back(connection)
             raise
         except BaseException:
-            await self.held.drop(connection)  # it may be broken: the pool decides
+            await held.drop(connection)  # it may be broken: the pool decides
             raise
-        self.held.give_back(connection)
+        held.give_back(connection)
         return rows
 
     async def close(self) -> None:
-        await self.held.close()
+        for held in self.held:
+            await held.close()
 
 
 async def _pipelined(connection: Any, sends: list[list[Any]]) -> list[Any]:
