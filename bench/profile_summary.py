@@ -1,9 +1,10 @@
 """Summarize a py-spy ``--format raw`` profile (collapsed stacks): where the samples are.
 
 ``python bench/profile_summary.py bench/results/profile-fanout-sio-sqlite.txt [--top 25]``
-prints Markdown tables: samples by stage of the message path, self time by package (the leaf
-frame's library: socketio, engineio, tortoise, the project's own modules...), self time by
-function, and inclusive time by function.
+prints Markdown tables: samples by stage of the message path, the send path's PostgreSQL
+writes by the way they went (a kept connection's prepared statement or the pool), self time by
+package (the leaf frame's library: socketio, engineio, tortoise, the project's own
+modules...), self time by function, and inclusive time by function.
 Shares are of all samples in the file (py-spy records active threads only unless ``--idle``).
 """
 
@@ -88,6 +89,27 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+#: Which way the PostgreSQL writes of the send path went (``backend/storage/sends.py``): on a
+#: connection the path keeps, with its prepared statement (alone or a turn's batch), or through
+#: the pool and asyncpg's statement cache. First match wins; other stacks are not counted.
+WRITE_PATHS: list[tuple[str, tuple[str, ...]]] = [
+    ("kept connection, prepared, one send", ("prepared_row (",)),
+    ("kept connection, prepared, a turn's batch", ("PreparedStatement.fetchmany (",)),
+    ("pool or unprepared, one send", ("_pipelined (",)),
+    ("pool acquire and release, asyncpg's pool", ("(asyncpg/pool.py", "acquire_connection")),
+]
+
+
+def write_path_of(frames: list[str]) -> str | None:
+    text = ";".join(frames)
+    for name, needles in WRITE_PATHS:
+        if any(needle in text for needle in needles):
+            if name.startswith("pool or unprepared") and "Connection.fetchmany (" in text:
+                return "pool or unprepared, a turn's batch"
+            return name
+    return None
+
+
 def stage_of(frames: list[str]) -> str:
     text = ";".join(frames)
     for name, needles in STAGES:
@@ -106,6 +128,7 @@ def summarize(path: Path, top: int = 25) -> str:
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     stages: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
     for frames, count in stacks:
         # py-spy puts the thread name first (e.g. "process 123:\"python\"", "thread (0x...)").
         body = [f for f in frames if not f.startswith(("process ", "thread "))]
@@ -113,6 +136,9 @@ def summarize(path: Path, top: int = 25) -> str:
             continue
         leaf = body[-1]
         stages[stage_of(body)] += count
+        way = write_path_of(body)
+        if way is not None:
+            writes[way] += count
         own[function_of(leaf)] += count
         packages[package_of(leaf)] += count
         for name in {function_of(f) for f in body}:
@@ -127,6 +153,8 @@ def summarize(path: Path, top: int = 25) -> str:
     return "\n\n".join([
         f"{path.name}: {total} samples",
         table("By stage of the message path", stages, len(STAGES) + 2),
+        table("PostgreSQL writes of the send path, by the way they went", writes,
+              len(WRITE_PATHS) + 1),
         table("Self time by package", packages, 15),
         table("Self time by function", own, top),
         table("Inclusive time by function", inclusive, top),
