@@ -60,6 +60,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -201,8 +202,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(or --server-root's), back to back on the same fixtures; each "
                              "run's `version` names the commit it ran")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the first node during each measured window (slows it; "
-                             "the run is marked profiled)")
+                        help="py-spy the first node during each measured window, and "
+                             "during the connect scenario's ramp (slows it; the run is "
+                             "marked profiled)")
     parser.add_argument("--messages", type=int, default=1_000_000,
                         help="search: messages loaded")
     parser.add_argument("--rounds", type=int, default=10,
@@ -381,8 +383,14 @@ class Run:
                         marks["rss_before"] = [nodes_mod.rss_kb(p) for p in pids]
                         marks["cpu_connect0"] = nodes_mod.total_cpu(pids)
                         self.say(f"connecting {event['clients']} clients")
+                        if self.args.profile and self.scenario == "connect":
+                            # Its window is the ramp: stopped (py-spy then writes its file)
+                            # once every client is in.
+                            profiler = self.start_profiler(pids[0], seconds=600)
                     elif kind == "connected":
                         marks["cpu_connect1"] = nodes_mod.total_cpu(pids)
+                        if profiler is not None and self.scenario == "connect":
+                            profiler.send_signal(signal.SIGINT)
                         marks["rss_connected"] = [nodes_mod.rss_kb(p) for p in pids]
                         self.say(f"connected in {event['seconds']:.1f} s "
                                  f"({event['per_second']:.0f}/s)")
@@ -455,7 +463,8 @@ class Run:
         counter.open()
         return counter
 
-    def start_profiler(self, pid: int) -> subprocess.Popen[bytes]:
+    def start_profiler(self, pid: int, seconds: float | None = None) -> subprocess.Popen[bytes]:
+        """py-spy on ``pid`` for ``seconds`` (the measured window's length by default)."""
         from bench import nodes as nodes_mod
 
         out = RESULTS / f"profile-{self.scenario}-{self.transport}-{self.db}.txt"
@@ -463,7 +472,8 @@ class Run:
         self.marks["profile"] = str(out)
         self.say(f"py-spy recording to {out.relative_to(ROOT)}")
         command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), ensure_py_spy(), "record",
-                   "--pid", str(pid), "--duration", str(max(1, int(self.args.duration))),
+                   "--pid", str(pid), "--duration",
+                   str(max(1, int(self.args.duration if seconds is None else seconds))),
                    "--rate", "100", "--nonblocking", "--format", "raw", "-o", str(out)]
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
