@@ -1,5 +1,6 @@
 """Shared fixtures: real server processes on SQLite and PostgreSQL, REST helpers, and a
-migrated SQLite database opened in the test's own process (``database``).
+migrated SQLite database opened in the test's own process (``database``); the chat service's
+in-process fixtures are ``tests/support/in_process.py``'s.
 
 Servers are started once per test session and shared; tests isolate themselves by making their
 own users and conversations. Tests that need special settings call ``start_server`` themselves.
@@ -29,6 +30,8 @@ from tests.support.services import (
     find_redis,
     free_port,
 )
+
+pytest_plugins = ["tests.support.in_process"]
 
 
 @pytest.fixture(scope="session")

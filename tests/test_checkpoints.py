@@ -10,7 +10,7 @@ from tortoise import connections
 
 from backend.storage import database
 from backend.storage.checkpoints import AUTOCHECKPOINT_PAGES, Checkpointer
-from tests.test_message_path import opened, users
+from tests.support.in_process import opened, users
 
 
 async def wait_for_copy(checkpointer: Checkpointer, at_least: int) -> tuple[int, int, int]:

@@ -39,8 +39,8 @@ from models import (
     SenderType,
     User,
 )
+from tests.support.in_process import fresh_tortoise
 from tests.support.statements import listening
-from tests.test_message_path import fresh_tortoise
 
 
 class ConnectStatements(logging.Handler):

@@ -25,14 +25,12 @@ from backend.settings import Settings
 from backend.storage import eventlog
 from models import ConversationEvent, Message, Reaction
 from tests.support.client import Api, admin_of, with_admin
-from tests.support.server import ServerProcess, start_server
-from tests.test_message_path import (  # noqa: F401 (fixtures)
+from tests.support.in_process import (
     RecordingSink,
-    database,
     group_of,
-    sqlite_database,
     users,
 )
+from tests.support.server import ServerProcess, start_server
 from tests.test_raw_connection import until
 from tests.test_raw_support import device_conversation, raw, rest_send
 from tests.test_socketio_helpers import chat_client, group, ok, refused
@@ -63,7 +61,7 @@ async def every_change(chat: ChatService) -> tuple[int, Actor, Actor]:
 
 
 async def test_every_change_is_logged_at_the_next_position_and_published_at_it(
-        database: str) -> None:  # noqa: F811
+        each_database: str) -> None:
     chat = service()
     sink = chat.sink
     assert isinstance(sink, RecordingSink)
@@ -90,7 +88,7 @@ async def test_every_change_is_logged_at_the_next_position_and_published_at_it(
 
 
 async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
-        database: str) -> None:  # noqa: F811
+        each_database: str) -> None:
     chat = service(EVENT_LOG_MAX_EVENTS="3")
     cid, _, b = await every_change(chat)
     epoch = await chat.log_epoch()
@@ -123,7 +121,7 @@ async def test_a_resume_past_the_retention_or_across_an_epoch_must_resync(
 
 
 async def test_the_count_trim_reads_the_log_only_where_it_deletes(
-        sqlite_database: str) -> None:  # noqa: F811
+        sqlite_database: str) -> None:
     _, rows = await connections.get("default").execute_query(
         "EXPLAIN QUERY PLAN " + eventlog.BELOW_FLOORS)
     plan = [str(row["detail"]) for row in rows]
@@ -137,7 +135,7 @@ async def test_the_count_trim_reads_the_log_only_where_it_deletes(
 
 
 async def test_a_replay_reads_the_log_a_page_at_a_time(
-        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        each_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resume, "REPLAY_PAGE", 3)
     chat = service()
     cid, _, _ = await every_change(chat)
@@ -152,7 +150,7 @@ async def test_a_replay_reads_the_log_a_page_at_a_time(
 
 
 async def test_a_change_racing_a_delete_sees_it_under_the_lock(
-        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        each_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each change re-reads its message under the conversation's lock: an edit or reaction
     of a message deleted after it was checked is refused (the content stays deleted, nothing
     is logged after the delete), and a second delete logs nothing."""
@@ -202,7 +200,7 @@ async def test_a_change_racing_a_delete_sees_it_under_the_lock(
 
 
 async def test_a_status_report_that_changes_nothing_is_not_logged(
-        database: str) -> None:  # noqa: F811
+        each_database: str) -> None:
     """A client repeating "read" (or "delivered" after it) takes no position and tells no
     one; another reader's first report still counts."""
     chat = service()

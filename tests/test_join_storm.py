@@ -29,16 +29,14 @@ from backend.service.serializers import conversation_dict
 from backend.settings import Settings
 from tests.support.bulk_users import insert_users, with_tokens
 from tests.support.client import Api, TestUser, admin_of, with_admin
-from tests.support.server import ServerProcess, start_server
-from tests.support.services import PrivateRedis
-from tests.test_message_path import (  # noqa: F401 (fixtures)
+from tests.support.in_process import (
     RecordingSink,
     Statements,
-    database,
     group_of,
-    statements,
     users,
 )
+from tests.support.server import ServerProcess, start_server
+from tests.support.services import PrivateRedis
 from tests.test_raw_support import RawClient, raw, rest_send
 from tests.test_socketio_helpers import Client, ok
 
@@ -47,7 +45,7 @@ ROOM = 120
 
 
 async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_none(
-        database: str, statements: Statements) -> None:  # noqa: F811
+        each_database: str, statements: Statements) -> None:
     """Twenty members of a room of 300 ask for its view at once (each Socket.IO ``join``
     answers with it): the row and last message are read once for those who asked together,
     the participants are counted from the held facts, and each viewer costs at most one
@@ -81,7 +79,7 @@ async def test_viewers_of_a_big_room_asking_together_share_its_rows_and_count_no
 
 
 async def test_viewers_asking_together_share_one_rendering_each_with_its_own_figures(
-        database: str, statements: Statements) -> None:  # noqa: F811
+        each_database: str, statements: Statements) -> None:
     """The view a join answers with is rendered once for the viewers asking together (its
     dates, its customer, its last message); each viewer's copy has its own unread count
     and participants, the keys in the canonical order, and changing one changes no other."""
@@ -110,7 +108,7 @@ async def test_viewers_asking_together_share_one_rendering_each_with_its_own_fig
 
 
 async def test_readers_resuming_from_one_point_reuse_its_replay_until_the_log_moves(
-        database: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+        each_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Readers resuming one after the other from the same position, the log unchanged: the
     events are read and rendered once, and each reader gets all of them in order. Once an
     edit or a message is logged, the next reader's replay is read again and holds it."""
@@ -149,7 +147,7 @@ async def test_readers_resuming_from_one_point_reuse_its_replay_until_the_log_mo
 
 
 async def test_readers_no_event_skips_get_one_list_encoded_once(
-        database: str) -> None:  # noqa: F811
+        each_database: str) -> None:
     """The readers of one point whom no event skips get the same list, which the Socket.IO
     door encodes once for all of their acks; a reader who blocked the sender gets their own,
     without the skipped messages."""

@@ -25,8 +25,8 @@ from models import (
     User,
     UserFacts,
 )
+from tests.support.in_process import opened
 from tests.support.services import Postgres
-from tests.test_message_path import opened
 
 
 @pytest.fixture
