@@ -202,9 +202,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(or --server-root's), back to back on the same fixtures; each "
                              "run's `version` names the commit it ran")
     parser.add_argument("--profile", action="store_true",
-                        help="py-spy the first node during each measured window, and "
-                             "during the connect scenario's ramp (slows it; the run is "
-                             "marked profiled)")
+                        help="py-spy the first node during each measured window, the "
+                             "connect scenario's ramp and idle-100k's hold (slows it; the run "
+                             "is marked profiled)")
     parser.add_argument("--messages", type=int, default=1_000_000,
                         help="search: messages loaded")
     parser.add_argument("--rounds", type=int, default=10,
@@ -398,6 +398,11 @@ class Run:
                         marks["settled"] = now
                         marks["cpu_settled"] = nodes_mod.total_cpu(pids)
                         marks["kernel_settled"] = nodes_mod.kernel_cpu(pids)
+                        if self.args.profile and self.scenario == "idle-100k":
+                            # The hold, in a file of its own, sampled ten times as often: an
+                            # idle node is on the CPU about one sample in a hundred.
+                            profiler = self.start_profiler(pids[0], seconds=600, part="hold",
+                                                           rate=1000)
                     elif kind == "window_start":
                         marks["t0"] = now
                         marks["cpu0"] = nodes_mod.total_cpu(pids)
@@ -435,6 +440,10 @@ class Run:
                         marks["t_hold"] = now
                         marks["cpu_hold"] = nodes_mod.total_cpu(pids)
                         marks["kernel_hold"] = nodes_mod.kernel_cpu(pids)
+                        if profiler is not None and self.scenario == "idle-100k":
+                            profiler.send_signal(signal.SIGINT)
+                            profiler.wait(timeout=120)
+                            profiler = None
                         marks["rss_after"] = [nodes_mod.rss_kb(p) for p in pids]
                     elif kind == "result":
                         result = event
@@ -463,18 +472,21 @@ class Run:
         counter.open()
         return counter
 
-    def start_profiler(self, pid: int, seconds: float | None = None) -> subprocess.Popen[bytes]:
-        """py-spy on ``pid`` for ``seconds`` (the measured window's length by default)."""
+    def start_profiler(self, pid: int, seconds: float | None = None, part: str = "",
+                       rate: int = 100) -> subprocess.Popen[bytes]:
+        """py-spy on ``pid`` for ``seconds`` (the measured window's length by default), ``rate``
+        samples a second, into ``profile-SCENARIO[-PART]-TRANSPORT-DB.txt``."""
         from bench import nodes as nodes_mod
 
-        out = RESULTS / f"profile-{self.scenario}-{self.transport}-{self.db}.txt"
+        name = f"{self.scenario}-{part}" if part else self.scenario
+        out = RESULTS / f"profile-{name}-{self.transport}-{self.db}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.marks["profile"] = str(out)
+        self.marks[f"profile_{part}" if part else "profile"] = str(out)
         self.say(f"py-spy recording to {out.relative_to(ROOT)}")
         command = [*nodes_mod.pin_prefix(self.args.loadgen_cpu), ensure_py_spy(), "record",
                    "--pid", str(pid), "--duration",
                    str(max(1, int(self.args.duration if seconds is None else seconds))),
-                   "--rate", "100", "--nonblocking", "--format", "raw", "-o", str(out)]
+                   "--rate", str(rate), "--nonblocking", "--format", "raw", "-o", str(out)]
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def figures(self, result: dict[str, Any], nodes: list[Any]) -> dict[str, Any]:
@@ -499,7 +511,7 @@ class Run:
             **costs.connect_figures(result, marks),
             "generator": {k: result.get(k) for k in (
                 "generator_cpu_s", "generator_cpu_pct", "generator_loop_delay_p99_ms")},
-            "profiled": "profile" in marks,
+            "profiled": any(key.startswith("profile") for key in marks),
         }
         if self.extra is not None:
             return dict(self.extra.figures(self, result, figures))
@@ -569,8 +581,9 @@ class Run:
         if "redis_cpu1" in marks:
             figures["redis_cpu_pct_shared"] = round((marks["redis_cpu1"] - marks["redis_cpu0"])
                                                     / window * 100, 1)
-        if "profile" in marks:
-            figures["profile"] = marks["profile"]
+        for key in ("profile", "profile_hold"):
+            if key in marks:
+                figures[key] = marks[key]
         return figures
 
 
