@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from backend.integrations import instagram
@@ -20,10 +21,12 @@ from tests.test_integrations_support import (
     ATTEMPTS,
     IG_VERIFY_TOKEN,
     INSTAGRAM_PATH,
+    file_reply,
     history,
     ig_message,
     ig_payload,
     new_id,
+    png_bytes,
     post_instagram,
     reply,
     sign,
@@ -190,6 +193,30 @@ async def test_agent_reply_goes_through_the_send_api(api: Api, fake: FakePlatfor
     assert call.query == {"access_token": [ACCESS_TOKEN]}
     assert call.body == {"recipient": {"id": sender},
                          "message": {"text": "Hi! Your order ships today."}}
+    await wait_delivery(api, agent, cid, sent["id"], "sent")
+
+
+async def test_a_reply_with_a_file_sends_its_link_for_the_send_api_to_fetch(
+    api: Api, fake: FakePlatform, server: ServerProcess
+) -> None:
+    agent = await api.register(role="agent")
+    sender = _sender()
+    [created] = (await post_instagram(api, ig_payload(
+        ig_message(sender, f"m-{sender}", "hi")))).json()["results"]
+    cid = created["conversation_id"]
+    image = png_bytes()
+    sent = await file_reply(api, agent, cid, image, "photo.png", "Here it is")
+    text, attachment = await fake.wait_calls(sender, 2)
+    assert text.body == {"recipient": {"id": sender}, "message": {"text": "Here it is"}}
+    payload = attachment.body["message"]["attachment"]
+    assert payload["type"] == "image"
+    # The link is absolute (the server's PUBLIC_URL) and serves the file to whoever has it,
+    # as Meta fetches it: no token.
+    link = payload["payload"]["url"]
+    assert link.startswith(server.base_url + "/")
+    async with httpx.AsyncClient(follow_redirects=True) as outside:
+        fetched = await outside.get(link)
+    assert fetched.status_code == 200 and fetched.content == image
     await wait_delivery(api, agent, cid, sent["id"], "sent")
 
 

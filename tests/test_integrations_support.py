@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import random
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from PIL import Image
 
 from tests.support.client import Api, with_admin
 from tests.support.fake_platform import FakePlatform
 from tests.support.server import ServerProcess, start_server
+from tests.support.services import free_port
 
 if TYPE_CHECKING:  # imported names starting with "Test" would be collected as tests
     from tests.support.client import TestUser
@@ -38,10 +41,14 @@ def new_id() -> int:
 
 def start_platform_server(data_dir: Path, fake: FakePlatform,
                           database_url: str | None = None) -> ServerProcess:
-    """The app with both webhooks configured, API bases at ``fake``, fast retries, an admin."""
+    """The app with both webhooks configured, API bases at ``fake``, fast retries, an admin,
+    and its own address as ``PUBLIC_URL`` (absolute file links, which Instagram fetches)."""
+    port = free_port()
     server = start_server(
         data_dir,
         database_url,
+        port=port,
+        PUBLIC_URL=f"http://127.0.0.1:{port}",
         TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
         INSTAGRAM_VERIFY_TOKEN=IG_VERIFY_TOKEN,
         INSTAGRAM_APP_SECRET=IG_APP_SECRET,
@@ -136,6 +143,29 @@ async def reply(api: Api, agent: TestUser, cid: int, text: str) -> dict[str, Any
                                    json={"content": text}, headers=agent.headers)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+async def file_reply(api: Api, agent: TestUser, cid: int, data: bytes, name: str,
+                     text: str | None = None) -> dict[str, Any]:
+    """A staff reply carrying a file ``name`` (uploaded first), with ``text`` or none."""
+    response = await api.http.post("/api/v1/chat/uploads",
+                                   files={"file": (name, data, "application/octet-stream")},
+                                   headers=agent.headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = {"upload_id": response.json()["id"]}
+    if text is not None:
+        body["content"] = text
+    response = await api.http.post(f"/api/v1/chat/sessions/{cid}/messages", json=body,
+                                   headers=agent.headers)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def png_bytes() -> bytes:
+    """A small PNG (its type is told by its bytes)."""
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (20, 120, 200)).save(out, "PNG")
+    return out.getvalue()
 
 
 async def wait_delivery(api: Api, user: TestUser, cid: int, message_id: int,

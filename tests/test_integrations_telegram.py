@@ -15,13 +15,15 @@ from backend.integrations.outbound import OutboundSender
 from backend.service.errors import ChatError
 from backend.settings import ConfigurationError, Integrations, Settings
 from tests.support.client import Api
-from tests.support.fake_platform import BOT_TOKEN, TELEGRAM_PREFIX, FakePlatform
+from tests.support.fake_platform import BOT_TOKEN, TELEGRAM_PREFIX, FakePlatform, Upload
 from tests.support.server import ServerProcess
 from tests.support.services import Postgres
 from tests.test_integrations_support import (
     ATTEMPTS,
+    file_reply,
     history,
     new_id,
+    png_bytes,
     post_telegram,
     reply,
     start_platform_server,
@@ -336,6 +338,35 @@ async def test_agent_replies_reach_telegram_over_every_door(
     await fake.wait_calls(chat_id, 4)
     await wait_delivery(api, agent, cid, response.json()["id"], "sent")
     assert [c.text for c in fake.calls_to(chat_id)].count("once") == 1
+
+
+async def test_a_reply_with_a_file_uploads_the_file_to_telegram(
+    api: Api, fake: FakePlatform, server: ServerProcess
+) -> None:
+    agent = await api.register(role="agent")
+    chat_id = new_id()
+    cid = await _customer_conversation(api, chat_id)
+    image = png_bytes()
+    sent = await file_reply(api, agent, cid, image, "receipt.png", "Your receipt")
+    [call] = await fake.wait_calls(chat_id, 1)
+    assert call.path == f"{TELEGRAM_PREFIX}/bot{BOT_TOKEN}/sendDocument"
+    assert call.body["chat_id"] == str(chat_id) and call.text == "Your receipt"
+    assert call.document == Upload("receipt.png", "image/png", image)
+    await wait_delivery(api, agent, cid, sent["id"], "sent")
+    # No text: the message shows the file's name, which is not sent as a caption.
+    alone = await file_reply(api, agent, cid, image, "again.png")
+    calls = await fake.wait_calls(chat_id, 2)
+    assert "caption" not in calls[1].body and calls[1].document == Upload(
+        "again.png", "image/png", image)
+    await wait_delivery(api, agent, cid, alone["id"], "sent")
+    # A text too long for a caption goes first, on its own.
+    long = "word " * 250
+    both = await file_reply(api, agent, cid, image, "third.png", long)
+    calls = await fake.wait_calls(chat_id, 4)
+    assert [c.path.rsplit("/", 1)[1] for c in calls[2:]] == ["sendMessage", "sendDocument"]
+    assert calls[2].text == long and "caption" not in calls[3].body
+    done = await wait_delivery(api, agent, cid, both["id"], "sent")
+    assert done["delivery_error"] == ""
 
 
 async def test_reply_retried_until_sent(api: Api, fake: FakePlatform,

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
+
+from backend.service.uploads import FileContents
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a staff reply sends to a platform: its text (may be empty with a file), and the
+    file it carries, if any."""
+
+    text: str
+    file: FileContents | None = None
 
 
 class DeliveryError(Exception):
@@ -29,8 +41,26 @@ async def post_json(
 ) -> tuple[int, Any]:
     """POST ``body`` as JSON; returns (status, decoded JSON or None). Transport failures raise a
     retryable DeliveryError whose message has ``secrets`` (tokens in the URL) blanked out."""
+    return await _post(client, url, secrets, json=body, params=params)
+
+
+async def post_multipart(
+    client: httpx.AsyncClient,
+    url: str,
+    fields: dict[str, str],
+    files: dict[str, tuple[str, bytes, str]],
+    *,
+    secrets: tuple[str, ...] = (),
+) -> tuple[int, Any]:
+    """POST ``fields`` and ``files`` (name, bytes, type) as ``multipart/form-data``; answers and
+    fails as ``post_json``."""
+    return await _post(client, url, secrets, data=fields, files=files)
+
+
+async def _post(client: httpx.AsyncClient, url: str, secrets: tuple[str, ...],
+                **request: Any) -> tuple[int, Any]:
     try:
-        response = await client.post(url, json=body, params=params)
+        response = await client.post(url, **request)
     except httpx.HTTPError as exc:
         detail = redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
                         secrets)

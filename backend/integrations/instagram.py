@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from backend.integrations.delivery import DeliveryError, http_failure, post_json
+from backend.integrations.delivery import DeliveryError, Reply, http_failure, post_json
 from backend.integrations.intake import Inbound, Profile
 from backend.service.drafts import describe
 from backend.service.errors import ChatError, forbidden, not_found, unauthorized
@@ -164,17 +164,41 @@ def _event(event: InstagramMessaging) -> Inbound | str:
     )
 
 
+async def send(client: httpx.AsyncClient, config: Integrations, recipient_id: str,
+               reply: Reply) -> str:
+    """A staff reply to ``recipient_id``; returns Meta's id of its (last) message. The send API
+    takes a file as a link it fetches: the file's signed link, which must be absolute
+    (``PUBLIC_URL``), sent after the text as a message of its own. Raises DeliveryError."""
+    if reply.file is None:
+        return await send_text(client, config, recipient_id, reply.text)
+    url = reply.file.url
+    if not url.startswith(("https://", "http://")):
+        raise DeliveryError("a file needs PUBLIC_URL: Instagram fetches it from its link",
+                            retryable=False)
+    if reply.text:
+        await send_text(client, config, recipient_id, reply.text)
+    kind = reply.file.content_type.split("/", 1)[0]
+    return await _send_message(client, config, recipient_id, {"attachment": {
+        "type": kind if kind in ("image", "video", "audio") else "file",
+        "payload": {"url": url}}})
+
+
 async def send_text(
     client: httpx.AsyncClient, config: Integrations, recipient_id: str, text: str
 ) -> str:
     """The send API (``POST /me/messages``) to ``recipient_id``; returns Meta's message id.
     Raises DeliveryError."""
+    return await _send_message(client, config, recipient_id, {"text": text})
+
+
+async def _send_message(client: httpx.AsyncClient, config: Integrations, recipient_id: str,
+                        message: dict[str, Any]) -> str:
     token = config.instagram_access_token
     if not token:
         raise DeliveryError("INSTAGRAM_ACCESS_TOKEN is not set", retryable=False)
     status, data = await post_json(
         client, f"{config.instagram_api_base}/me/messages",
-        {"recipient": {"id": recipient_id}, "message": {"text": text}},
+        {"recipient": {"id": recipient_id}, "message": message},
         params={"access_token": token}, secrets=(token,),
     )
     data = data if isinstance(data, dict) else {}

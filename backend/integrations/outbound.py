@@ -2,7 +2,8 @@
 
 The ChatService calls ``OutboundSender.message_sent`` for every new message (its ``SentHook``).
 When the author is staff and the conversation's customer is on a known platform, the message is
-marked ``pending`` (so the sender's ack and the broadcast already say so) and a task sends it:
+marked ``pending`` (so the sender's ack and the broadcast already say so) and a task sends it,
+with its file if it names an upload (docs/integrations.md, "Replies sent out"):
 on a retryable failure it waits ``backoff * 2**(attempt-1)`` seconds (capped, with jitter, or the
 platform's ``retry_after``) and tries again, up to ``attempts`` times. The message ends ``sent``
 (with the platform's id in ``external_id``) or ``failed`` (with ``delivery_error``), and every
@@ -22,22 +23,23 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from backend.integrations import instagram, telegram
-from backend.integrations.delivery import DeliveryError
+from backend.integrations.delivery import DeliveryError, Reply
 from backend.settings import Integrations
 from models import Conversation, Customer, DeliveryStatus, Message
 
 if TYPE_CHECKING:
     from backend.service.actors import Actor
     from backend.service.chat import ChatService
+    from backend.service.uploads import Uploads
     from backend.storage.sends import SentMessage
 
 log = logging.getLogger("confab.integrations")
 
-SendText = Callable[[httpx.AsyncClient, Integrations, str, str], Awaitable[str]]
+SendReply = Callable[[httpx.AsyncClient, Integrations, str, Reply], Awaitable[str]]
 
-PLATFORMS: dict[str, SendText] = {
-    telegram.PLATFORM: telegram.send_text,
-    instagram.PLATFORM: instagram.send_text,
+PLATFORMS: dict[str, SendReply] = {
+    telegram.PLATFORM: telegram.send,
+    instagram.PLATFORM: instagram.send,
 }
 
 # How long shutdown waits for deliveries in flight before cancelling them.
@@ -47,15 +49,18 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 class OutboundSender:
     """Owns the HTTP client and the delivery tasks of one process."""
 
-    def __init__(self, config: Integrations, platforms: dict[str, SendText] | None = None) -> None:
+    def __init__(self, config: Integrations, platforms: dict[str, SendReply] | None = None) -> None:
         self.config = config
         self.platforms = PLATFORMS if platforms is None else platforms
+        #: Where a reply's file is read from (the chat service's uploads), once attached.
+        self.uploads: Uploads | None = None
         self.tasks: set[asyncio.Future[DeliveryStatus]] = set()
         self._client: httpx.AsyncClient | None = None
 
     def attach(self, chat: ChatService) -> OutboundSender:
         """Register with ``chat`` so that staff replies in platform conversations go out."""
         chat.on_message_sent(self.message_sent)
+        self.uploads = chat.uploads
         return self
 
     def message_sent(self, conversation: Conversation, message: SentMessage,
@@ -66,32 +71,47 @@ class OutboundSender:
             return
         if customer.platform not in self.platforms:
             return
-        text = "\n".join(part for part in (message.content, message.media_url) if part)
+        upload_id = message.file.get("upload_id") if message.file else None
+        if isinstance(upload_id, int):
+            # The file goes itself; the text the message got from the file's name stays home.
+            name = message.file.get("name") if message.file else None
+            text = "" if message.content == name else message.content
+        else:
+            upload_id = None
+            text = "\n".join(part for part in (message.content, message.media_url) if part)
         message.delivery_status = DeliveryStatus.PENDING
         task = asyncio.ensure_future(
             self.deliver(message.id, conversation.id, customer.platform, customer.external_id,
-                         text)
+                         text, upload_id)
         )
         self.tasks.add(task)
         task.add_done_callback(self._done)
 
     async def deliver(
-        self, message_id: int, conversation_id: int, platform: str, recipient: str, text: str
+        self, message_id: int, conversation_id: int, platform: str, recipient: str, text: str,
+        upload_id: int | None = None,
     ) -> DeliveryStatus:
-        """Send ``text`` to ``recipient`` with retries; record and return the final status."""
+        """Send ``text`` (and the upload's file) to ``recipient`` with retries; record and
+        return the final status."""
         # Each log line names these, in its text and as record attributes for structured logs.
         facts = {"platform": platform, "conversation_id": conversation_id,
                  "message_id": message_id}
         await _record(message_id, delivery_status=DeliveryStatus.PENDING)
-        if not text.strip():
+        file = None
+        if upload_id is not None:
+            file = await self.uploads.contents(upload_id) if self.uploads is not None else None
+            if file is None:
+                return await self._give_up(facts, 0, "the file is gone")
+        elif not text.strip():
             return await self._give_up(facts, 0, "nothing to send (empty message)")
+        reply = Reply(text, file)
         attempts = self.config.outbound_attempts
         attempt = 0
         while True:
             attempt += 1
             try:
                 external_id = await self.platforms[platform](
-                    self.client, self.config, recipient, text
+                    self.client, self.config, recipient, reply
                 )
             except DeliveryError as exc:
                 if not exc.retryable or attempt >= attempts:

@@ -1,4 +1,5 @@
-"""Telegram Bot API: the webhook's secret, the ``Update`` it posts, and ``sendMessage``.
+"""Telegram Bot API: the webhook's secret, the ``Update`` it posts, and replies (``sendMessage``,
+``sendDocument`` for a file).
 
 Telegram sends the secret given to ``setWebhook`` in ``X-Telegram-Bot-Api-Secret-Token`` and
 redelivers an update until it gets a 2xx, so updates we do not handle are answered 200 and left.
@@ -12,7 +13,13 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from backend.integrations.delivery import DeliveryError, http_failure, post_json
+from backend.integrations.delivery import (
+    DeliveryError,
+    Reply,
+    http_failure,
+    post_json,
+    post_multipart,
+)
 from backend.integrations.intake import Inbound, Profile
 from backend.service.drafts import describe
 from backend.service.errors import ChatError, forbidden, not_found, unauthorized
@@ -131,16 +138,49 @@ def _content(message: TelegramMessage) -> dict[str, Any]:
     return {"content": "[unsupported message type]", "metadata": {"unsupported": True}}
 
 
+#: The longest caption Telegram takes with a file.
+CAPTION_LIMIT = 1024
+
+
+async def send(client: httpx.AsyncClient, config: Integrations, chat_id: str,
+               reply: Reply) -> str:
+    """A staff reply to ``chat_id``; returns Telegram's id of its (last) message. A file is
+    uploaded with ``sendDocument``, the text its caption (a text too long for one goes first,
+    as a message of its own). Raises DeliveryError."""
+    if reply.file is None:
+        return await send_text(client, config, chat_id, reply.text)
+    caption = reply.text
+    if len(caption) > CAPTION_LIMIT:
+        await send_text(client, config, chat_id, caption)
+        caption = ""
+    fields = {"chat_id": chat_id, **({"caption": caption} if caption else {})}
+    file = reply.file
+    token = _token(config)
+    status, data = await post_multipart(
+        client, f"{config.telegram_api_base}/bot{token}/sendDocument", fields,
+        {"document": (file.name, file.data, file.content_type)}, secrets=(token,))
+    return _message_id(status, data)
+
+
 async def send_text(
     client: httpx.AsyncClient, config: Integrations, chat_id: str, text: str
 ) -> str:
     """``sendMessage`` to ``chat_id``; returns Telegram's message id. Raises DeliveryError."""
-    token = config.telegram_bot_token
-    if not token:
-        raise DeliveryError("TELEGRAM_BOT_TOKEN is not set", retryable=False)
+    token = _token(config)
     url = f"{config.telegram_api_base}/bot{token}/sendMessage"
     status, data = await post_json(client, url, {"chat_id": chat_id, "text": text},
                                    secrets=(token,))
+    return _message_id(status, data)
+
+
+def _token(config: Integrations) -> str:
+    if not config.telegram_bot_token:
+        raise DeliveryError("TELEGRAM_BOT_TOKEN is not set", retryable=False)
+    return config.telegram_bot_token
+
+
+def _message_id(status: int, data: Any) -> str:
+    """The Bot API's answer: the sent message's id, or the DeliveryError it means."""
     data = data if isinstance(data, dict) else {}
     if status == 200 and data.get("ok") is True:
         result = data.get("result")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import secrets
 import tempfile
@@ -46,6 +47,17 @@ class Download:
     size: int | None
     stored: StoredFile
     seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileContents:
+    """An attached file as it is sent on to an outside platform: its bytes, and a signed link
+    (absolute when ``PUBLIC_URL`` is set) for platforms that fetch files themselves."""
+
+    name: str
+    content_type: str
+    data: bytes
+    url: str
 
 
 def unsupported_type(kind: str) -> ChatError:
@@ -338,6 +350,17 @@ class Uploads:
         """The file for a signed-in actor who may see it (``access.ensure_upload_visible``)."""
         upload = await self._visible(actor, upload_id)
         return self._download(upload, variant, self.settings.url_seconds)
+
+    async def contents(self, upload_id: int) -> FileContents | None:
+        """The bytes of an upload a message names, for the node itself to send on (a staff
+        reply to a platform customer); None when it is gone."""
+        upload = await Upload.get_or_none(id=upload_id)
+        if upload is None or upload.state not in (UploadState.READY, UploadState.ATTACHED):
+            return None
+        buffer = io.BytesIO()
+        await self.store.copy_into(upload.storage_key, buffer)
+        return FileContents(upload.name, upload.content_type, buffer.getvalue(),
+                            self.signer.link(upload.id, Variant.FILE))
 
     async def links(self, actor: Actor, upload_id: int) -> dict[str, Any]:
         """Fresh signed links to an upload the actor may see."""

@@ -1,9 +1,10 @@
 """A fake Telegram Bot API and Instagram Graph API on 127.0.0.1, for the integration tests.
 
-It answers ``POST /telegram/bot<token>/sendMessage`` and ``POST /graph/v19.0/me/messages`` the way
-the platforms do, records every request, and can be told to fail a recipient's next N sends (or
-all of them) with a given status. It runs in a thread, so the server process under test and the
-test's own event loop both reach it; ``wait_calls`` waits on a condition, with a deadline.
+It answers ``POST /telegram/bot<token>/sendMessage``, ``…/sendDocument`` (``multipart/form-data``,
+read as the Bot API reads it) and ``POST /graph/v19.0/me/messages`` the way the platforms do,
+records every request, and can be told to fail a recipient's next N sends (or all of them) with
+a given status. It runs in a thread, so the server process under test and the test's own event
+loop both reach it; ``wait_calls`` waits on a condition, with a deadline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import itertools
 import json
 import threading
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -45,12 +48,43 @@ class Request:
 
     @property
     def text(self) -> str | None:
+        """The text sent: Telegram's ``text`` (or a document's ``caption``), Instagram's."""
         if not isinstance(self.body, dict):
             return None
-        if "text" in self.body:
-            return str(self.body["text"])
+        for field in ("text", "caption"):
+            if field in self.body:
+                return str(self.body[field])
         message = self.body.get("message")
         return message.get("text") if isinstance(message, dict) else None
+
+    @property
+    def document(self) -> Upload | None:
+        """The file a ``sendDocument`` uploaded."""
+        document = self.body.get("document") if isinstance(self.body, dict) else None
+        return document if isinstance(document, Upload) else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file part of a ``multipart/form-data`` request."""
+
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+def read_form(content_type: str, raw_body: bytes) -> dict[str, Any]:
+    """A ``multipart/form-data`` body: its fields as text, its files as ``Upload``."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw_body)
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        form[str(name)] = (Upload(filename, part.get_content_type(), data)
+                           if filename is not None else data.decode())
+    return form
 
 
 class FakePlatform:
@@ -110,10 +144,13 @@ class FakePlatform:
 
     # -- request handling (server threads) --------------------------------------------------
 
-    def answer(self, method: str, raw_path: str, raw_body: bytes) -> tuple[int, Any]:
+    def answer(self, method: str, raw_path: str, raw_body: bytes,
+               content_type: str = "") -> tuple[int, Any]:
         parts = urlsplit(raw_path)
         try:
-            body = json.loads(raw_body) if raw_body else None
+            body = (read_form(content_type, raw_body)
+                    if content_type.startswith("multipart/form-data")
+                    else json.loads(raw_body) if raw_body else None)
         except ValueError:
             body = None
         status, payload = self._route(method, parts.path, body)
@@ -123,7 +160,8 @@ class FakePlatform:
         return status, payload
 
     def _route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        telegram = path.startswith(TELEGRAM_PREFIX + "/bot") and path.endswith("/sendMessage")
+        telegram = path.startswith(TELEGRAM_PREFIX + "/bot") and path.endswith(
+            ("/sendMessage", "/sendDocument"))
         instagram = path == GRAPH_PREFIX + "/me/messages"
         if method != "POST" or not (telegram or instagram) or not isinstance(body, dict):
             return 404, {"error": "not found"}
@@ -157,7 +195,8 @@ def _handler(fake: FakePlatform) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)
-            status, payload = fake.answer(self.command, self.path, self.rfile.read(length))
+            status, payload = fake.answer(self.command, self.path, self.rfile.read(length),
+                                          self.headers.get("content-type") or "")
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
