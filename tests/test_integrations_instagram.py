@@ -49,6 +49,14 @@ def _sender() -> str:
     return str(new_id())
 
 
+async def _customer_conversation(api: Api) -> tuple[str, int]:
+    """A new Instagram customer's first message: its sender id and its conversation."""
+    sender = _sender()
+    [created] = (await post_instagram(api, ig_payload(
+        ig_message(sender, f"m-{sender}", "hi")))).json()["results"]
+    return sender, int(created["conversation_id"])
+
+
 # -- checks ------------------------------------------------------------------------------
 
 
@@ -182,10 +190,7 @@ async def test_batch_with_echo_attachment_edit_and_read(api: Api) -> None:
 
 async def test_agent_reply_goes_through_the_send_api(api: Api, fake: FakePlatform) -> None:
     agent = await api.register(role="agent")
-    sender = _sender()
-    [created] = (await post_instagram(api, ig_payload(
-        ig_message(sender, f"m-{sender}", "hi")))).json()["results"]
-    cid = created["conversation_id"]
+    sender, cid = await _customer_conversation(api)
     sent = await reply(api, agent, cid, "Hi! Your order ships today.")
     assert sent["delivery_status"] == "pending"
     [call] = await fake.wait_calls(sender, 1)
@@ -200,10 +205,7 @@ async def test_a_reply_with_a_file_sends_its_link_for_the_send_api_to_fetch(
     api: Api, fake: FakePlatform, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
-    sender = _sender()
-    [created] = (await post_instagram(api, ig_payload(
-        ig_message(sender, f"m-{sender}", "hi")))).json()["results"]
-    cid = created["conversation_id"]
+    sender, cid = await _customer_conversation(api)
     image = png_bytes()
     sent = await file_reply(api, agent, cid, image, "photo.png", "Here it is")
     text, attachment = await fake.wait_calls(sender, 2)
@@ -224,10 +226,7 @@ async def test_failing_send_api_retries_then_fails(
     api: Api, fake: FakePlatform, server: ServerProcess
 ) -> None:
     agent = await api.register(role="agent")
-    sender = _sender()
-    [created] = (await post_instagram(api, ig_payload(
-        ig_message(sender, f"m-{sender}", "hi")))).json()["results"]
-    cid = created["conversation_id"]
+    sender, cid = await _customer_conversation(api)
     fake.fail(sender, times=None, status=503)
     sent = await reply(api, agent, cid, "hello?")
     failed = await wait_delivery(api, agent, cid, sent["id"], "failed")
