@@ -5,8 +5,10 @@ retries, against a real server process and a fake Bot API."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from backend.integrations import telegram
 from backend.integrations.outbound import OutboundSender
 from backend.service.errors import ChatError
 from backend.settings import ConfigurationError, Integrations, Settings
+from models import DeliveryStatus
 from tests.support.client import Api
 from tests.support.fake_platform import BOT_TOKEN, TELEGRAM_PREFIX, FakePlatform, Upload
 from tests.support.server import ServerProcess
@@ -151,6 +154,39 @@ def test_backoff_doubles_up_to_the_cap_and_honours_retry_after() -> None:
             assert full / 2 <= sender._delay(attempt, None) <= full
     assert sender._delay(1, 3.0) == 3.0
     assert sender._delay(1, 60.0) == 5.0
+
+
+class _Store:
+    """The uploads' ``contents`` as a reply's delivery reads it: gone, or failing."""
+
+    def __init__(self, failure: Exception | None) -> None:
+        self.failure = failure
+
+    async def contents(self, upload_id: int) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+@pytest.mark.parametrize(("failure", "error"), [
+    (None, "the file is gone"),
+    (OSError("disk away"), "the file could not be read: OSError"),
+])
+async def test_a_reply_whose_file_cannot_be_had_fails_without_a_send(
+        database: None, caplog: pytest.LogCaptureFixture, failure: Exception | None,
+        error: str) -> None:
+    sent: list[Any] = []
+
+    async def platform(client: Any, config: Any, recipient: str, reply: Any) -> str:
+        sent.append(reply)
+        return "1"
+
+    sender = OutboundSender(Integrations(), platforms={"telegram": platform})
+    sender.uploads = _Store(failure)  # type: ignore[assignment]
+    with caplog.at_level(logging.INFO, logger="confab.integrations"):
+        status = await sender.deliver(5, 1, "telegram", "42", "", upload_id=7)
+    assert status == DeliveryStatus.FAILED and sent == []
+    assert ("outbound delivery gave up: platform=telegram conversation=1 message=5 "
+            f"attempt=0/{Integrations().outbound_attempts} error={error}") in caplog.text
 
 
 # -- inbound -----------------------------------------------------------------------------

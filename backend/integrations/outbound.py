@@ -99,7 +99,13 @@ class OutboundSender:
         await _record(message_id, delivery_status=DeliveryStatus.PENDING)
         file = None
         if upload_id is not None:
-            file = await self.uploads.contents(upload_id) if self.uploads is not None else None
+            try:
+                file = (await self.uploads.contents(upload_id) if self.uploads is not None
+                        else None)
+            except Exception as exc:  # the store failed (a disk, an object store away)
+                log.exception("outbound delivery could not read its file: %s", _line(facts))
+                return await self._give_up(facts, 0, f"the file could not be read: "
+                                                     f"{type(exc).__name__}")
             if file is None:
                 return await self._give_up(facts, 0, "the file is gone")
         elif not text.strip():
