@@ -385,3 +385,30 @@ async def test_an_agent_assigned_while_offline_is_notified(
     assert push.content["conversation_id"] == cid and push.content["assignment"] is True
     assert push.headers["topic"] == f"conversation-{cid}"
     assert outside.to(lead_endpoint) == []  # who took it themselves was told nothing
+
+
+async def test_a_user_added_to_a_group_while_offline_is_notified(
+        push_api: Api, outside: FakeOutside) -> None:
+    """Added to a group by someone else, a user with no live socket is told; neither the
+    owner who added them nor the member the group was created with is."""
+    owner, member, added = [await push_api.register() for _ in range(3)]
+    owner_endpoint, _ = await webpush_device(push_api, outside, owner)
+    member_endpoint, _ = await webpush_device(push_api, outside, member)
+    endpoint, _ = await webpush_device(push_api, outside, added)
+    conversation = await push_api.conversation(owner, kind="group", title="Trip to Lisbon",
+                                               participant_ids=[member.id])
+    cid = int(conversation["id"])
+    before = await decisions(push_api)
+    grown = await push_api.http.post(f"/api/v1/chat/sessions/{cid}/participants",
+                                     headers=owner.headers, json={"user_ids": [added.id]})
+    assert grown.status_code == 200, grown.text
+    await wait_decisions(push_api, before, queued=1)
+    await outside.wait(lambda _: bool(ok_to(outside, endpoint)),
+                       describe="the added user's push")
+    [push] = ok_to(outside, endpoint)
+    assert push.content["title"] == "Added to a group"
+    assert push.content["body"] == "Trip to Lisbon"
+    assert push.content["conversation_id"] == cid and push.content["added"] is True
+    assert push.headers["topic"] == f"conversation-{cid}"
+    assert outside.to(owner_endpoint) == [] and outside.to(member_endpoint) == []
+

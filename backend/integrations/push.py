@@ -2,7 +2,8 @@
 subscriptions, their mutes, and who gets a notification when a message is sent.
 
 A support conversation assigned to an agent by someone else notifies that agent the same
-way, when they have no live socket (a desk change's logged ``conversation_updated``).
+way, when they have no live socket (a desk change's logged ``conversation_updated``), and so
+does a user added to a group by someone else (``member_added``).
 
 When a ``chat_message`` is published, the recipients are the conversation's members (and a
 support conversation's initiator and assigned agent), less its author, less those who blocked
@@ -166,7 +167,11 @@ class Push:
         if event.name == "chat_message":
             plan = self._plan(event)
         elif (assignee := _assigned_to(event)) is not None and assignee in self.users:
-            plan = self._plan_assignment(event, assignee)
+            title = str(event.payload["conversation"].get("title") or "")
+            plan = self._plan_personal(event, assignee, "Assigned to you", title,
+                                       {"assignment": True})
+        elif (added := _added_to(event)) is not None and added in self.users:
+            plan = self._plan_personal(event, added, "Added to a group", None, {"added": True})
         else:
             return
         task = asyncio.ensure_future(plan)
@@ -223,31 +228,35 @@ class Push:
             for sub in subscriptions]
         await self.enqueue(rows)
 
-    async def _plan_assignment(self, event: Event, agent_id: int) -> None:
-        """A support conversation assigned to ``agent_id`` by someone else: one notification
-        to the agent when they have no live socket (not muted; not collapsed, like a
-        mention: it asks for them by name)."""
-        assert self.online is not None, "attach() first"
+    async def _plan_personal(self, event: Event, user_id: int, headline: str,
+                             title: str | None, flags: dict[str, bool]) -> None:
+        """An event that asks for ``user_id`` by name (a support conversation assigned to
+        them, a group they were added to, by someone else): one notification when they have
+        no live socket, unless muted; not collapsed, like a mention. ``title``: the
+        conversation's, None to read it."""
+        assert self.chat is not None and self.online is not None, "attach() first"
         cid = int(event.payload["conversation_id"])
-        if await ConversationMute.exists(conversation_id=cid, user_id=agent_id):
+        if await ConversationMute.exists(conversation_id=cid, user_id=user_id):
             self.metrics.push_decided("muted")
             return
-        if await self.online(f"user:{agent_id}"):
+        if await self.online(f"user:{user_id}"):
             self.metrics.push_decided("online")
             return
-        outcome = self._allowed(agent_id, cid, mentioned=True)
+        outcome = self._allowed(user_id, cid, mentioned=True)
         self.metrics.push_decided(outcome)
         if outcome != "queued":
             return
-        title = str(event.payload["conversation"].get("title") or "")
-        body = {"title": "Assigned to you", "body": title or f"Conversation {cid}",
+        if title is None:
+            title = (await self.chat.grants.conversation(cid)).conversation.title or ""
+        body = {"title": headline, "body": title or f"Conversation {cid}",
                 "conversation_id": cid, "conversation_title": title, "message_id": None,
-                "topic": topic(cid), "mention": False, "assignment": True}
-        subscriptions = await PushSubscription.filter(user_id=agent_id,
+                "topic": topic(cid), "mention": False, "assignment": False, "added": False,
+                **flags}
+        subscriptions = await PushSubscription.filter(user_id=user_id,
                                                       kind__in=list(self.kinds))
         await self.enqueue([NewDelivery(
             OutboxKind(sub.kind.value), sub.id, f"push_{cid}_{event.position}",
-            "conversation_updated", body) for sub in subscriptions])
+            event.name, body) for sub in subscriptions])
 
     def _allowed(self, user_id: int, conversation_id: int, *, mentioned: bool) -> str:
         """The per-user limits: one per conversation per interval (a mention excepted),
@@ -280,6 +289,18 @@ def _assigned_to(event: Event) -> int | None:
     if not isinstance(agent_id, int) or agent_id == event.payload.get("user_id"):
         return None
     return agent_id
+
+
+def _added_to(event: Event) -> int | None:
+    """The user a logged ``member_added`` made a member of a group, when someone else added
+    them (not an ownership handed over by an owner who left); None otherwise."""
+    if event.name != "member_added" or event.position is None:
+        return None
+    user_id, by = event.payload.get("user_id"), event.payload.get("by_user_id")
+    if not isinstance(user_id, int) or by in (None, user_id) or event.payload.get(
+            "role") == "owner":
+        return None
+    return user_id
 
 
 def notification(title: str, message: dict[str, Any], *, mentioned: bool) -> dict[str, Any]:
