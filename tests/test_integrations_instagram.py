@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from backend.integrations import instagram
+from backend.integrations.delivery import DeliveryError, Reply
 from backend.service.errors import ChatError
+from backend.service.uploads import FileContents
 from backend.settings import Integrations
 from tests.support.client import Api
 from tests.support.fake_platform import ACCESS_TOKEN, GRAPH_PREFIX, FakePlatform
@@ -116,6 +118,17 @@ def test_unconfigured_webhook_is_404() -> None:
         Integrations(instagram_verify_token="t"),
         instagram.VerifyQuery.model_validate({**query.model_dump(by_alias=True),
                                               "hub.challenge": "42"})) == "42"
+
+
+async def test_a_file_without_an_absolute_link_is_refused_for_good() -> None:
+    """Meta fetches a reply's file from its link: a path on the server's own origin (no
+    ``PUBLIC_URL``) cannot be fetched, and nothing is sent."""
+    file = FileContents("a.png", "image/png", b"x", "/api/v1/chat/uploads/1/file?e=1&s=x")
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as client:  # never reached
+        with pytest.raises(DeliveryError) as refused:
+            await instagram.send(client, Integrations(instagram_access_token="t"), "7",
+                                 Reply("with text", file))
+    assert not refused.value.retryable and "PUBLIC_URL" in refused.value.message
 
 
 # -- inbound -----------------------------------------------------------------------------
