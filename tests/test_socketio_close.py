@@ -117,6 +117,32 @@ async def test_a_client_close_ends_an_upgraded_session_at_once(
         await conn.close()
 
 
+async def test_a_long_polling_get_that_arrives_after_the_client_s_close_gets_a_noop(
+    capped_server: ServerProcess, user: TestUser
+) -> None:
+    """A client's GET and its CLOSE (a POST) travel on two connections: when the CLOSE comes
+    first, the GET is answered as it would have been before it (NOOP, 200), and only a GET
+    after that finds the session gone (400); the slot is free again."""
+    base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
+    async with httpx.AsyncClient(timeout=10) as http:
+        sid = json.loads((await http.get(base)).text[1:])["sid"]
+        posted = await http.post(f"{base}&sid={sid}",
+                                 content="40/chat," + json.dumps({"token": user.token}))
+        assert posted.status_code == 200
+        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+        taken = [await open_chat(capped_server, user.token) for _ in range(2)]
+        assert [answer for _, answer in taken] == ["40", "44"]  # the cap is full
+        closed = await http.post(f"{base}&sid={sid}", content="1")
+        assert closed.status_code == 200
+        late = await http.get(f"{base}&sid={sid}")
+        assert (late.status_code, late.text) == (200, "6")
+        after = await http.get(f"{base}&sid={sid}")
+        assert after.status_code == 400 and after.json()["message"] == "Session ID unknown"
+    third = await chat_slot_free(capped_server, user.token)
+    for ws in (*(ws for ws, _ in taken), third):
+        await ws.close()
+
+
 async def chat_slot_free(server: ServerProcess, token: str, within: float = 10.0,
                          ) -> ClientConnection:
     """Open ``/chat`` sessions until one is let in under the cap (bounded): a session the

@@ -980,10 +980,13 @@ class EngineServer:
         except Exception:
             self.logger.exception("Engine.IO disconnect handler failed")
         if socket.transport is Transport.POLLING:
-            if socket.poll is not None or not tell:
+            if socket.poll is not None or not (tell or reason == Reason.CLIENT_DISCONNECT):
                 socket.wake(not tell)
                 self._finish(socket)
-            else:  # CLOSE waits for the client's next GET, for one heartbeat at most
+            else:
+                # CLOSE waits for the client's next GET; after the client's own CLOSE, a GET
+                # it had under way that arrives after it (its two requests on two connections)
+                # is answered with a NOOP, as had it come first. One heartbeat at most.
                 self.heartbeats.schedule(socket, self.ping_interval + self.ping_timeout)
             return
         self._finish(socket)
