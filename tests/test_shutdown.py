@@ -133,6 +133,71 @@ async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_nod
             restarted.stop()
 
 
+async def test_a_python_client_on_long_polling_reconnects_by_itself_after_a_node_stops(
+    work_dir: Path,
+) -> None:
+    """On long-polling a stopping node answers the pending GET with a NOOP, not Engine.IO's
+    CLOSE, and the next GET finds the session gone: python-socketio's client reports
+    ``transport error`` (with CLOSE it said ``server disconnect`` and stayed away) and is back
+    once a node answers at the same address; socket.io-client reports ``transport error`` too
+    and starts reconnecting."""
+    data_dir = work_dir / "shutdown-polling"
+    server = start_server(data_dir)
+    api = Api(server.base_url)
+    client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
+    restarted = node = None
+    try:
+        alice = await api.register()
+        reasons: asyncio.Queue[Any] = asyncio.Queue()
+        connects: asyncio.Queue[None] = asyncio.Queue()
+
+        async def gone(reason: Any = None) -> None:
+            reasons.put_nowait(reason)
+
+        async def back() -> None:
+            connects.put_nowait(None)
+
+        client.on("disconnect", gone, namespace="/conversations")
+        client.on("connect", back, namespace="/conversations")
+        await client.connect(server.base_url, auth={"token": alice.token},
+                             namespaces=["/conversations"], transports=["polling"],
+                             wait_timeout=5)
+        await connects.get()
+        assert client.transport() == "polling"
+        node_modules()
+        node = await asyncio.create_subprocess_exec(
+            "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
+            "polling", cwd=JS_DIR, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        assert node.stdout is not None and node.stderr is not None
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+        assert line.strip() == b"connected", (line, await node.stderr.read())
+        server.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await reasons.get() == "transport error"
+        async with asyncio.timeout(30):
+            line = await node.stdout.readline()
+            assert await node.wait() == 0, await node.stderr.read()
+        seen = json.loads(line)
+        assert "close" not in seen["packets"], seen
+        assert seen["reason"] == "transport error", seen  # not "io server disconnect"
+        assert seen["reconnecting"] is True, seen
+        assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
+        restarted = start_server(data_dir, port=server.port)
+        async with asyncio.timeout(30):
+            await connects.get()  # back by itself, with its token
+    finally:
+        if node is not None and node.returncode is None:
+            node.kill()
+            await node.wait()
+        await client.disconnect()
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+        if restarted is not None:
+            restarted.stop()
+
+
 async def upgrade(server: ServerProcess, path: str, reader: asyncio.StreamReader,
                   writer: asyncio.StreamWriter) -> None:
     """The WebSocket handshake for ``path``, written by hand, and its 101 read."""

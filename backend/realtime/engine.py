@@ -414,14 +414,16 @@ class EngineServer:
         socket = self.sockets.get(sid)
         return None if socket is None else socket.direct
 
-    async def disconnect(self, sid: str | None = None) -> None:
-        """Close one socket (or every one): a long-polling client is sent CLOSE, a WebSocket
-        gets its close frame alone (``_close``). Returns once the disconnect is handled; a
-        WebSocket's last frames and close follow in the background (``until_closed``)."""
+    async def disconnect(self, sid: str | None = None, *, tell: bool = True) -> None:
+        """Close one socket (or every one): a long-polling client is sent CLOSE (``tell``;
+        without it, its pending GET a NOOP and its next GET finds the session gone, which
+        clients take for a transport error and reconnect after), a WebSocket gets its close
+        frame alone (``_close``). Returns once the disconnect is handled; a WebSocket's last
+        frames and close follow in the background (``until_closed``)."""
         sockets = list(self.sockets.values()) if sid is None else [self.sockets.get(sid)]
         for socket in sockets:
             if socket is not None:
-                await self._close(socket, Reason.SERVER_DISCONNECT, tell=True)
+                await self._close(socket, Reason.SERVER_DISCONNECT, tell=tell)
 
     def transport(self, sid: str) -> str:
         """``polling`` or ``websocket``: the socket's transport now."""

@@ -1,6 +1,7 @@
 // What the official socket.io-client sees of a node shutting down.
-// Usage: node socketio_shutdown.js BASE_URL TOKEN
-// Connects to /conversations over WebSocket only (as the mobile SDKs do), reconnection on,
+// Usage: node socketio_shutdown.js BASE_URL TOKEN [TRANSPORT]
+// Connects to /conversations over TRANSPORT only (websocket, as the mobile SDKs do, unless
+// "polling" is given), reconnection on,
 // prints "connected" (the Python side then stops the node), and once the client has lost
 // the node and tried to connect again prints one JSON document: {packets, engineClose,
 // reason, reconnecting}: the Engine.IO packet types received after the connect, the reason
@@ -10,7 +11,7 @@
 
 const { io } = require("socket.io-client");
 
-const [baseUrl, token] = process.argv.slice(2);
+const [baseUrl, token, transport = "websocket"] = process.argv.slice(2);
 
 const fail = (why) => {
   console.error(why);
@@ -20,7 +21,7 @@ const timer = setTimeout(() => fail("timed out"), 40000);
 
 const socket = io(`${baseUrl}/conversations`, {
   auth: { token },
-  transports: ["websocket"],
+  transports: [transport],
   reconnectionDelay: 100,
   reconnectionDelayMax: 200,
   forceNew: true,
