@@ -65,6 +65,31 @@ async def test_sigterm_says_goodbye_and_keeps_what_was_acknowledged(work_dir: Pa
         restarted.stop()
 
 
+class Watched:
+    """python-socketio's client on ``/conversations``, reconnecting quickly by itself; its
+    disconnect reasons and its connects, queued as they come."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
+        self.reasons: asyncio.Queue[Any] = asyncio.Queue()
+        self.connects: asyncio.Queue[None] = asyncio.Queue()
+        self.client.on("disconnect", self._gone, namespace="/conversations")
+        self.client.on("connect", self._back, namespace="/conversations")
+
+    async def _gone(self, reason: Any = None) -> None:
+        self.reasons.put_nowait(reason)
+
+    async def _back(self) -> None:
+        self.connects.put_nowait(None)
+
+    async def connect(self, base_url: str, token: str, transport: str) -> None:
+        """Connected on ``transport`` alone, its first connect taken off the queue."""
+        await self.client.connect(base_url, auth={"token": token},
+                                  namespaces=["/conversations"], transports=[transport],
+                                  wait_timeout=5)
+        await self.connects.get()
+
+
 async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_node_stops(
     work_dir: Path,
 ) -> None:
@@ -80,23 +105,8 @@ async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_nod
     restarted = None
     try:
         alice = await api.register()
-        python_client = socketio.AsyncClient(reconnection_delay=0.1,
-                                             reconnection_delay_max=0.5)
-        reasons: asyncio.Queue[Any] = asyncio.Queue()
-        connects: asyncio.Queue[None] = asyncio.Queue()
-
-        async def gone(reason: Any = None) -> None:
-            reasons.put_nowait(reason)
-
-        async def back() -> None:
-            connects.put_nowait(None)
-
-        python_client.on("disconnect", gone, namespace="/conversations")
-        python_client.on("connect", back, namespace="/conversations")
-        await python_client.connect(server.base_url, auth={"token": alice.token},
-                                    namespaces=["/conversations"], transports=["websocket"],
-                                    wait_timeout=5)
-        await connects.get()
+        python_client = Watched()
+        await python_client.connect(server.base_url, alice.token, "websocket")
         node_modules()
         node = await asyncio.create_subprocess_exec(
             "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
@@ -116,13 +126,13 @@ async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_nod
         assert seen["reason"] == "transport close", seen  # not "io server disconnect"
         assert seen["reconnecting"] is True, seen
         async with asyncio.timeout(10):
-            assert await reasons.get() == "transport error"  # its name for the same
+            assert await python_client.reasons.get() == "transport error"  # its name for it
         assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
 
         restarted = start_server(data_dir, port=server.port)
         async with asyncio.timeout(30):
-            await connects.get()  # back by itself, with its token: /conversations connected
-        await python_client.disconnect()
+            await python_client.connects.get()  # back by itself: /conversations connected
+        await python_client.client.disconnect()
     finally:
         if node is not None and node.returncode is None:
             node.kill()
@@ -144,26 +154,12 @@ async def test_a_python_client_on_long_polling_reconnects_by_itself_after_a_node
     data_dir = work_dir / "shutdown-polling"
     server = start_server(data_dir)
     api = Api(server.base_url)
-    client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
+    python_client = Watched()
     restarted = node = None
     try:
         alice = await api.register()
-        reasons: asyncio.Queue[Any] = asyncio.Queue()
-        connects: asyncio.Queue[None] = asyncio.Queue()
-
-        async def gone(reason: Any = None) -> None:
-            reasons.put_nowait(reason)
-
-        async def back() -> None:
-            connects.put_nowait(None)
-
-        client.on("disconnect", gone, namespace="/conversations")
-        client.on("connect", back, namespace="/conversations")
-        await client.connect(server.base_url, auth={"token": alice.token},
-                             namespaces=["/conversations"], transports=["polling"],
-                             wait_timeout=5)
-        await connects.get()
-        assert client.transport() == "polling"
+        await python_client.connect(server.base_url, alice.token, "polling")
+        assert python_client.client.transport() == "polling"
         node_modules()
         node = await asyncio.create_subprocess_exec(
             "node", str(JS_DIR / "socketio_shutdown.js"), server.base_url, alice.token,
@@ -175,7 +171,7 @@ async def test_a_python_client_on_long_polling_reconnects_by_itself_after_a_node
         assert line.strip() == b"connected", (line, await node.stderr.read())
         server.process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(10):
-            assert await reasons.get() == "transport error"
+            assert await python_client.reasons.get() == "transport error"
         async with asyncio.timeout(30):
             line = await node.stdout.readline()
             assert await node.wait() == 0, await node.stderr.read()
@@ -186,12 +182,12 @@ async def test_a_python_client_on_long_polling_reconnects_by_itself_after_a_node
         assert await asyncio.to_thread(server.process.wait, 15) == -signal.SIGTERM
         restarted = start_server(data_dir, port=server.port)
         async with asyncio.timeout(30):
-            await connects.get()  # back by itself, with its token
+            await python_client.connects.get()  # back by itself, with its token
     finally:
         if node is not None and node.returncode is None:
             node.kill()
             await node.wait()
-        await client.disconnect()
+        await python_client.client.disconnect()
         await api.aclose()
         server.stop(signal.SIGKILL)
         if restarted is not None:

@@ -58,6 +58,17 @@ async def open_chat(server: ServerProcess, token: str) -> tuple[ClientConnection
     return ws, await namespace_answer(ws)
 
 
+async def polling_chat(http: httpx.AsyncClient, base: str, token: str) -> str:
+    """An Engine.IO session opened on long-polling at ``base`` and let into ``/chat``: its
+    sid."""
+    sid: str = json.loads((await http.get(base)).text[1:])["sid"]
+    posted = await http.post(f"{base}&sid={sid}",
+                             content="40/chat," + json.dumps({"token": token}))
+    assert posted.status_code == 200
+    assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+    return sid
+
+
 async def closed_by_server(ws: ClientConnection) -> None:
     """Wait (bounded by ``PROMPTLY``) for the server to close the connection."""
     with pytest.raises(websockets.ConnectionClosed):
@@ -91,12 +102,7 @@ async def test_a_client_close_ends_an_upgraded_session_at_once(
 ) -> None:
     base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
     async with httpx.AsyncClient(timeout=10) as http:
-        opened = await http.get(base)
-        sid = json.loads(opened.text[1:])["sid"]
-        posted = await http.post(f"{base}&sid={sid}",
-                                 content="40/chat," + json.dumps({"token": user.token}))
-        assert posted.status_code == 200
-        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+        sid = await polling_chat(http, base, user.token)
     ws = await websockets.connect(
         f"{capped_server.ws_url}/socket.io/?EIO=4&transport=websocket&sid={sid}")
     await ws.send("2probe")
@@ -125,11 +131,7 @@ async def test_a_long_polling_get_that_arrives_after_the_client_s_close_gets_a_n
     after that finds the session gone (400); the slot is free again."""
     base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
     async with httpx.AsyncClient(timeout=10) as http:
-        sid = json.loads((await http.get(base)).text[1:])["sid"]
-        posted = await http.post(f"{base}&sid={sid}",
-                                 content="40/chat," + json.dumps({"token": user.token}))
-        assert posted.status_code == 200
-        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+        sid = await polling_chat(http, base, user.token)
         taken = [await open_chat(capped_server, user.token) for _ in range(2)]
         assert [answer for _, answer in taken] == ["40", "44"]  # the cap is full
         closed = await http.post(f"{base}&sid={sid}", content="1")
@@ -161,11 +163,7 @@ async def test_two_upgrades_of_one_session_leave_it_closable(
 ) -> None:
     base = f"{capped_server.base_url}/socket.io/?EIO=4&transport=polling"
     async with httpx.AsyncClient(timeout=10) as http:
-        sid = json.loads((await http.get(base)).text[1:])["sid"]
-        posted = await http.post(f"{base}&sid={sid}",
-                                 content="40/chat," + json.dumps({"token": user.token}))
-        assert posted.status_code == 200
-        assert "40/chat," in (await http.get(f"{base}&sid={sid}")).text
+        sid = await polling_chat(http, base, user.token)
     upgrade = f"{capped_server.ws_url}/socket.io/?EIO=4&transport=websocket&sid={sid}"
     first = await websockets.connect(upgrade)
     second = await websockets.connect(upgrade)  # both accepted before either probes
