@@ -133,7 +133,9 @@ def create_app(settings: Settings | None = None) -> Any:
     # (every request there straight to the engine), everything else is Starlette's.
     doors = RawRoutes(app, EngineEntry(app, realtime.sio, "socket.io"))
     # Outermost: it must see uvicorn's own ``send`` to find the WebSocket connection.
-    return DirectWires(RequestIds(doors))
+    # The raw routes' WebSocket keepalive is Engine.IO's heartbeat (the protocol reads it here).
+    return DirectWires(RequestIds(doors),
+                       heartbeat=(settings.ping_interval_seconds, settings.ping_timeout_seconds))
 
 
 async def _now_and_then(seconds: float, what: str, job: Callable[[], Awaitable[int]],

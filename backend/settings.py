@@ -420,6 +420,12 @@ class Settings:
     shutdown_timeout_seconds: float = 5.0
     uploads: Uploads = Uploads()
     password_hashing: PasswordHashing = PasswordHashing()
+    #: The heartbeat of every WebSocket, on both doors: the server pings each connection
+    #: this often (Engine.IO's ``pingInterval``; a raw route's WebSocket ping) ...
+    ping_interval_seconds: float = 25.0
+    #: ... and drops one whose answer has not come this long after (``pingTimeout``; a raw
+    #: route's connection is failed with 1011).
+    ping_timeout_seconds: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -501,6 +507,10 @@ class Settings:
                                                     Settings.shutdown_timeout_seconds),
             uploads=Uploads.from_env(env),
             password_hashing=PasswordHashing.from_env(env, production),
+            ping_interval_seconds=_at_least_one(env, "PING_INTERVAL_SECONDS",
+                                                Settings.ping_interval_seconds),
+            ping_timeout_seconds=_at_least_one(env, "PING_TIMEOUT_SECONDS",
+                                               Settings.ping_timeout_seconds),
         )
 
 

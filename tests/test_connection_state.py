@@ -707,6 +707,39 @@ async def test_the_keepalive_pings_from_one_wheel_and_fails_a_client_that_stops_
     assert len(keepalive_wheel(answering[0])) == 0  # gone connections leave nothing behind
 
 
+async def test_the_keepalive_is_the_apps_heartbeat_over_uvicorns_flags() -> None:
+    """An app behind ``DirectWires(heartbeat=...)`` (the node's ``PING_INTERVAL_SECONDS``
+    and ``PING_TIMEOUT_SECONDS``) sets its connections' keepalive whatever uvicorn's
+    ``--ws-ping-interval`` and ``--ws-ping-timeout`` say, behind uvicorn's proxy-headers
+    middleware too; any other app keeps uvicorn's."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        await asyncio.Event().wait()
+
+    cases = [(DirectWires(app, heartbeat=(25.0, 15.0)), False, (25.0, 15.0)),
+             (DirectWires(app, heartbeat=(25.0, 15.0)), True, (25.0, 15.0)),
+             (DirectWires(app), False, (20.0, 20.0)),
+             (app, True, (20.0, 20.0))]
+    for served, proxied, expected in cases:
+        config = Config(app=served, ws=WS_PROTOCOL, ws_per_message_deflate=False,
+                        lifespan="off", proxy_headers=proxied, ws_ping_interval=20.0,
+                        ws_ping_timeout=20.0)
+        protocol, _ = upgraded(config)
+        try:
+            assert (protocol.ping_interval, protocol.ping_timeout) == expected, (served, proxied)
+            await asyncio.sleep(0)
+            # The first ping is due one interval after the handshake.
+            wheel = keepalive_wheel(protocol)
+            assert protocol.due * wheel.resolution - wheel.time() == pytest.approx(
+                expected[0], abs=1.5)
+        finally:
+            protocol.connection_lost(None)
+            for task in list(protocol.tasks):
+                task.cancel()
+
+
 # -- Engine.IO ------------------------------------------------------------------------------
 
 

@@ -149,3 +149,15 @@ def test_the_stop_after_the_goodbye_is_bounded_by_a_setting() -> None:
                              ).shutdown_timeout_seconds == 2.5
     with pytest.raises(ConfigurationError, match="SHUTDOWN_TIMEOUT_SECONDS"):
         Settings.from_env({**base, "SHUTDOWN_TIMEOUT_SECONDS": "-1"})
+
+
+def test_the_heartbeat_of_both_doors_is_a_setting() -> None:
+    base = {"JWT_SECRET": "x" * 40}
+    default = Settings.from_env(base)
+    assert (default.ping_interval_seconds, default.ping_timeout_seconds) == (25.0, 20.0)
+    tuned = Settings.from_env({**base, "PING_INTERVAL_SECONDS": "50",
+                               "PING_TIMEOUT_SECONDS": "30"})
+    assert (tuned.ping_interval_seconds, tuned.ping_timeout_seconds) == (50.0, 30.0)
+    for name in ("PING_INTERVAL_SECONDS", "PING_TIMEOUT_SECONDS"):
+        with pytest.raises(ConfigurationError, match=name):
+            Settings.from_env({**base, name: "0.5"})

@@ -90,6 +90,8 @@ class Realtime:
             # sender's messages are stored in its order, and a socket sending faster than
             # the node keeps up is slowed at its own read, not queued as unbounded tasks.
             async_handlers=False,
+            ping_interval=settings.ping_interval_seconds,
+            ping_timeout=settings.ping_timeout_seconds,
             logger=False,
             engineio_logger=False,
         )

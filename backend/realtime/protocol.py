@@ -39,13 +39,14 @@ the wire, minus what an idle connection kept without using it:
   copy of the lifespan state is dropped.
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
-pong has not come ``ws_ping_timeout`` later) keeps each connection's one deadline, the next
-ping or the pong awaited, in one ``TimerWheel`` per event loop (backend/realtime/
-timer_wheel.py: one loop timer for every connection, buckets at most a second wide), not in a
-loop timer per connection (uvicorn's ``ping_timer`` and ``pong_timer``, re-made at every ping).
-The connections pinged in one turn of the loop share one random payload and one ping frame,
-built once. A connection whose application has a heartbeat of its own (Engine.IO) has its
-keepalive stopped (``Wire.without_keepalive``).
+pong has not come ``ws_ping_timeout`` later; both as the app asks, ``app_heartbeat``: the
+node's ``PING_INTERVAL_SECONDS`` and ``PING_TIMEOUT_SECONDS``, Engine.IO's heartbeat) keeps
+each connection's one deadline, the next ping or the pong awaited, in one ``TimerWheel`` per
+event loop (backend/realtime/timer_wheel.py: one loop timer for every connection, buckets at
+most a second wide), not in a loop timer per connection (uvicorn's ``ping_timer`` and
+``pong_timer``, re-made at every ping). The connections pinged in one turn of the loop share
+one random payload and one ping frame, built once. A connection whose application has a
+heartbeat of its own (Engine.IO) has its keepalive stopped (``Wire.without_keepalive``).
 
 One behaviour differs: the keepalive does not close a connection whose reading uvicorn has
 paused (``keepalive_timeout``). uvicorn reads one message ahead of the app and then stops
@@ -159,6 +160,9 @@ class WebSocketProtocol(SansIOProtocol):
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
         lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent(),
                   new_parser)
+        heartbeat = app_heartbeat(config, self.app)
+        if heartbeat is not None:  # the app's own, over uvicorn's --ws-ping-*
+            self.ping_interval, self.ping_timeout = heartbeat
         self.app = connection_app(config, self.app)
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
@@ -353,6 +357,26 @@ def _ahead(app: Any) -> Any:
     if is_proxy_headers(app):
         return ProxyHeadersAhead(app, _ahead(app.app))
     return app
+
+
+#: The heartbeat each configuration's app asks for (``app_heartbeat``).
+_HEARTBEATS: weakref.WeakKeyDictionary[Config, tuple[float, float] | None] = (
+    weakref.WeakKeyDictionary())
+
+
+def app_heartbeat(config: Config, loaded: Any) -> tuple[float, float] | None:
+    """The keepalive (ping interval, pong timeout) that uvicorn's ``loaded`` app asks for:
+    its ``DirectWires``' ``heartbeat`` (the node's ``PING_INTERVAL_SECONDS`` and
+    ``PING_TIMEOUT_SECONDS``, Engine.IO's too), which stands over uvicorn's
+    ``--ws-ping-interval`` and ``--ws-ping-timeout``; None (uvicorn's) for any other app.
+    One look per configuration."""
+    if config in _HEARTBEATS:
+        return _HEARTBEATS[config]
+    app = loaded
+    while is_proxy_headers(app):
+        app = app.app
+    heartbeat = _HEARTBEATS[config] = app.heartbeat if isinstance(app, DirectWires) else None
+    return heartbeat
 
 
 #: The keepalive wheel of each event loop (a node has one loop; tests may run several).

@@ -76,10 +76,14 @@ class Outgoing:
 
 
 class DirectWires:
-    """ASGI middleware: leave uvicorn's WebSocket connection in the scope for ``Wire``."""
+    """ASGI middleware: leave uvicorn's WebSocket connection in the scope for ``Wire``.
 
-    def __init__(self, app: Any) -> None:
+    ``heartbeat``, (ping interval, pong timeout) in seconds, is the WebSocket keepalive the
+    app asks of the server's protocol (``backend/realtime/protocol.py``), None for its own."""
+
+    def __init__(self, app: Any, heartbeat: tuple[float, float] | None = None) -> None:
         self.app = app
+        self.heartbeat = heartbeat
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":
