@@ -1,7 +1,8 @@
 """SIGTERM: every client is told (raw WebSockets get 1001 after every frame already queued for
 them, Socket.IO clients are disconnected), then the process exits; after a restart on the same
 database, every acknowledged message is there. While it says goodbye, the node refuses new
-connections on every door with the same code: 1001, "going away"."""
+connections: the raw routes with 1001, "going away"; a new Socket.IO session at its Engine.IO
+handshake (which client libraries retry), a namespace of a session already open with 1001."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from typing import Any
 
 import pytest
 import socketio
+import websockets
 
 from tests.support.client import Api
 from tests.support.node import JS_DIR, node_modules
 from tests.support.server import ServerProcess, start_server
 from tests.test_raw_support import close_code, device_conversation, raw, rest_send
-from tests.test_socketio_helpers import Client, group
+from tests.test_socketio_helpers import group
 
 SENT_BEFORE_SIGTERM = 20
 
@@ -215,6 +217,19 @@ async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.Strea
     return reader, writer
 
 
+async def stalled_client(server: ServerProcess, path: str) -> asyncio.StreamWriter:
+    """A raw WebSocket opened by hand whose client reads nothing after its handshake (with a
+    4 KB receive buffer): once the node's socket buffer is full (a few MB), what the node
+    writes to it waits in the node, and a close waits for that to leave (up to 5 s)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
+    await upgrade(server, path, reader, writer)
+    return writer
+
+
 async def close_frame(reader: asyncio.StreamReader, within: float = 10) -> int:
     """Read (unmasked) server frames until a close frame; its code."""
     async with asyncio.timeout(within):
@@ -232,7 +247,8 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
     work_dir: Path,
 ) -> None:
     # A goodbye long enough for every refusal below however slow the machine: the node keeps
-    # refusing as long as it lasts (the silent client keeps it waiting).
+    # refusing as long as it lasts (an Engine.IO session with no namespace, ``early``, keeps
+    # it waiting).
     server = start_server(work_dir / "shutdown-refusals", SHUTDOWN_GOODBYE_SECONDS="60")
     api = Api(server.base_url)
     try:
@@ -240,6 +256,8 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
         cid = int((await api.conversation(alice))["id"])
         device_id, device_cid = await device_conversation(api)
         reader, writer = await silent_client(server, f"/ws/conversations/?token={alice.token}")
+        early = await websockets.connect(f"{server.ws_url}/socket.io/?EIO=4&transport=websocket")
+        assert str(await early.recv()).startswith("0")
         server.process.send_signal(signal.SIGTERM)
         assert await close_frame(reader) == 1001  # the node is saying goodbye
 
@@ -248,23 +266,110 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
                 f"{ws}/ws/mobile/chat/{device_cid}/?device_id={device_id}",
                 f"{ws}/ws/conversations/?token={token}",
                 f"{ws}/api/v1/chat/ws/{cid}?token={token}")
-        doors = (("/chat", {"token": token, "conversation_id": cid}),
-                 ("/mobile", {"device_id": device_id, "conversation_id": device_cid}),
-                 ("/conversations", {"token": token}))
-        codes, refusals = await asyncio.gather(
-            asyncio.gather(*(close_code(url) for url in urls)),
-            asyncio.gather(*(Client(server.base_url, namespace).refused(auth)
-                             for namespace, auth in doors)))
+        codes = await asyncio.gather(*(close_code(url) for url in urls))
         for url, code in zip(urls, codes, strict=True):
             assert code == 1001, url
-        for (namespace, _auth), refused in zip(doors, refusals, strict=True):
-            assert refused["code"] == 1001, (namespace, refused)
-            assert refused["message"] == "Server shutting down"
+        # A new Engine.IO session is refused at its handshake, on both transports: a failed
+        # attempt to a client library, which tries again (test below).
+        handshake = await api.http.get("/socket.io/", params={"EIO": "4",
+                                                              "transport": "polling"})
+        assert handshake.status_code == 503, handshake.text
+        assert handshake.json() == {"code": 3, "message": "Server shutting down"}
+        reader2, writer2 = await asyncio.open_connection("127.0.0.1", server.port)
+        writer2.write((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                       f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        async with asyncio.timeout(5):
+            head = await reader2.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403"), head
+        writer2.close()
+        # A namespace asked for on a session opened before the signal (with no namespace it
+        # was no member, and stays): refused with 1001, as the raw routes are.
+        for namespace, auth in (("/chat", {"token": token, "conversation_id": cid}),
+                                ("/mobile", {"device_id": device_id,
+                                             "conversation_id": device_cid}),
+                                ("/conversations", {"token": token})):
+            await early.send(f"40{namespace}," + json.dumps(auth))
+            async with asyncio.timeout(5):
+                while not (frame := await early.recv()).startswith(f"44{namespace},"):
+                    assert not str(frame).startswith(f"40{namespace},"), frame
+            refused = json.loads(str(frame)[len(namespace) + 3:])
+            assert refused["data"] == {"code": 1001, "message": "Server shutting down"}, refused
         assert server.process.poll() is None  # still saying goodbye
+        await early.close()
         writer.close()
     finally:
         await api.aclose()
         server.stop(signal.SIGKILL)
+
+
+async def test_socketio_clients_keep_retrying_through_a_goodbye_and_come_back(
+    work_dir: Path,
+) -> None:
+    """While a node says goodbye, the official client's attempts to reconnect fail at the
+    Engine.IO handshake, a failed attempt to it (``websocket error``, ``xhr poll error``), and
+    it keeps trying, on both transports; once a node answers at the address again, it is
+    back. (A refusal of its namespace's CONNECT, ``connect_error`` with a code, would end
+    its reconnecting for good: the socket no longer active.)"""
+    data_dir = work_dir / "shutdown-retry"
+    server = start_server(data_dir, SHUTDOWN_GOODBYE_SECONDS="60", MAX_CONTENT_CHARS="200000",
+                          MAX_BACKLOG_BYTES=str(64 * 1024 * 1024))
+    api = Api(server.base_url)
+    transports = ("websocket", "polling")
+    clients: list[asyncio.subprocess.Process] = []
+    restarted = None
+    try:
+        alice = await api.register()
+        node_modules()
+        for transport in transports:
+            client = await asyncio.create_subprocess_exec(
+                "node", str(JS_DIR / "socketio_retry.js"), server.base_url, alice.token,
+                transport, cwd=JS_DIR, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            clients.append(client)
+            assert client.stdout is not None and client.stderr is not None
+            async with asyncio.timeout(30):
+                line = await client.stdout.readline()
+            assert line.strip() == b"connected", (line, await client.stderr.read())
+        # The goodbye held (up to the raw close's 5 s) by a client that reads none of the 6 MB
+        # sent to it, so that the attempts below meet the node saying it.
+        cid = int((await api.conversation(alice))["id"])
+        stalled = await stalled_client(server, f"/ws/chat/{cid}/?token={alice.token}")
+        for n in range(30):
+            await rest_send(api, alice, cid, f"{n} " + "x" * 199_000)
+        server.process.send_signal(signal.SIGTERM)
+
+        failed = {"websocket": "error websocket error", "polling": "error xhr poll error"}
+        for transport, client in zip(transports, clients, strict=True):
+            assert client.stdout is not None and client.stderr is not None
+            for _ in range(3):  # three attempts in a row, each refused, and still trying
+                async with asyncio.timeout(30):
+                    line = await client.stdout.readline()
+                assert line.decode().strip() == failed[transport], (
+                    transport, line, b"" if line else await client.stderr.read())
+        assert server.process.poll() is None  # those attempts met the node saying goodbye
+        stalled.close()
+
+        server.stop(signal.SIGKILL)
+        restarted = start_server(data_dir, port=server.port)
+        for transport, client in zip(transports, clients, strict=True):
+            assert client.stdout is not None and client.stderr is not None
+            async with asyncio.timeout(30):
+                while (line := await client.stdout.readline()).startswith(b"error "):
+                    pass  # attempts while no node answered
+            assert line.strip() == b"reconnected", (transport, line,
+                                                    await client.stderr.read())
+            assert await client.wait() == 0
+    finally:
+        for client in clients:
+            if client.returncode is None:
+                client.kill()
+                await client.wait()
+        await api.aclose()
+        server.stop(signal.SIGKILL)
+        if restarted is not None:
+            restarted.stop()
 
 
 async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers(

@@ -371,6 +371,8 @@ class EngineServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: The WebSockets of closed sockets still sending their last frames and close.
         self._endings: set[asyncio.Task[None]] = set()
+        #: False once the node stops (``stop_opening``): no new session opens.
+        self.opening = True
 
     # -- python-socketio's surface ----------------------------------------------------------
 
@@ -474,6 +476,14 @@ class EngineServer:
     def attach(self, app: Any, engineio_path: str = "engine.io") -> None:
         raise NotImplementedError("this Engine.IO server is ASGI only: mount EngineEntry")
 
+    def stop_opening(self) -> None:
+        """Refuse every new session from now on (the node is stopping): its handshake gets
+        HTTP 503 on long-polling, and its WebSocket is refused before the upgrade. A client
+        library takes either for a failed attempt and tries again with its backoff, where a
+        refusal of its namespace's CONNECT (``connect_error`` with a code) would end
+        socket.io-client's reconnecting for good."""
+        self.opening = False
+
     async def shutdown(self) -> None:
         """Stop the heartbeats (the sockets themselves end with their connections)."""
         self.heartbeats.close()
@@ -509,6 +519,10 @@ class EngineServer:
         if origin and not self._origin_allowed(origin, environ):
             self.logger.info("%s is not an accepted origin", origin)
             raise _Refused(400, BAD_REQUEST, f"{origin} is not an accepted origin.")
+
+    def _refuse_when_stopping(self) -> None:
+        if not self.opening:
+            raise _Refused(503, BAD_REQUEST, "Server shutting down")
 
     def _origin_allowed(self, origin: str, environ: dict[str, Any]) -> bool:
         allowed = self.cors_allowed_origins
@@ -590,6 +604,7 @@ class EngineServer:
         try:
             self._check_query(parsed_query(environ["QUERY_STRING"]), "websocket")
             self._refuse_origin(environ)
+            self._refuse_when_stopping()
         except _Refused as refused:
             self.logger.info("WebSocket refused: %s", refused.message)
             await send({"type": "websocket.close"})
@@ -776,6 +791,7 @@ class EngineServer:
             if sid is None:
                 if method != "GET":
                     raise _Refused(400, BAD_HANDSHAKE_METHOD, "Bad handshake method")
+                self._refuse_when_stopping()
                 await self._handshake(environ, send)
                 return
             socket = self.sockets.get(sid)

@@ -368,9 +368,12 @@ class Realtime:
             code, reason)
 
     async def close_all(self) -> int:
-        """Refuse new connections and close every live one after what is queued for it (raw:
-        1001 going away; Socket.IO: the Engine.IO session). Returns how many were closed."""
+        """Refuse new connections (raw: 1001 going away; Socket.IO: a new Engine.IO session,
+        ``EngineServer.stop_opening``; a namespace of a session already open: 1001) and close
+        every live one after what is queued for it (raw: 1001; Socket.IO: the Engine.IO
+        session). Returns how many were closed."""
         self.draining = True
+        self.sio.eio.stop_opening()
         members = list(self.manager.members.values())
         await self._close_members(members, GOING_AWAY, "Server shutting down")
         return len(members)
