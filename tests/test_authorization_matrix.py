@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import socketio
+
 from tests.support.client import Api, TestUser
 from tests.support.server import ServerProcess
 from tests.test_raw_support import RawClient, close_code, device_conversation, raw, rest_send
@@ -483,6 +485,52 @@ async def test_staff_only_actions_are_refused_to_users(
 
 
 # -- (c) a device reaches only its own conversations ----------------------------------------
+
+
+async def test_a_socketio_client_comes_back_by_itself_with_its_new_reach(
+    sqlite_api: Api,
+) -> None:
+    """A role given or taken away closes the user's sockets to bring them back with their new
+    reach (1012, "reconnect"): on Socket.IO without Engine.IO's CLOSE, which python-socketio's
+    client on long-polling took for an end on purpose (``server disconnect``) and did not come
+    back from; on both transports it comes back by itself."""
+    api = sqlite_api
+    for transport in ("websocket", "polling"):
+        await comes_back(api, transport)
+
+
+async def comes_back(api: Api, transport: str) -> None:
+    """An agent's python-socketio client on ``transport`` alone, demoted, is back."""
+    agent = await api.register(role="agent")
+    client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5)
+    reasons: asyncio.Queue[Any] = asyncio.Queue()
+    connects: asyncio.Queue[None] = asyncio.Queue()
+
+    async def gone(reason: Any = None) -> None:
+        reasons.put_nowait(reason)
+
+    async def back() -> None:
+        connects.put_nowait(None)
+
+    client.on("disconnect", gone, namespace="/conversations")
+    client.on("connect", back, namespace="/conversations")
+    try:
+        await client.connect(api.base_url, auth={"token": agent.token},
+                             namespaces=["/conversations"], transports=[transport],
+                             wait_timeout=5)
+        async with asyncio.timeout(5):
+            await connects.get()
+        assert api.admin is not None
+        demoted = await api.http.patch(f"/api/v1/auth/users/{agent.id}/role",
+                                       json={"role": "user"}, headers=api.admin.headers)
+        assert demoted.status_code == 200, demoted.text
+        async with asyncio.timeout(5):
+            assert await reasons.get() != "server disconnect", transport
+        async with asyncio.timeout(10):
+            await connects.get()  # back by itself
+        assert "/conversations" in client.namespaces
+    finally:
+        await client.disconnect()
 
 
 async def test_devices_reach_only_their_own_conversations(

@@ -23,3 +23,5 @@ POLICY_VIOLATION = 1008
 SERVER_FAULT = 1011
 #: Reconnect now: what the connection may reach has changed (a role given or taken away).
 SERVICE_RESTART = 1012
+#: The closes after which the client is to come back (it did nothing wrong).
+COME_BACK = frozenset({GOING_AWAY, SERVICE_RESTART})

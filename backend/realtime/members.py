@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from backend.realtime.closes import GOING_AWAY
+from backend.realtime.closes import COME_BACK
 from backend.realtime.wire import Outgoing
 from backend.service.actors import Actor
 
@@ -145,7 +145,8 @@ class SocketIOMember(Member):
                 self.eio.send(self.eio_sid, text)  # never waits: not awaited
 
     async def close(self, code: int, reason: str) -> None:
-        # A node going away ends the session without Engine.IO's CLOSE on either transport:
-        # python-socketio's client takes that packet for the end on purpose and would not
-        # reconnect (to another node, or this address once a node answers there again).
-        await self.eio.disconnect(self.eio_sid, tell=code != GOING_AWAY)
+        # A node going away, or a reach changed (a role), ends the session without
+        # Engine.IO's CLOSE on either transport: python-socketio's client takes that packet for
+        # the end on purpose and would not reconnect (to another node, or this address once a
+        # node answers there again; or here, with its new reach).
+        await self.eio.disconnect(self.eio_sid, tell=code not in COME_BACK)
