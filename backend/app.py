@@ -210,8 +210,8 @@ def _cors(settings: Settings) -> list[Middleware]:
         allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Upload-Offset",
                        "Content-Range"],
-        expose_headers=["Retry-After", "X-Has-More", "X-Request-ID", "Upload-Offset",
-                        "Upload-Length"],
+        expose_headers=["Retry-After", "X-Has-More", "X-Next-Cursor", "X-Request-ID",
+                        "Upload-Offset", "Upload-Length"],
         max_age=600,
     )]
 

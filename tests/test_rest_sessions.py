@@ -540,3 +540,38 @@ async def test_ws_stats(api: Api) -> None:
     assert {"total_sessions", "total_connections", "average_users_per_session",
             "sessions"} <= body.keys()
     assert isinstance(body["sessions"], dict)
+
+
+async def test_every_familys_conversation_list_pages_by_its_headers(api: Api) -> None:
+    """Seed 003's, seed 004's and seed 000's conversation lists are bare arrays, a page at a
+    time (`limit`): ``X-Has-More`` tells whether more lie beyond it and ``X-Next-Cursor``
+    where the next page starts (its ``cursor``), so that no conversation is out of reach."""
+    owner = await api.register()
+    made = []
+    for n in range(3):
+        created = await api.http.post(f"{V1}/sessions", json={"title": f"page {n}"},
+                                      headers=owner.headers)
+        assert created.status_code == 201, created.text
+        made.append(created.json()["id"])
+    device_id = await api.device()
+    for n in range(3):
+        started = await api.http.post("/mobile/chat/start/",
+                                      json={"device_id": device_id, "subject": f"s{n}"})
+        assert started.status_code in (200, 201), started.text
+    lists = ((f"{V1}/sessions", owner.headers, {}),
+             ("/api/chat/conversations/", owner.headers, {}),
+             ("/mobile/chat/list/", {}, {"device_id": device_id}))
+    for path, headers, query in lists:
+        first = await api.http.get(path, params={**query, "limit": 2}, headers=headers)
+        assert first.status_code == 200, (path, first.text)
+        assert len(first.json()) == 2 and first.headers["X-Has-More"] == "true", path
+        cursor = first.headers["X-Next-Cursor"]
+        rest = await api.http.get(path, params={**query, "limit": 2, "cursor": cursor},
+                                  headers=headers)
+        assert rest.status_code == 200, (path, rest.text)
+        assert len(rest.json()) == 1 and rest.headers["X-Has-More"] == "false", path
+        assert "X-Next-Cursor" not in rest.headers, path
+        ids = [c["id"] for c in first.json() + rest.json()]
+        assert len(set(ids)) == 3, (path, ids)  # all of them, once, newest first
+        if path != "/mobile/chat/list/":
+            assert ids == made[::-1], (path, ids)

@@ -18,7 +18,7 @@ from backend.rest.schemas import (
     MessagePage,
     PageQuery,
 )
-from backend.rest.sessions import draft_of, sent_response
+from backend.rest.sessions import conversations_page, draft_of, sent_response
 
 TAGS = ("connection chat",)
 
@@ -28,10 +28,10 @@ def register(api: Api) -> None:
                summary="The caller's conversations, newest activity first",
                query=ConversationListQuery, response=list[ConversationOut], tags=TAGS)
     async def list_conversations(call: Call) -> Any:
-        items, _ = await call.chat.list_conversations(
-            call.actor, limit=call.query.limit, offset=call.query.offset
-        )
-        return items
+        items, next_cursor = await call.chat.list_conversations(
+            call.actor, limit=call.query.limit, offset=call.query.offset,
+            cursor=call.query.cursor)
+        return conversations_page(items, next_cursor)
 
     @api.route("GET", "/api/chat/conversations/{conversation_id}/", summary="One conversation",
                response=ConversationOut, tags=TAGS)

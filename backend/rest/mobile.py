@@ -16,7 +16,7 @@ from backend.rest.schemas import (
     DeviceStartBody,
     MessageOut,
 )
-from backend.rest.sessions import draft_of, sent_response
+from backend.rest.sessions import conversations_page, draft_of, sent_response
 from backend.service.actors import Actor
 
 TAGS = ("mobile",)
@@ -44,10 +44,9 @@ def register(api: Api) -> None:
                query=DeviceListQuery, response=list[ConversationOut], auth="none", tags=TAGS)
     async def list_conversations(call: Call) -> Any:
         actor = await _device(call)
-        items, _ = await call.chat.list_conversations(
-            actor, limit=call.query.limit, offset=call.query.offset
-        )
-        return items
+        items, next_cursor = await call.chat.list_conversations(
+            actor, limit=call.query.limit, offset=call.query.offset, cursor=call.query.cursor)
+        return conversations_page(items, next_cursor)
 
     @api.route("GET", "/mobile/chat/{conversation_id}/detail/",
                summary="A conversation with its latest messages (oldest first)",

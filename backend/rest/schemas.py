@@ -154,6 +154,7 @@ class PageQuery(_Body):
 class ConversationListQuery(_Body):
     limit: int = Field(default=50, ge=1, le=100)
     offset: Offset = 0
+    cursor: str | None = Field(default=None, max_length=200)
 
 
 class DeviceQuery(_Body):
@@ -163,6 +164,7 @@ class DeviceQuery(_Body):
 class DeviceListQuery(DeviceQuery):
     limit: int = Field(default=50, ge=1, le=100)
     offset: Offset = 0
+    cursor: str | None = Field(default=None, max_length=200)
 
 
 class UploadSessionBody(_Body):

@@ -39,6 +39,16 @@ from backend.service.search import SearchFilters, SearchOrder
 TAGS = ("chat",)
 
 
+def conversations_page(items: list[dict[str, Any]], next_cursor: str | None) -> ORJSONResponse:
+    """A page of conversations, a bare array as every family's lists are, and where the next
+    one starts in headers: ``X-Has-More: true|false`` and, when more lie beyond,
+    ``X-Next-Cursor`` (the ``cursor`` query of the next call)."""
+    headers = {"X-Has-More": "true" if next_cursor else "false"}
+    if next_cursor:
+        headers["X-Next-Cursor"] = next_cursor
+    return ORJSONResponse(items, headers=headers)
+
+
 def sent_response(message: dict[str, Any], created: bool) -> ORJSONResponse:
     """201 with the message; a ``client_msg_id`` retry replays the first message's 201 and says
     so in ``Idempotent-Replayed``."""
@@ -101,8 +111,7 @@ def register(api: Api) -> None:
         items, next_cursor = await call.chat.list_conversations(
             call.actor, limit=q.limit, offset=q.offset, cursor=q.cursor, status=q.status
         )
-        headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
-        return ORJSONResponse(items, headers=headers)
+        return conversations_page(items, next_cursor)
 
     @api.route("GET", "/api/v1/chat/sessions/{session_id}", summary="One session",
                response=ConversationOut, tags=TAGS)
