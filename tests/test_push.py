@@ -153,6 +153,11 @@ async def test_fcm_gets_the_notification_through_an_oauth_token(
     assert message["android"]["collapse_key"] == f"conversation-{cid}"
     assert message["apns"]["headers"]["apns-collapse-id"] == f"conversation-{cid}"
     assert message["data"]["conversation_id"] == str(cid)
+    # Strings only, each value as the Web Push JSON reads it: an app tests "false", not
+    # Python's "False".
+    assert message["data"]["mention"] == "false", message["data"]
+    assert message["data"]["body"] == "ping the phone"
+    assert all(isinstance(value, str) for value in message["data"].values()), message["data"]
     grants = [r for r in received if r.path == "/oauth2/token"]
     assert grants and all(r.ok for r in grants), grants
     assert grants[0].content["iss"].startswith("push@")
@@ -228,6 +233,31 @@ async def test_a_gone_subscription_is_removed(push_api: Api, outside: FakeOutsid
     gone = [d for d in dead if d["event_id"].startswith(f"push_{cid}_")]
     assert sorted(d["kind"] for d in gone) == ["fcm", "webpush"], gone
     assert all("gone" in d["last_error"] for d in gone), gone
+
+
+async def test_any_success_of_a_push_service_is_a_delivery(
+        push_api: Api, outside: FakeOutside) -> None:
+    """RFC 8030's push service answers 201 Created; one that answers another success (204
+    No Content) has taken the message too: delivered, not a dead letter."""
+    sender, user = await push_api.register(), await push_api.register()
+    endpoint, _ = await webpush_device(push_api, outside, user)
+    outside.script(endpoint, 204)
+    cid = await group(push_api, sender, user)
+    await send(push_api, sender, cid, "taken quietly")
+    await outside.wait(lambda _: len(outside.to(endpoint)) >= 1, describe="the push")
+    assert push_api.admin is not None
+    deadline = time.monotonic() + 30
+    while True:
+        rows = [d for d in (await push_api.http.get(
+            "/api/v1/deliveries", headers=push_api.admin.headers,
+            params={"kind": "webpush"})).json()["deliveries"]
+            if d["event_id"].startswith(f"push_{cid}_")]
+        if rows and rows[0]["status"] != "pending":
+            break
+        assert time.monotonic() < deadline, rows
+        await asyncio.sleep(0.1)
+    assert [(d["status"], d["attempts"]) for d in rows] == [("done", 1)], rows
+    assert [r.status for r in outside.to(endpoint)] == [204]
 
 
 async def test_subscriptions_are_the_callers_own_and_checked(

@@ -193,6 +193,11 @@ async def test_only_admins_register_and_events_must_be_known(
                                         json={"url": "ftp://example.com/x",
                                               "events": ["chat_message"]})
     assert response.status_code == 422, response.text
+    response = await hook_api.http.post("/api/v1/webhooks/endpoints",
+                                        headers=hook_api.admin.headers,
+                                        json={"url": url, "events": ["chat_message"],
+                                              "secret": "short"})
+    assert response.status_code == 422 and "secret" in response.text, response.text
     # Without a secret one is made; it is shown once.
     response = await hook_api.http.post("/api/v1/webhooks/endpoints",
                                         headers=hook_api.admin.headers,
@@ -214,6 +219,40 @@ async def test_only_admins_register_and_events_must_be_known(
     again = await hook_api.http.delete(f"/api/v1/webhooks/endpoints/{made['id']}",
                                        headers=hook_api.admin.headers)
     assert again.status_code == 404
+
+
+async def test_team_operations_are_webhook_events_too(
+        hook_api: Api, outside: FakeOutside) -> None:
+    """``member_added``, ``member_removed`` and ``conversation_updated`` are events of the
+    conversations' logs like a message: a receiver subscribed to them gets each, with the
+    Socket.IO payload."""
+    url = outside.webhook(SECRET)
+    await register(hook_api, url, ["member_added", "member_removed", "conversation_updated"])
+    owner, member = await hook_api.register(), await hook_api.register()
+    conversation = await hook_api.conversation(owner, kind="group", title="before")
+    cid = conversation["id"]
+    path = f"/api/v1/chat/sessions/{cid}"
+    added = await hook_api.http.post(f"{path}/participants", headers=owner.headers,
+                                     json={"user_ids": [member.id]})
+    assert added.status_code == 200, added.text
+    renamed = await hook_api.http.patch(path, headers=owner.headers, json={"title": "after"})
+    assert renamed.status_code == 200, renamed.text
+    removed = await hook_api.http.delete(f"{path}/participants/{member.id}",
+                                         headers=owner.headers)
+    assert removed.status_code == 200, removed.text
+
+    def mine(received: list[Any]) -> list[dict[str, Any]]:
+        return [r.content for r in received if r.ok and url.endswith(r.path)
+                and r.content["conversation_id"] == cid]
+
+    received = await outside.wait(lambda rs: len(mine(rs)) >= 3,
+                                  describe="three team-operation webhooks")
+    bodies = sorted(mine(received), key=lambda b: b["position"])
+    assert [b["event"] for b in bodies] == ["member_added", "conversation_updated",
+                                            "member_removed"], bodies
+    assert bodies[0]["data"]["user_id"] == member.id
+    assert bodies[1]["data"]["conversation"]["title"] == "after"
+    assert bodies[2]["data"]["user_id"] == member.id
 
 
 @pytest.mark.parametrize("target", [

@@ -113,8 +113,16 @@ def message_of(token: str, payload: dict[str, Any]) -> dict[str, Any]:
         "token": token,
         "notification": {"title": str(payload.get("title", "")),
                          "body": str(payload.get("body", ""))},
-        "data": {key: "" if value is None else str(value) for key, value in payload.items()},
+        "data": {key: _data_value(value) for key, value in payload.items()},
         "android": {"collapse_key": collapse, "priority": "high" if urgent else "normal"},
         "apns": {"headers": {"apns-collapse-id": collapse,
                              "apns-priority": "10" if urgent else "5"}},
     }
+
+
+def _data_value(value: Any) -> str:
+    """A payload value as FCM's string-only ``data`` carries it: a string as it is, nothing
+    as "", anything else as its JSON (``true``, ``12``), as the app reads the Web Push JSON."""
+    if isinstance(value, str):
+        return value
+    return "" if value is None else orjson.dumps(value).decode()

@@ -70,7 +70,7 @@ class WebPushSender:
             raise DeliveryError(f"refused: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{type(exc).__name__}: {exc}"[:255], retryable=True) from None
-        if response.status_code in (200, 201, 202):
+        if 200 <= response.status_code < 300:  # 201 Created (RFC 8030), or any success
             return
         if response.status_code in (404, 410):
             # The browser unsubscribed or the subscription expired: it is gone for good.
