@@ -63,6 +63,38 @@ async def test_list_and_pushed_updates(sqlite_api: Api) -> None:
         await a.close()
 
 
+async def test_a_new_conversation_appears_in_the_inboxes_that_show_it(
+        sqlite_api: Api) -> None:
+    """Created, a group is pushed to its members' inboxes and a support conversation to
+    staff's (``conversation_updated``), before any message: an inbox shows it at once. The
+    inboxes of those not in it get nothing of it."""
+    api = sqlite_api
+    alice, bob, carol = await api.register(), await api.register(), await api.register()
+    agent = await api.register(role="agent")
+    bob_inbox, carol_inbox, agent_inbox = [
+        await Client(api.base_url, "/conversations").connect({"token": who.token})
+        for who in (bob, carol, agent)]
+    try:
+        made = await group(api, alice, bob)
+        shown = await bob_inbox.next("conversation_updated",
+                                     lambda e: e["conversation_id"] == made)
+        assert shown["conversation"]["kind"] == "group"
+        assert shown["conversation"]["participants_count"] == 2
+        support = (await api.conversation(carol, kind="support", title="help"))["id"]
+        await agent_inbox.next("conversation_updated",
+                               lambda e: e["conversation_id"] == support)
+        # carol's own inbox shows hers; her inbox never saw the group she is not in
+        await carol_inbox.next("conversation_updated",
+                               lambda e: e["conversation_id"] == support)
+        assert not [e for e in carol_inbox.pending("conversation_updated")
+                    if e["conversation_id"] == made]
+        assert not [e for e in bob_inbox.pending("conversation_updated")
+                    if e["conversation_id"] == support]
+    finally:
+        for inbox in (bob_inbox, carol_inbox, agent_inbox):
+            await inbox.close()
+
+
 async def test_staff_get_new_customer_messages(sqlite_api: Api) -> None:
     api = sqlite_api
     agent = await api.register(role="agent")

@@ -93,6 +93,9 @@ class ConversationOps(LogOps):
                 rows.append(Participant(conversation_id=conversation.id, user_id=agent.id,
                                         role="agent"))
             await Participant.bulk_create(rows)
+        # The inboxes that now show it (its members', and staff's for a support conversation)
+        # get it at once, not at its first message.
+        self._inbox_changed(conversation.id)
         conversation = await load_conversation(conversation.id)
         return await self.conversation_view(conversation, actor)
 
