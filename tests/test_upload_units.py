@@ -40,6 +40,15 @@ def _image(kind: str) -> bytes:
     (b"text with a \x00 NUL", "application/octet-stream"),
     (b"\x01\x02\x03", "application/octet-stream"),
     (b"<html><script>", "text/plain"),  # never text/html: served as plain text, if allowed
+    # Ordinary text: a byte-order mark, no-break and ideographic spaces, an emoji sequence
+    # joined by U+200D, right-to-left marks; and text that starts as a signature does.
+    ("\ufeffname;price\n\u00a0caf\u00e9;3\u00a0\u20ac\n".encode(), "text/plain"),
+    ("\u3000\u3053\u3093\u306b\u3061\u306f \U0001f469\u200d\U0001f4bb\n".encode(), "text/plain"),
+    ("\u200f\u05e9\u05dc\u05d5\u05dd \u200eok\n".encode(), "text/plain"),
+    (b"BMW service notes, 2024\n", "text/plain"),
+    (b"ID3 tags of my songs\n", "text/plain"),
+    (b"\x1b[31mred\x1b[0m", "application/octet-stream"),  # an escape: not text
+    ("a C1 control \u0085 here".encode(), "application/octet-stream"),
 ])
 def test_sniff_tells_the_type_by_the_bytes(data: bytes, kind: str) -> None:
     assert sniff(data) == kind
