@@ -60,12 +60,17 @@ async def test_polling_and_websockets_through_the_proxy(cluster: Cluster, proxy:
     alice, bob, carol, dave = [await via_proxy.register() for _ in range(4)]
     cid = await group(via_proxy, alice, bob, carol, dave)
     # Long-polling only: every request of the session must reach the node that opened it.
-    polling = await Client(f"http://{proxy}", "/chat").connect(
-        {"token": alice.token, "conversation_id": cid}, transports=["polling"])
+    # Both clients send the Origin of a page served through the proxy, as a browser does: the
+    # nodes' same-origin check sees the Host the proxy passes on, its port included.
+    page = f"http://{proxy}"
+    polling = await Client(page, "/chat").connect(
+        {"token": alice.token, "conversation_id": cid}, transports=["polling"],
+        headers={"Origin": page})
     direct_a = await chat_client(on_a, bob, cid)
     direct_b = await chat_client(on_b, carol, cid)
     try:
-        async with raw(f"ws://{proxy}/ws/chat/{cid}/?token={dave.token}") as upgraded:
+        async with raw(f"ws://{proxy}/ws/chat/{cid}/?token={dave.token}",
+                       origin=page) as upgraded:
             await upgraded.next("recent_messages")
             for n in range(5):  # several polling round trips, all on one node
                 sent = ok(await polling.call("chat_message", {"conversation_id": cid,
