@@ -25,6 +25,7 @@ from backend.auth.accounts import actor_from_token, device_actor
 from backend.doors.connections import bearer_token
 from backend.doors.ids import named_id
 from backend.doors.refusals import refusal_for
+from backend.rest.bodies import capped_body
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
 from backend.service.drafts import reject_nul
@@ -245,11 +246,8 @@ def _path_params(op: Operation, request: Request) -> dict[str, Any] | Response:
 
 async def _read_json(request: Request) -> Any:
     limit = request.app.state.settings.limits.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return error_response(413, f"Request body is larger than {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
+    raw = await capped_body(request, limit)
+    if raw is None:
         return error_response(413, f"Request body is larger than {limit} bytes")
     if not raw.strip():
         return {}

@@ -17,6 +17,7 @@ from starlette.responses import PlainTextResponse
 
 from backend.integrations import instagram, intake, telegram
 from backend.rest.api import Api, Call
+from backend.rest.bodies import capped_body
 from backend.service.drafts import reject_nul
 from backend.service.errors import ChatError, too_large
 
@@ -88,11 +89,8 @@ def register(api: Api) -> None:
 
 async def _raw_body(call: Call) -> bytes:
     limit = call.settings.limits.max_body_bytes
-    declared = call.request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(f"Request body is larger than {limit} bytes")
-    raw = await call.request.body()
-    if len(raw) > limit:
+    raw = await capped_body(call.request, limit)
+    if raw is None:
         raise too_large(f"Request body is larger than {limit} bytes")
     return raw
 

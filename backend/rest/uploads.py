@@ -9,7 +9,6 @@ take a signed link (``?expires=&signature=``) or a bearer token.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -21,6 +20,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from backend.auth.accounts import actor_from_token, device_actor
 from backend.doors.connections import bearer_token
 from backend.rest.api import Api, AuthKind, Call, ORJSONResponse, error_response, refusal_response
+from backend.rest.bodies import BodyTooLarge, capped, declared_length
 from backend.rest.schemas import (
     DownloadQuery,
     UploadOut,
@@ -38,8 +38,6 @@ USER_OR_DEVICE: AuthKind = "user_or_device"
 FORM_OVERHEAD = 64 * 1024
 _CONTENT_RANGE = re.compile(r"bytes (\d{1,18})-(\d{1,18})/(\d{1,18}|\*)")
 
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-
 MULTIPART: dict[str, Any] = {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"}}}}}
@@ -47,31 +45,6 @@ CHUNK: dict[str, Any] = {"application/octet-stream": {  # any type is taken
     "schema": {"type": "string", "format": "binary"}}}
 FILE: dict[str, Any] = {"application/octet-stream": {
     "schema": {"type": "string", "format": "binary"}}}
-
-
-class BodyTooLarge(Exception):
-    """The request's body passed the route's limit while it was read."""
-
-
-def capped(receive: Receive, limit: int) -> Receive:
-    """``receive`` that fails with BodyTooLarge once more than ``limit`` body bytes came."""
-    seen = 0
-
-    async def wrapped() -> MutableMapping[str, Any]:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise BodyTooLarge
-        return message
-
-    return wrapped
-
-
-def declared_length(request: Request) -> int | None:
-    raw = request.headers.get("content-length", "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 def _uploads(call: Call) -> Uploads:
