@@ -68,7 +68,8 @@ WS_DOC: dict[str, Any] = {
         "description": (
             "Not a REST route. Open a WebSocket to `/api/v1/chat/ws/{session_id}?token=JWT`. "
             "Frames are JSON with `message_type`: send `text` `{message_type, content}`, "
-            "`file` `{message_type, content, metadata: {file_url, file_name, file_size}}`, "
+            "`file` `{message_type, content, file_url, file_name?, file_size?}` (or "
+            "`upload_id` instead of `file_url`), "
             "`typing` `{message_type, is_typing}`; receive `message`, `typing_indicator`, "
             "`user_joined`, `user_left`, `error`, each with `metadata`. Refused connections "
             "(missing or invalid token, not a participant, unknown session) close with 1008, a "
