@@ -157,6 +157,35 @@ async def test_upload_tells_the_type_by_its_bytes_and_keeps_a_checksum(files_api
     assert no_thumb.status_code == 403  # a file link is no thumbnail link
 
 
+async def test_a_download_is_served_as_the_docs_say(files_api: Api) -> None:
+    """The local store's headers (docs/files.md "What comes back"): an image inline, another
+    file as an attachment with its name, never rendered as a page of the API's origin, cached
+    privately no longer than the link lives, and served by ranges. A text file with a
+    byte-order mark and no-break spaces (a spreadsheet's CSV) is text."""
+    user = await files_api.register()
+    image = await uploaded(files_api, user, png(), "photo.png")
+    csv = "\ufeffname;price\n\u00a0caf\u00e9;3\u00a0\u20ac\n".encode()
+    sheet = await uploaded(files_api, user, csv, "prices.csv")
+    assert sheet["type"] == "text/plain", sheet
+    shown = await fetch(files_api, image["url"])
+    assert shown.status_code == 200
+    assert shown.headers["content-disposition"].startswith("inline")
+    saved = await fetch(files_api, sheet["url"])
+    assert saved.status_code == 200 and saved.content == csv
+    assert saved.headers["content-disposition"].startswith("attachment")
+    assert "prices.csv" in saved.headers["content-disposition"]
+    for got in (shown, saved):
+        assert got.headers["x-content-type-options"] == "nosniff"
+        assert got.headers["content-security-policy"] == "default-src 'none'; sandbox"
+        cache = got.headers["cache-control"]
+        assert cache.startswith("private, max-age="), cache
+        expires = int(parse_qs(urlsplit(str(got.url)).query)["expires"][0])
+        assert 0 < int(cache.split("max-age=")[1]) <= expires - int(time.time()) + 1, cache
+    part = await fetch(files_api, sheet["url"], headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.content == csv[:4]
+    assert part.headers["content-range"] == f"bytes 0-3/{len(csv)}"
+
+
 async def test_limits_are_refused_with_a_reason(files_api: Api) -> None:
     user = await files_api.register()
     cases = [
