@@ -136,7 +136,10 @@ async def users(n: int) -> list[User]:
 
 
 async def group_of(chat: ChatService, people: list[User]) -> int:
+    """A group of ``people`` (the first its owner), its creation's background work (the
+    inboxes' update) done: what a test counts or times next is its own."""
     view = await chat.create_conversation(Actor.of_user(people[0]), title="g", kind="group",
                                           participant_ids=[u.id for u in people[1:]])
+    await chat.drain()
     return int(view["id"])
 
