@@ -19,7 +19,7 @@ import pytest
 import socketio
 import websockets
 
-from tests.support.client import Api
+from tests.support.client import Api, TestUser
 from tests.support.node import JS_DIR, node_modules
 from tests.support.server import ServerProcess, start_server
 from tests.test_raw_support import close_code, device_conversation, raw, rest_send
@@ -210,11 +210,29 @@ async def upgrade(server: ServerProcess, path: str, reader: asyncio.StreamReader
 
 async def silent_client(server: ServerProcess, path: str) -> tuple[asyncio.StreamReader,
                                                                    asyncio.StreamWriter]:
-    """A raw WebSocket opened by hand that will never answer the server's close: the node
-    waits for it (up to its goodbye timeout) before it stops, and keeps refusing meanwhile."""
+    """A raw WebSocket opened by hand that will never answer the server's close (the node
+    does not wait for that answer: ``goodbye_holder`` holds a goodbye)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     await upgrade(server, path, reader, writer)
     return reader, writer
+
+
+#: A node whose goodbye a stalled client can hold: messages large enough, and a backlog allowed
+#: to grow past what the sockets' buffers take.
+HOLDABLE = {"SHUTDOWN_GOODBYE_SECONDS": "60", "MAX_CONTENT_CHARS": "200000",
+            "MAX_BACKLOG_BYTES": str(64 * 1024 * 1024)}
+
+
+async def goodbye_holder(server: ServerProcess, api: Api, owner: TestUser
+                         ) -> asyncio.StreamWriter:
+    """A raw client of a conversation of ``owner``'s that reads none of the 6 MB sent to it
+    there (on a node started with ``HOLDABLE``): at SIGTERM the node's close of it waits for
+    them to leave (up to 5 s), and the node says goodbye, refusing new connections, as long."""
+    cid = int((await api.conversation(owner))["id"])
+    stalled = await stalled_client(server, f"/ws/chat/{cid}/?token={owner.token}")
+    for n in range(30):
+        await rest_send(api, owner, cid, f"{n} " + "x" * 199_000)
+    return stalled
 
 
 async def stalled_client(server: ServerProcess, path: str) -> asyncio.StreamWriter:
@@ -246,18 +264,19 @@ async def close_frame(reader: asyncio.StreamReader, within: float = 10) -> int:
 async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_door(
     work_dir: Path,
 ) -> None:
-    # A goodbye long enough for every refusal below however slow the machine: the node keeps
-    # refusing as long as it lasts (an Engine.IO session with no namespace, ``early``, keeps
-    # it waiting).
-    server = start_server(work_dir / "shutdown-refusals", SHUTDOWN_GOODBYE_SECONDS="60")
+    # The goodbye held (``goodbye_holder``) for every refusal below: the node keeps refusing
+    # as long as it lasts.
+    server = start_server(work_dir / "shutdown-refusals", **HOLDABLE)
     api = Api(server.base_url)
     try:
         alice = await api.register()
         cid = int((await api.conversation(alice))["id"])
         device_id, device_cid = await device_conversation(api)
         reader, writer = await silent_client(server, f"/ws/conversations/?token={alice.token}")
+        # An Engine.IO session with no namespace yet: no member, so the goodbye leaves it be.
         early = await websockets.connect(f"{server.ws_url}/socket.io/?EIO=4&transport=websocket")
         assert str(await early.recv()).startswith("0")
+        stalled = await goodbye_holder(server, api, alice)
         server.process.send_signal(signal.SIGTERM)
         assert await close_frame(reader) == 1001  # the node is saying goodbye
 
@@ -299,6 +318,7 @@ async def test_a_node_shutting_down_refuses_new_connections_with_1001_on_every_d
         assert server.process.poll() is None  # still saying goodbye
         await early.close()
         writer.close()
+        stalled.close()
     finally:
         await api.aclose()
         server.stop(signal.SIGKILL)
@@ -313,8 +333,7 @@ async def test_socketio_clients_keep_retrying_through_a_goodbye_and_come_back(
     back. (A refusal of its namespace's CONNECT, ``connect_error`` with a code, would end
     its reconnecting for good: the socket no longer active.)"""
     data_dir = work_dir / "shutdown-retry"
-    server = start_server(data_dir, SHUTDOWN_GOODBYE_SECONDS="60", MAX_CONTENT_CHARS="200000",
-                          MAX_BACKLOG_BYTES=str(64 * 1024 * 1024))
+    server = start_server(data_dir, **HOLDABLE)
     api = Api(server.base_url)
     transports = ("websocket", "polling")
     clients: list[asyncio.subprocess.Process] = []
@@ -332,12 +351,8 @@ async def test_socketio_clients_keep_retrying_through_a_goodbye_and_come_back(
             async with asyncio.timeout(30):
                 line = await client.stdout.readline()
             assert line.strip() == b"connected", (line, await client.stderr.read())
-        # The goodbye held (up to the raw close's 5 s) by a client that reads none of the 6 MB
-        # sent to it, so that the attempts below meet the node saying it.
-        cid = int((await api.conversation(alice))["id"])
-        stalled = await stalled_client(server, f"/ws/chat/{cid}/?token={alice.token}")
-        for n in range(30):
-            await rest_send(api, alice, cid, f"{n} " + "x" * 199_000)
+        # The goodbye held, so that the attempts below meet the node saying it.
+        stalled = await goodbye_holder(server, api, alice)
         server.process.send_signal(signal.SIGTERM)
 
         failed = {"websocket": "error websocket error", "polling": "error xhr poll error"}
@@ -375,19 +390,23 @@ async def test_socketio_clients_keep_retrying_through_a_goodbye_and_come_back(
 async def test_the_goodbye_ends_after_its_setting_even_if_a_client_never_answers(
     work_dir: Path,
 ) -> None:
-    """``SHUTDOWN_GOODBYE_SECONDS`` bounds the goodbye: a client that never answers the close
-    keeps the node from stopping only that long."""
-    server = start_server(work_dir / "shutdown-bounded", SHUTDOWN_GOODBYE_SECONDS="0.5")
+    """``SHUTDOWN_GOODBYE_SECONDS`` bounds the goodbye: a client whose close cannot be sent
+    (it reads nothing of the 6 MB waiting for it) keeps the node from stopping only that
+    long, where the close itself would wait 5 s for the frames before it."""
+    server = start_server(work_dir / "shutdown-bounded", **{
+        **HOLDABLE, "SHUTDOWN_GOODBYE_SECONDS": "0.5", "SHUTDOWN_TIMEOUT_SECONDS": "0.5"})
     api = Api(server.base_url)
     try:
         alice = await api.register()
         reader, writer = await silent_client(server, f"/ws/conversations/?token={alice.token}")
+        stalled = await goodbye_holder(server, api, alice)
         server.process.send_signal(signal.SIGTERM)
         assert await close_frame(reader) == 1001
-        # Stopped (uvicorn ends by the signal it was given) while the default goodbye of 5 s
-        # would still be waiting on the silent client.
+        # Stopped (uvicorn ends by the signal it was given) while the stalled client's close
+        # would still be waiting for its frames to leave.
         assert await asyncio.to_thread(server.process.wait, 4) == -signal.SIGTERM
         writer.close()
+        stalled.close()
     finally:
         await api.aclose()
         server.stop(signal.SIGKILL)
