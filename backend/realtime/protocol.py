@@ -39,7 +39,7 @@ the wire, minus what an idle connection kept without using it:
   copy of the lifespan state is dropped.
 
 The keepalive (a ping every ``ws_ping_interval``, the connection failed with 1011 when its
-pong has not come ``ws_ping_timeout`` later; both as the app asks, ``app_heartbeat``: the
+pong has not come ``ws_ping_timeout`` later; both as the app asks, ``connection_app``: the
 node's ``PING_INTERVAL_SECONDS`` and ``PING_TIMEOUT_SECONDS``, Engine.IO's heartbeat) keeps
 each connection's one deadline, the next ping or the pong awaited, in one ``TimerWheel`` per
 event loop (backend/realtime/timer_wheel.py: one loop timer for every connection, buckets at
@@ -160,10 +160,9 @@ class WebSocketProtocol(SansIOProtocol):
         # uvicorn's __init__, its receive queue and writable flag lean from the start.
         lean_init(self, config, server_state, app_state, _loop, LeanQueue(), LeanEvent(),
                   new_parser)
-        heartbeat = app_heartbeat(config, self.app)
+        self.app, heartbeat = connection_app(config, self.app)
         if heartbeat is not None:  # the app's own, over uvicorn's --ws-ping-*
             self.ping_interval, self.ping_timeout = heartbeat
-        self.app = connection_app(config, self.app)
         # The same object uvicorn configured, reading close frames as RFC 6455 says.
         swap_parser(self)
         if not config.access_log and not self.logger.isEnabledFor(logging.DEBUG):
@@ -334,49 +333,36 @@ class WebSocketProtocol(SansIOProtocol):
             forget_response(self)
 
 
-#: Per uvicorn configuration, the app its WebSocket connections run (``connection_app``).
-_APPS: weakref.WeakKeyDictionary[Config, Any] = weakref.WeakKeyDictionary()
+#: The app a connection runs, and the heartbeat that app asks for (None: uvicorn's own).
+ConnectionApp = tuple[Any, tuple[float, float] | None]
+#: Per uvicorn configuration, its connections' ``ConnectionApp`` (``connection_app``).
+_APPS: weakref.WeakKeyDictionary[Config, ConnectionApp] = weakref.WeakKeyDictionary()
 
 
-def connection_app(config: Config, loaded: Any) -> Any:
+def connection_app(config: Config, loaded: Any) -> ConnectionApp:
     """The app a connection runs: uvicorn's ``loaded`` app, its middleware that only sets
     something up and then awaits the app for the connection's life done ahead of it
     instead, so that none of their frames stays under every open connection:
     uvicorn's ``ProxyHeadersMiddleware`` becomes ``ProxyHeadersAhead`` (its rewrite, run
     before the app's coroutine), and ``DirectWires`` is left out (the protocol leaves
-    itself in the scope, ``handle_connect``). One per configuration, shared."""
-    app = _APPS.get(config)
-    if app is None:
-        app = _APPS[config] = _ahead(loaded)
-    return app
+    itself in the scope, ``handle_connect``). With it, the keepalive (ping interval, pong
+    timeout) the app asks for: ``DirectWires``' ``heartbeat`` (the node's
+    ``PING_INTERVAL_SECONDS`` and ``PING_TIMEOUT_SECONDS``, Engine.IO's too), which stands
+    over uvicorn's ``--ws-ping-interval`` and ``--ws-ping-timeout``. One per configuration,
+    shared."""
+    found = _APPS.get(config)
+    if found is None:
+        found = _APPS[config] = _ahead(loaded)
+    return found
 
 
-def _ahead(app: Any) -> Any:
+def _ahead(app: Any) -> ConnectionApp:
     if isinstance(app, DirectWires):
-        return app.app
+        return app.app, app.heartbeat
     if is_proxy_headers(app):
-        return ProxyHeadersAhead(app, _ahead(app.app))
-    return app
-
-
-#: The heartbeat each configuration's app asks for (``app_heartbeat``).
-_HEARTBEATS: weakref.WeakKeyDictionary[Config, tuple[float, float] | None] = (
-    weakref.WeakKeyDictionary())
-
-
-def app_heartbeat(config: Config, loaded: Any) -> tuple[float, float] | None:
-    """The keepalive (ping interval, pong timeout) that uvicorn's ``loaded`` app asks for:
-    its ``DirectWires``' ``heartbeat`` (the node's ``PING_INTERVAL_SECONDS`` and
-    ``PING_TIMEOUT_SECONDS``, Engine.IO's too), which stands over uvicorn's
-    ``--ws-ping-interval`` and ``--ws-ping-timeout``; None (uvicorn's) for any other app.
-    One look per configuration."""
-    if config in _HEARTBEATS:
-        return _HEARTBEATS[config]
-    app = loaded
-    while is_proxy_headers(app):
-        app = app.app
-    heartbeat = _HEARTBEATS[config] = app.heartbeat if isinstance(app, DirectWires) else None
-    return heartbeat
+        inner, heartbeat = _ahead(app.app)
+        return ProxyHeadersAhead(app, inner), heartbeat
+    return app, None
 
 
 #: The keepalive wheel of each event loop (a node has one loop; tests may run several).
