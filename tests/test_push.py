@@ -109,6 +109,16 @@ def ok_to(fake: FakeOutside, endpoint: str) -> list[Received]:
     return [r for r in fake.to(endpoint) if r.ok]
 
 
+async def personal_push(api: Api, outside: FakeOutside, before: dict[str, float],
+                        endpoint: str, describe: str) -> Received:
+    """The one notification a change that names a user queued (one decision since
+    ``before``), as it reached that user's device at ``endpoint``."""
+    await wait_decisions(api, before, queued=1)
+    await outside.wait(lambda _: bool(ok_to(outside, endpoint)), describe=describe)
+    [push] = ok_to(outside, endpoint)
+    return push
+
+
 async def test_an_offline_recipient_gets_a_webpush_and_an_online_one_none(
         push_api: Api, push_server: ServerProcess, outside: FakeOutside) -> None:
     sender, offline, online = [await push_api.register() for _ in range(3)]
@@ -406,10 +416,7 @@ async def test_an_agent_assigned_while_offline_is_notified(
     moved = await push_api.http.post(f"/api/v1/chat/sessions/{cid}/assign",
                                      headers=lead.headers, json={"agent_id": agent.id})
     assert moved.status_code == 200, moved.text
-    await wait_decisions(push_api, before, queued=1)
-    await outside.wait(lambda _: bool(ok_to(outside, endpoint)),
-                       describe="the assigned agent's push")
-    [push] = ok_to(outside, endpoint)
+    push = await personal_push(push_api, outside, before, endpoint, "the assigned agent's push")
     assert push.content["title"] == "Assigned to you"
     assert push.content["body"] == "Refund for order 7"
     assert push.content["conversation_id"] == cid and push.content["assignment"] is True
@@ -432,10 +439,7 @@ async def test_a_user_added_to_a_group_while_offline_is_notified(
     grown = await push_api.http.post(f"/api/v1/chat/sessions/{cid}/participants",
                                      headers=owner.headers, json={"user_ids": [added.id]})
     assert grown.status_code == 200, grown.text
-    await wait_decisions(push_api, before, queued=1)
-    await outside.wait(lambda _: bool(ok_to(outside, endpoint)),
-                       describe="the added user's push")
-    [push] = ok_to(outside, endpoint)
+    push = await personal_push(push_api, outside, before, endpoint, "the added user's push")
     assert push.content["title"] == "Added to a group"
     assert push.content["body"] == "Trip to Lisbon"
     assert push.content["conversation_id"] == cid and push.content["added"] is True

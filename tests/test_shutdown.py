@@ -92,6 +92,13 @@ class Watched:
         await self.connects.get()
 
 
+async def ended(client: asyncio.subprocess.Process | None) -> None:
+    """A client process the test may have left running, killed (and waited for)."""
+    if client is not None and client.returncode is None:
+        client.kill()
+        await client.wait()
+
+
 async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_node_stops(
     work_dir: Path,
 ) -> None:
@@ -136,9 +143,7 @@ async def test_socketio_clients_on_websocket_reconnect_by_themselves_after_a_nod
             await python_client.connects.get()  # back by itself: /conversations connected
         await python_client.client.disconnect()
     finally:
-        if node is not None and node.returncode is None:
-            node.kill()
-            await node.wait()
+        await ended(node)
         await api.aclose()
         server.stop(signal.SIGKILL)
         if restarted is not None:
@@ -186,9 +191,7 @@ async def test_a_python_client_on_long_polling_reconnects_by_itself_after_a_node
         async with asyncio.timeout(30):
             await python_client.connects.get()  # back by itself, with its token
     finally:
-        if node is not None and node.returncode is None:
-            node.kill()
-            await node.wait()
+        await ended(node)
         await python_client.client.disconnect()
         await api.aclose()
         server.stop(signal.SIGKILL)
@@ -378,9 +381,7 @@ async def test_socketio_clients_keep_retrying_through_a_goodbye_and_come_back(
             assert await client.wait() == 0
     finally:
         for client in clients:
-            if client.returncode is None:
-                client.kill()
-                await client.wait()
+            await ended(client)
         await api.aclose()
         server.stop(signal.SIGKILL)
         if restarted is not None:
