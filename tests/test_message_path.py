@@ -500,10 +500,16 @@ async def test_each_node_updates_the_inboxes_it_holds(cluster: Cluster) -> None:
     admin = await admin_of(node_a.base_url)
     on_a, on_b = Api(node_a.base_url, admin), Api(node_b.base_url, admin)
     alice, bob, carol = await on_a.register(), await on_a.register(), await on_a.register()
-    cid = await group(on_a, alice, bob, carol)
-    later = await group(on_a, alice, bob, carol)
     bob_on_b = await Client(node_b.base_url, "/conversations").connect({"token": bob.token})
     carol_on_a = await Client(node_a.base_url, "/conversations").connect({"token": carol.token})
+    cid = await group(on_a, alice, bob, carol)
+    later = await group(on_a, alice, bob, carol)
+    # A new conversation reaches its members' inboxes at creation: take those updates first
+    # (inboxes open before it, so each comes, once), then the messages' updates are apart.
+    for inbox in (bob_on_b, carol_on_a):
+        created = await updates_until_each(inbox, {cid, later})
+        assert sorted(e["conversation_id"] for e in created) == sorted([cid, later]), created
+        assert all(e["conversation"]["unread_count"] == 0 for e in created), created
     # What crosses Redis: the control, not the nodes' updates.
     redis = Redis.from_url(cluster.redis_url)
     channel = redis.pubsub()
