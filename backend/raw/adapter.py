@@ -352,11 +352,31 @@ def _replay_frames(session: Session, events: list[dict[str, Any]]) -> list[str]:
     return _replays.once(events, dialect.name, encode)
 
 
-async def replay_since(session: Session) -> int | None:
+@dataclass(frozen=True, slots=True)
+class Resumption:
+    """What a connect's ``?since=`` came to, read before anything of it is sent: the replayed
+    frames and the position they reach (``floor``), the ids of the messages they carry as
+    sent, or the frame that refuses the resume (``notice``: ``resync_required`` or an error)."""
+
+    frames: list[str] = field(default_factory=list)
+    floor: int | None = None
+    messages: frozenset[int] = frozenset()
+    notice: dict[str, Any] | None = None
+
+    def send(self, session: Session) -> int | None:
+        """Send it; the position the replay reached (None: nothing was replayed)."""
+        if self.notice is not None:
+            session.send(self.notice)
+        elif self.frames:
+            session.member.send_frames(self.frames)
+        return self.floor
+
+
+async def read_resumption(session: Session) -> Resumption | None:
     """``?since=POSITION&epoch=EPOCH`` on connect (CONTRACT §9): the events missed after that
-    position, as this route's own frames, before live ones (the caller holds the member and
-    drops held frames at or below the position returned). Past the retention or across an
-    epoch: a ``resync_required`` frame. None when nothing was replayed."""
+    position, as this route's own frames, read whole before any is sent (a door that sends a
+    history page first leaves the replayed messages out of it). Past the retention or across
+    an epoch: a ``resync_required`` frame. None when the connect asks for no resume."""
     raw: bytes = session.websocket.scope["query_string"]
     if b"since" not in raw and b"%" not in raw:
         return None  # no ``since`` however written: the query is not parsed a second time
@@ -365,6 +385,8 @@ async def replay_since(session: Session) -> int | None:
     if query.get("since") in (None, ""):
         return None
     assert session.conversation_id is not None
+    frames: list[str] = []
+    messages: set[int] = set()
     try:
         position, epoch = resume_point(query.get("since"))
         if query.get("epoch"):
@@ -372,21 +394,28 @@ async def replay_since(session: Session) -> int | None:
         while True:
             result = await session.chat.events_since(session.actor, session.conversation_id,
                                                      position, epoch)
-            frames = _replay_frames(session, result["events"])
-            if frames:
-                session.member.send_frames(frames)
+            frames.extend(_replay_frames(session, result["events"]))
+            messages.update(event["message"]["id"] for event in result["events"]
+                            if event["event"] == "chat_message")
             position = int(result["position"])
             if not result["has_more"]:
-                return position
+                return Resumption(frames, position, frozenset(messages))
     except ChatError as error:
         if error.code != "resync_required":
-            session.error(error.message, error.code)
-            return None
+            session.hub.metrics.refused("websocket", error.code)
+            return Resumption(notice=session.dialect.error(error.message, error.code))
         session.hub.metrics.refused("websocket", error.code)
         frame = {"type": "resync_required", "conversation_id": session.conversation_id,
                  "position": getattr(error, "position", None),
                  "epoch": getattr(error, "epoch", None), "message": error.message}
         if session.dialect.name == "ws-session":
             frame["message_type"] = "resync_required"
-        session.send(frame)
-        return None
+        return Resumption(notice=frame)
+
+
+async def replay_since(session: Session) -> int | None:
+    """The missed events of a connect's ``?since=`` sent (``read_resumption``), before live
+    ones: the caller holds the member and drops held frames at or below the position
+    returned. None when nothing was replayed."""
+    resumption = await read_resumption(session)
+    return None if resumption is None else resumption.send(session)

@@ -24,6 +24,7 @@ blocks with the token's user, in one statement (``reads_blocks``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Coroutine
 from typing import Any
 
@@ -34,9 +35,10 @@ from backend.raw.adapter import (
     Door,
     Handler,
     Session,
-    replay_since,
+    read_resumption,
     send_chat_message,
 )
+from backend.realtime.codec import SharedEncodings
 from backend.realtime.dialects import WS_CHAT
 from backend.service.clock import iso_now
 
@@ -122,9 +124,10 @@ class WsChatDoor(Door):
     }
 
     async def welcome(self, session: Session) -> None:
-        """``connection_established``, then ``recent_messages``, then presence and live
-        frames. Live frames wait while the history is read; a message both in the history
-        and live is sent once."""
+        """``connection_established``, then ``recent_messages``, then the events missed after
+        ``?since=`` (CONTRACT §9), then presence and live frames. Live frames wait while the
+        history is read; a message both in the history and replayed or live is sent once: the
+        replay's messages are left out of the history page, and live ones in it are dropped."""
         cid = session.conversation_id
         assert cid is not None
         member = session.member
@@ -133,13 +136,17 @@ class WsChatDoor(Door):
                       "timestamp": iso_now()})
         member.hold()
         await session.hub.join_conversation(member, cid)
+        resumption = await read_resumption(session)
         recent = await session.chat.recent(session.actor, cid, RECENT_MESSAGES)
-        # The page's JSON, when every reader gets the same, is encoded once for them all.
+        messages: Any = recent.messages if recent.json is None else orjson.Fragment(recent.json)
+        replayed = resumption.messages if resumption is not None else frozenset()
+        if replayed and any(m["id"] in replayed for m in recent.messages):
+            # The readers of one page resuming from one point share the page without them.
+            messages = _pages.once(recent.messages, replayed, functools.partial(
+                _without, replayed))
         session.send({"type": "recent_messages", "conversation_id": cid,
-                      "messages": recent.messages if recent.json is None
-                      else orjson.Fragment(recent.json),
-                      "has_more": recent.has_more})
-        floor = await replay_since(session)
+                      "messages": messages, "has_more": recent.has_more})
+        floor = resumption.send(session) if resumption is not None else None
         seen = {m["id"] for m in recent.messages}
 
         def in_history(text: str) -> bool:
@@ -147,3 +154,11 @@ class WsChatDoor(Door):
             return frame.get("type") == "chat_message" and frame.get("message_id") in seen
 
         member.release(cid, floor, in_history)
+
+
+_pages = SharedEncodings()
+
+
+def _without(replayed: frozenset[int], messages: list[dict[str, Any]]) -> orjson.Fragment:
+    """A history page as JSON, the messages a resume replays left out."""
+    return orjson.Fragment(orjson.dumps([m for m in messages if m["id"] not in replayed]))
