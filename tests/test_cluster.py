@@ -393,17 +393,24 @@ async def test_inbox_changes_cross_redis_batched(cluster: Cluster, apis: tuple[A
 
     on_a, _ = apis
     alice, bob = await on_a.register(), await on_a.register()
-    conversations = [await group(on_a, alice, bob) for _ in range(4)]
     bob_on_b = await Client(cluster.nodes[1].base_url, "/conversations").connect(
         {"token": bob.token})
     redis = Redis.from_url(cluster.redis_url)
     channel = redis.pubsub()
-    await channel.subscribe(f"{cluster.prefix}:events")
     try:
+        conversations = [await group(on_a, alice, bob) for _ in range(4)]
+        # A new conversation reaches its members' inboxes at creation: take those updates
+        # first (the inbox opens before them, so each comes, once; their controls have
+        # crossed before the subscription); what comes next is the sends'.
+        created = [(await bob_on_b.next("conversation_updated", within=10))["conversation_id"]
+                   for _ in conversations]
+        assert sorted(created) == sorted(conversations), created
+        await channel.subscribe(f"{cluster.prefix}:events")
         await asyncio.gather(*(rest_send(on_a, alice, cid, "hi") for cid in conversations))
         updated: set[int] = set()
         while updated != set(conversations):
             event = await bob_on_b.next("conversation_updated")
+            assert event["conversation"]["unread_count"] == 1, event
             updated.add(event["conversation_id"])
         named: list[list[int]] = []
         while (message := await channel.get_message(timeout=0.5)) is not None:
