@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from tests.support.client import Api
 from tests.support.server import ServerProcess
-from tests.test_raw_support import close_code, device_conversation, raw, support_conversation
+from tests.test_raw_support import (
+    close_code,
+    device_conversation,
+    raw,
+    rest_send,
+    support_conversation,
+)
 
 
 def mobile_url(server: ServerProcess, cid: int | str, device_id: str | None) -> str:
@@ -124,10 +130,24 @@ async def test_conversations_list_and_pushes(
     async with raw(f"{url}?token={agent.token}") as inbox, raw(
         f"{url}?token={owner.token}"
     ) as mine:
-        await inbox.next("connection_established")
+        # The list comes on connect, right after the greeting (seed 001's example renders the
+        # list it is sent and never asks), and again when asked.
+        greeting = await inbox.next("connection_established")
+        welcome = await inbox.next("conversations_list")
+        assert inbox.frames[:2] == [greeting, welcome], inbox.frames
+        assert cid in [c["id"] for c in welcome["conversations"]]
         await inbox.send({"type": "get_conversations"})
         listing = await inbox.next("conversations_list")
-        assert cid in [c["id"] for c in listing["conversations"]]
+        assert listing is not welcome and cid in [c["id"] for c in listing["conversations"]]
+        # A conversation's last message has the type the message itself has (seed 001's).
+        reply = await rest_send(sqlite_api, agent, cid, "staff here")
+        assert reply["type"] == "support"
+        await inbox.send({"type": "get_conversations"})
+        shown = next(c for c in (await inbox.next("conversations_list"))["conversations"]
+                     if c["id"] == cid)
+        assert shown["last_message"]["id"] == reply["id"], shown
+        assert shown["last_message"]["type"] == "support", shown
+        assert [c["id"] for c in (await mine.next("conversations_list"))["conversations"]] == [cid]
         await mine.send({"type": "refresh_conversations", "limit": 5})
         listing = await mine.next("conversations_list")
         assert [c["id"] for c in listing["conversations"]] == [cid]

@@ -370,17 +370,18 @@ async def _view_rows(conversation_id: int) -> tuple[Conversation, dict[str, Any]
 
 
 async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:
-    """Each conversation's newest message, by conversation id (none for one without): the
-    top of each conversation's ``(conversation_id, id)`` index: in one query for one
-    conversation (each inbox update's), in two for a page of them."""
+    """Each conversation's newest message with its sending user, by conversation id (none
+    for one without): the top of each conversation's ``(conversation_id, id)`` index: in
+    one query for one conversation (each inbox update's), in two for a page of them."""
     if len(conversation_ids) == 1:
-        row = await Message.filter(conversation_id=conversation_ids[0]).order_by("-id").first()
+        row = await Message.filter(conversation_id=conversation_ids[0]).order_by(
+            "-id").select_related("sender_user").first()
         return {} if row is None else {conversation_ids[0]: row}
     newest = await Message.filter(conversation_id__in=conversation_ids).group_by(
         "conversation_id").annotate(top=Max("id")).values_list("top", flat=True)
     if not newest:
         return {}
-    rows = await Message.filter(id__in=newest)
+    rows = await Message.filter(id__in=newest).select_related("sender_user")
     return {row.conversation_id: row for row in rows}
 
 

@@ -82,13 +82,13 @@ def _sender(message: AnyMessage) -> tuple[dict[str, Any] | None, Any, str, str]:
     return None, None, "System", ""
 
 
-def _legacy_type(message: AnyMessage, sender: dict[str, Any] | None) -> str:
-    """Seed 001's ``type``: who the message is from, from a support inbox's point of view."""
+def _legacy_type(message: AnyMessage, role: object) -> str:
+    """Seed 001's ``type``: who the message is from, from a support inbox's point of view
+    (``role``: the sending user's, if a user sent it)."""
     if message.sender_type in (SenderType.CUSTOMER, SenderType.MOBILE):
         return "customer"
     if message.sender_type == SenderType.SYSTEM:
         return "system"
-    role = (sender or {}).get("role")
     return "support" if role in ("agent", "admin") else "user"
 
 
@@ -131,7 +131,7 @@ def message_dict(
         "sender_avatar": sender_avatar,
         "content": "" if message.is_deleted else message.content,
         "message_type": message.message_type,
-        "type": _legacy_type(message, sender),
+        "type": _legacy_type(message, (sender or {}).get("role")),
         "media_url": message.media_url,
         "file": message.file,
         "parent_message_id": message.parent_message_id,
@@ -158,13 +158,15 @@ def message_dict(
 
 
 def last_message_dict(message: Message | None) -> dict[str, Any] | None:
+    """A conversation's ``last_message``; its ``type`` is the message's own (its sending
+    user, ``sender_user``, loaded)."""
     if message is None:
         return None
+    user = message.sender_user
     return {
         "id": message.id,
         "content": "" if message.is_deleted else message.content,
-        "type": "customer" if message.sender_type in (SenderType.CUSTOMER, SenderType.MOBILE)
-        else str(message.sender_type),
+        "type": _legacy_type(message, str(user.role) if user is not None else None),
         "sender_type": str(message.sender_type),
         "message_type": message.message_type,
         "created_at": iso(message.created_at),
