@@ -10,8 +10,10 @@ Inbound table (frame ``type`` → service call):
                            ``queue_list {conversations, next_cursor}``
 ========================= =========================================================
 
-The connection is in the user's inbox rooms, so ``conversation_updated`` (with the viewer's
-``unread_count``) and, for staff, ``new_customer_message`` are pushed.
+On connect: ``connection_established``, then ``conversations_list`` (the first page, as
+``get_conversations`` answers it). The connection is in the user's inbox rooms, so
+``conversation_updated`` (with the viewer's ``unread_count``) and, for staff,
+``new_customer_message`` are pushed.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class WsConversationsDoor(Door):
     }
 
     async def welcome(self, session: Session) -> None:
+        """``connection_established``, then the first page of the list as
+        ``conversations_list`` (seed 001's example renders the list it is sent and never asks
+        for it). The inbox rooms are joined before the page is read: an update it does not
+        show reaches the client after it."""
         session.send({"type": "connection_established", "message": "Connected to conversations",
                       "user_id": session.actor.user_id, "timestamp": iso_now()})
         session.hub.join_inbox(session.member)
+        await get_conversations(session, {})
