@@ -65,6 +65,15 @@ def test_device_presence_is_named_as_seed_000_names_it() -> None:
     assert frame["type"] == "user_joined"
 
 
+def test_seeds_000_and_003_get_no_user_status() -> None:
+    """Their seeds tell presence by joins and leaves only; seed 002's route keeps it."""
+    status = {"conversation_id": 3, "user_id": 5, "status": "online", "timestamp": "t"}
+    for dialect in (dialects.WS_MOBILE, dialects.WS_SESSION):
+        assert _frames(dialect, "user_status", status, _member(dialect)) == []
+    frame, = _frames(dialects.WS_CHAT, "user_status", status, _member(dialects.WS_CHAT))
+    assert frame["type"] == "user_status" and frame["status"] == "online"
+
+
 def test_inbox_updates_carry_each_viewers_own_unread_count() -> None:
     payload = {"conversation_id": 3, "conversation": {"id": 3, "unread_count": 0},
                "unread_counts": {"user:5": 4, "staff": 7}}

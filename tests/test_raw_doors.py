@@ -69,6 +69,9 @@ async def test_mobile_events_both_ways(sqlite_server: ServerProcess, sqlite_api:
             assert message["metadata"] == {"k": "v"}
             seen = await staff.next("chat_message")
             assert seen["message_id"] == message["id"]
+            # Seed 000's frames, in turn: no presence it does not name (user_status).
+            assert [f["type"] for f in mobile.frames] == [
+                "connection_established", "mobile_user_joined", "user_joined", "chat_message"]
 
             await staff.send({"type": "chat_message", "content": "How can I help?"})
             reply = (await mobile.next(lambda f: f.get("type") == "chat_message"
@@ -214,6 +217,9 @@ async def test_session_message_type_dialect(sqlite_server: ServerProcess, sqlite
             assert message["metadata"]["mentions"] == ["user-id-1", agent.id]
             first_id = message["metadata"]["message_id"]
             assert (await me.next("message"))["metadata"]["message_id"] == first_id
+            # Seed 003's frames only, in turn: no presence it does not name (user_status).
+            assert [f["message_type"] for f in me.frames] == [
+                "user_joined", "user_joined", "message"], me.frames
 
             await other.send({"message_type": "text", "content": "reply",
                               "reply_to_id": str(first_id)})

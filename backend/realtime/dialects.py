@@ -26,6 +26,12 @@ INBOX_EVENTS = frozenset({"conversation_updated", "new_customer_message"})
 INBOX_MEMBER_EVENTS = frozenset({"member_added", "member_removed"})
 
 
+# Presence the seeds of ``/ws/mobile/chat/`` (000) and ``/api/v1/chat/ws/`` (003) do not have:
+# their joins and leaves say it, and a frame more between them and the next message would
+# break a client reading the seed's frames in turn. (``user_status`` is seed 002's.)
+SEED_PRESENCE_ONLY = frozenset({"user_status"})
+
+
 def inbox_only(name: str, payload: dict[str, Any]) -> bool:
     """Whether the event is for inbox doors only. ``conversation_updated`` has two forms: the
     inbox's (per-viewer unread counts, no position) and the desk's logged one for the
@@ -215,7 +221,7 @@ class WsMobileDialect(RawDialect):
     name = "ws-mobile"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if inbox_only(name, payload):
+        if inbox_only(name, payload) or name in SEED_PRESENCE_ONLY:
             return []
         return [{"type": presence_name(name, payload), **payload}]
 
@@ -248,7 +254,7 @@ class WsSessionDialect(RawDialect):
     name = "ws-session"
 
     def frames(self, name: str, payload: dict[str, Any], member: Viewer) -> list[Any]:
-        if inbox_only(name, payload):
+        if inbox_only(name, payload) or name in SEED_PRESENCE_ONLY:
             return []
         session = payload["conversation_id"]
         if name == "chat_message":
