@@ -297,6 +297,21 @@ async def test_subscriptions_are_the_callers_own_and_checked(
     assert await wait_subscriptions(push_api, user, 0) == []
 
 
+async def test_a_device_is_kept_before_the_server_can_reach_it(
+        sqlite_api: Api, outside: FakeOutside) -> None:
+    """On a server without FCM, an FCM token is kept (201), as is a Web Push endpoint whose
+    host has no address now: the app registers what it has; the server sends once it can."""
+    user = await sqlite_api.register()
+    config = (await sqlite_api.http.get("/api/v1/push/config", headers=user.headers)).json()
+    assert config["fcm"] is False, config
+    fcm = await subscribe(sqlite_api, user, {"kind": "fcm", "token": f"fcm-{user.id}"})
+    browser = {**outside.subscription(), "endpoint": "https://push.invalid/send/abc"}
+    webpush = await subscribe(sqlite_api, user, {"kind": "webpush", **browser})
+    kept = await sqlite_api.http.get("/api/v1/push/subscriptions", headers=user.headers)
+    assert sorted((d["id"], d["kind"]) for d in kept.json()) == sorted(
+        [(fcm, "fcm"), (webpush, "webpush")]), kept.text
+
+
 async def test_logout_removes_the_sessions_subscriptions(
         push_api: Api, outside: FakeOutside) -> None:
     user = await push_api.register()

@@ -314,3 +314,31 @@ async def test_the_catch_up_delivers_what_the_live_path_missed_once(
         a.stop()
         b.stop()
         await postgres.drop_database(name)
+
+
+async def test_a_host_without_an_address_is_kept_and_retried(hook_api: Api) -> None:
+    """A name that resolves to nothing now (``.invalid`` never does) is no verdict on its
+    address: registered (201), and each delivery to it fails as a network error does, to be
+    tried again, until the attempts run out."""
+    endpoint = await register(hook_api, "http://hooks.invalid/confab", ["chat_message"])
+    try:
+        owner = await hook_api.register()
+        cid = (await hook_api.conversation(owner, kind="group"))["id"]
+        sent = await hook_api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                        headers=owner.headers, json={"content": "hello"})
+        assert sent.status_code == 201, sent.text
+        deadline = time.monotonic() + 30
+        while True:
+            rows = [d for d in (await deliveries(hook_api, limit=200))["deliveries"]
+                    if d["target_id"] == endpoint["id"]]
+            if rows and rows[0]["status"] == "dead":
+                break
+            assert time.monotonic() < deadline, rows
+            await asyncio.sleep(0.1)
+        assert rows[0]["attempts"] == 3, rows  # OUTBOX_ATTEMPTS: retried, not dead at once
+        assert "cannot resolve hooks.invalid" in rows[0]["last_error"], rows
+        assert not rows[0]["last_error"].startswith("refused"), rows
+    finally:
+        assert hook_api.admin is not None
+        await hook_api.http.delete(f"/api/v1/webhooks/endpoints/{endpoint['id']}",
+                                   headers=hook_api.admin.headers)

@@ -33,6 +33,12 @@ class RefusedAddress(Exception):
     """The URL is not one the node may call; the message says why."""
 
 
+class UnresolvedHost(RefusedAddress):
+    """The host's addresses could not be had, now (no such name, no answer in time): not
+    a verdict on the address. Registration accepts it (the rule holds at every call); a
+    call tries again later."""
+
+
 def check_url(url: str) -> tuple[str, str, int]:
     """``(scheme, host, port)`` of an absolute http(s) URL, or RefusedAddress."""
     try:
@@ -73,12 +79,12 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> IPAddress:
             infos = await asyncio.wait_for(
                 loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_SECONDS)
         except TimeoutError:
-            raise RefusedAddress(f"cannot resolve {host}: no answer in time") from None
+            raise UnresolvedHost(f"cannot resolve {host}: no answer in time") from None
         except OSError as exc:
-            raise RefusedAddress(f"cannot resolve {host}: {exc}") from None
+            raise UnresolvedHost(f"cannot resolve {host}: {exc}") from None
         addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         if not addresses:
-            raise RefusedAddress(f"{host} resolves to no address")
+            raise UnresolvedHost(f"{host} resolves to no address")
     if not allow_private:
         for address in addresses:
             if forbidden(address):
@@ -89,9 +95,13 @@ async def resolve(host: str, port: int, *, allow_private: bool) -> IPAddress:
 
 
 async def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse (RefusedAddress) a URL the node would not call: at registration time."""
+    """Refuse (RefusedAddress) a URL the node would not call: at registration time. A host
+    whose addresses cannot be had now is accepted: every call checks them again."""
     _, host, port = check_url(url)
-    await resolve(host, port, allow_private=allow_private)
+    try:
+        await resolve(host, port, allow_private=allow_private)
+    except UnresolvedHost:
+        return
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

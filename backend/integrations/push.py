@@ -88,12 +88,11 @@ class Push:
     async def subscribe(self, actor: Actor, kind: str, *, endpoint: str | None,
                         keys: dict[str, str] | None, token: str | None) -> dict[str, Any]:
         """Add (or take over) a device of the caller: a Web Push subscription or an FCM
-        token. The same endpoint or token subscribing again keeps its id."""
+        token. The same endpoint or token subscribing again keeps its id. A kind this server
+        is not configured for is kept all the same (the app registers what it has): nothing
+        is sent to it until the server is (``kinds``)."""
         user = _user(actor)
         push_kind = PushKind(kind)
-        if push_kind not in self.kinds:
-            raise ChatError("push_unavailable",
-                            f"{kind} push is not configured on this server", 409)
         fields: dict[str, Any]
         if push_kind == PushKind.WEBPUSH:
             if not endpoint or not keys or not keys.get("p256dh") or not keys.get("auth"):

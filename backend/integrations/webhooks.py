@@ -40,7 +40,12 @@ import httpx
 import orjson
 
 from backend.integrations.delivery import DeliveryError, http_failure
-from backend.integrations.netguard import RefusedAddress, check_target, guarded_post
+from backend.integrations.netguard import (
+    RefusedAddress,
+    UnresolvedHost,
+    check_target,
+    guarded_post,
+)
 from backend.integrations.outbox import NewDelivery
 from backend.service import access, events
 from backend.service.actors import Actor
@@ -274,6 +279,8 @@ class Webhooks:
         try:
             response = await guarded_post(
                 self.client(), endpoint.url, content=body, headers=headers)
+        except UnresolvedHost as exc:
+            raise DeliveryError(str(exc)[:255], retryable=True) from None
         except RefusedAddress as exc:
             raise DeliveryError(f"refused: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:

@@ -16,7 +16,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher
 
 from backend.integrations.delivery import DeliveryError, http_failure
-from backend.integrations.netguard import RefusedAddress, guarded_post
+from backend.integrations.netguard import RefusedAddress, UnresolvedHost, guarded_post
 from backend.settings import Delivery
 from models import OutboxItem, PushSubscription
 
@@ -66,6 +66,8 @@ class WebPushSender:
         try:
             response = await guarded_post(self.client(), sub.endpoint, content=body,
                                           headers=headers)
+        except UnresolvedHost as exc:
+            raise DeliveryError(str(exc)[:255], retryable=True) from None
         except RefusedAddress as exc:
             raise DeliveryError(f"refused: {exc}", retryable=False) from None
         except httpx.HTTPError as exc:
