@@ -5,21 +5,27 @@
 global.WebSocket = require('ws');
 
 const logs = [];
-const original = { log: console.log, error: console.error };
 for (const level of ['log', 'error']) {
   console[level] = (...args) => {
     logs.push({ level, args: JSON.parse(JSON.stringify(args)) });
   };
 }
 
+// The line is written whole before the exit: a pipe takes 64 KiB at once, and exiting
+// right after a longer write cut it short.
+let printed = false;
+function print(document) {
+  if (printed) return;
+  printed = true;
+  process.stdout.write(`${JSON.stringify(document)}\n`, () => process.exit(0));
+}
+
 function finish(result) {
-  original.log(JSON.stringify({ ...result, logs }));
-  process.exit(0);
+  print({ ...result, logs });
 }
 
 function fail(reason) {
-  original.log(JSON.stringify({ error: reason, logs }));
-  process.exit(0);
+  print({ error: reason, logs });
 }
 
 setTimeout(() => fail('timeout'), Number(process.env.SEED_TIMEOUT_MS || 15000));
