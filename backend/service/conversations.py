@@ -193,11 +193,18 @@ class ConversationOps(LogOps):
     ) -> dict[str, Any]:
         """Mark messages from others as read: exactly ``message_ids``, or everything up to
         ``up_to_message_id``, or (neither) everything. The receipts name the messages marked:
-        the given ones from others, or those of the range not read before."""
+        the given ones from others, or those of the range not read before. Ids none of which
+        is a message of the conversation are ``not_found``."""
         conversation = await visible_conversation(actor, conversation_id)
         others = Message.filter(conversation_id=conversation.id).exclude(sender_key=actor.key)
         if message_ids is not None:
-            ids = await int_column(others.filter(id__in=message_ids), "id")
+            named: list[tuple[int, str]] = await Message.filter(
+                conversation_id=conversation.id, id__in=message_ids).values_list(
+                "id", "sender_key")
+            if message_ids and not named:
+                raise not_found("Message")  # none is a message of this conversation
+            # The reader's own messages are not theirs to read: named, but not marked.
+            ids = [message_id for message_id, sender in named if sender != actor.key]
         else:
             pointer = await self._read_pointer(actor, conversation)
             ceiling = Q(id__lte=up_to_message_id) if up_to_message_id is not None else Q()
