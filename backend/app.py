@@ -36,6 +36,7 @@ from backend.raw.routes import RawRoutes, websocket_routes
 from backend.realtime.engine import EngineEntry
 from backend.realtime.fanout import FanoutManager
 from backend.realtime.hub import Realtime
+from backend.realtime.origins import LOCAL_ORIGIN
 from backend.realtime.presence import LocalPresence
 from backend.realtime.typists import TypistCounter
 from backend.realtime.wire import DirectWires
@@ -200,13 +201,15 @@ def _file_store(settings: Settings) -> FileStore:
 
 
 def _cors(settings: Settings) -> list[Middleware]:
-    """REST answers browsers of the allowed origins only (none listed: same origin only).
-    Tokens travel in the Authorization header, never in cookies, so no credentials mode."""
-    if not settings.allowed_origins:
+    """REST answers browsers of the allowed origins only (none listed: same origin only; in
+    development, pages served from this machine too). Tokens travel in the Authorization
+    header, never in cookies, so no credentials mode."""
+    if not settings.allowed_origins and not settings.local_origins:
         return []
     return [Middleware(
         CORSMiddleware,
         allow_origins=list(settings.allowed_origins),
+        allow_origin_regex=LOCAL_ORIGIN.pattern if settings.local_origins else None,
         allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Upload-Offset",
                        "Content-Range"],

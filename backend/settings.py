@@ -405,6 +405,11 @@ class Settings:
     integrations: Integrations
     api_title: str
     delivery: Delivery = Delivery()
+    #: Browser pages served from this machine (``localhost``, ``127.0.0.0/8``, ``[::1]``,
+    #: any port) may use the API beside the same origin: development with
+    #: ``ALLOWED_ORIGINS`` unset (a front end's dev server on its own port, a seed's
+    #: example page). Never in production.
+    local_origins: bool = False
     #: When set, ``GET /metrics`` requires ``Authorization: Bearer <token>``.
     metrics_token: str | None = None
     #: The longest one database statement (and one connect) may take before it fails; a client
@@ -495,6 +500,7 @@ class Settings:
             access_token_seconds=_int(env, "ACCESS_TOKEN_SECONDS", 3600),
             refresh_token_seconds=_int(env, "REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
             allowed_origins=_list(env, "ALLOWED_ORIGINS"),
+            local_origins=not production and not _list(env, "ALLOWED_ORIGINS"),
             limits=limits,
             integrations=Integrations.from_env(env),
             delivery=Delivery.from_env(env, data_dir, production),

@@ -161,3 +161,12 @@ def test_the_heartbeat_of_both_doors_is_a_setting() -> None:
     for name in ("PING_INTERVAL_SECONDS", "PING_TIMEOUT_SECONDS"):
         with pytest.raises(ConfigurationError, match=name):
             Settings.from_env({**base, name: "0.5"})
+
+
+def test_pages_of_this_machine_only_in_development_without_a_list(tmp_path: Path) -> None:
+    base = {"DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).local_origins is True
+    listed = Settings.from_env({**base, "ALLOWED_ORIGINS": "https://app.example"})
+    assert listed.local_origins is False and listed.allowed_origins == ("https://app.example",)
+    production = Settings.from_env({**base, "ENVIRONMENT": "production", "JWT_SECRET": "s" * 40})
+    assert production.local_origins is False

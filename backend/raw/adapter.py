@@ -226,7 +226,8 @@ async def handshake(
 ) -> tuple[Actor, int | None]:
     """Origin, credential, conversation access; raises Refused."""
     origin = conn.headers.get("origin")
-    if not origin_allowed(origin, conn.headers.get("host"), settings.allowed_origins):
+    if not origin_allowed(origin, conn.headers.get("host"), settings.allowed_origins,
+                          settings.local_origins):
         raise door.refused(forbidden("Origin not allowed"))
     try:
         # The query as ``conn.query_params`` reads it (a name's last value), without the

@@ -71,13 +71,13 @@ class Realtime:
         #: Presence and closes that follow sockets taken out of a conversation.
         self._evictions: set[asyncio.Task[None]] = set()
         self.manager.metrics = self.metrics
-        allowed = settings.allowed_origins
+        allowed, local = settings.allowed_origins, settings.local_origins
         self.sio = Server(
             async_mode="asgi",
             client_manager=self.manager,
             json=OrjsonCodec,
             cors_allowed_origins=lambda origin, environ: origin_allowed(
-                origin, environ.get("HTTP_HOST"), allowed
+                origin, environ.get("HTTP_HOST"), allowed, local
             ),
             frame_limit=settings.limits.max_frame_bytes,
             max_backlog=settings.limits.max_backlog_bytes,
