@@ -53,14 +53,24 @@ async def test_every_body_route_refuses_bad_bodies(api: Api) -> None:
             response = await api.http.request(method, path, content=not_object, headers={
                 **headers, "Content-Type": "application/json"})
             assert response.status_code == 422, (where, not_object, response.text)
-            assert response.json()["detail"], where
+            assert isinstance(response.json()["detail"], str), where
         response = await api.http.request(method, path, json=wrong, headers=headers)
         assert response.status_code == 422, (where, wrong, response.text)
-        assert response.json()["detail"], where
+        # Errors are {"detail": "…"} (CONTRACT section 3): one line, also for validation.
+        assert isinstance(response.json()["detail"], str) and response.json()["detail"], where
         if missing is not None:
             response = await api.http.request(method, path, json=missing, headers=headers)
             assert 400 <= response.status_code < 500, (where, missing, response.text)
-            assert response.json()["detail"], where
+            assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+
+    # Validation names each bad field in the line, and lists them as {loc, msg, type}.
+    refused = (await api.http.post("/api/v1/chat/sessions", json={"kind": "group"},
+                                   headers=user)).json()
+    assert refused["detail"] == "title: Field required", refused
+    assert refused["code"] == "invalid" and refused["errors"][0]["loc"] == ["title"], refused
+    refused = (await api.http.get(f"/api/v1/chat/sessions/{sid}/messages?limit=abc",
+                                  headers=user)).json()
+    assert refused["detail"].startswith("limit: ") and refused["errors"][0]["loc"] == ["limit"]
 
     # a valid body still works after all that: the routes were not refused for other reasons
     ok = await api.http.post(f"/api/v1/chat/sessions/{sid}/messages", json={"content": "ok"},

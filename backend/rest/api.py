@@ -28,7 +28,7 @@ from backend.doors.refusals import refusal_for
 from backend.rest.bodies import capped_body
 from backend.service.actors import Actor
 from backend.service.chat import ChatService
-from backend.service.drafts import reject_nul
+from backend.service.drafts import describe, reject_nul
 from backend.service.errors import ChatError
 from backend.service.faults import database_fault
 from backend.settings import Settings
@@ -215,7 +215,7 @@ async def _run(op: Operation, request: Request) -> Response:
         try:
             query = op.query.model_validate(dict(request.query_params))
         except ValidationError as exc:
-            return error_response(422, _errors(exc))
+            return invalid_response(exc)
     body = None
     if op.body is not None:
         parsed = await _read_json(request)
@@ -224,7 +224,7 @@ async def _run(op: Operation, request: Request) -> Response:
         try:
             body = op.body.model_validate(parsed)
         except ValidationError as exc:
-            return error_response(422, _errors(exc))
+            return invalid_response(exc)
     result = await op.handler(Call(request, path, body, query, user, session_id, device))
     if isinstance(result, Response):
         return result
@@ -261,10 +261,12 @@ async def _read_json(request: Request) -> Any:
     return parsed
 
 
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
+def invalid_response(exc: ValidationError) -> ORJSONResponse:
+    """A 422 of validation: ``detail`` one line naming each bad field (errors are
+    ``{"detail": "…"}``, CONTRACT section 3), ``errors`` the fields as ``{loc, msg, type}``."""
+    return error_response(422, describe(exc), code="invalid", errors=[
         {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
-    ]
+    ])
 
 
 def path_parameters(path: str) -> list[str]:
