@@ -51,6 +51,11 @@ def test_seed_003_frames_use_message_type_and_metadata() -> None:
                       {"conversation_id": 3, "user_id": 5, "device_id": None, "total_users": 2,
                        "timestamp": "t"}, member)
     assert joined["message_type"] == "user_joined" and joined["metadata"]["total_users"] == 2
+    # A device is named as its messages name their sender: by its id.
+    typing, = _frames(dialects.WS_SESSION, "typing_indicator",
+                      {"conversation_id": 3, "user_id": None, "device_id": "dev-123456",
+                       "is_typing": True, "timestamp": "t"}, member)
+    assert typing["user_id"] == "dev-123456" and typing["metadata"]["is_typing"] is True
 
 
 def test_device_presence_is_named_as_seed_000_names_it() -> None:

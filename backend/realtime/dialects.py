@@ -289,7 +289,8 @@ class WsSessionDialect(RawDialect):
         return [{
             "message_type": name,
             "chat_session_id": session,
-            "user_id": payload.get("user_id"),
+            # Who did it, as a message from them names its sender: a device by its id.
+            "user_id": payload.get("user_id") or payload.get("device_id"),
             "timestamp": payload.get("timestamp"),
             "metadata": rest,
             **_position(payload),
