@@ -126,6 +126,9 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
 
     assert result["problems"] == []  # no CSP violation, no script error
     assert result["me1"] == "Alice Agent (agent)"
+    # The first connection is "connecting" until both namespaces are up, never "reconnecting".
+    first = result["firstStates1"]
+    assert "connected" in first and "reconnecting" not in first[:first.index("connected")], first
     # History: the join gives the latest 50, the REST page before them the rest.
     assert result["loadOlderShown"] is True
     assert result["firstPageCount"] == 50

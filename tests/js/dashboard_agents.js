@@ -56,12 +56,23 @@ async function main() {
     // Separate contexts: separate sessionStorage, and agent 2 can go offline alone.
     const context1 = await browser.newContext();
     const context2 = await browser.newContext();
+    // Every state agent 1's indicator shows from the page's start (the first connection).
+    await context1.addInitScript(() => {
+      window.__firstStates = [];
+      document.addEventListener("DOMContentLoaded", () => {
+        const node = document.getElementById("connection-state");
+        window.__firstStates.push(node.dataset.state);
+        new MutationObserver(() => window.__firstStates.push(node.dataset.state))
+          .observe(node, { attributes: true, attributeFilter: ["data-state"] });
+      });
+    });
     const page1 = await context1.newPage();
     const page2 = await context2.newPage();
     watchPage(page1, "agent1");
     watchPage(page2, "agent2");
 
     await login(page1, config.agent1);
+    result.firstStates1 = await page1.evaluate(() => window.__firstStates);
     await login(page2, config.agent2);
     result.me1 = await page1.textContent("#me");
 

@@ -209,7 +209,14 @@
   }
 
   function wireCommon(socket) {
-    socket.on("connect", () => { everConnected = true; authRetries = 0; updateConnectionState(); });
+    socket.on("connect", () => {
+      // Connected once when both namespaces are: until then the first connect is "connecting".
+      if (state.chat && state.chat.connected && state.inbox && state.inbox.connected) {
+        everConnected = true;
+      }
+      authRetries = 0;
+      updateConnectionState();
+    });
     socket.on("disconnect", (reason) => {
       if (socket === state.chat && state.current) setJoined(state.current, false);
       updateConnectionState();
