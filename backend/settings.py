@@ -208,7 +208,7 @@ class Uploads:
             chunk_max_bytes=_int(env, "UPLOAD_CHUNK_MAX_BYTES", cls.chunk_max_bytes),
             thumbnail_pixels=_int(env, "UPLOAD_THUMBNAIL_PIXELS", cls.thumbnail_pixels),
             unattached_seconds=_int(env, "UPLOAD_UNATTACHED_SECONDS", cls.unattached_seconds),
-            sweep_seconds=_float(env, "UPLOAD_SWEEP_SECONDS", cls.sweep_seconds),
+            sweep_seconds=_interval(env, "UPLOAD_SWEEP_SECONDS", cls.sweep_seconds),
             public_url=env.get("PUBLIC_URL", "").rstrip("/"),
             s3_bucket=bucket,
             s3_endpoint_url=env.get("S3_ENDPOINT_URL") or None,
@@ -300,15 +300,15 @@ class Delivery:
             backoff_max_seconds=_float(env, "OUTBOX_BACKOFF_MAX_SECONDS",
                                        cls.backoff_max_seconds),
             lease_seconds=_float(env, "OUTBOX_LEASE_SECONDS", cls.lease_seconds),
-            poll_seconds=_float(env, "OUTBOX_POLL_SECONDS", cls.poll_seconds),
+            poll_seconds=_interval(env, "OUTBOX_POLL_SECONDS", cls.poll_seconds),
             timeout_seconds=_float(env, "OUTBOX_TIMEOUT_SECONDS", cls.timeout_seconds),
             concurrency=max(1, _int(env, "OUTBOX_CONCURRENCY", cls.concurrency)),
             keep_done_seconds=keep,
             allow_private_networks=_bool(env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS"),
-            webhook_refresh_seconds=_float(env, "WEBHOOK_REFRESH_SECONDS",
-                                           cls.webhook_refresh_seconds),
-            webhook_catch_up_seconds=_float(env, "WEBHOOK_CATCH_UP_SECONDS",
-                                            cls.webhook_catch_up_seconds),
+            webhook_refresh_seconds=_interval(env, "WEBHOOK_REFRESH_SECONDS",
+                                              cls.webhook_refresh_seconds),
+            webhook_catch_up_seconds=_interval(env, "WEBHOOK_CATCH_UP_SECONDS",
+                                               cls.webhook_catch_up_seconds),
             webhook_catch_up_delay_seconds=_float(env, "WEBHOOK_CATCH_UP_DELAY_SECONDS",
                                                   cls.webhook_catch_up_delay_seconds),
             vapid_private_key=vapid,
@@ -443,7 +443,7 @@ class Settings:
             )
         production = environment == "production"
         data_dir = Path(env.get("DATA_DIR", "data")).resolve()
-        database_url = env.get("DATABASE_URL") or f"sqlite://{data_dir / 'chat.sqlite3'}"
+        database_url = _database_url(env, data_dir)
         secret = env.get("JWT_SECRET", "")
         if not secret:
             if production:
@@ -476,8 +476,8 @@ class Settings:
             event_log_max_events=_int(env, "EVENT_LOG_MAX_EVENTS", Limits.event_log_max_events),
             event_log_max_age_seconds=_float(env, "EVENT_LOG_MAX_AGE_SECONDS",
                                              Limits.event_log_max_age_seconds),
-            event_log_trim_seconds=_float(env, "EVENT_LOG_TRIM_SECONDS",
-                                          Limits.event_log_trim_seconds),
+            event_log_trim_seconds=_interval(env, "EVENT_LOG_TRIM_SECONDS",
+                                             Limits.event_log_trim_seconds),
             presence_detail_max_members=_int(env, "PRESENCE_DETAIL_MAX_MEMBERS",
                                              Limits.presence_detail_max_members),
             presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
@@ -489,7 +489,7 @@ class Settings:
             production=production,
             data_dir=data_dir,
             database_url=database_url,
-            db_pool_size=_int(env, "DB_POOL_SIZE", 10),
+            db_pool_size=_at_least_one_int(env, "DB_POOL_SIZE", 10),
             redis_url=env.get("REDIS_URL") or None,
             redis_prefix=env.get("REDIS_PREFIX", "confab"),
             node_ttl_seconds=_node_ttl(env),
@@ -532,6 +532,42 @@ def _at_least_zero(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigurationError(f"{name} must not be negative, got {value}")
     return value
+
+
+#: The shortest pause of a chore that repeats (a poll, a sweep, a trim): below it a node
+#: would spin on it.
+MIN_INTERVAL_SECONDS = 0.05
+
+#: What ``DATABASE_URL`` may name: an SQLite file, or PostgreSQL.
+DATABASE_SCHEMES = ("sqlite://", "postgres://", "postgresql://", "asyncpg://")
+
+
+def _interval(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value < MIN_INTERVAL_SECONDS:
+        raise ConfigurationError(
+            f"{name} must be at least {MIN_INTERVAL_SECONDS} (seconds), got {value}")
+    return value
+
+
+def _at_least_one_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise ConfigurationError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    """``DATABASE_URL``, or the SQLite file in ``DATA_DIR``. Another scheme is refused (a typo
+    would hang the start or make a stray file); the message names the scheme only, never the
+    credentials."""
+    url = env.get("DATABASE_URL") or f"sqlite://{data_dir / 'chat.sqlite3'}"
+    if not url.startswith(DATABASE_SCHEMES):
+        scheme = url.split("://", 1)[0] if "://" in url else "(none)"
+        raise ConfigurationError(
+            "DATABASE_URL must be sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB, "
+            f"got the scheme {scheme}")
+    return url
 
 
 def _at_least_one(env: Mapping[str, str], name: str, default: float) -> float:

@@ -55,3 +55,21 @@ def test_migrate_then_create_users_from_the_command_line(tmp_path: Path) -> None
     bad_role = _run(env, "create-user", "--email", "b@example.com", "--password", "x" * 8,
                     "--role", "root")
     assert bad_role.returncode == 2
+
+
+def test_production_refuses_a_database_without_its_migrations(tmp_path: Path) -> None:
+    """Production does not migrate by itself: on a database this release's migrations have
+    not reached, the node stops at start-up, saying what to run, instead of answering its
+    health checks and failing every request. Once migrated, it starts."""
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "ENVIRONMENT": "production",
+           "JWT_SECRET": "p" * 40}
+    refused = _run(env, "serve", "--port", "0")
+    assert refused.returncode != 0
+    assert "models.0001_initial" in refused.stderr, refused.stderr[-2000:]
+    assert "run `confab migrate` first" in refused.stderr, refused.stderr[-2000:]
+    assert _run(env, "migrate").returncode == 0
+    server = start_server(tmp_path, ENVIRONMENT="production", JWT_SECRET="p" * 40)
+    try:
+        assert httpx.get(f"{server.base_url}/readyz").status_code == 200
+    finally:
+        server.stop()

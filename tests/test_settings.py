@@ -170,3 +170,24 @@ def test_pages_of_this_machine_only_in_development_without_a_list(tmp_path: Path
     assert listed.local_origins is False and listed.allowed_origins == ("https://app.example",)
     production = Settings.from_env({**base, "ENVIRONMENT": "production", "JWT_SECRET": "s" * 40})
     assert production.local_origins is False
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("DATABASE_URL", "postgress://u:secret@db/chat", "got the scheme postgress"),
+    ("DATABASE_URL", "mysql://u:secret@db/chat", "got the scheme mysql"),
+    ("DATABASE_URL", "bogus", "got the scheme (none)"),
+    ("DB_POOL_SIZE", "0", "DB_POOL_SIZE must be at least 1"),
+    ("EVENT_LOG_TRIM_SECONDS", "0", "EVENT_LOG_TRIM_SECONDS must be at least 0.05"),
+    ("OUTBOX_POLL_SECONDS", "0", "OUTBOX_POLL_SECONDS must be at least 0.05"),
+    ("WEBHOOK_CATCH_UP_SECONDS", "-1", "WEBHOOK_CATCH_UP_SECONDS must be at least 0.05"),
+    ("UPLOAD_SWEEP_SECONDS", "0.001", "UPLOAD_SWEEP_SECONDS must be at least 0.05"),
+])
+def test_values_a_node_cannot_run_with_are_refused_by_name(
+        tmp_path: Path, name: str, value: str, says: str) -> None:
+    """A typo in the database's URL would hang the start or make a stray file; a repeated
+    chore without a pause would spin: each is refused, naming the variable (never the
+    URL's password)."""
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env({"DATA_DIR": str(tmp_path), name: value})
+    assert says in str(refused.value) and "secret" not in str(refused.value)
+    assert name in str(refused.value)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 from typing import Any
 
 from tortoise import Tortoise
 from tortoise.connection import get_connection
 from tortoise.migrations.api import migrate as run_migrations
+from tortoise.migrations.api import plan as plan_migrations
 
 from backend.compat.tortoise import init_orm, pool_reset
 from backend.settings import Settings
@@ -128,12 +131,33 @@ async def migrate(settings: Settings) -> None:
         await lock.close()
 
 
+class NotMigrated(RuntimeError):
+    """The database lacks migrations of this release, and the node does not apply them
+    (production: ``confab migrate`` first)."""
+
+
+async def pending_migrations(settings: Settings) -> list[str]:
+    """The migrations this release has that the database lacks, by name (Tortoise's
+    ``plan``, which marks each step to apply with ``+``; what it prints is kept off stdout)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        lines = await plan_migrations(config=tortoise_config(settings, migrating=True))
+    await Tortoise.close_connections()
+    return [line[2:].strip() for line in lines if line.startswith("+ ")]
+
+
 async def open_database(settings: Settings, *, apply_migrations: bool) -> None:
-    """Connect; on the embedded default, bring the schema up to date first."""
+    """Connect; on the embedded default, bring the schema up to date first. Otherwise refuse
+    (``NotMigrated``) a database without every migration of this release: a node would
+    answer its health checks and fail every request."""
     global _probe_timeout, _checkpointer
     _probe_timeout = settings.db_timeout_seconds
     if apply_migrations:
         await migrate(settings)
+    elif pending := await pending_migrations(settings):
+        raise NotMigrated(
+            f"the database lacks {len(pending)} migration(s) of this release "
+            f"({', '.join(pending[:3])}{', …' if len(pending) > 3 else ''}): "
+            "run `confab migrate` first")
     # The lifespan runs in its own task; the global fallback lets request tasks see the ORM.
     await init_orm(tortoise_config(settings))
     path = _sqlite_file(settings.database_url)
