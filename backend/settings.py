@@ -504,7 +504,8 @@ class Settings:
             limits=limits,
             integrations=Integrations.from_env(env),
             delivery=Delivery.from_env(env, data_dir, production),
-            api_title=env.get("API_TITLE", "Confab Chat API"),
+            # Seed 003's quick start reads this title to tell the server is up.
+            api_title=env.get("API_TITLE", "SwipeSavvy Backend API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
             shutdown_goodbye_seconds=_at_least_zero(env, "SHUTDOWN_GOODBYE_SECONDS",
