@@ -39,7 +39,8 @@ async def test_list_and_pushed_updates(sqlite_api: Api) -> None:
 
         # a new message: bob's inbox gets the conversation with his unread count
         for n in (1, 2):
-            ok(await a.call("chat_message", {"conversation_id": first, "content": f"m{n}"}))
+            sent = ok(await a.call("chat_message", {"conversation_id": first,
+                                                    "content": f"m{n}"}))
             update = await inbox.next("conversation_updated",
                                       lambda e, n=n: e["conversation"]["unread_count"] == n)
             assert update["conversation_id"] == first
@@ -52,6 +53,15 @@ async def test_list_and_pushed_updates(sqlite_api: Api) -> None:
                          lambda e: e["conversation_id"] == first
                          and e["conversation"]["unread_count"] == 0)
         await b.close()
+        # the last message edited, then deleted: the list shows its text as it is now
+        last = sent["message"]["id"]
+        ok(await a.call("message_edit", {"message_id": last, "content": "m2, fixed"}))
+        await inbox.next("conversation_updated",
+                         lambda e: e["conversation"]["last_message"]["content"] == "m2, fixed")
+        ok(await a.call("message_delete", {"message_id": last}))
+        gone = await inbox.next("conversation_updated",
+                                lambda e: e["conversation"]["last_message"]["content"] == "")
+        assert gone["conversation"]["last_message"]["id"] == last
         # inbox sockets get inbox events only, not the conversation's own events
         assert inbox.pending("chat_message") == [] and inbox.pending("user_joined") == []
 

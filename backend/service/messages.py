@@ -435,6 +435,7 @@ class MessageOps(LogOps):
             return events.message_edit(cid, message.id, content, iso(message.edited_at), skip)
 
         await self._logged_change(cid, change)
+        self._inbox_changed(cid)  # a list shows the last message's text
         return (await self._render([message]))[0]
 
     async def delete_message(
@@ -460,6 +461,7 @@ class MessageOps(LogOps):
                 return events.message_delete(cid, message.id)
 
             await self._logged_change(cid, change)
+            self._inbox_changed(cid)  # a list shows the last message's text
             if self.uploads is not None and isinstance(message.file, dict):
                 await self.uploads.message_deleted(message.file)
         return (await self._render([message]))[0]
