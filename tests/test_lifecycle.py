@@ -2,11 +2,13 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from tests.support.server import ROOT, start_server
+from tests.support.services import free_port
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,3 +75,30 @@ def test_production_refuses_a_database_without_its_migrations(tmp_path: Path) ->
         assert httpx.get(f"{server.base_url}/readyz").status_code == 200
     finally:
         server.stop()
+
+
+def test_production_starts_while_its_database_does_not_answer(tmp_path: Path) -> None:
+    """A database down at start-up (a start order, a restart) says nothing of migrations:
+    the node starts, warns, and is not ready until the database answers."""
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "ENVIRONMENT": "production",
+           "JWT_SECRET": "p" * 40, "DATABASE_URL": f"postgres://confab@127.0.0.1:{free_port()}/x",
+           "DB_TIMEOUT_SECONDS": "1"}
+    node = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--port", str(port)],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert node.poll() is None, node.communicate()[0][-2000:]
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the node never listened"
+                time.sleep(0.1)
+        assert ready.status_code == 503 and ready.json()["checks"]["database"] is False
+    finally:
+        node.terminate()
+        output = node.communicate(timeout=30)[0]
+    assert "its migrations were not checked" in output, output[-2000:]
