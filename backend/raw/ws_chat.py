@@ -127,7 +127,11 @@ class WsChatDoor(Door):
         """``connection_established``, then ``recent_messages``, then the events missed after
         ``?since=`` (CONTRACT §9), then presence and live frames. Live frames wait while the
         history is read; a message both in the history and replayed or live is sent once: the
-        replay's messages are left out of the history page, and live ones in it are dropped."""
+        replay's messages are left out of the history page, and live ones in it are dropped.
+
+        The page is read before the replay: what the page keeps is then older than all that
+        the replay sends (at or before the resume point), and a message committed between
+        the two reads is in the replay, after the page, in its place."""
         cid = session.conversation_id
         assert cid is not None
         member = session.member
@@ -136,8 +140,8 @@ class WsChatDoor(Door):
                       "timestamp": iso_now()})
         member.hold()
         await session.hub.join_conversation(member, cid)
-        resumption = await read_resumption(session)
         recent = await session.chat.recent(session.actor, cid, RECENT_MESSAGES)
+        resumption = await read_resumption(session)
         messages: Any = recent.messages if recent.json is None else orjson.Fragment(recent.json)
         replayed = resumption.messages if resumption is not None else frozenset()
         if replayed and any(m["id"] in replayed for m in recent.messages):
