@@ -28,6 +28,8 @@ from backend.service.desk import QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+#: An inbox's hold answers for no conversation (no position to drop held frames at or below).
+NO_CONVERSATION = 0
 
 
 async def get_conversations(session: Session, frame: dict[str, Any]) -> None:
@@ -65,5 +67,10 @@ class WsConversationsDoor(Door):
         show reaches the client after it."""
         session.send({"type": "connection_established", "message": "Connected to conversations",
                       "user_id": session.actor.user_id, "timestamp": iso_now()})
-        session.hub.join_inbox(session.member)
-        await get_conversations(session, {})
+        member = session.member
+        member.hold()  # updates published while the page is read follow it
+        try:
+            session.hub.join_inbox(member)
+            await get_conversations(session, {})
+        finally:
+            member.release(NO_CONVERSATION)
