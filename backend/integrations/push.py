@@ -72,7 +72,7 @@ class Push:
                       if on}
         self.chat: ChatService | None = None
         self.online: Online | None = None
-        #: Users with at least one subscription.
+        #: Users with a subscription of a kind this node sends (``kinds``).
         self.users: set[int] = set()
         self._last: dict[tuple[int, int], float] = {}
         self._recent: dict[int, deque[float]] = {}
@@ -117,7 +117,8 @@ class Push:
         row, _ = await PushSubscription.update_or_create(
             key=key, defaults={"user_id": user, "kind": push_kind,
                                "session_id": actor.session_id, **fields})
-        self.users.add(user)
+        if push_kind in self.kinds:  # one of a kind not sent to is no reason to plan
+            self.users.add(user)
         return {"id": row.id, "kind": push_kind.value}
 
     async def subscriptions(self, actor: Actor) -> list[dict[str, Any]]:
@@ -144,8 +145,10 @@ class Push:
         return {"conversation_id": conversation_id, "muted": muted}
 
     async def reload(self) -> None:
-        """Read again which users have a subscription (added or removed on other nodes)."""
-        self.users = set(await int_column(PushSubscription.all().distinct(), "user_id"))
+        """Read again which users have a subscription of a kind this node sends (added or
+        removed on other nodes)."""
+        self.users = set(await int_column(PushSubscription.filter(
+            kind__in=list(self.kinds)).distinct(), "user_id"))
 
     async def refresh_forever(self) -> None:
         while True:
