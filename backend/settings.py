@@ -530,7 +530,7 @@ def _db_timeout(env: Mapping[str, str]) -> float:
 
 def _at_least_zero(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
-    if value < 0:
+    if not value >= 0:  # NaN too
         raise ConfigurationError(f"{name} must not be negative, got {value}")
     return value
 
@@ -545,7 +545,7 @@ DATABASE_SCHEMES = ("sqlite://", "postgres://", "postgresql://", "asyncpg://")
 
 def _interval(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
-    if value < MIN_INTERVAL_SECONDS:
+    if not value >= MIN_INTERVAL_SECONDS:  # NaN too
         raise ConfigurationError(
             f"{name} must be at least {MIN_INTERVAL_SECONDS} (seconds), got {value}")
     return value
@@ -573,7 +573,7 @@ def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
 
 def _at_least_one(env: Mapping[str, str], name: str, default: float) -> float:
     value = _float(env, name, default)
-    if value < 1:
+    if not value >= 1:  # NaN too
         raise ConfigurationError(f"{name} must be at least 1, got {value}")
     return value
 

@@ -181,6 +181,9 @@ def test_pages_of_this_machine_only_in_development_without_a_list(tmp_path: Path
     ("OUTBOX_POLL_SECONDS", "0", "OUTBOX_POLL_SECONDS must be at least 0.05"),
     ("WEBHOOK_CATCH_UP_SECONDS", "-1", "WEBHOOK_CATCH_UP_SECONDS must be at least 0.05"),
     ("UPLOAD_SWEEP_SECONDS", "0.001", "UPLOAD_SWEEP_SECONDS must be at least 0.05"),
+    ("WEBHOOK_REFRESH_SECONDS", "nan", "WEBHOOK_REFRESH_SECONDS must be at least 0.05"),
+    ("PING_INTERVAL_SECONDS", "nan", "PING_INTERVAL_SECONDS must be at least 1"),
+    ("SHUTDOWN_GOODBYE_SECONDS", "nan", "SHUTDOWN_GOODBYE_SECONDS must not be negative"),
 ])
 def test_values_a_node_cannot_run_with_are_refused_by_name(
         tmp_path: Path, name: str, value: str, says: str) -> None:

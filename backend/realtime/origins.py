@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from urllib.parse import urlsplit
 
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 #: A page served from this machine: http(s) on ``localhost`` (or a name under it), a
-#: 127.0.0.0/8 address or ``[::1]``, any port (CORS's ``allow_origin_regex``).
+#: 127.0.0.0/8 address or ``[::1]``, any port. The same pattern serves CORS's
+#: ``allow_origin_regex`` (matched whole; the flag is inline, so it holds there too).
 LOCAL_ORIGIN = re.compile(
-    r"https?://(localhost|[a-z0-9.-]+\.localhost|127(\.[0-9]{1,3}){3}|\[::1\])(:[0-9]{1,5})?",
-    re.IGNORECASE)
+    rf"(?i)https?://(localhost|[a-z0-9.-]+\.localhost|127(\.{_OCTET}){{3}}|\[::1\])"
+    r"(:[0-9]{1,5})?")
 
 
 def local_origin(origin: str) -> bool:
     """Whether ``origin`` is a page served from this machine (``LOCAL_ORIGIN``)."""
-    if LOCAL_ORIGIN.fullmatch(origin) is None:
-        return False
-    host = urlsplit(origin).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return LOCAL_ORIGIN.fullmatch(origin) is not None
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...],
