@@ -312,6 +312,17 @@ async def test_a_device_is_kept_before_the_server_can_reach_it(
         [(fcm, "fcm"), (webpush, "webpush")]), kept.text
 
 
+async def test_a_user_keeps_twenty_devices_the_newest(sqlite_api: Api) -> None:
+    """Each device is a delivery per message: past 20, a new one replaces the oldest."""
+    user = await sqlite_api.register()
+    ids = [await subscribe(sqlite_api, user, {"kind": "fcm", "token": f"t{n}-{user.id}"})
+           for n in range(21)]
+    again = await subscribe(sqlite_api, user, {"kind": "fcm", "token": f"t20-{user.id}"})
+    assert again == ids[-1]  # the same token keeps its id, and its place
+    kept = await sqlite_api.http.get("/api/v1/push/subscriptions", headers=user.headers)
+    assert sorted(d["id"] for d in kept.json()) == sorted(ids[1:]), kept.text
+
+
 async def test_logout_removes_the_sessions_subscriptions(
         push_api: Api, outside: FakeOutside) -> None:
     user = await push_api.register()

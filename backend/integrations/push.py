@@ -50,6 +50,9 @@ log = logging.getLogger("confab.push")
 Online = Callable[[str], Awaitable[bool]]
 Enqueue = Callable[[list[NewDelivery]], Awaitable[None]]
 REFRESH_SECONDS = 5.0
+#: Devices one user keeps at most: a new one past it replaces their oldest (each device is
+#: a delivery per message, so the count is bounded as any per-user cost is).
+MAX_SUBSCRIPTIONS_PER_USER = 20
 #: Characters of the message shown in a notification.
 PREVIEW_CHARS = 140
 
@@ -117,6 +120,10 @@ class Push:
         row, _ = await PushSubscription.update_or_create(
             key=key, defaults={"user_id": user, "kind": push_kind,
                                "session_id": actor.session_id, **fields})
+        beyond = await int_column(PushSubscription.filter(user_id=user).order_by("-id").offset(
+            MAX_SUBSCRIPTIONS_PER_USER), "id")
+        if beyond:
+            await PushSubscription.filter(id__in=beyond).delete()
         if push_kind in self.kinds:  # one of a kind not sent to is no reason to plan
             self.users.add(user)
         return {"id": row.id, "kind": push_kind.value}
