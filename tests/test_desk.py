@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from tests.support.client import Api, TestUser
-from tests.test_raw_support import device_conversation, raw, support_conversation
+from tests.test_raw_support import device_conversation, raw, rest_send, support_conversation
 from tests.test_socketio_helpers import Client, chat_client, group, mobile_client, ok, refused
 
 Json = dict[str, Any]
@@ -476,3 +476,33 @@ async def test_two_takes_at_once_are_applied_in_turn(api: Api) -> None:
     assert [e["changes"]["assigned_agent_id"]["to"] for e in updates] == [
         int(trail[0]["to"]), final]
     assert updates[1]["position"] == updates[0]["position"] + 1
+
+
+async def test_a_colleague_reading_leaves_the_replies_to_the_customer(sqlite_api: Api) -> None:
+    """Staff read a support conversation for its customer: a colleague's reply stays the
+    customer's to read (no receipt, status or read count from staff), the customer's
+    messages are read."""
+    api = sqlite_api
+    customer, cid = await support_conversation(api)
+    alice, bob = await api.register(role="agent"), await api.register(role="agent")
+    path = f"/api/v1/chat/sessions/{cid}/mark-read"
+    asked = await rest_send(api, customer, cid, "help")
+    reply = await rest_send(api, alice, cid, "here")
+    read = await done(await call(api, bob, "POST", path, {}))
+    assert read["message_ids"] == [asked["id"]], read
+    named = await done(await call(api, bob, "POST", path, {"message_ids": [reply["id"]]}))
+    assert named["message_ids"] == [], named
+    sio = await chat_client(api, bob, cid)
+    try:
+        told = ok(await sio.call("message_status", {"message_id": reply["id"],
+                                                    "status": "read"}))
+        assert told["status"] == "sent", told
+    finally:
+        await sio.close()
+    history = {m["id"]: m for m in await done(await call(
+        api, alice, "GET", f"/api/v1/chat/sessions/{cid}/messages"))}
+    assert history[reply["id"]]["status"] == "sent" and history[reply["id"]]["read_by_count"] == 0
+    assert history[asked["id"]]["status"] == "read"
+    # The customer reading it marks it.
+    read = await done(await call(api, customer, "POST", path, {}))
+    assert read["message_ids"] == [reply["id"]], read

@@ -43,6 +43,7 @@ from models import (
     MobileSession,
     Participant,
     Receipt,
+    Role,
     User,
 )
 
@@ -214,6 +215,12 @@ class ConversationOps(LogOps):
                 .exclude(id__in=Subquery(already))
                 .order_by("-id")
                 .limit(1000), "id")
+        if ids and actor.is_staff and conversation.kind == ConversationKind.SUPPORT:
+            # Staff read a support conversation for its customer: a colleague's reply is the
+            # customer's to read (its status, receipts and read count tell them), and staff's
+            # own unread count holds only the customer's side.
+            colleagues = await staff_written(ids)
+            ids = [message_id for message_id in ids if message_id not in colleagues]
         ids = sorted(ids)
         read_at = now()
 
@@ -374,6 +381,15 @@ async def _view_rows(conversation_id: int) -> tuple[Conversation, dict[str, Any]
     last = (await last_messages([conversation_id])).get(conversation_id)
     return conversation, conversation_dict(conversation, last_message=last,
                                            participants_count=0, unread_count=0)
+
+
+async def staff_written(message_ids: list[int]) -> set[int]:
+    """Which of ``message_ids`` an agent or an admin wrote."""
+    written: list[tuple[int, int]] = await Message.filter(
+        id__in=message_ids, sender_user_id__not_isnull=True).values_list("id", "sender_user_id")
+    staff = set(await int_column(User.filter(
+        id__in={user_id for _, user_id in written}, role__in=(Role.AGENT, Role.ADMIN)), "id"))
+    return {message_id for message_id, user_id in written if user_id in staff}
 
 
 async def last_messages(conversation_ids: list[int]) -> dict[int, Message]:

@@ -374,13 +374,14 @@ class MessageOps(LogOps):
     ) -> dict[str, Any]:
         """A recipient reports ``delivered`` or ``read``; the message's status only moves up.
         A sender's own message is not theirs to receive: their report records nothing and
-        tells no one, and the answer gives the status as it is."""
+        tells no one, and the answer gives the status as it is. Nor is a colleague's reply in
+        a support conversation staff's: it is the customer's to receive."""
         if not isinstance(status, str) or status not in (MessageStatus.DELIVERED,
                                                          MessageStatus.READ):
             raise invalid("status must be 'delivered' or 'read'")
         message = await self._scoped_message(actor, message_id, conversation_id)
         stamp = now()
-        if message.sender_key != actor.key:
+        if message.sender_key != actor.key and not await self._colleagues_reply(actor, message):
             await self._logged_change(message.conversation_id, lambda: self._record_receipt(
                 message, actor, MessageStatus(status), stamp))
         return {"message_id": message.id, "status": str(message.status), "timestamp": iso(stamp)}
@@ -513,6 +514,14 @@ class MessageOps(LogOps):
         blocked the actor, whose sockets do not get the change."""
         await self.grants.writable(actor, conversation_id)
         return await self.grants.skip_keys(actor)
+
+    async def _colleagues_reply(self, actor: Actor, message: Message) -> bool:
+        """Whether ``message`` is a staff reply in a support conversation and ``actor`` staff."""
+        author = message.sender_user
+        if not actor.is_staff or author is None or not author.is_staff:
+            return False
+        return await Conversation.filter(id=message.conversation_id,
+                                         kind=ConversationKind.SUPPORT).exists()
 
     async def _scoped_message(
         self, actor: Actor, message_id: Any, conversation_id: int | None
