@@ -21,6 +21,7 @@ from tests.support.client import Api
 from tests.support.debian import ensure_package
 from tests.support.node import JS_DIR, run_node
 from tests.support.server import ServerProcess
+from tests.test_raw_support import device_conversation
 from tests.test_socketio_helpers import group
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,9 +116,11 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
               for n in range(SEEDED)]
     assert all(r.status_code == 201 for r in seeded)
 
+    device_id, device_cid = await device_conversation(api)
     config = {
         "chromium": chromium,
         "conversation_id": cid,
+        "device": {"id": device_id, "conversation_id": device_cid},
         "agent1": {"email": agent1.email, "password": agent1.password},
         "agent2": {"email": agent2.email, "password": agent2.password},
     }
@@ -147,6 +150,7 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
     assert "offline" in states
     assert states[states.index("offline"):][-2:] == ["reconnecting", "connected"]
     assert result["state1"] == "connected"
+    assert result["deviceTypingCleared"] is True  # a device's typing ends with its message
     assert result["resumedAfterReload"] is True
 
     history = (await api.http.get(f"/api/v1/chat/sessions/{cid}/messages",

@@ -6,6 +6,7 @@
 // Prints one JSON document (what the pages showed) as its last line; exits 1 on a failed wait.
 "use strict";
 
+const WebSocket = require("ws");
 const { launch, signIn, watch } = require("./dashboard_page");
 
 const [baseUrl, configJson] = process.argv.slice(2);
@@ -182,6 +183,25 @@ async function main() {
     result.messages1 = await messageList(page1);
     result.messages2 = await messageList(page2);
     result.state1 = await page1.getAttribute("#connection-state", "data-state");
+
+    // A mobile device types in its conversation, then writes: its typing ends with the
+    // message (not at the 8 s expiry).
+    step = "a device's typing on page 1";
+    const device = config.device;
+    await page1.click(`#conversation-list li[data-conversation-id="${device.conversation_id}"]`);
+    await page1.waitForSelector(
+      `#chat-view[data-conversation-id="${device.conversation_id}"][data-joined="true"]`);
+    const wsBase = baseUrl.replace(/^http/, "ws");
+    const mobile = new WebSocket(
+      `${wsBase}/ws/mobile/chat/${device.conversation_id}/?device_id=${device.id}`);
+    await new Promise((resolve, reject) => { mobile.on("open", resolve); mobile.on("error", reject); });
+    mobile.send(JSON.stringify({ type: "typing_indicator", is_typing: true }));
+    await page1.waitForSelector("#typing:not([hidden])");
+    mobile.send(JSON.stringify({ type: "chat_message", content: "From the phone" }));
+    await page1.locator("#messages li.message", { hasText: "From the phone" }).waitFor();
+    result.deviceTypingCleared = await page1.waitForSelector("#typing", { state: "hidden", timeout: 2000 })
+      .then(() => true, () => false);
+    mobile.close();
     result.problems = problems;
   } finally {
     await browser.close();

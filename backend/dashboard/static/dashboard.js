@@ -263,8 +263,10 @@
       const current = state.current;
       if (!current || event.conversation_id !== current.id) return;
       if (event.user_id === state.me.id) return;
-      if (event.is_typing) setTyping(current, event.user_id, event.user_name || event.username);
-      else clearTyping(current, event.user_id);
+      // A device types under its device_id, as its messages name their sender.
+      const typist = event.user_id != null ? event.user_id : event.device_id;
+      if (event.is_typing) setTyping(current, typist, event.user_name || event.username);
+      else clearTyping(current, typist);
     });
     socket.on("error", (event) => showChatError(event && event.message));
   }
