@@ -10,7 +10,9 @@ import asyncio
 import base64
 import io
 import json
+import os
 import re
+import signal
 from pathlib import Path
 
 import httpx
@@ -106,7 +108,8 @@ def test_vendored_client_matches_pinned_version() -> None:
 
 
 @pytest.mark.timeout(1200)  # a first run may install chromium (bounded in the fixture)
-async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None:
+async def test_two_agents_in_the_browser(sqlite_server: ServerProcess, sqlite_api: Api,
+                                         chromium: str) -> None:
     api = sqlite_api
     agent1 = await api.register(role="agent", first_name="Alice", last_name="Agent")
     agent2 = await api.register(role="agent", first_name="Bob", last_name="Agent")
@@ -121,11 +124,15 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
         "chromium": chromium,
         "conversation_id": cid,
         "device": {"id": device_id, "conversation_id": device_cid},
+        "server_pid": sqlite_server.process.pid,
         "agent1": {"email": agent1.email, "password": agent1.password},
         "agent2": {"email": agent2.email, "password": agent2.password},
     }
-    result = await asyncio.to_thread(run_node, "dashboard_agents.js", api.base_url,
-                                     json.dumps(config), timeout=120)
+    try:
+        result = await asyncio.to_thread(run_node, "dashboard_agents.js", api.base_url,
+                                         json.dumps(config), timeout=120)
+    finally:
+        os.kill(sqlite_server.process.pid, signal.SIGCONT)  # whatever the script did
 
     assert result["problems"] == []  # no CSP violation, no script error
     assert result["me1"] == "Alice Agent (agent)"
@@ -151,6 +158,11 @@ async def test_two_agents_in_the_browser(sqlite_api: Api, chromium: str) -> None
     assert states[states.index("offline"):][-2:] == ["reconnecting", "connected"]
     assert result["state1"] == "connected"
     assert result["deviceTypingCleared"] is True  # a device's typing ends with its message
+    # A send the stalled node did not answer in time went again by itself, stored once.
+    assert result["resentAfterStall"] is True and result["stalledCopies"] == 1
+    replies = (await api.http.get(f"/api/v1/chat/sessions/{device_cid}/messages",
+                                  headers=agent1.headers)).json()
+    assert [m["content"] for m in replies].count("Through a stall") == 1, replies
     assert result["resumedAfterReload"] is True
 
     history = (await api.http.get(f"/api/v1/chat/sessions/{cid}/messages",

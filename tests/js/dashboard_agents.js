@@ -202,6 +202,22 @@ async function main() {
     result.deviceTypingCleared = await page1.waitForSelector("#typing", { state: "hidden", timeout: 2000 })
       .then(() => true, () => false);
     mobile.close();
+
+    // The node stalls (SIGSTOP) while page 1 sends (in the device's conversation): no ack
+    // within the timeout, the message is queued; the node goes on and the page sends it
+    // again by itself, with the same id.
+    step = "a send while the node stalls";
+    process.kill(config.server_pid, "SIGSTOP");
+    try {
+      await page1.locator("#composer-input").fill("Through a stall");
+      await page1.locator("#composer-input").press("Enter");
+      await page1.waitForSelector('#messages li.message[data-pending="queued"]', { timeout: 20000 });
+    } finally {
+      process.kill(config.server_pid, "SIGCONT");
+    }
+    const stalled = page1.locator("#messages li.message[data-message-id]", { hasText: "Through a stall" });
+    result.resentAfterStall = await stalled.waitFor({ timeout: 8000 }).then(() => true, () => false);
+    result.stalledCopies = await page1.locator("#messages li.message", { hasText: "Through a stall" }).count();
     result.problems = problems;
   } finally {
     await browser.close();

@@ -27,6 +27,7 @@
   const TYPING_REFRESH_MS = 4000;   // re-announce while the agent keeps typing
   const TYPING_EXPIRE_MS = 8000;    // forget someone's typing if not refreshed
   const ACK_TIMEOUT_MS = 10000;
+  const RESEND_AFTER_MS = 2000;    // an unanswered send, tried again while the socket is up
   const PAGE = 50;
   const STORE = "confab.dashboard";
 
@@ -939,8 +940,11 @@
           if (entry.uploadId) outgoing.upload_id = entry.uploadId;
           ack = await socket.timeout(ACK_TIMEOUT_MS).emitWithAck("chat_message", outgoing);
         } catch (e) {
-          entry.state = "queued";     // no ack: resent after the next (re)join, same id
+          // No ack: resent with the same id after the next (re)join, or, while the socket
+          // stays up (a slow node), after a pause: the server keeps one message per id.
+          entry.state = "queued";
           renderPending(current, id);
+          setTimeout(flushPending, RESEND_AFTER_MS);
           break;
         }
         if (state.current !== current) return;
