@@ -90,7 +90,7 @@ class ChatNamespace(Namespace):
         finally:
             # A partial page (has_more): the client asks again from its position, and live
             # events are let through as they are (it dedupes by position).
-            after_ack(lambda: member.release(conversation_id, floor))
+            after_ack(lambda: self.realtime.release(member, conversation_id, floor))
         return {"conversation": conversation, **result}
 
     async def on_leave(self, socket: Socket, data: Any) -> Payload:

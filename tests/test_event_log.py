@@ -264,7 +264,7 @@ class FakeLog:
 
 def following(log: FakeLog) -> tuple[RoomPositions, list[tuple[int, int]]]:
     delivered: list[tuple[int, int]] = []
-    positions = RoomPositions(log, lambda name, envelope: delivered.append(
+    positions = RoomPositions(log, lambda name, envelope, passed: delivered.append(
         (envelope["payload"]["conversation_id"], envelope["position"])))
     return positions, delivered
 
@@ -312,6 +312,39 @@ async def test_a_recovery_reads_a_few_rooms_at_a_time_and_delivers_page_by_page(
     for cid in rooms:
         assert [p for c, p in delivered if c == cid] == [1, 2, 3, 4, 5]
         assert [after for c, after in log.reads if c == cid] == [0, 2, 4]
+
+
+async def test_a_member_ahead_of_its_room_gets_each_event_once() -> None:
+    """A resume sent a member the events up to 8 while the room here is at 5 (another node
+    lost its publishes of 6-8): the catch-up writes 6-8 to the others only; from 9 on the
+    member is one of them again."""
+    log = FakeLog({1: 8})
+    writes: list[tuple[int, frozenset[str]]] = []
+    positions = RoomPositions(log, lambda name, envelope, passed: writes.append(
+        (envelope["position"], passed)))
+    positions.occupied("conversation:1", 5)
+    positions.caught_up("conversation:1", "resumed", 8)
+    positions.caught_up("conversation:1", "behind", 4)  # the room is past it: nothing kept
+    assert not positions.admit(*delivery(1, 8), 8)  # 6 and 7 are missing: read the log
+    await until(lambda: [p for p, _ in writes] == [6, 7, 8])
+    assert {passed for _, passed in writes} == {frozenset({"resumed"})}
+    assert positions.admit(*delivery(1, 9), 9)
+    assert positions.passed("conversation:1", 9) == frozenset()
+
+
+async def test_an_event_filled_from_the_log_keeps_what_it_came_live_with() -> None:
+    """2 arrived live (its origin: the sender's socket, not echoed) before 1, lost on its
+    way: the catch-up reads 1 and 2 and delivers 2 as it came, origin and all."""
+    log = FakeLog({1: 2})
+    writes: list[dict[str, Any]] = []
+    positions = RoomPositions(log, lambda name, envelope, passed: writes.append(envelope))
+    positions.occupied("conversation:1", 0)
+    name, live = delivery(1, 2)
+    live = {**live, "origin": "sender-socket"}
+    assert not positions.admit(name, live, 2)
+    await until(lambda: len(writes) == 2)
+    assert [w["position"] for w in writes] == [1, 2]
+    assert writes[0]["origin"] is None and writes[1] is live
 
 
 # -- every door, on real servers --------------------------------------------------------------

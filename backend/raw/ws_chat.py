@@ -157,7 +157,7 @@ class WsChatDoor(Door):
             frame = orjson.loads(text)
             return frame.get("type") == "chat_message" and frame.get("message_id") in seen
 
-        member.release(cid, floor, in_history)
+        session.hub.release(member, cid, floor, in_history)
 
 
 _pages = SharedEncodings()

@@ -69,4 +69,4 @@ class WsMobileDoor(Door):
         await session.hub.join_conversation(session.member, cid)
         session.send({"type": "connection_established", "conversation_id": cid,
                       "device_id": session.actor.device_id, "timestamp": iso_now()})
-        session.member.release(cid, await replay_since(session))
+        session.hub.release(session.member, cid, await replay_since(session))

@@ -81,4 +81,5 @@ class WsSessionDoor(Door):
         assert session.conversation_id is not None
         session.member.hold()
         await session.hub.join_conversation(session.member, session.conversation_id)
-        session.member.release(session.conversation_id, await replay_since(session))
+        session.hub.release(session.member, session.conversation_id,
+                            await replay_since(session))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from backend.compat.socketio import RoomsBySid
 from backend.realtime.members import Member
-from backend.realtime.sequence import EventLogReader, ReplayStats, RoomPositions
+from backend.realtime.sequence import NO_MEMBERS, EventLogReader, ReplayStats, RoomPositions
 from backend.realtime.wire import Outgoing
 from backend.service.latest_pages import LatestPages
 
@@ -239,14 +239,24 @@ class FanoutManager(RoomsBySid):
         event in its room's position order, once (``RoomPositions``)."""
         position = envelope.get("position")
         positions = self.positions
-        if position is not None and positions is not None and not positions.admit(
-                name, envelope, position):
+        if position is not None and positions is not None:
+            if not positions.admit(name, envelope, position):
+                return
+            self._write(name, envelope, positions.passed(envelope["rooms"][0], position))
             return
         self._write(name, envelope)
 
-    def _write(self, name: str, envelope: dict[str, Any]) -> None:
-        """Write ``name`` to every member of the envelope's rooms on this node: encoded once
-        per dialect (and framed once, see ``Outgoing``), the same bytes for every member."""
+    def caught_up(self, member: Member, room: str, position: int) -> None:
+        """``member`` was sent ``room``'s events up to ``position`` by a resume's answer: this
+        node, should it still be behind, does not write them to it again."""
+        if self.positions is not None:
+            self.positions.caught_up(room, member.id, position)
+
+    def _write(self, name: str, envelope: dict[str, Any],
+               passed: frozenset[str] = NO_MEMBERS) -> None:
+        """Write ``name`` to every member of the envelope's rooms on this node but ``passed``
+        (they have it: ``RoomPositions.passed``): encoded once per dialect (and framed once,
+        see ``Outgoing``), the same bytes for every member."""
         payload = envelope["payload"]
         skip = frozenset(envelope.get("skip") or ())
         origin = envelope.get("origin")
@@ -273,7 +283,8 @@ class FanoutManager(RoomsBySid):
                         continue
                     seen.add(member.id)
                 if (skip and member.actor.key in skip) or (
-                        member.id == origin and not member.echo_own):
+                        member.id == origin and not member.echo_own) or (
+                        passed and member.id in passed):
                     continue
                 dialect = member.dialect
                 if name in dialect.personal:

@@ -186,6 +186,15 @@ class Realtime:
         if went_offline and user is not None:
             await self._announce_offline(user.id, await self.presence.take_announced(key))
 
+    def release(self, member: Member, conversation_id: int, floor: int | None = None,
+                drop: Callable[[str], bool] | None = None) -> None:
+        """End ``member``'s hold (``Member.release``). When its answer sent the conversation's
+        events up to ``floor``, this node, if behind there (catching up from the log after
+        another node's loss), leaves them out of what it writes to the member later."""
+        member.release(conversation_id, floor, drop)
+        if floor is not None:
+            self.manager.caught_up(member, events.conversation_room(conversation_id), floor)
+
     async def join_conversation(self, member: Member, conversation_id: int) -> int:
         """Put ``member`` in the conversation's room; returns the distinct actors there."""
         room = events.conversation_room(conversation_id)

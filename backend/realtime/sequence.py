@@ -10,6 +10,14 @@ node keeps the last position it delivered there:
   node): it waits, and the missing range is read from the log and delivered first. Positions
   commit in order, so everything below a position that reached us is in the log.
 
+A member may be ahead of its room here: a resume (or a join's page) sent it the events up to
+a position the room has not reached on this node (another node's publishes were lost, and
+the log is being read). ``caught_up`` records that; the room then writes those events to the
+others only (``passed``), so the member gets each once.
+
+An event read from the log to fill a gap is delivered as it arrived live when it did (kept
+waiting past the gap): with its origin, whose socket is not echoed.
+
 When the node's subscription was lost (``recover``), or another node says its publishes were
 lost (``advanced``), every room is caught up from its last position, a few rooms at a time and
 a page at a time; a catch-up that fails (the database away) is tried again with a capped
@@ -38,6 +46,8 @@ RETRY_MAX_SECONDS = 5.0
 
 #: A delivery: event name and its envelope.
 Delivery = tuple[str, dict[str, Any]]
+#: Members to leave out of one write: none.
+NO_MEMBERS: frozenset[str] = frozenset()
 
 
 class EventLogReader(Protocol):
@@ -73,13 +83,17 @@ class _Room:
     busy: bool = False
     #: A catch-up was asked while one ran: run again after it.
     again: bool = False
+    #: Members sent this room's events up to a position past ``last`` (member id → it).
+    ahead: dict[str, int] = field(default_factory=dict)
 
 
 class RoomPositions:
     """The rooms' positions on this node; ``write`` delivers to a room's members."""
 
-    def __init__(self, reader: EventLogReader, write: Callable[[str, dict[str, Any]], None],
+    def __init__(self, reader: EventLogReader,
+                 write: Callable[[str, dict[str, Any], frozenset[str]], None],
                  stats: ReplayStats | None = None) -> None:
+        """``write(name, envelope, passed)`` delivers to the room's members but ``passed``."""
         self.reader = reader
         self.write = write
         self.stats = stats
@@ -113,6 +127,20 @@ class RoomPositions:
         state.last = position if state.last is None else max(state.last, position)
         if state.waiting:
             self._catch_up(room, state)
+
+    def caught_up(self, room: str, member_id: str, position: int) -> None:
+        """A member of ``room`` was sent its events up to ``position`` (a resume's answer):
+        those this node delivers later, being behind, are not written to it."""
+        state = self.rooms.get(room)
+        if state is None or (state.last is not None and state.last >= position):
+            return
+        state.ahead[member_id] = max(position, state.ahead.get(member_id, position))
+
+    def passed(self, room: str, position: int) -> frozenset[str]:
+        """The members of ``room`` that have the event at ``position`` already (``caught_up``);
+        those past whom the room now is are forgotten."""
+        state = self.rooms.get(room)
+        return NO_MEMBERS if state is None else _passed(state, position)
 
     # -- live events ------------------------------------------------------------------------
 
@@ -197,9 +225,10 @@ class RoomPositions:
         for name, envelope in replayed:
             position = envelope["position"]
             if position > state.last:
-                state.waiting.pop(position, None)
+                # As it came live, if it did (its origin's socket is not echoed).
+                name, envelope = state.waiting.pop(position, (name, envelope))
                 state.last = position
-                self.write(name, envelope)
+                self.write(name, envelope, _passed(state, position))
                 count += 1
         if next_after is not None:
             # Rows at the page's end that were not replayed (their message is gone).
@@ -207,7 +236,7 @@ class RoomPositions:
         # What waited and now follows (it committed after what was read).
         while (nxt := state.waiting.pop(state.last + 1, None)) is not None:
             state.last += 1
-            self.write(*nxt)
+            self.write(*nxt, _passed(state, state.last))
         for position in [p for p in state.waiting if p <= state.last]:
             del state.waiting[position]
         if count and self.stats is not None:
@@ -220,3 +249,14 @@ class RoomPositions:
         task = asyncio.ensure_future(job)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _passed(state: _Room, position: int) -> frozenset[str]:
+    """``RoomPositions.passed`` of a room's state."""
+    ahead = state.ahead
+    if not ahead:
+        return NO_MEMBERS
+    passed = frozenset(member for member, top in ahead.items() if top >= position)
+    for member in [member for member, top in ahead.items() if top <= position]:
+        del ahead[member]
+    return passed
