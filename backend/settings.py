@@ -482,8 +482,8 @@ class Settings:
                                              Limits.presence_detail_max_members),
             presence_window_seconds=_int(env, "PRESENCE_WINDOW_MS", 1000) / 1000,
             max_group_members=_int(env, "MAX_GROUP_MEMBERS", Limits.max_group_members),
-            latest_page_keep_seconds=_at_least_zero(env, "LATEST_PAGE_KEEP_SECONDS",
-                                                    Limits.latest_page_keep_seconds),
+            latest_page_keep_seconds=_at_least(env, "LATEST_PAGE_KEEP_SECONDS",
+                                               Limits.latest_page_keep_seconds, 0),
         )
         return cls(
             production=production,
@@ -493,7 +493,7 @@ class Settings:
             redis_url=env.get("REDIS_URL") or None,
             redis_prefix=env.get("REDIS_PREFIX", "confab"),
             node_ttl_seconds=_node_ttl(env),
-            session_recheck_seconds=_at_least_one(env, "SESSION_RECHECK_SECONDS", 30.0),
+            session_recheck_seconds=_at_least(env, "SESSION_RECHECK_SECONDS", 30.0, 1),
             jwt_secret=secret,
             jwt_issuer=env.get("JWT_ISSUER") or None,
             jwt_audience=env.get("JWT_AUDIENCE") or None,
@@ -508,16 +508,16 @@ class Settings:
             api_title=env.get("API_TITLE", "SwipeSavvy Backend API"),
             metrics_token=env.get("METRICS_TOKEN") or None,
             db_timeout_seconds=_db_timeout(env),
-            shutdown_goodbye_seconds=_at_least_zero(env, "SHUTDOWN_GOODBYE_SECONDS",
-                                                    Settings.shutdown_goodbye_seconds),
-            shutdown_timeout_seconds=_at_least_zero(env, "SHUTDOWN_TIMEOUT_SECONDS",
-                                                    Settings.shutdown_timeout_seconds),
+            shutdown_goodbye_seconds=_at_least(env, "SHUTDOWN_GOODBYE_SECONDS",
+                                               Settings.shutdown_goodbye_seconds, 0),
+            shutdown_timeout_seconds=_at_least(env, "SHUTDOWN_TIMEOUT_SECONDS",
+                                               Settings.shutdown_timeout_seconds, 0),
             uploads=Uploads.from_env(env),
             password_hashing=PasswordHashing.from_env(env, production),
-            ping_interval_seconds=_at_least_one(env, "PING_INTERVAL_SECONDS",
-                                                Settings.ping_interval_seconds),
-            ping_timeout_seconds=_at_least_one(env, "PING_TIMEOUT_SECONDS",
-                                               Settings.ping_timeout_seconds),
+            ping_interval_seconds=_at_least(env, "PING_INTERVAL_SECONDS",
+                                            Settings.ping_interval_seconds, 1),
+            ping_timeout_seconds=_at_least(env, "PING_TIMEOUT_SECONDS",
+                                           Settings.ping_timeout_seconds, 1),
         )
 
 
@@ -528,10 +528,12 @@ def _db_timeout(env: Mapping[str, str]) -> float:
     return timeout
 
 
-def _at_least_zero(env: Mapping[str, str], name: str, default: float) -> float:
+def _at_least(env: Mapping[str, str], name: str, default: float, floor: float) -> float:
+    """A number of ``name`` not below ``floor`` (NaN refused too)."""
     value = _float(env, name, default)
-    if not value >= 0:  # NaN too
-        raise ConfigurationError(f"{name} must not be negative, got {value}")
+    if not value >= floor:
+        raise ConfigurationError(f"{name} must not be negative, got {value}" if floor == 0
+                                 else f"{name} must be at least {floor}, got {value}")
     return value
 
 
@@ -544,11 +546,8 @@ DATABASE_SCHEMES = ("sqlite://", "postgres://", "postgresql://", "asyncpg://")
 
 
 def _interval(env: Mapping[str, str], name: str, default: float) -> float:
-    value = _float(env, name, default)
-    if not value >= MIN_INTERVAL_SECONDS:  # NaN too
-        raise ConfigurationError(
-            f"{name} must be at least {MIN_INTERVAL_SECONDS} (seconds), got {value}")
-    return value
+    """The pause of a chore that repeats (``MIN_INTERVAL_SECONDS`` at least)."""
+    return _at_least(env, name, default, MIN_INTERVAL_SECONDS)
 
 
 def _at_least_one_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -571,11 +570,6 @@ def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
     return url
 
 
-def _at_least_one(env: Mapping[str, str], name: str, default: float) -> float:
-    value = _float(env, name, default)
-    if not value >= 1:  # NaN too
-        raise ConfigurationError(f"{name} must be at least 1, got {value}")
-    return value
 
 
 def _node_ttl(env: Mapping[str, str]) -> float:
