@@ -10,8 +10,8 @@ node keeps the last position it delivered there:
   node): it waits, and the missing range is read from the log and delivered first. Positions
   commit in order, so everything below a position that reached us is in the log.
 
-A member may be ahead of its room here: a resume (or a join's page) sent it the events up to
-a position the room has not reached on this node (another node's publishes were lost, and
+A member may be ahead of its room here: a resume's answer sent it the events up to a
+position the room has not reached on this node (another node's publishes were lost, and
 the log is being read). ``caught_up`` records that; the room then writes those events to the
 others only (``passed``), so the member gets each once.
 
