@@ -402,10 +402,9 @@ async def read_resumption(session: Session) -> Resumption | None:
             if not result["has_more"]:
                 return Resumption(frames, position, frozenset(messages))
     except ChatError as error:
-        if error.code != "resync_required":
-            session.hub.metrics.refused("websocket", error.code)
-            return Resumption(notice=session.dialect.error(error.message, error.code))
         session.hub.metrics.refused("websocket", error.code)
+        if error.code != "resync_required":
+            return Resumption(notice=session.dialect.error(error.message, error.code))
         frame = {"type": "resync_required", "conversation_id": session.conversation_id,
                  "position": getattr(error, "position", None),
                  "epoch": getattr(error, "epoch", None), "message": error.message}
