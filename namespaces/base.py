@@ -186,7 +186,7 @@ class Namespace(socketio.AsyncNamespace):
         await self.realtime.attach(member, conversation_id, inbox=self.inbox, start=start)
         if not await self.app.state.sessions.still_live(member.actor, heard):
             # Logged out while this socket was set up (sessions.py ``still_live``).
-            await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
+            await self.realtime.close_members([member], CREDENTIAL_INVALID, LOGGED_OUT)
         elif conversation_id is not None:
             # Refused: the socket is out of the room, and its events naming it are refused.
             with contextlib.suppress(ChatError):

@@ -1,7 +1,7 @@
 """The official JavaScript client (socket.io-client 4.8, under node): on ``/chat`` it must see
 the presence event of its own join (sent after the CONNECT ack), a message from a Python
-client, and the ack of its own send; on every namespace, the code of a refused connect; and
-binary attachments both ways."""
+client, and the ack of its own send; on every namespace, the code of a refused connect; a
+logout's disconnect; and binary attachments both ways."""
 
 from __future__ import annotations
 
@@ -90,6 +90,22 @@ async def test_official_js_client_sees_refusal_codes(sqlite_api: Api) -> None:
         assert isinstance(seen["data"], dict), (case, seen)
         assert seen["data"]["code"] == code, (case, seen)
         assert seen["message"] == seen["data"]["message"] and seen["message"], (case, seen)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_a_logout_is_an_io_server_disconnect_the_client_does_not_retry(
+    sqlite_api: Api, transport: str
+) -> None:
+    """CONTRACT section 10: a logout disconnects the session's Socket.IO sockets. The
+    official client is told on each namespace ("io server disconnect") and stops there; a
+    bare close of the connection ("transport close") had it reconnect, only to be refused."""
+    alice = await sqlite_api.register()
+    result = await asyncio.to_thread(run_node, "socketio_logout.js", sqlite_api.base_url,
+                                     alice.token, transport)
+    assert sorted(result["disconnects"], key=lambda d: d["namespace"]) == [
+        {"namespace": "/chat", "reason": "io server disconnect", "active": False},
+        {"namespace": "/conversations", "reason": "io server disconnect", "active": False},
+    ]
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])

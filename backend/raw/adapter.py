@@ -194,7 +194,7 @@ async def serve(door: Door, websocket: WebSocket, receive: Receive) -> None:
     try:
         if not await app_state.sessions.still_live(actor, heard):
             # Logged out while this connection was set up (sessions.py ``still_live``).
-            await member.close(CREDENTIAL_INVALID, LOGGED_OUT)
+            await hub.close_members([member], CREDENTIAL_INVALID, LOGGED_OUT)
             return
         await door.welcome(session)
         if conversation_id is not None:

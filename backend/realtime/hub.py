@@ -280,7 +280,7 @@ class Realtime:
         try:
             for member in members:
                 await self._exited(member, room)
-            await self._close_members(
+            await self.close_members(
                 [member for member in members if not isinstance(member, SocketIOMember)],
                 DENIED, "Removed from the conversation")
         except Exception:
@@ -364,14 +364,14 @@ class Realtime:
             return 0
         closing = [member for member in self.manager.members.values()
                    if member.actor.user is not None and member.actor.session_id in revoked]
-        await self._close_members(closing, CREDENTIAL_INVALID, LOGGED_OUT)
+        await self.close_members(closing, CREDENTIAL_INVALID, LOGGED_OUT)
         return len(closing)
 
     async def _close_actor_here(self, control: dict[str, Any]) -> None:
         key = control.get("key")
         code, reason = int(control.get("code") or 1000), str(control.get("reason") or "")
         session_id = control.get("session_id")
-        await self._close_members(
+        await self.close_members(
             [member for member in self.manager.members.values()
              if member.actor.key == key and session_id in (None, member.actor.session_id)],
             code, reason)
@@ -384,14 +384,17 @@ class Realtime:
         self.draining = True
         self.sio.eio.stop_opening()
         members = list(self.manager.members.values())
-        await self._close_members(members, GOING_AWAY, "Server shutting down")
+        await self.close_members(members, GOING_AWAY, "Server shutting down")
         return len(members)
 
     @staticmethod
-    async def _close_members(members: list[Member], code: int, reason: str) -> None:
+    async def close_members(members: list[Member], code: int, reason: str) -> None:
         """Close ``members`` together: a close returns once it is under way (the frames
         before it leave in the background), and none waits for another, so a control that
-        closes many sockets, run by the cluster's listener, holds up nothing else for long."""
+        closes many sockets, run by the cluster's listener, holds up nothing else for long.
+        Each is told first (``ending``): sockets of one Engine.IO session close together."""
+        for member in members:
+            member.ending(code)
         results = await asyncio.gather(*(member.close(code, reason) for member in members),
                                        return_exceptions=True)
         for member, result in zip(members, results, strict=True):

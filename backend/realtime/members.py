@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from socketio import packet as sio_packet
+
 from backend.realtime.closes import COME_BACK
+from backend.realtime.codec import Packet
 from backend.realtime.wire import Outgoing
 from backend.service.actors import Actor
 
@@ -70,6 +73,11 @@ class Member:
         """Send ``out`` (encoded in this member's dialect) to the client, in order with what
         was written before. Never waits: a slow client never stalls delivery to the others."""
         raise NotImplementedError
+
+    def ending(self, code: int) -> None:
+        """Before ``close(code, …)``: tell the client, where its protocol has a way besides the
+        close itself, whether the server ends it on purpose. Raw routes say it with the close
+        code alone."""
 
     async def close(self, code: int, reason: str) -> None:
         raise NotImplementedError
@@ -143,6 +151,15 @@ class SocketIOMember(Member):
         else:
             for text in out.texts:
                 self.eio.send(self.eio_sid, text)  # never waits: not awaited
+
+    def ending(self, code: int) -> None:
+        # An end on purpose (a logout, a deactivated device or user) is the namespace's
+        # DISCONNECT: socket.io-client reports "io server disconnect" and does not reconnect
+        # (after a bare close it reconnected, to be refused). Sent past any hold, in order
+        # with what was written before it; a come-back close sends none.
+        if code not in COME_BACK:
+            self.eio.send(self.eio_sid, Packet.encoded(sio_packet.DISCONNECT, None,
+                                                       self.namespace))
 
     async def close(self, code: int, reason: str) -> None:
         # A node going away, or a reach changed (a role), ends the session without
