@@ -28,6 +28,8 @@ class ClusterNode:
         self.manager = RedisFanoutManager(self.link, settings.node_ttl_seconds / 3)
         self.presence = ClusterPresence(self.link, self.manager.host_id,
                                         settings.node_ttl_seconds, on_beat=self.manager.ping)
+        # A dead node may have committed events it never published: every node catches up.
+        self.presence.on_node_lost = self.manager.node_lost
 
     def on_departures(self, handler: DepartureHandler) -> None:
         """Call ``handler`` when another node is gone (or this one leaves)."""

@@ -83,6 +83,8 @@ class ClusterPresence:
         self.local = LocalPresence()
         self.on_beat = on_beat
         self.on_departures: DepartureHandler | None = None
+        #: Called with a node's id when this node found it dead and reaped it.
+        self.on_node_lost: Callable[[str], Awaitable[None]] | None = None
         #: True while Redis holds exactly this node's figures; False: answer locally.
         self.synced = False
         self.stopped = False
@@ -165,6 +167,7 @@ class ClusterPresence:
                             node, len(departures.left), len(departures.offline),
                             extra={"event": "node_reaped", "node": node})
                 await self._report(departures)
+                await self._announce_lost(node)
 
     async def _report(self, departures: Departures) -> None:
         if self.on_departures is not None and (departures.left or departures.offline):
@@ -172,6 +175,13 @@ class ClusterPresence:
                 await self.on_departures(departures)
             except Exception:
                 log.exception("announcing departures failed")
+
+    async def _announce_lost(self, node: str) -> None:
+        if self.on_node_lost is not None:
+            try:
+                await self.on_node_lost(node)
+            except Exception:
+                log.exception("announcing the loss of node %s failed", node)
 
     # -- the ordered queue ------------------------------------------------------------------
 

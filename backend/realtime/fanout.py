@@ -32,6 +32,9 @@ FANOUT = "/__fanout__"
 #: The control a node broadcasts when publishes of logged events failed: ``{positions:
 #: {conversation id: last position lost}}``; every node catches those rooms up.
 LOG_ADVANCED = "eventlog_advanced"
+#: The control a node broadcasts when it found another node dead (``{node}``): what that node
+#: stored and had not published yet is only in the log, so every node catches up its rooms.
+NODE_LOST = "eventlog_node_lost"
 #: A conversation's room is this and its id (backend/service/events.py).
 CONVERSATION_ROOM = "conversation:"
 log = logging.getLogger("confab.fanout")
@@ -75,12 +78,25 @@ class FanoutManager(RoomsBySid):
         for room in self.room_members:
             self.positions.occupied(room)
         self.controls[LOG_ADVANCED] = self._log_advanced
+        self.controls[NODE_LOST] = self._node_lost
 
     async def _log_advanced(self, control: dict[str, Any]) -> None:
         positions = control.get("positions")
         if self.positions is not None and isinstance(positions, dict):
             self.positions.advanced({int(k): int(v) for k, v in positions.items()
                                      if str(k).isdigit() and isinstance(v, int)})
+
+    async def node_lost(self, node: str) -> None:
+        """Another node was found dead: every node catches its rooms up from the log (events
+        that node committed and never published would otherwise wait for the room's next
+        event, and a quiet room has none)."""
+        await self.broadcast(NODE_LOST, {"node": node})
+
+    async def _node_lost(self, control: dict[str, Any]) -> None:
+        if self.positions is not None:
+            log.info("node %s is gone: catching rooms up from the event log",
+                     control.get("node"))
+            self.positions.recover()
 
     # -- socket.io connections --------------------------------------------------------------
 

@@ -168,7 +168,8 @@ class RoomPositions:
     # -- catching up ------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """This node's subscription was lost: catch every room up from its last position."""
+        """This node's subscription was lost, or another node died: catch every room up
+        from its last position."""
         for room, state in list(self.rooms.items()):
             if state.last is not None:
                 self._catch_up(room, state)

@@ -23,11 +23,11 @@ class Cluster:
     nodes: list[ServerProcess] = field(default_factory=list)
 
     def start_node(self, **overrides: str) -> ServerProcess:
-        node = start_server(
-            self.root / f"node{len(self.nodes)}", self.database_url,
-            REDIS_URL=self.redis_url, REDIS_PREFIX=self.prefix,
-            NODE_TTL_SECONDS=str(NODE_TTL_SECONDS), **overrides,
-        )
+        """Another node; ``overrides`` are settings (``REDIS_URL`` too: a proxy's)."""
+        settings = {"REDIS_URL": self.redis_url, "REDIS_PREFIX": self.prefix,
+                    "NODE_TTL_SECONDS": str(NODE_TTL_SECONDS), **overrides}
+        node = start_server(self.root / f"node{len(self.nodes)}", self.database_url,
+                            **settings)
         self.nodes.append(node)
         return node
 
