@@ -68,6 +68,9 @@ class ChatNamespace(Namespace):
             actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None,
             shared=True,
         )
+        # The page shows the events up to ``position``: a node catching up after another's
+        # loss does not write them to this socket again.
+        self.realtime.reached(socket.member, conversation_id, position)
         return {"conversation": conversation, "messages": messages, "has_more": has_more,
                 "position": position, "epoch": await self.chat.log_epoch()}
 

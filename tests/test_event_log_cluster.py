@@ -7,6 +7,8 @@ reacts and deletes, while receivers stay connected on node A through every door.
   its rooms up from the log once it listens again).
 - Node A is killed (SIGKILL) instead: the receivers reconnect to node B with ``since`` and end
   with every event exactly once.
+- Node B stores a message it cannot publish (its link to Redis cut), then is killed: the
+  receivers on node A get it once node A finds B dead, with no later event to show the gap.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from tests.support.client import Api, TestUser, admin_of, with_admin
 from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess
 from tests.support.services import PrivateRedis
+from tests.support.tcp_proxy import TcpProxy
 from tests.test_raw_support import RawClient, device_conversation, raw
-from tests.test_socketio_helpers import Client, chat_client, ok
+from tests.test_socketio_helpers import Client, chat_client, group, ok
 
 MESSAGES = 300
 PER_SECOND = 120
@@ -261,3 +264,77 @@ def _frames(frames: list[dict[str, Any]]) -> RawClient:
     holder = RawClient.__new__(RawClient)
     holder.frames = frames
     return holder
+
+
+async def test_what_a_killed_node_stored_and_never_published_reaches_the_others(
+        work_dir: Path, cluster_database: str, redis: PrivateRedis) -> None:
+    """Node B reaches Redis through a proxy. Cut there, it still stores a message sent to it
+    (acknowledged: 201) but cannot publish it; then it is killed (SIGKILL). Nothing else is
+    sent in the conversation, so no later event shows node A the gap: node A gets the message
+    to its receivers (raw and Socket.IO) once it finds node B dead, once and in order. Those
+    who connect to node A before that get it in their history page (raw ``recent_messages``,
+    the Socket.IO ``join`` ack), and not again from the catch-up."""
+    proxy = TcpProxy(port=redis.port).start()
+    nodes = Cluster(work_dir / f"lost-{uuid.uuid4().hex[:6]}", cluster_database, redis.url)
+    try:
+        node_a = nodes.start_node(**FAST)
+        # Its heartbeat outlives it by 6 s: time for the late connects below.
+        node_b = nodes.start_node(**FAST, REDIS_URL=f"redis://127.0.0.1:{proxy.port}/0",
+                                  NODE_TTL_SECONDS="6")
+        on_a, on_b = Api(node_a.base_url), Api(node_b.base_url)
+        alice, bob = await on_a.register(), await on_a.register()
+        cid = await group(on_a, alice, bob)
+        sio = await chat_client(on_a, bob, cid)
+        late_sio = await Client(node_a.base_url, "/chat").connect({"token": bob.token})
+        try:
+            async with raw(f"{node_a.ws_url}/ws/chat/{cid}/?token={bob.token}") as chat:
+                await chat.next("recent_messages")
+
+                async def send(api: Api, content: str) -> int:
+                    response = await api.http.post(f"/api/v1/chat/sessions/{cid}/messages",
+                                                   json={"content": content},
+                                                   headers=alice.headers)
+                    assert response.status_code == 201, response.text
+                    return int(response.json()["id"])
+
+                first = await send(on_b, "published")
+                await chat.next(lambda f: f.get("message_id") == first)
+                await sio.next("chat_message", lambda e: e["message"]["id"] == first)
+
+                proxy.cut()
+                lost = await send(on_b, "stored, never published")
+                node_b.stop(signal.SIGKILL)
+                async with raw(f"{node_a.ws_url}/ws/chat/{cid}/?token={bob.token}") as late:
+                    page = await late.next("recent_messages")
+                    assert [m["id"] for m in page["messages"]] == [first, lost]
+                    joined = ok(await late_sio.call("join", {"conversation_id": cid}))
+                    assert [m["id"] for m in joined["messages"]] == [first, lost]
+                    assert "is gone" not in node_a.log()  # they came before the catch-up
+                    # Within node B's TTL and a heartbeat; far less than the wait here.
+                    await chat.next(lambda f: f.get("message_id") == lost, within=20)
+                    await sio.next("chat_message", lambda e: e["message"]["id"] == lost,
+                                   within=20)
+
+                    # A message after it, through node A: the end of what each one gets.
+                    last = await send(on_a, "after")
+                    for client in (chat, late):
+                        await client.next(lambda f: f.get("message_id") == last)
+                    await sio.next("chat_message", lambda e: e["message"]["id"] == last)
+                    late_got = [(await late_sio.next("chat_message"))["message"]["id"]]
+                    while late_got[-1] != last:
+                        late_got.append((await late_sio.next("chat_message"))["message"]["id"])
+                    got = [f["message_id"] for f in chat.frames
+                           if f.get("type") == "chat_message"]
+                    assert got == [first, lost, last]
+                    assert [f["message_id"] for f in late.frames
+                            if f.get("type") == "chat_message"] == [last]
+                    assert late_got == [last]
+                assert "is gone: catching rooms up from the event log" in node_a.log()
+        finally:
+            await late_sio.close()
+            await sio.close()
+            await on_a.aclose()
+            await on_b.aclose()
+    finally:
+        nodes.stop()
+        proxy.close()

@@ -151,6 +151,10 @@ class WsChatDoor(Door):
         session.send({"type": "recent_messages", "conversation_id": cid,
                       "messages": messages, "has_more": recent.has_more})
         floor = resumption.send(session) if resumption is not None else None
+        if floor is None:
+            # The page shows the events up to its position: none of them again (a node
+            # catching up after another's loss would write them).
+            floor = recent.position
         seen = {m["id"] for m in recent.messages}
 
         def in_history(text: str) -> bool:

@@ -193,7 +193,14 @@ class Realtime:
         another node's loss), leaves them out of what it writes to the member later."""
         member.release(conversation_id, floor, drop)
         if floor is not None:
-            self.manager.caught_up(member, events.conversation_room(conversation_id), floor)
+            self.reached(member, conversation_id, floor)
+
+    def reached(self, member: Member, conversation_id: int, position: int) -> None:
+        """``member`` was sent the conversation as of ``position`` (a history page read after
+        that position was, or a resume's answer): this node, if behind there (catching up
+        from the log after another node's loss), leaves the events up to it out of what it
+        writes to the member later."""
+        self.manager.caught_up(member, events.conversation_room(conversation_id), position)
 
     async def join_conversation(self, member: Member, conversation_id: int) -> int:
         """Put ``member`` in the conversation's room; returns the distinct actors there."""

@@ -72,6 +72,8 @@ class Page:
     messages: list[dict[str, Any]]
     has_more: bool
     uploads: tuple[tuple[int, dict[str, Any], bool], ...] = ()
+    #: The log's position read before the page's rows: every event up to it is shown.
+    position: int | None = None
     _json: bytes | None = field(default=None, repr=False, compare=False)
 
     def json(self) -> bytes:
@@ -90,12 +92,14 @@ def weight(page: Page) -> int:
 
 class Recent(NamedTuple):
     """The latest page as one reader gets it: its messages (never to be changed), whether more
-    lie before them, and the messages as JSON when that is the same for every reader (None:
-    encode ``messages``)."""
+    lie before them, the messages as JSON when that is the same for every reader (None:
+    encode ``messages``), and the log's position the page shows every event up to (read
+    before its rows; None: not known)."""
 
     messages: list[dict[str, Any]]
     has_more: bool
     json: bytes | None
+    position: int | None
 
 
 class LatestPages:

@@ -239,22 +239,26 @@ class MessageOps(LogOps):
 
         A kept page may predate an event still on its way to this node, which then reaches
         the reader live: a caller that reads the log's position and tells it as the page's
-        (Socket.IO's ``join``) uses ``history``, whose shared reads begin after it asked."""
+        (Socket.IO's ``join``) uses ``history``, whose shared reads begin after it asked.
+        ``Recent.position`` is the position read before the page's own read (a kept page's,
+        before that read): the events up to it are in the page, and a node still behind
+        there need not write them to the reader again."""
         await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
         if actor.user is not None:
             hidden = await self.grants.blocked(actor.user.id)
         if hidden:
+            position = await self.log_position(conversation_id)
             messages, has_more = await self._page(conversation_id, limit, hidden=hidden,
                                                   latest=True)
-            return Recent(messages, has_more, None)
+            return Recent(messages, has_more, None, position)
         page = await self.latest_pages.page(conversation_id, limit, functools.partial(
             self.latest_reads.read, (conversation_id, limit),
             functools.partial(self._latest_page, conversation_id, limit)))
         if page.uploads:
-            return Recent(self._presented(page), page.has_more, None)
-        return Recent(page.messages, page.has_more, page.json())
+            return Recent(self._presented(page), page.has_more, None, page.position)
+        return Recent(page.messages, page.has_more, page.json(), page.position)
 
     async def _page(
         self,
@@ -274,10 +278,12 @@ class MessageOps(LogOps):
         return await self._render(rows), has_more
 
     async def _latest_page(self, conversation_id: int, limit: int) -> Page:
-        """The latest page as every reader who hides no one gets it, links left out."""
+        """The latest page as every reader who hides no one gets it, links left out, with
+        the log's position read before it."""
+        position = await self.log_position(conversation_id)
         rows, has_more = await self._page_rows(conversation_id, limit, latest=True)
         messages, uploads = await self._render_stored(rows)
-        return Page(messages, has_more, uploads)
+        return Page(messages, has_more, uploads, position)
 
     def _presented(self, page: Page) -> list[dict[str, Any]]:
         """A shared page's messages with download links made for this reader."""
