@@ -342,6 +342,8 @@ async def test_agent_replies_reach_telegram_over_every_door(
 
     sent = await reply(api, agent, cid, "Hello Ivan, let me check.")
     assert sent["delivery_status"] == "pending"  # the ack does not wait for Telegram
+    # Seed 001's message names the conversation's customer, on a staff reply too.
+    assert sent["customer"]["first_name"] == "Ivan" and sent["customer"]["source"] == "telegram"
     [call] = await fake.wait_calls(chat_id, 1)
     assert call.path == f"{TELEGRAM_PREFIX}/bot{BOT_TOKEN}/sendMessage"
     assert call.body == {"chat_id": str(chat_id), "text": "Hello Ivan, let me check."}
@@ -354,13 +356,16 @@ async def test_agent_replies_reach_telegram_over_every_door(
         acked = ok(await socket.call("chat_message", {"conversation_id": cid,
                                                       "content": "over socket.io"}))
         assert acked["message"]["delivery_status"] == "pending"
+        assert acked["message"]["customer"] == sent["customer"]
     finally:
         await socket.close()
     async with raw(f"{server.ws_url}/ws/chat/{cid}/?token={agent.token}") as ws:
-        await ws.next("recent_messages")
+        page = await ws.next("recent_messages")
+        assert [m["customer"] for m in page["messages"]] == [sent["customer"]] * 3
         await ws.send({"type": "chat_message", "content": "over raw websocket"})
         echoed = await ws.next(lambda f: f.get("type") == "chat_message"
                                and f["message"]["content"] == "over raw websocket")
+        assert echoed["message"]["customer"] == sent["customer"]
     calls = await fake.wait_calls(chat_id, 3)
     assert [c.text for c in calls] == ["Hello Ivan, let me check.", "over socket.io",
                                        "over raw websocket"]

@@ -30,6 +30,7 @@ from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
     ConversationKind,
+    Customer,
     Message,
     MessageStatus,
     Reaction,
@@ -144,7 +145,7 @@ class MessageOps(LogOps):
                 return earlier, False
             for hook in self.sent_hooks:
                 hook(conversation, message, actor)
-            payload = message_dict(message, customer=actor.customer)
+            payload = message_dict(message, customer=actor.customer or conversation.customer)
             if upload is not None:
                 self._show_file(payload, file)
             await self.sink.publish(
@@ -357,14 +358,28 @@ class MessageOps(LogOps):
         found, read_counts = await reactions_and_read_counts(ids)  # one statement
         for message_id, emoji, key in found:
             reactions[message_id][emoji].append(key)
+        # Every message of a customer's conversation names the customer (seed 001), staff
+        # replies too: from the conversations' cached facts.
+        customers = {cid: await self._customer_of(cid)
+                     for cid in {m.conversation_id for m in rows}}
         rendered = [
-            message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0))
+            message_dict(m, reactions=reactions.get(m.id), read_by_count=read_counts.get(m.id, 0),
+                         customer=customers[m.conversation_id])
             for m in rows
         ]
         uploads = tuple((index, message.file, message.is_deleted)
                         for index, message in enumerate(rows)
                         if isinstance(message.file, dict) and "upload_id" in message.file)
         return rendered, uploads
+
+    async def _customer_of(self, conversation_id: int) -> Customer | None:
+        """The conversation's customer, from its cached facts (None: none, or it is gone)."""
+        try:
+            facts = await self.grants.conversation(conversation_id)
+        except ChatError:
+            return None
+        customer: Customer | None = facts.conversation.customer
+        return customer
 
     async def _visible_message(self, actor: Actor, message_id: int) -> Message:
         if not valid_id(message_id):

@@ -111,7 +111,8 @@ def message_dict(
     read_by_count: int = 0,
     customer: Customer | None = None,
 ) -> dict[str, Any]:
-    """The canonical message. Sender relations must be loaded (or None)."""
+    """The canonical message. Sender relations must be loaded (or None). ``customer``: the
+    conversation's customer (a customer's own message names its sender without it)."""
     sender, sender_id, sender_name, sender_avatar = _sender(message)
     created = iso(message.created_at)
     conversation_id = message.conversation_id
