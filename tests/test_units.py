@@ -63,6 +63,13 @@ def test_drafts_validate_once_for_every_door() -> None:
     assert long.value.status == 413
     with pytest.raises(ChatError, match="content"):
         parse_draft({"content": 5}, limits)
+    for data in ({"content": b"hi"}, {"content": "hi", "client_msg_id": b"c"},
+                 {"content": "", "message_type": "image", "media_url": b"https://x.example/a"},
+                 {"content": "hi", "file": {"url": b"https://x.example/a"}}):
+        # bytes (a Socket.IO binary attachment) are not text: refused, not decoded
+        with pytest.raises(ChatError) as refused:
+            parse_draft(data, limits)
+        assert refused.value.code == "invalid", data
     with pytest.raises(ChatError, match="object"):
         parse_draft(["content"], limits)
     image = parse_draft({"content": "", "message_type": "image",

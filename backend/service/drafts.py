@@ -17,10 +17,11 @@ _CLIENT_MSG_ID_MAX = 64
 class FileInfo(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    url: str = Field(max_length=2048)
-    name: str = Field(default="", max_length=255)
+    # Texts are strict: bytes (a Socket.IO binary attachment) are refused, not decoded.
+    url: str = Field(max_length=2048, strict=True)
+    name: str = Field(default="", max_length=255, strict=True)
     size: int = Field(default=0, ge=0)
-    type: str = Field(default="", max_length=255)
+    type: str = Field(default="", max_length=255, strict=True)
 
 
 class MessageDraft(BaseModel):
@@ -28,9 +29,10 @@ class MessageDraft(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    content: str = ""
+    #: Texts are strict: bytes (a Socket.IO binary attachment) are refused, not decoded.
+    content: str = Field(default="", strict=True)
     message_type: Literal["text", "image", "file"] = "text"
-    media_url: str = Field(default="", max_length=2048)
+    media_url: str = Field(default="", max_length=2048, strict=True)
     file: FileInfo | None = None
     #: An upload of the sender's (POST /api/v1/chat/uploads): the message then carries it as
     #: its ``file`` (and ``media_url``), with signed links (backend/service/uploads.py).
@@ -41,7 +43,8 @@ class MessageDraft(BaseModel):
     mentions: list[int | str] = Field(default_factory=list, max_length=50)
     metadata: dict[str, Any] = Field(default_factory=dict)
     is_urgent: bool = False
-    client_msg_id: str | None = Field(default=None, min_length=1, max_length=_CLIENT_MSG_ID_MAX)
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=_CLIENT_MSG_ID_MAX,
+                                      strict=True)
 
     @field_validator("media_url", mode="before")
     @classmethod
