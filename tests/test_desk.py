@@ -201,6 +201,10 @@ async def test_status_and_reopen(api: Api) -> None:
                                   f"/api/v1/chat/sessions/{gid}/reopen")))["status"] == "active"
     await done(await call(api, member, "POST", f"/api/v1/chat/sessions/{gid}/messages",
                           {"content": "open again"}), 201)
+    # staff reopen a group they are in too (CONTRACT §10: "staff, or a group's owner")
+    await done(await call(api, owner, "POST", f"/api/v1/chat/sessions/{gid}/close"))
+    assert (await done(await call(api, agent, "POST",
+                                  f"/api/v1/chat/sessions/{gid}/reopen")))["status"] == "active"
 
 
 # -- PATCH ------------------------------------------------------------------------------------

@@ -183,6 +183,13 @@ async def test_logout_refuses_another_users_refresh_token(apis: tuple[Api, Api])
     bad = await on_a.http.post("/api/v1/auth/logout", json={"refresh_token": alice.token},
                                headers=alice.headers)
     assert bad.status_code == 401, bad.text  # an access token is no refresh token
+    assert bad.json()["detail"].endswith("expected a refresh token"), bad.text
+    for loose in ("yes", "true", 1, None):
+        # ``all`` is a JSON boolean: a typo never logs every session out
+        response = await on_a.http.post("/api/v1/auth/logout", json={"all": loose},
+                                        headers=alice.headers)
+        assert response.status_code == 422, (loose, response.text)
+    assert await status_of(on_a, alice) == 200
 
 
 async def status_of(api: Api, user: TestUser) -> int:

@@ -152,7 +152,8 @@ def _decode(settings: Settings, token: str,
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
     if claims.get("type") != expected_type:
-        raise InvalidToken(f"expected an {expected_type} token")
+        article = "an" if expected_type[:1] in "aeiou" else "a"
+        raise InvalidToken(f"expected {article} {expected_type} token")
     try:
         user_id = int(claims["sub"])
         issued_at = int(claims["iat"])

@@ -38,7 +38,8 @@ class RefreshBody(BaseModel):
 
 class LogoutBody(BaseModel):
     refresh_token: str | None = Field(default=None, min_length=1)
-    all: bool = False
+    #: Strict: a string or a number is a 422, never a logout of every session by accident.
+    all: bool = Field(default=False, strict=True)
 
 
 class LogoutOut(BaseModel):

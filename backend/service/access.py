@@ -227,11 +227,12 @@ async def group_role(actor: Actor, conversation: Conversation) -> str | None:
 
 
 async def ensure_can_reopen(actor: Actor, conversation: Conversation) -> None:
-    """Staff reopen support conversations; a group's owner reopens the group."""
+    """Staff reopen support conversations and the groups they see (CONTRACT §10: "staff, or a
+    group's owner"); a group's owner reopens the group."""
     if conversation.kind == ConversationKind.GROUP:
-        if await group_role(actor, conversation) == "owner":
+        if actor.is_staff or await group_role(actor, conversation) == "owner":
             return
-        raise forbidden("Only the group's owner may reopen it")
+        raise forbidden("Only the group's owner or staff may reopen it")
     if conversation.kind == ConversationKind.SUPPORT:
         await ensure_staff(actor, "reopen a support conversation")
         return
