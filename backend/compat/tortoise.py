@@ -115,8 +115,9 @@ def sqlite_stamp(stamp: datetime) -> str:
 
 
 def model_from_row(model: type[M], row: Mapping[str, Any]) -> M:
-    """An instance of ``model`` from ``row`` (every column, by column name), as the ORM's
-    executors build one from what they read: saved in the database, fields converted."""
+    """An instance of ``model`` from ``row`` (every column, by column name; a column that is
+    not the model's is left out), as the ORM's executors build one from what they read:
+    saved in the database, fields converted."""
     return model._init_from_db(**row)
 
 
@@ -133,9 +134,11 @@ def _select_related_sets_the_private_attribute() -> bool:
 
 def _init_from_db_builds_a_saved_instance() -> bool:
     # Marks the instance saved (a later ``save`` updates its row) and takes the row's
-    # columns as keyword arguments.
+    # columns as keyword arguments, reading the model's own by name (a page's rows carry the
+    # log's position beside them: storage/message_pages.py).
     source = inspect.getsource(Model._init_from_db)
-    return "self._saved_in_db = True" in source and "**kwargs" in source
+    return ("self._saved_in_db = True" in source and "**kwargs" in source
+            and "kwargs[key]" in source)
 
 
 async def release_as_is(connection: asyncpg.connection.Connection) -> None:
@@ -234,7 +237,7 @@ ASSUMPTIONS: list[Assumption] = [
     present(TORTOISE, Model, "_init_from_db"),
     holds(TORTOISE, "select_related keeps a relation's object in the instance's _<relation>",
           _select_related_sets_the_private_attribute, "no longer sets it there"),
-    holds(TORTOISE, "Model._init_from_db(**row) builds a saved instance from a row",
+    holds(TORTOISE, "Model._init_from_db(**row) builds a saved instance from a row's columns",
           _init_from_db_builds_a_saved_instance, "no longer builds one"),
     signature(ASYNCPG, asyncpg.connection.Connection, "fetchmany",
               ("self", "query", "args", "timeout", "record_class")),

@@ -72,7 +72,8 @@ class Page:
     messages: list[dict[str, Any]]
     has_more: bool
     uploads: tuple[tuple[int, dict[str, Any], bool], ...] = ()
-    #: The log's position read before the page's rows: every event up to it is shown.
+    #: The log's position read with the page's rows: every event up to it is shown (None:
+    #: not known, or an empty page).
     position: int | None = None
     _json: bytes | None = field(default=None, repr=False, compare=False)
 
@@ -94,7 +95,7 @@ class Recent(NamedTuple):
     """The latest page as one reader gets it: its messages (never to be changed), whether more
     lie before them, the messages as JSON when that is the same for every reader (None:
     encode ``messages``), and the log's position the page shows every event up to (read
-    before its rows; None: not known)."""
+    with its rows; None: not known)."""
 
     messages: list[dict[str, Any]]
     has_more: bool

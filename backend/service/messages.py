@@ -25,7 +25,11 @@ from backend.service.limits import TokenBucket
 from backend.service.resume import LogOps
 from backend.service.serializers import message_dict
 from backend.service.uploads import Uploads
-from backend.storage.message_pages import message_page, reactions_and_read_counts
+from backend.storage.message_pages import (
+    latest_page,
+    message_page,
+    reactions_and_read_counts,
+)
 from backend.storage.sends import Counters, SentMessage, insert_message
 from models import (
     Conversation,
@@ -241,9 +245,9 @@ class MessageOps(LogOps):
         A kept page may predate an event still on its way to this node, which then reaches
         the reader live: a caller that reads the log's position and tells it as the page's
         (Socket.IO's ``join``) uses ``history``, whose shared reads begin after it asked.
-        ``Recent.position`` is the position read before the page's own read (a kept page's,
-        before that read): the events up to it are in the page, and a node still behind
-        there need not write them to the reader again."""
+        ``Recent.position`` is the log's position read with the page (a kept page's, with
+        that read): the events up to it are in the page, and a node still behind there need
+        not write them to the reader again."""
         await self.grants.viewable(actor, conversation_id)  # every connect reads a page
         limit = max(1, min(limit, self.limits.history_page_max))
         hidden: frozenset[int] = frozenset()
@@ -280,9 +284,12 @@ class MessageOps(LogOps):
 
     async def _latest_page(self, conversation_id: int, limit: int) -> Page:
         """The latest page as every reader who hides no one gets it, links left out, with
-        the log's position read before it."""
-        position = await self.log_position(conversation_id)
-        rows, has_more = await self._page_rows(conversation_id, limit, latest=True)
+        the log's position its statement read (None for an empty page: nothing in it to
+        show twice)."""
+        rows, position = await latest_page(conversation_id, limit + 1)
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        rows.reverse()
         messages, uploads = await self._render_stored(rows)
         return Page(messages, has_more, uploads, position)
 

@@ -21,7 +21,7 @@ from tortoise.models import Model
 
 from backend.compat.tortoise import attach_related, model_from_row
 from backend.storage.lookups import rows_of
-from models import Customer, Message, MobileSession, Reaction, Receipt, User
+from models import Conversation, Customer, Message, MobileSession, Reaction, Receipt, User
 
 #: The message's relations a page loads: (relation, its id column, its model).
 SENDERS: tuple[tuple[str, str, type[Model]], ...] = (
@@ -38,14 +38,22 @@ def _columns(model: type[Model]) -> str:
 
 
 def _marks(postgres: bool, first: int, count: int) -> list[str]:
-    return [f"${i}" if postgres else "?" for i in range(first, first + count)]
+    # Numbered on SQLite too: a statement may name a parameter twice.
+    return [f"${i}" if postgres else f"?{i}" for i in range(first, first + count)]
+
+
+#: The column a page read with its position carries beside each message's.
+_POSITION = "page_log_position"
 
 
 @functools.cache
-def _page(postgres: bool, after: bool, newest_first: bool) -> str:
+def _page(postgres: bool, after: bool, newest_first: bool, position: bool = False) -> str:
     where = '"conversation_id" = {}' + (' AND "id" > {}' if after else "")
     marks = _marks(postgres, 1, 3 if after else 2)
-    return (f'SELECT {_columns(Message)} FROM "{Message._meta.db_table}" WHERE '
+    # The log's position in the same statement: the page shows every event up to it.
+    extra = (f', (SELECT "event_position" FROM "{Conversation._meta.db_table}" '
+             f'WHERE "id" = {marks[0]}) AS "{_POSITION}"') if position else ""
+    return (f'SELECT {_columns(Message)}{extra} FROM "{Message._meta.db_table}" WHERE '
             f'{where.format(*marks[:-1])} ORDER BY "id" {"DESC" if newest_first else "ASC"} '
             f"LIMIT {marks[-1]}")
 
@@ -59,12 +67,30 @@ async def message_page(conversation_id: int, limit: int, *, after_id: int | None
                        newest_first: bool) -> list[Message]:
     """Up to ``limit`` messages of the conversation, in id order (newest first when asked),
     after ``after_id`` when given, each with its sender loaded."""
+    messages, _ = await _read_page(conversation_id, limit, after_id, newest_first, False)
+    return messages
+
+
+async def latest_page(conversation_id: int, limit: int) -> tuple[list[Message], int | None]:
+    """Up to ``limit`` of the conversation's newest messages, newest first, each with its
+    sender loaded; and the log's position read by the same statement (every event up to it
+    is shown), None for an empty page."""
+    return await _read_page(conversation_id, limit, None, True, True)
+
+
+async def _read_page(conversation_id: int, limit: int, after_id: int | None,
+                     newest_first: bool, position: bool) -> tuple[list[Message], int | None]:
     params: list[Any] = [conversation_id]
     if after_id is not None:
         params.append(after_id)
     params.append(limit)
-    page = functools.partial(_page, after=after_id is not None, newest_first=newest_first)
-    messages = [model_from_row(Message, row) for row in await rows_of(page, params)]
+    page = functools.partial(_page, after=after_id is not None, newest_first=newest_first,
+                             position=position)
+    rows = await rows_of(page, params)
+    # The position stays in the rows: the model reads its own columns only, and a dict with
+    # a key popped is copied key by key by ``**row`` (an intact one in a block).
+    at = rows[0][_POSITION] if position and rows else None
+    messages = [model_from_row(Message, row) for row in rows]
     for relation, column, model in SENDERS:
         ids = sorted({getattr(m, column) for m in messages} - {None})
         found: dict[Any, Model] = {}
@@ -73,7 +99,7 @@ async def message_page(conversation_id: int, limit: int, *, after_id: int | None
             found = {row["id"]: model_from_row(model, row) for row in rows}
         for message in messages:
             attach_related(message, relation, found.get(getattr(message, column)))
-    return messages
+    return messages, None if at is None else int(at)
 
 
 async def reactions_and_read_counts(
