@@ -56,21 +56,29 @@ class ChatNamespace(Namespace):
         actor = socket.actor
         if data.get("since") is not None:
             return await self._resume(socket, conversation_id, data["since"])
-        conversation = await self.chat.get_conversation(actor, conversation_id)
-        # Join before reading history: a message committed in between arrives live (and maybe
-        # in the page too; clients dedupe by id), never in neither.
-        await self.realtime.join_conversation(socket.member, conversation_id)
-        await self.joined_check(socket, conversation_id)
-        # The log's position before the history is read: the page shows every change up to
-        # it, and a later resume from it (``since``) misses nothing.
-        position = await self.chat.log_position(conversation_id)
-        messages, has_more = await self.chat.history(
-            actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None,
-            shared=True,
-        )
-        # The page shows the events up to ``position``: a node catching up after another's
-        # loss does not write them to this socket again.
-        self.realtime.reached(socket.member, conversation_id, position)
+        # Access first: joining the room tells the others who arrived.
+        await self.chat.grants.viewable(actor, conversation_id)
+        member = socket.member
+        # Join before reading history, holding live frames back: what is committed in between
+        # is in the page (then dropped from the held frames, by position) or comes after it.
+        member.hold()
+        position: int | None = None
+        try:
+            await self.realtime.join_conversation(member, conversation_id)
+            await self.joined_check(socket, conversation_id)
+            # The log's position before the history and the conversation are read: they
+            # show every change up to it, and a later resume from it misses nothing.
+            at = await self.chat.log_position(conversation_id)
+            messages, has_more = await self.chat.history(
+                actor, conversation_id, limit=JOIN_PAGE, after_id=after, latest=after is None,
+                shared=True,
+            )
+            conversation = await self.chat.get_conversation(actor, conversation_id)
+            position = at
+        finally:
+            # The events up to ``position`` are in the answer: neither the held frames nor a
+            # node catching up after another's loss write them to this socket again.
+            after_ack(lambda: self.realtime.release(member, conversation_id, position))
         return {"conversation": conversation, "messages": messages, "has_more": has_more,
                 "position": position, "epoch": await self.chat.log_epoch()}
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from tortoise import connections
 
@@ -490,6 +491,55 @@ async def test_a_resume_keeps_the_live_events_of_the_sockets_other_conversations
                 await lock.rollback()
             await db.close()
         await sio.close()
+        await api.aclose()
+
+
+async def test_a_plain_join_answers_before_any_live_event_of_its_conversation(
+        postgres_server: ServerProcess) -> None:
+    """A ``join`` without ``since`` holds the socket's live frames while it reads the page
+    (held here on a lock of the log's epoch table, read last): a message sent meanwhile
+    reaches the socket after the ack, on the wire, never before it (a client taking the
+    ack's page as its history would have dropped it, and one sent just before the page
+    read was in both)."""
+    import asyncpg
+    import websockets
+
+    api = Api(postgres_server.base_url, await admin_of(postgres_server.base_url))
+    owner, member = await api.register(), await api.register()
+    cid = await group(api, owner, member)
+    db = await asyncpg.connect(postgres_server.env["DATABASE_URL"])
+    lock = db.transaction()
+    url = f"{postgres_server.ws_url}/socket.io/?EIO=4&transport=websocket"
+    try:
+        async with websockets.connect(url) as ws:
+            assert str(await ws.recv()).startswith("0{")
+            await ws.send(f'40/chat,{{"token": "{member.token}"}}')
+            assert str(await ws.recv()).startswith("40/chat,")
+            await lock.start()
+            await db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+            await ws.send(f'42/chat,1["join",{{"conversation_id": {cid}}}]')
+            async with asyncio.timeout(10):
+                while not await db.fetchval(  # noqa: ASYNC110
+                        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                        " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
+                    await asyncio.sleep(0.01)
+            live = await rest_send(api, owner, cid, "meanwhile")
+            await lock.rollback()
+            frames: list[str] = []
+            async with asyncio.timeout(10):
+                while not any(live["content"] in frame for frame in frames):
+                    frame = str(await ws.recv())
+                    if frame.startswith(("43/chat,1", '42/chat,["chat_message"')):
+                        frames.append(frame)
+            assert frames[0].startswith("43/chat,1"), frames  # the ack first
+            ack = orjson.loads(frames[0][len("43/chat,1"):])[0]
+            assert ack["ok"] and ack["messages"] == [] and ack["position"] == 0, ack
+            assert frames[1].startswith('42/chat,["chat_message"') and len(frames) == 2, frames
+    finally:
+        if not db.is_closed():
+            with contextlib.suppress(Exception):
+                await lock.rollback()
+            await db.close()
         await api.aclose()
 
 
