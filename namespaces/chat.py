@@ -11,7 +11,10 @@ docs/socketio.md.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
+
+import orjson
 
 from backend.auth.accounts import actor_from_token
 from backend.doors.connections import credential
@@ -63,6 +66,7 @@ class ChatNamespace(Namespace):
         # is in the page (then dropped from the held frames, by position) or comes after it.
         member.hold()
         position: int | None = None
+        shown: frozenset[int] = frozenset()
         try:
             await self.realtime.join_conversation(member, conversation_id)
             await self.joined_check(socket, conversation_id)
@@ -74,11 +78,13 @@ class ChatNamespace(Namespace):
                 shared=True,
             )
             conversation = await self.chat.get_conversation(actor, conversation_id)
-            position = at
+            position, shown = at, frozenset(m["id"] for m in messages)
         finally:
             # The events up to ``position`` are in the answer: neither the held frames nor a
-            # node catching up after another's loss write them to this socket again.
-            after_ack(lambda: self.realtime.release(member, conversation_id, position))
+            # node catching up after another's loss write them to this socket again; nor a
+            # held message the page shows (committed after the position was read).
+            after_ack(lambda: self.realtime.release(member, conversation_id, position,
+                                                    functools.partial(_shown, shown)))
         return {"conversation": conversation, "messages": messages, "has_more": has_more,
                 "position": position, "epoch": await self.chat.log_epoch()}
 
@@ -198,3 +204,15 @@ class ChatNamespace(Namespace):
             socket.actor, message_id, conversation_id=conversation_id
         )
         return {"message": message}
+
+
+#: How a held ``chat_message`` packet of this namespace begins.
+_CHAT_MESSAGE = '2/chat,["chat_message",'
+
+
+def _shown(shown: frozenset[int], text: str) -> bool:
+    """Whether ``text`` is a held ``chat_message`` whose message the join's page shows."""
+    if not shown or not text.startswith(_CHAT_MESSAGE):
+        return False
+    payload = orjson.loads(text[len('2/chat,'):])[1]
+    return isinstance(payload, dict) and payload.get("message", {}).get("id") in shown

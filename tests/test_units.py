@@ -10,8 +10,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from socketio import packet as sio_packet
 
 from backend.auth.passwords import hash_password, verify_password
+from backend.realtime.codec import Packet
 from backend.realtime.origins import origin_allowed
 from backend.realtime.queries import first_values, parsed_query
 from backend.service.access import may_add, may_remove
@@ -20,6 +22,7 @@ from backend.service.drafts import PlainDraft, model_draft, parse_draft
 from backend.service.errors import ChatError
 from backend.service.limits import TokenBucket
 from backend.settings import Limits
+from namespaces.chat import _shown
 
 
 def test_passwords_are_argon2_hashed_and_verified() -> None:
@@ -193,3 +196,17 @@ def test_a_query_text_is_parsed_once_and_shared_read_only() -> None:
     assert mine == {"EIO": "4", "transport": "websocket", "token": "a+b"}
     mine["conversation_id"] = "1"
     assert first_values(text) == {"EIO": "4", "transport": "websocket", "token": "a+b"}
+
+
+def test_a_held_chat_message_the_join_page_shows_is_known_by_its_id() -> None:
+    """``namespaces/chat.py``'s drop reads the packets the ``/chat`` dialect writes."""
+    def packet(event: str, message_id: int) -> str:
+        text = Packet.encoded(sio_packet.EVENT, [event, {
+            "conversation_id": 1, "message": {"id": message_id}, "position": 9}], "/chat")
+        assert isinstance(text, str)
+        return text
+
+    assert _shown(frozenset({5}), packet("chat_message", 5))
+    assert not _shown(frozenset({5}), packet("chat_message", 6))
+    assert not _shown(frozenset({5}), packet("message_edit", 5))
+    assert not _shown(frozenset(), packet("chat_message", 5))
