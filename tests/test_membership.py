@@ -24,7 +24,15 @@ from tests.support.client import Api, TestUser
 from tests.support.server import ServerProcess, start_server
 from tests.support.services import Postgres
 from tests.test_raw_support import raw
-from tests.test_socketio_helpers import Client, chat_client, group, ok, refused
+from tests.test_socketio_helpers import (
+    Client,
+    chat_client,
+    group,
+    mobile_client,
+    ok,
+    refused,
+    start_device_conversation,
+)
 
 CAP = 2001  # the owner and 2,000 members
 
@@ -349,6 +357,18 @@ async def test_membership_events_on_socketio_are_refused_clearly(
         support = await api.conversation(member)
         refused(await sio.call("leave_conversation", {"conversation_id": support["id"]}),
                 "not_a_group")
+        # A device's conversation is a support one: not a group, whoever asks.
+        device = await api.device()
+        device_cid = await start_device_conversation(api, device)
+        phone = await mobile_client(api, device, device_cid)
+        try:
+            for event, data in (("add_members", {"user_ids": [owner.id]}),
+                                ("remove_member", {"user_id": owner.id}),
+                                ("leave_conversation", {})):
+                refused(await phone.call(event, {"conversation_id": device_cid, **data}),
+                        "not_a_group")
+        finally:
+            await phone.close()
         # The connection carries on.
         ack = ok(await sio.call("leave_conversation", {"conversation_id": cid}))
         assert ack["user_id"] == member.id

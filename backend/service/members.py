@@ -57,13 +57,13 @@ class MemberOps(LogOps):
         """Add ``user_ids`` (at most ``MAX_ADD_PER_CALL``) to the group with ``role``
         (``member`` or ``admin``). Users already active in it are left as they are (no
         event); the rows of every user named are returned, as they are now."""
-        me = _user_id(actor)
         ids = _user_ids(user_ids)
         if role not in (GroupRole.MEMBER, GroupRole.ADMIN):
             raise invalid("role must be 'member' or 'admin'")
         role = GroupRole(role)
         conversation = await visible_conversation(actor, conversation_id)
-        ensure_group(conversation)
+        ensure_group(conversation)  # before the actor's kind: a device's are support ones
+        me = _user_id(actor)
         ensure_open(conversation)
         found = set(await int_column(User.filter(id__in=ids, is_active=True), "id"))
         missing = [i for i in ids if i not in found]
@@ -112,13 +112,13 @@ class MemberOps(LogOps):
                             user_id: int) -> dict[str, Any]:
         """Take ``user_id`` out of the group (the owner removes admins and members, an admin
         members). Naming oneself is leaving."""
+        conversation = await visible_conversation(actor, conversation_id)
+        ensure_group(conversation)
         me = _user_id(actor)
         if user_id == me:
             return await self.leave_conversation(actor, conversation_id)
         if not valid_id(user_id):
             raise not_found("Member")
-        conversation = await visible_conversation(actor, conversation_id)
-        ensure_group(conversation)
         cid = conversation.id
 
         async def change() -> list[Event]:
@@ -144,9 +144,9 @@ class MemberOps(LogOps):
         """The actor leaves the group. An owner who leaves hands the group to the
         longest-standing admin, else member (``access.next_owner``; ``member_added`` with
         role ``owner`` says so)."""
-        me = _user_id(actor)
         conversation = await visible_conversation(actor, conversation_id)
         ensure_group(conversation)
+        me = _user_id(actor)
         cid = conversation.id
 
         async def change() -> list[Event]:
