@@ -65,6 +65,15 @@ async def test_device_credentials(api: Api) -> None:
     assert (await api.http.delete(f"/mobile/sessions/{gone}/")).status_code == 200
     refused = await api.http.post(f"{BASE}/start/", json={"device_id": gone, "subject": "x"})
     assert refused.status_code == 401
+    # Registering the deactivated id again does not bring it (and its conversations) back.
+    again = await api.http.post("/mobile/sessions/", json={"device_id": gone})
+    assert again.status_code == 409 and again.json()["detail"], again.text
+    assert (await api.http.get(f"{BASE}/list/", params={"device_id": gone})).status_code == 401
+    # An active one registers again as it is (the app's start), keeping its conversations.
+    again = await api.http.post("/mobile/sessions/", json={"device_id": device})
+    assert again.status_code == 201 and again.json()["is_active"] is True
+    listed = await api.http.get(f"{BASE}/list/", params={"device_id": device})
+    assert [c["id"] for c in listed.json()] == [cid]
 
 
 async def test_device_sees_only_its_own_and_staff_see_it(api: Api) -> None:

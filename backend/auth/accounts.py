@@ -184,7 +184,9 @@ async def set_role(admin: UserFacts, user_id: int, role: str) -> tuple[User, Rol
 async def register_device(
     device_id: str | None, platform: str = "", app_version: str = ""
 ) -> MobileSession:
-    """Register (or reactivate) a device; without an id the server issues an unguessable one."""
+    """Register a device (again: the same one, while it is active); without an id the server
+    issues an unguessable one. A deactivated id stays so (409): whoever learns it later must
+    not get the device's conversations back by registering it."""
     if device_id is None:
         device_id = secrets.token_urlsafe(24)  # 192 random bits
     elif not DEVICE_ID_PATTERN.fullmatch(device_id):
@@ -193,10 +195,12 @@ async def register_device(
         device_id=device_id, defaults={"platform": platform, "app_version": app_version}
     )
     if not created:
-        device.is_active = True
+        if not device.is_active:
+            raise conflict("This device_id was deactivated: register without one for a new "
+                           "device")
         device.platform = platform or device.platform
         device.app_version = app_version or device.app_version
-        await device.save(update_fields=["is_active", "platform", "app_version"])
+        await device.save(update_fields=["platform", "app_version"])
     return device
 
 
