@@ -89,11 +89,15 @@ def python27() -> tuple[str, dict[str, str]]:
 
 
 def cache_dir() -> Path:
-    """Where Autobahn|Testsuite is installed: in the project's .venv (never committed), else in
-    the user's cache."""
-    venv = ROOT / ".venv"
-    base = venv if venv.is_dir() else Path.home() / ".cache" / "confab"
-    return base / "autobahntestsuite"
+    """Where Autobahn|Testsuite is installed: in the user's cache, shared by every checkout on
+    the machine (a fresh clone's suite does not spend its first 20 s installing it again),
+    else, where that cannot be written, in the project's .venv (never committed)."""
+    cache = Path.home() / ".cache" / "confab"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        cache = ROOT / ".venv"
+    return cache / "autobahntestsuite"
 
 
 @pytest.fixture(scope="module")
