@@ -450,12 +450,48 @@ async def test_every_door_resumes_from_a_position(server: ServerProcess, api: Ap
         assert replayed["position"] == 2 and replayed["message"]["content"] == "to the device 1"
 
 
+class EpochLock:
+    """The log's epoch table locked from a PostgreSQL connection of the test's own: a join
+    reads the epoch, so it waits (held there) until ``release``."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.transaction = db.transaction()
+
+    @classmethod
+    async def open(cls, database_url: str) -> EpochLock:
+        import asyncpg
+
+        return cls(await asyncpg.connect(database_url))
+
+    async def take(self) -> None:
+        await self.transaction.start()
+        await self.db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+
+    async def waited_on(self) -> None:
+        """Returns once a statement of the server waits on the lock (polled: PostgreSQL
+        tells who waits only when asked)."""
+        async with asyncio.timeout(10):
+            while not await self.db.fetchval(  # noqa: ASYNC110
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                    " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
+                await asyncio.sleep(0.01)
+
+    async def release(self) -> None:
+        await self.transaction.rollback()
+
+    async def close(self) -> None:
+        if not self.db.is_closed():
+            with contextlib.suppress(Exception):
+                await self.transaction.rollback()
+            await self.db.close()
+
+
 async def test_a_resume_keeps_the_live_events_of_the_sockets_other_conversations(
         postgres_server: ServerProcess) -> None:
     """While a ``join`` with ``since`` is answered (held here on a lock of the log's epoch
     table), an event of another conversation the socket joined is kept back, then follows
     the ack: positions are per conversation, so the answer covers none of its events."""
-    import asyncpg
 
     api = Api(postgres_server.base_url, await admin_of(postgres_server.base_url))
     owner, member = await api.register(), await api.register()
@@ -463,33 +499,23 @@ async def test_a_resume_keeps_the_live_events_of_the_sockets_other_conversations
     for n in range(3):
         await rest_send(api, owner, resumed, f"missed {n}")
     sio = await chat_client(api, member)
-    db = await asyncpg.connect(postgres_server.env["DATABASE_URL"])
-    lock = db.transaction()
+    lock = await EpochLock.open(postgres_server.env["DATABASE_URL"])
     try:
         epoch = ok(await sio.call("join", {"conversation_id": other}))["epoch"]
-        await lock.start()
-        await db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+        await lock.take()
         joining = asyncio.ensure_future(sio.call("join", {
             "conversation_id": resumed, "since": {"position": 0, "epoch": epoch}}))
-        # Polled (the server's wait has no event here): once the resume waits on the lock,
-        # the socket's live events are held.
-        async with asyncio.timeout(10):
-            while not await db.fetchval(  # noqa: ASYNC110
-                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                    " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
-                await asyncio.sleep(0.01)
+        # Once the resume waits on the lock, the socket's live events are held.
+        await lock.waited_on()
         live = await rest_send(api, owner, other, "meanwhile")  # position 1 of its log
-        await lock.rollback()
+        await lock.release()
         ack = ok(await joining)
         assert [e["position"] for e in ack["events"]] == [1, 2, 3] and ack["position"] == 3
         event = await sio.next("chat_message", lambda e: e["conversation_id"] == other,
                                within=5)
         assert event["message"]["id"] == live["id"] and event["position"] == 1
     finally:
-        if not db.is_closed():
-            with contextlib.suppress(Exception):
-                await lock.rollback()
-            await db.close()
+        await lock.close()
         await sio.close()
         await api.aclose()
 
@@ -501,30 +527,23 @@ async def test_a_plain_join_answers_before_any_live_event_of_its_conversation(
     reaches the socket after the ack, on the wire, never before it (a client taking the
     ack's page as its history would have dropped it, and one sent just before the page
     read was in both)."""
-    import asyncpg
     import websockets
 
     api = Api(postgres_server.base_url, await admin_of(postgres_server.base_url))
     owner, member = await api.register(), await api.register()
     cid = await group(api, owner, member)
-    db = await asyncpg.connect(postgres_server.env["DATABASE_URL"])
-    lock = db.transaction()
+    lock = await EpochLock.open(postgres_server.env["DATABASE_URL"])
     url = f"{postgres_server.ws_url}/socket.io/?EIO=4&transport=websocket"
     try:
         async with websockets.connect(url) as ws:
             assert str(await ws.recv()).startswith("0{")
             await ws.send(f'40/chat,{{"token": "{member.token}"}}')
             assert str(await ws.recv()).startswith("40/chat,")
-            await lock.start()
-            await db.execute('LOCK TABLE "event_log_epoch" IN ACCESS EXCLUSIVE MODE')
+            await lock.take()
             await ws.send(f'42/chat,1["join",{{"conversation_id": {cid}}}]')
-            async with asyncio.timeout(10):
-                while not await db.fetchval(  # noqa: ASYNC110
-                        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                        " WHERE c.relname = 'event_log_epoch' AND NOT l.granted"):
-                    await asyncio.sleep(0.01)
+            await lock.waited_on()
             live = await rest_send(api, owner, cid, "meanwhile")
-            await lock.rollback()
+            await lock.release()
             frames: list[str] = []
             async with asyncio.timeout(10):
                 while not any(live["content"] in frame for frame in frames):
@@ -536,10 +555,7 @@ async def test_a_plain_join_answers_before_any_live_event_of_its_conversation(
             assert ack["ok"] and ack["messages"] == [] and ack["position"] == 0, ack
             assert frames[1].startswith('42/chat,["chat_message"') and len(frames) == 2, frames
     finally:
-        if not db.is_closed():
-            with contextlib.suppress(Exception):
-                await lock.rollback()
-            await db.close()
+        await lock.close()
         await api.aclose()
 
 
